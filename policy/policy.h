@@ -1,0 +1,107 @@
+/* policy: model configuration (config.json), checkpoint loading (safetensors, mmap) and weights.
+ * Config is the immutable blueprint, policy_weights the read-only tensors (views into mmapped files). */
+#ifndef POLICY_H
+#define POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/br.h"
+#include "kernels/kern.h"
+
+typedef enum { POLICY_ARCH_LLAMA = 0, POLICY_ARCH_QWEN2, POLICY_ARCH_QWEN3, POLICY_ARCH_GPT2 } policy_arch;
+typedef enum { POLICY_NORM_RMS = 0, POLICY_NORM_LAYER } policy_norm;
+typedef enum { POLICY_ACT_SILU_GLU = 0, POLICY_ACT_GELU_TANH } policy_act;
+
+typedef struct {
+    policy_arch arch;
+    char model_type[32]; /* as written in config.json: "llama", "qwen2", "qwen3", "gpt2" */
+    int dim;             /* hidden size D */
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;      /* == n_heads without GQA */
+    int head_dim;        /* hd; q has n_heads*hd columns (may differ from D, e.g. Qwen3) */
+    int ffn_dim;         /* F: intermediate size (GPT-2: n_inner or 4*D) */
+    int vocab;           /* V */
+    int max_pos;         /* context length: max_position_embeddings / n_positions */
+    float norm_eps;
+    double rope_theta;   /* 0 for learned positions (GPT-2) */
+    policy_norm norm;    /* RMSNorm (llama/qwen) or LayerNorm with bias (gpt2) */
+    policy_act act;      /* SwiGLU (llama/qwen) or GELU(tanh) MLP (gpt2) */
+    int learned_pos;     /* GPT-2 wpe */
+    int tie_embeddings;  /* lm_head = embed_tokens */
+    int qk_norm;         /* Qwen3: RMSNorm over head_dim on q and k, before RoPE */
+    int qkv_bias;        /* Qwen2, GPT-2: biases on q/k/v */
+    int out_bias;        /* GPT-2: biases on attention out, MLP in/out */
+    int bos_id, eos_id;  /* -1 when absent */
+} policy_config;
+
+/* Parses and validates config.json (path to the file). Unknown model_type, missing or non-positive
+ * sizes, n_heads not divisible by n_kv_heads -> BR_EINVAL/BR_EFORMAT naming the file and field. */
+br_status policy_config_load(const char *path, policy_config *cfg);
+const char *policy_arch_name(policy_arch a);
+
+/* ---- safetensors: one file or a sharded set, mmapped read-only. */
+typedef enum { ST_F32 = 0, ST_BF16, ST_F16, ST_I32, ST_I64, ST_U8, ST_OTHER } st_dtype;
+
+typedef struct {
+    char *name;
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[8];
+    int64_t numel;
+    const void *data; /* into the mapping; nbytes == numel * element size (validated) */
+    size_t nbytes;
+    const char *file; /* path of the file holding it */
+} st_tensor;
+
+typedef struct policy_st policy_st; /* opaque */
+
+/* path: a .safetensors file, a model.safetensors.index.json, or a directory holding either
+ * (the index wins when both exist). Validates the header JSON, dtypes, shapes vs byte sizes, offsets in
+ * range and non-overlapping; any violation -> BR_EFORMAT naming file and tensor. */
+br_status policy_st_open(const char *path, policy_st **out);
+void policy_st_free(policy_st *st);
+const st_tensor *policy_st_find(const policy_st *st, const char *name);
+int policy_st_count(const policy_st *st);
+const st_tensor *policy_st_at(const policy_st *st, int i); /* sorted by name */
+const char *st_dtype_name(st_dtype dt);
+
+/* ---- weights, bound to the config. Matrices are kern_wt views (shape (N, K) = (out, in)).
+ * Small vectors (norm weights, biases) are converted to owned fp32 arrays. NULL = absent. */
+typedef struct {
+    float *attn_norm_w, *attn_norm_b; /* (D) */
+    kern_wt wq, wk, wv;               /* (n_heads*hd, D), (n_kv*hd, D), (n_kv*hd, D) */
+    float *bq, *bk, *bv;              /* (n_heads*hd), (n_kv*hd), (n_kv*hd) */
+    float *q_norm, *k_norm;           /* (hd) Qwen3 */
+    kern_wt wo;                       /* (D, n_heads*hd) */
+    float *bo;                        /* (D) */
+    float *mlp_norm_w, *mlp_norm_b;   /* (D) */
+    kern_wt w_gate;                   /* (F, D) SwiGLU only */
+    kern_wt w_up;                     /* (F, D) */
+    float *b_up;                      /* (F) GPT-2 c_fc bias */
+    kern_wt w_down;                   /* (D, F) */
+    float *b_down;                    /* (D) */
+} policy_layer;
+
+typedef struct {
+    policy_config cfg;
+    kern_wt embed;            /* (V, D) token embedding, row lookup */
+    kern_wt pos_embed;        /* (max_pos, D) GPT-2 wpe; data NULL otherwise */
+    policy_layer *layers;     /* (n_layers) */
+    float *final_norm_w, *final_norm_b; /* (D) */
+    kern_wt lm_head;          /* (V, D); == embed when tied */
+    kern_dtype dtype;         /* dtype of the matrices (a checkpoint with mixed matrix dtypes is accepted) */
+    int64_t n_params;
+    uint64_t fingerprint;     /* hash of config.json bytes and every tensor (name, dtype, shape, bytes) in name order */
+    char fingerprint_hex[17];
+    char *dir;
+    policy_st *st;            /* owns the mappings */
+} policy_weights;
+
+/* Loads DIR/config.json and DIR's safetensors; checks that every tensor the architecture needs is present
+ * with the right shape and a weight dtype (F32/BF16/F16). Errors name the file and tensor. */
+br_status policy_weights_load(const char *dir, policy_weights **out);
+void policy_weights_free(policy_weights *w);
+
+#endif

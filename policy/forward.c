@@ -1,0 +1,348 @@
+/* The transformer forward pass (Llama, Qwen2/3, GPT-2) on the CPU reference kernels, plus the paged KV
+ * cache and the prefill/decode/score drivers. Nothing here allocates per call except policy_score's
+ * temporary sequences. */
+#include "policy/forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/kern_cpu.h"
+
+struct policy_state {
+    int max_tokens;
+    float *x;      /* (T, D) residual stream */
+    float *xn;     /* (T, D) normed input of a sub-layer; also the gathered rows for the LM head */
+    float *q;      /* (T, H*hd) */
+    float *k, *v;  /* (T, KV*hd) */
+    float *att;    /* (T, H*hd) */
+    float *proj;   /* (T, D) sub-layer output */
+    float *ffa;    /* (T, F) */
+    float *ffb;    /* (T, F) */
+    float *rope;   /* (max_pos, hd/2, 2) cos/sin, NULL for learned positions */
+    const int32_t **tables; /* (T) page table of each row */
+};
+
+/* ---------------------------------------------------------------- KV cache */
+
+br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out) {
+    *out = NULL;
+    if (n_pages < 1 || page_size < 1)
+        return br_fail(BR_EINVAL, "kv cache: n_pages (%d) and page_size (%d) must be >= 1", n_pages, page_size);
+    policy_kvcache *kv = calloc(1, sizeof *kv);
+    if (!kv) return br_fail(BR_ENOMEM, "kv cache: out of memory");
+    kv->page_size = page_size;
+    kv->n_pages = n_pages;
+    kv->n_layers = cfg->n_layers;
+    kv->n_kv = cfg->n_kv_heads;
+    kv->hd = cfg->head_dim;
+    kv->max_pages_per_seq = (cfg->max_pos + page_size - 1) / page_size;
+    size_t elems = (size_t)cfg->n_layers * n_pages * page_size * cfg->n_kv_heads * cfg->head_dim;
+    kv->k = calloc(elems, sizeof(float));
+    kv->v = calloc(elems, sizeof(float));
+    kv->free_pages = malloc((size_t)n_pages * sizeof(int32_t));
+    if (!kv->k || !kv->v || !kv->free_pages) {
+        policy_kv_free(kv);
+        return br_fail(BR_ENOMEM, "kv cache: cannot allocate %d pages of %d tokens (%zu MiB)", n_pages, page_size,
+                       2 * elems * sizeof(float) >> 20);
+    }
+    /* Pages are handed out lowest id first; which page a token lands in never affects its numbers. */
+    for (int i = 0; i < n_pages; i++) kv->free_pages[i] = n_pages - 1 - i;
+    kv->n_free = n_pages;
+    *out = kv;
+    return BR_OK;
+}
+
+void policy_kv_free(policy_kvcache *kv) {
+    if (!kv) return;
+    free(kv->k);
+    free(kv->v);
+    free(kv->free_pages);
+    free(kv);
+}
+
+br_status policy_seq_init(const policy_kvcache *kv, policy_seq *seq) {
+    memset(seq, 0, sizeof *seq);
+    seq->pages = malloc((size_t)kv->max_pages_per_seq * sizeof(int32_t));
+    if (!seq->pages) return br_fail(BR_ENOMEM, "kv cache: cannot allocate a page table");
+    return BR_OK;
+}
+
+void policy_seq_free(policy_seq *seq) {
+    if (!seq) return;
+    free(seq->pages);
+    memset(seq, 0, sizeof *seq);
+}
+
+br_status policy_kv_reserve(policy_kvcache *kv, policy_seq *seq, int n_tokens) {
+    int need = (n_tokens + kv->page_size - 1) / kv->page_size;
+    if (need > kv->max_pages_per_seq)
+        return br_fail(BR_EINVAL, "kv cache: %d tokens exceed the context length (%d pages of %d)", n_tokens,
+                       kv->max_pages_per_seq, kv->page_size);
+    if (need - seq->n_pages > kv->n_free)
+        return br_fail(BR_ERUNTIME, "kv cache full: need %d more pages, %d free", need - seq->n_pages, kv->n_free);
+    while (seq->n_pages < need) seq->pages[seq->n_pages++] = kv->free_pages[--kv->n_free];
+    return BR_OK;
+}
+
+void policy_kv_release(policy_kvcache *kv, policy_seq *seq) {
+    while (seq->n_pages > 0) kv->free_pages[kv->n_free++] = seq->pages[--seq->n_pages];
+    seq->len = 0;
+}
+
+/* ---------------------------------------------------------------- run state */
+
+br_status policy_state_create(const policy_weights *w, int max_tokens, policy_state **out) {
+    *out = NULL;
+    const policy_config *c = &w->cfg;
+    if (max_tokens < 1) return br_fail(BR_EINVAL, "max tokens per forward call must be >= 1 (got %d)", max_tokens);
+    policy_state *st = calloc(1, sizeof *st);
+    if (!st) return br_fail(BR_ENOMEM, "run state: out of memory");
+    size_t T = (size_t)max_tokens;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    st->max_tokens = max_tokens;
+    st->x = malloc(T * c->dim * sizeof(float));
+    st->xn = malloc(T * c->dim * sizeof(float));
+    st->q = malloc(T * qd * sizeof(float));
+    st->k = malloc(T * kvd * sizeof(float));
+    st->v = malloc(T * kvd * sizeof(float));
+    st->att = malloc(T * qd * sizeof(float));
+    st->proj = malloc(T * c->dim * sizeof(float));
+    st->ffa = malloc(T * c->ffn_dim * sizeof(float));
+    st->ffb = malloc(T * c->ffn_dim * sizeof(float));
+    st->tables = malloc(T * sizeof *st->tables);
+    int ok = st->x && st->xn && st->q && st->k && st->v && st->att && st->proj && st->ffa && st->ffb && st->tables;
+    if (ok && !c->learned_pos) {
+        st->rope = malloc((size_t)c->max_pos * (c->head_dim / 2) * 2 * sizeof(float));
+        ok = st->rope != NULL;
+        if (ok) kern_cpu_rope_table(st->rope, c->max_pos, c->head_dim, c->rope_theta);
+    }
+    if (!ok) {
+        policy_state_free(st);
+        return br_fail(BR_ENOMEM, "run state: cannot allocate buffers for %d tokens", max_tokens);
+    }
+    *out = st;
+    return BR_OK;
+}
+
+void policy_state_free(policy_state *st) {
+    if (!st) return;
+    free(st->x);
+    free(st->xn);
+    free(st->q);
+    free(st->k);
+    free(st->v);
+    free(st->att);
+    free(st->proj);
+    free(st->ffa);
+    free(st->ffb);
+    free(st->rope);
+    free(st->tables);
+    free(st);
+}
+
+int policy_state_max_tokens(const policy_state *st) { return st->max_tokens; }
+
+/* ---------------------------------------------------------------- forward */
+
+static void norm_rows(const policy_config *c, float *out, const float *x, const float *w, const float *b, int M) {
+    if (c->norm == POLICY_NORM_RMS)
+        kern_cpu_rmsnorm(out, x, w, M, c->dim, c->norm_eps);
+    else
+        kern_cpu_layernorm(out, x, w, b, M, c->dim, c->norm_eps);
+}
+
+static br_status check_batch(const policy_weights *w, const policy_state *st, const policy_kvcache *kv,
+                             const policy_batch *b) {
+    const policy_config *c = &w->cfg;
+    if (b->n < 0 || b->n > st->max_tokens)
+        return br_fail(BR_EINVAL, "forward: %d tokens in one call, the run state holds %d", b->n, st->max_tokens);
+    for (int i = 0; i < b->n; i++) {
+        const policy_seq *s = b->seqs[i];
+        if (b->tokens[i] < 0 || b->tokens[i] >= c->vocab)
+            return br_fail(BR_EINVAL, "forward: token id %d at row %d is outside the vocabulary [0, %d)", b->tokens[i],
+                           i, c->vocab);
+        if (b->pos[i] < 0 || b->pos[i] >= c->max_pos)
+            return br_fail(BR_EINVAL, "forward: position %d at row %d is outside the context [0, %d)", b->pos[i], i,
+                           c->max_pos);
+        if (b->pos[i] >= s->n_pages * kv->page_size)
+            return br_fail(BR_EINVAL, "forward: position %d at row %d has no reserved cache page", b->pos[i], i);
+        /* A row may only attend to keys that are cached or written in this call before it is read:
+         * its predecessor must be in the cache already or be an earlier row of this call. */
+        int expect = s->len;
+        for (int j = i - 1; j >= 0; j--)
+            if (b->seqs[j] == s) {
+                expect = b->pos[j] + 1;
+                break;
+            }
+        if (b->pos[i] > expect)
+            return br_fail(BR_EINVAL, "forward: row %d is at position %d but its sequence has %d tokens", i, b->pos[i],
+                           expect);
+    }
+    return BR_OK;
+}
+
+br_status policy_forward(const policy_weights *w, policy_state *st, policy_kvcache *kv, const policy_batch *b,
+                         float *logits) {
+    const policy_config *c = &w->cfg;
+    br_status rc = check_batch(w, st, kv, b);
+    if (rc != BR_OK) return rc;
+    const int M = b->n, D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
+    const float scale = 1.0f / sqrtf((float)hd);
+    if (M == 0) return BR_OK;
+
+    for (int i = 0; i < M; i++) st->tables[i] = b->seqs[i]->pages;
+    kern_cpu_embed(st->x, &w->embed, c->learned_pos ? &w->pos_embed : NULL, b->tokens, b->pos, M);
+
+    for (int l = 0; l < c->n_layers; l++) {
+        const policy_layer *L = &w->layers[l];
+        size_t layer_off = (size_t)l * kv->n_pages * kv->page_size * KV * hd;
+        kern_kv_layer kvl = {kv->k + layer_off, kv->v + layer_off, kv->page_size, KV, hd};
+
+        /* attention block */
+        norm_rows(c, st->xn, st->x, L->attn_norm_w, L->attn_norm_b, M);
+        kern_cpu_matmul(st->q, st->xn, &L->wq, L->bq, M);
+        kern_cpu_matmul(st->k, st->xn, &L->wk, L->bk, M);
+        kern_cpu_matmul(st->v, st->xn, &L->wv, L->bv, M);
+        if (c->qk_norm) {
+            kern_cpu_rmsnorm(st->q, st->q, L->q_norm, M * H, hd, c->norm_eps);
+            kern_cpu_rmsnorm(st->k, st->k, L->k_norm, M * KV, hd, c->norm_eps);
+        }
+        if (!c->learned_pos) {
+            kern_cpu_rope(st->q, b->pos, st->rope, M, H, hd);
+            kern_cpu_rope(st->k, b->pos, st->rope, M, KV, hd);
+        }
+        /* K/V of every row reach the cache before any row reads it: prefill reads what decode reads. */
+        kern_cpu_kv_write(&kvl, st->k, st->v, st->tables, b->pos, M);
+        kern_cpu_attention(st->att, st->q, &kvl, st->tables, b->pos, M, H, scale);
+        kern_cpu_matmul(st->proj, st->att, &L->wo, L->bo, M);
+        kern_cpu_add(st->x, st->proj, (int64_t)M * D);
+
+        /* MLP block */
+        norm_rows(c, st->xn, st->x, L->mlp_norm_w, L->mlp_norm_b, M);
+        if (c->act == POLICY_ACT_SILU_GLU) {
+            kern_cpu_matmul(st->ffa, st->xn, &L->w_gate, NULL, M);
+            kern_cpu_matmul(st->ffb, st->xn, &L->w_up, NULL, M);
+            kern_cpu_swiglu(st->ffa, st->ffa, st->ffb, (int64_t)M * c->ffn_dim);
+        } else {
+            kern_cpu_matmul(st->ffa, st->xn, &L->w_up, L->b_up, M);
+            kern_cpu_gelu_tanh(st->ffa, (int64_t)M * c->ffn_dim);
+        }
+        kern_cpu_matmul(st->proj, st->ffa, &L->w_down, L->b_down, M);
+        kern_cpu_add(st->x, st->proj, (int64_t)M * D);
+    }
+
+    for (int i = 0; i < M; i++) {
+        policy_seq *s = b->seqs[i];
+        if (b->pos[i] + 1 > s->len) s->len = b->pos[i] + 1;
+    }
+
+    /* Final norm and LM head only for the rows that want logits (gathered, order kept). */
+    int n_out = 0;
+    for (int i = 0; i < M; i++) {
+        if (b->want_logits && !b->want_logits[i]) continue;
+        if (n_out != i) memcpy(st->x + (size_t)n_out * D, st->x + (size_t)i * D, (size_t)D * sizeof(float));
+        n_out++;
+    }
+    norm_rows(c, st->xn, st->x, w->final_norm_w, w->final_norm_b, n_out);
+    kern_cpu_matmul(logits, st->xn, &w->lm_head, NULL, n_out);
+    return BR_OK;
+}
+
+/* ---------------------------------------------------------------- drivers */
+
+br_status policy_prefill(const policy_weights *w, policy_state *st, policy_kvcache *kv, int n_seqs,
+                         policy_seq *const *seqs, const int32_t *const *tokens, const int *lens, int chunk,
+                         float *logits) {
+    const int V = w->cfg.vocab;
+    if (chunk < 1) return br_fail(BR_EINVAL, "prefill: chunk size must be >= 1 (got %d)", chunk);
+    if (chunk > st->max_tokens) chunk = st->max_tokens; /* a call never holds more than the run state */
+    for (int s = 0; s < n_seqs; s++) {
+        if (lens[s] < 1) return br_fail(BR_EINVAL, "prefill: sequence %d is empty", s);
+        br_status rc = policy_kv_reserve(kv, seqs[s], seqs[s]->len + lens[s]);
+        if (rc != BR_OK) return rc;
+        const int32_t start = seqs[s]->len;
+        for (int off = 0; off < lens[s]; off += chunk) {
+            int n = lens[s] - off < chunk ? lens[s] - off : chunk;
+            int32_t pos[n];
+            uint8_t want[n];
+            policy_seq *sq[n];
+            for (int i = 0; i < n; i++) {
+                pos[i] = start + off + i;
+                want[i] = off + i == lens[s] - 1;
+                sq[i] = seqs[s];
+            }
+            policy_batch b = {n, tokens[s] + off, pos, sq, want};
+            rc = policy_forward(w, st, kv, &b, logits + (size_t)s * V);
+            if (rc != BR_OK) return rc;
+        }
+    }
+    return BR_OK;
+}
+
+br_status policy_decode(const policy_weights *w, policy_state *st, policy_kvcache *kv, int n_seqs,
+                        policy_seq *const *seqs, const int32_t *tokens, float *logits) {
+    if (n_seqs > st->max_tokens)
+        return br_fail(BR_EINVAL, "decode: %d sequences, the run state holds %d tokens", n_seqs, st->max_tokens);
+    int32_t pos[n_seqs > 0 ? n_seqs : 1];
+    for (int s = 0; s < n_seqs; s++) {
+        br_status rc = policy_kv_reserve(kv, seqs[s], seqs[s]->len + 1);
+        if (rc != BR_OK) return rc;
+        pos[s] = seqs[s]->len;
+    }
+    policy_batch b = {n_seqs, tokens, pos, seqs, NULL};
+    return policy_forward(w, st, kv, &b, logits);
+}
+
+br_status policy_score(const policy_weights *w, policy_state *st, policy_kvcache *kv, int n_seqs,
+                       const int32_t *const *tokens, const int *lens, float *logits) {
+    const int T = st->max_tokens, V = w->cfg.vocab;
+    br_status rc = BR_OK;
+    policy_seq *seqs = calloc((size_t)(n_seqs > 0 ? n_seqs : 1), sizeof *seqs);
+    int32_t *tok = malloc((size_t)T * sizeof *tok), *pos = malloc((size_t)T * sizeof *pos);
+    policy_seq **sq = malloc((size_t)T * sizeof *sq);
+    if (!seqs || !tok || !pos || !sq) {
+        rc = br_fail(BR_ENOMEM, "score: out of memory");
+        goto cleanup;
+    }
+    for (int s = 0; s < n_seqs; s++) {
+        if ((rc = policy_seq_init(kv, &seqs[s])) != BR_OK) goto cleanup;
+        if ((rc = policy_kv_reserve(kv, &seqs[s], lens[s])) != BR_OK) goto cleanup;
+    }
+    /* Pack tokens of consecutive sequences into calls of T rows, crossing sequence boundaries. */
+    int s = 0, off = 0, n = 0;
+    size_t out_row = 0;
+    while (s < n_seqs) {
+        if (off >= lens[s]) {
+            s++;
+            off = 0;
+            continue;
+        }
+        tok[n] = tokens[s][off];
+        pos[n] = off;
+        sq[n] = &seqs[s];
+        n++;
+        off++;
+        if (n == T) {
+            policy_batch b = {n, tok, pos, sq, NULL};
+            if ((rc = policy_forward(w, st, kv, &b, logits + out_row * V)) != BR_OK) goto cleanup;
+            out_row += (size_t)n;
+            n = 0;
+        }
+    }
+    if (n > 0) {
+        policy_batch b = {n, tok, pos, sq, NULL};
+        if ((rc = policy_forward(w, st, kv, &b, logits + out_row * V)) != BR_OK) goto cleanup;
+    }
+cleanup:
+    if (seqs)
+        for (int i = 0; i < n_seqs; i++) {
+            if (seqs[i].pages) policy_kv_release(kv, &seqs[i]);
+            policy_seq_free(&seqs[i]);
+        }
+    free(seqs);
+    free(tok);
+    free(pos);
+    free(sq);
+    return rc;
+}

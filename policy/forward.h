@@ -1,0 +1,75 @@
+/* The transformer forward pass: one code path per layer for prefill, decode and score.
+ *
+ * policy_forward takes any set of tokens from any sequences (a "batch"); every kernel it calls computes a
+ * row from that row alone (and attention from that sequence's cached prefix) in a fixed order, so a token's
+ * logits are the same bits whether it came in a prefill chunk of any size, alone in a decode step, in a
+ * teacher-forced score call, or next to any other sequences. policy_prefill / policy_decode / policy_score are
+ * thin drivers over it. */
+#ifndef POLICY_FORWARD_H
+#define POLICY_FORWARD_H
+
+#include <stdint.h>
+
+#include "common/br.h"
+#include "policy/policy.h"
+
+/* ---- Paged KV cache: one pool of pages shared by all sequences, all layers. */
+typedef struct {
+    int page_size;    /* token slots per page */
+    int n_pages;
+    int n_layers, n_kv, hd;
+    float *k, *v;     /* (n_layers, n_pages, page_size, n_kv, hd) f32 */
+    int32_t *free_pages; /* stack of free page ids, (n_pages) */
+    int n_free;
+    int max_pages_per_seq; /* ceil(max_pos / page_size) */
+} policy_kvcache;
+
+/* A sequence's view of the cache. `pages` is allocated once (max_pages_per_seq), never in the decode loop. */
+typedef struct {
+    int32_t *pages;   /* (max_pages_per_seq) page table */
+    int n_pages;      /* pages held */
+    int32_t len;      /* tokens written to the cache (positions 0 .. len-1) */
+} policy_seq;
+
+br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out);
+void policy_kv_free(policy_kvcache *kv);
+br_status policy_seq_init(const policy_kvcache *kv, policy_seq *seq);
+void policy_seq_free(policy_seq *seq);
+/* Makes sure positions < n_tokens have pages; BR_ERUNTIME (cache full) leaves the sequence as it was. */
+br_status policy_kv_reserve(policy_kvcache *kv, policy_seq *seq, int n_tokens);
+/* Returns the sequence's pages to the pool and empties it (len = 0). */
+void policy_kv_release(policy_kvcache *kv, policy_seq *seq);
+
+/* ---- Run state: activation buffers for up to max_tokens rows per forward call, allocated once. */
+typedef struct policy_state policy_state;
+br_status policy_state_create(const policy_weights *w, int max_tokens, policy_state **out);
+void policy_state_free(policy_state *st);
+int policy_state_max_tokens(const policy_state *st);
+
+typedef struct {
+    int n;                      /* tokens in this call, <= max_tokens */
+    const int32_t *tokens;      /* (n) */
+    const int32_t *pos;         /* (n) position of each token in its sequence */
+    policy_seq *const *seqs;    /* (n) sequence of each token; a sequence's tokens ascend by 1 from its len */
+    const uint8_t *want_logits; /* (n) 1 = produce this token's logits; NULL = all */
+} policy_batch;
+
+/* Runs the batch; writes logits (n_out, V) f32 for the tokens with want_logits set, in batch order.
+ * Pages must be reserved for every position. Each sequence's len becomes max(len, pos + 1). */
+br_status policy_forward(const policy_weights *w, policy_state *st, policy_kvcache *kv, const policy_batch *b,
+                         float *logits);
+
+/* Prefill n_seqs sequences (tokens[s] of length lens[s], appended at seq->len) in calls of at most `chunk`
+ * tokens (and at most max_tokens). logits (n_seqs, V): logits of each sequence's last token. */
+br_status policy_prefill(const policy_weights *w, policy_state *st, policy_kvcache *kv, int n_seqs,
+                         policy_seq *const *seqs, const int32_t *const *tokens, const int *lens, int chunk,
+                         float *logits);
+/* One new token per sequence at position seq->len. logits (n_seqs, V). */
+br_status policy_decode(const policy_weights *w, policy_state *st, policy_kvcache *kv, int n_seqs,
+                        policy_seq *const *seqs, const int32_t *tokens, float *logits);
+/* Teacher-forced logits for whole sequences (fresh cache entries, released at the end), packed into calls of
+ * at most max_tokens tokens regardless of sequence boundaries. logits (sum lens, V), sequences in order. */
+br_status policy_score(const policy_weights *w, policy_state *st, policy_kvcache *kv, int n_seqs,
+                       const int32_t *const *tokens, const int *lens, float *logits);
+
+#endif

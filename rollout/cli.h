@@ -1,0 +1,8 @@
+/* The bitroll CLI verbs. Each takes (argc, argv) with argv[0] = the verb and returns the process exit code
+ * (DESIGN 5: 0 ok, 1 verification mismatch, 2 bad input or usage, 3 runtime failure). */
+#ifndef ROLLOUT_CLI_H
+#define ROLLOUT_CLI_H
+
+int cli_info_main(int argc, char **argv);
+
+#endif

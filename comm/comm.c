@@ -1,0 +1,146 @@
+/* comm: MPI bootstrap, fatal aborts naming the rank, byte broadcast/gather (see comm.h). */
+#include "comm/comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+br_status comm_init(int *argc, char ***argv, comm_world *w) {
+    int inited = 0;
+    memset(w, 0, sizeof *w);
+    MPI_Initialized(&inited);
+    if (!inited) {
+        if (MPI_Init(argc, argv) != MPI_SUCCESS) return br_fail(BR_ERUNTIME, "MPI_Init failed");
+        w->owns_mpi = 1;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &w->size);
+    return BR_OK;
+}
+
+void comm_finalize(comm_world *w) {
+    if (w && w->owns_mpi) {
+        MPI_Finalize();
+        w->owns_mpi = 0;
+    }
+}
+
+_Noreturn void comm_abort(const comm_world *w, int code, const char *where, const char *msg) {
+    fprintf(stderr, "[rank %d] %s: %s\n", w ? w->rank : -1, where, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code); /* not reached */
+}
+
+_Noreturn void comm_mpi_fail(const comm_world *w, const char *file, int line, const char *what, int rc) {
+    char err[MPI_MAX_ERROR_STRING] = "";
+    int n = 0;
+    MPI_Error_string(rc, err, &n);
+    char where[512];
+    snprintf(where, sizeof where, "%s:%d: %s", file, line, what);
+    comm_abort(w, 3, where, err);
+}
+
+br_status comm_agree(const comm_world *w, br_status st) {
+    /* the lowest failing rank speaks for the job */
+    int mine = st == BR_OK ? INT_MAX : w->rank, first = INT_MAX;
+    MPI_CHECK(w, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (first == INT_MAX) return BR_OK;
+    int code = (int)st;
+    char msg[1024];
+    if (w->rank == first) snprintf(msg, sizeof msg, "%s", br_last_error());
+    MPI_CHECK(w, MPI_Bcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD));
+    MPI_CHECK(w, MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, MPI_COMM_WORLD));
+    msg[sizeof msg - 1] = '\0';
+    if (w->size > 1) return br_fail((br_status)code, "[rank %d] %s", first, msg);
+    return br_fail((br_status)code, "%s", msg);
+}
+
+/* Large buffers move in pieces of at most INT_MAX bytes (MPI counts are int). */
+#define COMM_PIECE ((size_t)1 << 30)
+
+br_status comm_bcast_bytes(const comm_world *w, void **buf, size_t *len) {
+    uint64_t n = w->rank == 0 ? (uint64_t)*len : 0;
+    MPI_CHECK(w, MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD));
+    if (w->rank != 0) {
+        *buf = malloc(n > 0 ? (size_t)n : 1);
+        if (!*buf) comm_abort(w, 3, "comm_bcast_bytes", "out of memory");
+        *len = (size_t)n;
+    }
+    for (size_t off = 0; off < n; off += COMM_PIECE) {
+        size_t piece = n - off < COMM_PIECE ? n - off : COMM_PIECE;
+        MPI_CHECK(w, MPI_Bcast((uint8_t *)*buf + off, (int)piece, MPI_BYTE, 0, MPI_COMM_WORLD));
+    }
+    return BR_OK;
+}
+
+br_status comm_gather_bytes(const comm_world *w, const void *buf, size_t len, void **out, size_t *out_len) {
+    *out = NULL;
+    *out_len = 0;
+    uint64_t mine = len;
+    uint64_t *lens = NULL;
+    if (w->rank == 0) {
+        lens = malloc((size_t)w->size * sizeof *lens);
+        if (!lens) comm_abort(w, 3, "comm_gather_bytes", "out of memory");
+    }
+    MPI_CHECK(w, MPI_Gather(&mine, 1, MPI_UINT64_T, lens, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD));
+    if (w->rank == 0) {
+        size_t total = 0;
+        for (int r = 0; r < w->size; r++) total += (size_t)lens[r];
+        uint8_t *all = malloc(total > 0 ? total : 1);
+        if (!all) comm_abort(w, 3, "comm_gather_bytes", "out of memory");
+        memcpy(all, buf, len);
+        size_t off = len;
+        for (int r = 1; r < w->size; r++) {
+            for (size_t got = 0; got < lens[r]; got += COMM_PIECE) {
+                size_t piece = lens[r] - got < COMM_PIECE ? lens[r] - got : COMM_PIECE;
+                MPI_CHECK(w, MPI_Recv(all + off + got, (int)piece, MPI_BYTE, r, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+            }
+            off += lens[r];
+        }
+        free(lens);
+        *out = all;
+        *out_len = total;
+    } else {
+        for (size_t sent = 0; sent < len; sent += COMM_PIECE) {
+            size_t piece = len - sent < COMM_PIECE ? len - sent : COMM_PIECE;
+            MPI_CHECK(w, MPI_Send((const uint8_t *)buf + sent, (int)piece, MPI_BYTE, 0, 7, MPI_COMM_WORLD));
+        }
+    }
+    return BR_OK;
+}
+
+void comm_buf_put(comm_buf *b, const void *p, size_t n) {
+    if (b->failed) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *d = realloc(b->data, cap);
+        if (!d) {
+            b->failed = 1;
+            return;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+int comm_buf_get(comm_buf *b, void *p, size_t n) {
+    if (b->failed || b->rd + n > b->len) {
+        b->failed = 1;
+        return -1;
+    }
+    if (n) memcpy(p, b->data + b->rd, n);
+    b->rd += n;
+    return 0;
+}
+
+void comm_buf_free(comm_buf *b) {
+    if (!b) return;
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}

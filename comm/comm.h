@@ -1,0 +1,56 @@
+/* comm: the MPI side of bitroll -- bootstrap, fatal aborts that name the rank, deterministic work
+ * distribution, and moving byte buffers between rank 0 and the others. */
+#ifndef COMM_H
+#define COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/br.h"
+
+typedef struct {
+    int rank, size;
+    int owns_mpi; /* MPI_Init was ours: comm_finalize calls MPI_Finalize */
+} comm_world;
+
+br_status comm_init(int *argc, char ***argv, comm_world *w);
+void comm_finalize(comm_world *w);
+
+/* Fatal: prints "[rank r] where: message" to stderr and aborts the whole job with `code`. */
+_Noreturn void comm_abort(const comm_world *w, int code, const char *where, const char *msg);
+
+/* MPI failures are fatal (STYLE rule 8). */
+#define MPI_CHECK(w, call)                                                                          \
+    do {                                                                                            \
+        int mpi_check_rc_ = (call);                                                                 \
+        if (mpi_check_rc_ != 0) comm_mpi_fail((w), __FILE__, __LINE__, #call, mpi_check_rc_);       \
+    } while (0)
+_Noreturn void comm_mpi_fail(const comm_world *w, const char *file, int line, const char *what, int rc);
+
+/* Collective: every rank passes its status; returns BR_OK on all ranks when all are ok, otherwise the status
+ * and message of the lowest failing rank ("[rank r] ...") on all ranks, so the job stops together. */
+br_status comm_agree(const comm_world *w, br_status st);
+
+/* Rank 0's buffer reaches every rank (buf and len replaced on the others; caller frees). */
+br_status comm_bcast_bytes(const comm_world *w, void **buf, size_t *len);
+/* Concatenates every rank's buffer on rank 0 in rank order (out and out_len owned by the caller on rank 0;
+ * NULL elsewhere). */
+br_status comm_gather_bytes(const comm_world *w, const void *buf, size_t len, void **out, size_t *out_len);
+
+/* Jobs [0, n) are dealt round-robin: job i belongs to rank i % size. Which rank runs a job never changes its
+ * numbers; results are reordered by sample id before anything is written. */
+static inline int comm_owner(const comm_world *w, int64_t job) { return (int)(job % w->size); }
+
+/* ---- growable byte buffer for packing messages (little-endian host layout, same binary on every rank). */
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+    size_t rd;     /* read cursor */
+    int failed;    /* a write could not grow / a read ran past the end */
+} comm_buf;
+
+void comm_buf_put(comm_buf *b, const void *p, size_t n);
+int comm_buf_get(comm_buf *b, void *p, size_t n); /* 0 ok, -1 past the end (sets failed) */
+void comm_buf_free(comm_buf *b);
+
+#endif

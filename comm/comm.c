@@ -58,6 +58,9 @@ br_status comm_agree(const comm_world *w, br_status st) {
     return br_fail((br_status)code, "%s", msg);
 }
 
+void comm_bcast_u64(const comm_world *w, uint64_t *v) { MPI_CHECK(w, MPI_Bcast(v, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD)); }
+void comm_bcast_int(const comm_world *w, int *v) { MPI_CHECK(w, MPI_Bcast(v, 1, MPI_INT, 0, MPI_COMM_WORLD)); }
+
 /* Large buffers move in pieces of at most INT_MAX bytes (MPI counts are int). */
 #define COMM_PIECE ((size_t)1 << 30)
 

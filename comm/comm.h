@@ -31,6 +31,10 @@ _Noreturn void comm_mpi_fail(const comm_world *w, const char *file, int line, co
  * and message of the lowest failing rank ("[rank r] ...") on all ranks, so the job stops together. */
 br_status comm_agree(const comm_world *w, br_status st);
 
+/* Rank 0's value reaches every rank. */
+void comm_bcast_u64(const comm_world *w, uint64_t *v);
+void comm_bcast_int(const comm_world *w, int *v);
+
 /* Rank 0's buffer reaches every rank (buf and len replaced on the others; caller frees). */
 br_status comm_bcast_bytes(const comm_world *w, void **buf, size_t *len);
 /* Concatenates every rank's buffer on rank 0 in rank order (out and out_len owned by the caller on rank 0;

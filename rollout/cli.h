@@ -4,5 +4,8 @@
 #define ROLLOUT_CLI_H
 
 int cli_info_main(int argc, char **argv);
+int cli_generate_main(int argc, char **argv);
+int cli_score_main(int argc, char **argv);
+int cli_verify_main(int argc, char **argv);
 
 #endif

@@ -13,6 +13,9 @@ typedef struct {
 
 static const verb VERBS[] = {
     {"info", cli_info_main, "validate a checkpoint and print its shapes, dtypes and fingerprint"},
+    {"generate", cli_generate_main, "sample completions for a prompts file -> rollouts file (HDF5)"},
+    {"score", cli_score_main, "recompute log-probs teacher-forced from a rollouts file -> scores file"},
+    {"verify", cli_verify_main, "compare rollouts and scores bit for bit (exit 0 iff KL = 0 exactly)"},
 };
 
 static void usage(FILE *f) {

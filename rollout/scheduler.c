@@ -102,7 +102,7 @@ static br_status admit(policy_kvcache *kv, slot *s, const rollout_job *j, rollou
 }
 
 /* Turns the logits row of input index i into the completion token i - prompt_len + 1. */
-static void emit(const policy_config *c, slot *s, int i, const float *logits, float *scratch) {
+static void emit(const policy_config *c, slot *s, int i, const float *logits, void *scratch) {
     const rollout_job *j = s->job;
     rollout_result *r = s->res;
     const int k = i - j->prompt_len + 1;
@@ -138,7 +138,8 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
     policy_state *st = NULL;
     policy_kvcache *kv = NULL;
     slot *slots = NULL;
-    float *logits = NULL, *scratch = NULL;
+    float *logits = NULL;
+    void *scratch = NULL;
     int32_t *tok = NULL, *pos = NULL;
     policy_seq **seqs = NULL;
     uint8_t *want = NULL;
@@ -166,7 +167,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
     if ((rc = policy_kv_create(c, n_pages, o->page_size, &kv)) != BR_OK) goto cleanup;
     slots = calloc((size_t)o->max_seqs, sizeof *slots);
     logits = malloc((size_t)T * V * sizeof *logits);
-    scratch = malloc(rollout_sample_scratch_floats(V) * sizeof *scratch);
+    scratch = malloc(rollout_sample_scratch_bytes(V));
     tok = malloc((size_t)T * sizeof *tok);
     pos = malloc((size_t)T * sizeof *pos);
     seqs = malloc((size_t)T * sizeof *seqs);

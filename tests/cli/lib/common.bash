@@ -1,0 +1,57 @@
+# Shared setup for the shell tests: arguments, temp dir, mpirun, assertions.
+# usage inside a test: source "$(dirname "$0")/lib/common.bash" "$@"
+set -euo pipefail
+BITROLL=$1
+DATA=$2
+TMP=$3
+TOOLS=$4
+MODEL=$DATA/../../configs/models/stories260K
+rm -rf "$TMP"
+mkdir -p "$TMP"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# Quiet Open MPI in containers (no network interfaces to probe, no hwloc binding).
+export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_hwloc_base_binding_policy=none
+
+mpirun_np() { # mpirun_np N args...
+    local n=$1
+    shift
+    mpirun --allow-run-as-root --oversubscribe -np "$n" "$@"
+}
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# expect_exit CODE PATTERN cmd...: runs cmd, checks its exit code and that stderr contains PATTERN.
+expect_exit() {
+    local want=$1 pattern=$2
+    shift 2
+    local code=0
+    "$@" >"$TMP/out.txt" 2>"$TMP/err.txt" || code=$?
+    if [ "$code" != "$want" ]; then
+        cat "$TMP/err.txt" >&2
+        fail "'$*' exited $code, expected $want"
+    fi
+    if ! grep -q -- "$pattern" "$TMP/err.txt"; then
+        cat "$TMP/err.txt" >&2
+        fail "'$*': stderr lacks '$pattern'"
+    fi
+    echo "ok: exit $code, '$(head -c 200 "$TMP/err.txt" | tr '\n' ' ')'"
+}
+
+same_rollouts() { # same_rollouts A B
+    "$TOOLS/rollouts_cmp" "$1" "$2" || fail "$1 and $2 differ"
+}
+
+# Six prompts of different lengths for stories260K (vocab 512, BOS 1).
+write_prompts() { # write_prompts FILE
+    cat >"$1" <<'JSONL'
+{"prompt_ids": [1, 403, 407, 261, 378]}
+{"prompt_ids": [1]}
+{"prompt_ids": [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338], "id": "long"}
+{"prompt_ids": [1, 291, 410, 456], "n": 2}
+{"prompt_ids": [1, 346, 306, 414, 432, 263], "temperature": 0.7, "top_k": 20}
+{"prompt_ids": [1, 274, 411, 306], "max_new_tokens": 5}
+JSONL
+}

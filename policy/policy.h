@@ -45,6 +45,8 @@ const char *policy_arch_name(policy_arch a);
 
 /* ---- safetensors: one file or a sharded set, mmapped read-only. */
 typedef enum { ST_F32 = 0, ST_BF16, ST_F16, ST_I32, ST_I64, ST_U8, ST_OTHER } st_dtype;
+/* ST_OTHER: another dtype of the format (F64, I8, U16, BOOL, F8_*, ...): sizes validated, never bound as a weight.
+ * A dtype string the format does not define is rejected at open. */
 
 typedef struct {
     char *name;

@@ -83,8 +83,7 @@ static br_status bind_vec(bind_ctx *c, const char *name, int64_t total, int64_t 
             v[i] = t->dtype == ST_BF16 ? br_bf16_to_f32(h) : br_f16_to_f32(h);
         }
     }
-    free(*out); /* a split bias binds three slices in turn; never leak on a re-bind */
-    *out = v;
+    *out = v; /* each field is bound once, from calloc'd (NULL) storage */
     if (count) c->n_params += t->numel;
     return BR_OK;
 }

@@ -498,6 +498,75 @@ static void test_gpt2_no_prefix(void **state) {
 /* ---- broken safetensors files (base: tiny-llama f32) */
 #define BASE MODELS "/tiny-llama/f32"
 
+/* ---- Qwen2: no bundled model, so tiny-llama gains q/k/v biases (appended to the data section) and
+ * model_type "qwen2". skip_last drops layer 2's v bias to check the error. */
+static void cfg_qwen2(cJSON *c) {
+    cJSON_ReplaceItemInObjectCaseSensitive(c, "model_type", cJSON_CreateString("qwen2"));
+    cJSON_ReplaceItemInObjectCaseSensitive(c, "attention_bias", cJSON_CreateTrue());
+}
+
+static float qwen2_bias_value(int l, int kind, int j) { return (float)(l * 1000 + kind * 300 + j) * 0.25f; }
+
+static void write_qwen2(tmp_model *t, int skip_last) {
+    raw_st r;
+    raw_load(BASE "/model.safetensors", &r);
+    const int lens[3] = {128, 32, 32}; /* q: n_heads*hd, k/v: n_kv*hd */
+    const char *kinds[3] = {"q", "k", "v"};
+    size_t extra = 3 * (128 + 32 + 32) * 4, off = r.data_len;
+    uint8_t *data = malloc(r.data_len + extra);
+    assert_non_null(data);
+    memcpy(data, r.data, r.data_len);
+    for (int l = 0; l < 3; l++) {
+        for (int k = 0; k < 3; k++) {
+            if (skip_last && l == 2 && k == 2) continue;
+            for (int j = 0; j < lens[k]; j++) {
+                float v = qwen2_bias_value(l, k, j);
+                memcpy(data + off + (size_t)j * 4, &v, 4);
+            }
+            char name[96], e[128];
+            snprintf(name, sizeof name, "model.layers.%d.self_attn.%s_proj.bias", l, kinds[k]);
+            snprintf(e, sizeof e, "{\"dtype\":\"F32\",\"shape\":[%d],\"data_offsets\":[%zu,%zu]}", lens[k], off,
+                     off + (size_t)lens[k] * 4);
+            cJSON_AddItemToObject(r.hdr, name, cJSON_Parse(e));
+            off += (size_t)lens[k] * 4;
+        }
+    }
+    char *h = pad_header(r.hdr);
+    st_write(t->st, h, strlen(h), data, off);
+    free(h);
+    free(data);
+    raw_free(&r);
+    tmp_config(t, BASE, cfg_qwen2);
+}
+
+static void test_qwen2_biases(void **state) {
+    (void)state;
+    tmp_model t;
+    tmp_create(&t);
+    write_qwen2(&t, 0);
+    policy_weights *w = load_ok(t.dir), *ref = load_ok(BASE);
+    assert_int_equal(w->cfg.arch, POLICY_ARCH_QWEN2);
+    assert_int_equal(w->cfg.qkv_bias, 1);
+    assert_int_equal(w->cfg.qk_norm, 0);
+    assert_int_equal(w->n_params, ref->n_params + 3 * (128 + 32 + 32));
+    for (int l = 0; l < 3; l++) {
+        const policy_layer *L = &w->layers[l];
+        assert_true(L->bq[0] == qwen2_bias_value(l, 0, 0) && L->bq[127] == qwen2_bias_value(l, 0, 127));
+        assert_true(L->bk[0] == qwen2_bias_value(l, 1, 0) && L->bk[31] == qwen2_bias_value(l, 1, 31));
+        assert_true(L->bv[5] == qwen2_bias_value(l, 2, 5) && L->bv[31] == qwen2_bias_value(l, 2, 31));
+        assert_null(L->bo);
+        assert_same_bits(view_elem(&L->wq, 17, 3), view_elem(&ref->layers[l].wq, 17, 3));
+    }
+    policy_weights_free(w);
+    policy_weights_free(ref);
+    tmp_remove(&t);
+
+    tmp_create(&t);
+    write_qwen2(&t, 1);
+    expect_fail(t.dir, t.st, "tensor 'model.layers.2.self_attn.v_proj.bias' is missing");
+    tmp_remove(&t);
+}
+
 static void test_truncated(void **state) {
     (void)state;
     tmp_model t;
@@ -682,6 +751,8 @@ static void cfg_bad_kv(cJSON *c) { cJSON_ReplaceItemInObjectCaseSensitive(c, "nu
 static void cfg_sliding(cJSON *c) { cJSON_AddTrueToObject(c, "use_sliding_window"); }
 static void cfg_neg_dim(cJSON *c) { cJSON_ReplaceItemInObjectCaseSensitive(c, "hidden_size", cJSON_CreateNumber(-128)); }
 static void cfg_eos_list(cJSON *c) { cJSON_ReplaceItemInObjectCaseSensitive(c, "eos_token_id", cJSON_Parse("[7, 2]")); }
+static void cfg_attn_bias(cJSON *c) { cJSON_ReplaceItemInObjectCaseSensitive(c, "attention_bias", cJSON_CreateTrue()); }
+static void cfg_relu(cJSON *c) { cJSON_ReplaceItemInObjectCaseSensitive(c, "activation_function", cJSON_CreateString("relu")); }
 static void cfg_no_ids(cJSON *c) {
     cJSON_DeleteItemFromObjectCaseSensitive(c, "eos_token_id");
     cJSON_DeleteItemFromObjectCaseSensitive(c, "bos_token_id");
@@ -727,6 +798,10 @@ static void test_config_variants(void **state) {
     expect_fail(t.dir, t.cfg, "use_sliding_window");
     tmp_config(&t, BASE, cfg_neg_dim);
     expect_fail(t.dir, t.cfg, "hidden_size");
+    tmp_config(&t, BASE, cfg_attn_bias); /* llama: o_proj bias, not implemented */
+    expect_fail(t.dir, t.cfg, "attention_bias");
+    tmp_config(&t, MODELS "/tiny-gpt2/f32", cfg_relu);
+    expect_fail(t.dir, t.cfg, "'activation_function' = 'relu'");
 
     write_all(t.cfg, "{\"model_type\": \"llama\",", 23);
     assert_int_equal(policy_config_load(t.cfg, &c), BR_EFORMAT);
@@ -893,6 +968,7 @@ int main(void) {
         cmocka_unit_test(test_overlapping_offsets),
         cmocka_unit_test(test_config_variants),
         cmocka_unit_test(test_sharded),
+        cmocka_unit_test(test_qwen2_biases),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,10 +39,14 @@ typedef struct {
 /* Parses and validates config.json (path to the file). Unknown model_type, missing or non-positive
  * sizes, n_heads not divisible by n_kv_heads -> BR_EINVAL/BR_EFORMAT naming the file and field. */
 br_status policy_config_load(const char *path, policy_config *cfg);
+/* Same, from config.json text already in memory (len bytes); path is only used in messages. */
+br_status policy_config_parse(const char *path, const char *text, size_t len, policy_config *cfg);
 const char *policy_arch_name(policy_arch a);
 
 /* ---- safetensors: one file or a sharded set, mmapped read-only. */
 typedef enum { ST_F32 = 0, ST_BF16, ST_F16, ST_I32, ST_I64, ST_U8, ST_OTHER } st_dtype;
+/* ST_OTHER: another dtype of the format (F64, I8, U16, BOOL, F8_*, ...): sizes validated, never bound as a weight.
+ * A dtype string the format does not define is rejected at open. */
 
 typedef struct {
     char *name;
@@ -53,6 +57,7 @@ typedef struct {
     const void *data; /* into the mapping; nbytes == numel * element size (validated) */
     size_t nbytes;
     const char *file; /* path of the file holding it */
+    const char *dtype_name; /* as written in the header ("F32", "F64", ...); static storage */
 } st_tensor;
 
 typedef struct policy_st policy_st; /* opaque */
@@ -66,6 +71,8 @@ const st_tensor *policy_st_find(const policy_st *st, const char *name);
 int policy_st_count(const policy_st *st);
 const st_tensor *policy_st_at(const policy_st *st, int i); /* sorted by name */
 const char *st_dtype_name(st_dtype dt);
+/* The file that was opened: the .safetensors file or the index (a directory resolved to one of them). */
+const char *policy_st_path(const policy_st *st);
 
 /* ---- weights, bound to the config. Matrices are kern_wt views (shape (N, K) = (out, in)).
  * Small vectors (norm weights, biases) are converted to owned fp32 arrays. NULL = absent. */

@@ -85,6 +85,27 @@ uint16_t br_f32_to_bf16(float f) {
     return (uint16_t)((v.u + rounding) >> 16);
 }
 
+uint16_t br_f32_to_f16(float f) {
+    union { uint32_t u; float f; } v;
+    v.f = f;
+    uint32_t sign = (v.u >> 16) & 0x8000u;
+    uint32_t a = v.u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);     /* NaN */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);    /* rounds to >= 65520: inf */
+    if (a < 0x38800000u) {                                      /* below 2^-14: subnormal or zero */
+        if (a < 0x33000000u) return (uint16_t)sign;             /* below half the smallest subnormal */
+        uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
+        uint32_t shift = 126 - e;                               /* m * 2^(e-150) in units of 2^-24 */
+        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+        if (rem > halfway || (rem == halfway && (q & 1u))) q++;
+        return (uint16_t)(sign | q);
+    }
+    uint32_t r = a - 0x38000000u;                               /* rebias exponent 127 -> 15 */
+    uint32_t q = r >> 13, rem = r & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (q & 1u))) q++;
+    return (uint16_t)(sign | q);
+}
+
 uint64_t br_hash64(const void *data, size_t n, uint64_t seed) { return XXH3_64bits_withSeed(data, n, seed); }
 
 br_status br_read_file(const char *path, char **out, size_t *len) {

@@ -37,6 +37,9 @@ float br_f16_to_f32(uint16_t h);
 /* f32 -> bf16, round to nearest even (NaN kept quiet). */
 uint16_t br_f32_to_bf16(float f);
 
+/* f32 -> f16, round to nearest even (overflow -> inf, NaN kept quiet). */
+uint16_t br_f32_to_f16(float f);
+
 /* 64-bit digest of a byte range (xxh3-64); used for logits digests and fingerprints. */
 uint64_t br_hash64(const void *data, size_t n, uint64_t seed);
 

@@ -115,7 +115,7 @@ br_status policy_state_create(const policy_weights *w, int max_tokens, policy_st
     if (ok && !c->learned_pos) {
         st->rope = malloc((size_t)c->max_pos * (c->head_dim / 2) * 2 * sizeof(float));
         ok = st->rope != NULL;
-        if (ok) kern_cpu_rope_table(st->rope, c->max_pos, c->head_dim, c->rope_theta);
+        if (ok) kern_cpu_rope_table(st->rope, c->max_pos, c->head_dim, c->rope_theta, w->dtype);
     }
     if (!ok) {
         policy_state_free(st);

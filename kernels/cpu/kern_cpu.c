@@ -133,15 +133,19 @@ void kern_cpu_layernorm(float *out, const float *x, const float *w, const float 
     }
 }
 
-void kern_cpu_rope_table(float *rope, int max_pos, int hd, double theta) {
+void kern_cpu_rope_table(float *rope, int max_pos, int hd, double theta, kern_dtype inv_freq_dtype) {
     const int half = hd / 2;
-    for (int p = 0; p < max_pos; p++)
-        for (int i = 0; i < half; i++) {
-            double inv_freq = pow(theta, -(double)(2 * i) / (double)hd);
-            double a = (double)p * inv_freq;
+    for (int i = 0; i < half; i++) {
+        /* inv_freq is a float32 buffer in HF, and a model run in a 16-bit dtype holds it in that dtype */
+        float f = (float)(1.0 / pow(theta, (double)(2 * i) / (double)hd));
+        if (inv_freq_dtype == KERN_BF16) f = br_bf16_to_f32(br_f32_to_bf16(f));
+        if (inv_freq_dtype == KERN_F16) f = br_f16_to_f32(br_f32_to_f16(f));
+        for (int p = 0; p < max_pos; p++) {
+            double a = (double)p * (double)f;
             rope[((int64_t)p * half + i) * 2 + 0] = (float)cos(a);
             rope[((int64_t)p * half + i) * 2 + 1] = (float)sin(a);
         }
+    }
 }
 
 void kern_cpu_rope(float *x, const int32_t *pos, const float *rope, int M, int n_heads, int hd) {

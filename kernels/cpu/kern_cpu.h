@@ -35,8 +35,11 @@ void kern_cpu_layernorm(float *out, const float *x, const float *w, const float 
  * angle pos[m] * inv_freq[i]. cos/sin come from a table built once in double precision: `rope` is
  * (max_pos, hd/2, 2) f32 holding (cos, sin). x (M, n_heads, hd). */
 void kern_cpu_rope(float *x, const int32_t *pos, const float *rope, int M, int n_heads, int hd);
-/* Builds that table: theta^(-2i/hd) and the angle in double, rounded once to f32. */
-void kern_cpu_rope_table(float *rope, int max_pos, int hd, double theta);
+/* Builds that table. inv_freq_i = theta^(-2i/hd) rounded to f32 and then to inv_freq_dtype: Hugging Face keeps
+ * inv_freq in the model's dtype, so a bf16 checkpoint run as HF runs it rotates by bf16-rounded frequencies
+ * (tests/unit/test_forward.c checks this against HF's logits). The angle p * inv_freq and its cos/sin are
+ * computed in double and rounded once to f32. */
+void kern_cpu_rope_table(float *rope, int max_pos, int hd, double theta, kern_dtype inv_freq_dtype);
 
 /* out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + expf(-g)). */
 void kern_cpu_swiglu(float *out, const float *gate, const float *up, int64_t n);

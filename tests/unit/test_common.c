@@ -29,6 +29,20 @@ static void test_f16(void **state) {
     assert_true(br_f16_to_f32(0x3555) == 0.333251953125f);
 }
 
+static void test_f32_to_f16(void **state) {
+    (void)state;
+    assert_int_equal(br_f32_to_f16(1.0f), 0x3c00);
+    assert_int_equal(br_f32_to_f16(-2.0f), 0xc000);
+    assert_int_equal(br_f32_to_f16(65504.0f), 0x7bff);
+    assert_int_equal(br_f32_to_f16(65520.0f), 0x7c00);          /* rounds up to inf */
+    assert_int_equal(br_f32_to_f16(5.9604644775390625e-08f), 0x0001);
+    assert_int_equal(br_f32_to_f16(2.98023223876953125e-08f), 0x0000); /* half the smallest subnormal: tie to even 0 */
+    assert_int_equal(br_f32_to_f16(1.00048828125f), 0x3c00);    /* 1 + 2^-11: tie -> even */
+    assert_int_equal(br_f32_to_f16(1.00146484375f), 0x3c02);    /* 1 + 3*2^-11: tie -> even (up) */
+    /* every f16 value survives the round trip */
+    for (uint32_t h = 0; h < 0x7c00; h++) assert_int_equal(br_f32_to_f16(br_f16_to_f32((uint16_t)h)), h);
+}
+
 static void test_bf16(void **state) {
     (void)state;
     assert_true(br_bf16_to_f32(0x3f80) == 1.0f);
@@ -52,6 +66,7 @@ int main(void) {
         cmocka_unit_test(test_fail_message),
         cmocka_unit_test(test_f16),
         cmocka_unit_test(test_bf16),
+        cmocka_unit_test(test_f32_to_f16),
         cmocka_unit_test(test_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -141,7 +141,7 @@ static void test_rope_and_activations(void **state) {
     (void)state;
     const int hd = 16, maxp = 50, H = 2;
     float *tab = malloc(sizeof(float) * maxp * hd);
-    kern_cpu_rope_table(tab, maxp, hd, 10000.0);
+    kern_cpu_rope_table(tab, maxp, hd, 10000.0, KERN_F32);
     float x[2 * 2 * 16], orig[2 * 2 * 16];
     fill(x, sizeof x / sizeof x[0], 1);
     memcpy(orig, x, sizeof x);
@@ -151,7 +151,7 @@ static void test_rope_and_activations(void **state) {
     for (int m = 0; m < 2; m++)
         for (int h = 0; h < H; h++)
             for (int i = 0; i < hd / 2; i++) {
-                double a = pos[m] * pow(10000.0, -2.0 * i / hd);
+                double a = pos[m] * (double)(float)pow(10000.0, -2.0 * i / hd);
                 double x1 = orig[(m * H + h) * hd + i], x2 = orig[(m * H + h) * hd + i + hd / 2];
                 ref[(m * H + h) * hd + i] = x1 * cos(a) - x2 * sin(a);
                 ref[(m * H + h) * hd + i + hd / 2] = x2 * cos(a) + x1 * sin(a);

@@ -453,53 +453,61 @@ static void mpi_version_string(char *buf, size_t cap) {
     snprintf(buf, cap, "MPI %d.%d; %s", ver, sub, len > 0 ? lib : "unknown library");
 }
 
-/* A file being written: HDF5 creates path.tmp.<pid>; h5w_commit publishes it under path. */
+/* A file being written. HDF5 builds the whole file in memory (core driver, no backing store) and we
+ * write the image to path.tmp.<pid> ourselves, then fsync and rename. Why: when a write fails inside
+ * HDF5's own file driver (disk full, EFBIG), HDF5 1.10 leaves the file id half-closed and crashes at
+ * library shutdown; with the image in memory every disk failure is a plain write()/fsync() error.
+ * Cost: the image (about the size of the data) is held in memory once more while it is written. */
 typedef struct {
     const char *path;
     char *tmp;
-    hid_t file;
+    int fd;      /* the temporary file, opened first so a bad directory fails before any work */
+    hid_t file;  /* the in-memory HDF5 file */
     int created; /* tmp exists on disk and is ours to remove */
 } h5w;
 
-static br_status h5w_begin(h5w *w, const char *path, const char *format, const h5log_provenance *p) {
+static br_status h5w_begin(h5w *w, const char *path, const char *format, const h5log_provenance *p, size_t size_hint) {
     br_status st = BR_OK;
     hid_t fcpl = H5I_INVALID_HID, fapl = H5I_INVALID_HID;
     char ver[512];
     w->path = path;
+    w->fd = -1;
     w->file = H5I_INVALID_HID;
     w->created = 0;
     size_t cap = strlen(path) + 32;
     w->tmp = malloc(cap);
     if (!w->tmp) return br_fail(BR_ENOMEM, "%s: cannot allocate the temporary name", path);
     snprintf(w->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (w->fd < 0) return br_fail(BR_EIO, "%s: cannot create temporary file %s: %s", path, w->tmp, strerror(errno));
+    w->created = 1;
 
+    /* One increment of about the expected size, so the image is rarely reallocated while it grows. */
+    size_t increment = size_hint + ((size_t)1 << 20);
     fcpl = H5Pcreate(H5P_FILE_CREATE);
     fapl = H5Pcreate(H5P_FILE_ACCESS);
-    /* CLOSE_STRONG: closing the file also closes anything an error path left open, so the
-     * temporary file is really closed before it is unlinked. */
-    if (fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+    if (fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0) {
         st = br_fail(BR_EIO, "%s: cannot set up HDF5 file properties: %s", path, h5_detail());
         goto cleanup;
     }
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (w->file < 0) {
-        st = br_fail(BR_EIO, "%s: cannot create temporary file %s: %s", path, w->tmp, h5_detail());
+        st = br_fail(BR_EIO, "%s: cannot create the HDF5 file in memory: %s", path, h5_detail());
         goto cleanup;
     }
-    w->created = 1;
-    if ((st = write_str_attr(w->file, w->tmp, "/", "format", format)) != BR_OK) goto cleanup;
-    if ((st = write_int_attr(w->file, w->tmp, "/", "format_version", H5LOG_FORMAT_VERSION)) != BR_OK) goto cleanup;
+    if ((st = write_str_attr(w->file, w->path, "/", "format", format)) != BR_OK) goto cleanup;
+    if ((st = write_int_attr(w->file, w->path, "/", "format_version", H5LOG_FORMAT_VERSION)) != BR_OK) goto cleanup;
     const char *names[] = {"engine_version", "git_rev", "compiler", "model_dir", "model_fingerprint",
                            "kernel_mode", "device_names", "config_json", "lib_versions"};
     const char *values[] = {p->engine_version, p->git_rev, p->compiler, p->model_dir, p->model_fingerprint,
                             p->kernel_mode, p->device_names, p->config_json, p->lib_versions};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if ((st = write_str_attr(w->file, w->tmp, "/", names[i], values[i])) != BR_OK) goto cleanup;
-    if ((st = write_int_attr(w->file, w->tmp, "/", "world_size", p->world_size)) != BR_OK) goto cleanup;
+        if ((st = write_str_attr(w->file, w->path, "/", names[i], values[i])) != BR_OK) goto cleanup;
+    if ((st = write_int_attr(w->file, w->path, "/", "world_size", p->world_size)) != BR_OK) goto cleanup;
     hdf5_version_string(ver, sizeof ver);
-    if ((st = write_str_attr(w->file, w->tmp, "/", "hdf5_version", ver)) != BR_OK) goto cleanup;
+    if ((st = write_str_attr(w->file, w->path, "/", "hdf5_version", ver)) != BR_OK) goto cleanup;
     mpi_version_string(ver, sizeof ver);
-    if ((st = write_str_attr(w->file, w->tmp, "/", "mpi_version", ver)) != BR_OK) goto cleanup;
+    if ((st = write_str_attr(w->file, w->path, "/", "mpi_version", ver)) != BR_OK) goto cleanup;
 cleanup:
     h5_drop(&fapl, H5Pclose);
     h5_drop(&fcpl, H5Pclose);
@@ -509,30 +517,68 @@ cleanup:
 static hid_t h5w_group(h5w *w, const char *name, br_status *st) {
     hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), g = H5I_INVALID_HID;
     if (gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0) {
-        *st = br_fail(BR_EIO, "%s: group /%s: cannot set up: %s", w->tmp, name, h5_detail());
+        *st = br_fail(BR_EIO, "%s: group /%s: cannot set up: %s", w->path, name, h5_detail());
     } else {
         g = H5Gcreate2(w->file, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
-        if (g < 0) *st = br_fail(BR_EIO, "%s: group /%s: cannot create: %s", w->tmp, name, h5_detail());
+        if (g < 0) *st = br_fail(BR_EIO, "%s: group /%s: cannot create: %s", w->path, name, h5_detail());
     }
     h5_drop(&gcpl, H5Pclose);
     return g;
 }
 
+static br_status write_all(int fd, const char *buf, size_t n, const char *path, const char *tmp) {
+    while (n > 0) {
+        ssize_t k = write(fd, buf, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return br_fail(BR_EIO, "%s: writing %s failed: %s", path, tmp, strerror(errno));
+        if (k == 0) return br_fail(BR_EIO, "%s: writing %s made no progress", path, tmp);
+        buf += k;
+        n -= (size_t)k;
+    }
+    return BR_OK;
+}
+
 /* complete=1 goes last: a reader that finds it knows every dataset before it was written. */
 static br_status h5w_commit(h5w *w) {
-    br_status st = write_int_attr(w->file, w->tmp, "/", "complete", 1);
-    if (st != BR_OK) return st;
-    if ((st = h5_close(&w->file, H5Fclose, w->tmp, "the file")) != BR_OK) return st;
-    int fd = open(w->tmp, O_RDONLY);
-    if (fd < 0) return br_fail(BR_EIO, "%s: cannot reopen %s to fsync: %s", w->path, w->tmp, strerror(errno));
-    if (fsync(fd) != 0) {
-        int e = errno;
-        (void)close(fd);
-        return br_fail(BR_EIO, "%s: fsync of %s failed: %s", w->path, w->tmp, strerror(e));
+    char *image = NULL;
+    br_status st = write_int_attr(w->file, w->path, "/", "complete", 1);
+    if (st != BR_OK) goto cleanup;
+    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
+        st = br_fail(BR_EIO, "%s: cannot flush the HDF5 file in memory: %s", w->path, h5_detail());
+        goto cleanup;
     }
-    if (close(fd) != 0) return br_fail(BR_EIO, "%s: close of %s failed: %s", w->path, w->tmp, strerror(errno));
-    if (rename(w->tmp, w->path) != 0)
-        return br_fail(BR_EIO, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
+    ssize_t size = H5Fget_file_image(w->file, NULL, 0);
+    if (size <= 0) {
+        st = br_fail(BR_EIO, "%s: cannot get the size of the HDF5 file image: %s", w->path, h5_detail());
+        goto cleanup;
+    }
+    image = malloc((size_t)size);
+    if (!image) {
+        st = br_fail(BR_ENOMEM, "%s: cannot allocate %zd bytes for the file image", w->path, size);
+        goto cleanup;
+    }
+    if (H5Fget_file_image(w->file, image, (size_t)size) != size) {
+        st = br_fail(BR_EIO, "%s: cannot copy the HDF5 file image: %s", w->path, h5_detail());
+        goto cleanup;
+    }
+    if ((st = h5_close(&w->file, H5Fclose, w->path, "the in-memory file")) != BR_OK) goto cleanup;
+    if ((st = write_all(w->fd, image, (size_t)size, w->path, w->tmp)) != BR_OK) goto cleanup;
+    free(image);
+    image = NULL;
+    if (fsync(w->fd) != 0) {
+        st = br_fail(BR_EIO, "%s: fsync of %s failed: %s", w->path, w->tmp, strerror(errno));
+        goto cleanup;
+    }
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) != 0) {
+        st = br_fail(BR_EIO, "%s: close of %s failed: %s", w->path, w->tmp, strerror(errno));
+        goto cleanup;
+    }
+    if (rename(w->tmp, w->path) != 0) {
+        st = br_fail(BR_EIO, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
+        goto cleanup;
+    }
     w->created = 0;
     /* Make the rename durable too. Best effort: the file is already in place and complete, and some
      * file systems refuse fsync on a directory, so failing here would misreport a good write. */
@@ -546,25 +592,28 @@ static br_status h5w_commit(h5w *w) {
             *slash = '\0';
             d = dir;
         }
-        int dfd = open(d, O_RDONLY | O_DIRECTORY);
+        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             (void)fsync(dfd);
             (void)close(dfd);
         }
         free(dir);
     }
-    return BR_OK;
+cleanup:
+    free(image);
+    return st;
 }
 
-/* Ends a write: after a failure, closes the file and removes the temporary. */
+/* Ends a write: after a failure, drops the in-memory file and removes the temporary. */
 static void h5w_end(h5w *w) {
     h5_drop(&w->file, H5Fclose);
-    if (w->created && w->tmp) (void)unlink(w->tmp); /* already failing; the first error is the one reported */
+    if (w->fd >= 0) (void)close(w->fd); /* already failing; the first error is the one reported */
+    w->fd = -1;
+    if (w->created && w->tmp) (void)unlink(w->tmp);
     w->created = 0;
     free(w->tmp);
     w->tmp = NULL;
 }
-
 static br_status check_rollouts(const char *path, const h5log_rollouts *r) {
     int64_t n = r->n;
     if (n < 0) return br_fail(BR_EINVAL, "%s: cannot write: n = %lld < 0", path, (long long)n);
@@ -610,16 +659,19 @@ br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const 
     if (st != BR_OK) return st;
     quiet_state q;
     quiet_begin(&q);
-    h5w w = {.file = H5I_INVALID_HID};
+    h5w w = {.fd = -1, .file = H5I_INVALID_HID};
     hid_t g = H5I_INVALID_HID;
     hsize_t n = (hsize_t)r->n;
     const int64_t *po = r->prompt_offsets ? r->prompt_offsets : &zero;
     const int64_t *co = r->completion_offsets ? r->completion_offsets : &zero;
     hsize_t P = (hsize_t)po[r->n], T = (hsize_t)co[r->n];
-    if ((st = h5w_begin(&w, path, H5LOG_ROLLOUTS_FORMAT, p)) != BR_OK) goto cleanup;
+    size_t hint = (size_t)n * 57 + (size_t)P * 4 + (size_t)T * 16;
+    for (hsize_t i = 0; r->prompt_text && i < n; i++) hint += strlen(r->prompt_text[i]) + 16;
+    for (hsize_t i = 0; r->completion_text && i < n; i++) hint += strlen(r->completion_text[i]) + 16;
+    if ((st = h5w_begin(&w, path, H5LOG_ROLLOUTS_FORMAT, p, hint)) != BR_OK) goto cleanup;
     g = h5w_group(&w, "samples", &st);
     if (g < 0) goto cleanup;
-    const char *G = "/samples", *f = w.tmp;
+    const char *G = "/samples", *f = path;
     if ((st = write_array(g, f, G, "sample_id", K_I64, r->sample_id, n, NULL, NULL)) != BR_OK) goto cleanup;
     if ((st = write_array(g, f, G, "prompt_index", K_I64, r->prompt_index, n, NULL, NULL)) != BR_OK) goto cleanup;
     if ((st = write_array(g, f, G, "sample_index", K_I32, r->sample_index, n, NULL, NULL)) != BR_OK) goto cleanup;
@@ -671,13 +723,13 @@ br_status h5log_scores_write(const char *path, const h5log_scores *s, const h5lo
 
     quiet_state q;
     quiet_begin(&q);
-    h5w w = {.file = H5I_INVALID_HID};
+    h5w w = {.fd = -1, .file = H5I_INVALID_HID};
     hid_t g = H5I_INVALID_HID;
-    if ((st = h5w_begin(&w, path, H5LOG_SCORES_FORMAT, p)) != BR_OK) goto cleanup;
-    if ((st = write_str_attr(w.file, w.tmp, "/", "rollouts_fingerprint", rollouts_fingerprint_hex)) != BR_OK) goto cleanup;
+    if ((st = h5w_begin(&w, path, H5LOG_SCORES_FORMAT, p, (size_t)n * 16 + (size_t)T * 12)) != BR_OK) goto cleanup;
+    if ((st = write_str_attr(w.file, path, "/", "rollouts_fingerprint", rollouts_fingerprint_hex)) != BR_OK) goto cleanup;
     g = h5w_group(&w, "scores", &st);
     if (g < 0) goto cleanup;
-    const char *G = "/scores", *f = w.tmp;
+    const char *G = "/scores", *f = path;
     if ((st = write_array(g, f, G, "sample_id", K_I64, s->sample_id, (hsize_t)n, NULL, NULL)) != BR_OK) goto cleanup;
     if ((st = write_array(g, f, G, "completion_offsets", K_I64, co, (hsize_t)n + 1, NULL, NULL)) != BR_OK) goto cleanup;
     if ((st = write_array(g, f, G, "logprobs", K_F32, s->logprobs, (hsize_t)T, NULL, NULL)) != BR_OK) goto cleanup;
@@ -969,10 +1021,13 @@ static br_status h5r_open(const char *path, const char *format, hid_t *file, h5l
         st = br_fail(BR_EIO, "%s: cannot open as HDF5: %s", path, h5_detail());
         goto cleanup;
     }
-    if ((st = read_str_attr(*file, path, "format", &m->format)) != BR_OK) {
-        br_fail_ctx(st, "%s: not a bitroll file", path);
+    htri_t has_format = H5Aexists(*file, "format");
+    if (has_format <= 0) {
+        st = has_format < 0 ? br_fail(BR_EFORMAT, "%s: cannot look up root attribute 'format': %s", path, h5_detail())
+                            : br_fail(BR_EFORMAT, "%s: not a bitroll file (root attribute 'format' missing)", path);
         goto cleanup;
     }
+    if ((st = read_str_attr(*file, path, "format", &m->format)) != BR_OK) goto cleanup;
     if (strcmp(m->format, format) != 0) {
         st = br_fail(BR_EFORMAT, "%s: format is '%s', expected '%s'", path, m->format, format);
         goto cleanup;

@@ -1,0 +1,1255 @@
+/* HDF5 rollouts and scores files (docs/FORMAT.md): atomic writes (temp file, complete=1 last, fsync,
+ * rename) and readers that check every dataset's type and length before anything trusts it. */
+#include "logging/h5log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+/* Fingerprints hash the in-memory arrays as the little-endian bytes the format defines. */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "h5log fingerprints assume a little-endian host"
+#endif
+
+#define CHUNK_BYTES ((hsize_t)1 << 20) /* 1 MiB chunks: small files stay small, big ones stream */
+
+/* ---------------------------------------------------------------- element kinds */
+
+typedef enum { K_I8, K_I32, K_I64, K_U64, K_F32 } kind;
+
+static hid_t kind_mem(kind k) {
+    switch (k) {
+    case K_I8: return H5T_NATIVE_INT8;
+    case K_I32: return H5T_NATIVE_INT32;
+    case K_I64: return H5T_NATIVE_INT64;
+    case K_U64: return H5T_NATIVE_UINT64;
+    case K_F32: return H5T_NATIVE_FLOAT;
+    }
+    return H5I_INVALID_HID;
+}
+
+/* Fixed little-endian file types, so a file reads the same on every host. */
+static hid_t kind_file(kind k) {
+    switch (k) {
+    case K_I8: return H5T_STD_I8LE;
+    case K_I32: return H5T_STD_I32LE;
+    case K_I64: return H5T_STD_I64LE;
+    case K_U64: return H5T_STD_U64LE;
+    case K_F32: return H5T_IEEE_F32LE;
+    }
+    return H5I_INVALID_HID;
+}
+
+static size_t kind_size(kind k) {
+    switch (k) {
+    case K_I8: return 1;
+    case K_I32:
+    case K_F32: return 4;
+    case K_I64:
+    case K_U64: return 8;
+    }
+    return 0;
+}
+
+static const char *kind_name(kind k) {
+    switch (k) {
+    case K_I8: return "int8";
+    case K_I32: return "int32";
+    case K_I64: return "int64";
+    case K_U64: return "uint64";
+    case K_F32: return "float32";
+    }
+    return "?";
+}
+
+/* ---------------------------------------------------------------- HDF5 error handling */
+
+/* HDF5 prints its whole error stack to stderr by default; we report one br_status message instead,
+ * and restore whatever the caller had configured when we return. */
+typedef struct {
+    H5E_auto2_t func;
+    void *data;
+} quiet_state;
+
+static void quiet_begin(quiet_state *q) {
+    if (H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data) < 0) {
+        q->func = NULL;
+        q->data = NULL;
+    }
+    /* A failure here only means HDF5 may also print its stack; our own messages are unaffected. */
+    (void)H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_end(const quiet_state *q) { (void)H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+static _Thread_local char g_detail[320];
+
+static herr_t detail_cb(unsigned n, const H5E_error2_t *e, void *data) {
+    (void)n;
+    char *buf = data;
+    if (buf[0] == '\0' && e->desc && e->desc[0]) snprintf(buf, sizeof g_detail, "%s", e->desc);
+    return 0;
+}
+
+/* The innermost (most specific) message on HDF5's error stack, which is why the call failed;
+ * the stack is cleared so the next failure reports its own cause. */
+static const char *h5_detail(void) {
+    g_detail[0] = '\0';
+    if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, g_detail) < 0 || g_detail[0] == '\0')
+        snprintf(g_detail, sizeof g_detail, "no detail from HDF5");
+    (void)H5Eclear2(H5E_DEFAULT); /* nothing useful to do if clearing fails */
+    return g_detail;
+}
+
+/* Closes *id on the success path, where a failed close (e.g. the final flush of a file) is an error. */
+static br_status h5_close(hid_t *id, herr_t (*fn)(hid_t), const char *file, const char *what) {
+    if (*id < 0) return BR_OK;
+    herr_t rc = fn(*id);
+    *id = H5I_INVALID_HID;
+    if (rc < 0) return br_fail(BR_EIO, "%s: closing %s failed: %s", file, what, h5_detail());
+    return BR_OK;
+}
+
+/* Closes *id on an error path: the first failure's message is the one worth keeping. */
+static void h5_drop(hid_t *id, herr_t (*fn)(hid_t)) {
+    if (*id >= 0) (void)fn(*id);
+    *id = H5I_INVALID_HID;
+}
+
+static const char *type_desc(hid_t t, char *buf, size_t cap) {
+    H5T_class_t c = H5Tget_class(t);
+    size_t bits = H5Tget_size(t) * 8;
+    switch (c) {
+    case H5T_INTEGER: snprintf(buf, cap, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", bits); break;
+    case H5T_FLOAT: snprintf(buf, cap, "float%zu", bits); break;
+    case H5T_STRING: snprintf(buf, cap, "string"); break;
+    default: snprintf(buf, cap, "HDF5 type class %d", (int)c); break;
+    }
+    return buf;
+}
+
+/* ---------------------------------------------------------------- validation shared by writers and readers */
+
+/* Index of the first bad offset ([0] != 0, or off[i] < off[i-1]), or -1 when well formed. */
+static int64_t offsets_bad(const int64_t *off, int64_t n) {
+    if (off[0] != 0) return 0;
+    for (int64_t i = 1; i <= n; i++)
+        if (off[i] < off[i - 1]) return i;
+    return -1;
+}
+
+/* Index of the first id not greater than its predecessor, or -1 when strictly increasing. */
+static int64_t ids_unsorted(const int64_t *id, int64_t n) {
+    for (int64_t i = 1; i < n; i++)
+        if (id[i] <= id[i - 1]) return i;
+    return -1;
+}
+
+static int64_t finish_bad(const int8_t *f, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (f[i] < H5LOG_FINISH_STOP || f[i] > H5LOG_FINISH_CONTEXT) return i;
+    return -1;
+}
+
+static int is_hex16(const char *s) {
+    if (!s || strlen(s) != 16) return 0;
+    for (int i = 0; i < 16; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+static br_status check_offsets_in(const char *path, const char *name, const int64_t *off, int64_t n) {
+    int64_t i = offsets_bad(off, n);
+    if (i == 0) return br_fail(BR_EINVAL, "%s: cannot write: %s[0] = %lld, expected 0", path, name, (long long)off[0]);
+    if (i > 0)
+        return br_fail(BR_EINVAL, "%s: cannot write: %s[%lld] = %lld < %s[%lld] = %lld (offsets must not decrease)",
+                       path, name, (long long)i, (long long)off[i], name, (long long)(i - 1), (long long)off[i - 1]);
+    return BR_OK;
+}
+
+static br_status check_offsets_file(const char *path, const char *dpath, const int64_t *off, int64_t n) {
+    int64_t i = offsets_bad(off, n);
+    if (i == 0)
+        return br_fail(BR_EFORMAT, "%s: dataset %s: first offset is %lld, expected 0", path, dpath, (long long)off[0]);
+    if (i > 0)
+        return br_fail(BR_EFORMAT, "%s: dataset %s: element %lld = %lld is less than element %lld = %lld (offsets must not decrease)",
+                       path, dpath, (long long)i, (long long)off[i], (long long)(i - 1), (long long)off[i - 1]);
+    return BR_OK;
+}
+
+/* ---------------------------------------------------------------- fingerprints */
+
+typedef struct {
+    XXH3_state_t *xs;
+} fp_state;
+
+static br_status fp_begin(fp_state *f) {
+    f->xs = XXH3_createState();
+    if (!f->xs) return br_fail(BR_ENOMEM, "cannot allocate an xxh3 state");
+    if (XXH3_64bits_reset(f->xs) != XXH_OK) return br_fail(BR_ERUNTIME, "xxh3 reset failed");
+    return BR_OK;
+}
+
+static br_status fp_update(fp_state *f, const void *p, size_t n) {
+    if (n == 0) return BR_OK;
+    if (XXH3_64bits_update(f->xs, p, n) != XXH_OK) return br_fail(BR_ERUNTIME, "xxh3 update failed");
+    return BR_OK;
+}
+
+/* One dataset: its name with the NUL, its element count as uint64 LE, then its elements' LE bytes. */
+static br_status fp_array(fp_state *f, const char *name, const void *data, uint64_t count, size_t esize) {
+    if (count > 0 && !data) return br_fail(BR_EINVAL, "fingerprint: %s is NULL with %llu elements", name, (unsigned long long)count);
+    br_status st = fp_update(f, name, strlen(name) + 1);
+    if (st == BR_OK) st = fp_update(f, &count, sizeof count);
+    if (st == BR_OK && count > 0) st = fp_update(f, data, (size_t)count * esize);
+    return st;
+}
+
+/* A string dataset: name with the NUL, count, then per string its byte length (uint64 LE) and bytes. */
+static br_status fp_text(fp_state *f, const char *name, char *const *s, uint64_t count) {
+    br_status st = fp_update(f, name, strlen(name) + 1);
+    if (st == BR_OK) st = fp_update(f, &count, sizeof count);
+    for (uint64_t i = 0; st == BR_OK && i < count; i++) {
+        uint64_t len = s[i] ? strlen(s[i]) : 0;
+        st = fp_update(f, &len, sizeof len);
+        if (st == BR_OK && len > 0) st = fp_update(f, s[i], (size_t)len);
+    }
+    return st;
+}
+
+static void fp_end(fp_state *f) {
+    if (f->xs) (void)XXH3_freeState(f->xs);
+    f->xs = NULL;
+}
+
+br_status h5log_rollouts_fingerprint(const h5log_rollouts *r, uint64_t *out) {
+    static const int64_t zero = 0;
+    fp_state f = {0};
+    if (!r || !out) return br_fail(BR_EINVAL, "h5log_rollouts_fingerprint: NULL argument");
+    if (r->n < 0 || (r->n > 0 && (!r->prompt_offsets || !r->completion_offsets)))
+        return br_fail(BR_EINVAL, "fingerprint: n = %lld needs both offsets arrays", (long long)r->n);
+    uint64_t n = (uint64_t)r->n;
+    const int64_t *po = r->prompt_offsets ? r->prompt_offsets : &zero;
+    const int64_t *co = r->completion_offsets ? r->completion_offsets : &zero;
+    uint64_t P = (uint64_t)po[r->n], T = (uint64_t)co[r->n];
+    br_status st = fp_begin(&f);
+    if (st == BR_OK) st = fp_array(&f, "sample_id", r->sample_id, n, 8);
+    if (st == BR_OK) st = fp_array(&f, "prompt_index", r->prompt_index, n, 8);
+    if (st == BR_OK) st = fp_array(&f, "sample_index", r->sample_index, n, 4);
+    if (st == BR_OK) st = fp_array(&f, "prompt_offsets", po, n + 1, 8);
+    if (st == BR_OK) st = fp_array(&f, "prompt_tokens", r->prompt_tokens, P, 4);
+    if (st == BR_OK) st = fp_array(&f, "completion_offsets", co, n + 1, 8);
+    if (st == BR_OK) st = fp_array(&f, "completion_tokens", r->completion_tokens, T, 4);
+    if (st == BR_OK) st = fp_array(&f, "logprobs", r->logprobs, T, 4);
+    if (st == BR_OK) st = fp_array(&f, "logits_digest", r->logits_digest, T, 8);
+    if (st == BR_OK) st = fp_array(&f, "finish_reason", r->finish_reason, n, 1);
+    if (st == BR_OK) st = fp_array(&f, "temperature", r->temperature, n, 4);
+    if (st == BR_OK) st = fp_array(&f, "top_p", r->top_p, n, 4);
+    if (st == BR_OK) st = fp_array(&f, "top_k", r->top_k, n, 4);
+    if (st == BR_OK) st = fp_array(&f, "seed", r->seed, n, 8);
+    if (st == BR_OK && r->prompt_text) st = fp_text(&f, "prompt_text", r->prompt_text, n);
+    if (st == BR_OK && r->completion_text) st = fp_text(&f, "completion_text", r->completion_text, n);
+    if (st == BR_OK) *out = XXH3_64bits_digest(f.xs);
+    fp_end(&f);
+    return st;
+}
+
+br_status h5log_scores_fingerprint(const h5log_scores *s, uint64_t *out) {
+    static const int64_t zero = 0;
+    fp_state f = {0};
+    if (!s || !out) return br_fail(BR_EINVAL, "h5log_scores_fingerprint: NULL argument");
+    if (s->n < 0 || (s->n > 0 && !s->completion_offsets))
+        return br_fail(BR_EINVAL, "fingerprint: n = %lld needs completion_offsets", (long long)s->n);
+    uint64_t n = (uint64_t)s->n;
+    const int64_t *co = s->completion_offsets ? s->completion_offsets : &zero;
+    uint64_t T = (uint64_t)co[s->n];
+    br_status st = fp_begin(&f);
+    if (st == BR_OK) st = fp_array(&f, "sample_id", s->sample_id, n, 8);
+    if (st == BR_OK) st = fp_array(&f, "completion_offsets", co, n + 1, 8);
+    if (st == BR_OK) st = fp_array(&f, "logprobs", s->logprobs, T, 4);
+    if (st == BR_OK) st = fp_array(&f, "logits_digest", s->logits_digest, T, 8);
+    if (st == BR_OK) *out = XXH3_64bits_digest(f.xs);
+    fp_end(&f);
+    return st;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+static br_status write_str_attr(hid_t obj, const char *file, const char *objname, const char *name, const char *value) {
+    br_status st = BR_OK;
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    const char *v = value ? value : "";
+    type = H5Tcopy(H5T_C_S1);
+    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
+        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot make a string type: %s", file, objname, name, h5_detail());
+        goto cleanup;
+    }
+    space = H5Screate(H5S_SCALAR);
+    if (space < 0) {
+        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot make a dataspace: %s", file, objname, name, h5_detail());
+        goto cleanup;
+    }
+    attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr < 0) {
+        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot create: %s", file, objname, name, h5_detail());
+        goto cleanup;
+    }
+    if (H5Awrite(attr, type, &v) < 0) {
+        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot write: %s", file, objname, name, h5_detail());
+        goto cleanup;
+    }
+    st = h5_close(&attr, H5Aclose, file, name);
+cleanup:
+    h5_drop(&attr, H5Aclose);
+    h5_drop(&space, H5Sclose);
+    h5_drop(&type, H5Tclose);
+    return st;
+}
+
+static br_status write_int_attr(hid_t obj, const char *file, const char *objname, const char *name, int value) {
+    br_status st = BR_OK;
+    hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
+    space = H5Screate(H5S_SCALAR);
+    if (space < 0) {
+        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot make a dataspace: %s", file, objname, name, h5_detail());
+        goto cleanup;
+    }
+    attr = H5Acreate2(obj, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    if (attr < 0) {
+        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot create: %s", file, objname, name, h5_detail());
+        goto cleanup;
+    }
+    if (H5Awrite(attr, H5T_NATIVE_INT, &value) < 0) {
+        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot write: %s", file, objname, name, h5_detail());
+        goto cleanup;
+    }
+    st = h5_close(&attr, H5Aclose, file, name);
+cleanup:
+    h5_drop(&attr, H5Aclose);
+    h5_drop(&space, H5Sclose);
+    return st;
+}
+
+/* Creation properties for a 1-D dataset of `count` elements of `esize` bytes: chunked when non-empty,
+ * contiguous (zero bytes) when empty, since a chunk may not exceed a fixed extent of 0.
+ * Object times are off so that identical runs write identical bytes. */
+static hid_t make_dcpl(hsize_t count, size_t esize) {
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0) return H5I_INVALID_HID;
+    if (H5Pset_obj_track_times(dcpl, 0) < 0) goto fail;
+    if (count > 0) {
+        hsize_t chunk = CHUNK_BYTES / esize;
+        if (chunk > count) chunk = count;
+        if (H5Pset_chunk(dcpl, 1, &chunk) < 0) goto fail;
+    }
+    return dcpl;
+fail:
+    (void)H5Pclose(dcpl);
+    return H5I_INVALID_HID;
+}
+
+/* Writes grp/name as a 1-D dataset; attr_name/attr_value (both or neither) add one string attribute. */
+static br_status write_array(hid_t grp, const char *file, const char *gname, const char *name, kind k,
+                             const void *data, hsize_t count, const char *attr_name, const char *attr_value) {
+    br_status st = BR_OK;
+    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    char dpath[96];
+    snprintf(dpath, sizeof dpath, "%s/%s", gname, name);
+    space = H5Screate_simple(1, &count, NULL);
+    dcpl = make_dcpl(count, kind_size(k));
+    if (space < 0 || dcpl < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot set up %llu elements: %s", file, dpath, (unsigned long long)count,
+                     h5_detail());
+        goto cleanup;
+    }
+    dset = H5Dcreate2(grp, name, kind_file(k), space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dset < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot create: %s", file, dpath, h5_detail());
+        goto cleanup;
+    }
+    if (count > 0 && H5Dwrite(dset, kind_mem(k), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot write %llu elements: %s", file, dpath, (unsigned long long)count,
+                     h5_detail());
+        goto cleanup;
+    }
+    if (attr_name) {
+        st = write_str_attr(dset, file, dpath, attr_name, attr_value);
+        if (st != BR_OK) goto cleanup;
+    }
+    st = h5_close(&dset, H5Dclose, file, dpath);
+cleanup:
+    h5_drop(&dset, H5Dclose);
+    h5_drop(&dcpl, H5Pclose);
+    h5_drop(&space, H5Sclose);
+    return st;
+}
+
+static br_status write_text(hid_t grp, const char *file, const char *gname, const char *name, char *const *s,
+                            hsize_t count) {
+    br_status st = BR_OK;
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    char dpath[96];
+    snprintf(dpath, sizeof dpath, "%s/%s", gname, name);
+    type = H5Tcopy(H5T_C_S1);
+    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot make a string type: %s", file, dpath, h5_detail());
+        goto cleanup;
+    }
+    space = H5Screate_simple(1, &count, NULL);
+    dcpl = make_dcpl(count, sizeof(char *));
+    if (space < 0 || dcpl < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot set up %llu strings: %s", file, dpath, (unsigned long long)count,
+                     h5_detail());
+        goto cleanup;
+    }
+    dset = H5Dcreate2(grp, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dset < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot create: %s", file, dpath, h5_detail());
+        goto cleanup;
+    }
+    if (count > 0 && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s) < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot write %llu strings: %s", file, dpath, (unsigned long long)count,
+                     h5_detail());
+        goto cleanup;
+    }
+    st = h5_close(&dset, H5Dclose, file, dpath);
+cleanup:
+    h5_drop(&dset, H5Dclose);
+    h5_drop(&dcpl, H5Pclose);
+    h5_drop(&space, H5Sclose);
+    h5_drop(&type, H5Tclose);
+    return st;
+}
+
+static void hdf5_version_string(char *buf, size_t cap) {
+    unsigned maj = 0, min = 0, rel = 0;
+    if (H5get_libversion(&maj, &min, &rel) < 0) {
+        snprintf(buf, cap, "unknown");
+        return;
+    }
+    snprintf(buf, cap, "%u.%u.%u", maj, min, rel);
+}
+
+/* MPI_Get_version and MPI_Get_library_version may be called before MPI_Init (MPI-3), so a file
+ * written by a test or a single-process tool carries them too. */
+static void mpi_version_string(char *buf, size_t cap) {
+    int ver = 0, sub = 0, len = 0;
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING + 1];
+    if (MPI_Get_version(&ver, &sub) != MPI_SUCCESS) ver = sub = 0;
+    if (MPI_Get_library_version(lib, &len) != MPI_SUCCESS || len < 0) len = 0;
+    if (len > MPI_MAX_LIBRARY_VERSION_STRING) len = MPI_MAX_LIBRARY_VERSION_STRING;
+    lib[len] = '\0';
+    while (len > 0 && (lib[len - 1] == '\n' || lib[len - 1] == ' ' || lib[len - 1] == '\r' || lib[len - 1] == '\0'))
+        lib[--len] = '\0';
+    for (int i = 0; i < len; i++)
+        if (lib[i] == '\n') lib[i] = ' ';
+    snprintf(buf, cap, "MPI %d.%d; %s", ver, sub, len > 0 ? lib : "unknown library");
+}
+
+/* A file being written. HDF5 builds the whole file in memory (core driver, no backing store) and we
+ * write the image to path.tmp.<pid> ourselves, then fsync and rename. Why: when a write fails inside
+ * HDF5's own file driver (disk full, EFBIG), HDF5 1.10 leaves the file id half-closed and crashes at
+ * library shutdown; with the image in memory every disk failure is a plain write()/fsync() error.
+ * Cost: the image (about the size of the data) is held in memory once more while it is written. */
+typedef struct {
+    const char *path;
+    char *tmp;
+    int fd;      /* the temporary file, opened first so a bad directory fails before any work */
+    hid_t file;  /* the in-memory HDF5 file */
+    int created; /* tmp exists on disk and is ours to remove */
+} h5w;
+
+static br_status h5w_begin(h5w *w, const char *path, const char *format, const h5log_provenance *p, size_t size_hint) {
+    br_status st = BR_OK;
+    hid_t fcpl = H5I_INVALID_HID, fapl = H5I_INVALID_HID;
+    char ver[512];
+    w->path = path;
+    w->fd = -1;
+    w->file = H5I_INVALID_HID;
+    w->created = 0;
+    size_t cap = strlen(path) + 32;
+    w->tmp = malloc(cap);
+    if (!w->tmp) return br_fail(BR_ENOMEM, "%s: cannot allocate the temporary name", path);
+    snprintf(w->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (w->fd < 0) return br_fail(BR_EIO, "%s: cannot create temporary file %s: %s", path, w->tmp, strerror(errno));
+    w->created = 1;
+
+    /* One increment of about the expected size, so the image is rarely reallocated while it grows. */
+    size_t increment = size_hint + ((size_t)1 << 20);
+    fcpl = H5Pcreate(H5P_FILE_CREATE);
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0) {
+        st = br_fail(BR_EIO, "%s: cannot set up HDF5 file properties: %s", path, h5_detail());
+        goto cleanup;
+    }
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    if (w->file < 0) {
+        st = br_fail(BR_EIO, "%s: cannot create the HDF5 file in memory: %s", path, h5_detail());
+        goto cleanup;
+    }
+    if ((st = write_str_attr(w->file, w->path, "/", "format", format)) != BR_OK) goto cleanup;
+    if ((st = write_int_attr(w->file, w->path, "/", "format_version", H5LOG_FORMAT_VERSION)) != BR_OK) goto cleanup;
+    const char *names[] = {"engine_version", "git_rev", "compiler", "model_dir", "model_fingerprint",
+                           "kernel_mode", "device_names", "config_json", "lib_versions"};
+    const char *values[] = {p->engine_version, p->git_rev, p->compiler, p->model_dir, p->model_fingerprint,
+                            p->kernel_mode, p->device_names, p->config_json, p->lib_versions};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((st = write_str_attr(w->file, w->path, "/", names[i], values[i])) != BR_OK) goto cleanup;
+    if ((st = write_int_attr(w->file, w->path, "/", "world_size", p->world_size)) != BR_OK) goto cleanup;
+    hdf5_version_string(ver, sizeof ver);
+    if ((st = write_str_attr(w->file, w->path, "/", "hdf5_version", ver)) != BR_OK) goto cleanup;
+    mpi_version_string(ver, sizeof ver);
+    if ((st = write_str_attr(w->file, w->path, "/", "mpi_version", ver)) != BR_OK) goto cleanup;
+cleanup:
+    h5_drop(&fapl, H5Pclose);
+    h5_drop(&fcpl, H5Pclose);
+    return st;
+}
+
+static hid_t h5w_group(h5w *w, const char *name, br_status *st) {
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE), g = H5I_INVALID_HID;
+    if (gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0) {
+        *st = br_fail(BR_EIO, "%s: group /%s: cannot set up: %s", w->path, name, h5_detail());
+    } else {
+        g = H5Gcreate2(w->file, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+        if (g < 0) *st = br_fail(BR_EIO, "%s: group /%s: cannot create: %s", w->path, name, h5_detail());
+    }
+    h5_drop(&gcpl, H5Pclose);
+    return g;
+}
+
+static br_status write_all(int fd, const char *buf, size_t n, const char *path, const char *tmp) {
+    while (n > 0) {
+        ssize_t k = write(fd, buf, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return br_fail(BR_EIO, "%s: writing %s failed: %s", path, tmp, strerror(errno));
+        if (k == 0) return br_fail(BR_EIO, "%s: writing %s made no progress", path, tmp);
+        buf += k;
+        n -= (size_t)k;
+    }
+    return BR_OK;
+}
+
+/* complete=1 goes last: a reader that finds it knows every dataset before it was written. */
+static br_status h5w_commit(h5w *w) {
+    char *image = NULL;
+    br_status st = write_int_attr(w->file, w->path, "/", "complete", 1);
+    if (st != BR_OK) goto cleanup;
+    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
+        st = br_fail(BR_EIO, "%s: cannot flush the HDF5 file in memory: %s", w->path, h5_detail());
+        goto cleanup;
+    }
+    ssize_t size = H5Fget_file_image(w->file, NULL, 0);
+    if (size <= 0) {
+        st = br_fail(BR_EIO, "%s: cannot get the size of the HDF5 file image: %s", w->path, h5_detail());
+        goto cleanup;
+    }
+    image = malloc((size_t)size);
+    if (!image) {
+        st = br_fail(BR_ENOMEM, "%s: cannot allocate %zd bytes for the file image", w->path, size);
+        goto cleanup;
+    }
+    if (H5Fget_file_image(w->file, image, (size_t)size) != size) {
+        st = br_fail(BR_EIO, "%s: cannot copy the HDF5 file image: %s", w->path, h5_detail());
+        goto cleanup;
+    }
+    if ((st = h5_close(&w->file, H5Fclose, w->path, "the in-memory file")) != BR_OK) goto cleanup;
+    if ((st = write_all(w->fd, image, (size_t)size, w->path, w->tmp)) != BR_OK) goto cleanup;
+    free(image);
+    image = NULL;
+    if (fsync(w->fd) != 0) {
+        st = br_fail(BR_EIO, "%s: fsync of %s failed: %s", w->path, w->tmp, strerror(errno));
+        goto cleanup;
+    }
+    int fd = w->fd;
+    w->fd = -1;
+    if (close(fd) != 0) {
+        st = br_fail(BR_EIO, "%s: close of %s failed: %s", w->path, w->tmp, strerror(errno));
+        goto cleanup;
+    }
+    if (rename(w->tmp, w->path) != 0) {
+        st = br_fail(BR_EIO, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
+        goto cleanup;
+    }
+    w->created = 0;
+    /* Make the rename durable too. Best effort: the file is already in place and complete, and some
+     * file systems refuse fsync on a directory, so failing here would misreport a good write. */
+    char *dir = strdup(w->path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        const char *d = ".";
+        if (slash == dir) {
+            d = "/";
+        } else if (slash) {
+            *slash = '\0';
+            d = dir;
+        }
+        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            (void)close(dfd);
+        }
+        free(dir);
+    }
+cleanup:
+    free(image);
+    return st;
+}
+
+/* Ends a write: after a failure, drops the in-memory file and removes the temporary. */
+static void h5w_end(h5w *w) {
+    h5_drop(&w->file, H5Fclose);
+    if (w->fd >= 0) (void)close(w->fd); /* already failing; the first error is the one reported */
+    w->fd = -1;
+    if (w->created && w->tmp) (void)unlink(w->tmp);
+    w->created = 0;
+    free(w->tmp);
+    w->tmp = NULL;
+}
+static br_status check_rollouts(const char *path, const h5log_rollouts *r) {
+    int64_t n = r->n;
+    if (n < 0) return br_fail(BR_EINVAL, "%s: cannot write: n = %lld < 0", path, (long long)n);
+    if (n > 0) {
+        const void *per_row[] = {r->sample_id, r->prompt_index, r->sample_index, r->prompt_offsets, r->completion_offsets,
+                                 r->finish_reason, r->temperature, r->top_p, r->top_k, r->seed};
+        const char *names[] = {"sample_id", "prompt_index", "sample_index", "prompt_offsets", "completion_offsets",
+                               "finish_reason", "temperature", "top_p", "top_k", "seed"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (!per_row[i])
+                return br_fail(BR_EINVAL, "%s: cannot write: %s is NULL with n = %lld", path, names[i], (long long)n);
+    }
+    br_status st = BR_OK;
+    if (r->prompt_offsets && (st = check_offsets_in(path, "prompt_offsets", r->prompt_offsets, n)) != BR_OK) return st;
+    if (r->completion_offsets && (st = check_offsets_in(path, "completion_offsets", r->completion_offsets, n)) != BR_OK)
+        return st;
+    int64_t P = r->prompt_offsets ? r->prompt_offsets[n] : 0, T = r->completion_offsets ? r->completion_offsets[n] : 0;
+    if (P > 0 && !r->prompt_tokens)
+        return br_fail(BR_EINVAL, "%s: cannot write: prompt_tokens is NULL with %lld prompt tokens", path, (long long)P);
+    if (T > 0 && (!r->completion_tokens || !r->logprobs || !r->logits_digest))
+        return br_fail(BR_EINVAL, "%s: cannot write: completion_tokens, logprobs and logits_digest need %lld elements, one is NULL",
+                       path, (long long)T);
+    int64_t i = n > 0 ? ids_unsorted(r->sample_id, n) : -1;
+    if (i >= 0)
+        return br_fail(BR_EINVAL, "%s: cannot write: sample_id[%lld] = %lld follows %lld (rows must be sorted by increasing sample_id)",
+                       path, (long long)i, (long long)r->sample_id[i], (long long)r->sample_id[i - 1]);
+    i = n > 0 ? finish_bad(r->finish_reason, n) : -1;
+    if (i >= 0)
+        return br_fail(BR_EINVAL, "%s: cannot write: finish_reason[%lld] = %d is not one of %s", path, (long long)i,
+                       (int)r->finish_reason[i], H5LOG_FINISH_ENUM);
+    char **texts[] = {r->prompt_text, r->completion_text};
+    const char *tnames[] = {"prompt_text", "completion_text"};
+    for (int t = 0; t < 2; t++)
+        for (int64_t j = 0; texts[t] && j < n; j++)
+            if (!texts[t][j]) return br_fail(BR_EINVAL, "%s: cannot write: %s[%lld] is NULL", path, tnames[t], (long long)j);
+    return BR_OK;
+}
+
+br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const h5log_provenance *p) {
+    static const int64_t zero = 0;
+    if (!path || !r || !p) return br_fail(BR_EINVAL, "h5log_rollouts_write: NULL argument");
+    br_status st = check_rollouts(path, r);
+    if (st != BR_OK) return st;
+    quiet_state q;
+    quiet_begin(&q);
+    h5w w = {.fd = -1, .file = H5I_INVALID_HID};
+    hid_t g = H5I_INVALID_HID;
+    hsize_t n = (hsize_t)r->n;
+    const int64_t *po = r->prompt_offsets ? r->prompt_offsets : &zero;
+    const int64_t *co = r->completion_offsets ? r->completion_offsets : &zero;
+    hsize_t P = (hsize_t)po[r->n], T = (hsize_t)co[r->n];
+    size_t hint = (size_t)n * 57 + (size_t)P * 4 + (size_t)T * 16;
+    for (hsize_t i = 0; r->prompt_text && i < n; i++) hint += strlen(r->prompt_text[i]) + 16;
+    for (hsize_t i = 0; r->completion_text && i < n; i++) hint += strlen(r->completion_text[i]) + 16;
+    if ((st = h5w_begin(&w, path, H5LOG_ROLLOUTS_FORMAT, p, hint)) != BR_OK) goto cleanup;
+    g = h5w_group(&w, "samples", &st);
+    if (g < 0) goto cleanup;
+    const char *G = "/samples", *f = path;
+    if ((st = write_array(g, f, G, "sample_id", K_I64, r->sample_id, n, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "prompt_index", K_I64, r->prompt_index, n, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "sample_index", K_I32, r->sample_index, n, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "prompt_offsets", K_I64, po, n + 1, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "prompt_tokens", K_I32, r->prompt_tokens, P, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "completion_offsets", K_I64, co, n + 1, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "completion_tokens", K_I32, r->completion_tokens, T, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "logprobs", K_F32, r->logprobs, T, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "logits_digest", K_U64, r->logits_digest, T, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "finish_reason", K_I8, r->finish_reason, n, "enum", H5LOG_FINISH_ENUM)) != BR_OK)
+        goto cleanup;
+    if ((st = write_array(g, f, G, "temperature", K_F32, r->temperature, n, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "top_p", K_F32, r->top_p, n, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "top_k", K_I32, r->top_k, n, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "seed", K_U64, r->seed, n, NULL, NULL)) != BR_OK) goto cleanup;
+    if (r->prompt_text && (st = write_text(g, f, G, "prompt_text", r->prompt_text, n)) != BR_OK) goto cleanup;
+    if (r->completion_text && (st = write_text(g, f, G, "completion_text", r->completion_text, n)) != BR_OK) goto cleanup;
+    if ((st = h5_close(&g, H5Gclose, f, "group /samples")) != BR_OK) goto cleanup;
+    st = h5w_commit(&w);
+cleanup:
+    h5_drop(&g, H5Gclose);
+    h5w_end(&w);
+    quiet_end(&q);
+    return st;
+}
+
+br_status h5log_scores_write(const char *path, const h5log_scores *s, const h5log_provenance *p,
+                             const char *rollouts_fingerprint_hex) {
+    static const int64_t zero = 0;
+    if (!path || !s || !p) return br_fail(BR_EINVAL, "h5log_scores_write: NULL argument");
+    if (!is_hex16(rollouts_fingerprint_hex))
+        return br_fail(BR_EINVAL, "%s: cannot write: rollouts fingerprint '%s' is not 16 lowercase hex digits", path,
+                       rollouts_fingerprint_hex ? rollouts_fingerprint_hex : "(null)");
+    int64_t n = s->n;
+    if (n < 0) return br_fail(BR_EINVAL, "%s: cannot write: n = %lld < 0", path, (long long)n);
+    if (n > 0 && (!s->sample_id || !s->completion_offsets))
+        return br_fail(BR_EINVAL, "%s: cannot write: sample_id or completion_offsets is NULL with n = %lld", path, (long long)n);
+    br_status st = BR_OK;
+    if (s->completion_offsets && (st = check_offsets_in(path, "completion_offsets", s->completion_offsets, n)) != BR_OK)
+        return st;
+    const int64_t *co = s->completion_offsets ? s->completion_offsets : &zero;
+    int64_t T = co[n];
+    if (T > 0 && (!s->logprobs || !s->logits_digest))
+        return br_fail(BR_EINVAL, "%s: cannot write: logprobs or logits_digest is NULL with %lld tokens", path, (long long)T);
+    int64_t i = n > 0 ? ids_unsorted(s->sample_id, n) : -1;
+    if (i >= 0)
+        return br_fail(BR_EINVAL, "%s: cannot write: sample_id[%lld] = %lld follows %lld (rows must be sorted by increasing sample_id)",
+                       path, (long long)i, (long long)s->sample_id[i], (long long)s->sample_id[i - 1]);
+
+    quiet_state q;
+    quiet_begin(&q);
+    h5w w = {.fd = -1, .file = H5I_INVALID_HID};
+    hid_t g = H5I_INVALID_HID;
+    if ((st = h5w_begin(&w, path, H5LOG_SCORES_FORMAT, p, (size_t)n * 16 + (size_t)T * 12)) != BR_OK) goto cleanup;
+    if ((st = write_str_attr(w.file, path, "/", "rollouts_fingerprint", rollouts_fingerprint_hex)) != BR_OK) goto cleanup;
+    g = h5w_group(&w, "scores", &st);
+    if (g < 0) goto cleanup;
+    const char *G = "/scores", *f = path;
+    if ((st = write_array(g, f, G, "sample_id", K_I64, s->sample_id, (hsize_t)n, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "completion_offsets", K_I64, co, (hsize_t)n + 1, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "logprobs", K_F32, s->logprobs, (hsize_t)T, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = write_array(g, f, G, "logits_digest", K_U64, s->logits_digest, (hsize_t)T, NULL, NULL)) != BR_OK) goto cleanup;
+    if ((st = h5_close(&g, H5Gclose, f, "group /scores")) != BR_OK) goto cleanup;
+    st = h5w_commit(&w);
+cleanup:
+    h5_drop(&g, H5Gclose);
+    h5w_end(&w);
+    quiet_end(&q);
+    return st;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static br_status read_str_attr(hid_t obj, const char *file, const char *name, char **out) {
+    br_status st = BR_OK;
+    hid_t attr = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    char *vl = NULL, *buf = NULL;
+    int vl_read = 0;
+    char desc[64];
+    *out = NULL;
+    htri_t ex = H5Aexists(obj, name);
+    if (ex < 0) {
+        st = br_fail(BR_EFORMAT, "%s: cannot look up root attribute '%s': %s", file, name, h5_detail());
+        goto cleanup;
+    }
+    if (ex == 0) {
+        st = br_fail(BR_EFORMAT, "%s: root attribute '%s' missing", file, name);
+        goto cleanup;
+    }
+    attr = H5Aopen(obj, name, H5P_DEFAULT);
+    if (attr < 0 || (ftype = H5Aget_type(attr)) < 0 || (space = H5Aget_space(attr)) < 0) {
+        st = br_fail(BR_EFORMAT, "%s: cannot open root attribute '%s': %s", file, name, h5_detail());
+        goto cleanup;
+    }
+    if (H5Tget_class(ftype) != H5T_STRING || H5Sget_simple_extent_type(space) != H5S_SCALAR) {
+        st = br_fail(BR_EFORMAT, "%s: root attribute '%s': expected a scalar string, found %s", file, name,
+                     type_desc(ftype, desc, sizeof desc));
+        goto cleanup;
+    }
+    htri_t var = H5Tis_variable_str(ftype);
+    H5T_cset_t cset = H5Tget_cset(ftype);
+    mtype = H5Tcopy(H5T_C_S1);
+    if (var < 0 || cset < 0 || mtype < 0 || H5Tset_cset(mtype, cset) < 0) {
+        st = br_fail(BR_EFORMAT, "%s: root attribute '%s': cannot inspect its string type: %s", file, name, h5_detail());
+        goto cleanup;
+    }
+    if (var) {
+        if (H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Aread(attr, mtype, &vl) < 0) {
+            st = br_fail(BR_EFORMAT, "%s: root attribute '%s': cannot read: %s", file, name, h5_detail());
+            goto cleanup;
+        }
+        vl_read = 1;
+        buf = strdup(vl ? vl : "");
+        if (!buf) {
+            st = br_fail(BR_ENOMEM, "%s: root attribute '%s': out of memory", file, name);
+            goto cleanup;
+        }
+    } else {
+        size_t size = H5Tget_size(ftype);
+        if (size == 0 || (buf = calloc(size + 1, 1)) == NULL) {
+            st = br_fail(BR_ENOMEM, "%s: root attribute '%s': cannot allocate %zu bytes", file, name, size + 1);
+            goto cleanup;
+        }
+        if (H5Tset_size(mtype, size) < 0 || H5Aread(attr, mtype, buf) < 0) {
+            st = br_fail(BR_EFORMAT, "%s: root attribute '%s': cannot read: %s", file, name, h5_detail());
+            goto cleanup;
+        }
+    }
+    *out = buf;
+    buf = NULL;
+cleanup:
+    if (vl_read && H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, &vl) < 0 && st == BR_OK)
+        st = br_fail(BR_EIO, "%s: root attribute '%s': cannot release the string HDF5 read: %s", file, name, h5_detail());
+    if (st != BR_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    free(buf);
+    h5_drop(&mtype, H5Tclose);
+    h5_drop(&space, H5Sclose);
+    h5_drop(&ftype, H5Tclose);
+    h5_drop(&attr, H5Aclose);
+    return st;
+}
+
+/* Reads an integer root attribute. missing_msg, when given, replaces the generic "missing" message. */
+static br_status read_int_attr(hid_t obj, const char *file, const char *name, const char *missing_msg, int *out) {
+    br_status st = BR_OK;
+    hid_t attr = H5I_INVALID_HID, ftype = H5I_INVALID_HID, space = H5I_INVALID_HID;
+    long long v = 0;
+    char desc[64];
+    htri_t ex = H5Aexists(obj, name);
+    if (ex < 0) {
+        st = br_fail(BR_EFORMAT, "%s: cannot look up root attribute '%s': %s", file, name, h5_detail());
+        goto cleanup;
+    }
+    if (ex == 0) {
+        st = missing_msg ? br_fail(BR_EFORMAT, "%s: %s", file, missing_msg)
+                         : br_fail(BR_EFORMAT, "%s: root attribute '%s' missing", file, name);
+        goto cleanup;
+    }
+    attr = H5Aopen(obj, name, H5P_DEFAULT);
+    if (attr < 0 || (ftype = H5Aget_type(attr)) < 0 || (space = H5Aget_space(attr)) < 0) {
+        st = br_fail(BR_EFORMAT, "%s: cannot open root attribute '%s': %s", file, name, h5_detail());
+        goto cleanup;
+    }
+    if (H5Tget_class(ftype) != H5T_INTEGER || H5Tget_size(ftype) > 8 || H5Sget_simple_extent_type(space) != H5S_SCALAR) {
+        st = br_fail(BR_EFORMAT, "%s: root attribute '%s': expected a scalar integer, found %s", file, name,
+                     type_desc(ftype, desc, sizeof desc));
+        goto cleanup;
+    }
+    if (H5Aread(attr, H5T_NATIVE_LLONG, &v) < 0) {
+        st = br_fail(BR_EFORMAT, "%s: root attribute '%s': cannot read: %s", file, name, h5_detail());
+        goto cleanup;
+    }
+    if (v < -2147483647LL - 1 || v > 2147483647LL) {
+        st = br_fail(BR_EFORMAT, "%s: root attribute '%s' = %lld is out of range", file, name, v);
+        goto cleanup;
+    }
+    *out = (int)v;
+cleanup:
+    h5_drop(&space, H5Sclose);
+    h5_drop(&ftype, H5Tclose);
+    h5_drop(&attr, H5Aclose);
+    return st;
+}
+
+/* Opens dataset gname/name and checks it is 1-D; returns its length in *count. */
+static br_status open_1d(hid_t grp, const char *file, const char *dpath, const char *name, hid_t *dset, hid_t *space,
+                         hid_t *ftype, int64_t *count) {
+    htri_t ex = H5Lexists(grp, name, H5P_DEFAULT);
+    if (ex < 0) return br_fail(BR_EFORMAT, "%s: dataset %s: cannot look it up: %s", file, dpath, h5_detail());
+    if (ex == 0) return br_fail(BR_EFORMAT, "%s: dataset %s missing", file, dpath);
+    *dset = H5Dopen2(grp, name, H5P_DEFAULT);
+    if (*dset < 0 || (*ftype = H5Dget_type(*dset)) < 0 || (*space = H5Dget_space(*dset)) < 0)
+        return br_fail(BR_EFORMAT, "%s: dataset %s: cannot open: %s", file, dpath, h5_detail());
+    int rank = H5Sget_simple_extent_ndims(*space);
+    if (rank != 1) return br_fail(BR_EFORMAT, "%s: dataset %s: expected a 1-D dataset, found rank %d", file, dpath, rank);
+    hsize_t dim = 0;
+    if (H5Sget_simple_extent_dims(*space, &dim, NULL) < 0)
+        return br_fail(BR_EFORMAT, "%s: dataset %s: cannot read its shape: %s", file, dpath, h5_detail());
+    if (dim > (hsize_t)INT64_MAX / 8)
+        return br_fail(BR_EFORMAT, "%s: dataset %s: %llu elements is too many", file, dpath, (unsigned long long)dim);
+    *count = (int64_t)dim;
+    return BR_OK;
+}
+
+/* Reads a 1-D numeric dataset of kind k; returns it, or NULL with *status set. expect < 0: any length,
+ * reported in *count. The result always has room for one element, so empty arrays are non-NULL. */
+static void *read_array(hid_t grp, const char *file, const char *gname, const char *name, kind k, int64_t expect,
+                        int64_t *count, br_status *status) {
+    br_status st = BR_OK;
+    void *res = NULL;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID, ftype = H5I_INVALID_HID;
+    char dpath[96], desc[64];
+    int64_t c = 0;
+    void *buf = NULL;
+    snprintf(dpath, sizeof dpath, "%s/%s", gname, name);
+    if ((st = open_1d(grp, file, dpath, name, &dset, &space, &ftype, &c)) != BR_OK) goto cleanup;
+    H5T_class_t cls = H5Tget_class(ftype);
+    int ok = H5Tget_size(ftype) == kind_size(k);
+    if (k == K_F32) ok = ok && cls == H5T_FLOAT;
+    else ok = ok && cls == H5T_INTEGER && H5Tget_sign(ftype) == (k == K_U64 ? H5T_SGN_NONE : H5T_SGN_2);
+    if (!ok) {
+        st = br_fail(BR_EFORMAT, "%s: dataset %s: expected %s, found %s", file, dpath, kind_name(k),
+                     type_desc(ftype, desc, sizeof desc));
+        goto cleanup;
+    }
+    if (expect >= 0 && c != expect) {
+        st = br_fail(BR_EFORMAT, "%s: dataset %s: expected %lld elements, found %lld", file, dpath, (long long)expect,
+                     (long long)c);
+        goto cleanup;
+    }
+    buf = malloc((size_t)(c > 0 ? c : 1) * kind_size(k));
+    if (!buf) {
+        st = br_fail(BR_ENOMEM, "%s: dataset %s: cannot allocate %lld elements", file, dpath, (long long)c);
+        goto cleanup;
+    }
+    if (c > 0 && H5Dread(dset, kind_mem(k), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot read %lld elements: %s", file, dpath, (long long)c, h5_detail());
+        goto cleanup;
+    }
+    if ((st = h5_close(&dset, H5Dclose, file, dpath)) != BR_OK) goto cleanup;
+    res = buf;
+    buf = NULL;
+    if (count) *count = c;
+cleanup:
+    free(buf);
+    h5_drop(&ftype, H5Tclose);
+    h5_drop(&space, H5Sclose);
+    h5_drop(&dset, H5Dclose);
+    *status = st;
+    return res;
+}
+
+/* Reads an optional variable-length string dataset of n entries; *out stays NULL when it is absent. */
+static br_status read_text(hid_t grp, const char *file, const char *gname, const char *name, int64_t n, char ***out) {
+    br_status st = BR_OK;
+    hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
+    char dpath[96], desc[64];
+    char **raw = NULL, **res = NULL;
+    int raw_read = 0;
+    int64_t c = 0;
+    snprintf(dpath, sizeof dpath, "%s/%s", gname, name);
+    *out = NULL;
+    htri_t ex = H5Lexists(grp, name, H5P_DEFAULT);
+    if (ex < 0) return br_fail(BR_EFORMAT, "%s: dataset %s: cannot look it up: %s", file, dpath, h5_detail());
+    if (ex == 0) return BR_OK;
+    if ((st = open_1d(grp, file, dpath, name, &dset, &space, &ftype, &c)) != BR_OK) goto cleanup;
+    htri_t var = H5Tget_class(ftype) == H5T_STRING ? H5Tis_variable_str(ftype) : 0;
+    if (var <= 0) {
+        st = br_fail(BR_EFORMAT, "%s: dataset %s: expected variable-length strings, found %s", file, dpath,
+                     type_desc(ftype, desc, sizeof desc));
+        goto cleanup;
+    }
+    if (c != n) {
+        st = br_fail(BR_EFORMAT, "%s: dataset %s: expected %lld elements, found %lld", file, dpath, (long long)n, (long long)c);
+        goto cleanup;
+    }
+    H5T_cset_t cset = H5Tget_cset(ftype);
+    mtype = H5Tcopy(H5T_C_S1);
+    if (cset < 0 || mtype < 0 || H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Tset_cset(mtype, cset) < 0) {
+        st = br_fail(BR_EFORMAT, "%s: dataset %s: cannot set up a string type: %s", file, dpath, h5_detail());
+        goto cleanup;
+    }
+    size_t slots = (size_t)(n > 0 ? n : 1);
+    raw = calloc(slots, sizeof *raw);
+    res = calloc(slots, sizeof *res);
+    if (!raw || !res) {
+        st = br_fail(BR_ENOMEM, "%s: dataset %s: cannot allocate %lld strings", file, dpath, (long long)n);
+        goto cleanup;
+    }
+    if (n > 0) {
+        if (H5Dread(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0) {
+            st = br_fail(BR_EIO, "%s: dataset %s: cannot read %lld strings: %s", file, dpath, (long long)n, h5_detail());
+            goto cleanup;
+        }
+        raw_read = 1;
+    }
+    /* Copied, so every string in an h5log_rollouts is freed with free(), whatever allocator HDF5 uses. */
+    for (int64_t i = 0; i < n; i++) {
+        res[i] = strdup(raw[i] ? raw[i] : "");
+        if (!res[i]) {
+            st = br_fail(BR_ENOMEM, "%s: dataset %s: out of memory copying string %lld", file, dpath, (long long)i);
+            goto cleanup;
+        }
+    }
+    *out = res;
+    res = NULL;
+cleanup:
+    if (raw_read && H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, raw) < 0 && st == BR_OK)
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot release the strings HDF5 read: %s", file, dpath, h5_detail());
+    if (st != BR_OK && *out) {
+        res = *out;
+        *out = NULL;
+    }
+    for (int64_t i = 0; res && i < n; i++) free(res[i]);
+    free(res);
+    free(raw);
+    h5_drop(&mtype, H5Tclose);
+    h5_drop(&ftype, H5Tclose);
+    h5_drop(&space, H5Sclose);
+    h5_drop(&dset, H5Dclose);
+    return st;
+}
+
+/* Opens `path` for reading and checks format, complete and format_version, in that order: a file
+ * from another program is named as such before an interrupted bitroll write is. Fills meta's strings. */
+static br_status h5r_open(const char *path, const char *format, hid_t *file, h5log_meta *m) {
+    br_status st = BR_OK;
+    hid_t fapl = H5I_INVALID_HID;
+    *file = H5I_INVALID_HID;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return br_fail(BR_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (close(fd) != 0) return br_fail(BR_EIO, "%s: cannot close: %s", path, strerror(errno));
+    if (H5Fis_hdf5(path) <= 0) {
+        (void)h5_detail(); /* clear the stack: "no HDF5 signature" is the whole story */
+        return br_fail(BR_EFORMAT, "%s: not an HDF5 file", path);
+    }
+    fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        st = br_fail(BR_EIO, "%s: cannot set up HDF5 file properties: %s", path, h5_detail());
+        goto cleanup;
+    }
+    *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (*file < 0) {
+        st = br_fail(BR_EIO, "%s: cannot open as HDF5: %s", path, h5_detail());
+        goto cleanup;
+    }
+    htri_t has_format = H5Aexists(*file, "format");
+    if (has_format <= 0) {
+        st = has_format < 0 ? br_fail(BR_EFORMAT, "%s: cannot look up root attribute 'format': %s", path, h5_detail())
+                            : br_fail(BR_EFORMAT, "%s: not a bitroll file (root attribute 'format' missing)", path);
+        goto cleanup;
+    }
+    if ((st = read_str_attr(*file, path, "format", &m->format)) != BR_OK) goto cleanup;
+    if (strcmp(m->format, format) != 0) {
+        st = br_fail(BR_EFORMAT, "%s: format is '%s', expected '%s'", path, m->format, format);
+        goto cleanup;
+    }
+    int complete = 0;
+    if ((st = read_int_attr(*file, path, "complete", "file is incomplete (interrupted write)", &complete)) != BR_OK)
+        goto cleanup;
+    if (complete != 1) {
+        st = br_fail(BR_EFORMAT, "%s: file is incomplete (interrupted write)", path);
+        goto cleanup;
+    }
+    if ((st = read_int_attr(*file, path, "format_version", NULL, &m->format_version)) != BR_OK) goto cleanup;
+    if (m->format_version != H5LOG_FORMAT_VERSION) {
+        st = br_fail(BR_EFORMAT, "%s: unknown format_version %d (this build reads version %d)", path, m->format_version,
+                     H5LOG_FORMAT_VERSION);
+        goto cleanup;
+    }
+    const char *names[] = {"engine_version", "git_rev", "compiler", "model_dir", "model_fingerprint", "kernel_mode",
+                           "device_names", "config_json", "lib_versions", "hdf5_version", "mpi_version"};
+    char **dst[] = {&m->engine_version, &m->git_rev, &m->compiler, &m->model_dir, &m->model_fingerprint, &m->kernel_mode,
+                    &m->device_names, &m->config_json, &m->lib_versions, &m->hdf5_version, &m->mpi_version};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((st = read_str_attr(*file, path, names[i], dst[i])) != BR_OK) goto cleanup;
+    if ((st = read_int_attr(*file, path, "world_size", NULL, &m->world_size)) != BR_OK) goto cleanup;
+cleanup:
+    h5_drop(&fapl, H5Pclose);
+    if (st != BR_OK) h5_drop(file, H5Fclose);
+    return st;
+}
+
+static br_status open_group(hid_t file, const char *path, const char *name, hid_t *g) {
+    htri_t ex = H5Lexists(file, name, H5P_DEFAULT);
+    if (ex < 0) return br_fail(BR_EFORMAT, "%s: group /%s: cannot look it up: %s", path, name, h5_detail());
+    if (ex == 0) return br_fail(BR_EFORMAT, "%s: group /%s missing", path, name);
+    *g = H5Gopen2(file, name, H5P_DEFAULT);
+    if (*g < 0) return br_fail(BR_EFORMAT, "%s: group /%s: cannot open: %s", path, name, h5_detail());
+    return BR_OK;
+}
+
+static br_status check_ids_file(const char *path, const char *dpath, const int64_t *id, int64_t n) {
+    int64_t i = ids_unsorted(id, n);
+    if (i >= 0)
+        return br_fail(BR_EFORMAT, "%s: dataset %s: element %lld = %lld follows %lld (must be strictly increasing)", path,
+                       dpath, (long long)i, (long long)id[i], (long long)id[i - 1]);
+    return BR_OK;
+}
+
+static void set_fingerprint(h5log_meta *m, uint64_t fp) {
+    m->fingerprint = fp;
+    snprintf(m->fingerprint_hex, sizeof m->fingerprint_hex, "%016llx", (unsigned long long)fp);
+}
+
+br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta *meta) {
+    if (!path || !out) return br_fail(BR_EINVAL, "h5log_rollouts_read: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (meta) memset(meta, 0, sizeof *meta);
+    quiet_state q;
+    quiet_begin(&q);
+    h5log_rollouts r = {0};
+    h5log_meta m = {0};
+    hid_t file = H5I_INVALID_HID, g = H5I_INVALID_HID;
+    br_status st = h5r_open(path, H5LOG_ROLLOUTS_FORMAT, &file, &m);
+    if (st != BR_OK) goto cleanup;
+    if ((st = open_group(file, path, "samples", &g)) != BR_OK) goto cleanup;
+    const char *G = "/samples";
+    int64_t n = 0;
+    r.sample_id = read_array(g, path, G, "sample_id", K_I64, -1, &n, &st);
+    if (st != BR_OK) goto cleanup;
+    r.n = n;
+    if ((st = check_ids_file(path, "/samples/sample_id", r.sample_id, n)) != BR_OK) goto cleanup;
+    r.prompt_index = read_array(g, path, G, "prompt_index", K_I64, n, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.sample_index = read_array(g, path, G, "sample_index", K_I32, n, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.prompt_offsets = read_array(g, path, G, "prompt_offsets", K_I64, n + 1, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    if ((st = check_offsets_file(path, "/samples/prompt_offsets", r.prompt_offsets, n)) != BR_OK) goto cleanup;
+    r.prompt_tokens = read_array(g, path, G, "prompt_tokens", K_I32, r.prompt_offsets[n], NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.completion_offsets = read_array(g, path, G, "completion_offsets", K_I64, n + 1, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    if ((st = check_offsets_file(path, "/samples/completion_offsets", r.completion_offsets, n)) != BR_OK) goto cleanup;
+    int64_t T = r.completion_offsets[n];
+    r.completion_tokens = read_array(g, path, G, "completion_tokens", K_I32, T, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.logprobs = read_array(g, path, G, "logprobs", K_F32, T, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.logits_digest = read_array(g, path, G, "logits_digest", K_U64, T, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.finish_reason = read_array(g, path, G, "finish_reason", K_I8, n, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    int64_t i = finish_bad(r.finish_reason, n);
+    if (i >= 0) {
+        st = br_fail(BR_EFORMAT, "%s: dataset /samples/finish_reason: element %lld = %d is not one of %s", path,
+                     (long long)i, (int)r.finish_reason[i], H5LOG_FINISH_ENUM);
+        goto cleanup;
+    }
+    r.temperature = read_array(g, path, G, "temperature", K_F32, n, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.top_p = read_array(g, path, G, "top_p", K_F32, n, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.top_k = read_array(g, path, G, "top_k", K_I32, n, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    r.seed = read_array(g, path, G, "seed", K_U64, n, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    if ((st = read_text(g, path, G, "prompt_text", n, &r.prompt_text)) != BR_OK) goto cleanup;
+    if ((st = read_text(g, path, G, "completion_text", n, &r.completion_text)) != BR_OK) goto cleanup;
+    if ((st = h5_close(&g, H5Gclose, path, "group /samples")) != BR_OK) goto cleanup;
+    if ((st = h5_close(&file, H5Fclose, path, "the file")) != BR_OK) goto cleanup;
+    uint64_t fp = 0;
+    if ((st = h5log_rollouts_fingerprint(&r, &fp)) != BR_OK) goto cleanup;
+    set_fingerprint(&m, fp);
+    *out = r;
+    memset(&r, 0, sizeof r);
+    if (meta) {
+        *meta = m;
+        memset(&m, 0, sizeof m);
+    }
+cleanup:
+    h5_drop(&g, H5Gclose);
+    h5_drop(&file, H5Fclose);
+    h5log_rollouts_free(&r);
+    h5log_meta_free(&m);
+    quiet_end(&q);
+    return st;
+}
+
+br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *meta) {
+    if (!path || !out) return br_fail(BR_EINVAL, "h5log_scores_read: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (meta) memset(meta, 0, sizeof *meta);
+    quiet_state q;
+    quiet_begin(&q);
+    h5log_scores s = {0};
+    h5log_meta m = {0};
+    hid_t file = H5I_INVALID_HID, g = H5I_INVALID_HID;
+    br_status st = h5r_open(path, H5LOG_SCORES_FORMAT, &file, &m);
+    if (st != BR_OK) goto cleanup;
+    if ((st = read_str_attr(file, path, "rollouts_fingerprint", &m.rollouts_fingerprint)) != BR_OK) goto cleanup;
+    if (!is_hex16(m.rollouts_fingerprint)) {
+        st = br_fail(BR_EFORMAT, "%s: root attribute 'rollouts_fingerprint' = '%s' is not 16 lowercase hex digits", path,
+                     m.rollouts_fingerprint);
+        goto cleanup;
+    }
+    if ((st = open_group(file, path, "scores", &g)) != BR_OK) goto cleanup;
+    const char *G = "/scores";
+    int64_t n = 0;
+    s.sample_id = read_array(g, path, G, "sample_id", K_I64, -1, &n, &st);
+    if (st != BR_OK) goto cleanup;
+    s.n = n;
+    if ((st = check_ids_file(path, "/scores/sample_id", s.sample_id, n)) != BR_OK) goto cleanup;
+    s.completion_offsets = read_array(g, path, G, "completion_offsets", K_I64, n + 1, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    if ((st = check_offsets_file(path, "/scores/completion_offsets", s.completion_offsets, n)) != BR_OK) goto cleanup;
+    int64_t T = s.completion_offsets[n];
+    s.logprobs = read_array(g, path, G, "logprobs", K_F32, T, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    s.logits_digest = read_array(g, path, G, "logits_digest", K_U64, T, NULL, &st);
+    if (st != BR_OK) goto cleanup;
+    if ((st = h5_close(&g, H5Gclose, path, "group /scores")) != BR_OK) goto cleanup;
+    if ((st = h5_close(&file, H5Fclose, path, "the file")) != BR_OK) goto cleanup;
+    uint64_t fp = 0;
+    if ((st = h5log_scores_fingerprint(&s, &fp)) != BR_OK) goto cleanup;
+    set_fingerprint(&m, fp);
+    *out = s;
+    memset(&s, 0, sizeof s);
+    if (meta) {
+        *meta = m;
+        memset(&m, 0, sizeof m);
+    }
+cleanup:
+    h5_drop(&g, H5Gclose);
+    h5_drop(&file, H5Fclose);
+    h5log_scores_free(&s);
+    h5log_meta_free(&m);
+    quiet_end(&q);
+    return st;
+}
+
+/* ---------------------------------------------------------------- freeing */
+
+static void free_strings(char **s, int64_t n) {
+    if (!s) return;
+    for (int64_t i = 0; i < n; i++) free(s[i]);
+    free(s);
+}
+
+void h5log_rollouts_free(h5log_rollouts *r) {
+    if (!r) return;
+    free(r->sample_id);
+    free(r->prompt_index);
+    free(r->sample_index);
+    free(r->prompt_offsets);
+    free(r->prompt_tokens);
+    free(r->completion_offsets);
+    free(r->completion_tokens);
+    free(r->logprobs);
+    free(r->logits_digest);
+    free(r->finish_reason);
+    free(r->temperature);
+    free(r->top_p);
+    free(r->top_k);
+    free(r->seed);
+    free_strings(r->prompt_text, r->n);
+    free_strings(r->completion_text, r->n);
+    memset(r, 0, sizeof *r);
+}
+
+void h5log_scores_free(h5log_scores *s) {
+    if (!s) return;
+    free(s->sample_id);
+    free(s->completion_offsets);
+    free(s->logprobs);
+    free(s->logits_digest);
+    memset(s, 0, sizeof *s);
+}
+
+void h5log_meta_free(h5log_meta *m) {
+    if (!m) return;
+    char *strs[] = {m->format, m->engine_version, m->git_rev, m->compiler, m->model_dir, m->model_fingerprint,
+                    m->kernel_mode, m->device_names, m->config_json, m->lib_versions, m->hdf5_version,
+                    m->mpi_version, m->rollouts_fingerprint};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) free(strs[i]);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,96 @@
+/* HDF5 rollouts and scores files (DESIGN.md 4, docs/FORMAT.md): in-memory structs, atomic writers,
+ * validating readers. No HDF5 type appears here: hid_t stays inside logging/. */
+#ifndef H5LOG_H
+#define H5LOG_H
+
+#include <stdint.h>
+
+#include "common/br.h"
+
+#define H5LOG_ROLLOUTS_FORMAT "bitroll-rollouts"
+#define H5LOG_SCORES_FORMAT "bitroll-scores"
+#define H5LOG_FORMAT_VERSION 1
+
+/* finish_reason values, stored as int8 (the dataset's "enum" attribute names them). */
+enum {
+    H5LOG_FINISH_STOP = 0,    /* a stop token was sampled */
+    H5LOG_FINISH_LENGTH = 1,  /* max_new_tokens reached */
+    H5LOG_FINISH_CONTEXT = 2, /* the model's context limit reached */
+};
+#define H5LOG_FINISH_ENUM "0=stop,1=length,2=context"
+
+/* One rollouts set, rows sorted by strictly increasing sample_id. Every array is owned (malloc).
+ * n = rows, P = prompt_offsets[n], T = completion_offsets[n].
+ * After h5log_rollouts_read every numeric array is non-NULL (also when n = 0 or T = 0). */
+typedef struct {
+    int64_t n;
+    int64_t *sample_id;          /* (n) prompt_index * n_per_prompt + sample_index */
+    int64_t *prompt_index;       /* (n) */
+    int32_t *sample_index;       /* (n) */
+    int64_t *prompt_offsets;     /* (n+1) CSR into prompt_tokens, [0] = 0, non-decreasing */
+    int32_t *prompt_tokens;      /* (P) */
+    int64_t *completion_offsets; /* (n+1) CSR into completion_tokens/logprobs/logits_digest */
+    int32_t *completion_tokens;  /* (T) */
+    float *logprobs;             /* (T) log-softmax(logits / temperature) at the sampled token */
+    uint64_t *logits_digest;     /* (T) xxh3-64, seed 0, of the fp32 logits row's bytes */
+    int8_t *finish_reason;       /* (n) H5LOG_FINISH_* */
+    float *temperature;          /* (n) */
+    float *top_p;                /* (n) */
+    int32_t *top_k;              /* (n) */
+    uint64_t *seed;              /* (n) */
+    char **prompt_text;          /* (n) UTF-8, NULL when no tokenizer was loaded */
+    char **completion_text;      /* (n) UTF-8, NULL when no tokenizer was loaded */
+} h5log_rollouts;
+
+/* One scores set (bitroll score): rows sorted by strictly increasing sample_id, aligned with the
+ * completion tokens of the rollouts file it scored. T = completion_offsets[n]. */
+typedef struct {
+    int64_t n;
+    int64_t *sample_id;          /* (n) */
+    int64_t *completion_offsets; /* (n+1) */
+    float *logprobs;             /* (T) */
+    uint64_t *logits_digest;     /* (T) */
+} h5log_scores;
+
+/* Provenance written as root attributes of every file. NULL strings are written as "". */
+typedef struct {
+    const char *engine_version, *git_rev, *compiler, *model_dir, *model_fingerprint, *kernel_mode,
+        *device_names, *config_json, *lib_versions;
+    int world_size;
+} h5log_provenance;
+
+/* What a reader returns about a file besides its arrays. Strings are owned (free with h5log_meta_free). */
+typedef struct {
+    char *format;
+    int format_version;
+    char *engine_version, *git_rev, *compiler, *model_dir, *model_fingerprint, *kernel_mode, *device_names,
+        *config_json, *lib_versions;
+    int world_size;
+    char *hdf5_version;         /* HDF5 library that wrote the file */
+    char *mpi_version;          /* MPI standard and library that the writer was linked with */
+    char *rollouts_fingerprint; /* scores files: fingerprint_hex of the rollouts file scored; else NULL */
+    uint64_t fingerprint;       /* xxh3-64 over the contents of every /samples (or /scores) dataset */
+    char fingerprint_hex[17];   /* "%016llx" of fingerprint */
+} h5log_meta;
+
+/* Writes `path` atomically: path.tmp.<pid>, root attribute complete=1 last, fsync, rename.
+ * On failure the temporary file is removed and an existing `path` is left untouched. */
+br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const h5log_provenance *p);
+/* Reads and validates a rollouts file into *out (zeroed first; freed again on failure).
+ * meta may be NULL. */
+br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta *meta);
+/* The file fingerprint of a rollouts set, as h5log_rollouts_read reports it (docs/FORMAT.md). */
+br_status h5log_rollouts_fingerprint(const h5log_rollouts *r, uint64_t *out);
+
+/* rollouts_fingerprint_hex: 16 lowercase hex digits (h5log_meta.fingerprint_hex of the rollouts file). */
+br_status h5log_scores_write(const char *path, const h5log_scores *s, const h5log_provenance *p,
+                             const char *rollouts_fingerprint_hex);
+br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *meta);
+br_status h5log_scores_fingerprint(const h5log_scores *s, uint64_t *out);
+
+/* Free the arrays/strings (not the struct itself) and zero it; NULL is a no-op. */
+void h5log_rollouts_free(h5log_rollouts *r);
+void h5log_scores_free(h5log_scores *s);
+void h5log_meta_free(h5log_meta *m);
+
+#endif

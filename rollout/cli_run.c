@@ -184,7 +184,10 @@ static br_status run_and_gather(const comm_world *world, const policy_weights *w
         for (int64_t i = 0; i < n_jobs; i++)
             if (comm_owner(world, i) == world->rank) mine[k++] = all_jobs[i];
         progress_ctx pc = {world, o->verb, o->quiet, cli_now(), 0};
-        rc = rollout_run(w, &o->sched, mine, n_mine, res, progress_cb, &pc);
+        rollout_sched_opts so = o->sched;
+        so.device = o->device;
+        so.kernels = o->kernels;
+        rc = rollout_run(w, &so, mine, n_mine, res, progress_cb, &pc);
         /* Fault injection for the tests: one rank fails after its work, the others must stop with its reason. */
         const char *inject = getenv("BITROLL_INJECT_FAILURE_RANK");
         if (rc == BR_OK && inject && atoi(inject) == world->rank)

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/kern_cpu.h"
 
 typedef struct {
     const rollout_job *job;
@@ -101,28 +100,31 @@ static br_status admit(policy_kvcache *kv, slot *s, const rollout_job *j, rollou
     return BR_OK;
 }
 
-/* Turns the logits row of input index i into the completion token i - prompt_len + 1. */
-static void emit(const policy_config *c, slot *s, int i, const float *logits, void *scratch) {
+/* Describes what input row i of a slot produces: the completion token i - prompt_len + 1. */
+static void describe_row(const slot *s, int i, rollout_row *row) {
+    const rollout_job *j = s->job;
+    const int k = i - j->prompt_len + 1;
+    row->target = j->forced ? j->forced[k] : -1;
+    row->sampling = &j->sampling;
+    row->sample_id = j->sample_id;
+    row->position = i + 1;
+}
+
+/* Records the token that input row i produced and decides whether the job is finished. */
+static void emit(const policy_config *c, slot *s, int i, const rollout_row_out *o) {
     const rollout_job *j = s->job;
     rollout_result *r = s->res;
     const int k = i - j->prompt_len + 1;
-    int32_t tok;
-    if (j->forced) {
-        tok = j->forced[k];
-        r->logprobs[k] = rollout_logprob(logits, c->vocab, j->sampling.temperature, tok);
-    } else {
-        tok = rollout_sample(logits, c->vocab, &j->sampling, (uint64_t)j->sample_id, i + 1, scratch);
-        r->logprobs[k] = rollout_logprob(logits, c->vocab, j->sampling.temperature, tok);
-    }
-    r->tokens[k] = tok;
-    r->digests[k] = kern_cpu_digest(logits, c->vocab);
+    r->tokens[k] = o->token;
+    r->logprobs[k] = o->logprob;
+    r->digests[k] = o->digest;
     r->n = k + 1;
     if (j->forced) {
         if (r->n == j->n_forced) r->finish = ROLLOUT_FINISH_LENGTH;
         return;
     }
     for (int t = 0; t < j->n_stop; t++)
-        if (tok == j->stop_ids[t]) {
+        if (o->token == j->stop_ids[t]) {
             r->finish = ROLLOUT_FINISH_STOP;
             return;
         }
@@ -133,13 +135,12 @@ static void emit(const policy_config *c, slot *s, int i, const float *logits, vo
 br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, const rollout_job *jobs, int64_t n_jobs,
                       rollout_result *results, rollout_progress_fn progress, void *progress_ctx) {
     const policy_config *c = &w->cfg;
-    const int V = c->vocab;
     br_status rc = BR_OK;
-    policy_state *st = NULL;
+    rollout_engine *eng = NULL;
     policy_kvcache *kv = NULL;
     slot *slots = NULL;
-    float *logits = NULL;
-    void *scratch = NULL;
+    rollout_row *rows = NULL;
+    rollout_row_out *outs = NULL;
     int32_t *tok = NULL, *pos = NULL;
     policy_seq **seqs = NULL;
     uint8_t *want = NULL;
@@ -163,19 +164,21 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
     for (int64_t i = 0; i < n_jobs; i++) memset(&results[i], 0, sizeof results[i]);
 
     const int T = o->max_batch_tokens;
-    if ((rc = policy_state_create(w, T, &st)) != BR_OK) goto cleanup;
-    if ((rc = policy_kv_create(c, n_pages, o->page_size, &kv)) != BR_OK) goto cleanup;
+    rollout_engine_opts eo = {o->device ? o->device : "cpu", o->kernels ? o->kernels : "invariant", T, n_pages,
+                              o->page_size};
+    if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;
+    kv = rollout_engine_kv(eng);
     slots = calloc((size_t)o->max_seqs, sizeof *slots);
-    logits = malloc((size_t)T * V * sizeof *logits);
-    scratch = malloc(rollout_sample_scratch_bytes(V));
+    rows = malloc((size_t)T * sizeof *rows);
+    outs = malloc((size_t)T * sizeof *outs);
     tok = malloc((size_t)T * sizeof *tok);
     pos = malloc((size_t)T * sizeof *pos);
     seqs = malloc((size_t)T * sizeof *seqs);
     want = malloc((size_t)T);
     row_slot = malloc((size_t)T * sizeof *row_slot);
     row_index = malloc((size_t)T * sizeof *row_index);
-    if (!slots || !logits || !scratch || !tok || !pos || !seqs || !want || !row_slot || !row_index) {
-        rc = br_fail(BR_ENOMEM, "scheduler: cannot allocate buffers for %d tokens x %d vocabulary", T, V);
+    if (!slots || !rows || !outs || !tok || !pos || !seqs || !want || !row_slot || !row_index) {
+        rc = br_fail(BR_ENOMEM, "scheduler: cannot allocate buffers for %d tokens", T);
         goto cleanup;
     }
     for (int s = 0; s < o->max_seqs; s++)
@@ -209,6 +212,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
                     seqs[n] = &sl->seq;
                     want[n] = i >= sl->job->prompt_len - 1;
                     if (want[n]) {
+                        describe_row(sl, i, &rows[n_rows]);
                         row_slot[n_rows] = s;
                         row_index[n_rows++] = i;
                     }
@@ -222,10 +226,9 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
             goto cleanup;
         }
         policy_batch b = {n, tok, pos, seqs, want};
-        if ((rc = policy_forward(w, st, kv, &b, logits)) != BR_OK) goto cleanup;
+        if ((rc = rollout_engine_step(eng, &b, rows, outs)) != BR_OK) goto cleanup;
         for (int r = 0; r < n_rows; r++) {
-            slot *sl = &slots[row_slot[r]];
-            emit(c, sl, row_index[r], logits + (size_t)r * V, scratch);
+            emit(c, &slots[row_slot[r]], row_index[r], &outs[r]);
             tokens_out++;
         }
         for (int s = 0; s < o->max_seqs; s++) {
@@ -244,15 +247,14 @@ cleanup:
     if (slots && kv)
         for (int s = 0; s < o->max_seqs; s++) policy_seq_free(&slots[s].seq);
     free(slots);
-    free(logits);
-    free(scratch);
+    free(rows);
+    free(outs);
     free(tok);
     free(pos);
     free(seqs);
     free(want);
     free(row_slot);
     free(row_index);
-    policy_kv_free(kv);
-    policy_state_free(st);
+    rollout_engine_free(eng);
     return rc;
 }

@@ -11,6 +11,7 @@
 
 #include "common/br.h"
 #include "policy/forward.h"
+#include "rollout/engine.h"
 #include "rollout/sampler.h"
 
 typedef enum { ROLLOUT_FINISH_STOP = 0, ROLLOUT_FINISH_LENGTH = 1, ROLLOUT_FINISH_CONTEXT = 2 } rollout_finish;
@@ -42,7 +43,9 @@ typedef struct {
     int max_seqs;         /* sequences in flight */
     int prefill_chunk;    /* prompt tokens of one sequence per step */
     int page_size;        /* KV page size (tokens) */
-    int n_pages;          /* KV pages; 0 = enough for max_seqs full contexts */
+    int n_pages;          /* KV pages; 0 = enough for max_seqs of the longest job */
+    const char *device;   /* engine: "cpu" (default when NULL) | "cuda" */
+    const char *kernels;  /* "invariant" (default when NULL) | "fp32" | "standard" */
 } rollout_sched_opts;
 
 /* Progress callback: called after each step with jobs done so far and tokens produced. */

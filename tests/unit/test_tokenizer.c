@@ -15,6 +15,7 @@
 
 #include "common/br.h"
 #include "policy/tokenizer.h"
+#include "policy/tokenizer_int.h" /* tok_nfc */
 #include "rollout/cli_tokenize.h"
 
 #define QWEN3_DIR BR_TEST_DATA "/tokenizers/qwen3"
@@ -334,6 +335,77 @@ static void test_errors(void **state) {
     remove_tokenizer(dir);
 }
 
+/* NFC against Python's unicodedata (the generator's source): composition, canonical reordering,
+ * Hangul, singletons, exclusions, blocked marks. The C code was also checked on every code point. */
+static void test_nfc(void **state) {
+    (void)state;
+    static const char *cases[][2] = {
+        {"\x65\xcc\x81", "\xc3\xa9"},
+        {"\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", "\xea\xb0\x81"},
+        {"\x61\xcc\xa3\xcc\x82", "\xe1\xba\xad"},
+        {"\x61\xcc\x82\xcc\xa3", "\xe1\xba\xad"},
+        {"\xe0\xa5\x98", "\xe0\xa4\x95\xe0\xa4\xbc"},
+        {"\xe2\x84\xab", "\xc3\x85"},
+        {"\x41\xcc\x8a\xcc\x81", "\xc7\xba"},
+        {"\xcc\x81\x61", "\xcc\x81\x61"},
+        {"\xea\xb0\x80\xe1\x86\xa8", "\xea\xb0\x81"},
+        {"\xe1\xb8\x8b\xcc\xa3", "\xe1\xb8\x8d\xcc\x87"},
+        {"\x71\xcc\x87\xcc\xa3", "\x71\xcc\xa3\xcc\x87"},
+        {"plain ascii", "plain ascii"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tok_buf out = {0};
+        assert_int_equal(tok_nfc(&out, cases[i][0], strlen(cases[i][0])), BR_OK);
+        assert_int_equal(out.len, strlen(cases[i][1]));
+        assert_memory_equal(out.p, cases[i][1], out.len);
+        free(out.p);
+    }
+}
+
+static void expect_ids(const tok_tokenizer *t, const char *text, const int32_t *want, size_t nwant) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    assert_int_equal(tok_encode(t, text, strlen(text), 0, &ids, &n), BR_OK);
+    if (n != nwant || memcmp(ids, want, n * sizeof *ids)) {
+        print_error("'%s':\n", text);
+        print_ids("expected", want, nwant);
+        print_ids("got     ", ids, n);
+    }
+    assert_int_equal(n, nwant);
+    assert_memory_equal(ids, want, n * sizeof *ids);
+    free(ids);
+}
+
+/* Added-token flags absent from the reference files, with HF AddedVocabulary semantics: lstrip/rstrip
+ * swallow the whitespace around the token, single_word only matches between non-word characters,
+ * normalized tokens are matched after the normalizer (here " " -> "▁"), and a unit with no vocab
+ * entry and no unk token is dropped before merging. */
+static void test_added_flags(void **state) {
+    (void)state;
+    char *dir = write_tokenizer(
+        "{\"added_tokens\": ["
+        " {\"id\": 5, \"content\": \"<m>\", \"lstrip\": true, \"rstrip\": true, \"normalized\": false, \"special\": true},"
+        " {\"id\": 6, \"content\": \"w\", \"single_word\": true, \"normalized\": false},"
+        " {\"id\": 8, \"content\": \"b a\", \"normalized\": true}],"
+        " \"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\xe2\x96\x81\"},"
+        " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2, \" \": 3, \"X\": 4, \"\xe2\x96\x81\": 7},"
+        " \"merges\": [\"a b\"]}}");
+    tok_tokenizer *t = NULL;
+    assert_int_equal(tok_load(dir, &t), BR_OK);
+    assert_int_equal(tok_vocab_size(t), 9);
+    expect_ids(t, "ab <m> a", (const int32_t[]){2, 5, 0}, 3);
+    expect_ids(t, "awb", (const int32_t[]){2}, 1);
+    expect_ids(t, "a w b", (const int32_t[]){0, 7, 6, 7, 1}, 5);
+    expect_ids(t, "ab a", (const int32_t[]){0, 8}, 2);
+    char *out = NULL;
+    size_t olen;
+    assert_int_equal(tok_decode(t, (const int32_t[]){0, 5, 1}, 3, 1, &out, &olen), BR_OK);
+    assert_string_equal(out, "a b"); /* no decoder: joined with spaces; <m> skipped as special */
+    free(out);
+    tok_free(t);
+    remove_tokenizer(dir);
+}
+
 /* 10 MB in one call: the word cache and the heap-based merge keep it near linear (not timed). */
 static void test_large_input(void **state) {
     (void)state;
@@ -461,6 +533,7 @@ int main(void) {
         cmocka_unit_test(test_stories_encodings), cmocka_unit_test(test_special_ids),
         cmocka_unit_test(test_add_special), cmocka_unit_test(test_skip_special),
         cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_nfc), cmocka_unit_test(test_added_flags),
         cmocka_unit_test(test_large_input), cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

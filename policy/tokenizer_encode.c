@@ -300,6 +300,9 @@ br_status tok_encode(const tok_tokenizer *t, const char *text, size_t len, int a
         goto cleanup;
     }
     pcre2_jit_stack_assign(e.mctx, NULL, e.jit);
+    /* The default limit (10M steps) is hit by legitimate input such as 10 MB of spaces, where the
+     * "\s*[\r\n]+" alternative scans the run once per match; the patterns are linear per match. */
+    pcre2_set_match_limit(e.mctx, UINT32_MAX);
     if (add_special && (st = tok_ids_put(&out, t->pre_ids, (size_t)t->n_pre_ids))) goto cleanup;
     if (t->trie_raw.n_nodes) st = split_added(&e, &t->trie_raw, text, len, 0);
     else st = encode_segment(&e, text, len, 0);

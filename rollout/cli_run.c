@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm/comm.h"
 #include "logging/h5log.h"
 #include "policy/policy.h"
+#include "policy/tokenizer.h"
 #include "rollout/cli.h"
 #include "rollout/cli_util.h"
 #include "rollout/requests.h"
@@ -236,6 +238,46 @@ static br_status load_weights(const comm_world *world, const char *dir, policy_w
     return comm_agree(world, rc);
 }
 
+/* The tokenizer: --tokenizer PATH, else the model directory's tokenizer.json when it has one (else none). */
+static br_status load_tokenizer(const char *model, const char *path, const policy_weights *w, tok_tokenizer **tok) {
+    *tok = NULL;
+    char buf[4096];
+    if (!path) {
+        snprintf(buf, sizeof buf, "%s/tokenizer.json", model);
+        FILE *f = fopen(buf, "rb");
+        if (!f) return BR_OK;
+        fclose(f);
+        path = buf;
+    }
+    br_status rc = tok_load(path, tok);
+    if (rc != BR_OK) return br_fail_ctx(rc, "loading tokenizer %s", path);
+    if (tok_vocab_size(*tok) > w->cfg.vocab) {
+        rc = br_fail(BR_EINVAL, "tokenizer %s has %d tokens, more than the model's vocabulary %d", path,
+                     tok_vocab_size(*tok), w->cfg.vocab);
+        tok_free(*tok);
+        *tok = NULL;
+    }
+    return rc;
+}
+
+/* prompt_text / completion_text: the ids decoded with special tokens skipped (docs/FORMAT.md). */
+static br_status add_texts(h5log_rollouts *r, const tok_tokenizer *tok) {
+    br_status rc = BR_OK;
+    r->prompt_text = calloc((size_t)r->n + 1, sizeof(char *));
+    r->completion_text = calloc((size_t)r->n + 1, sizeof(char *));
+    if (!r->prompt_text || !r->completion_text) return br_fail(BR_ENOMEM, "out of memory for texts");
+    for (int64_t i = 0; rc == BR_OK && i < r->n; i++) {
+        const int64_t pa = r->prompt_offsets[i], ca = r->completion_offsets[i];
+        size_t len;
+        rc = tok_decode(tok, r->prompt_tokens + pa, (size_t)(r->prompt_offsets[i + 1] - pa), 1, &r->prompt_text[i],
+                        &len);
+        if (rc == BR_OK)
+            rc = tok_decode(tok, r->completion_tokens + ca, (size_t)(r->completion_offsets[i + 1] - ca), 1,
+                            &r->completion_text[i], &len);
+    }
+    return rc;
+}
+
 /* ---------------------------------------------------------------- generate */
 
 static void generate_usage(FILE *f) {
@@ -247,7 +289,8 @@ static void generate_usage(FILE *f) {
             "fp32 log-probs and logits digests that `bitroll score` reproduces bit for bit.\n"
             "\n"
             "  --model DIR             checkpoint (default: the bundled %s)\n"
-            "  --prompts FILE          JSONL, one {\"prompt_ids\": [...]} per line (DESIGN 4; per-line overrides)\n"
+            "  --prompts FILE          JSONL, one {\"prompt\": \"text\"} or {\"prompt_ids\": [...]} per line\n"
+            "  --tokenizer PATH        tokenizer.json or its directory (default: the model directory's, if any)\n"
             "  --out FILE              rollouts file to write (written atomically)\n"
             "  --n N                   samples per prompt (default 1)\n"
             "  --temperature T         >= 0; 0 = greedy (default 1.0)\n"
@@ -255,7 +298,7 @@ static void generate_usage(FILE *f) {
             "  --top-k K               0 = off (default 0)\n"
             "  --max-new-tokens N      (default 64)\n"
             "  --seed S                run seed of the counter-based sampler (default 0)\n"
-            "  --stop-id ID            stop token, repeatable (default: the model's eos_token_id)\n"
+            "  --stop-id ID            stop token, repeatable (default: the tokenizer's EOS, else the model's eos_token_id)\n"
             "  --no-stop               no stop tokens at all (only --max-new-tokens ends a sample)\n"
             "  --device cpu|cuda       (default cpu)\n"
             "  --kernels MODE          invariant|fp32|standard (default invariant)\n"
@@ -274,7 +317,7 @@ static void generate_usage(FILE *f) {
 enum {
     OPT_MODEL = 256, OPT_PROMPTS, OPT_OUT, OPT_N, OPT_TEMP, OPT_TOPP, OPT_TOPK, OPT_MAXNEW, OPT_SEED, OPT_STOP,
     OPT_NOSTOP, OPT_DEVICE, OPT_KERNELS, OPT_MBT, OPT_MAXSEQS, OPT_CHUNK, OPT_PAGE, OPT_PRINTCFG, OPT_QUIET,
-    OPT_ROLLOUTS
+    OPT_ROLLOUTS, OPT_TOKENIZER
 };
 
 /* Options common to generate and score; returns 1 if handled, 0 if not, -1 on a bad value. */
@@ -318,10 +361,10 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
         {"temperature", required_argument, 0, OPT_TEMP}, {"top-p", required_argument, 0, OPT_TOPP},
         {"top-k", required_argument, 0, OPT_TOPK}, {"max-new-tokens", required_argument, 0, OPT_MAXNEW},
         {"seed", required_argument, 0, OPT_SEED}, {"stop-id", required_argument, 0, OPT_STOP},
-        {"no-stop", no_argument, 0, OPT_NOSTOP}, {0, 0, 0, 0}};
+        {"no-stop", no_argument, 0, OPT_NOSTOP}, {"tokenizer", required_argument, 0, OPT_TOKENIZER}, {0, 0, 0, 0}};
     run_opts o;
     run_opts_default(&o, "generate");
-    const char *prompts = NULL;
+    const char *prompts = NULL, *tokenizer = NULL;
     rollout_defaults d = {1, 64, {1.0f, 1.0f, 0, 0}, NULL, 0};
     int32_t stops[64];
     int n_stops = 0, no_stop = 0, user_stops = 0;
@@ -337,6 +380,7 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
         switch (c) {
         case 'h': if (world->rank == 0) generate_usage(stdout); return 0;
         case OPT_PROMPTS: prompts = optarg; break;
+        case OPT_TOKENIZER: tokenizer = optarg; break;
         case OPT_N: if ((rc = cli_parse_int("--n", optarg, 1, 1 << 24, &v)) == BR_OK) d.n = (int32_t)v; break;
         case OPT_TEMP: rc = cli_parse_float("--temperature", optarg, &d.sampling.temperature); break;
         case OPT_TOPP: rc = cli_parse_float("--top-p", optarg, &d.sampling.top_p); break;
@@ -365,6 +409,7 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
     if (rc != BR_OK) return fail_exit(world, "generate", rc);
 
     policy_weights *w = NULL;
+    tok_tokenizer *tok = NULL;
     rollout_requests *req = NULL;
     rollout_job *jobs = NULL;
     rollout_result *by_sid = NULL;
@@ -373,7 +418,11 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
     h5log_rollouts out = {0};
 
     if ((rc = load_weights(world, o.model, &w)) != BR_OK) goto done;
-    if (!no_stop && !user_stops && w->cfg.eos_id >= 0) stops[n_stops++] = w->cfg.eos_id;
+    if ((rc = comm_agree(world, load_tokenizer(o.model, tokenizer, w, &tok))) != BR_OK) goto done;
+    if (!no_stop && !user_stops) {
+        int eos = tok && tok_eos_id(tok) >= 0 ? tok_eos_id(tok) : w->cfg.eos_id;
+        if (eos >= 0) stops[n_stops++] = eos;
+    }
     d.stop_ids = stops;
     d.n_stop_ids = n_stops;
 
@@ -382,11 +431,23 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
     if ((rc = comm_agree(world, rc)) != BR_OK) goto done;
     comm_bcast_bytes(world, (void **)&text, &text_len);
     rc = rollout_requests_parse(text, text_len, prompts, &d, w->cfg.vocab, w->cfg.max_pos, &req);
-    for (int p = 0; rc == BR_OK && p < req->n_prompts; p++)
-        if (!req->prompts[p].ids)
-            rc = br_fail(BR_EINVAL, "%s: line %d: \"prompt\" text needs a tokenizer, which this build lacks; use "
-                                    "\"prompt_ids\"",
-                         prompts, req->prompts[p].line);
+    for (int p = 0; rc == BR_OK && p < req->n_prompts; p++) {
+        rollout_prompt *pr = &req->prompts[p];
+        if (pr->ids) continue;
+        if (!tok) {
+            rc = br_fail(BR_EINVAL, "%s: line %d: \"prompt\" text needs a tokenizer: %s has no tokenizer.json "
+                                    "(pass --tokenizer PATH or use \"prompt_ids\")",
+                         prompts, pr->line, o.model);
+            break;
+        }
+        /* the tokenizer's special tokens (BOS) are added, as HF's tokenizer(text) does */
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        rc = tok_encode(tok, pr->text, strlen(pr->text), 1, &ids, &n_ids);
+        if (rc != BR_OK) rc = br_fail_ctx(rc, "%s: line %d: field 'prompt'", prompts, pr->line);
+        else rc = rollout_requests_set_prompt_ids(req, p, ids, (int)n_ids);
+        free(ids);
+    }
     if ((rc = comm_agree(world, rc)) != BR_OK) goto done;
 
     cfg = config_json(&o, &d, prompts, NULL, world->size);
@@ -463,6 +524,9 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
         if (rc == BR_OK) {
             out.prompt_offsets[n] = po;
             out.completion_offsets[n] = co;
+            if (tok) rc = add_texts(&out, tok);
+        }
+        if (rc == BR_OK) {
             h5log_provenance prov;
             provenance(&prov, &o, w, cfg, world->size);
             rc = h5log_rollouts_write(o.out, &out, &prov);
@@ -483,6 +547,7 @@ done:
     free(jobs);
     h5log_rollouts_free(&out);
     rollout_requests_free(req);
+    tok_free(tok);
     policy_weights_free(w);
     free(text);
     free(cfg);
@@ -784,6 +849,77 @@ static int verify_run(int argc, char **argv) {
     h5log_meta_free(&mr);
     h5log_meta_free(&ms);
     return exit_code;
+}
+
+/* ---------------------------------------------------------------- show */
+
+static void show_usage(FILE *f) {
+    fprintf(f,
+            "usage: bitroll show ROLLOUTS.h5 [--ids] [--limit N]\n"
+            "\n"
+            "Prints each sample of a rollouts file: sample id, prompt index, finish reason, then the prompt and the\n"
+            "completion as text (as stored by generate with a tokenizer) or, with --ids or when the file has no\n"
+            "text, as token ids.\n"
+            "\n"
+            "  --ids        print token ids instead of text\n"
+            "  --limit N    at most N samples (default: all)\n");
+}
+
+int cli_show_main(int argc, char **argv) {
+    const char *path = NULL;
+    int ids = 0;
+    int64_t limit = -1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            show_usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--ids")) {
+            ids = 1;
+        } else if (!strcmp(argv[i], "--limit") && i + 1 < argc) {
+            if (cli_parse_int("--limit", argv[++i], 0, INT64_MAX, &limit) != BR_OK) {
+                fprintf(stderr, "bitroll show: %s\n", br_last_error());
+                return 2;
+            }
+        } else if (argv[i][0] != '-' && !path) {
+            path = argv[i];
+        } else {
+            fprintf(stderr, "bitroll show: unexpected argument '%s' (bitroll show --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "bitroll show: expected ROLLOUTS.h5 (bitroll show --help)\n");
+        return 2;
+    }
+    h5log_rollouts r = {0};
+    br_status rc = h5log_rollouts_read(path, &r, NULL);
+    if (rc != BR_OK) {
+        fprintf(stderr, "bitroll show: %s\n", br_last_error());
+        return br_exit_code(rc);
+    }
+    static const char *reasons[] = {"stop", "length", "context"};
+    const int tty = isatty(STDOUT_FILENO);
+    for (int64_t i = 0; i < r.n && (limit < 0 || i < limit); i++) {
+        int fr = r.finish_reason[i];
+        printf("=== sample %lld (prompt %lld, sample %d, %lld tokens, finish %s)\n", (long long)r.sample_id[i],
+               (long long)r.prompt_index[i], r.sample_index[i],
+               (long long)(r.completion_offsets[i + 1] - r.completion_offsets[i]), fr >= 0 && fr <= 2 ? reasons[fr] : "?");
+        if (!ids && r.completion_text && r.prompt_text) {
+            if (tty) /* the completion in bold, right after its prompt */
+                printf("%s\x1b[1m%s\x1b[0m\n", r.prompt_text[i], r.completion_text[i]);
+            else
+                printf("prompt: %s\ncompletion: %s\n", r.prompt_text[i], r.completion_text[i]);
+            continue;
+        }
+        printf("prompt:");
+        for (int64_t t = r.prompt_offsets[i]; t < r.prompt_offsets[i + 1]; t++) printf(" %d", r.prompt_tokens[t]);
+        printf("\ncompletion:");
+        for (int64_t t = r.completion_offsets[i]; t < r.completion_offsets[i + 1]; t++)
+            printf(" %d", r.completion_tokens[t]);
+        printf("\n");
+    }
+    h5log_rollouts_free(&r);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- entry points */

@@ -4,6 +4,7 @@
 
 #include "common/br.h"
 #include "rollout/cli.h"
+#include "rollout/cli_tokenize.h"
 
 typedef struct {
     const char *name;
@@ -16,6 +17,9 @@ static const verb VERBS[] = {
     {"generate", cli_generate_main, "sample completions for a prompts file -> rollouts file (HDF5)"},
     {"score", cli_score_main, "recompute log-probs teacher-forced from a rollouts file -> scores file"},
     {"verify", cli_verify_main, "compare rollouts and scores bit for bit (exit 0 iff KL = 0 exactly)"},
+    {"show", cli_show_main, "print the samples of a rollouts file as text (or ids)"},
+    {"tokenize", cli_tokenize_main, "text on stdin -> token ids (tokenizer.json)"},
+    {"detokenize", cli_detokenize_main, "token ids on stdin -> text"},
 };
 
 static void usage(FILE *f) {

@@ -1,9 +1,22 @@
-// Device discovery for the CUDA backend: lets C code and GPU tests ask whether a GPU is present
-// (GPU tests report "skipped" when it is not).
+// Device discovery, memory wrappers and timers for the CUDA backend, so that C code (the GPU tests, the
+// benchmarks, the forward pass) never needs a CUDA header. GPU tests report "skipped" when no device is present.
 #include <cstdio>
+#include <cstdlib>
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
+
+static void (*g_abort_hook)(void) = nullptr;
+
+extern "C" void kern_cuda_set_abort_hook(void (*hook)(void)) { g_abort_hook = hook; }
+
+extern "C" void kern_cuda_fatal(const char *file, int line, const char *what, const char *msg) {
+    fprintf(stderr, "%s:%d: %s failed: %s\n", file, line, what, msg);
+    fflush(stderr);
+    if (g_abort_hook) g_abort_hook();
+    abort();
+}
 
 extern "C" int kern_cuda_device_count(void) {
     int n = 0;
@@ -23,4 +36,98 @@ extern "C" void kern_cuda_device_name(int dev, char *buf, int len) {
         return;
     }
     snprintf(buf, (size_t)len, "%s", p.name);
+}
+
+extern "C" void kern_cuda_device_props(int *n_sm, int *l2_bytes) {
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(n_sm, cudaDevAttrMultiProcessorCount, dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(l2_bytes, cudaDevAttrL2CacheSize, dev));
+}
+
+extern "C" void *kern_cuda_malloc(size_t bytes) {
+    void *p = nullptr;
+    if (bytes == 0) return nullptr;
+    CUDA_CHECK(cudaMalloc(&p, bytes));
+    return p;
+}
+
+extern "C" void kern_cuda_free(void *p) {
+    if (p) CUDA_CHECK(cudaFree(p));
+}
+
+extern "C" void kern_cuda_upload(void *dst, const void *src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+extern "C" void kern_cuda_download(void *dst, const void *src, size_t bytes) {
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+extern "C" void kern_cuda_memset(void *dst, int byte, size_t bytes) { CUDA_CHECK(cudaMemset(dst, byte, bytes)); }
+
+extern "C" void kern_cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+struct kern_cuda_timer {
+    cudaEvent_t start, stop;
+};
+
+extern "C" kern_cuda_timer *kern_cuda_timer_create(void) {
+    kern_cuda_timer *t = (kern_cuda_timer *)malloc(sizeof(*t));
+    KERN_REQUIRE(t != nullptr, "out of host memory");
+    CUDA_CHECK(cudaEventCreate(&t->start));
+    CUDA_CHECK(cudaEventCreate(&t->stop));
+    return t;
+}
+
+extern "C" void kern_cuda_timer_free(kern_cuda_timer *t) {
+    if (!t) return;
+    CUDA_CHECK(cudaEventDestroy(t->start));
+    CUDA_CHECK(cudaEventDestroy(t->stop));
+    free(t);
+}
+
+extern "C" void kern_cuda_timer_start(kern_cuda_timer *t, cudaStream_t s) { CUDA_CHECK(cudaEventRecord(t->start, s)); }
+
+extern "C" float kern_cuda_timer_stop_ms(kern_cuda_timer *t, cudaStream_t s) {
+    float ms = 0.0f;
+    CUDA_CHECK(cudaEventRecord(t->stop, s));
+    CUDA_CHECK(cudaEventSynchronize(t->stop));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, t->start, t->stop));
+    return ms;
+}
+
+// Grid-stride copy, 16 bytes per thread per step: the bandwidth roofline the benchmarks compare against.
+__global__ void copy_f32_kernel(float4 *__restrict__ dst, const float4 *__restrict__ src, size_t n4) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = src[i];
+}
+
+__global__ void copy_f32_tail(float *dst, const float *src, size_t from, size_t n) {
+    size_t i = from + threadIdx.x;
+    if (i < n) dst[i] = src[i];
+}
+
+extern "C" void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaStream_t stream) {
+    KERN_REQUIRE(((uintptr_t)dst | (uintptr_t)src) % 16 == 0, "copy needs 16-byte aligned buffers");
+    int n_sm = 0, l2 = 0;
+    kern_cuda_device_props(&n_sm, &l2);
+    size_t n4 = n / 4;
+    if (n4) {
+        copy_f32_kernel<<<n_sm * 8, 512, 0, stream>>>((float4 *)dst, (const float4 *)src, n4);
+        CUDA_CHECK_LAUNCH();
+    }
+    if (n % 4) {
+        copy_f32_tail<<<1, 4, 0, stream>>>(dst, src, n4 * 4, n);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+extern "C" const char *kern_mode_name(kern_mode m) {
+    switch (m) {
+    case KERN_MODE_INVARIANT: return "invariant";
+    case KERN_MODE_FP32: return "fp32";
+    case KERN_MODE_STANDARD: return "standard";
+    }
+    return "?";
 }

@@ -1,15 +1,129 @@
-/* C interface to the CUDA backend (the .cu files in kernels/cuda). Plain C: included by C11 code. */
+/* C interface to the CUDA backend (the .cu files in kernels/cuda). Plain C: included by C11 code, no CUDA headers.
+ *
+ * Conventions (docs/CUDA.md has the reduction order of every kernel):
+ * - every pointer argument of a kernel launcher is DEVICE memory, row-major, shapes in the comments;
+ * - activations are fp32; the invariant-mode GEMM takes its input rows in bf16 (kern_cuda_cast_bf16, or the
+ *   bf16 output of a norm kernel) because the tensor cores multiply bf16; weights are bf16 (fp32 allowed in the
+ *   fp32 mode) laid out (N, K) with K contiguous (HF nn.Linear; transpose Conv1D weights when uploading);
+ * - launchers are asynchronous on `stream` (NULL = the legacy default stream); errors of the CUDA runtime are
+ *   fatal (CUDA_CHECK: file:line, the error, then abort), violated preconditions likewise;
+ * - no launcher's arithmetic for a row depends on how many rows the call holds (DESIGN 2). */
 #ifndef KERN_CUDA_H
 #define KERN_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kern.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* The CUDA runtime's own definition (driver_types.h), repeated so that C code needs no CUDA header. */
+typedef struct CUstream_st *cudaStream_t;
+
+/* ---- Devices and memory. */
 /* Number of usable CUDA devices; 0 when there is no driver or no device (never fails). */
 int kern_cuda_device_count(void);
 /* Name of device `dev` into buf (empty string when unavailable). */
 void kern_cuda_device_name(int dev, char *buf, int len);
+/* Multiprocessor count and L2 size in bytes of the current device. */
+void kern_cuda_device_props(int *n_sm, int *l2_bytes);
+void *kern_cuda_malloc(size_t bytes);  /* fatal on failure; never returns NULL for bytes > 0 */
+void kern_cuda_free(void *p);          /* NULL is a no-op */
+void kern_cuda_upload(void *dst_dev, const void *src_host, size_t bytes);   /* synchronous */
+void kern_cuda_download(void *dst_host, const void *src_dev, size_t bytes); /* synchronous */
+void kern_cuda_memset(void *dst_dev, int byte, size_t bytes);
+void kern_cuda_sync(void); /* cudaDeviceSynchronize + error check */
+/* Called (then abort()) on a fatal device error; the MPI layer installs one that calls MPI_Abort. */
+void kern_cuda_set_abort_hook(void (*hook)(void));
+
+/* Event timer for benchmarks: start/stop record events on `stream`; stop waits and returns milliseconds. */
+typedef struct kern_cuda_timer kern_cuda_timer;
+kern_cuda_timer *kern_cuda_timer_create(void);
+void kern_cuda_timer_free(kern_cuda_timer *t);
+void kern_cuda_timer_start(kern_cuda_timer *t, cudaStream_t stream);
+float kern_cuda_timer_stop_ms(kern_cuda_timer *t, cudaStream_t stream);
+/* dst[i] = src[i], i < n (16-byte vector copy; measures the device's copy bandwidth). */
+void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaStream_t stream);
+
+/* ---- Kernel modes (DESIGN 2). */
+typedef enum { KERN_MODE_INVARIANT = 0, KERN_MODE_FP32 = 1, KERN_MODE_STANDARD = 2 } kern_mode;
+const char *kern_mode_name(kern_mode m);
+
+/* ---- GEMM: out (M, N) f32 = x (M, K) . W (N, K)^T (+ bias (N) f32, added after the dot: one more rounding).
+ * Invariant mode: x bf16, W bf16, tensor cores (mma.sync m16n8k16, fp32 accumulate). Every output element is
+ * acc = 0; for k16 = 0, 16, ..., K-16 ascending: acc = mma(acc, x[m, k16:k16+16], W[n, k16:k16+16]) -- for
+ * every M: M <= 64 runs the decode-shaped kernel (small tiles, deep pipeline, for HBM bandwidth), larger M
+ * the 128x128x32 kernel; both issue that same sequence, so a row's bits never depend on M. No split-K.
+ * Requires K % 16 == 0 and 16-byte aligned x, W. */
+void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N, int K,
+                         cudaStream_t stream);
+/* fp32 mode: x f32, W bf16 or f32 (wdt), all arithmetic fp32 without FMA, in the CPU reference's 8-lane order
+ * (kern_cpu_matmul): the result is bit-identical to the CPU reference (tested). Any K >= 1. */
+void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M, int N,
+                        int K, cudaStream_t stream);
+/* standard mode: cublasGemmEx bf16 x bf16 -> f32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT (cuBLAS picks the
+ * algorithm by shape, split-K included): the fast baseline, NOT batch invariant. */
+void kern_cuda_gemm_standard(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N,
+                             int K, cudaStream_t stream);
+
+/* ---- Row-wise and element-wise kernels (fp32). One row per block of 256 threads for the reductions. */
+/* RMSNorm: out = x * (1 / sqrtf(sum(x^2)/D + eps)) * w. x (M, D) f32, w (D) f32; out_f32 (M, D) and/or
+ * out_bf16 (M, D) (RNE of the f32 value); either may be NULL. */
+void kern_cuda_rmsnorm(float *out_f32, uint16_t *out_bf16, const float *x, const float *w, int M, int D, float eps,
+                       cudaStream_t stream);
+/* LayerNorm: out = ((x - mean) * rstd) * w + b. Outputs as for rmsnorm. */
+void kern_cuda_layernorm(float *out_f32, uint16_t *out_bf16, const float *x, const float *w, const float *b, int M,
+                         int D, float eps, cudaStream_t stream);
+/* In-place RoPE (HF rotate_half) with the table of kern_cpu_rope_table: rope (max_pos, hd/2, 2) f32.
+ * x (M, n_heads, hd) f32, pos (M) int32. Same fp32 operations as kern_cpu_rope (bit-identical). */
+void kern_cuda_rope(float *x, const int32_t *pos, const float *rope, int M, int n_heads, int hd, cudaStream_t stream);
+/* out = silu(gate) * up; out_f32 and/or out_bf16 may be NULL. gate, up (n) f32. */
+void kern_cuda_swiglu(float *out_f32, uint16_t *out_bf16, const float *gate, const float *up, int64_t n,
+                      cudaStream_t stream);
+/* In place GPT-2 gelu (tanh approximation); out_bf16 (n) optional copy. */
+void kern_cuda_gelu_tanh(float *x, uint16_t *out_bf16, int64_t n, cudaStream_t stream);
+/* x += y, (n) f32. */
+void kern_cuda_add(float *x, const float *y, int64_t n, cudaStream_t stream);
+/* out = RNE bf16 of x, (n). */
+void kern_cuda_cast_bf16(uint16_t *out, const float *x, int64_t n, cudaStream_t stream);
+/* out[m, :] = emb[tokens[m], :] (+ pos_emb[pos[m], :] when pos_emb != NULL). emb (V, D), pos_emb (P, D) of
+ * dtype dt (bf16 or f32), out (M, D) f32. tokens, pos (M) int32. */
+void kern_cuda_embed(float *out, const void *emb, const void *pos_emb, kern_dtype dt, const int32_t *tokens,
+                     const int32_t *pos, int M, int D, cudaStream_t stream);
+
+/* ---- Attention over a paged KV cache (one layer). K and V pools: (n_pages, page_size, n_kv, hd) f32.
+ * Row m of a call belongs to the sequence whose page table starts at pages[pt_off[m]]: its token t lives in
+ * page pages[pt_off[m] + t / page_size], slot t % page_size. pages (total) int32, pt_off (M) int32, pos (M) int32.
+ * hd in {32, 64, 128, 256}; n_heads % n_kv == 0; n_heads / n_kv <= 32. */
+/* Writes k_new, v_new (M, n_kv, hd) f32 at (pt_off[m], pos[m]). Call before attention reads them. */
+void kern_cuda_kv_write(float *k_cache, float *v_cache, const float *k_new, const float *v_new, const int32_t *pages,
+                        const int32_t *pt_off, const int32_t *pos, int M, int page_size, int n_kv, int hd,
+                        cudaStream_t stream);
+/* Causal GQA attention: row m, head h attends to keys 0..pos[m] of its sequence, kv head h / (n_heads/n_kv).
+ * q, out (M, n_heads, hd) f32. Keys are visited in chunks of KERN_ATTN_CHUNK (32) ascending with one online-softmax
+ * step per chunk, by the same warp routine in both launchers, so a (row, head) gives the same bits whichever
+ * launcher computed it and whatever else was in the call. prefill: many rows, consecutive rows of one sequence
+ * share K/V loads; decode: one row per sequence. */
+void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, const float *v_cache,
+                            const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                            int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
+void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, const float *v_cache,
+                           const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                           int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
+
+/* ---- Vocabulary rows (one row per block). x (M, V) f32 logits. */
+/* out (M, V) = log-softmax(x / temperature) (kern_cpu_logsoftmax's arithmetic, fixed tree sums). */
+void kern_cuda_logsoftmax(float *out, const float *x, int M, int V, float temperature, cudaStream_t stream);
+/* out (M) = log-softmax(x[m] / temperature)[tokens[m]]. */
+void kern_cuda_logprob(float *out, const float *x, const int32_t *tokens, int M, int V, float temperature,
+                       cudaStream_t stream);
+/* out (M) int32 = argmax of each row; ties -> lowest index; NaN never wins (kern_cpu_argmax). */
+void kern_cuda_argmax(int32_t *out, const float *x, int M, int V, cudaStream_t stream);
+/* out (M) uint64 = xxh3-64 (seed 0) of each row's fp32 bytes: equal to kern_cpu_digest. Requires V > 60. */
+void kern_cuda_digest(uint64_t *out, const float *x, int M, int V, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,209 @@
+// Paged-KV-cache attention (one layer): K/V cache write, the prefill kernel (many query rows) and the decode
+// kernel (one query row per sequence), causal, with grouped-query heads.
+//
+// Purpose/Why (the fixed reduction order). A token's attention output must be the same bits whether it was
+// computed in a prefill chunk of any size, alone in a decode step, or in a teacher-forced score call (DESIGN 2).
+// So, for a query row at position t and head h, the keys 0..t of its sequence are visited in chunks of
+// KERN_ATTN_CHUNK = 32 (chunk c = keys [32c, 32c + 32)), in ascending c, by ONE warp running `attn_chunk_step`:
+//   lane j holds key 32c + j:  s_j = dot8(q, k_j) * scale   (dot8 = the 8-lane order of kern_cpu_dot, no FMA)
+//   m' = max(m, max_j s_j)    (butterfly max: exact, order-free)
+//   alpha = m == -inf ? 0 : expf(m - m');  p_j = expf(s_j - m') for keys <= t, exactly 0 otherwise
+//   l = l * alpha + psum,  psum = xor-butterfly sum of the 32 p_j (offsets 16, 8, 4, 2, 1)
+//   acc[d] = acc[d] * alpha + sum_{j ascending, key <= t} p_j * v_j[d]   (lane owns d = lane + 32 i)
+//   out[d] = acc[d] / l
+// Keys after t are never visited. The prefill and decode launchers run the same kernel body with a different
+// number of query rows per block (rows of one sequence share each K/V chunk through shared memory; a row of
+// another sequence in the same block reads the cache directly); the values read are the same fp32 numbers either
+// way, and nothing in the step depends on the block's other rows, so prefill == decode bit for bit (tested for
+// prefill chunk sizes 1, 16, 256). K/V are written to the cache (kern_cuda_kv_write) before attention reads them,
+// so the current chunk's own keys come from the cache too, exactly as in decode.
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+
+#include "kernels/cpu/kern_cpu.h" // KERN_ATTN_CHUNK: one chunk size for the CPU reference and the GPU
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/kern_cuda.h"
+
+#define CHUNK KERN_ATTN_CHUNK
+static_assert(CHUNK == 32, "attention: one key per lane of a warp");
+
+// K/V rows of the new tokens -> their cache slots. k_new, v_new (M, n_kv, hd).
+__global__ void kv_write_kernel(float *kc, float *vc, const float *k_new, const float *v_new, const int32_t *pages,
+                                const int32_t *pt_off, const int32_t *pos, int page_size, int row) {
+    const int m = blockIdx.x;
+    const int t = pos[m];
+    const int64_t slot = (int64_t)pages[pt_off[m] + t / page_size] * page_size + t % page_size;
+    for (int e = threadIdx.x; e < row; e += blockDim.x) {
+        kc[slot * row + e] = k_new[(int64_t)m * row + e];
+        vc[slot * row + e] = v_new[(int64_t)m * row + e];
+    }
+}
+
+// One online-softmax step over one chunk for one (query row, head), by one warp (the order in the header).
+// qs: the query (HD) in shared memory; krow: this lane's key row (valid when lane < len); vrow: this lane's value
+// row; len: keys of this chunk that the row attends to (1..32).
+template <int HD>
+__device__ __forceinline__ void attn_chunk_step(const float *qs, const float *krow, const float *vrow, int len,
+                                                float scale, float &mx, float &l, float (&acc)[HD / 32], int lane) {
+    float s = -INFINITY;
+    if (lane < len) {
+        float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+        for (int d = 0; d < HD; d++) p8[d & 7] = __fadd_rn(p8[d & 7], __fmul_rn(qs[d], krow[d]));
+        float dot = __fadd_rn(__fadd_rn(__fadd_rn(p8[0], p8[1]), __fadd_rn(p8[2], p8[3])),
+                              __fadd_rn(__fadd_rn(p8[4], p8[5]), __fadd_rn(p8[6], p8[7])));
+        s = __fmul_rn(dot, scale);
+    }
+    float cmax = s;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) cmax = fmaxf(cmax, __shfl_xor_sync(0xffffffffu, cmax, o));
+    const float mnew = cmax > mx ? cmax : mx;
+    const float alpha = mx == -INFINITY ? 0.0f : expf(__fsub_rn(mx, mnew));
+    const float p = lane < len ? expf(__fsub_rn(s, mnew)) : 0.0f;
+    float psum = p;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) psum = __fadd_rn(psum, __shfl_xor_sync(0xffffffffu, psum, o));
+    float cs[HD / 32];
+#pragma unroll
+    for (int i = 0; i < HD / 32; i++) cs[i] = 0.0f;
+    for (int j = 0; j < len; j++) {
+        const float pj = __shfl_sync(0xffffffffu, p, j);
+        const float *vj = (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j);
+#pragma unroll
+        for (int i = 0; i < HD / 32; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
+    }
+    l = __fadd_rn(__fmul_rn(l, alpha), psum);
+#pragma unroll
+    for (int i = 0; i < HD / 32; i++) acc[i] = __fadd_rn(__fmul_rn(acc[i], alpha), cs[i]);
+    mx = mnew;
+}
+
+// grid (ceil(M / QT), n_kv); block QT * G warps, G = n_heads / n_kv: warp w handles row m0 + w / G and head
+// kvh * G + w % G. Rows of the block that share the first row's page table read each K/V chunk from shared memory.
+// Shared memory: Ks (32, HD+1) (padded: lane j reads row j, conflict-free), Vs (32, HD), qs (warps, HD).
+template <int HD>
+__global__ void attn_kernel(float *__restrict__ out, const float *__restrict__ q, const float *__restrict__ kc,
+                            const float *__restrict__ vc, const int32_t *__restrict__ pages,
+                            const int32_t *__restrict__ pt_off, const int32_t *__restrict__ pos, int M, int n_heads,
+                            int n_kv, int page_size, float scale, int QT, int G) {
+    extern __shared__ float sm[];
+    float *Ks = sm, *Vs = Ks + CHUNK * (HD + 1), *qs_all = Vs + CHUNK * HD;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nthreads = blockDim.x;
+    const int m0 = blockIdx.x * QT, kvh = blockIdx.y;
+    const int r = m0 + warp / G, h = kvh * G + warp % G;
+    const bool active = r < M;
+    const int seq0 = pt_off[m0];
+    const int row = n_kv * HD; // floats per cache slot
+    float *qs = qs_all + warp * HD;
+
+    // Keys needed by the block's rows of the first row's sequence (the shared K/V loads cover those).
+    int shared_len = 0;
+    for (int i = 0; i < QT && m0 + i < M; i++)
+        if (pt_off[m0 + i] == seq0 && pos[m0 + i] + 1 > shared_len) shared_len = pos[m0 + i] + 1;
+    const bool shared = active && pt_off[r] == seq0;
+    const int n_keys = active ? pos[r] + 1 : 0;
+
+    if (active)
+        for (int d = lane; d < HD; d += 32) qs[d] = q[((int64_t)r * n_heads + h) * HD + d];
+    __syncwarp();
+
+    float mx = -INFINITY, l = 0.0f, acc[HD / 32];
+#pragma unroll
+    for (int i = 0; i < HD / 32; i++) acc[i] = 0.0f;
+
+    for (int c0 = 0; c0 < shared_len; c0 += CHUNK) {
+        const int len = shared_len - c0 < CHUNK ? shared_len - c0 : CHUNK;
+        __syncthreads(); // the previous chunk is consumed
+        for (int e = threadIdx.x; e < len * (HD / 4); e += nthreads) {
+            const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
+            const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
+            const float4 kv4 = *(const float4 *)(kc + slot * row + kvh * HD + d);
+            const float4 vv4 = *(const float4 *)(vc + slot * row + kvh * HD + d);
+            float *kd = Ks + j * (HD + 1) + d;
+            kd[0] = kv4.x, kd[1] = kv4.y, kd[2] = kv4.z, kd[3] = kv4.w;
+            *(float4 *)(Vs + j * HD + d) = vv4;
+        }
+        __syncthreads();
+        if (shared && c0 < n_keys) {
+            const int rlen = n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK;
+            attn_chunk_step<HD>(qs, Ks + lane * (HD + 1), Vs + lane * HD, rlen, scale, mx, l, acc, lane);
+        }
+    }
+    if (active && !shared) {
+        const int my = pt_off[r];
+        for (int c0 = 0; c0 < n_keys; c0 += CHUNK) {
+            const int rlen = n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK;
+            const int t = c0 + (lane < rlen ? lane : 0);
+            const int64_t slot = (int64_t)pages[my + t / page_size] * page_size + t % page_size;
+            attn_chunk_step<HD>(qs, kc + slot * row + kvh * HD, vc + slot * row + kvh * HD, rlen, scale, mx, l, acc,
+                                lane);
+        }
+    }
+    if (active) {
+        float *o = out + ((int64_t)r * n_heads + h) * HD;
+#pragma unroll
+        for (int i = 0; i < HD / 32; i++) o[lane + 32 * i] = __fdiv_rn(acc[i], l);
+    }
+}
+
+static size_t attn_smem(int hd, int warps) { return sizeof(float) * ((size_t)CHUNK * (hd + 1) + CHUNK * hd + (size_t)warps * hd); }
+
+template <int HD>
+static void launch_attn(float *out, const float *q, const float *kc, const float *vc, const int32_t *pages,
+                        const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int page_size,
+                        float scale, int QT, cudaStream_t stream) {
+    static bool attr_set = false;
+    if (!attr_set) {
+        CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)attn_smem(HD, 32)));
+        attr_set = true;
+    }
+    const int G = n_heads / n_kv, warps = QT * G;
+    dim3 grid((M + QT - 1) / QT, n_kv);
+    attn_kernel<HD><<<grid, warps * 32, attn_smem(HD, warps), stream>>>(out, q, kc, vc, pages, pt_off, pos, M,
+                                                                         n_heads, n_kv, page_size, scale, QT, G);
+    CUDA_CHECK_LAUNCH();
+}
+
+static void attn_dispatch(float *out, const float *q, const float *kc, const float *vc, const int32_t *pages,
+                          const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
+                          int page_size, float scale, int QT, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 32 && page_size > 0,
+                 "attention: bad head counts or page size");
+    if (M == 0) return;
+    switch (hd) {
+    case 32: launch_attn<32>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 64: launch_attn<64>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 128: launch_attn<128>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 256: launch_attn<256>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    default: KERN_REQUIRE(false, "attention: head dim must be 32, 64, 128 or 256");
+    }
+}
+
+extern "C" void kern_cuda_kv_write(float *k_cache, float *v_cache, const float *k_new, const float *v_new,
+                                   const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                                   int page_size, int n_kv, int hd, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && page_size > 0 && n_kv > 0 && hd > 0, "kv_write: bad shape");
+    if (M == 0) return;
+    kv_write_kernel<<<M, 128, 0, stream>>>(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, page_size, n_kv * hd);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, const float *v_cache,
+                                       const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                                       int n_heads, int n_kv, int hd, int page_size, float scale,
+                                       cudaStream_t stream) {
+    // Up to 8 warps per block: 8 / G consecutive rows share each K/V chunk.
+    int G = n_kv > 0 ? n_heads / n_kv : 1;
+    int QT = G >= 8 ? 1 : 8 / (G > 0 ? G : 1);
+    attn_dispatch(out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, QT, stream);
+}
+
+extern "C" void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, const float *v_cache,
+                                      const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                                      int n_heads, int n_kv, int hd, int page_size, float scale,
+                                      cudaStream_t stream) {
+    // One row (sequence) per block; its G heads share each K/V chunk.
+    attn_dispatch(out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, 1, stream);
+}

@@ -1,0 +1,29 @@
+// Fatal error checks for the CUDA backend (C++ only: included by kernels/cuda/*.cu, never by C code).
+// Device failures are not recoverable (STYLE rule 8): print file:line, what failed and the CUDA error, then call
+// the abort hook (abort() unless the MPI layer installs MPI_Abort through kern_cuda_set_abort_hook).
+#ifndef KERN_CUDA_CHECK_H
+#define KERN_CUDA_CHECK_H
+
+#include <cstdio>
+#include <cstdlib>
+#include <cuda_runtime.h>
+
+extern "C" void kern_cuda_fatal(const char *file, int line, const char *what, const char *msg);
+
+#define CUDA_CHECK(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t br_err_ = (call);                                                              \
+        if (br_err_ != cudaSuccess)                                                                \
+            kern_cuda_fatal(__FILE__, __LINE__, #call, cudaGetErrorString(br_err_));               \
+    } while (0)
+
+// After a kernel launch: a bad configuration shows up here, an asynchronous fault at the next sync.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+// A violated launcher precondition is a programming error: fatal, like a device error.
+#define KERN_REQUIRE(cond, msg)                                                                    \
+    do {                                                                                           \
+        if (!(cond)) kern_cuda_fatal(__FILE__, __LINE__, #cond, msg);                              \
+    } while (0)
+
+#endif

@@ -1,0 +1,441 @@
+// GEMM out (M, N) f32 = x (M, K) . W (N, K)^T (+ bias): the invariant tensor-core kernels (large-M and
+// decode-shaped), the fp32-mode kernel (bit-identical to kern_cpu_matmul) and the cuBLAS `standard` baseline.
+//
+// Purpose/Why (the fixed reduction order). A token's logits must not depend on how many rows share its call
+// (DESIGN 2). Tensor-core GEMMs usually change their arithmetic with M: tile choice, split-K, stream-K. Here an
+// output element out[m, n] is ALWAYS computed as
+//     acc = +0.0f;  for k16 = 0, 16, ..., K - 16 (ascending): acc = mma.m16n8k16(acc, x[m, k16:+16], W[n, k16:+16])
+//     out = acc (+ bias[n], one fp32 add)
+// with the bf16 mma.sync.m16n8k16 instruction and fp32 accumulators. That sequence is the same in both invariant
+// kernels: `gemm_big` (128x128x32 block tile, 8 warps, 4-stage cp.async pipeline) for M > 64 and `gemm_small`
+// (16*MT x 8*NW x 128 block tile, 6-stage pipeline, many blocks so that streaming W reaches HBM bandwidth) for
+// M <= 64. Block and warp tile shapes only decide WHICH thread computes an element, never the sequence of
+// operations on it, and the tensor core computes each element of an mma from its own row and column only; so a
+// row's bits do not depend on M, on the kernel chosen, or on the row's position in a tile (tested bitwise for
+// M = 1..512). K steps past K are skipped, never zero-padded, so tile depth (32 vs 128) cannot add a +0 step.
+// No split-K, no atomics. Rows beyond M and columns beyond N are zero-filled in shared memory and never stored.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/kern_cuda.h"
+
+// ---------------------------------------------------------------------------------------------------------------
+// PTX helpers: 16-byte async copies (zero-filled when out of range), ldmatrix, mma.sync m16n8k16 bf16 -> f32.
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// Copies 16 bytes from src to shared dst, or writes 16 zero bytes when !valid (src is then not read).
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x2(uint32_t r[2], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(smem_u32(p)));
+}
+
+// d = a (16x16 bf16, row) * b (16x8 bf16, col) + d, fp32.
+__device__ __forceinline__ void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Stores one m16n8 accumulator fragment (rows r0 = g and g + 8, columns c, c + 1 of the fragment).
+__device__ __forceinline__ void store_frag(float *out, const float *bias, const float acc[4], int m, int n, int M,
+                                           int N) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int mm = m + 8 * h;
+        if (mm >= M) continue;
+        float v0 = acc[2 * h], v1 = acc[2 * h + 1];
+        if (bias) {
+            if (n < N) v0 = __fadd_rn(v0, bias[n]);
+            if (n + 1 < N) v1 = __fadd_rn(v1, bias[n + 1]);
+        }
+        float *o = out + (int64_t)mm * N + n;
+        if (n + 1 < N && (N % 2) == 0) {
+            *(float2 *)o = make_float2(v0, v1);
+        } else {
+            if (n < N) o[0] = v0;
+            if (n + 1 < N) o[1] = v1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Large-M kernel: block tile 128 (M) x 128 (N) x 32 (K), 8 warps as 2 (M) x 4 (N), warp tile 64 x 32
+// (4 m16 x 4 n8 fragments), 4-stage cp.async pipeline. Shared rows padded to 40 bf16 (80 B): ldmatrix's eight
+// 16-byte row reads hit eight distinct bank groups.
+
+namespace big {
+constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, LD = BK + 8, THREADS = 256;
+constexpr int STAGE_ELEMS = (BM + BN) * LD;
+constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
+} // namespace big
+
+__global__ void __launch_bounds__(big::THREADS, 2)
+    gemm_big(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x, const __nv_bfloat16 *__restrict__ w,
+             const float *__restrict__ bias, int M, int N, int K) {
+    using namespace big;
+    extern __shared__ __align__(16) __nv_bfloat16 smem[];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp >> 2, wn = warp & 3; // warp row (0..1), warp column (0..3)
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int KT = (K + BK - 1) / BK;
+
+    // Each thread copies 2 chunks of 16 B of the A tile and 2 of the B tile per stage (128 rows x 4 chunks each).
+    auto load_tile = [&](int stage, int kt) {
+        __nv_bfloat16 *As = smem + stage * STAGE_ELEMS, *Bs = As + BM * LD;
+        const int k0 = kt * BK;
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            int c = tid + i * THREADS, r = c >> 2, kc = (c & 3) * 8;
+            int gm = m0 + r, gn = n0 + r, gk = k0 + kc;
+            bool kok = gk < K;
+            cp_async16(As + r * LD + kc, x + (int64_t)(gm < M ? gm : 0) * K + (kok ? gk : 0), kok && gm < M);
+            cp_async16(Bs + r * LD + kc, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
+        }
+    };
+
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < KT) load_tile(s, s);
+        cp_async_commit();
+    }
+
+    for (int kt = 0; kt < KT; kt++) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();
+        {
+            int nk = kt + STAGES - 1;
+            if (nk < KT) load_tile(nk % STAGES, nk);
+            cp_async_commit();
+        }
+        const __nv_bfloat16 *As = smem + (kt % STAGES) * STAGE_ELEMS, *Bs = As + BM * LD;
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) {
+            if (kt * BK + kk * 16 >= K) break; // skip, never pad: the k16 sequence is K/16 steps in every kernel
+            uint32_t a[4][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int r = wm * 64 + i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+                int c = kk * 16 + 8 * (lane >> 4);
+                ldsm_x4(a[i], As + r * LD + c);
+            }
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                uint32_t t[4];
+                int r = wn * 32 + j * 16 + (lane & 7) + 8 * (lane >> 4);
+                int c = kk * 16 + 8 * ((lane >> 3) & 1);
+                ldsm_x4(t, Bs + r * LD + c);
+                b[2 * j][0] = t[0];
+                b[2 * j][1] = t[1];
+                b[2 * j + 1][0] = t[2];
+                b[2 * j + 1][1] = t[3];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i], b[j]);
+        }
+    }
+    cp_async_wait<0>();
+
+    const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            store_frag(out, bias, acc[i][j], m0 + wm * 64 + i * 16 + g, n0 + wn * 32 + j * 8 + 2 * t4, M, N);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decode-shaped kernel (M <= 64): memory-bound, the job is streaming W at HBM bandwidth. Block = NW warps, each
+// owning one n8 column strip and all MT m16 row tiles (16*MT >= M rows, the padding rows are zeros); block tile
+// 16*MT x 8*NW x 128, 6-stage cp.async pipeline so ~5 W tiles per block are in flight. Same k16 sequence as
+// gemm_big (see the header): bitwise-identical rows.
+
+namespace small {
+constexpr int BK = 128, STAGES = 6, LD = BK + 8; // 272-byte rows: conflict-free ldmatrix
+template <int MT, int NW> struct cfg {
+    static constexpr int BM = 16 * MT, BN = 8 * NW, THREADS = 32 * NW;
+    static constexpr int STAGE_ELEMS = (BM + BN) * LD;
+    static constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
+};
+} // namespace small
+
+template <int MT, int NW>
+__global__ void __launch_bounds__(32 * NW)
+    gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x, const __nv_bfloat16 *__restrict__ w,
+               const float *__restrict__ bias, int M, int N, int K) {
+    using C = small::cfg<MT, NW>;
+    constexpr int BK = small::BK, LD = small::LD, STAGES = small::STAGES;
+    extern __shared__ __align__(16) __nv_bfloat16 smem[];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int n0 = blockIdx.x * C::BN;
+    const int KT = (K + BK - 1) / BK;
+
+    auto load_tile = [&](int stage, int kt) {
+        __nv_bfloat16 *As = smem + stage * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
+        const int k0 = kt * BK;
+        constexpr int CH = BK / 8; // 16-byte chunks per row
+        for (int c = tid; c < (C::BM + C::BN) * CH; c += C::THREADS) {
+            int r = c / CH, kc = (c % CH) * 8, gk = k0 + kc;
+            bool kok = gk < K;
+            if (r < C::BM) {
+                cp_async16(As + r * LD + kc, x + (int64_t)(r < M ? r : 0) * K + (kok ? gk : 0), kok && r < M);
+            } else {
+                int rb = r - C::BM, gn = n0 + rb;
+                cp_async16(Bs + rb * LD + kc, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
+            }
+        }
+    };
+
+    float acc[MT][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[i][e] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < KT) load_tile(s, s);
+        cp_async_commit();
+    }
+    for (int kt = 0; kt < KT; kt++) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();
+        {
+            int nk = kt + STAGES - 1;
+            if (nk < KT) load_tile(nk % STAGES, nk);
+            cp_async_commit();
+        }
+        const __nv_bfloat16 *As = smem + (kt % STAGES) * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) {
+            if (kt * BK + kk * 16 >= K) break;
+            uint32_t b[2];
+            {
+                int r = warp * 8 + (lane & 7);
+                int c = kk * 16 + 8 * ((lane >> 3) & 1);
+                ldsm_x2(b, Bs + r * LD + c);
+            }
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+                uint32_t a[4];
+                int r = i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+                int c = kk * 16 + 8 * (lane >> 4);
+                ldsm_x4(a, As + r * LD + c);
+                mma_bf16(acc[i], a, b);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+    for (int i = 0; i < MT; i++) store_frag(out, bias, acc[i], i * 16 + g, n0 + warp * 8 + 2 * t4, M, N);
+}
+
+template <int MT, int NW>
+static void launch_small(float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, const float *bias, int M, int N,
+                         int K, cudaStream_t stream) {
+    using C = small::cfg<MT, NW>;
+    static bool attr_set = false; // per template instance; the attribute is a property of the function
+    if (!attr_set) {
+        CUDA_CHECK(cudaFuncSetAttribute(gemm_small<MT, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+        attr_set = true;
+    }
+    dim3 grid((N + C::BN - 1) / C::BN);
+    gemm_small<MT, NW><<<grid, C::THREADS, C::SMEM, stream>>>(out, x, w, bias, M, N, K);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <int MT>
+static void dispatch_small(float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, const float *bias, int M, int N,
+                           int K, cudaStream_t stream) {
+    // Narrower blocks when N is small, so that every SM streams a share of W (the column strip width does not
+    // change any element's arithmetic).
+    static int n_sm = 0;
+    if (!n_sm) {
+        int l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
+    }
+    if (N >= 32 * 2 * n_sm) launch_small<MT, 4>(out, x, w, bias, M, N, K, stream);
+    else launch_small<MT, 2>(out, x, w, bias, M, N, K, stream);
+}
+
+extern "C" void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N,
+                                   int K, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && N > 0 && K > 0, "gemm: bad shape");
+    KERN_REQUIRE(K % 16 == 0, "gemm_bf16: K must be a multiple of 16");
+    KERN_REQUIRE(((uintptr_t)x | (uintptr_t)w) % 16 == 0, "gemm_bf16: x and W must be 16-byte aligned");
+    if (M == 0) return;
+    const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x, *wb = (const __nv_bfloat16 *)w;
+    if (M <= 16) dispatch_small<1>(out, xb, wb, bias, M, N, K, stream);
+    else if (M <= 32) dispatch_small<2>(out, xb, wb, bias, M, N, K, stream);
+    else if (M <= 64) dispatch_small<4>(out, xb, wb, bias, M, N, K, stream);
+    else {
+        static bool attr_set = false;
+        if (!attr_set) {
+            CUDA_CHECK(cudaFuncSetAttribute(gemm_big, cudaFuncAttributeMaxDynamicSharedMemorySize, big::SMEM));
+            attr_set = true;
+        }
+        dim3 grid((N + big::BN - 1) / big::BN, (M + big::BM - 1) / big::BM);
+        gemm_big<<<grid, big::THREADS, big::SMEM, stream>>>(out, xb, wb, bias, M, N, K);
+        CUDA_CHECK_LAUNCH();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// fp32 mode. Why this order: it is kern_cpu_matmul's ("the 8-lane order": lane j accumulates the products of the
+// indices k = j mod 8 in ascending k from +0.0f; lanes combined ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)); bias added
+// last), with every product and sum rounded separately (__fmul_rn/__fadd_rn: no FMA contraction), so the GPU
+// result equals the CPU reference bit for bit, and a row never depends on M. Block tile 32 x 32 x 32, 256 threads,
+// each thread owns 2 x 2 outputs (rows ty, ty+16; columns tx, tx+16) x 8 lanes.
+
+template <typename WT> __device__ __forceinline__ float wload(const WT *w, int64_t i);
+template <> __device__ __forceinline__ float wload<float>(const float *w, int64_t i) { return w[i]; }
+template <> __device__ __forceinline__ float wload<__nv_bfloat16>(const __nv_bfloat16 *w, int64_t i) {
+    return __bfloat162float(w[i]);
+}
+
+template <typename WT>
+__global__ void __launch_bounds__(256)
+    gemm_f32_kernel(float *__restrict__ out, const float *__restrict__ x, const WT *__restrict__ w,
+                    const float *__restrict__ bias, int M, int N, int K) {
+    constexpr int T = 32;
+    __shared__ float xs[T][T + 1], ws[T][T + 1];
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int m0 = blockIdx.y * T, n0 = blockIdx.x * T;
+    float l[2][2][8];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++)
+#pragma unroll
+            for (int e = 0; e < 8; e++) l[i][j][e] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += T) {
+        // 32 x 32 elements of each tile, 4 per thread; past-the-end elements are +0 and never accumulated.
+        for (int c = threadIdx.x; c < T * T; c += 256) {
+            int r = c / T, kc = c % T, gk = k0 + kc;
+            xs[r][kc] = (m0 + r < M && gk < K) ? x[(int64_t)(m0 + r) * K + gk] : 0.0f;
+            ws[r][kc] = (n0 + r < N && gk < K) ? wload(w, (int64_t)(n0 + r) * K + gk) : 0.0f;
+        }
+        __syncthreads();
+        const int kn = K - k0 < T ? K - k0 : T;
+        if (kn == T) {
+#pragma unroll
+            for (int kk = 0; kk < T; kk++)
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++)
+                        l[i][j][kk & 7] =
+                            __fadd_rn(l[i][j][kk & 7], __fmul_rn(xs[ty + 16 * i][kk], ws[tx + 16 * j][kk]));
+        } else {
+            // Last partial tile: the lane of element k is still k mod 8 (k0 is a multiple of 32).
+#pragma unroll
+            for (int kk = 0; kk < T; kk++) {
+                if (kk < kn) {
+#pragma unroll
+                    for (int i = 0; i < 2; i++)
+#pragma unroll
+                        for (int j = 0; j < 2; j++)
+                            l[i][j][kk & 7] =
+                                __fadd_rn(l[i][j][kk & 7], __fmul_rn(xs[ty + 16 * i][kk], ws[tx + 16 * j][kk]));
+                }
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
+            if (m >= M || n >= N) continue;
+            const float *q = l[i][j];
+            float acc = __fadd_rn(__fadd_rn(__fadd_rn(q[0], q[1]), __fadd_rn(q[2], q[3])),
+                                  __fadd_rn(__fadd_rn(q[4], q[5]), __fadd_rn(q[6], q[7])));
+            if (bias) acc = __fadd_rn(acc, bias[n]);
+            out[(int64_t)m * N + n] = acc;
+        }
+}
+
+extern "C" void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M,
+                                  int N, int K, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && N > 0 && K > 0, "gemm_f32: bad shape");
+    KERN_REQUIRE(wdt == KERN_F32 || wdt == KERN_BF16, "gemm_f32: weights must be f32 or bf16");
+    if (M == 0) return;
+    dim3 grid((N + 31) / 32, (M + 31) / 32);
+    if (wdt == KERN_F32)
+        gemm_f32_kernel<float><<<grid, 256, 0, stream>>>(out, x, (const float *)w, bias, M, N, K);
+    else
+        gemm_f32_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(out, x, (const __nv_bfloat16 *)w, bias, M, N, K);
+    CUDA_CHECK_LAUNCH();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// standard mode: cuBLAS with its default heuristics (NOT invariant: the algorithm, split-K included, follows the
+// shape). One handle per process, created on first use; not thread-safe (one host thread drives a GPU).
+
+__global__ void add_bias_rows(float *out, const float *bias, int M, int N) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < (int64_t)M * N) out[i] = __fadd_rn(out[i], bias[i % N]);
+}
+
+static const char *cublas_msg(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "CUBLAS_STATUS_ALLOC_FAILED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "CUBLAS_STATUS_ARCH_MISMATCH";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "cuBLAS error";
+    }
+}
+#define CUBLAS_CHECK(call)                                                                                             \
+    do {                                                                                                               \
+        cublasStatus_t s_ = (call);                                                                                    \
+        if (s_ != CUBLAS_STATUS_SUCCESS) kern_cuda_fatal(__FILE__, __LINE__, #call, cublas_msg(s_));                   \
+    } while (0)
+
+extern "C" void kern_cuda_gemm_standard(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M,
+                                       int N, int K, cudaStream_t stream) {
+    static cublasHandle_t handle = nullptr;
+    KERN_REQUIRE(M >= 0 && N > 0 && K > 0, "gemm_standard: bad shape");
+    if (M == 0) return;
+    if (!handle) CUBLAS_CHECK(cublasCreate(&handle));
+    CUBLAS_CHECK(cublasSetStream(handle, stream));
+    const float one = 1.0f, zero = 0.0f;
+    // Column-major view: out^T (N, M) = W (N, K) . x^T (K, M); W row-major (N, K) is col-major (K, N) -> op T.
+    CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, CUDA_R_16BF, K, x, CUDA_R_16BF, K,
+                              &zero, out, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (bias) {
+        int64_t n = (int64_t)M * N;
+        add_bias_rows<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(out, bias, M, N);
+        CUDA_CHECK_LAUNCH();
+    }
+}

@@ -1,0 +1,83 @@
+// RMSNorm and LayerNorm, one row per block.
+//
+// Purpose/Why (the fixed reduction order). The row statistics decide every element of the row, so their sum must
+// not depend on M or on the launch: a block of exactly 256 threads handles one row whatever M and D are; thread t
+// accumulates the terms i = t, t + 256, t + 512, ... in ascending i from +0.0f (products and sums rounded
+// separately, no FMA); then each warp reduces its 32 partials with the xor butterfly (offsets 16, 8, 4, 2, 1: every
+// lane ends with the same bits, fp32 addition being commutative), and the 8 warp sums are combined as
+// ((w0 + w1) + (w2 + w3)) + ((w4 + w5) + (w6 + w7)). The CPU reference uses the 8-lane order instead, so GPU and
+// CPU agree to rounding (tested within tolerance), and the GPU agrees with itself bit for bit at any M.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/kern_cuda.h"
+
+#define NORM_THREADS 256
+
+// Sum of v over the block in the fixed tree above; every thread gets the result. red: 8 floats of shared memory.
+__device__ __forceinline__ float block_sum_fixed(float v, float *red) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads(); // red may still be read by a previous call
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    return __fadd_rn(__fadd_rn(__fadd_rn(red[0], red[1]), __fadd_rn(red[2], red[3])),
+                     __fadd_rn(__fadd_rn(red[4], red[5]), __fadd_rn(red[6], red[7])));
+}
+
+__global__ void __launch_bounds__(NORM_THREADS)
+    rmsnorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, const float *__restrict__ x,
+                   const float *__restrict__ w, int D, float eps) {
+    __shared__ float red[8];
+    const float *xr = x + (int64_t)blockIdx.x * D;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) s = __fadd_rn(s, __fmul_rn(xr[i], xr[i]));
+    const float ss = block_sum_fixed(s, red);
+    const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)D), eps)));
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) {
+        float v = __fmul_rn(__fmul_rn(xr[i], inv), w[i]);
+        if (out) out[(int64_t)blockIdx.x * D + i] = v;
+        if (out_bf) out_bf[(int64_t)blockIdx.x * D + i] = __float2bfloat16_rn(v);
+    }
+}
+
+__global__ void __launch_bounds__(NORM_THREADS)
+    layernorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, const float *__restrict__ x,
+                     const float *__restrict__ w, const float *__restrict__ b, int D, float eps) {
+    __shared__ float red[8];
+    const float *xr = x + (int64_t)blockIdx.x * D;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) s = __fadd_rn(s, xr[i]);
+    const float mean = __fdiv_rn(block_sum_fixed(s, red), (float)D);
+    float q = 0.0f;
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) {
+        float d = __fsub_rn(xr[i], mean);
+        q = __fadd_rn(q, __fmul_rn(d, d));
+    }
+    const float var = block_sum_fixed(q, red);
+    const float rstd = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(var, (float)D), eps)));
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) {
+        float v = __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(xr[i], mean), rstd), w[i]), b[i]);
+        if (out) out[(int64_t)blockIdx.x * D + i] = v;
+        if (out_bf) out_bf[(int64_t)blockIdx.x * D + i] = __float2bfloat16_rn(v);
+    }
+}
+
+extern "C" void kern_cuda_rmsnorm(float *out_f32, uint16_t *out_bf16, const float *x, const float *w, int M, int D,
+                                  float eps, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && D > 0, "rmsnorm: bad shape");
+    if (M == 0) return;
+    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, w, D, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void kern_cuda_layernorm(float *out_f32, uint16_t *out_bf16, const float *x, const float *w, const float *b,
+                                    int M, int D, float eps, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && D > 0, "layernorm: bad shape");
+    if (M == 0) return;
+    layernorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, w, b, D, eps);
+    CUDA_CHECK_LAUNCH();
+}

@@ -1,0 +1,621 @@
+/* GPU tests for kernels/cuda: every kernel against the CPU reference (kernels/cpu) within a stated tolerance,
+ * and bitwise (memcmp) invariance: GEMM rows for M = 1..512 equal to M = 1, attention outputs equal between
+ * prefill (chunk sizes 1, 16, 256) and decode. With no CUDA device (or no CUDA backend built), every test calls
+ * skip(): cmocka prints "[  SKIPPED ]" and ctest reports the test as skipped, never passed. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/br.h"
+#include "kernels/cpu/kern_cpu.h"
+#ifdef BR_HAVE_CUDA
+#include "kernels/cuda/kern_cuda.h"
+#endif
+
+#ifdef BR_HAVE_CUDA
+
+static int have_gpu(void) {
+    static int g = -1;
+    if (g < 0) {
+        g = kern_cuda_device_count() > 0;
+        if (!g) printf("no CUDA device: GPU tests skipped\n");
+    }
+    return g;
+}
+
+/* Deterministic test data: splitmix64 -> uniform in [-1, 1). */
+static uint64_t g_rng = 0x5eed1234u;
+static float frand(void) {
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+static float *rand_f32(size_t n, float scale) {
+    float *x = malloc(n * sizeof(float));
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++) x[i] = frand() * scale;
+    return x;
+}
+/* Rounds x to bf16 in place and returns the bf16 copy. */
+static uint16_t *to_bf16(float *x, size_t n) {
+    uint16_t *b = malloc(n * 2);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++) {
+        b[i] = br_f32_to_bf16(x[i]);
+        x[i] = br_bf16_to_f32(b[i]);
+    }
+    return b;
+}
+static void *dev_copy(const void *h, size_t bytes) {
+    void *d = kern_cuda_malloc(bytes);
+    kern_cuda_upload(d, h, bytes);
+    return d;
+}
+/* Device buffer filled with a NaN pattern, so that unwritten outputs fail every comparison. */
+static void *dev_poison(size_t bytes) {
+    void *d = kern_cuda_malloc(bytes);
+    kern_cuda_memset(d, 0xff, bytes);
+    return d;
+}
+static float *host_of(const void *d, size_t n) {
+    float *h = malloc(n * sizeof(float));
+    assert_non_null(h);
+    kern_cuda_download(h, d, n * sizeof(float));
+    return h;
+}
+
+/* |got - ref| <= atol + rtol*|ref| for every element; prints the first mismatches and the largest errors. */
+static int check_close(const char *what, const float *got, const float *ref, size_t n, double atol, double rtol) {
+    int bad = 0;
+    double max_abs = 0, max_rel = 0;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - (double)ref[i]);
+        if (err > max_abs) max_abs = err;
+        if (fabs(ref[i]) > 1e-3 && err / fabs(ref[i]) > max_rel) max_rel = err / fabs(ref[i]);
+        if (!(err <= atol + rtol * fabs((double)ref[i]))) {
+            if (bad < 5) printf("  %s[%zu]: gpu %.9g cpu %.9g\n", what, i, got[i], ref[i]);
+            bad++;
+        }
+    }
+    printf("  %-34s n=%-9zu max|err| %.3g  max rel %.3g  (atol %.0e rtol %.0e)  %d outside\n", what, n, max_abs,
+           max_rel, atol, rtol, bad);
+    return bad;
+}
+/* Bitwise equality; prints the first differing element. */
+static int check_same(const char *what, const float *a, const float *b, size_t n) {
+    if (memcmp(a, b, n * sizeof(float)) == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(a + i, b + i, sizeof(float)) != 0) {
+            printf("  %s: first difference at %zu: %.9g vs %.9g\n", what, i, a[i], b[i]);
+            break;
+        }
+    return 1;
+}
+
+/* ---- GEMM */
+
+/* CPU reference for the invariant GEMM: kern_cpu_matmul on the bf16-rounded activations. */
+static void cpu_gemm(float *out, const float *x, const uint16_t *w, const float *bias, int M, int N, int K) {
+    kern_wt W = {w, KERN_BF16, K, 1, N, K};
+    kern_cpu_matmul(out, x, &W, bias, M);
+}
+
+static void test_gemm_vs_cpu(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int shapes[][3] = {{1, 64, 64},    {7, 300, 1040},  {16, 4096, 512}, {33, 200, 272},
+                                    {64, 128, 256}, {65, 257, 528},  {130, 96, 4096}, {300, 1000, 1024}};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *x = rand_f32((size_t)M * K, 1.0f), *wf = rand_f32((size_t)N * K, 0.05f), *bias = rand_f32(N, 1.0f);
+        uint16_t *xb = to_bf16(x, (size_t)M * K), *wb = to_bf16(wf, (size_t)N * K);
+        float *ref = malloc(sizeof(float) * M * N);
+        cpu_gemm(ref, x, wb, bias, M, N, K);
+        void *dx = dev_copy(xb, (size_t)M * K * 2), *dw = dev_copy(wb, (size_t)N * K * 2),
+             *db = dev_copy(bias, N * sizeof(float)), *dxf = dev_copy(x, (size_t)M * K * 4);
+        float *dout = dev_poison((size_t)M * N * 4);
+        char what[96];
+
+        kern_cuda_gemm_bf16(dout, dx, dw, db, M, N, K, NULL);
+        float *got = host_of(dout, (size_t)M * N);
+        snprintf(what, sizeof what, "gemm invariant M=%d N=%d K=%d", M, N, K);
+        bad += check_close(what, got, ref, (size_t)M * N, 1e-3, 1e-3);
+        free(got);
+
+        kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
+        kern_cuda_gemm_standard(dout, dx, dw, db, M, N, K, NULL);
+        got = host_of(dout, (size_t)M * N);
+        snprintf(what, sizeof what, "gemm standard M=%d N=%d K=%d", M, N, K);
+        bad += check_close(what, got, ref, (size_t)M * N, 1e-3, 1e-3);
+        free(got);
+
+        /* fp32 mode: bit-identical to the CPU reference (same 8-lane order, no FMA). */
+        kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
+        kern_cuda_gemm_f32(dout, dxf, dw, KERN_BF16, db, M, N, K, NULL);
+        got = host_of(dout, (size_t)M * N);
+        snprintf(what, sizeof what, "gemm fp32 M=%d N=%d K=%d", M, N, K);
+        bad += check_close(what, got, ref, (size_t)M * N, 0, 0);
+        bad += check_same(what, got, ref, (size_t)M * N);
+        free(got);
+
+        kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(db), kern_cuda_free(dxf), kern_cuda_free(dout);
+        free(x), free(wf), free(bias), free(xb), free(wb), free(ref);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* fp32 mode with fp32 weights and K not a multiple of 8: still bit-identical to kern_cpu_matmul. */
+static void test_gemm_f32_weights(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    const int M = 5, N = 37, K = 1100;
+    float *x = rand_f32((size_t)M * K, 1.0f), *w = rand_f32((size_t)N * K, 0.1f), *ref = malloc(sizeof(float) * M * N);
+    kern_wt W = {w, KERN_F32, K, 1, N, K};
+    kern_cpu_matmul(ref, x, &W, NULL, M);
+    void *dx = dev_copy(x, (size_t)M * K * 4), *dw = dev_copy(w, (size_t)N * K * 4);
+    float *dout = dev_poison((size_t)M * N * 4);
+    kern_cuda_gemm_f32(dout, dx, dw, KERN_F32, NULL, M, N, K, NULL);
+    float *got = host_of(dout, (size_t)M * N);
+    assert_int_equal(check_close("gemm fp32 (f32 W) M=5 N=37 K=1100", got, ref, (size_t)M * N, 0, 0), 0);
+    assert_int_equal(check_same("gemm fp32 (f32 W)", got, ref, (size_t)M * N), 0);
+    kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(dout);
+    free(x), free(w), free(ref), free(got);
+}
+
+/* Rows of a call of M rows == the same rows computed alone (M = 1), for every M in the list. */
+static int gemm_invariance(int N, int K, const int *Ms, int nM, int use_bias, kern_mode mode) {
+    const int MAXM = 512;
+    float *x = rand_f32((size_t)MAXM * K, 1.0f), *wf = rand_f32((size_t)N * K, 0.05f), *bias = rand_f32(N, 1.0f);
+    uint16_t *xb = to_bf16(x, (size_t)MAXM * K), *wb = to_bf16(wf, (size_t)N * K);
+    void *dx = dev_copy(mode == KERN_MODE_FP32 ? (void *)x : (void *)xb, (size_t)MAXM * K * (mode == KERN_MODE_FP32 ? 4 : 2));
+    void *dw = dev_copy(wb, (size_t)N * K * 2), *db = use_bias ? dev_copy(bias, N * 4) : NULL;
+    float *dout = dev_poison((size_t)MAXM * N * 4);
+    float *one = malloc(sizeof(float) * MAXM * N), *got = malloc(sizeof(float) * MAXM * N);
+    const size_t xrow = (size_t)K * (mode == KERN_MODE_FP32 ? 4 : 2);
+    for (int m = 0; m < MAXM; m++) { /* each row alone */
+        const void *xm = (const char *)dx + m * xrow;
+        if (mode == KERN_MODE_FP32) kern_cuda_gemm_f32(dout, xm, dw, KERN_BF16, db, 1, N, K, NULL);
+        else kern_cuda_gemm_bf16(dout, xm, dw, db, 1, N, K, NULL);
+        kern_cuda_download(one + (size_t)m * N, dout, (size_t)N * 4);
+    }
+    int bad_m = 0;
+    for (int i = 0; i < nM; i++) {
+        const int M = Ms[i];
+        kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
+        if (mode == KERN_MODE_FP32) kern_cuda_gemm_f32(dout, dx, dw, KERN_BF16, db, M, N, K, NULL);
+        else kern_cuda_gemm_bf16(dout, dx, dw, db, M, N, K, NULL);
+        kern_cuda_download(got, dout, (size_t)M * N * 4);
+        if (memcmp(got, one, (size_t)M * N * 4) != 0) {
+            if (bad_m < 5) {
+                char what[64];
+                snprintf(what, sizeof what, "M=%d vs M=1", M);
+                check_same(what, got, one, (size_t)M * N);
+            }
+            bad_m++;
+        }
+    }
+    printf("  gemm %s invariance N=%d K=%d bias=%d: %d values of M tested (1..%d), %d differ from M=1\n",
+           kern_mode_name(mode), N, K, use_bias, nM, Ms[nM - 1], bad_m);
+    kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(db), kern_cuda_free(dout);
+    free(x), free(wf), free(bias), free(xb), free(wb), free(one), free(got);
+    return bad_m;
+}
+
+static void test_gemm_batch_invariance(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    int all[512], sparse[128], n_sparse = 0;
+    for (int m = 1; m <= 512; m++) all[m - 1] = m;
+    for (int m = 1; m <= 80; m++) sparse[n_sparse++] = m;
+    static const int more[] = {96, 100, 127, 128, 129, 200, 255, 256, 257, 300, 383, 384, 385, 450, 511, 512};
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
+    int bad = 0;
+    bad += gemm_invariance(1024, 1024, all, 512, 1, KERN_MODE_INVARIANT);
+    bad += gemm_invariance(1000, 528, all, 512, 0, KERN_MODE_INVARIANT); /* N, K not multiples of the tiles */
+    bad += gemm_invariance(3072, 1024, all, 512, 0, KERN_MODE_INVARIANT);
+    bad += gemm_invariance(4096, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT);
+    bad += gemm_invariance(11008, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT); /* N >= 64 * SMs: the 4-warp decode tile */
+    bad += gemm_invariance(1000, 528, sparse, n_sparse, 1, KERN_MODE_FP32);
+    assert_int_equal(bad, 0);
+}
+
+/* ---- Norms and element-wise kernels */
+
+static void test_norms(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Ds[] = {1000, 4096, 64};
+    const int M = 9;
+    int bad = 0;
+    for (size_t s = 0; s < 3; s++) {
+        const int D = Ds[s];
+        const size_t n = (size_t)M * D;
+        float *x = rand_f32(n, 3.0f), *w = rand_f32(D, 1.0f), *b = rand_f32(D, 1.0f), *ref = malloc(n * 4);
+        void *dx = dev_copy(x, n * 4), *dw = dev_copy(w, D * 4), *db = dev_copy(b, D * 4);
+        float *dout = dev_poison(n * 4), *dout1 = dev_poison((size_t)D * 4);
+        uint16_t *dbf = dev_poison(n * 2), *bf = malloc(n * 2);
+        char what[64];
+        for (int kind = 0; kind < 2; kind++) {
+            if (kind == 0) {
+                kern_cpu_rmsnorm(ref, x, w, M, D, 1e-6f);
+                kern_cuda_rmsnorm(dout, dbf, dx, dw, M, D, 1e-6f, NULL);
+            } else {
+                kern_cpu_layernorm(ref, x, w, b, M, D, 1e-5f);
+                kern_cuda_layernorm(dout, dbf, dx, dw, db, M, D, 1e-5f, NULL);
+            }
+            float *got = host_of(dout, n);
+            snprintf(what, sizeof what, "%s D=%d", kind ? "layernorm" : "rmsnorm", D);
+            bad += check_close(what, got, ref, n, 1e-5, 1e-5);
+            kern_cuda_download(bf, dbf, n * 2);
+            for (size_t i = 0; i < n; i++)
+                if (bf[i] != br_f32_to_bf16(got[i])) {
+                    printf("  %s: bf16 output %zu is not RNE of the f32 output\n", what, i);
+                    bad++;
+                    break;
+                }
+            /* Row invariance: the last row alone gives the same bits. */
+            const float *xl = (const float *)dx + (size_t)(M - 1) * D;
+            if (kind == 0) kern_cuda_rmsnorm(dout1, NULL, xl, dw, 1, D, 1e-6f, NULL);
+            else kern_cuda_layernorm(dout1, NULL, xl, dw, db, 1, D, 1e-5f, NULL);
+            float *one = host_of(dout1, D);
+            bad += check_same(what, one, got + (size_t)(M - 1) * D, D);
+            free(got), free(one);
+        }
+        kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(db), kern_cuda_free(dout), kern_cuda_free(dout1);
+        kern_cuda_free(dbf);
+        free(x), free(w), free(b), free(ref), free(bf);
+    }
+    assert_int_equal(bad, 0);
+}
+
+static void test_elementwise(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    int bad = 0;
+    /* RoPE: same table, same fp32 operations -> zero tolerance. */
+    {
+        const int M = 11, H = 6, hd = 64, max_pos = 4096;
+        const size_t n = (size_t)M * H * hd;
+        float *rope = malloc(sizeof(float) * max_pos * hd), *x = rand_f32(n, 2.0f), *ref = malloc(n * 4);
+        int32_t pos[11] = {0, 1, 2, 31, 32, 100, 1000, 4095, 7, 7, 2048};
+        kern_cpu_rope_table(rope, max_pos, hd, 1e6);
+        void *drope = dev_copy(rope, sizeof(float) * max_pos * hd), *dpos = dev_copy(pos, sizeof pos);
+        float *dx = dev_copy(x, n * 4);
+        memcpy(ref, x, n * 4);
+        kern_cpu_rope(ref, pos, rope, M, H, hd);
+        kern_cuda_rope(dx, dpos, drope, M, H, hd, NULL);
+        float *got = host_of(dx, n);
+        bad += check_close("rope", got, ref, n, 0, 0);
+        kern_cuda_free(drope), kern_cuda_free(dpos), kern_cuda_free(dx);
+        free(rope), free(x), free(ref), free(got);
+    }
+    {
+        const size_t n = 100003;
+        float *g = rand_f32(n, 8.0f), *u = rand_f32(n, 2.0f), *ref = malloc(n * 4);
+        void *dg = dev_copy(g, n * 4), *du = dev_copy(u, n * 4);
+        float *dout = dev_poison(n * 4);
+        uint16_t *dbf = dev_poison(n * 2), *bf = malloc(n * 2);
+        kern_cpu_swiglu(ref, g, u, (int64_t)n);
+        kern_cuda_swiglu(dout, dbf, dg, du, (int64_t)n, NULL);
+        float *got = host_of(dout, n);
+        bad += check_close("swiglu", got, ref, n, 1e-6, 1e-6);
+        kern_cuda_download(bf, dbf, n * 2);
+        for (size_t i = 0; i < n; i++)
+            if (bf[i] != br_f32_to_bf16(got[i])) {
+                printf("  swiglu bf16 output %zu is not RNE of the f32 output\n", i);
+                bad++;
+                break;
+            }
+        free(got);
+        /* GELU in place on a copy of g. */
+        memcpy(ref, g, n * 4);
+        kern_cpu_gelu_tanh(ref, (int64_t)n);
+        kern_cuda_gelu_tanh(dg, NULL, (int64_t)n, NULL);
+        got = host_of(dg, n);
+        bad += check_close("gelu_tanh", got, ref, n, 1e-6, 1e-6);
+        free(got);
+        /* add: exact. */
+        kern_cuda_upload(dout, g, n * 4);
+        memcpy(ref, g, n * 4);
+        kern_cpu_add(ref, u, (int64_t)n);
+        kern_cuda_add(dout, du, (int64_t)n, NULL);
+        got = host_of(dout, n);
+        bad += check_close("add", got, ref, n, 0, 0);
+        /* cast: RNE, exact. */
+        kern_cuda_cast_bf16(dbf, dout, (int64_t)n, NULL);
+        kern_cuda_download(bf, dbf, n * 2);
+        int cast_bad = 0;
+        for (size_t i = 0; i < n; i++) cast_bad += bf[i] != br_f32_to_bf16(got[i]);
+        printf("  cast_bf16: %d of %zu differ from br_f32_to_bf16\n", cast_bad, n);
+        bad += cast_bad;
+        free(got);
+        kern_cuda_free(dg), kern_cuda_free(du), kern_cuda_free(dout), kern_cuda_free(dbf);
+        free(g), free(u), free(ref), free(bf);
+    }
+    /* Embedding, bf16 and f32 tables, with and without position embeddings: exact. */
+    {
+        const int V = 500, P = 64, D = 96, M = 7;
+        int32_t tok[7] = {0, 499, 3, 3, 250, 1, 77}, pos[7] = {0, 1, 2, 63, 5, 5, 30};
+        float *e = rand_f32((size_t)V * D, 1.0f), *pe = rand_f32((size_t)P * D, 0.1f), *ref = malloc(sizeof(float) * M * D);
+        uint16_t *eb = to_bf16(e, (size_t)V * D), *peb = to_bf16(pe, (size_t)P * D);
+        void *dtok = dev_copy(tok, sizeof tok), *dpos = dev_copy(pos, sizeof pos);
+        float *dout = dev_poison(sizeof(float) * M * D);
+        for (int dt = 0; dt < 2; dt++)
+            for (int with_pos = 0; with_pos < 2; with_pos++) {
+                kern_wt E = {dt ? (const void *)eb : (const void *)e, dt ? KERN_BF16 : KERN_F32, D, 1, V, D};
+                kern_wt PE = {dt ? (const void *)peb : (const void *)pe, dt ? KERN_BF16 : KERN_F32, D, 1, P, D};
+                kern_cpu_embed(ref, &E, with_pos ? &PE : NULL, tok, pos, M);
+                void *de = dev_copy(E.data, (size_t)V * D * (dt ? 2 : 4)), *dpe = dev_copy(PE.data, (size_t)P * D * (dt ? 2 : 4));
+                kern_cuda_embed(dout, de, with_pos ? dpe : NULL, E.dtype, dtok, dpos, M, D, NULL);
+                float *got = host_of(dout, (size_t)M * D);
+                char what[48];
+                snprintf(what, sizeof what, "embed %s pos=%d", dt ? "bf16" : "f32", with_pos);
+                bad += check_close(what, got, ref, (size_t)M * D, 0, 0);
+                free(got);
+                kern_cuda_free(de), kern_cuda_free(dpe);
+            }
+        kern_cuda_free(dtok), kern_cuda_free(dpos), kern_cuda_free(dout);
+        free(e), free(pe), free(ref), free(eb), free(peb);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* ---- Attention */
+
+typedef struct {
+    int n_heads, n_kv, hd, page_size;
+} attn_cfg;
+
+/* A batch of sequences with shuffled page tables; every token's q, k, v drawn once. */
+typedef struct {
+    attn_cfg c;
+    int n_seqs, total, n_pages, max_pages;
+    int lens[8], first[8];          /* token count and first global token index of each sequence */
+    int32_t *pages;                 /* (n_seqs * max_pages) */
+    float *q, *k, *v;               /* (total, n_heads|n_kv, hd) */
+} attn_case;
+
+static void attn_case_init(attn_case *a, attn_cfg c, const int *lens, int n_seqs) {
+    memset(a, 0, sizeof *a);
+    a->c = c;
+    a->n_seqs = n_seqs;
+    int maxlen = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        a->lens[s] = lens[s];
+        a->first[s] = a->total;
+        a->total += lens[s];
+        if (lens[s] > maxlen) maxlen = lens[s];
+    }
+    a->max_pages = (maxlen + c.page_size - 1) / c.page_size;
+    a->n_pages = a->max_pages * n_seqs + 3;
+    /* A random permutation of the pool's pages, handed out in order: tables are not contiguous. */
+    int32_t *perm = malloc(sizeof(int32_t) * a->n_pages);
+    for (int i = 0; i < a->n_pages; i++) perm[i] = i;
+    for (int i = a->n_pages - 1; i > 0; i--) {
+        int j = (int)((frand() * 0.5f + 0.5f) * (float)(i + 1));
+        if (j > i) j = i;
+        int32_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    a->pages = malloc(sizeof(int32_t) * n_seqs * a->max_pages);
+    for (int i = 0; i < n_seqs * a->max_pages; i++) a->pages[i] = perm[i];
+    free(perm);
+    a->q = rand_f32((size_t)a->total * c.n_heads * c.hd, 1.0f);
+    a->k = rand_f32((size_t)a->total * c.n_kv * c.hd, 1.0f);
+    a->v = rand_f32((size_t)a->total * c.n_kv * c.hd, 1.0f);
+}
+
+static void attn_case_free(attn_case *a) { free(a->pages), free(a->q), free(a->k), free(a->v); }
+
+/* Runs all tokens through the GPU in calls built round-robin: each call takes the next `chunk` tokens of every
+ * unfinished sequence (so calls mix sequences); chunk 0 = decode (one token per sequence per call, decode kernel).
+ * out (total, n_heads, hd) in global token order. */
+static float *attn_gpu_run(const attn_case *a, int chunk) {
+    const attn_cfg c = a->c;
+    const size_t slot = (size_t)c.n_kv * c.hd, qrow = (size_t)c.n_heads * c.hd;
+    const size_t pool = (size_t)a->n_pages * c.page_size * slot * 4;
+    float *dk = kern_cuda_malloc(pool), *dv = kern_cuda_malloc(pool);
+    kern_cuda_memset(dk, 0x7f, pool), kern_cuda_memset(dv, 0x7f, pool); /* unwritten slots would be huge */
+    void *dpages = dev_copy(a->pages, sizeof(int32_t) * a->n_seqs * a->max_pages);
+    float *dout = dev_poison(a->total * qrow * 4);
+    /* Per-call packed inputs. */
+    float *bq = kern_cuda_malloc(a->total * qrow * 4), *bk = kern_cuda_malloc(a->total * slot * 4),
+          *bv = kern_cuda_malloc(a->total * slot * 4), *bo = kern_cuda_malloc(a->total * qrow * 4);
+    int32_t *hpt = malloc(sizeof(int32_t) * a->total), *hpos = malloc(sizeof(int32_t) * a->total),
+            *hidx = malloc(sizeof(int32_t) * a->total);
+    int32_t *dpt = kern_cuda_malloc(sizeof(int32_t) * a->total), *dpos = kern_cuda_malloc(sizeof(int32_t) * a->total);
+    int done[8] = {0};
+    for (;;) {
+        int M = 0;
+        for (int s = 0; s < a->n_seqs; s++) {
+            int take = chunk ? chunk : 1;
+            for (int i = 0; i < take && done[s] < a->lens[s]; i++, done[s]++) {
+                hpt[M] = s * a->max_pages;
+                hpos[M] = done[s];
+                hidx[M] = a->first[s] + done[s];
+                M++;
+            }
+        }
+        if (M == 0) break;
+        for (int m = 0; m < M; m++) { /* gather this call's rows (device to device through the host is fine here) */
+            kern_cuda_upload(bq + m * qrow, a->q + hidx[m] * qrow, qrow * 4);
+            kern_cuda_upload(bk + m * slot, a->k + hidx[m] * slot, slot * 4);
+            kern_cuda_upload(bv + m * slot, a->v + hidx[m] * slot, slot * 4);
+        }
+        kern_cuda_upload(dpt, hpt, sizeof(int32_t) * M);
+        kern_cuda_upload(dpos, hpos, sizeof(int32_t) * M);
+        kern_cuda_kv_write(dk, dv, bk, bv, dpages, dpt, dpos, M, c.page_size, c.n_kv, c.hd, NULL);
+        const float scale = 1.0f / sqrtf((float)c.hd);
+        if (chunk) kern_cuda_attn_prefill(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
+        else kern_cuda_attn_decode(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
+        float *ho = host_of(bo, M * qrow);
+        for (int m = 0; m < M; m++) kern_cuda_upload(dout + hidx[m] * qrow, ho + m * qrow, qrow * 4);
+        free(ho);
+    }
+    float *out = host_of(dout, a->total * qrow);
+    kern_cuda_free(dk), kern_cuda_free(dv), kern_cuda_free(dpages);
+    kern_cuda_free(dout), kern_cuda_free(bq), kern_cuda_free(bk), kern_cuda_free(bv);
+    kern_cuda_free(bo), kern_cuda_free(dpt), kern_cuda_free(dpos);
+    free(hpt), free(hpos), free(hidx);
+    return out;
+}
+
+/* CPU reference: all tokens written, then every row attended (rows only read keys <= their position). */
+static float *attn_cpu_run(const attn_case *a) {
+    const attn_cfg c = a->c;
+    const size_t slot = (size_t)c.n_kv * c.hd, qrow = (size_t)c.n_heads * c.hd;
+    kern_kv_layer kv = {calloc((size_t)a->n_pages * c.page_size * slot, 4), calloc((size_t)a->n_pages * c.page_size * slot, 4),
+                        c.page_size, c.n_kv, c.hd};
+    const int32_t **tables = malloc(sizeof(int32_t *) * a->total);
+    int32_t *pos = malloc(sizeof(int32_t) * a->total);
+    for (int s = 0; s < a->n_seqs; s++)
+        for (int t = 0; t < a->lens[s]; t++) {
+            tables[a->first[s] + t] = a->pages + s * a->max_pages;
+            pos[a->first[s] + t] = t;
+        }
+    kern_cpu_kv_write(&kv, a->k, a->v, tables, pos, a->total);
+    float *out = malloc(a->total * qrow * 4);
+    kern_cpu_attention(out, a->q, &kv, tables, pos, a->total, c.n_heads, 1.0f / sqrtf((float)c.hd));
+    free(kv.k), free(kv.v), free(tables), free(pos);
+    return out;
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {4, 4, 32, 64}, {32, 4, 256, 16}, {4, 2, 32, 48}};
+    static const int lens[] = {300, 77, 1, 513, 33};
+    int bad = 0;
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+        const attn_cfg c = cfgs[ci];
+        attn_case a;
+        attn_case_init(&a, c, lens, 5);
+        const size_t n = (size_t)a.total * c.n_heads * c.hd;
+        float *ref = attn_cpu_run(&a);
+        float *dec = attn_gpu_run(&a, 0);
+        char what[96];
+        snprintf(what, sizeof what, "attn decode H=%d KV=%d hd=%d page=%d", c.n_heads, c.n_kv, c.hd, c.page_size);
+        bad += check_close(what, dec, ref, n, 1e-5, 1e-4);
+        static const int chunks[] = {1, 16, 256};
+        for (int k = 0; k < 3; k++) {
+            float *pre = attn_gpu_run(&a, chunks[k]);
+            snprintf(what, sizeof what, "attn prefill chunk %d vs decode (H=%d KV=%d hd=%d)", chunks[k], c.n_heads,
+                     c.n_kv, c.hd);
+            int diff = check_same(what, pre, dec, n);
+            printf("  %-60s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+            bad += diff;
+            free(pre);
+        }
+        free(ref), free(dec);
+        attn_case_free(&a);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* ---- Vocabulary rows */
+
+static void test_vocab(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Vs[] = {1024, 151936, 1000, 61, 4097, 32000};
+    const int M = 6;
+    int bad = 0;
+    for (size_t s = 0; s < sizeof Vs / sizeof Vs[0]; s++) {
+        const int V = Vs[s];
+        const size_t n = (size_t)M * V;
+        float *x = rand_f32(n, 12.0f);
+        /* Ties and NaNs for argmax: row 1 has its max twice, row 2 a NaN first, row 3 all equal. */
+        x[1 * (size_t)V + V / 3] = 50.0f, x[1 * (size_t)V + V / 2] = 50.0f;
+        x[2 * (size_t)V + 0] = NAN;
+        for (int i = 0; i < V; i++) x[3 * (size_t)V + i] = -1.0f;
+        int32_t tok[6];
+        for (int m = 0; m < M; m++) tok[m] = (int32_t)((m * 7919) % V);
+        void *dx = dev_copy(x, n * 4), *dtok = dev_copy(tok, sizeof tok);
+        float *dout = dev_poison(n * 4), *dlp = dev_poison(M * 4);
+        int32_t *dam = dev_poison(M * 4), am[6];
+        uint64_t *ddig = dev_poison(M * 8), dig[6];
+        const float T = 0.7f;
+        char what[64];
+        float *ref = malloc(n * 4), lref[6], lp[6];
+        /* Row 2 holds a NaN: log-softmax of it is NaN on both sides; compare the other rows. */
+        for (int m = 0; m < M; m++) kern_cpu_logsoftmax(ref + (size_t)m * V, x + (size_t)m * V, V, T);
+        kern_cuda_logsoftmax(dout, dx, M, V, T, NULL);
+        float *got = host_of(dout, n);
+        snprintf(what, sizeof what, "logsoftmax V=%d (rows 0,1,3..)", V);
+        bad += check_close(what, got, ref, (size_t)2 * V, 1e-5, 1e-5);
+        bad += check_close(what, got + 3 * (size_t)V, ref + 3 * (size_t)V, (size_t)(M - 3) * V, 1e-5, 1e-5);
+        kern_cuda_logprob(dlp, dx, dtok, M, V, T, NULL);
+        kern_cuda_download(lp, dlp, sizeof lp);
+        for (int m = 0; m < M; m++) lref[m] = kern_cpu_logprob(x + (size_t)m * V, V, T, tok[m]);
+        lp[2] = lref[2] = 0; /* NaN row */
+        snprintf(what, sizeof what, "logprob V=%d", V);
+        bad += check_close(what, lp, lref, M, 1e-5, 1e-5);
+        /* The log-prob is the log-softmax element, bit for bit. */
+        for (int m = 0; m < M; m++)
+            if (m != 2 && memcmp(&lp[m], &got[(size_t)m * V + tok[m]], 4) != 0) {
+                printf("  logprob row %d differs from logsoftmax\n", m);
+                bad++;
+            }
+        kern_cuda_argmax(dam, dx, M, V, NULL);
+        kern_cuda_download(am, dam, sizeof am);
+        for (int m = 0; m < M; m++)
+            if (am[m] != kern_cpu_argmax(x + (size_t)m * V, V)) {
+                printf("  argmax V=%d row %d: gpu %d cpu %d\n", V, m, am[m], kern_cpu_argmax(x + (size_t)m * V, V));
+                bad++;
+            }
+        kern_cuda_digest(ddig, dx, M, V, NULL);
+        kern_cuda_download(dig, ddig, sizeof dig);
+        int dbad = 0;
+        for (int m = 0; m < M; m++) dbad += dig[m] != kern_cpu_digest(x + (size_t)m * V, V);
+        printf("  argmax/digest V=%-7d argmax %s, digest %d of %d rows differ from xxh3 (CPU)\n", V,
+               bad ? "?" : "ok", dbad, M);
+        bad += dbad;
+        /* Row invariance of log-softmax: the last row alone. */
+        kern_cuda_logsoftmax(dout, (const float *)dx + (size_t)(M - 1) * V, 1, V, T, NULL);
+        float *one = host_of(dout, V);
+        bad += check_same("logsoftmax M=1 vs M=6", one, got + (size_t)(M - 1) * V, V);
+        free(one), free(got), free(ref), free(x);
+        kern_cuda_free(dx), kern_cuda_free(dtok), kern_cuda_free(dout), kern_cuda_free(dlp), kern_cuda_free(dam);
+        kern_cuda_free(ddig);
+    }
+    assert_int_equal(bad, 0);
+}
+
+int main(void) {
+    if (kern_cuda_device_count() > 0) {
+        char name[256];
+        kern_cuda_device_name(0, name, sizeof name);
+        printf("device 0: %s\n", name);
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_vs_cpu),  cmocka_unit_test(test_gemm_f32_weights),
+        cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_vocab),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#else /* no CUDA backend in this build */
+
+static void test_cuda_backend(void **state) {
+    (void)state;
+    printf("built without the CUDA backend: GPU tests skipped\n");
+    skip();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cuda_backend)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#endif

@@ -16,6 +16,24 @@ typedef struct {
     int64_t n, k; /* logical shape, for checks */
 } kern_wt;
 
+#ifdef __CUDACC__
+#define KERN_HOSTDEV __host__ __device__
+#else
+#define KERN_HOSTDEV
+#endif
+
+/* One term of the logits digest (docs/FORMAT.md): fmix64((index << 32) | bits). The digest of a row is the
+ * sum of its terms mod 2^64 -- exact and order-free, so the CPU loop and a GPU reduction agree. */
+KERN_HOSTDEV static inline uint64_t kern_digest_term(uint32_t index, uint32_t bits) {
+    uint64_t z = ((uint64_t)index << 32) | bits;
+    z ^= z >> 30;
+    z *= 0xbf58476d1ce4e5b9ull;
+    z ^= z >> 27;
+    z *= 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z;
+}
+
 static inline int kern_dtype_size(kern_dtype dt) { return dt == KERN_F32 ? 4 : 2; }
 const char *kern_dtype_name(kern_dtype dt);
 

@@ -286,22 +286,12 @@ void kern_cpu_logsoftmax(float *out, const float *x, int n, float temperature) {
     for (int i = 0; i < n; i++) out[i] = (x[i] / temperature - m) - lse;
 }
 
-uint64_t kern_cpu_digest_term(uint32_t index, uint32_t bits) {
-    uint64_t z = ((uint64_t)index << 32) | bits;
-    z ^= z >> 30;
-    z *= 0xbf58476d1ce4e5b9ull;
-    z ^= z >> 27;
-    z *= 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return z;
-}
-
 uint64_t kern_cpu_digest(const float *x, int n) {
     uint64_t d = 0;
     for (int i = 0; i < n; i++) {
         uint32_t bits;
         memcpy(&bits, &x[i], 4);
-        d += kern_cpu_digest_term((uint32_t)i, bits);
+        d += kern_digest_term((uint32_t)i, bits);
     }
     return d;
 }

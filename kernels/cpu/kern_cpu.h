@@ -88,6 +88,5 @@ void kern_cpu_logsoftmax(float *out, const float *x, int n, float temperature);
 /* 64-bit digest of the row's fp32 bit patterns (docs/FORMAT.md): sum over i of fmix64((i << 32) | bits(x[i]))
  * mod 2^64. Integer addition is exact and order-free, so a parallel GPU reduction gives the same value. */
 uint64_t kern_cpu_digest(const float *x, int n);
-uint64_t kern_cpu_digest_term(uint32_t index, uint32_t bits);
 
 #endif

@@ -287,7 +287,7 @@ static void test_elementwise(void **state) {
         const size_t n = (size_t)M * H * hd;
         float *rope = malloc(sizeof(float) * max_pos * hd), *x = rand_f32(n, 2.0f), *ref = malloc(n * 4);
         int32_t pos[11] = {0, 1, 2, 31, 32, 100, 1000, 4095, 7, 7, 2048};
-        kern_cpu_rope_table(rope, max_pos, hd, 1e6);
+        kern_cpu_rope_table(rope, max_pos, hd, 1e6, KERN_F32);
         void *drope = dev_copy(rope, sizeof(float) * max_pos * hd), *dpos = dev_copy(pos, sizeof pos);
         float *dx = dev_copy(x, n * 4);
         memcpy(ref, x, n * 4);

@@ -25,7 +25,7 @@ struct policy_state {
 
 /* ---------------------------------------------------------------- KV cache */
 
-br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out) {
+br_status policy_kv_create_pages(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out) {
     *out = NULL;
     if (n_pages < 1 || page_size < 1)
         return br_fail(BR_EINVAL, "kv cache: n_pages (%d) and page_size (%d) must be >= 1", n_pages, page_size);
@@ -37,19 +37,31 @@ br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size,
     kv->n_kv = cfg->n_kv_heads;
     kv->hd = cfg->head_dim;
     kv->max_pages_per_seq = (cfg->max_pos + page_size - 1) / page_size;
-    size_t elems = (size_t)cfg->n_layers * n_pages * page_size * cfg->n_kv_heads * cfg->head_dim;
-    kv->k = calloc(elems, sizeof(float));
-    kv->v = calloc(elems, sizeof(float));
     kv->free_pages = malloc((size_t)n_pages * sizeof(int32_t));
-    if (!kv->k || !kv->v || !kv->free_pages) {
-        policy_kv_free(kv);
-        return br_fail(BR_ENOMEM, "kv cache: cannot allocate %d pages of %d tokens (%zu MiB)", n_pages, page_size,
-                       2 * elems * sizeof(float) >> 20);
+    if (!kv->free_pages) {
+        free(kv);
+        return br_fail(BR_ENOMEM, "kv cache: out of memory for %d pages", n_pages);
     }
     /* Pages are handed out lowest id first; which page a token lands in never affects its numbers. */
     for (int i = 0; i < n_pages; i++) kv->free_pages[i] = n_pages - 1 - i;
     kv->n_free = n_pages;
     *out = kv;
+    return BR_OK;
+}
+
+br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out) {
+    br_status rc = policy_kv_create_pages(cfg, n_pages, page_size, out);
+    if (rc != BR_OK) return rc;
+    policy_kvcache *kv = *out;
+    size_t elems = (size_t)cfg->n_layers * n_pages * page_size * cfg->n_kv_heads * cfg->head_dim;
+    kv->k = calloc(elems, sizeof(float));
+    kv->v = calloc(elems, sizeof(float));
+    if (!kv->k || !kv->v) {
+        policy_kv_free(kv);
+        *out = NULL;
+        return br_fail(BR_ENOMEM, "kv cache: cannot allocate %d pages of %d tokens (%zu MiB)", n_pages, page_size,
+                       2 * elems * sizeof(float) >> 20);
+    }
     return BR_OK;
 }
 
@@ -152,11 +164,10 @@ static void norm_rows(const policy_config *c, float *out, const float *x, const 
         kern_cpu_layernorm(out, x, w, b, M, c->dim, c->norm_eps);
 }
 
-static br_status check_batch(const policy_weights *w, const policy_state *st, const policy_kvcache *kv,
-                             const policy_batch *b) {
+br_status policy_batch_check(const policy_weights *w, int max_tokens, const policy_kvcache *kv, const policy_batch *b) {
     const policy_config *c = &w->cfg;
-    if (b->n < 0 || b->n > st->max_tokens)
-        return br_fail(BR_EINVAL, "forward: %d tokens in one call, the run state holds %d", b->n, st->max_tokens);
+    if (b->n < 0 || b->n > max_tokens)
+        return br_fail(BR_EINVAL, "forward: %d tokens in one call, the run state holds %d", b->n, max_tokens);
     for (int i = 0; i < b->n; i++) {
         const policy_seq *s = b->seqs[i];
         if (b->tokens[i] < 0 || b->tokens[i] >= c->vocab)
@@ -185,7 +196,7 @@ static br_status check_batch(const policy_weights *w, const policy_state *st, co
 br_status policy_forward(const policy_weights *w, policy_state *st, policy_kvcache *kv, const policy_batch *b,
                          float *logits) {
     const policy_config *c = &w->cfg;
-    br_status rc = check_batch(w, st, kv, b);
+    br_status rc = policy_batch_check(w, st->max_tokens, kv, b);
     if (rc != BR_OK) return rc;
     const int M = b->n, D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
     const float scale = 1.0f / sqrtf((float)hd);

@@ -32,6 +32,8 @@ typedef struct {
 } policy_seq;
 
 br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out);
+/* The page allocator alone (k, v NULL): for a backend that keeps the pages' storage elsewhere (device memory). */
+br_status policy_kv_create_pages(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out);
 void policy_kv_free(policy_kvcache *kv);
 br_status policy_seq_init(const policy_kvcache *kv, policy_seq *seq);
 void policy_seq_free(policy_seq *seq);
@@ -53,6 +55,10 @@ typedef struct {
     policy_seq *const *seqs;    /* (n) sequence of each token; a sequence's tokens ascend by 1 from its len */
     const uint8_t *want_logits; /* (n) 1 = produce this token's logits; NULL = all */
 } policy_batch;
+
+/* Checks a batch before any work: ids in the vocabulary, positions in the context with reserved pages, each
+ * sequence's rows contiguous from its cached length. Shared by every backend. */
+br_status policy_batch_check(const policy_weights *w, int max_tokens, const policy_kvcache *kv, const policy_batch *b);
 
 /* Runs the batch; writes logits (n_out, V) f32 for the tokens with want_logits set, in batch order.
  * Pages must be reserved for every position. Each sequence's len becomes max(len, pos + 1). */

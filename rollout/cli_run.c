@@ -55,9 +55,7 @@ static br_status check_backend(const run_opts *o) {
         return br_fail(BR_EINVAL, "--device: '%s' is not one of cpu, cuda", o->device);
     if (strcmp(o->kernels, "invariant") && strcmp(o->kernels, "fp32") && strcmp(o->kernels, "standard"))
         return br_fail(BR_EINVAL, "--kernels: '%s' is not one of invariant, fp32, standard", o->kernels);
-    if (!strcmp(o->device, "cuda"))
-        return br_fail(BR_EINVAL, "--device cuda: the CUDA engine is not available in this build yet (use --device cpu)");
-    if (!strcmp(o->kernels, "standard"))
+    if (!strcmp(o->device, "cpu") && !strcmp(o->kernels, "standard"))
         return br_fail(BR_EINVAL, "--kernels standard: exists only on --device cuda (the CPU kernels are always invariant)");
     return BR_OK;
 }
@@ -105,7 +103,7 @@ static void provenance(h5log_provenance *p, const run_opts *o, const policy_weig
     p->model_dir = o->model;
     p->model_fingerprint = w->fingerprint_hex;
     p->kernel_mode = o->kernels;
-    p->device_names = "cpu";
+    p->device_names = o->device;
     p->config_json = cfg;
     p->lib_versions = libs;
     p->world_size = world;

@@ -5,9 +5,13 @@
 #include <string.h>
 
 #include "kernels/cpu/kern_cpu.h"
+#include "rollout/engine_cuda.h"
 
 struct rollout_engine {
     const policy_weights *w;
+#ifdef BR_HAVE_CUDA
+    rollout_cuda *cuda; /* non-NULL: the CUDA backend runs the steps */
+#endif
     policy_state *st;
     policy_kvcache *kv;
     float *logits;  /* (max_tokens, V) */
@@ -16,8 +20,23 @@ struct rollout_engine {
 
 br_status rollout_engine_create(const policy_weights *w, const rollout_engine_opts *o, rollout_engine **out) {
     *out = NULL;
-    if (strcmp(o->device, "cpu"))
-        return br_fail(BR_EINVAL, "--device %s: this build's engine runs on the cpu only", o->device);
+    if (!strcmp(o->device, "cuda")) {
+#ifdef BR_HAVE_CUDA
+        rollout_engine *e = calloc(1, sizeof *e);
+        if (!e) return br_fail(BR_ENOMEM, "engine: out of memory");
+        e->w = w;
+        br_status rc = rollout_cuda_create(w, o->kernels, o->max_tokens, o->n_pages, o->page_size, &e->cuda);
+        if (rc != BR_OK) {
+            free(e);
+            return rc;
+        }
+        *out = e;
+        return BR_OK;
+#else
+        return br_fail(BR_EINVAL, "--device cuda: this bitroll was built without CUDA (configure with -DBITROLL_CUDA=ON)");
+#endif
+    }
+    if (strcmp(o->device, "cpu")) return br_fail(BR_EINVAL, "--device: '%s' is not one of cpu, cuda", o->device);
     if (strcmp(o->kernels, "invariant") && strcmp(o->kernels, "fp32"))
         return br_fail(BR_EINVAL, "--kernels %s: the CPU kernels are always invariant fp32 (use invariant or fp32)",
                        o->kernels);
@@ -43,6 +62,9 @@ fail:
 
 void rollout_engine_free(rollout_engine *e) {
     if (!e) return;
+#ifdef BR_HAVE_CUDA
+    rollout_cuda_free(e->cuda);
+#endif
     policy_state_free(e->st);
     policy_kv_free(e->kv);
     free(e->logits);
@@ -50,9 +72,17 @@ void rollout_engine_free(rollout_engine *e) {
     free(e);
 }
 
-policy_kvcache *rollout_engine_kv(rollout_engine *e) { return e->kv; }
+policy_kvcache *rollout_engine_kv(rollout_engine *e) {
+#ifdef BR_HAVE_CUDA
+    if (e->cuda) return rollout_cuda_kv(e->cuda);
+#endif
+    return e->kv;
+}
 
 br_status rollout_engine_step(rollout_engine *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
+#ifdef BR_HAVE_CUDA
+    if (e->cuda) return rollout_cuda_step(e->cuda, b, rows, out);
+#endif
     const int V = e->w->cfg.vocab;
     br_status rc = policy_forward(e->w, e->st, e->kv, b, e->logits);
     if (rc != BR_OK) return rc;

@@ -1,0 +1,362 @@
+/* The CUDA engine (--device cuda): the forward pass of policy/forward.c on the kernels of kernels/cuda, weights
+ * and KV pages in device memory, and the vocabulary work on the device (kern_cuda_vocab_rows), so a step copies
+ * back only (token, logits[token], max, log-sum-exp, digest) per row. Rows with top-k/top-p copy their logits row
+ * back and use the host sampler. Buffers are allocated once; a step allocates nothing. */
+#include "rollout/engine_cuda.h"
+
+#ifdef BR_HAVE_CUDA
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/kern_cpu.h"
+#include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kern_cuda_engine.h"
+
+typedef struct {
+    void *wq, *wk, *wv, *wo, *wg, *wu, *wd; /* (N, Kp) device matrices */
+    float *bq, *bk, *bv, *bo, *b_up, *b_down;
+    float *attn_norm_w, *attn_norm_b, *mlp_norm_w, *mlp_norm_b, *q_norm, *k_norm;
+} dev_layer;
+
+struct rollout_cuda {
+    const policy_weights *w;
+    kern_mode mode;
+    kern_dtype wdt;    /* dtype of the device matrices: bf16, or f32/bf16 in the fp32 mode */
+    kern_dtype emb_dt; /* bf16 or f32 */
+    dev_layer *L;
+    void *embed, *pos_embed, *lm_head;
+    float *final_w, *final_b, *rope;
+    float *kc, *vc;    /* (n_layers, n_pages, page_size, n_kv, hd) f32 */
+    size_t layer_kv;   /* elements per layer */
+    policy_kvcache *kv;
+    int T, max_rows_k; /* tokens per step; widest GEMM input */
+    /* activations (T, ...) */
+    float *x, *xn, *q, *k, *v, *att, *proj, *ffa, *ffb, *logits;
+    float *q2, *k2; /* q/k after their RMSNorm (Qwen3): the norm kernels do not work in place */
+    uint16_t *xb;
+    int32_t *d_tok, *d_pos, *d_ptoff, *d_pages, *d_gather;
+    kern_row_req *d_req;
+    kern_row_out *d_out;
+    /* host staging */
+    int32_t *h_pages, *h_ptoff, *h_gather;
+    kern_row_req *h_req;
+    kern_row_out *h_out;
+    float *h_row;
+    void *scratch;
+};
+
+static int pad16(int k) { return (k + 15) / 16 * 16; }
+
+/* Uploads W (N, K) as a dense (N, Kp) matrix of dtype dt (zero columns K..Kp-1). */
+static void *upload_matrix(const kern_wt *w, kern_dtype dt, int Kp) {
+    const int64_t N = w->n, K = w->k;
+    const size_t es = (size_t)kern_dtype_size(dt);
+    uint8_t *h = calloc((size_t)N * Kp, es);
+    if (!h) return NULL;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) {
+            float f = kern_cpu_wt_get(w, n, k);
+            if (dt == KERN_F32) ((float *)h)[n * Kp + k] = f;
+            else ((uint16_t *)h)[n * Kp + k] = br_f32_to_bf16(f);
+        }
+    void *d = kern_cuda_malloc((size_t)N * Kp * es);
+    kern_cuda_upload(d, h, (size_t)N * Kp * es);
+    free(h);
+    return d;
+}
+
+static float *upload_vec(const float *v, size_t n) {
+    if (!v) return NULL;
+    float *d = kern_cuda_malloc(n * sizeof(float));
+    kern_cuda_upload(d, v, n * sizeof(float));
+    return d;
+}
+
+static br_status gemm(rollout_cuda *e, float *out, const float *x, const void *W, const float *bias, int M, int N, int K) {
+    if (e->mode == KERN_MODE_FP32) {
+        kern_cuda_gemm_f32(out, x, W, e->wdt, bias, M, N, K, NULL);
+        return BR_OK;
+    }
+    const int Kp = pad16(K);
+    kern_cuda_cast_bf16_pad(e->xb, x, M, K, Kp, NULL);
+    if (e->mode == KERN_MODE_STANDARD) kern_cuda_gemm_standard(out, e->xb, W, bias, M, N, Kp, NULL);
+    else kern_cuda_gemm_bf16(out, e->xb, W, bias, M, N, Kp, NULL);
+    return BR_OK;
+}
+
+static void norm(rollout_cuda *e, float *out, const float *x, const float *w, const float *b, int M) {
+    const policy_config *c = &e->w->cfg;
+    if (c->norm == POLICY_NORM_RMS) kern_cuda_rmsnorm(out, NULL, x, w, M, c->dim, c->norm_eps, NULL);
+    else kern_cuda_layernorm(out, NULL, x, w, b, M, c->dim, c->norm_eps, NULL);
+}
+
+br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int max_tokens, int n_pages, int page_size,
+                              rollout_cuda **out) {
+    *out = NULL;
+    if (kern_cuda_device_count() == 0) return br_fail(BR_EINVAL, "--device cuda: no CUDA device is visible");
+    const policy_config *c = &w->cfg;
+    kern_mode mode;
+    if (!strcmp(kernels, "invariant")) mode = KERN_MODE_INVARIANT;
+    else if (!strcmp(kernels, "fp32")) mode = KERN_MODE_FP32;
+    else if (!strcmp(kernels, "standard")) mode = KERN_MODE_STANDARD;
+    else return br_fail(BR_EINVAL, "--kernels: '%s' is not one of invariant, fp32, standard", kernels);
+    const int hd = c->head_dim;
+    if (hd > 32 && hd != 64 && hd != 128 && hd != 256)
+        return br_fail(BR_EINVAL, "--device cuda: head_dim %d is not supported (<= 32, 64, 128 or 256)", hd);
+
+    rollout_cuda *e = calloc(1, sizeof *e);
+    if (!e) return br_fail(BR_ENOMEM, "cuda engine: out of memory");
+    br_status rc = policy_kv_create_pages(c, n_pages, page_size, &e->kv);
+    if (rc != BR_OK) {
+        free(e);
+        return rc;
+    }
+    e->w = w;
+    e->mode = mode;
+    e->T = max_tokens;
+    e->wdt = mode == KERN_MODE_FP32 && w->dtype == KERN_F32 ? KERN_F32 : KERN_BF16;
+    e->emb_dt = w->dtype == KERN_BF16 ? KERN_BF16 : KERN_F32;
+    const int D = c->dim, H = c->n_heads, KV = c->n_kv_heads, F = c->ffn_dim, V = c->vocab;
+    const int kp = mode == KERN_MODE_FP32 ? 0 : 1; /* pad K to 16 for the tensor-core GEMM */
+#define KP(k) (kp ? pad16(k) : (k))
+    e->L = calloc((size_t)c->n_layers, sizeof *e->L);
+    if (!e->L) {
+        rollout_cuda_free(e);
+        return br_fail(BR_ENOMEM, "cuda engine: out of memory");
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const policy_layer *s = &w->layers[l];
+        dev_layer *d = &e->L[l];
+        d->wq = upload_matrix(&s->wq, e->wdt, KP(D));
+        d->wk = upload_matrix(&s->wk, e->wdt, KP(D));
+        d->wv = upload_matrix(&s->wv, e->wdt, KP(D));
+        d->wo = upload_matrix(&s->wo, e->wdt, KP(H * hd));
+        if (c->act == POLICY_ACT_SILU_GLU) d->wg = upload_matrix(&s->w_gate, e->wdt, KP(D));
+        d->wu = upload_matrix(&s->w_up, e->wdt, KP(D));
+        d->wd = upload_matrix(&s->w_down, e->wdt, KP(F));
+        d->bq = upload_vec(s->bq, (size_t)H * hd);
+        d->bk = upload_vec(s->bk, (size_t)KV * hd);
+        d->bv = upload_vec(s->bv, (size_t)KV * hd);
+        d->bo = upload_vec(s->bo, D);
+        d->b_up = upload_vec(s->b_up, F);
+        d->b_down = upload_vec(s->b_down, D);
+        d->attn_norm_w = upload_vec(s->attn_norm_w, D);
+        d->attn_norm_b = upload_vec(s->attn_norm_b, D);
+        d->mlp_norm_w = upload_vec(s->mlp_norm_w, D);
+        d->mlp_norm_b = upload_vec(s->mlp_norm_b, D);
+        d->q_norm = upload_vec(s->q_norm, hd);
+        d->k_norm = upload_vec(s->k_norm, hd);
+        if (!d->wq || !d->wk || !d->wv || !d->wo || !d->wu || !d->wd || (c->act == POLICY_ACT_SILU_GLU && !d->wg)) {
+            rollout_cuda_free(e);
+            return br_fail(BR_ENOMEM, "cuda engine: out of host memory converting layer %d", l);
+        }
+    }
+    e->embed = upload_matrix(&w->embed, e->emb_dt, D);
+    if (c->learned_pos) e->pos_embed = upload_matrix(&w->pos_embed, e->emb_dt, D);
+    e->lm_head = upload_matrix(&w->lm_head, e->wdt, KP(D));
+    e->final_w = upload_vec(w->final_norm_w, D);
+    e->final_b = upload_vec(w->final_norm_b, D);
+#undef KP
+    if (!c->learned_pos) {
+        size_t n = (size_t)c->max_pos * (hd / 2) * 2;
+        float *rope = malloc(n * sizeof(float));
+        if (!rope) {
+            rollout_cuda_free(e);
+            return br_fail(BR_ENOMEM, "cuda engine: out of memory");
+        }
+        kern_cpu_rope_table(rope, c->max_pos, hd, c->rope_theta, w->dtype);
+        e->rope = upload_vec(rope, n);
+        free(rope);
+    }
+    e->layer_kv = (size_t)n_pages * page_size * KV * hd;
+    e->kc = kern_cuda_malloc(e->layer_kv * c->n_layers * sizeof(float));
+    e->vc = kern_cuda_malloc(e->layer_kv * c->n_layers * sizeof(float));
+    kern_cuda_memset(e->kc, 0, e->layer_kv * c->n_layers * sizeof(float));
+    kern_cuda_memset(e->vc, 0, e->layer_kv * c->n_layers * sizeof(float));
+
+    const size_t T = (size_t)max_tokens;
+    int widest = D > H * hd ? D : H * hd;
+    if (F > widest) widest = F;
+    e->max_rows_k = pad16(widest);
+    e->x = kern_cuda_malloc(T * D * 4);
+    e->xn = kern_cuda_malloc(T * D * 4);
+    e->q = kern_cuda_malloc(T * H * hd * 4);
+    e->k = kern_cuda_malloc(T * KV * hd * 4);
+    e->v = kern_cuda_malloc(T * KV * hd * 4);
+    e->att = kern_cuda_malloc(T * H * hd * 4);
+    if (c->qk_norm) {
+        e->q2 = kern_cuda_malloc(T * H * hd * 4);
+        e->k2 = kern_cuda_malloc(T * KV * hd * 4);
+    }
+    e->proj = kern_cuda_malloc(T * D * 4);
+    e->ffa = kern_cuda_malloc(T * F * 4);
+    e->ffb = kern_cuda_malloc(T * F * 4);
+    e->logits = kern_cuda_malloc(T * V * 4);
+    e->xb = kern_cuda_malloc(T * e->max_rows_k * 2);
+    e->d_tok = kern_cuda_malloc(T * 4);
+    e->d_pos = kern_cuda_malloc(T * 4);
+    e->d_ptoff = kern_cuda_malloc(T * 4);
+    e->d_gather = kern_cuda_malloc(T * 4);
+    e->d_pages = kern_cuda_malloc(T * (size_t)e->kv->max_pages_per_seq * 4);
+    e->d_req = kern_cuda_malloc(T * sizeof(kern_row_req));
+    e->d_out = kern_cuda_malloc(T * sizeof(kern_row_out));
+    e->h_pages = malloc(T * (size_t)e->kv->max_pages_per_seq * 4);
+    e->h_ptoff = malloc(T * 4);
+    e->h_gather = malloc(T * 4);
+    e->h_req = malloc(T * sizeof(kern_row_req));
+    e->h_out = malloc(T * sizeof(kern_row_out));
+    e->h_row = malloc((size_t)V * 4);
+    e->scratch = malloc(rollout_sample_scratch_bytes(V));
+    if (!e->h_pages || !e->h_ptoff || !e->h_gather || !e->h_req || !e->h_out || !e->h_row || !e->scratch) {
+        rollout_cuda_free(e);
+        return br_fail(BR_ENOMEM, "cuda engine: out of host memory");
+    }
+    kern_cuda_sync();
+    *out = e;
+    return BR_OK;
+}
+
+void rollout_cuda_free(rollout_cuda *e) {
+    if (!e) return;
+    if (e->L)
+        for (int l = 0; l < e->w->cfg.n_layers; l++) {
+            dev_layer *d = &e->L[l];
+            void *ptrs[] = {d->wq, d->wk, d->wv, d->wo, d->wg, d->wu, d->wd, d->bq, d->bk, d->bv, d->bo, d->b_up,
+                            d->b_down, d->attn_norm_w, d->attn_norm_b, d->mlp_norm_w, d->mlp_norm_b, d->q_norm, d->k_norm};
+            for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) kern_cuda_free(ptrs[i]);
+        }
+    free(e->L);
+    void *dev[] = {e->embed, e->pos_embed, e->lm_head, e->final_w, e->final_b, e->rope, e->kc, e->vc, e->x, e->xn,
+                   e->q, e->k, e->v, e->q2, e->k2, e->att, e->proj, e->ffa, e->ffb, e->logits, e->xb, e->d_tok, e->d_pos,
+                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
+    free(e->h_pages);
+    free(e->h_ptoff);
+    free(e->h_gather);
+    free(e->h_req);
+    free(e->h_out);
+    free(e->h_row);
+    free(e->scratch);
+    policy_kv_free(e->kv);
+    free(e);
+}
+
+policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv; }
+
+br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
+    const policy_weights *w = e->w;
+    const policy_config *c = &w->cfg;
+    br_status rc = policy_batch_check(w, e->T, e->kv, b);
+    if (rc != BR_OK || b->n == 0) return rc;
+    const int M = b->n, D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim,
+              V = c->vocab;
+    const float scale = 1.0f / sqrtf((float)hd);
+
+    /* page tables: each distinct sequence's pages once; rows point at their sequence's table */
+    int n_pages = 0, multi = 0;
+    for (int i = 0; i < M; i++) {
+        int j = i - 1;
+        while (j >= 0 && b->seqs[j] != b->seqs[i]) j--;
+        if (j >= 0) {
+            e->h_ptoff[i] = e->h_ptoff[j];
+            multi = 1;
+            continue;
+        }
+        e->h_ptoff[i] = n_pages;
+        memcpy(e->h_pages + n_pages, b->seqs[i]->pages, (size_t)b->seqs[i]->n_pages * 4);
+        n_pages += b->seqs[i]->n_pages;
+    }
+    kern_cuda_upload(e->d_tok, b->tokens, (size_t)M * 4);
+    kern_cuda_upload(e->d_pos, b->pos, (size_t)M * 4);
+    kern_cuda_upload(e->d_ptoff, e->h_ptoff, (size_t)M * 4);
+    kern_cuda_upload(e->d_pages, e->h_pages, (size_t)n_pages * 4);
+
+    kern_cuda_embed(e->x, e->embed, c->learned_pos ? e->pos_embed : NULL, e->emb_dt, e->d_tok, e->d_pos, M, D, NULL);
+    for (int l = 0; l < c->n_layers; l++) {
+        const dev_layer *L = &e->L[l];
+        float *kc = e->kc + e->layer_kv * l, *vc = e->vc + e->layer_kv * l;
+        norm(e, e->xn, e->x, L->attn_norm_w, L->attn_norm_b, M);
+        gemm(e, e->q, e->xn, L->wq, L->bq, M, H * hd, D);
+        gemm(e, e->k, e->xn, L->wk, L->bk, M, KV * hd, D);
+        gemm(e, e->v, e->xn, L->wv, L->bv, M, KV * hd, D);
+        float *q = e->q, *k = e->k;
+        if (c->qk_norm) {
+            kern_cuda_rmsnorm(e->q2, NULL, e->q, L->q_norm, M * H, hd, c->norm_eps, NULL);
+            kern_cuda_rmsnorm(e->k2, NULL, e->k, L->k_norm, M * KV, hd, c->norm_eps, NULL);
+            q = e->q2;
+            k = e->k2;
+        }
+        if (!c->learned_pos) {
+            kern_cuda_rope(q, e->d_pos, e->rope, M, H, hd, NULL);
+            kern_cuda_rope(k, e->d_pos, e->rope, M, KV, hd, NULL);
+        }
+        kern_cuda_kv_write(kc, vc, k, e->v, e->d_pages, e->d_ptoff, e->d_pos, M, e->kv->page_size, KV, hd, NULL);
+        if (hd < 32)
+            kern_cuda_attn_small(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                 e->kv->page_size, scale, NULL);
+        else if (multi)
+            kern_cuda_attn_prefill(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                   e->kv->page_size, scale, NULL);
+        else
+            kern_cuda_attn_decode(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                  e->kv->page_size, scale, NULL);
+        gemm(e, e->proj, e->att, L->wo, L->bo, M, D, H * hd);
+        kern_cuda_add(e->x, e->proj, (int64_t)M * D, NULL);
+        norm(e, e->xn, e->x, L->mlp_norm_w, L->mlp_norm_b, M);
+        if (c->act == POLICY_ACT_SILU_GLU) {
+            gemm(e, e->ffa, e->xn, L->wg, NULL, M, F, D);
+            gemm(e, e->ffb, e->xn, L->wu, NULL, M, F, D);
+            kern_cuda_swiglu(e->ffa, NULL, e->ffa, e->ffb, (int64_t)M * F, NULL);
+        } else {
+            gemm(e, e->ffa, e->xn, L->wu, L->b_up, M, F, D);
+            kern_cuda_gelu_tanh(e->ffa, NULL, (int64_t)M * F, NULL);
+        }
+        gemm(e, e->proj, e->ffa, L->wd, L->b_down, M, D, F);
+        kern_cuda_add(e->x, e->proj, (int64_t)M * D, NULL);
+    }
+    for (int i = 0; i < M; i++)
+        if (b->pos[i] + 1 > b->seqs[i]->len) b->seqs[i]->len = b->pos[i] + 1;
+
+    /* rows that want logits: gather, final norm, LM head, vocabulary rows */
+    int R = 0;
+    for (int i = 0; i < M; i++)
+        if (!b->want_logits || b->want_logits[i]) e->h_gather[R++] = i;
+    if (R == 0) return BR_OK;
+    kern_cuda_upload(e->d_gather, e->h_gather, (size_t)R * 4);
+    kern_cuda_gather_rows(e->proj, e->x, e->d_gather, R, D, NULL);
+    norm(e, e->xn, e->proj, e->final_w, e->final_b, R);
+    gemm(e, e->logits, e->xn, e->lm_head, NULL, R, V, D);
+    for (int r = 0; r < R; r++) {
+        const rollout_sampling *s = rows[r].sampling;
+        kern_row_req *q = &e->h_req[r];
+        const int host = rows[r].target < 0 && s->temperature > 0 && (s->top_k > 0 || s->top_p < 1.0f);
+        q->temperature = s->temperature > 0 ? s->temperature : 1.0f;
+        q->mode = rows[r].target >= 0 || host ? KERN_ROW_TARGET : s->temperature > 0 ? KERN_ROW_GUMBEL : KERN_ROW_GREEDY;
+        q->target = rows[r].target;
+        q->position = rows[r].position;
+        q->seed = s->seed;
+        q->sample_id = (uint64_t)rows[r].sample_id;
+    }
+    kern_cuda_upload(e->d_req, e->h_req, (size_t)R * sizeof(kern_row_req));
+    kern_cuda_vocab_rows(e->d_out, e->logits, e->d_req, R, V, NULL);
+    kern_cuda_download(e->h_out, e->d_out, (size_t)R * sizeof(kern_row_out));
+    for (int r = 0; r < R; r++) {
+        const rollout_sampling *s = rows[r].sampling;
+        kern_row_out *o = &e->h_out[r];
+        if (e->h_req[r].mode == KERN_ROW_TARGET && rows[r].target < 0) {
+            /* top-k / top-p: the host sampler on this row's logits */
+            kern_cuda_download(e->h_row, e->logits + (size_t)r * V, (size_t)V * 4);
+            o->token = rollout_sample(e->h_row, V, s, (uint64_t)rows[r].sample_id, rows[r].position, e->scratch);
+            o->x_token = e->h_row[o->token];
+        }
+        const float T = e->h_req[r].temperature;
+        out[r].token = o->token;
+        out[r].logprob = (o->x_token / T - o->m) - o->lse;
+        out[r].digest = o->digest;
+    }
+    return BR_OK;
+}
+
+#endif /* BR_HAVE_CUDA */

@@ -1,0 +1,15 @@
+/* The CUDA backend of rollout_engine (built when BR_HAVE_CUDA): see engine_cuda.c. */
+#ifndef ROLLOUT_ENGINE_CUDA_H
+#define ROLLOUT_ENGINE_CUDA_H
+
+#include "rollout/engine.h"
+
+typedef struct rollout_cuda rollout_cuda;
+
+br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int max_tokens, int n_pages, int page_size,
+                              rollout_cuda **out);
+void rollout_cuda_free(rollout_cuda *e);
+policy_kvcache *rollout_cuda_kv(rollout_cuda *e);
+br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out);
+
+#endif

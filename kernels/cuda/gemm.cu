@@ -94,6 +94,7 @@ __global__ void __launch_bounds__(big::THREADS, 2)
     const int wm = warp >> 2, wn = warp & 3; // warp row (0..1), warp column (0..3)
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int KT = (K + BK - 1) / BK;
+    const int last_steps = (K - (KT - 1) * BK) / 16; // k16 steps in the last tile (K % 16 == 0)
 
     // Each thread copies 4 chunks of 16 B of the A tile and 4 of the B tile per stage (128 rows x 8 chunks each).
     auto load_tile = [&](int stage, int kt) {
@@ -132,9 +133,7 @@ __global__ void __launch_bounds__(big::THREADS, 2)
             cp_async_commit();
         }
         const __nv_bfloat16 *As = smem + (kt % STAGES) * STAGE_ELEMS, *Bs = As + BM * LD;
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            if (kt * BK + kk * 16 >= K) break; // skip, never pad: the k16 sequence is K/16 steps in every kernel
+        auto k16_step = [&](int kk) {
             uint32_t a[4][4], b[4][2];
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -157,6 +156,14 @@ __global__ void __launch_bounds__(big::THREADS, 2)
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i], b[j]);
+        };
+        if (kt < KT - 1 || last_steps == BK / 16) {
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
+        } else {
+            // Last, partial tile: k16 steps past K are skipped, never zero-padded (the k16 sequence is K/16
+            // steps in every kernel).
+            for (int kk = 0; kk < last_steps; kk++) k16_step(kk);
         }
     }
     cp_async_wait<0>();
@@ -196,6 +203,7 @@ __global__ void __launch_bounds__(32 * NW)
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int n0 = blockIdx.x * C::BN;
     const int KT = (K + BK - 1) / BK;
+    const int last_steps = (K - (KT - 1) * BK) / 16;
 
     auto load_tile = [&](int stage, int kt) {
         __nv_bfloat16 *As = smem + stage * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
@@ -233,9 +241,7 @@ __global__ void __launch_bounds__(32 * NW)
             cp_async_commit();
         }
         const __nv_bfloat16 *As = smem + (kt % STAGES) * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            if (kt * BK + kk * 16 >= K) break;
+        auto k16_step = [&](int kk) {
             uint32_t b[2];
             {
                 int r = warp * 8 + (lane & 7);
@@ -250,6 +256,12 @@ __global__ void __launch_bounds__(32 * NW)
                 ldsm_x4(a, As + r * LD + c);
                 mma_bf16(acc[i], a, b);
             }
+        };
+        if (kt < KT - 1 || last_steps == BK / 16) {
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
+        } else {
+            for (int kk = 0; kk < last_steps; kk++) k16_step(kk); // skipped, never padded (see gemm_big)
         }
     }
     cp_async_wait<0>();

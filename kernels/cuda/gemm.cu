@@ -7,12 +7,12 @@
 //     acc = +0.0f;  for k16 = 0, 16, ..., K - 16 (ascending): acc = mma.m16n8k16(acc, x[m, k16:+16], W[n, k16:+16])
 //     out = acc (+ bias[n], one fp32 add)
 // with the bf16 mma.sync.m16n8k16 instruction and fp32 accumulators. That sequence is the same in both invariant
-// kernels: `gemm_big` (128x128x32 block tile, 8 warps, 4-stage cp.async pipeline) for M > 64 and `gemm_small`
-// (16*MT x 8*NW x 128 block tile, 6-stage pipeline, many blocks so that streaming W reaches HBM bandwidth) for
+// kernels: `gemm_big` (128x128x64 block tile, 8 warps, 3-stage cp.async pipeline) for M > 64 and `gemm_small`
+// (16*MT x 8*NW x 128 block tile, 4-8 stage pipeline, many blocks so that streaming W reaches HBM bandwidth) for
 // M <= 64. Block and warp tile shapes only decide WHICH thread computes an element, never the sequence of
 // operations on it, and the tensor core computes each element of an mma from its own row and column only; so a
 // row's bits do not depend on M, on the kernel chosen, or on the row's position in a tile (tested bitwise for
-// M = 1..512). K steps past K are skipped, never zero-padded, so tile depth (32 vs 128) cannot add a +0 step.
+// M = 1..512). K steps past K are skipped, never zero-padded, so tile depth (64 vs 128) cannot add a +0 step.
 // No split-K, no atomics. Rows beyond M and columns beyond N are zero-filled in shared memory and never stored.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -75,12 +75,12 @@ __device__ __forceinline__ void store_frag(float *out, const float *bias, const 
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Large-M kernel: block tile 128 (M) x 128 (N) x 32 (K), 8 warps as 2 (M) x 4 (N), warp tile 64 x 32
-// (4 m16 x 4 n8 fragments), 4-stage cp.async pipeline. Shared rows padded to 40 bf16 (80 B): ldmatrix's eight
-// 16-byte row reads hit eight distinct bank groups.
+// Large-M kernel: block tile 128 (M) x 128 (N) x 64 (K), 8 warps as 2 (M) x 4 (N), warp tile 64 x 32
+// (4 m16 x 4 n8 fragments), 3-stage cp.async pipeline, 2 blocks per SM. Shared rows padded to 72 bf16 (144 B):
+// ldmatrix's eight 16-byte row reads hit eight distinct bank groups.
 
 namespace big {
-constexpr int BM = 128, BN = 128, BK = 32, STAGES = 4, LD = BK + 8, THREADS = 256;
+constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, LD = BK + 8, THREADS = 256;
 constexpr int STAGE_ELEMS = (BM + BN) * LD;
 constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
 } // namespace big
@@ -94,14 +94,15 @@ __global__ void __launch_bounds__(big::THREADS, 2)
     const int wm = warp >> 2, wn = warp & 3; // warp row (0..1), warp column (0..3)
     const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     const int KT = (K + BK - 1) / BK;
+    const int last_steps = (K - (KT - 1) * BK) / 16; // k16 steps in the last tile (K % 16 == 0)
 
-    // Each thread copies 2 chunks of 16 B of the A tile and 2 of the B tile per stage (128 rows x 4 chunks each).
+    // Each thread copies 4 chunks of 16 B of the A tile and 4 of the B tile per stage (128 rows x 8 chunks each).
     auto load_tile = [&](int stage, int kt) {
         __nv_bfloat16 *As = smem + stage * STAGE_ELEMS, *Bs = As + BM * LD;
         const int k0 = kt * BK;
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            int c = tid + i * THREADS, r = c >> 2, kc = (c & 3) * 8;
+        for (int i = 0; i < BM * BK / 8 / THREADS; i++) {
+            int c = tid + i * THREADS, r = c / (BK / 8), kc = (c % (BK / 8)) * 8;
             int gm = m0 + r, gn = n0 + r, gk = k0 + kc;
             bool kok = gk < K;
             cp_async16(As + r * LD + kc, x + (int64_t)(gm < M ? gm : 0) * K + (kok ? gk : 0), kok && gm < M);
@@ -132,9 +133,7 @@ __global__ void __launch_bounds__(big::THREADS, 2)
             cp_async_commit();
         }
         const __nv_bfloat16 *As = smem + (kt % STAGES) * STAGE_ELEMS, *Bs = As + BM * LD;
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            if (kt * BK + kk * 16 >= K) break; // skip, never pad: the k16 sequence is K/16 steps in every kernel
+        auto k16_step = [&](int kk) {
             uint32_t a[4][4], b[4][2];
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -157,6 +156,14 @@ __global__ void __launch_bounds__(big::THREADS, 2)
             for (int i = 0; i < 4; i++)
 #pragma unroll
                 for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i], b[j]);
+        };
+        if (kt < KT - 1 || last_steps == BK / 16) {
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
+        } else {
+            // Last, partial tile: k16 steps past K are skipped, never zero-padded (the k16 sequence is K/16
+            // steps in every kernel).
+            for (int kk = 0; kk < last_steps; kk++) k16_step(kk);
         }
     }
     cp_async_wait<0>();
@@ -172,12 +179,14 @@ __global__ void __launch_bounds__(big::THREADS, 2)
 // ---------------------------------------------------------------------------------------------------------------
 // Decode-shaped kernel (M <= 64): memory-bound, the job is streaming W at HBM bandwidth. Block = NW warps, each
 // owning one n8 column strip and all MT m16 row tiles (16*MT >= M rows, the padding rows are zeros); block tile
-// 16*MT x 8*NW x 128, 6-stage cp.async pipeline so ~5 W tiles per block are in flight. Same k16 sequence as
+// 16*MT x 8*NW x 128, an 8/6/4-stage cp.async pipeline (MT = 1/2/4) to keep W tiles in flight. Same k16 sequence as
 // gemm_big (see the header): bitwise-identical rows.
 
 namespace small {
-constexpr int BK = 128, STAGES = 6, LD = BK + 8; // 272-byte rows: conflict-free ldmatrix
+constexpr int BK = 128, LD = BK + 8; // 272-byte rows: conflict-free ldmatrix
 template <int MT, int NW> struct cfg {
+    // Deeper pipelines where the (M-padded) activation tile is small: more W bytes in flight per SM.
+    static constexpr int STAGES = MT == 1 ? 8 : MT == 2 ? 6 : 4;
     static constexpr int BM = 16 * MT, BN = 8 * NW, THREADS = 32 * NW;
     static constexpr int STAGE_ELEMS = (BM + BN) * LD;
     static constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
@@ -189,11 +198,12 @@ __global__ void __launch_bounds__(32 * NW)
     gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x, const __nv_bfloat16 *__restrict__ w,
                const float *__restrict__ bias, int M, int N, int K) {
     using C = small::cfg<MT, NW>;
-    constexpr int BK = small::BK, LD = small::LD, STAGES = small::STAGES;
+    constexpr int BK = small::BK, LD = small::LD, STAGES = C::STAGES;
     extern __shared__ __align__(16) __nv_bfloat16 smem[];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int n0 = blockIdx.x * C::BN;
     const int KT = (K + BK - 1) / BK;
+    const int last_steps = (K - (KT - 1) * BK) / 16;
 
     auto load_tile = [&](int stage, int kt) {
         __nv_bfloat16 *As = smem + stage * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
@@ -231,9 +241,7 @@ __global__ void __launch_bounds__(32 * NW)
             cp_async_commit();
         }
         const __nv_bfloat16 *As = smem + (kt % STAGES) * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
-#pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            if (kt * BK + kk * 16 >= K) break;
+        auto k16_step = [&](int kk) {
             uint32_t b[2];
             {
                 int r = warp * 8 + (lane & 7);
@@ -248,6 +256,12 @@ __global__ void __launch_bounds__(32 * NW)
                 ldsm_x4(a, As + r * LD + c);
                 mma_bf16(acc[i], a, b);
             }
+        };
+        if (kt < KT - 1 || last_steps == BK / 16) {
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
+        } else {
+            for (int kk = 0; kk < last_steps; kk++) k16_step(kk); // skipped, never padded (see gemm_big)
         }
     }
     cp_async_wait<0>();

@@ -42,6 +42,8 @@ done
 
 (cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 900) 2>&1 | tee "$OUT/ctest_gpu.log"
 (cd "$BUILD" && ctest -L unit --output-on-failure --timeout 600) >"$OUT/ctest_unit.log" 2>&1
+# The GPU test's own report (max errors, invariance counts): ctest shows it only on failure.
+"$BUILD/tests/test_kern_cuda" >"$OUT/test_kern_cuda.log" 2>&1
 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench.log"
 
 echo
@@ -50,6 +52,8 @@ echo "device:       $(sed -n 2p "$OUT/gpu.txt")"
 echo "full build:   rc=$BUILD_RC (targets that failed: $(grep -c 'Error [0-9]' "$OUT/build.log" || true) make errors; see build.log)"
 echo "ctest gpu:    $(grep -E 'tests passed|tests failed' "$OUT/ctest_gpu.log" | tail -1)"
 grep -E '^\s+[0-9]+/[0-9]+ Test' "$OUT/ctest_gpu.log" | sed 's/^/              /'
+echo "test_kern_cuda report:"
+grep -E "gemm|rmsnorm|layernorm|rope|swiglu|gelu|add|cast|embed|attn|logsoftmax|logprob|argmax|PASSED|FAILED|OK" "$OUT/test_kern_cuda.log" | sed 's/^/  /'
 echo "ctest unit:   $(grep -E 'tests passed|tests failed' "$OUT/ctest_unit.log" | tail -1)"
 grep -E '\*\*\*|Not Run|Failed' "$OUT/ctest_unit.log" | sed 's/^/              /' | head -10
 echo "bench:"

@@ -122,7 +122,7 @@ void kern_cuda_logprob(float *out, const float *x, const int32_t *tokens, int M,
                        cudaStream_t stream);
 /* out (M) int32 = argmax of each row; ties -> lowest index; NaN never wins (kern_cpu_argmax). */
 void kern_cuda_argmax(int32_t *out, const float *x, int M, int V, cudaStream_t stream);
-/* out (M) uint64 = xxh3-64 (seed 0) of each row's fp32 bytes: equal to kern_cpu_digest. Requires V > 60. */
+/* out (M) uint64 = the logits digest of each row (docs/FORMAT.md): equal to kern_cpu_digest. */
 void kern_cuda_digest(uint64_t *out, const float *x, int M, int V, cudaStream_t stream);
 
 #ifdef __cplusplus

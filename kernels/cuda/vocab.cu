@@ -1,4 +1,4 @@
-// Vocabulary-row kernels, one row per block: log-softmax, log-prob of a token, argmax, logits digest (xxh3-64).
+// Vocabulary-row kernels, one row per block: log-softmax, log-prob of a token, argmax, logits digest.
 //
 // Purpose/Why (the fixed reduction order). The log-prob and the digest are the numbers bitroll promises to
 // reproduce, so they must depend on the logits row alone. A block of exactly VOCAB_THREADS (512) threads owns a
@@ -6,14 +6,15 @@
 // order), then sum_i expf(x_i/T - max) with each term added in that order, then a xor-butterfly inside each warp
 // (offsets 16, 8, 4, 2, 1) and a fixed pairwise tree over the 16 warp sums ((w0+w1)+(w2+w3))+... . The CPU reference
 // (8-lane order) agrees to rounding. argmax compares (value desc, index asc), a total order, so its reduction
-// order cannot matter: equal to kern_cpu_argmax exactly. The digest is integer arithmetic (sums mod 2^64 inside
-// each 1 KB xxh3 block, the per-block scramble chained in order by 8 threads): equal to kern_cpu_digest exactly.
+// order cannot matter: equal to kern_cpu_argmax exactly. The digest is an exact integer sum (mod 2^64) of per-element
+// terms (kern_digest_term): equal to kern_cpu_digest exactly.
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/kern.h"
 
 #define VOCAB_THREADS 512
 #define VOCAB_WARPS (VOCAB_THREADS / 32)
@@ -105,103 +106,23 @@ __global__ void __launch_bounds__(VOCAB_THREADS) argmax_kernel(int32_t *out, con
     }
 }
 
-// ---- xxh3-64 (seed 0, inputs longer than 240 bytes: the "long" path with the default secret).
-__constant__ uint8_t k_secret[192] = {
-    0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c,
-    0xde, 0xd4, 0x6d, 0xe9, 0x83, 0x90, 0x97, 0xdb, 0x72, 0x40, 0xa4, 0xa4, 0xb7, 0xb3, 0x67, 0x1f,
-    0xcb, 0x79, 0xe6, 0x4e, 0xcc, 0xc0, 0xe5, 0x78, 0x82, 0x5a, 0xd0, 0x7d, 0xcc, 0xff, 0x72, 0x21,
-    0xb8, 0x08, 0x46, 0x74, 0xf7, 0x43, 0x24, 0x8e, 0xe0, 0x35, 0x90, 0xe6, 0x81, 0x3a, 0x26, 0x4c,
-    0x3c, 0x28, 0x52, 0xbb, 0x91, 0xc3, 0x00, 0xcb, 0x88, 0xd0, 0x65, 0x8b, 0x1b, 0x53, 0x2e, 0xa3,
-    0x71, 0x64, 0x48, 0x97, 0xa2, 0x0d, 0xf9, 0x4e, 0x38, 0x19, 0xef, 0x46, 0xa9, 0xde, 0xac, 0xd8,
-    0xa8, 0xfa, 0x76, 0x3f, 0xe3, 0x9c, 0x34, 0x3f, 0xf9, 0xdc, 0xbb, 0xc7, 0xc7, 0x0b, 0x4f, 0x1d,
-    0x8a, 0x51, 0xe0, 0x4b, 0xcd, 0xb4, 0x59, 0x31, 0xc8, 0x9f, 0x7e, 0xc9, 0xd9, 0x78, 0x73, 0x64,
-    0xea, 0xc5, 0xac, 0x83, 0x34, 0xd3, 0xeb, 0xc3, 0xc5, 0x81, 0xa0, 0xff, 0xfa, 0x13, 0x63, 0xeb,
-    0x17, 0x0d, 0xdd, 0x51, 0xb7, 0xf0, 0xda, 0x49, 0xd3, 0x16, 0x55, 0x26, 0x29, 0xd4, 0x68, 0x9e,
-    0x2b, 0x16, 0xbe, 0x58, 0x7d, 0x47, 0xa1, 0xfc, 0x8f, 0xf8, 0xb8, 0xd1, 0x7a, 0xd0, 0x31, 0xce,
-    0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28, 0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
-};
-#define P32_1 0x9E3779B1ULL
-#define P32_2 0x85EBCA77ULL
-#define P32_3 0xC2B2AE3DULL
-#define P64_1 0x9E3779B185EBCA87ULL
-#define P64_2 0xC2B2AE3D27D4EB4FULL
-#define P64_3 0x165667B19E3779F9ULL
-#define P64_4 0x85EBCA77C2B2AE63ULL
-#define P64_5 0x27D4EB2F165667C5ULL
-
-__device__ __forceinline__ uint64_t secret64(int off) {
-    uint64_t v = 0;
-#pragma unroll
-    for (int b = 0; b < 8; b++) v |= (uint64_t)k_secret[off + b] << (8 * b);
-    return v;
-}
-// Little-endian u64 at a byte offset that is a multiple of 4 (rows are only 4-byte aligned).
-__device__ __forceinline__ uint64_t in64(const uint32_t *w, int64_t byte_off) {
-    int64_t i = byte_off >> 2;
-    return (uint64_t)w[i] | ((uint64_t)w[i + 1] << 32);
-}
-// One 64-byte stripe into the accumulators (XXH3_accumulate_512_scalar).
-__device__ __forceinline__ void acc_stripe(uint64_t acc[8], const uint32_t *w, int64_t off, int soff) {
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        uint64_t dv = in64(w, off + 8 * i), dk = dv ^ secret64(soff + 8 * i);
-        acc[i ^ 1] += dv;
-        acc[i] += (dk & 0xffffffffULL) * (dk >> 32);
-    }
-}
-
+// Logits digest (docs/FORMAT.md): sum over i of kern_digest_term(i, bits(x_i)) mod 2^64. Integer addition is exact
+// and commutative, so any reduction order gives kern_cpu_digest's value; one row per block of DIGEST_THREADS.
 #define DIGEST_THREADS 256
 
 __global__ void __launch_bounds__(DIGEST_THREADS) digest_kernel(uint64_t *out, const float *x, int V) {
-    __shared__ uint64_t contrib[DIGEST_THREADS][8];
-    __shared__ uint64_t acc_s[8];
-    const uint32_t *w = (const uint32_t *)(x + (int64_t)blockIdx.x * V);
-    const int64_t len = (int64_t)V * 4;
-    const int64_t block_len = 1024; // 16 stripes per block with the 192-byte secret
-    const int64_t nb = (len - 1) / block_len;
-    const int tid = threadIdx.x;
-    if (tid < 8) {
-        const uint64_t init[8] = {P32_3, P64_1, P64_2, P64_3, P64_4, P32_2, P64_5, P32_1};
-        acc_s[tid] = init[tid];
-    }
-    for (int64_t base = 0; base < nb; base += DIGEST_THREADS) {
-        const int64_t b = base + tid;
-        if (b < nb) {
-            uint64_t c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int s = 0; s < 16; s++) acc_stripe(c, w, b * block_len + s * 64, s * 8);
+    __shared__ unsigned long long part[DIGEST_THREADS / 32];
+    const float *xr = x + (int64_t)blockIdx.x * V;
+    unsigned long long d = 0;
+    for (int i = threadIdx.x; i < V; i += DIGEST_THREADS) d += kern_digest_term((uint32_t)i, __float_as_uint(xr[i]));
 #pragma unroll
-            for (int i = 0; i < 8; i++) contrib[tid][i] = c[i];
-        }
-        __syncthreads();
-        if (tid < 8) { // the scramble chains block after block; lane i only ever touches acc[i]
-            const uint64_t key = secret64(192 - 64 + 8 * tid);
-            uint64_t a = acc_s[tid];
-            const int64_t nblk = nb - base < DIGEST_THREADS ? nb - base : DIGEST_THREADS;
-            for (int64_t k = 0; k < nblk; k++) {
-                a += contrib[k][tid];
-                a ^= a >> 47;
-                a ^= key;
-                a *= P32_1;
-            }
-            acc_s[tid] = a;
-        }
-        __syncthreads();
-    }
-    if (tid == 0) {
-        uint64_t acc[8];
-        for (int i = 0; i < 8; i++) acc[i] = acc_s[i];
-        const int64_t ns = ((len - 1) - block_len * nb) / 64;
-        for (int64_t s = 0; s < ns; s++) acc_stripe(acc, w, nb * block_len + s * 64, (int)s * 8);
-        acc_stripe(acc, w, len - 64, 192 - 64 - 7);
-        uint64_t r = (uint64_t)len * P64_1;
-        for (int i = 0; i < 4; i++) {
-            uint64_t a = acc[2 * i] ^ secret64(11 + 16 * i), b = acc[2 * i + 1] ^ secret64(11 + 16 * i + 8);
-            r += (a * b) ^ __umul64hi(a, b);
-        }
-        r ^= r >> 37;
-        r *= 0x165667919E3779F9ULL;
-        r ^= r >> 32;
-        out[blockIdx.x] = r;
+    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = d;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long t = 0;
+        for (int w = 0; w < DIGEST_THREADS / 32; w++) t += part[w];
+        out[blockIdx.x] = t;
     }
 }
 
@@ -228,7 +149,7 @@ extern "C" void kern_cuda_argmax(int32_t *out, const float *x, int M, int V, cud
 }
 
 extern "C" void kern_cuda_digest(uint64_t *out, const float *x, int M, int V, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && V > 60, "digest: rows must be longer than 240 bytes (xxh3 long path)");
+    KERN_REQUIRE(M >= 0 && V > 0, "digest: bad shape");
     if (M == 0) return;
     digest_kernel<<<M, DIGEST_THREADS, 0, stream>>>(out, x, V);
     CUDA_CHECK_LAUNCH();

@@ -576,7 +576,7 @@ static void test_vocab(void **state) {
         kern_cuda_download(dig, ddig, sizeof dig);
         int dbad = 0;
         for (int m = 0; m < M; m++) dbad += dig[m] != kern_cpu_digest(x + (size_t)m * V, V);
-        printf("  argmax/digest V=%-7d argmax %s, digest %d of %d rows differ from xxh3 (CPU)\n", V,
+        printf("  argmax/digest V=%-7d argmax %s, digest %d of %d rows differ from the CPU's\n", V,
                bad ? "?" : "ok", dbad, M);
         bad += dbad;
         /* Row invariance of log-softmax: the last row alone. */

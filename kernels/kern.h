@@ -14,6 +14,7 @@ typedef struct {
     kern_dtype dtype;
     int64_t sn, sk;
     int64_t n, k; /* logical shape, for checks */
+    uint32_t rand_id; /* random-weights models (data == NULL): the tensor's id in the counter-based generator */
 } kern_wt;
 
 #ifdef __CUDACC__

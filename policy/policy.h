@@ -104,11 +104,20 @@ typedef struct {
     char fingerprint_hex[17];
     char *dir;
     policy_st *st;            /* owns the mappings */
+    int random;               /* 1: a random-weights model: matrices have data == NULL and are generated on the
+                               * device from (random_seed, rand_id, element) (policy_weights_random) */
+    uint64_t random_seed;
 } policy_weights;
 
 /* Loads DIR/config.json and DIR's safetensors; checks that every tensor the architecture needs is present
  * with the right shape and a weight dtype (F32/BF16/F16). Errors name the file and tensor. */
 br_status policy_weights_load(const char *dir, policy_weights **out);
 void policy_weights_free(policy_weights *w);
+
+/* A model of the shape in CONFIG (a config.json) with weights from a counter-based generator: matrix element
+ * (n, k) of tensor id t is U(-1, 1) / sqrt(K) from Philox(seed, t, n*K + k) (the embedding: U(-1, 1)); norm
+ * weights 1, biases 0. No tensor bytes exist on the host: the CUDA engine generates them on the device. The
+ * fingerprint hashes the config bytes and the seed. For benchmarks and scale tests. */
+br_status policy_weights_random(const char *config_path, uint64_t seed, policy_weights **out);
 
 #endif

@@ -261,3 +261,94 @@ cleanup:
     free(cfg_text);
     return s;
 }
+
+/* ---- random-weights models */
+
+static float *const_vec(int64_t n, float v) {
+    float *a = malloc((size_t)n * sizeof(float));
+    if (a)
+        for (int64_t i = 0; i < n; i++) a[i] = v;
+    return a;
+}
+
+static kern_wt rand_mat(int64_t N, int64_t K, uint32_t id, int64_t *n_params) {
+    kern_wt m = {NULL, KERN_BF16, K, 1, N, K, id};
+    *n_params += N * K;
+    return m;
+}
+
+br_status policy_weights_random(const char *config_path, uint64_t seed, policy_weights **out) {
+    br_status s = BR_OK;
+    char *text = NULL;
+    size_t len = 0;
+    *out = NULL;
+    policy_weights *w = calloc(1, sizeof *w);
+    if (!w) return br_fail(BR_ENOMEM, "%s: out of memory", config_path);
+    if ((s = br_read_file(config_path, &text, &len)) != BR_OK) goto cleanup;
+    if ((s = policy_config_parse(config_path, text, len, &w->cfg)) != BR_OK) goto cleanup;
+    const policy_config *c = &w->cfg;
+    const int64_t D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim, V = c->vocab;
+    w->random = 1;
+    w->random_seed = seed;
+    w->dtype = KERN_BF16;
+    w->dir = malloc(strlen(config_path) + 1);
+    w->layers = calloc((size_t)c->n_layers, sizeof *w->layers);
+    if (!w->dir || !w->layers) {
+        s = br_fail(BR_ENOMEM, "%s: out of memory", config_path);
+        goto cleanup;
+    }
+    strcpy(w->dir, config_path);
+    int64_t np = 0;
+    const int ln = c->norm == POLICY_NORM_LAYER;
+    for (int l = 0; l < c->n_layers; l++) {
+        policy_layer *L = &w->layers[l];
+        const uint32_t b = 16u * (uint32_t)l;
+        L->wq = rand_mat(H * hd, D, b + 0, &np);
+        L->wk = rand_mat(KV * hd, D, b + 1, &np);
+        L->wv = rand_mat(KV * hd, D, b + 2, &np);
+        L->wo = rand_mat(D, H * hd, b + 3, &np);
+        if (c->act == POLICY_ACT_SILU_GLU) L->w_gate = rand_mat(F, D, b + 4, &np);
+        L->w_up = rand_mat(F, D, b + 5, &np);
+        L->w_down = rand_mat(D, F, b + 6, &np);
+        int ok = (L->attn_norm_w = const_vec(D, 1)) && (L->mlp_norm_w = const_vec(D, 1));
+        if (ln) ok = ok && (L->attn_norm_b = const_vec(D, 0)) && (L->mlp_norm_b = const_vec(D, 0));
+        if (c->qk_norm) ok = ok && (L->q_norm = const_vec(hd, 1)) && (L->k_norm = const_vec(hd, 1));
+        if (c->qkv_bias)
+            ok = ok && (L->bq = const_vec(H * hd, 0)) && (L->bk = const_vec(KV * hd, 0)) && (L->bv = const_vec(KV * hd, 0));
+        if (c->out_bias)
+            ok = ok && (L->bo = const_vec(D, 0)) && (L->b_up = const_vec(F, 0)) && (L->b_down = const_vec(D, 0));
+        if (!ok) {
+            s = br_fail(BR_ENOMEM, "%s: out of memory", config_path);
+            goto cleanup;
+        }
+    }
+    w->embed = rand_mat(V, D, 1u << 20, &np);
+    if (c->learned_pos) w->pos_embed = rand_mat(c->max_pos, D, (1u << 20) + 2, &np);
+    w->lm_head = c->tie_embeddings ? w->embed : rand_mat(V, D, (1u << 20) + 1, &np);
+    w->final_norm_w = const_vec(D, 1);
+    if (ln) w->final_norm_b = const_vec(D, 0);
+    if (!w->final_norm_w || (ln && !w->final_norm_b)) {
+        s = br_fail(BR_ENOMEM, "%s: out of memory", config_path);
+        goto cleanup;
+    }
+    w->n_params = np;
+    XXH3_state_t *h = XXH3_createState();
+    if (!h) {
+        s = br_fail(BR_ENOMEM, "fingerprint: out of memory");
+        goto cleanup;
+    }
+    XXH3_64bits_reset(h);
+    XXH3_64bits_update(h, "bitroll-random-weights-v1", sizeof "bitroll-random-weights-v1");
+    XXH3_64bits_update(h, text, len);
+    XXH3_64bits_update(h, &seed, sizeof seed);
+    w->fingerprint = XXH3_64bits_digest(h);
+    XXH3_freeState(h);
+    snprintf(w->fingerprint_hex, sizeof w->fingerprint_hex, "%016" PRIx64, w->fingerprint);
+    *out = w;
+    w = NULL;
+cleanup:
+    if (s != BR_OK) br_fail_ctx(s, "random-weights model %s", config_path);
+    policy_weights_free(w);
+    free(text);
+    return s;
+}

@@ -27,6 +27,8 @@
 typedef struct {
     const char *verb;
     const char *model;
+    const char *random_weights; /* config.json of a random-weights model, instead of --model */
+    uint64_t weights_seed;
     const char *out;
     const char *device;
     const char *kernels;
@@ -65,7 +67,14 @@ static char *config_json(const run_opts *o, const rollout_defaults *d, const cha
                          int world) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "verb", o->verb);
-    cJSON_AddStringToObject(j, "model", o->model);
+    if (o->random_weights) {
+        cJSON_AddStringToObject(j, "random_weights", o->random_weights);
+        char seed[32];
+        snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->weights_seed);
+        cJSON_AddStringToObject(j, "weights_seed", seed);
+    } else {
+        cJSON_AddStringToObject(j, "model", o->model);
+    }
     if (prompts) cJSON_AddStringToObject(j, "prompts", prompts);
     if (rollouts) cJSON_AddStringToObject(j, "rollouts", rollouts);
     cJSON_AddStringToObject(j, "out", o->out ? o->out : "");
@@ -100,7 +109,7 @@ static void provenance(h5log_provenance *p, const run_opts *o, const policy_weig
     p->engine_version = BR_VERSION;
     p->git_rev = BR_GIT_REV;
     p->compiler = BR_COMPILER;
-    p->model_dir = o->model;
+    p->model_dir = o->random_weights ? o->random_weights : o->model;
     p->model_fingerprint = w->fingerprint_hex;
     p->kernel_mode = o->kernels;
     p->device_names = o->device;
@@ -223,8 +232,10 @@ cleanup:
 }
 
 /* Loads the weights on every rank and checks that every rank holds the same fingerprint. */
-static br_status load_weights(const comm_world *world, const char *dir, policy_weights **w) {
-    br_status rc = policy_weights_load(dir, w);
+static br_status load_weights(const comm_world *world, const run_opts *o, policy_weights **w) {
+    const char *dir = o->random_weights ? o->random_weights : o->model;
+    br_status rc = o->random_weights ? policy_weights_random(o->random_weights, o->weights_seed, w)
+                                     : policy_weights_load(dir, w);
     rc = comm_agree(world, rc);
     if (rc != BR_OK) return rc;
     uint64_t fp0 = (*w)->fingerprint;
@@ -287,6 +298,8 @@ static void generate_usage(FILE *f) {
             "fp32 log-probs and logits digests that `bitroll score` reproduces bit for bit.\n"
             "\n"
             "  --model DIR             checkpoint (default: the bundled %s)\n"
+            "  --random-weights CFG    instead of --model: a model of config.json CFG's shape with weights from a\n"
+            "                          counter-based generator on the GPU (configs/shapes/); --weights-seed S (0)\n"
             "  --prompts FILE          JSONL, one {\"prompt\": \"text\"} or {\"prompt_ids\": [...]} per line\n"
             "  --tokenizer PATH        tokenizer.json or its directory (default: the model directory's, if any)\n"
             "  --out FILE              rollouts file to write (written atomically)\n"
@@ -315,7 +328,7 @@ static void generate_usage(FILE *f) {
 enum {
     OPT_MODEL = 256, OPT_PROMPTS, OPT_OUT, OPT_N, OPT_TEMP, OPT_TOPP, OPT_TOPK, OPT_MAXNEW, OPT_SEED, OPT_STOP,
     OPT_NOSTOP, OPT_DEVICE, OPT_KERNELS, OPT_MBT, OPT_MAXSEQS, OPT_CHUNK, OPT_PAGE, OPT_PRINTCFG, OPT_QUIET,
-    OPT_ROLLOUTS, OPT_TOKENIZER
+    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED
 };
 
 /* Options common to generate and score; returns 1 if handled, 0 if not, -1 on a bad value. */
@@ -324,6 +337,8 @@ static int common_opt(run_opts *o, int c, const char *arg) {
     br_status rc = BR_OK;
     switch (c) {
     case OPT_MODEL: o->model = arg; return 1;
+    case OPT_RANDOM: o->random_weights = arg; return 1;
+    case OPT_WSEED: rc = cli_parse_u64("--weights-seed", arg, &o->weights_seed); break;
     case OPT_OUT: o->out = arg; return 1;
     case OPT_DEVICE: o->device = arg; return 1;
     case OPT_KERNELS: o->kernels = arg; return 1;
@@ -344,6 +359,7 @@ static int common_opt(run_opts *o, int c, const char *arg) {
         {"max-batch-tokens", required_argument, 0, OPT_MBT}, {"max-seqs", required_argument, 0, OPT_MAXSEQS}, \
         {"prefill-chunk", required_argument, 0, OPT_CHUNK}, {"page-size", required_argument, 0, OPT_PAGE}, \
         {"print-config", no_argument, 0, OPT_PRINTCFG}, {"quiet", no_argument, 0, OPT_QUIET},              \
+        {"random-weights", required_argument, 0, OPT_RANDOM}, {"weights-seed", required_argument, 0, OPT_WSEED}, \
         {"help", no_argument, 0, 'h'}
 
 /* Prints the failure once (rank 0) and maps it to the exit code. */
@@ -415,8 +431,8 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
     size_t text_len = 0;
     h5log_rollouts out = {0};
 
-    if ((rc = load_weights(world, o.model, &w)) != BR_OK) goto done;
-    if ((rc = comm_agree(world, load_tokenizer(o.model, tokenizer, w, &tok))) != BR_OK) goto done;
+    if ((rc = load_weights(world, &o, &w)) != BR_OK) goto done;
+    if (!o.random_weights && (rc = comm_agree(world, load_tokenizer(o.model, tokenizer, w, &tok))) != BR_OK) goto done;
     if (!no_stop && !user_stops) {
         int eos = tok && tok_eos_id(tok) >= 0 ? tok_eos_id(tok) : w->cfg.eos_id;
         if (eos >= 0) stops[n_stops++] = eos;
@@ -564,6 +580,7 @@ static void score_usage(FILE *f) {
             "The checkpoint's fingerprint must equal the one the rollouts file records.\n"
             "\n"
             "  --model DIR             checkpoint (default: the bundled %s)\n"
+            "  --random-weights CFG    instead of --model (the same CFG and --weights-seed as generate)\n"
             "  --rollouts FILE         rollouts file written by bitroll generate\n"
             "  --out FILE              scores file to write (written atomically)\n"
             "  --device cpu|cuda       (default cpu)\n"
@@ -680,7 +697,7 @@ static int score_main_mpi(const comm_world *world, int argc, char **argv) {
     rollout_result *by_row = NULL;
     char *cfg = NULL;
 
-    if ((rc = load_weights(world, o.model, &w)) != BR_OK) goto done;
+    if ((rc = load_weights(world, &o, &w)) != BR_OK) goto done;
     if (world->rank == 0) {
         rc = h5log_rollouts_read(rollouts, &r, &meta);
         if (rc == BR_OK && strcmp(meta.model_fingerprint ? meta.model_fingerprint : "", w->fingerprint_hex))

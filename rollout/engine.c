@@ -9,6 +9,7 @@
 
 struct rollout_engine {
     const policy_weights *w;
+    int max_tokens;
 #ifdef BR_HAVE_CUDA
     rollout_cuda *cuda; /* non-NULL: the CUDA backend runs the steps */
 #endif
@@ -25,6 +26,7 @@ br_status rollout_engine_create(const policy_weights *w, const rollout_engine_op
         rollout_engine *e = calloc(1, sizeof *e);
         if (!e) return br_fail(BR_ENOMEM, "engine: out of memory");
         e->w = w;
+        e->max_tokens = o->max_tokens;
         br_status rc = rollout_cuda_create(w, o->kernels, o->max_tokens, o->n_pages, o->page_size, &e->cuda);
         if (rc != BR_OK) {
             free(e);
@@ -37,6 +39,7 @@ br_status rollout_engine_create(const policy_weights *w, const rollout_engine_op
 #endif
     }
     if (strcmp(o->device, "cpu")) return br_fail(BR_EINVAL, "--device: '%s' is not one of cpu, cuda", o->device);
+    if (w->random) return br_fail(BR_EINVAL, "--random-weights: the weights are generated on the GPU; use --device cuda");
     if (strcmp(o->kernels, "invariant") && strcmp(o->kernels, "fp32"))
         return br_fail(BR_EINVAL, "--kernels %s: the CPU kernels are always invariant fp32 (use invariant or fp32)",
                        o->kernels);
@@ -44,6 +47,7 @@ br_status rollout_engine_create(const policy_weights *w, const rollout_engine_op
     rollout_engine *e = calloc(1, sizeof *e);
     if (!e) return br_fail(BR_ENOMEM, "engine: out of memory");
     e->w = w;
+    e->max_tokens = o->max_tokens;
     if ((rc = policy_state_create(w, o->max_tokens, &e->st)) != BR_OK) goto fail;
     if ((rc = policy_kv_create(&w->cfg, o->n_pages, o->page_size, &e->kv)) != BR_OK) goto fail;
     e->logits = malloc((size_t)o->max_tokens * w->cfg.vocab * sizeof(float));
@@ -71,6 +75,8 @@ void rollout_engine_free(rollout_engine *e) {
     free(e->scratch);
     free(e);
 }
+
+int rollout_engine_max_tokens(const rollout_engine *e) { return e->max_tokens; }
 
 policy_kvcache *rollout_engine_kv(rollout_engine *e) {
 #ifdef BR_HAVE_CUDA

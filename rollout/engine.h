@@ -35,6 +35,7 @@ typedef struct rollout_engine rollout_engine;
 
 br_status rollout_engine_create(const policy_weights *w, const rollout_engine_opts *o, rollout_engine **out);
 void rollout_engine_free(rollout_engine *e);
+int rollout_engine_max_tokens(const rollout_engine *e);
 /* The page allocator (host side) of the engine's KV cache. */
 policy_kvcache *rollout_engine_kv(rollout_engine *e);
 /* Runs batch b; rows[r] describes the r-th row of b with want_logits set (batch order); fills out[r]. */

@@ -49,10 +49,18 @@ struct rollout_cuda {
 
 static int pad16(int k) { return (k + 15) / 16 * 16; }
 
-/* Uploads W (N, K) as a dense (N, Kp) matrix of dtype dt (zero columns K..Kp-1). */
-static void *upload_matrix(const kern_wt *w, kern_dtype dt, int Kp) {
+/* Uploads W (N, K) as a dense (N, Kp) matrix of dtype dt (zero columns K..Kp-1); a random-weights matrix
+ * (data NULL) is generated on the device instead. */
+static void *upload_matrix(const policy_weights *pw, const kern_wt *w, kern_dtype dt, int Kp) {
     const int64_t N = w->n, K = w->k;
     const size_t es = (size_t)kern_dtype_size(dt);
+    if (!w->data) {
+        void *d = kern_cuda_malloc((size_t)N * Kp * es);
+        const int embedding = w->rand_id >= (1u << 20) && w->rand_id != (1u << 20) + 1;
+        kern_cuda_fill_random(d, dt, N, K, Kp, pw->random_seed, w->rand_id, embedding ? 1.0f : 1.0f / sqrtf((float)K),
+                              NULL);
+        return d;
+    }
     uint8_t *h = calloc((size_t)N * Kp, es);
     if (!h) return NULL;
     for (int64_t n = 0; n < N; n++)
@@ -129,13 +137,13 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     for (int l = 0; l < c->n_layers; l++) {
         const policy_layer *s = &w->layers[l];
         dev_layer *d = &e->L[l];
-        d->wq = upload_matrix(&s->wq, e->wdt, KP(D));
-        d->wk = upload_matrix(&s->wk, e->wdt, KP(D));
-        d->wv = upload_matrix(&s->wv, e->wdt, KP(D));
-        d->wo = upload_matrix(&s->wo, e->wdt, KP(H * hd));
-        if (c->act == POLICY_ACT_SILU_GLU) d->wg = upload_matrix(&s->w_gate, e->wdt, KP(D));
-        d->wu = upload_matrix(&s->w_up, e->wdt, KP(D));
-        d->wd = upload_matrix(&s->w_down, e->wdt, KP(F));
+        d->wq = upload_matrix(w, &s->wq, e->wdt, KP(D));
+        d->wk = upload_matrix(w, &s->wk, e->wdt, KP(D));
+        d->wv = upload_matrix(w, &s->wv, e->wdt, KP(D));
+        d->wo = upload_matrix(w, &s->wo, e->wdt, KP(H * hd));
+        if (c->act == POLICY_ACT_SILU_GLU) d->wg = upload_matrix(w, &s->w_gate, e->wdt, KP(D));
+        d->wu = upload_matrix(w, &s->w_up, e->wdt, KP(D));
+        d->wd = upload_matrix(w, &s->w_down, e->wdt, KP(F));
         d->bq = upload_vec(s->bq, (size_t)H * hd);
         d->bk = upload_vec(s->bk, (size_t)KV * hd);
         d->bv = upload_vec(s->bv, (size_t)KV * hd);
@@ -153,9 +161,9 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
             return br_fail(BR_ENOMEM, "cuda engine: out of host memory converting layer %d", l);
         }
     }
-    e->embed = upload_matrix(&w->embed, e->emb_dt, D);
-    if (c->learned_pos) e->pos_embed = upload_matrix(&w->pos_embed, e->emb_dt, D);
-    e->lm_head = upload_matrix(&w->lm_head, e->wdt, KP(D));
+    e->embed = upload_matrix(w, &w->embed, e->emb_dt, D);
+    if (c->learned_pos) e->pos_embed = upload_matrix(w, &w->pos_embed, e->emb_dt, D);
+    e->lm_head = upload_matrix(w, &w->lm_head, e->wdt, KP(D));
     e->final_w = upload_vec(w->final_norm_w, D);
     e->final_b = upload_vec(w->final_norm_b, D);
 #undef KP

@@ -150,7 +150,12 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         return br_fail(BR_EINVAL, "scheduler: max_batch_tokens (%d), max_seqs (%d), prefill_chunk (%d) and "
                                   "page_size (%d) must be >= 1",
                        o->max_batch_tokens, o->max_seqs, o->prefill_chunk, o->page_size);
-    int n_pages = o->n_pages;
+    int n_pages = o->engine ? rollout_engine_kv(o->engine)->n_pages : o->n_pages;
+    if (o->engine && (rollout_engine_max_tokens(o->engine) < o->max_batch_tokens ||
+                      rollout_engine_kv(o->engine)->page_size != o->page_size))
+        return br_fail(BR_EINVAL, "scheduler: the engine holds %d tokens per step with pages of %d, asked for %d and %d",
+                       rollout_engine_max_tokens(o->engine), rollout_engine_kv(o->engine)->page_size,
+                       o->max_batch_tokens, o->page_size);
     if (n_pages == 0) {
         int most = 1;
         for (int64_t i = 0; i < n_jobs; i++) {
@@ -166,7 +171,8 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
     const int T = o->max_batch_tokens;
     rollout_engine_opts eo = {o->device ? o->device : "cpu", o->kernels ? o->kernels : "invariant", T, n_pages,
                               o->page_size};
-    if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;
+    if (o->engine) eng = o->engine;
+    else if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;
     kv = rollout_engine_kv(eng);
     slots = calloc((size_t)o->max_seqs, sizeof *slots);
     rows = malloc((size_t)T * sizeof *rows);
@@ -255,6 +261,6 @@ cleanup:
     free(want);
     free(row_slot);
     free(row_index);
-    rollout_engine_free(eng);
+    if (!o->engine) rollout_engine_free(eng);
     return rc;
 }

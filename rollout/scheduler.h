@@ -46,6 +46,8 @@ typedef struct {
     int n_pages;          /* KV pages; 0 = enough for max_seqs of the longest job */
     const char *device;   /* engine: "cpu" (default when NULL) | "cuda" */
     const char *kernels;  /* "invariant" (default when NULL) | "fp32" | "standard" */
+    rollout_engine *engine; /* optional: run on this engine (kept; its pages and token budget must fit) instead of
+                             * creating one from device/kernels/n_pages */
 } rollout_sched_opts;
 
 /* Progress callback: called after each step with jobs done so far and tokens produced. */

@@ -52,6 +52,11 @@ void kern_cuda_attn_small(float *out, const float *q, const float *k_cache, cons
                           const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                           int page_size, float scale, cudaStream_t stream);
 
+/* Random-weights models (policy_weights_random): dst (N, Kp) of dtype dt (bf16 or f32), element (n, k < K) =
+ * scale * (2 u - 1) with u = br_uniform01(Philox(seed, tensor id, n*K + k)), rounded to dt; columns K..Kp-1 zero. */
+void kern_cuda_fill_random(void *dst, kern_dtype dt, int64_t N, int64_t K, int64_t Kp, uint64_t seed, uint32_t id,
+                           float scale, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

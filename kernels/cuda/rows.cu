@@ -233,3 +233,32 @@ extern "C" void kern_cuda_attn_small(float *out, const float *q, const float *k_
         out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale);
     CUDA_CHECK_LAUNCH();
 }
+
+__global__ void fill_random_kernel(void *dst, int f32, int64_t N, int64_t K, int64_t Kp, uint64_t seed, uint32_t id,
+                                   float scale) {
+    const int64_t total = N * Kp;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t n = i / Kp, k = i % Kp;
+        float v = 0.0f;
+        if (k < K) {
+            const uint64_t e = (uint64_t)(n * K + k);
+            uint32_t w[4];
+            br_rand_u32x4_inline(seed, id, (uint32_t)(e >> 32), (uint32_t)e >> 2, w);
+            v = __fmul_rn(scale, __fsub_rn(__fmul_rn(2.0f, br_uniform01(w[e & 3])), 1.0f));
+        }
+        if (f32) {
+            ((float *)dst)[i] = v;
+        } else {
+            uint32_t u = __float_as_uint(v);
+            ((uint16_t *)dst)[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        }
+    }
+}
+
+extern "C" void kern_cuda_fill_random(void *dst, kern_dtype dt, int64_t N, int64_t K, int64_t Kp, uint64_t seed,
+                                      uint32_t id, float scale, cudaStream_t stream) {
+    KERN_REQUIRE(dt == KERN_F32 || dt == KERN_BF16, "fill_random: dtype must be f32 or bf16");
+    KERN_REQUIRE(N > 0 && K > 0 && Kp >= K, "fill_random: bad shape");
+    fill_random_kernel<<<1024, 256, 0, stream>>>(dst, dt == KERN_F32, N, K, Kp, seed, id, scale);
+    CUDA_CHECK_LAUNCH();
+}

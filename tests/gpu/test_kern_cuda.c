@@ -104,7 +104,7 @@ static int check_same(const char *what, const float *a, const float *b, size_t n
 
 /* CPU reference for the invariant GEMM: kern_cpu_matmul on the bf16-rounded activations. */
 static void cpu_gemm(float *out, const float *x, const uint16_t *w, const float *bias, int M, int N, int K) {
-    kern_wt W = {w, KERN_BF16, K, 1, N, K};
+    kern_wt W = {w, KERN_BF16, K, 1, N, K, 0};
     kern_cpu_matmul(out, x, &W, bias, M);
 }
 
@@ -159,7 +159,7 @@ static void test_gemm_f32_weights(void **state) {
     if (!have_gpu()) skip();
     const int M = 5, N = 37, K = 1100;
     float *x = rand_f32((size_t)M * K, 1.0f), *w = rand_f32((size_t)N * K, 0.1f), *ref = malloc(sizeof(float) * M * N);
-    kern_wt W = {w, KERN_F32, K, 1, N, K};
+    kern_wt W = {w, KERN_F32, K, 1, N, K, 0};
     kern_cpu_matmul(ref, x, &W, NULL, M);
     void *dx = dev_copy(x, (size_t)M * K * 4), *dw = dev_copy(w, (size_t)N * K * 4);
     float *dout = dev_poison((size_t)M * N * 4);
@@ -351,8 +351,8 @@ static void test_elementwise(void **state) {
         float *dout = dev_poison(sizeof(float) * M * D);
         for (int dt = 0; dt < 2; dt++)
             for (int with_pos = 0; with_pos < 2; with_pos++) {
-                kern_wt E = {dt ? (const void *)eb : (const void *)e, dt ? KERN_BF16 : KERN_F32, D, 1, V, D};
-                kern_wt PE = {dt ? (const void *)peb : (const void *)pe, dt ? KERN_BF16 : KERN_F32, D, 1, P, D};
+                kern_wt E = {dt ? (const void *)eb : (const void *)e, dt ? KERN_BF16 : KERN_F32, D, 1, V, D, 0};
+                kern_wt PE = {dt ? (const void *)peb : (const void *)pe, dt ? KERN_BF16 : KERN_F32, D, 1, P, D, 0};
                 kern_cpu_embed(ref, &E, with_pos ? &PE : NULL, tok, pos, M);
                 void *de = dev_copy(E.data, (size_t)V * D * (dt ? 2 : 4)), *dpe = dev_copy(PE.data, (size_t)P * D * (dt ? 2 : 4));
                 kern_cuda_embed(dout, de, with_pos ? dpe : NULL, E.dtype, dtok, dpos, M, D, NULL);

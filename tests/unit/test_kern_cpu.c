@@ -58,7 +58,7 @@ static void test_matmul_numerics(void **state) {
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++) wt[(size_t)k * N + n] = wbf[(size_t)n * K + k];
 
-    kern_wt W32 = {w32, KERN_F32, K, 1, N, K};
+    kern_wt W32 = {w32, KERN_F32, K, 1, N, K, 0};
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             double a = 0;
@@ -68,7 +68,7 @@ static void test_matmul_numerics(void **state) {
     kern_cpu_matmul(out, x, &W32, bias, M);
     assert_int_equal(check_close("matmul f32", out, ref, (size_t)M * N, 1e-5, 1e-5), 0);
 
-    kern_wt WB = {wbf, KERN_BF16, K, 1, N, K}, WT = {wt, KERN_BF16, 1, N, N, K};
+    kern_wt WB = {wbf, KERN_BF16, K, 1, N, K, 0}, WT = {wt, KERN_BF16, 1, N, N, K, 0};
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             double a = 0;
@@ -92,7 +92,7 @@ static void test_matmul_invariance(void **state) {
     float *full = malloc(sizeof(float) * MMAX * N), *part = malloc(sizeof(float) * MMAX * N);
     fill(x, (size_t)MMAX * K, 1);
     fill(w, (size_t)N * K, 1);
-    kern_wt W = {w, KERN_F32, K, 1, N, K};
+    kern_wt W = {w, KERN_F32, K, 1, N, K, 0};
     kern_cpu_matmul(full, x, &W, NULL, MMAX);
     for (int M = 1; M <= MMAX; M++)
         for (int start = 0; start + M <= MMAX; start += M) {

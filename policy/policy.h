@@ -115,7 +115,7 @@ br_status policy_weights_load(const char *dir, policy_weights **out);
 void policy_weights_free(policy_weights *w);
 
 /* A model of the shape in CONFIG (a config.json) with weights from a counter-based generator: matrix element
- * (n, k) of tensor id t is U(-1, 1) / sqrt(K) from Philox(seed, t, n*K + k) (the embedding: U(-1, 1)); norm
+ * (n, k) of tensor id t is U(-1, 1) / sqrt(K) from Philox(seed, t, n*K + k) (the embedding: 4 times that); norm
  * weights 1, biases 0. No tensor bytes exist on the host: the CUDA engine generates them on the device. The
  * fingerprint hashes the config bytes and the seed. For benchmarks and scale tests. */
 br_status policy_weights_random(const char *config_path, uint64_t seed, policy_weights **out);

@@ -19,7 +19,8 @@ static void bench_usage(FILE *f) {
             "\n"
             "Generate tokens/s for each kernel mode and batch size (B prompts x new tokens, temperature 1,\n"
             "batch = --max-seqs), score tokens/s on the largest batch's rollouts, and with --flip the flip\n"
-            "experiment: log-probs that differ between generate and score, and distinct greedy completions of one\n"
+            "experiment: log-probs (lp) and logits digests (dg) that differ between generate and score (teacher-\n"
+            "forced, 512-token steps), and distinct greedy completions of one\n"
             "prompt across batch sizes 1..256 with random distractor prompts.\n"
             "\n"
             "  --random-weights CFG  model shape (default configs/shapes/qwen3-0.6b.json, weights on the GPU)\n"
@@ -139,7 +140,8 @@ int cli_bench_main(int argc, char **argv) {
     if (jf)
         fprintf(jf, "{\"model\": \"%s\", \"device\": \"%s\", \"prompt_len\": %d, \"new_tokens\": %d, \"runs\": [",
                 model ? model : cfg, dev_name, prompt_len, new_tokens);
-    printf("\n%-10s %6s %12s %12s %12s\n", "mode", "batch", "seconds", "gen tok/s", "score tok/s");
+    printf("\n%-10s %6s %12s %12s %12s %10s %10s %10s\n", "mode", "batch", "seconds", "gen tok/s", "score tok/s",
+           "tokens", "lp differ", "dg differ");
     int first = 1;
     char *save = NULL;
     for (char *mode = strtok_r(modes_buf, ",", &save); mode; mode = strtok_r(NULL, ",", &save)) {
@@ -179,22 +181,24 @@ int cli_bench_main(int argc, char **argv) {
             double t1 = cli_now();
             if ((rc = rollout_run(w, &o, jobs, B, scored, NULL, NULL)) != BR_OK) break;
             double ds = cli_now() - t1;
-            int64_t differ = 0;
+            int64_t differ = 0, ddiffer = 0;
             for (int b = 0; b < B; b++) {
-                for (int t = 0; t < res[b].n; t++)
+                for (int t = 0; t < res[b].n; t++) {
                     differ += memcmp(&res[b].logprobs[t], &scored[b].logprobs[t], sizeof(float)) != 0;
+                    ddiffer += res[b].digests[t] != scored[b].digests[t];
+                }
                 rollout_result_free(&scored[b]);
                 rollout_result_free(&res[b]);
                 jobs[b].forced = NULL;
                 jobs[b].n_forced = 0;
             }
-            printf("%-10s %6d %12.3f %12.0f %12.0f   %lld of %lld log-probs differ between generate and score\n", mode,
-                   B, dt, toks / dt, (toks + (int64_t)B * prompt_len) / ds, (long long)differ, (long long)toks);
+            printf("%-10s %6d %12.3f %12.0f %12.0f %10lld %10lld %10lld\n", mode, B, dt, toks / dt,
+                   (toks + (int64_t)B * prompt_len) / ds, (long long)toks, (long long)differ, (long long)ddiffer);
             if (jf)
                 fprintf(jf, "%s{\"mode\": \"%s\", \"batch\": %d, \"seconds\": %.6f, \"gen_tokens_per_s\": %.1f, "
-                            "\"score_tokens_per_s\": %.1f, \"logprobs_differing\": %lld, \"logprobs\": %lld}",
+                            "\"score_tokens_per_s\": %.1f, \"logprobs_differing\": %lld, \"digests_differing\": %lld, \"tokens\": %lld}",
                         first ? "" : ", ", mode, B, dt, toks / dt, (toks + (int64_t)B * prompt_len) / ds,
-                        (long long)differ, (long long)toks);
+                        (long long)differ, (long long)ddiffer, (long long)toks);
             first = 0;
         }
         if (rc == BR_OK && flip) {

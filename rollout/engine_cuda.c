@@ -56,8 +56,10 @@ static void *upload_matrix(const policy_weights *pw, const kern_wt *w, kern_dtyp
     const size_t es = (size_t)kern_dtype_size(dt);
     if (!w->data) {
         void *d = kern_cuda_malloc((size_t)N * Kp * es);
-        const int embedding = w->rand_id >= (1u << 20) && w->rand_id != (1u << 20) + 1;
-        kern_cuda_fill_random(d, dt, N, K, Kp, pw->random_seed, w->rand_id, embedding ? 1.0f : 1.0f / sqrtf((float)K),
+        /* U(-1,1)/sqrt(K) keeps activations O(1); the embedding (also the tied LM head) gets 4/sqrt(K), which
+         * gives logits of standard deviation ~2.3, about a trained model's, so sampling is not one-hot. */
+        const int embedding = w->rand_id == (1u << 20);
+        kern_cuda_fill_random(d, dt, N, K, Kp, pw->random_seed, w->rand_id, (embedding ? 4.0f : 1.0f) / sqrtf((float)K),
                               NULL);
         return d;
     }

@@ -45,6 +45,11 @@ struct rollout_cuda {
     kern_row_out *h_out;
     float *h_row;
     void *scratch;
+    cudaStream_t stream;
+    kern_cuda_graph **graphs; /* (T + 1): graphs[M] replays a pure decode step of M sequences */
+    uint8_t *seen;            /* (T + 1): a decode step of M sequences ran once uncaptured (first launches of a
+                               * kernel may set function attributes, which a capture must not record) */
+    int use_graphs;
 };
 
 static int pad16(int k) { return (k + 15) / 16 * 16; }
@@ -86,20 +91,20 @@ static float *upload_vec(const float *v, size_t n) {
 
 static br_status gemm(rollout_cuda *e, float *out, const float *x, const void *W, const float *bias, int M, int N, int K) {
     if (e->mode == KERN_MODE_FP32) {
-        kern_cuda_gemm_f32(out, x, W, e->wdt, bias, M, N, K, NULL);
+        kern_cuda_gemm_f32(out, x, W, e->wdt, bias, M, N, K, e->stream);
         return BR_OK;
     }
     const int Kp = pad16(K);
-    kern_cuda_cast_bf16_pad(e->xb, x, M, K, Kp, NULL);
-    if (e->mode == KERN_MODE_STANDARD) kern_cuda_gemm_standard(out, e->xb, W, bias, M, N, Kp, NULL);
-    else kern_cuda_gemm_bf16(out, e->xb, W, bias, M, N, Kp, NULL);
+    kern_cuda_cast_bf16_pad(e->xb, x, M, K, Kp, e->stream);
+    if (e->mode == KERN_MODE_STANDARD) kern_cuda_gemm_standard(out, e->xb, W, bias, M, N, Kp, e->stream);
+    else kern_cuda_gemm_bf16(out, e->xb, W, bias, M, N, Kp, e->stream);
     return BR_OK;
 }
 
 static void norm(rollout_cuda *e, float *out, const float *x, const float *w, const float *b, int M) {
     const policy_config *c = &e->w->cfg;
-    if (c->norm == POLICY_NORM_RMS) kern_cuda_rmsnorm(out, NULL, x, w, M, c->dim, c->norm_eps, NULL);
-    else kern_cuda_layernorm(out, NULL, x, w, b, M, c->dim, c->norm_eps, NULL);
+    if (c->norm == POLICY_NORM_RMS) kern_cuda_rmsnorm(out, NULL, x, w, M, c->dim, c->norm_eps, e->stream);
+    else kern_cuda_layernorm(out, NULL, x, w, b, M, c->dim, c->norm_eps, e->stream);
 }
 
 br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int max_tokens, int n_pages, int page_size,
@@ -212,14 +217,20 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     e->d_pages = kern_cuda_malloc(T * (size_t)e->kv->max_pages_per_seq * 4);
     e->d_req = kern_cuda_malloc(T * sizeof(kern_row_req));
     e->d_out = kern_cuda_malloc(T * sizeof(kern_row_out));
-    e->h_pages = malloc(T * (size_t)e->kv->max_pages_per_seq * 4);
-    e->h_ptoff = malloc(T * 4);
-    e->h_gather = malloc(T * 4);
-    e->h_req = malloc(T * sizeof(kern_row_req));
-    e->h_out = malloc(T * sizeof(kern_row_out));
+    e->stream = kern_cuda_stream_create();
+    e->h_pages = kern_cuda_host_alloc(T * (size_t)e->kv->max_pages_per_seq * 4);
+    e->h_ptoff = kern_cuda_host_alloc(T * 4);
+    e->h_gather = kern_cuda_host_alloc(T * 4);
+    e->h_req = kern_cuda_host_alloc(T * sizeof(kern_row_req));
+    e->h_out = kern_cuda_host_alloc(T * sizeof(kern_row_out));
+    e->graphs = calloc(T + 1, sizeof *e->graphs);
+    e->seen = calloc(T + 1, 1);
+    /* cuBLAS (standard mode) is not captured; BITROLL_CUDA_GRAPHS=0 turns graphs off for debugging */
+    const char *g = getenv("BITROLL_CUDA_GRAPHS");
+    e->use_graphs = mode != KERN_MODE_STANDARD && !(g && !strcmp(g, "0"));
     e->h_row = malloc((size_t)V * 4);
     e->scratch = malloc(rollout_sample_scratch_bytes(V));
-    if (!e->h_pages || !e->h_ptoff || !e->h_gather || !e->h_req || !e->h_out || !e->h_row || !e->scratch) {
+    if (!e->graphs || !e->seen || !e->h_row || !e->scratch) {
         rollout_cuda_free(e);
         return br_fail(BR_ENOMEM, "cuda engine: out of host memory");
     }
@@ -242,11 +253,16 @@ void rollout_cuda_free(rollout_cuda *e) {
                    e->q, e->k, e->v, e->q2, e->k2, e->att, e->proj, e->ffa, e->ffb, e->logits, e->xb, e->d_tok, e->d_pos,
                    e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
-    free(e->h_pages);
-    free(e->h_ptoff);
-    free(e->h_gather);
-    free(e->h_req);
-    free(e->h_out);
+    if (e->graphs)
+        for (int i = 0; i <= e->T; i++) kern_cuda_graph_free(e->graphs[i]);
+    free(e->graphs);
+    free(e->seen);
+    kern_cuda_host_free(e->h_pages);
+    kern_cuda_host_free(e->h_ptoff);
+    kern_cuda_host_free(e->h_gather);
+    kern_cuda_host_free(e->h_req);
+    kern_cuda_host_free(e->h_out);
+    kern_cuda_stream_free(e->stream);
     free(e->h_row);
     free(e->scratch);
     policy_kv_free(e->kv);
@@ -255,17 +271,76 @@ void rollout_cuda_free(rollout_cuda *e) {
 
 policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv; }
 
+/* Every launch of one step, on e->stream, from the device-side inputs (tokens, positions, page tables, gather
+ * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi), so a pure decode
+ * step of M sequences can be captured once and replayed as a CUDA graph. */
+static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
+    const policy_config *c = &e->w->cfg;
+    const int D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim, V = c->vocab;
+    const float scale = 1.0f / sqrtf((float)hd);
+    cudaStream_t st = e->stream;
+    kern_cuda_embed(e->x, e->embed, c->learned_pos ? e->pos_embed : NULL, e->emb_dt, e->d_tok, e->d_pos, M, D, st);
+    for (int l = 0; l < c->n_layers; l++) {
+        const dev_layer *L = &e->L[l];
+        float *kc = e->kc + e->layer_kv * l, *vc = e->vc + e->layer_kv * l;
+        norm(e, e->xn, e->x, L->attn_norm_w, L->attn_norm_b, M);
+        gemm(e, e->q, e->xn, L->wq, L->bq, M, H * hd, D);
+        gemm(e, e->k, e->xn, L->wk, L->bk, M, KV * hd, D);
+        gemm(e, e->v, e->xn, L->wv, L->bv, M, KV * hd, D);
+        float *q = e->q, *k = e->k;
+        if (c->qk_norm) {
+            kern_cuda_rmsnorm(e->q2, NULL, e->q, L->q_norm, M * H, hd, c->norm_eps, st);
+            kern_cuda_rmsnorm(e->k2, NULL, e->k, L->k_norm, M * KV, hd, c->norm_eps, st);
+            q = e->q2;
+            k = e->k2;
+        }
+        if (!c->learned_pos) {
+            kern_cuda_rope(q, e->d_pos, e->rope, M, H, hd, st);
+            kern_cuda_rope(k, e->d_pos, e->rope, M, KV, hd, st);
+        }
+        /* K/V reach the cache before any row's attention reads it */
+        kern_cuda_kv_write(kc, vc, k, e->v, e->d_pages, e->d_ptoff, e->d_pos, M, e->kv->page_size, KV, hd, st);
+        if (hd < 32)
+            kern_cuda_attn_small(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd, e->kv->page_size,
+                                 scale, st);
+        else if (multi)
+            kern_cuda_attn_prefill(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                   e->kv->page_size, scale, st);
+        else
+            kern_cuda_attn_decode(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                  e->kv->page_size, scale, st);
+        gemm(e, e->proj, e->att, L->wo, L->bo, M, D, H * hd);
+        kern_cuda_add(e->x, e->proj, (int64_t)M * D, st);
+        norm(e, e->xn, e->x, L->mlp_norm_w, L->mlp_norm_b, M);
+        if (c->act == POLICY_ACT_SILU_GLU) {
+            gemm(e, e->ffa, e->xn, L->wg, NULL, M, F, D);
+            gemm(e, e->ffb, e->xn, L->wu, NULL, M, F, D);
+            kern_cuda_swiglu(e->ffa, NULL, e->ffa, e->ffb, (int64_t)M * F, st);
+        } else {
+            gemm(e, e->ffa, e->xn, L->wu, L->b_up, M, F, D);
+            kern_cuda_gelu_tanh(e->ffa, NULL, (int64_t)M * F, st);
+        }
+        gemm(e, e->proj, e->ffa, L->wd, L->b_down, M, D, F);
+        kern_cuda_add(e->x, e->proj, (int64_t)M * D, st);
+    }
+    if (R == 0) return;
+    /* rows that want logits: gather, final norm, LM head, vocabulary rows */
+    kern_cuda_gather_rows(e->proj, e->x, e->d_gather, R, D, st);
+    norm(e, e->xn, e->proj, e->final_w, e->final_b, R);
+    gemm(e, e->logits, e->xn, e->lm_head, NULL, R, V, D);
+    kern_cuda_vocab_rows(e->d_out, e->logits, e->d_req, R, V, st);
+}
+
 br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
     const policy_weights *w = e->w;
     const policy_config *c = &w->cfg;
     br_status rc = policy_batch_check(w, e->T, e->kv, b);
     if (rc != BR_OK || b->n == 0) return rc;
-    const int M = b->n, D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim,
-              V = c->vocab;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const int M = b->n, V = c->vocab;
+    cudaStream_t st = e->stream;
 
     /* page tables: each distinct sequence's pages once; rows point at their sequence's table */
-    int n_pages = 0, multi = 0;
+    int n_pages = 0, multi = 0, R = 0;
     for (int i = 0; i < M; i++) {
         int j = i - 1;
         while (j >= 0 && b->seqs[j] != b->seqs[i]) j--;
@@ -278,69 +353,12 @@ br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollou
         memcpy(e->h_pages + n_pages, b->seqs[i]->pages, (size_t)b->seqs[i]->n_pages * 4);
         n_pages += b->seqs[i]->n_pages;
     }
-    kern_cuda_upload(e->d_tok, b->tokens, (size_t)M * 4);
-    kern_cuda_upload(e->d_pos, b->pos, (size_t)M * 4);
-    kern_cuda_upload(e->d_ptoff, e->h_ptoff, (size_t)M * 4);
-    kern_cuda_upload(e->d_pages, e->h_pages, (size_t)n_pages * 4);
-
-    kern_cuda_embed(e->x, e->embed, c->learned_pos ? e->pos_embed : NULL, e->emb_dt, e->d_tok, e->d_pos, M, D, NULL);
-    for (int l = 0; l < c->n_layers; l++) {
-        const dev_layer *L = &e->L[l];
-        float *kc = e->kc + e->layer_kv * l, *vc = e->vc + e->layer_kv * l;
-        norm(e, e->xn, e->x, L->attn_norm_w, L->attn_norm_b, M);
-        gemm(e, e->q, e->xn, L->wq, L->bq, M, H * hd, D);
-        gemm(e, e->k, e->xn, L->wk, L->bk, M, KV * hd, D);
-        gemm(e, e->v, e->xn, L->wv, L->bv, M, KV * hd, D);
-        float *q = e->q, *k = e->k;
-        if (c->qk_norm) {
-            kern_cuda_rmsnorm(e->q2, NULL, e->q, L->q_norm, M * H, hd, c->norm_eps, NULL);
-            kern_cuda_rmsnorm(e->k2, NULL, e->k, L->k_norm, M * KV, hd, c->norm_eps, NULL);
-            q = e->q2;
-            k = e->k2;
-        }
-        if (!c->learned_pos) {
-            kern_cuda_rope(q, e->d_pos, e->rope, M, H, hd, NULL);
-            kern_cuda_rope(k, e->d_pos, e->rope, M, KV, hd, NULL);
-        }
-        kern_cuda_kv_write(kc, vc, k, e->v, e->d_pages, e->d_ptoff, e->d_pos, M, e->kv->page_size, KV, hd, NULL);
-        if (hd < 32)
-            kern_cuda_attn_small(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
-                                 e->kv->page_size, scale, NULL);
-        else if (multi)
-            kern_cuda_attn_prefill(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
-                                   e->kv->page_size, scale, NULL);
-        else
-            kern_cuda_attn_decode(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
-                                  e->kv->page_size, scale, NULL);
-        gemm(e, e->proj, e->att, L->wo, L->bo, M, D, H * hd);
-        kern_cuda_add(e->x, e->proj, (int64_t)M * D, NULL);
-        norm(e, e->xn, e->x, L->mlp_norm_w, L->mlp_norm_b, M);
-        if (c->act == POLICY_ACT_SILU_GLU) {
-            gemm(e, e->ffa, e->xn, L->wg, NULL, M, F, D);
-            gemm(e, e->ffb, e->xn, L->wu, NULL, M, F, D);
-            kern_cuda_swiglu(e->ffa, NULL, e->ffa, e->ffb, (int64_t)M * F, NULL);
-        } else {
-            gemm(e, e->ffa, e->xn, L->wu, L->b_up, M, F, D);
-            kern_cuda_gelu_tanh(e->ffa, NULL, (int64_t)M * F, NULL);
-        }
-        gemm(e, e->proj, e->ffa, L->wd, L->b_down, M, D, F);
-        kern_cuda_add(e->x, e->proj, (int64_t)M * D, NULL);
-    }
-    for (int i = 0; i < M; i++)
-        if (b->pos[i] + 1 > b->seqs[i]->len) b->seqs[i]->len = b->pos[i] + 1;
-
-    /* rows that want logits: gather, final norm, LM head, vocabulary rows */
-    int R = 0;
     for (int i = 0; i < M; i++)
         if (!b->want_logits || b->want_logits[i]) e->h_gather[R++] = i;
-    if (R == 0) return BR_OK;
-    kern_cuda_upload(e->d_gather, e->h_gather, (size_t)R * 4);
-    kern_cuda_gather_rows(e->proj, e->x, e->d_gather, R, D, NULL);
-    norm(e, e->xn, e->proj, e->final_w, e->final_b, R);
-    gemm(e, e->logits, e->xn, e->lm_head, NULL, R, V, D);
     for (int r = 0; r < R; r++) {
         const rollout_sampling *s = rows[r].sampling;
         kern_row_req *q = &e->h_req[r];
+        /* top-k / top-p rows pick their token on the host from the logits row (below) */
         const int host = rows[r].target < 0 && s->temperature > 0 && (s->top_k > 0 || s->top_p < 1.0f);
         q->temperature = s->temperature > 0 ? s->temperature : 1.0f;
         q->mode = rows[r].target >= 0 || host ? KERN_ROW_TARGET : s->temperature > 0 ? KERN_ROW_GUMBEL : KERN_ROW_GREEDY;
@@ -349,18 +367,38 @@ br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollou
         q->seed = s->seed;
         q->sample_id = (uint64_t)rows[r].sample_id;
     }
-    kern_cuda_upload(e->d_req, e->h_req, (size_t)R * sizeof(kern_row_req));
-    kern_cuda_vocab_rows(e->d_out, e->logits, e->d_req, R, V, NULL);
-    kern_cuda_download(e->h_out, e->d_out, (size_t)R * sizeof(kern_row_out));
+    kern_cuda_upload_async(e->d_tok, b->tokens, (size_t)M * 4, st);
+    kern_cuda_upload_async(e->d_pos, b->pos, (size_t)M * 4, st);
+    kern_cuda_upload_async(e->d_ptoff, e->h_ptoff, (size_t)M * 4, st);
+    kern_cuda_upload_async(e->d_pages, e->h_pages, (size_t)n_pages * 4, st);
+    kern_cuda_upload_async(e->d_gather, e->h_gather, (size_t)R * 4, st);
+    kern_cuda_upload_async(e->d_req, e->h_req, (size_t)R * sizeof(kern_row_req), st);
+
+    if (e->use_graphs && !multi && R == M && e->seen[M]) {
+        if (!e->graphs[M]) {
+            kern_cuda_capture_begin(st);
+            run_kernels(e, M, R, multi);
+            e->graphs[M] = kern_cuda_capture_end(st);
+        }
+        kern_cuda_graph_launch(e->graphs[M], st);
+    } else {
+        run_kernels(e, M, R, multi);
+        if (!multi && R == M) e->seen[M] = 1;
+    }
+    kern_cuda_download_async(e->h_out, e->d_out, (size_t)R * sizeof(kern_row_out), st);
+    kern_cuda_stream_sync(st);
+    for (int i = 0; i < M; i++)
+        if (b->pos[i] + 1 > b->seqs[i]->len) b->seqs[i]->len = b->pos[i] + 1;
+
     for (int r = 0; r < R; r++) {
         const rollout_sampling *s = rows[r].sampling;
         kern_row_out *o = &e->h_out[r];
         if (e->h_req[r].mode == KERN_ROW_TARGET && rows[r].target < 0) {
-            /* top-k / top-p: the host sampler on this row's logits */
             kern_cuda_download(e->h_row, e->logits + (size_t)r * V, (size_t)V * 4);
             o->token = rollout_sample(e->h_row, V, s, (uint64_t)rows[r].sample_id, rows[r].position, e->scratch);
             o->x_token = e->h_row[o->token];
         }
+        /* the recorded log-prob, one formula for generate and score: (x_t / T - m) - lse */
         const float T = e->h_req[r].temperature;
         out[r].token = o->token;
         out[r].logprob = (o->x_token / T - o->m) - o->lse;

@@ -57,6 +57,22 @@ void kern_cuda_attn_small(float *out, const float *q, const float *k_cache, cons
 void kern_cuda_fill_random(void *dst, kern_dtype dt, int64_t N, int64_t K, int64_t Kp, uint64_t seed, uint32_t id,
                            float scale, cudaStream_t stream);
 
+/* ---- Streams, asynchronous copies, host-pinned buffers and CUDA graphs for the engine's step loop. */
+cudaStream_t kern_cuda_stream_create(void);
+void kern_cuda_stream_free(cudaStream_t s);
+void kern_cuda_stream_sync(cudaStream_t s);
+void kern_cuda_upload_async(void *dst_dev, const void *src_host, size_t bytes, cudaStream_t s);
+void kern_cuda_download_async(void *dst_host, const void *src_dev, size_t bytes, cudaStream_t s);
+void *kern_cuda_host_alloc(size_t bytes); /* pinned host memory (fatal on failure) */
+void kern_cuda_host_free(void *p);
+typedef struct kern_cuda_graph kern_cuda_graph;
+/* Starts capturing the launches issued on s (they are recorded, not run) ... */
+void kern_cuda_capture_begin(cudaStream_t s);
+/* ... and ends the capture, returning an executable graph of them. */
+kern_cuda_graph *kern_cuda_capture_end(cudaStream_t s);
+void kern_cuda_graph_launch(kern_cuda_graph *g, cudaStream_t s);
+void kern_cuda_graph_free(kern_cuda_graph *g);
+
 #ifdef __cplusplus
 }
 #endif

@@ -262,3 +262,48 @@ extern "C" void kern_cuda_fill_random(void *dst, kern_dtype dt, int64_t N, int64
     fill_random_kernel<<<1024, 256, 0, stream>>>(dst, dt == KERN_F32, N, K, Kp, seed, id, scale);
     CUDA_CHECK_LAUNCH();
 }
+
+// ---- streams, copies, pinned memory, graphs (thin checked wrappers for the C engine)
+extern "C" cudaStream_t kern_cuda_stream_create(void) {
+    cudaStream_t s;
+    CUDA_CHECK(cudaStreamCreate(&s));
+    return s;
+}
+extern "C" void kern_cuda_stream_free(cudaStream_t s) {
+    if (s) CUDA_CHECK(cudaStreamDestroy(s));
+}
+extern "C" void kern_cuda_stream_sync(cudaStream_t s) { CUDA_CHECK(cudaStreamSynchronize(s)); }
+extern "C" void kern_cuda_upload_async(void *dst, const void *src, size_t bytes, cudaStream_t s) {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+}
+extern "C" void kern_cuda_download_async(void *dst, const void *src, size_t bytes, cudaStream_t s) {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+}
+extern "C" void *kern_cuda_host_alloc(size_t bytes) {
+    void *p = nullptr;
+    CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 1));
+    return p;
+}
+extern "C" void kern_cuda_host_free(void *p) {
+    if (p) CUDA_CHECK(cudaFreeHost(p));
+}
+struct kern_cuda_graph {
+    cudaGraphExec_t exec;
+};
+extern "C" void kern_cuda_capture_begin(cudaStream_t s) {
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+}
+extern "C" kern_cuda_graph *kern_cuda_capture_end(cudaStream_t s) {
+    cudaGraph_t g;
+    CUDA_CHECK(cudaStreamEndCapture(s, &g));
+    kern_cuda_graph *out = new kern_cuda_graph;
+    CUDA_CHECK(cudaGraphInstantiate(&out->exec, g, 0));
+    CUDA_CHECK(cudaGraphDestroy(g));
+    return out;
+}
+extern "C" void kern_cuda_graph_launch(kern_cuda_graph *g, cudaStream_t s) { CUDA_CHECK(cudaGraphLaunch(g->exec, s)); }
+extern "C" void kern_cuda_graph_free(kern_cuda_graph *g) {
+    if (!g) return;
+    CUDA_CHECK(cudaGraphExecDestroy(g->exec));
+    delete g;
+}

@@ -1,0 +1,215 @@
+/* GPU tests of the CUDA engine's own kernels (kernels/cuda/rows.cu): each against the CPU reference, and
+ * bitwise invariance of each against itself in launches of other sizes. Skipped (not passed) without a GPU. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/br.h"
+#include "common/philox.h"
+#include "kernels/cpu/kern_cpu.h"
+#include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kern_cuda_engine.h"
+#include "rollout/sampler.h"
+
+static uint64_t g_rng = 99;
+static float frand(void) {
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static int have_gpu(void) { return kern_cuda_device_count() > 0; }
+
+static void *dev_copy(const void *h, size_t bytes) {
+    void *d = kern_cuda_malloc(bytes);
+    kern_cuda_upload(d, h, bytes);
+    return d;
+}
+
+static void test_vocab_rows(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Vs[] = {61, 1000, 151936};
+    enum { R = 5 };
+    for (int vi = 0; vi < 3; vi++) {
+        const int V = Vs[vi];
+        float *x = malloc(sizeof(float) * R * V);
+        for (int i = 0; i < R * V; i++) x[i] = 4.0f * frand();
+        x[2 * V + 7] = x[2 * V + 9] = 50.0f; /* a tie in row 2 */
+        x[4 * V + 3] = 60.0f;
+        x[4 * V + 1] = 60.0f; /* greedy tie in row 4: the lower id wins */
+        kern_row_req req[R] = {
+            {1.0f, KERN_ROW_GREEDY, -1, 10, 0, 0},   {0.8f, KERN_ROW_GUMBEL, -1, 40, 3, 17},
+            {1.3f, KERN_ROW_TARGET, 5, 11, 0, 0},    {1.0f, KERN_ROW_GUMBEL, -1, 41, 3, 18},
+            {1.0f, KERN_ROW_GREEDY, -1, 12, 0, 0}};
+        float *dx = dev_copy(x, sizeof(float) * R * V);
+        kern_row_req *dreq = dev_copy(req, sizeof req);
+        kern_row_out *dout = kern_cuda_malloc(sizeof(kern_row_out) * R);
+        kern_row_out out[R], one[R];
+        kern_cuda_vocab_rows(dout, dx, dreq, R, V, NULL);
+        kern_cuda_download(out, dout, sizeof out);
+        /* the same rows, one launch each */
+        for (int r = 0; r < R; r++) {
+            kern_cuda_vocab_rows(dout, dx + (size_t)r * V, dreq + r, 1, V, NULL);
+            kern_cuda_download(&one[r], dout, sizeof one[r]);
+        }
+        assert_memory_equal(out, one, sizeof out);
+        float *g = malloc(sizeof(float) * V);
+        int near_ties = 0;
+        for (int r = 0; r < R; r++) {
+            const float *xr = x + (size_t)r * V;
+            const float T = req[r].temperature;
+            assert_true(out[r].digest == kern_cpu_digest(xr, V));
+            float m = -INFINITY;
+            double sum = 0;
+            for (int j = 0; j < V; j++) m = fmaxf(m, xr[j] / T);
+            assert_memory_equal(&out[r].m, &m, sizeof m);
+            for (int j = 0; j < V; j++) sum += exp((double)(xr[j] / T) - m);
+            double lse_err = fabs(out[r].lse - log(sum));
+            assert_true(lse_err <= 1e-5);
+            if (req[r].mode == KERN_ROW_GREEDY) assert_int_equal(out[r].token, kern_cpu_argmax(xr, V));
+            if (req[r].mode == KERN_ROW_TARGET) assert_int_equal(out[r].token, 5);
+            if (req[r].mode == KERN_ROW_GUMBEL) {
+                /* the host sampler's noise and argmax; device and host logf may differ in the last bit, so a
+                 * different token is accepted only at a near tie (and counted) */
+                rollout_gumbel(g, V, req[r].seed, req[r].sample_id, req[r].position);
+                int best = 0;
+                for (int j = 1; j < V; j++)
+                    if (xr[j] / T + g[j] > xr[best] / T + g[best]) best = j;
+                if (out[r].token != best) {
+                    float gap = (xr[best] / T + g[best]) - (xr[out[r].token] / T + g[out[r].token]);
+                    assert_true(gap <= 1e-5f);
+                    near_ties++;
+                }
+            }
+            assert_memory_equal(&out[r].x_token, &xr[out[r].token], sizeof(float));
+            printf("  vocab_rows V=%-6d row %d mode %d: token %d, lse error %.2g\n", V, r, req[r].mode, out[r].token,
+                   lse_err);
+        }
+        assert_int_equal(out[4].token, 1);
+        printf("  vocab_rows V=%d: digests, max and greedy exact; Gumbel tokens equal to the host's (%d near ties)\n",
+               V, near_ties);
+        free(g);
+        free(x);
+        kern_cuda_free(dx);
+        kern_cuda_free(dreq);
+        kern_cuda_free(dout);
+    }
+}
+
+static void test_attn_small(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int cfgs[][3] = {{8, 4, 8}, {8, 2, 16}, {4, 4, 4}}; /* heads, kv heads, head dim */
+    for (int ci = 0; ci < 3; ci++) {
+        const int H = cfgs[ci][0], KV = cfgs[ci][1], hd = cfgs[ci][2], T = 77, P = 16, n_pages = 8;
+        int32_t table[5] = {6, 1, 7, 3, 0};
+        const size_t cache = (size_t)n_pages * P * KV * hd;
+        float *kc = calloc(cache, 4), *vc = calloc(cache, 4), *k = malloc(4 * T * KV * hd), *v = malloc(4 * T * KV * hd);
+        float *q = malloc(4 * T * H * hd), *ref = malloc(4 * T * H * hd), *got = malloc(4 * T * H * hd);
+        float *one = malloc(4 * H * hd);
+        for (int i = 0; i < T * KV * hd; i++) {
+            k[i] = 2 * frand();
+            v[i] = frand();
+        }
+        for (int i = 0; i < T * H * hd; i++) q[i] = 2 * frand();
+        int32_t pos[77], ptoff[77];
+        const int32_t *tabs[77];
+        for (int t = 0; t < T; t++) {
+            pos[t] = t;
+            ptoff[t] = 0;
+            tabs[t] = table;
+        }
+        kern_kv_layer kv = {kc, vc, P, KV, hd};
+        kern_cpu_kv_write(&kv, k, v, tabs, pos, T);
+        const float scale = 1.0f / sqrtf((float)hd);
+        kern_cpu_attention(ref, q, &kv, tabs, pos, T, H, scale);
+        float *dkc = dev_copy(kc, cache * 4), *dvc = dev_copy(vc, cache * 4), *dq = dev_copy(q, 4 * T * H * hd);
+        int32_t *dpages = dev_copy(table, sizeof table), *dpos = dev_copy(pos, sizeof pos), *dpt = dev_copy(ptoff, sizeof ptoff);
+        float *dout = kern_cuda_malloc(4 * T * H * hd);
+        kern_cuda_attn_small(dout, dq, dkc, dvc, dpages, dpt, dpos, T, H, KV, hd, P, scale, NULL);
+        kern_cuda_download(got, dout, 4 * T * H * hd);
+        int bad = 0;
+        double worst = 0;
+        for (int i = 0; i < T * H * hd; i++) {
+            double e = fabs((double)got[i] - ref[i]);
+            worst = fmax(worst, e);
+            bad += !(e <= 1e-5 + 1e-4 * fabs(ref[i]));
+        }
+        printf("  attn_small H=%d KV=%d hd=%d: max |gpu - cpu| %.2g, %d outside 1e-5 + 1e-4|ref|\n", H, KV, hd, worst, bad);
+        assert_int_equal(bad, 0);
+        /* decode-shaped calls (one row) and chunks of 16 rows give the same bits */
+        for (int t = 0; t < T; t++) {
+            kern_cuda_attn_small(dout, dq + (size_t)t * H * hd, dkc, dvc, dpages, dpt, dpos + t, 1, H, KV, hd, P, scale, NULL);
+            kern_cuda_download(one, dout, 4 * H * hd);
+            assert_memory_equal(one, got + (size_t)t * H * hd, 4 * H * hd);
+        }
+        for (int t0 = 0; t0 < T; t0 += 16) {
+            int n = T - t0 < 16 ? T - t0 : 16;
+            kern_cuda_attn_small(dout, dq + (size_t)t0 * H * hd, dkc, dvc, dpages, dpt, dpos + t0, n, H, KV, hd, P, scale, NULL);
+            float part[16 * 8 * 16];
+            kern_cuda_download(part, dout, 4 * (size_t)n * H * hd);
+            assert_memory_equal(part, got + (size_t)t0 * H * hd, 4 * (size_t)n * H * hd);
+        }
+        free(kc); free(vc); free(k); free(v); free(q); free(ref); free(got); free(one);
+        kern_cuda_free(dkc); kern_cuda_free(dvc); kern_cuda_free(dq); kern_cuda_free(dpages); kern_cuda_free(dpos);
+        kern_cuda_free(dpt); kern_cuda_free(dout);
+    }
+}
+
+static void test_cast_gather_fill(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    const int M = 9, K = 172, Kp = 176, D = 33;
+    float x[9 * 172];
+    for (int i = 0; i < M * K; i++) x[i] = 3 * frand();
+    x[5] = NAN;
+    x[6] = INFINITY;
+    float *dx = dev_copy(x, sizeof x);
+    uint16_t *db = kern_cuda_malloc(2 * M * Kp), hb[9 * 176];
+    kern_cuda_cast_bf16_pad(db, dx, M, K, Kp, NULL);
+    kern_cuda_download(hb, db, sizeof hb);
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < Kp; k++)
+            assert_int_equal(hb[m * Kp + k], k < K ? br_f32_to_bf16(x[m * K + k]) : 0);
+    /* gather rows 4, 0, 4 of a (9, 33) matrix */
+    int32_t idx[3] = {4, 0, 4}, *didx = dev_copy(idx, sizeof idx);
+    float *dg = kern_cuda_malloc(4 * 3 * D), g[3 * 33];
+    kern_cuda_gather_rows(dg, dx, didx, 3, D, NULL);
+    kern_cuda_download(g, dg, sizeof g);
+    for (int r = 0; r < 3; r++) assert_memory_equal(g + r * D, x + idx[r] * D, 4 * D);
+    /* random weights: element (n, k) = scale * (2u - 1), u = br_uniform01(Philox(seed, id, n*K + k)) */
+    const int N = 5, KK = 19, KP = 32;
+    float *df = kern_cuda_malloc(4 * N * KP), f[5 * 32];
+    kern_cuda_fill_random(df, KERN_F32, N, KK, KP, 7, 123, 0.25f, NULL);
+    kern_cuda_download(f, df, sizeof f);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < KP; k++) {
+            float want = 0.0f;
+            if (k < KK) {
+                uint64_t e = (uint64_t)(n * KK + k);
+                uint32_t w[4];
+                br_rand_u32x4(7, 123, (uint32_t)(e >> 32), (uint32_t)e >> 2, w);
+                want = 0.25f * (2.0f * br_uniform01(w[e & 3]) - 1.0f);
+            }
+            assert_memory_equal(&f[n * KP + k], &want, 4);
+        }
+    kern_cuda_free(dx); kern_cuda_free(db); kern_cuda_free(didx); kern_cuda_free(dg); kern_cuda_free(df);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vocab_rows),
+        cmocka_unit_test(test_attn_small),
+        cmocka_unit_test(test_cast_gather_fill),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

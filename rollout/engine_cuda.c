@@ -225,9 +225,10 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     e->h_out = kern_cuda_host_alloc(T * sizeof(kern_row_out));
     e->graphs = calloc(T + 1, sizeof *e->graphs);
     e->seen = calloc(T + 1, 1);
-    /* cuBLAS (standard mode) is not captured; BITROLL_CUDA_GRAPHS=0 turns graphs off for debugging */
+    /* CUDA graphs for decode steps are opt-in (BITROLL_CUDA_GRAPHS=1) until they have run on a device;
+     * cuBLAS (standard mode) is never captured */
     const char *g = getenv("BITROLL_CUDA_GRAPHS");
-    e->use_graphs = mode != KERN_MODE_STANDARD && !(g && !strcmp(g, "0"));
+    e->use_graphs = mode != KERN_MODE_STANDARD && g && !strcmp(g, "1");
     e->h_row = malloc((size_t)V * 4);
     e->scratch = malloc(rollout_sample_scratch_bytes(V));
     if (!e->graphs || !e->seen || !e->h_row || !e->scratch) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "comm/comm.h"
+#include "kernels/cuda/kern_cuda.h"
 #include "logging/h5log.h"
 #include "policy/policy.h"
 #include "policy/tokenizer.h"
@@ -103,7 +104,7 @@ static char *config_json(const run_opts *o, const rollout_defaults *d, const cha
 }
 
 static void provenance(h5log_provenance *p, const run_opts *o, const policy_weights *w, const char *cfg, int world) {
-    static char libs[256];
+    static char libs[256], device[300];
     snprintf(libs, sizeof libs, "cJSON %s", cJSON_Version());
     memset(p, 0, sizeof *p);
     p->engine_version = BR_VERSION;
@@ -112,7 +113,15 @@ static void provenance(h5log_provenance *p, const run_opts *o, const policy_weig
     p->model_dir = o->random_weights ? o->random_weights : o->model;
     p->model_fingerprint = w->fingerprint_hex;
     p->kernel_mode = o->kernels;
-    p->device_names = o->device;
+    snprintf(device, sizeof device, "%s", o->device);
+#ifdef BR_HAVE_CUDA
+    if (!strcmp(o->device, "cuda")) {
+        char name[256];
+        kern_cuda_device_name(0, name, sizeof name);
+        snprintf(device, sizeof device, "cuda: %s", name);
+    }
+#endif
+    p->device_names = device;
     p->config_json = cfg;
     p->lib_versions = libs;
     p->world_size = world;

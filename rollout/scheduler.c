@@ -251,7 +251,11 @@ cleanup:
     if (rc != BR_OK)
         for (int64_t i = 0; i < n_jobs; i++) rollout_result_free(&results[i]);
     if (slots && kv)
-        for (int s = 0; s < o->max_seqs; s++) policy_seq_free(&slots[s].seq);
+        for (int s = 0; s < o->max_seqs; s++) {
+            /* after a failure, sequences still in flight give their pages back (the engine may outlive us) */
+            if (slots[s].in_use) policy_kv_release(kv, &slots[s].seq);
+            policy_seq_free(&slots[s].seq);
+        }
     free(slots);
     free(rows);
     free(outs);

@@ -17,6 +17,12 @@ br_status comm_init(int *argc, char ***argv, comm_world *w) {
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &w->size);
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &node) != MPI_SUCCESS)
+        return br_fail(BR_ERUNTIME, "MPI_Comm_split_type failed");
+    MPI_Comm_rank(node, &w->local_rank);
+    MPI_Comm_size(node, &w->local_size);
+    MPI_Comm_free(&node);
     return BR_OK;
 }
 
@@ -25,6 +31,18 @@ void comm_finalize(comm_world *w) {
         MPI_Finalize();
         w->owns_mpi = 0;
     }
+}
+
+#ifdef BR_HAVE_CUDA
+#include "kernels/cuda/kern_cuda.h"
+static void abort_all(void) { MPI_Abort(MPI_COMM_WORLD, 3); }
+#endif
+
+void comm_install_abort_hook(const comm_world *w) {
+    (void)w;
+#ifdef BR_HAVE_CUDA
+    kern_cuda_set_abort_hook(abort_all);
+#endif
 }
 
 _Noreturn void comm_abort(const comm_world *w, int code, const char *where, const char *msg) {

@@ -10,11 +10,15 @@
 
 typedef struct {
     int rank, size;
+    int local_rank, local_size; /* among the ranks on this node (MPI_Comm_split_type SHARED): one GPU each */
     int owns_mpi; /* MPI_Init was ours: comm_finalize calls MPI_Finalize */
 } comm_world;
 
 br_status comm_init(int *argc, char ***argv, comm_world *w);
 void comm_finalize(comm_world *w);
+
+/* Installs an MPI_Abort hook for fatal device errors (a CUDA failure on one rank stops the whole job). */
+void comm_install_abort_hook(const comm_world *w);
 
 /* Fatal: prints "[rank r] where: message" to stderr and aborts the whole job with `code`. */
 _Noreturn void comm_abort(const comm_world *w, int code, const char *where, const char *msg);

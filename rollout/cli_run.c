@@ -11,6 +11,7 @@
 
 #include "comm/comm.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kern_cuda_engine.h"
 #include "logging/h5log.h"
 #include "policy/policy.h"
 #include "policy/tokenizer.h"
@@ -49,6 +50,24 @@ static void run_opts_default(run_opts *o, const char *verb) {
     o->sched.prefill_chunk = 64;
     o->sched.page_size = 16;
     o->sched.n_pages = 0;
+}
+
+/* --device cuda under MPI: rank r of a node takes GPU r (one rank per GPU); more ranks than GPUs is an error. */
+static br_status bind_device(const comm_world *world, const run_opts *o) {
+    if (strcmp(o->device, "cuda")) return BR_OK;
+#ifdef BR_HAVE_CUDA
+    const int n = kern_cuda_device_count();
+    if (n == 0) return br_fail(BR_EINVAL, "--device cuda: no CUDA device is visible");
+    if (world->local_size > n)
+        return br_fail(BR_EINVAL, "--device cuda: %d ranks on this node but %d GPU%s visible (one rank per GPU)",
+                       world->local_size, n, n == 1 ? "" : "s");
+    kern_cuda_set_device(world->local_rank);
+    comm_install_abort_hook(world);
+    return BR_OK;
+#else
+    (void)world;
+    return br_fail(BR_EINVAL, "--device cuda: this bitroll was built without CUDA (configure with -DBITROLL_CUDA=ON)");
+#endif
 }
 
 /* Backend check: the CPU engine computes everything in fp32 with the fixed order of kernels/cpu, which is
@@ -426,6 +445,7 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
     if (rc == BR_OK && !o.out) rc = br_fail(BR_EINVAL, "--out FILE is required (bitroll generate --help)");
     if (rc == BR_OK && no_stop && user_stops) rc = br_fail(BR_EINVAL, "--no-stop and --stop-id contradict each other");
     if (rc == BR_OK) rc = check_backend(&o);
+    if (rc == BR_OK) rc = bind_device(world, &o);
     if (rc == BR_OK) rc = rollout_sampling_check(&d.sampling, INT32_MAX);
     if (rc == BR_OK && world->rank == 0) rc = cli_check_writable(o.out);
     rc = comm_agree(world, rc);
@@ -692,6 +712,7 @@ static int score_main_mpi(const comm_world *world, int argc, char **argv) {
     if (rc == BR_OK && !rollouts) rc = br_fail(BR_EINVAL, "--rollouts FILE is required (bitroll score --help)");
     if (rc == BR_OK && !o.out) rc = br_fail(BR_EINVAL, "--out FILE is required (bitroll score --help)");
     if (rc == BR_OK) rc = check_backend(&o);
+    if (rc == BR_OK) rc = bind_device(world, &o);
     if (rc == BR_OK && world->rank == 0) rc = cli_check_writable(o.out);
     rc = comm_agree(world, rc);
     if (rc != BR_OK) return fail_exit(world, "score", rc);

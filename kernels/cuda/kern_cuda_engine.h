@@ -57,6 +57,9 @@ void kern_cuda_attn_small(float *out, const float *q, const float *k_cache, cons
 void kern_cuda_fill_random(void *dst, kern_dtype dt, int64_t N, int64_t K, int64_t Kp, uint64_t seed, uint32_t id,
                            float scale, cudaStream_t stream);
 
+/* Makes device `dev` current for this process (fatal on failure). */
+void kern_cuda_set_device(int dev);
+
 /* ---- Streams, asynchronous copies, host-pinned buffers and CUDA graphs for the engine's step loop. */
 cudaStream_t kern_cuda_stream_create(void);
 void kern_cuda_stream_free(cudaStream_t s);

@@ -307,3 +307,5 @@ extern "C" void kern_cuda_graph_free(kern_cuda_graph *g) {
     CUDA_CHECK(cudaGraphExecDestroy(g->exec));
     delete g;
 }
+
+extern "C" void kern_cuda_set_device(int dev) { CUDA_CHECK(cudaSetDevice(dev)); }

@@ -644,16 +644,11 @@ static void pack_rollouts(comm_buf *b, const h5log_rollouts *r) {
 
 /* Builds one job per sample pointing into the received buffer. Samples with an empty completion have nothing
  * to score and get no job (their row in the scores file is empty). */
-static br_status unpack_jobs(comm_buf *b, rollout_job **jobs_out, int64_t *n_jobs, int64_t **sids, int64_t *n_samples) {
+static br_status unpack_jobs(comm_buf *b, rollout_job **jobs_out, int64_t *n_jobs) {
     int64_t n = 0;
     if (comm_buf_get(b, &n, 8) || n < 0) return br_fail(BR_ERUNTIME, "score: bad work message");
     rollout_job *jobs = calloc((size_t)n + 1, sizeof *jobs);
-    int64_t *ids = malloc(8 * (size_t)n + 8);
-    if (!jobs || !ids) {
-        free(jobs);
-        free(ids);
-        return br_fail(BR_ENOMEM, "score: out of memory for %lld samples", (long long)n);
-    }
+    if (!jobs) return br_fail(BR_ENOMEM, "score: out of memory for %lld samples", (long long)n);
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++) {
         int64_t sid;
@@ -662,14 +657,14 @@ static br_status unpack_jobs(comm_buf *b, rollout_job **jobs_out, int64_t *n_job
         if (comm_buf_get(b, &sid, 8) || comm_buf_get(b, &temp, 4) || comm_buf_get(b, &lp, 4) ||
             comm_buf_get(b, &lc, 4) || b->rd + 4 * ((size_t)lp + (size_t)lc) > b->len)
             break;
-        ids[i] = sid;
+        (void)sid; /* rows arrive in sample-id order; the scores file takes the ids from the rollouts file */
         const int32_t *pt = (const int32_t *)(b->data + b->rd);
         b->rd += 4 * (size_t)lp;
         const int32_t *ct = (const int32_t *)(b->data + b->rd);
         b->rd += 4 * (size_t)lc;
         if (lc == 0) continue;
-        rollout_job *j = &jobs[k++];
-        j->sample_id = i; /* row index: results are gathered by row */
+        rollout_job *j = &jobs[k];
+        j->sample_id = k++; /* results are gathered by job index (score draws no noise, so the id is free) */
         j->prompt = pt;
         j->prompt_len = lp;
         j->forced = ct;
@@ -679,13 +674,10 @@ static br_status unpack_jobs(comm_buf *b, rollout_job **jobs_out, int64_t *n_job
     }
     if (b->failed) {
         free(jobs);
-        free(ids);
         return br_fail(BR_ERUNTIME, "score: truncated work message");
     }
     *jobs_out = jobs;
     *n_jobs = k;
-    *sids = ids;
-    *n_samples = n;
     return BR_OK;
 }
 
@@ -723,7 +715,7 @@ static int score_main_mpi(const comm_world *world, int argc, char **argv) {
     h5log_scores out = {0};
     comm_buf work = {0};
     rollout_job *jobs = NULL;
-    int64_t n_jobs = 0, n_samples = 0, *sids = NULL;
+    int64_t n_jobs = 0;
     rollout_result *by_row = NULL;
     char *cfg = NULL;
 
@@ -749,13 +741,11 @@ static int score_main_mpi(const comm_world *world, int argc, char **argv) {
         work.len = work.cap = len;
         work.rd = 0;
     }
-    rc = unpack_jobs(&work, &jobs, &n_jobs, &sids, &n_samples);
+    rc = unpack_jobs(&work, &jobs, &n_jobs);
     if ((rc = comm_agree(world, rc)) != BR_OK) goto done;
     cfg = config_json(&o, NULL, NULL, rollouts, world->size);
     if (o.print_config && world->rank == 0) printf("%s\n", cfg);
 
-    /* results come back indexed by job (= sample row among the non-empty ones) */
-    for (int64_t i = 0; i < n_jobs; i++) jobs[i].sample_id = i;
     double t0 = cli_now();
     if ((rc = run_and_gather(world, w, &o, jobs, n_jobs, &by_row)) != BR_OK) goto done;
 
@@ -797,7 +787,6 @@ done:
         for (int64_t i = 0; i < n_jobs; i++) rollout_result_free(&by_row[i]);
     free(by_row);
     free(jobs);
-    free(sids);
     comm_buf_free(&work);
     h5log_scores_free(&out);
     h5log_rollouts_free(&r);

@@ -408,4 +408,8 @@ br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollou
     return BR_OK;
 }
 
+void rollout_cuda_last_logits(rollout_cuda *e, float *out, int rows) {
+    kern_cuda_download(out, e->logits, (size_t)rows * e->w->cfg.vocab * sizeof(float));
+}
+
 #endif /* BR_HAVE_CUDA */

@@ -11,5 +11,7 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
 void rollout_cuda_free(rollout_cuda *e);
 policy_kvcache *rollout_cuda_kv(rollout_cuda *e);
 br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out);
+/* Copies the logits of the last step's rows (R, V) to the host (for tests against reference logits). */
+void rollout_cuda_last_logits(rollout_cuda *e, float *out, int rows);
 
 #endif

@@ -46,4 +46,22 @@ check_verify "$MODEL" stories_topp --top-p 0.9 --top-k 50
 check_verify "$DATA/models/tiny-qwen3/bf16" qwen3
 check_verify "$DATA/models/tiny-llama/bf16" llama
 check_verify "$DATA/models/tiny-gpt2/f32" gpt2
+# Qwen3-0.6B shape with random weights: 256 prompts x 128 new tokens at temperature 1.0, generate then score
+# (other batch shape) then verify, in the invariant mode (must be bitwise) and, for the record, the standard mode.
+for i in $(seq 0 255); do
+    ids=""
+    for k in $(seq 0 $(( 8 + i % 40 ))); do ids="$ids${ids:+, }$(( (i * 7919 + k * 104729) % 150000 + 1000 ))"; done
+    echo "{\"prompt_ids\": [$ids]}"
+done >"$TMP/q.jsonl"
+Q=(--random-weights "$DATA/../../configs/shapes/qwen3-0.6b.json")
+for mode in invariant standard; do
+    "$BITROLL" generate --device cuda --kernels "$mode" "${Q[@]}" --prompts "$TMP/q.jsonl" --out "$TMP/q_$mode.h5" \
+        --temperature 1.0 --max-new-tokens 128 --no-stop --max-seqs 256 --max-batch-tokens 1024 --quiet
+    "$BITROLL" score --device cuda --kernels "$mode" "${Q[@]}" --rollouts "$TMP/q_$mode.h5" --out "$TMP/q_$mode.s.h5" \
+        --max-batch-tokens 300 --max-seqs 7 --quiet
+    code=0
+    "$BITROLL" verify "$TMP/q_$mode.h5" "$TMP/q_$mode.s.h5" | tee "$TMP/q_$mode.v.txt" || code=$?
+    echo "qwen3-0.6b random, --kernels $mode: verify exit $code"
+    if [ "$mode" = invariant ]; then [ "$code" = 0 ] || fail "invariant mode: generate and score differ"; fi
+done
 echo "PASS"

@@ -1,4 +1,5 @@
-/* The CPU engine: policy_forward on the reference kernels, then the sampler, log-prob and digest per row. */
+/* The rollout engine: the CPU backend here (policy_forward on the reference kernels, then the sampler, log-prob
+ * and digest per row); --device cuda hands every step to the CUDA backend (engine_cuda.c). */
 #include "rollout/engine.h"
 
 #include <stdlib.h>

@@ -282,38 +282,9 @@ br_status h5log_scores_fingerprint(const h5log_scores *s, uint64_t *out) {
 
 /* ---------------------------------------------------------------- writing */
 
-static br_status write_str_attr(hid_t obj, const char *file, const char *objname, const char *name, const char *value) {
-    br_status st = BR_OK;
-    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
-    const char *v = value ? value : "";
-    type = H5Tcopy(H5T_C_S1);
-    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
-        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot make a string type: %s", file, objname, name, h5_detail());
-        goto cleanup;
-    }
-    space = H5Screate(H5S_SCALAR);
-    if (space < 0) {
-        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot make a dataspace: %s", file, objname, name, h5_detail());
-        goto cleanup;
-    }
-    attr = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    if (attr < 0) {
-        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot create: %s", file, objname, name, h5_detail());
-        goto cleanup;
-    }
-    if (H5Awrite(attr, type, &v) < 0) {
-        st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot write: %s", file, objname, name, h5_detail());
-        goto cleanup;
-    }
-    st = h5_close(&attr, H5Aclose, file, name);
-cleanup:
-    h5_drop(&attr, H5Aclose);
-    h5_drop(&space, H5Sclose);
-    h5_drop(&type, H5Tclose);
-    return st;
-}
-
-static br_status write_int_attr(hid_t obj, const char *file, const char *objname, const char *name, int value) {
+/* One scalar attribute: stored as file_type, written from *buf of mem_type. */
+static br_status write_scalar_attr(hid_t obj, const char *file, const char *objname, const char *name, hid_t file_type,
+                                   hid_t mem_type, const void *buf) {
     br_status st = BR_OK;
     hid_t space = H5I_INVALID_HID, attr = H5I_INVALID_HID;
     space = H5Screate(H5S_SCALAR);
@@ -321,12 +292,12 @@ static br_status write_int_attr(hid_t obj, const char *file, const char *objname
         st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot make a dataspace: %s", file, objname, name, h5_detail());
         goto cleanup;
     }
-    attr = H5Acreate2(obj, name, H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    attr = H5Acreate2(obj, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT);
     if (attr < 0) {
         st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot create: %s", file, objname, name, h5_detail());
         goto cleanup;
     }
-    if (H5Awrite(attr, H5T_NATIVE_INT, &value) < 0) {
+    if (H5Awrite(attr, mem_type, buf) < 0) {
         st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot write: %s", file, objname, name, h5_detail());
         goto cleanup;
     }
@@ -335,6 +306,24 @@ cleanup:
     h5_drop(&attr, H5Aclose);
     h5_drop(&space, H5Sclose);
     return st;
+}
+
+static br_status write_str_attr(hid_t obj, const char *file, const char *objname, const char *name, const char *value) {
+    const char *v = value ? value : "";
+    hid_t type = H5Tcopy(H5T_C_S1);
+    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
+        br_status st = br_fail(BR_EIO, "%s: attribute %s/%s: cannot make a string type: %s", file, objname, name,
+                               h5_detail());
+        h5_drop(&type, H5Tclose);
+        return st;
+    }
+    br_status st = write_scalar_attr(obj, file, objname, name, type, type, &v);
+    h5_drop(&type, H5Tclose);
+    return st;
+}
+
+static br_status write_int_attr(hid_t obj, const char *file, const char *objname, const char *name, int value) {
+    return write_scalar_attr(obj, file, objname, name, H5T_STD_I32LE, H5T_NATIVE_INT, &value);
 }
 
 /* Creation properties for a 1-D dataset of `count` elements of `esize` bytes: chunked when non-empty,

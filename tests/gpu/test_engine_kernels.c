@@ -217,16 +217,5 @@ int main(void) {
 }
 
 #else /* no CUDA backend in this build */
-
-static void test_cuda_backend(void **state) {
-    (void)state;
-    printf("built without the CUDA backend: GPU tests skipped\n");
-    skip();
-}
-
-int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_cuda_backend)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
-
+#include "gpu/no_cuda_main.h"
 #endif

@@ -32,11 +32,10 @@ if ! cfg >"$OUT/configure.log" 2>&1; then
   cfg -DHDF5_ROOT=$HS -DHDF5_C_INCLUDE_DIR=/usr/include/hdf5/serial -DHDF5_C_LIBRARY=$HS/libhdf5.so \
       >>"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; echo "configure FAILED"; exit 1; }
 fi
-# Keep going past targets that cannot link yet (tests/unit/test_forward needs the weights loader).
 cmake --build "$BUILD" -j "$JOBS" -- -k >"$OUT/build.log" 2>&1
 BUILD_RC=$?
 grep -E "error|warning" "$OUT/build.log" | head -20
-for t in bitroll_cuda test_kern_cuda bench_kernels; do
+for t in bitroll bitroll_cuda test_kern_cuda test_engine_kernels test_engine_logits bench_kernels; do
   cmake --build "$BUILD" --target $t -j "$JOBS" >>"$OUT/build.log" 2>&1 || { echo "build of $t FAILED"; tail -30 "$OUT/build.log"; exit 1; }
 done
 
@@ -45,6 +44,12 @@ done
 # The GPU test's own report (max errors, invariance counts): ctest shows it only on failure.
 "$BUILD/tests/test_kern_cuda" >"$OUT/test_kern_cuda.log" 2>&1
 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench.log"
+# end to end: Qwen3-0.6B shape, every kernel mode, batches 1/64/256, flip experiment; then the same with CUDA
+# graphs for decode steps (opt-in until they have run here) and the GPU end-to-end test under graphs
+(cd "$ROOT" && "$BUILD/bitroll" bench --batches 1,64,256 --new-tokens 128 --flip --json "$OUT/bench_e2e.json") 2>&1 | tee "$OUT/bench_e2e.log"
+(cd "$ROOT" && BITROLL_CUDA_GRAPHS=1 "$BUILD/bitroll" bench --modes invariant,fp32 --batches 1,64,256 --new-tokens 128 \
+    --json "$OUT/bench_e2e_graphs.json") 2>&1 | tee "$OUT/bench_e2e_graphs.log"
+(cd "$BUILD" && BITROLL_CUDA_GRAPHS=1 ctest -R gpu_rollouts --output-on-failure --timeout 900) >"$OUT/ctest_graphs.log" 2>&1
 
 echo
 echo "================ summary ================"
@@ -56,5 +61,10 @@ echo "test_kern_cuda report:"
 grep -E "gemm|rmsnorm|layernorm|rope|swiglu|gelu|add|cast|embed|attn|logsoftmax|logprob|argmax|PASSED|FAILED|OK" "$OUT/test_kern_cuda.log" | sed 's/^/  /'
 echo "ctest unit:   $(grep -E 'tests passed|tests failed' "$OUT/ctest_unit.log" | tail -1)"
 grep -E '\*\*\*|Not Run|Failed' "$OUT/ctest_unit.log" | sed 's/^/              /' | head -10
+echo "graphs:       $(grep -E 'tests passed|tests failed' "$OUT/ctest_graphs.log" | tail -1) (gpu_rollouts with BITROLL_CUDA_GRAPHS=1)"
 echo "bench:"
 sed -n '/^GEMM (bf16/,$p' "$OUT/bench.log"
+echo "end to end (bitroll bench):"
+sed -n '/^mode/,$p' "$OUT/bench_e2e.log"
+echo "end to end with CUDA graphs:"
+sed -n '/^mode/,$p' "$OUT/bench_e2e_graphs.log"

@@ -1,6 +1,7 @@
 /* GPU end-to-end numerics: the CUDA engine's logits for the tiny Qwen3/Llama/GPT-2 models (bf16 weights) against
  * HF transformers in float64 (reference.safetensors), in the fp32 mode (limit 1e-4 row-relative, as on the CPU)
- * and the invariant mode (bf16 GEMM inputs: limit 2e-2), and bitwise equality of every row's logits between
+ * and the invariant mode (bf16 GEMM inputs, 4 layers: limit 5e-2, a first guess to replace by the measured
+ * value), and bitwise equality of every row's logits between
  * one whole-sequence step (prefill) and token-by-token steps (decode). Skipped without a GPU. */
 #include <math.h>
 #include <setjmp.h>
@@ -91,7 +92,7 @@ static void test_logits(void **state) {
     static const char *fam[] = {"tiny-qwen3", "tiny-llama", "tiny-gpt2"};
     for (int i = 0; i < 3; i++) {
         run(fam[i], "fp32", 1e-4);
-        run(fam[i], "invariant", 2e-2);
+        run(fam[i], "invariant", 5e-2);
     }
 }
 

@@ -165,3 +165,52 @@ void comm_buf_free(comm_buf *b) {
     free(b->data);
     memset(b, 0, sizeof *b);
 }
+
+/* ---- fixed-order sums */
+
+void comm_chunk_range(const comm_world *w, int C, int *c0, int *c1) {
+    *c0 = (int)((int64_t)C * w->rank / w->size);
+    *c1 = (int)((int64_t)C * (w->rank + 1) / w->size);
+}
+
+/* out = sum of chunks [lo, hi) of all (C, n) in the fixed pairwise tree. */
+static void tree(const float *all, int lo, int hi, size_t n, float *out, float *tmp) {
+    if (hi - lo == 1) {
+        memcpy(out, all + (size_t)lo * n, n * sizeof(float));
+        return;
+    }
+    const int mid = lo + (hi - lo) / 2;
+    tree(all, lo, mid, n, out, tmp + n);
+    tree(all, mid, hi, n, tmp, tmp + n);
+    for (size_t i = 0; i < n; i++) out[i] += tmp[i];
+}
+
+void comm_chunk_tree(const float *all, int C, size_t n, float *out) {
+    /* scratch: one vector per tree level */
+    int depth = 1;
+    while ((1 << depth) < C) depth++;
+    float *tmp = malloc((size_t)(depth + 1) * n * sizeof(float) + sizeof(float));
+    if (!tmp) comm_abort(NULL, 3, "comm_chunk_tree", "out of memory");
+    tree(all, 0, C, n, out, tmp);
+    free(tmp);
+}
+
+br_status comm_chunk_sum(const comm_world *w, const float *mine, int C, size_t n, float *out) {
+    if (C < 1) return br_fail(BR_EINVAL, "comm_chunk_sum: C must be >= 1 (got %d)", C);
+    if ((size_t)C * n > (size_t)INT_MAX)
+        return br_fail(BR_EINVAL, "comm_chunk_sum: %d chunks of %zu floats exceed one MPI message", C, n);
+    int *counts = malloc((size_t)w->size * sizeof(int)), *displs = malloc((size_t)w->size * sizeof(int));
+    float *all = malloc((size_t)C * n * sizeof(float) + sizeof(float));
+    if (!counts || !displs || !all) comm_abort(w, 3, "comm_chunk_sum", "out of memory");
+    for (int r = 0; r < w->size; r++) {
+        int c0 = (int)((int64_t)C * r / w->size), c1 = (int)((int64_t)C * (r + 1) / w->size);
+        counts[r] = (int)((size_t)(c1 - c0) * n);
+        displs[r] = (int)((size_t)c0 * n);
+    }
+    MPI_CHECK(w, MPI_Allgatherv(mine, counts[w->rank], MPI_FLOAT, all, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
+    comm_chunk_tree(all, C, n, out);
+    free(counts);
+    free(displs);
+    free(all);
+    return BR_OK;
+}

@@ -45,6 +45,17 @@ br_status comm_bcast_bytes(const comm_world *w, void **buf, size_t *len);
  * NULL elsewhere). */
 br_status comm_gather_bytes(const comm_world *w, const void *buf, size_t len, void **out, size_t *out_len);
 
+/* ---- Fixed-order sums (DESIGN 7): a sum that gives the same bits whatever the number of ranks.
+ * The summands are C chunk partials (C fixed by the caller, independent of the rank count), each a vector of n
+ * floats. Rank r holds chunks [c0, c1) of comm_chunk_range. comm_chunk_sum all-gathers every chunk (never a
+ * library reduction, whose order depends on size and algorithm) and sums them on every rank with one fixed
+ * pairwise tree over c = 0..C-1: sum(lo, hi) = sum(lo, mid) + sum(mid, hi), mid = lo + (hi - lo) / 2. */
+void comm_chunk_range(const comm_world *w, int C, int *c0, int *c1);
+/* mine (c1 - c0, n) f32 -> out (n) f32 on every rank. Needs C >= 1; ranks may hold no chunk when C < size. */
+br_status comm_chunk_sum(const comm_world *w, const float *mine, int C, size_t n, float *out);
+/* The same tree on one process over all C chunks (C, n): what comm_chunk_sum computes, for tests and TP = 1. */
+void comm_chunk_tree(const float *all, int C, size_t n, float *out);
+
 /* Jobs [0, n) are dealt round-robin: job i belongs to rank i % size. Which rank runs a job never changes its
  * numbers; results are reordered by sample id before anything is written. */
 static inline int comm_owner(const comm_world *w, int64_t job) { return (int)(job % w->size); }

@@ -1,6 +1,8 @@
 /* comm: MPI bootstrap, fatal aborts naming the rank, byte broadcast/gather (see comm.h). */
 #include "comm/comm.h"
 
+#include "kernels/cpu/kern_cpu.h"
+
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -23,10 +25,19 @@ br_status comm_init(int *argc, char ***argv, comm_world *w) {
     MPI_Comm_rank(node, &w->local_rank);
     MPI_Comm_size(node, &w->local_size);
     MPI_Comm_free(&node);
+    w->tp_size = 1;
+    w->tp_rank = 0;
+    w->group = w->rank;
+    w->n_groups = w->size;
     return BR_OK;
 }
 
 void comm_finalize(comm_world *w) {
+    if (w && w->tp_comm) {
+        MPI_Comm_free((MPI_Comm *)w->tp_comm);
+        free(w->tp_comm);
+        w->tp_comm = NULL;
+    }
     if (w && w->owns_mpi) {
         MPI_Finalize();
         w->owns_mpi = 0;
@@ -173,44 +184,56 @@ void comm_chunk_range(const comm_world *w, int C, int *c0, int *c1) {
     *c1 = (int)((int64_t)C * (w->rank + 1) / w->size);
 }
 
-/* out = sum of chunks [lo, hi) of all (C, n) in the fixed pairwise tree. */
-static void tree(const float *all, int lo, int hi, size_t n, float *out, float *tmp) {
-    if (hi - lo == 1) {
-        memcpy(out, all + (size_t)lo * n, n * sizeof(float));
-        return;
-    }
-    const int mid = lo + (hi - lo) / 2;
-    tree(all, lo, mid, n, out, tmp + n);
-    tree(all, mid, hi, n, tmp, tmp + n);
-    for (size_t i = 0; i < n; i++) out[i] += tmp[i];
-}
-
 void comm_chunk_tree(const float *all, int C, size_t n, float *out) {
-    /* scratch: one vector per tree level */
-    int depth = 1;
-    while ((1 << depth) < C) depth++;
-    float *tmp = malloc((size_t)(depth + 1) * n * sizeof(float) + sizeof(float));
+    float *tmp = malloc((size_t)kern_cpu_chunk_tree_levels(C) * n * sizeof(float) + sizeof(float));
     if (!tmp) comm_abort(NULL, 3, "comm_chunk_tree", "out of memory");
-    tree(all, 0, C, n, out, tmp);
+    kern_cpu_chunk_tree(all, C, n, out, tmp);
     free(tmp);
 }
 
-br_status comm_chunk_sum(const comm_world *w, const float *mine, int C, size_t n, float *out) {
+static br_status chunk_sum_on(const comm_world *w, MPI_Comm comm, const float *mine, int C, size_t n, float *out) {
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
     if (C < 1) return br_fail(BR_EINVAL, "comm_chunk_sum: C must be >= 1 (got %d)", C);
     if ((size_t)C * n > (size_t)INT_MAX)
         return br_fail(BR_EINVAL, "comm_chunk_sum: %d chunks of %zu floats exceed one MPI message", C, n);
-    int *counts = malloc((size_t)w->size * sizeof(int)), *displs = malloc((size_t)w->size * sizeof(int));
+    int *counts = malloc((size_t)size * sizeof(int)), *displs = malloc((size_t)size * sizeof(int));
     float *all = malloc((size_t)C * n * sizeof(float) + sizeof(float));
     if (!counts || !displs || !all) comm_abort(w, 3, "comm_chunk_sum", "out of memory");
-    for (int r = 0; r < w->size; r++) {
-        int c0 = (int)((int64_t)C * r / w->size), c1 = (int)((int64_t)C * (r + 1) / w->size);
+    for (int r = 0; r < size; r++) {
+        int c0 = (int)((int64_t)C * r / size), c1 = (int)((int64_t)C * (r + 1) / size);
         counts[r] = (int)((size_t)(c1 - c0) * n);
         displs[r] = (int)((size_t)c0 * n);
     }
-    MPI_CHECK(w, MPI_Allgatherv(mine, counts[w->rank], MPI_FLOAT, all, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
+    MPI_CHECK(w, MPI_Allgatherv(mine, counts[rank], MPI_FLOAT, all, counts, displs, MPI_FLOAT, comm));
     comm_chunk_tree(all, C, n, out);
     free(counts);
     free(displs);
     free(all);
     return BR_OK;
+}
+
+br_status comm_chunk_sum(const comm_world *w, const float *mine, int C, size_t n, float *out) {
+    return chunk_sum_on(w, MPI_COMM_WORLD, mine, C, n, out);
+}
+
+br_status comm_tp_split(comm_world *w, int tp) {
+    if (tp < 1 || w->size % tp)
+        return br_fail(BR_EINVAL, "--tp %d: the tensor-parallel degree must divide the number of ranks (%d)", tp, w->size);
+    w->tp_size = tp;
+    w->tp_rank = w->rank % tp;
+    w->group = w->rank / tp;
+    w->n_groups = w->size / tp;
+    if (tp == 1) return BR_OK;
+    MPI_Comm *c = malloc(sizeof *c);
+    if (!c) comm_abort(w, 3, "comm_tp_split", "out of memory");
+    MPI_CHECK(w, MPI_Comm_split(MPI_COMM_WORLD, w->group, w->rank, c));
+    w->tp_comm = c;
+    return BR_OK;
+}
+
+br_status comm_tp_chunk_sum(void *ctx, const float *mine, int C, size_t n, float *out) {
+    const comm_world *w = ctx;
+    return chunk_sum_on(w, w->tp_comm ? *(MPI_Comm *)w->tp_comm : MPI_COMM_SELF, mine, C, n, out);
 }

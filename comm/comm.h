@@ -11,6 +11,10 @@
 typedef struct {
     int rank, size;
     int local_rank, local_size; /* among the ranks on this node (MPI_Comm_split_type SHARED): one GPU each */
+    /* tensor-parallel groups (comm_tp_split): consecutive ranks; each group serves its own share of the jobs */
+    int tp_size, tp_rank;       /* 1, 0 without tensor parallelism */
+    int group, n_groups;        /* data-parallel group of this rank, and how many there are */
+    void *tp_comm;              /* the group's MPI communicator (NULL without tensor parallelism) */
     int owns_mpi; /* MPI_Init was ours: comm_finalize calls MPI_Finalize */
 } comm_world;
 
@@ -56,9 +60,17 @@ br_status comm_chunk_sum(const comm_world *w, const float *mine, int C, size_t n
 /* The same tree on one process over all C chunks (C, n): what comm_chunk_sum computes, for tests and TP = 1. */
 void comm_chunk_tree(const float *all, int C, size_t n, float *out);
 
-/* Jobs [0, n) are dealt round-robin: job i belongs to rank i % size. Which rank runs a job never changes its
- * numbers; results are reordered by sample id before anything is written. */
-static inline int comm_owner(const comm_world *w, int64_t job) { return (int)(job % w->size); }
+/* Splits the ranks into groups of tp consecutive ranks (tensor parallelism); BR_EINVAL unless tp divides the
+ * rank count. Collective. */
+br_status comm_tp_split(comm_world *w, int tp);
+/* comm_chunk_sum within this rank's tensor-parallel group (the policy_tp.chunk_sum of policy/forward.h;
+ * ctx is the comm_world). */
+br_status comm_tp_chunk_sum(void *ctx, const float *mine, int C, size_t n, float *out);
+
+/* Jobs [0, n) are dealt round-robin over the data-parallel groups (a group = one rank without tensor parallelism):
+ * job i belongs to group i % n_groups. Which group runs a job never changes its numbers; results are reordered by
+ * sample id before anything is written. */
+static inline int comm_owner(const comm_world *w, int64_t job) { return (int)(job % w->n_groups); }
 
 /* ---- growable byte buffer for packing messages (little-endian host layout, same binary on every rank). */
 typedef struct {

@@ -21,6 +21,12 @@ struct policy_state {
     float *ffb;    /* (T, F) */
     float *rope;   /* (max_pos, hd/2, 2) cos/sin, NULL for learned positions */
     const int32_t **tables; /* (T) page table of each row */
+    policy_tp tp;
+    int H, KV, h0, kv0;     /* this rank's heads [h0, h0 + H) and key/value heads [kv0, kv0 + KV) */
+    int mc0, mc1;           /* this rank's MLP chunks [mc0, mc1) of POLICY_MLP_CHUNKS */
+    int f0, F;              /* this rank's MLP columns [f0, f0 + F) */
+    float *part;            /* (max(H, MLP chunks), T, D) K-chunk partial sums of a row-parallel layer */
+    float *tree_tmp;        /* kern_cpu_chunk_tree scratch */
 };
 
 /* ---------------------------------------------------------------- KV cache */
@@ -49,11 +55,12 @@ br_status policy_kv_create_pages(const policy_config *cfg, int n_pages, int page
     return BR_OK;
 }
 
-br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out) {
+br_status policy_kv_create_tp(const policy_config *cfg, int tp_size, int n_pages, int page_size, policy_kvcache **out) {
     br_status rc = policy_kv_create_pages(cfg, n_pages, page_size, out);
     if (rc != BR_OK) return rc;
     policy_kvcache *kv = *out;
-    size_t elems = (size_t)cfg->n_layers * n_pages * page_size * cfg->n_kv_heads * cfg->head_dim;
+    kv->n_kv = cfg->n_kv_heads / (tp_size > 0 ? tp_size : 1);
+    size_t elems = (size_t)cfg->n_layers * n_pages * page_size * kv->n_kv * cfg->head_dim;
     kv->k = calloc(elems, sizeof(float));
     kv->v = calloc(elems, sizeof(float));
     if (!kv->k || !kv->v) {
@@ -63,6 +70,10 @@ br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size,
                        2 * elems * sizeof(float) >> 20);
     }
     return BR_OK;
+}
+
+br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out) {
+    return policy_kv_create_tp(cfg, 1, n_pages, page_size, out);
 }
 
 void policy_kv_free(policy_kvcache *kv) {
@@ -104,26 +115,55 @@ void policy_kv_release(policy_kvcache *kv, policy_seq *seq) {
 
 /* ---------------------------------------------------------------- run state */
 
-br_status policy_state_create(const policy_weights *w, int max_tokens, policy_state **out) {
+br_status policy_tp_check(const policy_config *c, int size) {
+    if (size < 1 || size > POLICY_MLP_CHUNKS)
+        return br_fail(BR_EINVAL, "--tp %d: the tensor-parallel degree must be in [1, %d]", size, POLICY_MLP_CHUNKS);
+    if (c->n_heads % size || c->n_kv_heads % size)
+        return br_fail(BR_EINVAL, "--tp %d: the model's %d heads and %d key/value heads must both divide by it", size,
+                       c->n_heads, c->n_kv_heads);
+    return BR_OK;
+}
+
+static int mlp_col(const policy_config *c, int chunk) { return (int)((int64_t)c->ffn_dim * chunk / POLICY_MLP_CHUNKS); }
+
+br_status policy_state_create_tp(const policy_weights *w, int max_tokens, const policy_tp *tp, policy_state **out) {
     *out = NULL;
     const policy_config *c = &w->cfg;
     if (max_tokens < 1) return br_fail(BR_EINVAL, "max tokens per forward call must be >= 1 (got %d)", max_tokens);
+    policy_tp one = {0, 1, NULL, NULL};
+    if (!tp) tp = &one;
+    br_status rc = policy_tp_check(c, tp->size);
+    if (rc != BR_OK) return rc;
+    if (tp->size > 1 && !tp->chunk_sum) return br_fail(BR_EINVAL, "tensor parallelism needs a chunk_sum");
     policy_state *st = calloc(1, sizeof *st);
     if (!st) return br_fail(BR_ENOMEM, "run state: out of memory");
-    size_t T = (size_t)max_tokens;
-    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    st->tp = *tp;
+    st->H = c->n_heads / tp->size;
+    st->KV = c->n_kv_heads / tp->size;
+    st->h0 = st->H * tp->rank;
+    st->kv0 = st->KV * tp->rank;
+    policy_chunk_range(POLICY_MLP_CHUNKS, tp->rank, tp->size, &st->mc0, &st->mc1);
+    st->f0 = mlp_col(c, st->mc0);
+    st->F = mlp_col(c, st->mc1) - st->f0;
+    size_t T = (size_t)max_tokens, D = (size_t)c->dim;
+    size_t qd = (size_t)st->H * c->head_dim, kvd = (size_t)st->KV * c->head_dim;
+    size_t chunks_local = (size_t)(st->H > st->mc1 - st->mc0 ? st->H : st->mc1 - st->mc0);
+    size_t chunks_all = (size_t)(c->n_heads > POLICY_MLP_CHUNKS ? c->n_heads : POLICY_MLP_CHUNKS);
     st->max_tokens = max_tokens;
-    st->x = malloc(T * c->dim * sizeof(float));
-    st->xn = malloc(T * c->dim * sizeof(float));
+    st->x = malloc(T * D * sizeof(float));
+    st->xn = malloc(T * D * sizeof(float));
     st->q = malloc(T * qd * sizeof(float));
     st->k = malloc(T * kvd * sizeof(float));
     st->v = malloc(T * kvd * sizeof(float));
     st->att = malloc(T * qd * sizeof(float));
-    st->proj = malloc(T * c->dim * sizeof(float));
-    st->ffa = malloc(T * c->ffn_dim * sizeof(float));
-    st->ffb = malloc(T * c->ffn_dim * sizeof(float));
+    st->proj = malloc(T * D * sizeof(float));
+    st->ffa = malloc(T * (size_t)(st->F > 0 ? st->F : 1) * sizeof(float));
+    st->ffb = malloc(T * (size_t)(st->F > 0 ? st->F : 1) * sizeof(float));
     st->tables = malloc(T * sizeof *st->tables);
-    int ok = st->x && st->xn && st->q && st->k && st->v && st->att && st->proj && st->ffa && st->ffb && st->tables;
+    st->part = malloc(chunks_local * T * D * sizeof(float));
+    st->tree_tmp = malloc((size_t)kern_cpu_chunk_tree_levels((int)chunks_all) * T * D * sizeof(float));
+    int ok = st->x && st->xn && st->q && st->k && st->v && st->att && st->proj && st->ffa && st->ffb && st->tables &&
+             st->part && st->tree_tmp;
     if (ok && !c->learned_pos) {
         st->rope = malloc((size_t)c->max_pos * (c->head_dim / 2) * 2 * sizeof(float));
         ok = st->rope != NULL;
@@ -135,6 +175,10 @@ br_status policy_state_create(const policy_weights *w, int max_tokens, policy_st
     }
     *out = st;
     return BR_OK;
+}
+
+br_status policy_state_create(const policy_weights *w, int max_tokens, policy_state **out) {
+    return policy_state_create_tp(w, max_tokens, NULL, out);
 }
 
 void policy_state_free(policy_state *st) {
@@ -150,6 +194,8 @@ void policy_state_free(policy_state *st) {
     free(st->ffb);
     free(st->rope);
     free(st->tables);
+    free(st->part);
+    free(st->tree_tmp);
     free(st);
 }
 
@@ -193,14 +239,57 @@ br_status policy_batch_check(const policy_weights *w, int max_tokens, const poli
     return BR_OK;
 }
 
+/* W restricted to output rows [n0, n0 + nn) / to input columns [k0, k0 + kk): views, no copy. */
+static kern_wt rows_of(const kern_wt *w, int64_t n0, int64_t nn) {
+    kern_wt r = *w;
+    r.data = (const char *)w->data + n0 * w->sn * kern_dtype_size(w->dtype);
+    r.n = nn;
+    return r;
+}
+
+static kern_wt cols_of(const kern_wt *w, int64_t k0, int64_t kk) {
+    kern_wt r = *w;
+    r.data = (const char *)w->data + k0 * w->sk * kern_dtype_size(w->dtype);
+    r.k = kk;
+    return r;
+}
+
+/* A row-parallel layer: out (M, D) = sum over K-chunks c of x[:, chunk c] . W[:, chunk c]^T, then + bias.
+ * Chunk c covers W's input columns [bounds[c], bounds[c+1]); this rank computes chunks [c0, c1) (its x holds
+ * columns bounds[c0] .. bounds[c1], ldx apart) and the chunks are summed in the one fixed tree across the group. */
+static br_status row_parallel(const policy_config *c, policy_state *st, float *out, const float *x, int64_t ldx,
+                              const kern_wt *w, const float *bias, int M, int C, const int *bounds, int c0, int c1) {
+    const size_t n = (size_t)M * c->dim;
+    for (int k = c0; k < c1; k++) {
+        kern_wt wc = cols_of(w, bounds[k], bounds[k + 1] - bounds[k]);
+        kern_cpu_matmul_ld(st->part + (size_t)(k - c0) * n, x + (bounds[k] - bounds[c0]), ldx, &wc, NULL, M);
+    }
+    if (st->tp.size == 1) {
+        kern_cpu_chunk_tree(st->part, C, n, out, st->tree_tmp);
+    } else {
+        br_status rc = st->tp.chunk_sum(st->tp.ctx, st->part, C, n, out);
+        if (rc != BR_OK) return rc;
+    }
+    if (bias)
+        for (int m = 0; m < M; m++)
+            for (int d = 0; d < c->dim; d++) out[(size_t)m * c->dim + d] += bias[d];
+    return BR_OK;
+}
+
 br_status policy_forward(const policy_weights *w, policy_state *st, policy_kvcache *kv, const policy_batch *b,
                          float *logits) {
     const policy_config *c = &w->cfg;
     br_status rc = policy_batch_check(w, st->max_tokens, kv, b);
     if (rc != BR_OK) return rc;
-    const int M = b->n, D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim;
+    /* this rank's share: heads [h0, h0 + H), key/value heads [kv0, kv0 + KV), MLP columns [f0, f0 + F) */
+    const int M = b->n, D = c->dim, H = st->H, KV = st->KV, hd = c->head_dim, F = st->F;
     const float scale = 1.0f / sqrtf((float)hd);
+    if (kv->n_kv != KV)
+        return br_fail(BR_EINVAL, "forward: the KV cache holds %d heads, this rank computes %d", kv->n_kv, KV);
     if (M == 0) return BR_OK;
+    int head_bounds[c->n_heads + 1], mlp_bounds[POLICY_MLP_CHUNKS + 1];
+    for (int h = 0; h <= c->n_heads; h++) head_bounds[h] = h * hd;
+    for (int k = 0; k <= POLICY_MLP_CHUNKS; k++) mlp_bounds[k] = mlp_col(c, k);
 
     for (int i = 0; i < M; i++) st->tables[i] = b->seqs[i]->pages;
     kern_cpu_embed(st->x, &w->embed, c->learned_pos ? &w->pos_embed : NULL, b->tokens, b->pos, M);
@@ -210,11 +299,14 @@ br_status policy_forward(const policy_weights *w, policy_state *st, policy_kvcac
         size_t layer_off = (size_t)l * kv->n_pages * kv->page_size * KV * hd;
         kern_kv_layer kvl = {kv->k + layer_off, kv->v + layer_off, kv->page_size, KV, hd};
 
-        /* attention block */
+        /* attention block: column-parallel q/k/v over this rank's heads */
         norm_rows(c, st->xn, st->x, L->attn_norm_w, L->attn_norm_b, M);
-        kern_cpu_matmul(st->q, st->xn, &L->wq, L->bq, M);
-        kern_cpu_matmul(st->k, st->xn, &L->wk, L->bk, M);
-        kern_cpu_matmul(st->v, st->xn, &L->wv, L->bv, M);
+        const kern_wt wq = rows_of(&L->wq, (int64_t)st->h0 * hd, (int64_t)H * hd);
+        const kern_wt wk = rows_of(&L->wk, (int64_t)st->kv0 * hd, (int64_t)KV * hd);
+        const kern_wt wv = rows_of(&L->wv, (int64_t)st->kv0 * hd, (int64_t)KV * hd);
+        kern_cpu_matmul(st->q, st->xn, &wq, L->bq ? L->bq + st->h0 * hd : NULL, M);
+        kern_cpu_matmul(st->k, st->xn, &wk, L->bk ? L->bk + st->kv0 * hd : NULL, M);
+        kern_cpu_matmul(st->v, st->xn, &wv, L->bv ? L->bv + st->kv0 * hd : NULL, M);
         if (c->qk_norm) {
             kern_cpu_rmsnorm(st->q, st->q, L->q_norm, M * H, hd, c->norm_eps);
             kern_cpu_rmsnorm(st->k, st->k, L->k_norm, M * KV, hd, c->norm_eps);
@@ -226,20 +318,27 @@ br_status policy_forward(const policy_weights *w, policy_state *st, policy_kvcac
         /* K/V of every row reach the cache before any row reads it: prefill reads what decode reads. */
         kern_cpu_kv_write(&kvl, st->k, st->v, st->tables, b->pos, M);
         kern_cpu_attention(st->att, st->q, &kvl, st->tables, b->pos, M, H, scale);
-        kern_cpu_matmul(st->proj, st->att, &L->wo, L->bo, M);
+        /* row-parallel output projection: one K-chunk per head */
+        rc = row_parallel(c, st, st->proj, st->att, (int64_t)H * hd, &L->wo, L->bo, M, c->n_heads, head_bounds, st->h0,
+                          st->h0 + H);
+        if (rc != BR_OK) return rc;
         kern_cpu_add(st->x, st->proj, (int64_t)M * D);
 
-        /* MLP block */
+        /* MLP block: column-parallel gate/up over this rank's columns, row-parallel down */
         norm_rows(c, st->xn, st->x, L->mlp_norm_w, L->mlp_norm_b, M);
+        const kern_wt wu = rows_of(&L->w_up, st->f0, F);
         if (c->act == POLICY_ACT_SILU_GLU) {
-            kern_cpu_matmul(st->ffa, st->xn, &L->w_gate, NULL, M);
-            kern_cpu_matmul(st->ffb, st->xn, &L->w_up, NULL, M);
-            kern_cpu_swiglu(st->ffa, st->ffa, st->ffb, (int64_t)M * c->ffn_dim);
+            const kern_wt wg = rows_of(&L->w_gate, st->f0, F);
+            kern_cpu_matmul(st->ffa, st->xn, &wg, NULL, M);
+            kern_cpu_matmul(st->ffb, st->xn, &wu, NULL, M);
+            kern_cpu_swiglu(st->ffa, st->ffa, st->ffb, (int64_t)M * F);
         } else {
-            kern_cpu_matmul(st->ffa, st->xn, &L->w_up, L->b_up, M);
-            kern_cpu_gelu_tanh(st->ffa, (int64_t)M * c->ffn_dim);
+            kern_cpu_matmul(st->ffa, st->xn, &wu, L->b_up ? L->b_up + st->f0 : NULL, M);
+            kern_cpu_gelu_tanh(st->ffa, (int64_t)M * F);
         }
-        kern_cpu_matmul(st->proj, st->ffa, &L->w_down, L->b_down, M);
+        rc = row_parallel(c, st, st->proj, st->ffa, F, &L->w_down, L->b_down, M, POLICY_MLP_CHUNKS, mlp_bounds, st->mc0,
+                          st->mc1);
+        if (rc != BR_OK) return rc;
         kern_cpu_add(st->x, st->proj, (int64_t)M * D);
     }
 
@@ -248,7 +347,7 @@ br_status policy_forward(const policy_weights *w, policy_state *st, policy_kvcac
         if (b->pos[i] + 1 > s->len) s->len = b->pos[i] + 1;
     }
 
-    /* Final norm and LM head only for the rows that want logits (gathered, order kept). */
+    /* Final norm and LM head (replicated on every rank) only for the rows that want logits, order kept. */
     int n_out = 0;
     for (int i = 0; i < M; i++) {
         if (b->want_logits && !b->want_logits[i]) continue;

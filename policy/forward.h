@@ -32,6 +32,8 @@ typedef struct {
 } policy_seq;
 
 br_status policy_kv_create(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out);
+/* The cache of one rank of a tensor-parallel group of tp_size ranks (its n_kv_heads / tp_size heads). */
+br_status policy_kv_create_tp(const policy_config *cfg, int tp_size, int n_pages, int page_size, policy_kvcache **out);
 /* The page allocator alone (k, v NULL): for a backend that keeps the pages' storage elsewhere (device memory). */
 br_status policy_kv_create_pages(const policy_config *cfg, int n_pages, int page_size, policy_kvcache **out);
 void policy_kv_free(policy_kvcache *kv);
@@ -42,9 +44,34 @@ br_status policy_kv_reserve(policy_kvcache *kv, policy_seq *seq, int n_tokens);
 /* Returns the sequence's pages to the pool and empties it (len = 0). */
 void policy_kv_release(policy_kvcache *kv, policy_seq *seq);
 
+/* ---- Tensor parallelism (DESIGN 7). Attention heads and MLP columns are split over the `size` ranks of a group;
+ * the row-parallel layers (attention output, MLP down projection) sum fixed K-chunks -- one per attention head,
+ * POLICY_MLP_CHUNKS over the MLP width -- with one pairwise tree (kern_cpu_chunk_tree), so every tensor-parallel
+ * degree, 1 included, computes the same bits. */
+#define POLICY_MLP_CHUNKS 16
+
+typedef struct {
+    int rank, size; /* this process's place in its tensor-parallel group; size 1: no tensor parallelism */
+    /* Fixed-order sum over the group: mine (chunks c0..c1 of this rank, n floats each) -> out (n) on every rank,
+     * equal to kern_cpu_chunk_tree over all C chunks (comm_chunk_sum). Unused when size == 1. */
+    br_status (*chunk_sum)(void *ctx, const float *mine, int C, size_t n, float *out);
+    void *ctx;
+} policy_tp;
+
+/* Checks that a model splits over `size` ranks: heads and key/value heads divisible by size, size <= 16. */
+br_status policy_tp_check(const policy_config *c, int size);
+/* Rank r of `size` owns chunks [c0, c1) of C: c0 = C*r/size, c1 = C*(r+1)/size (comm_chunk_range agrees). */
+static inline void policy_chunk_range(int C, int rank, int size, int *c0, int *c1) {
+    *c0 = (int)((int64_t)C * rank / size);
+    *c1 = (int)((int64_t)C * (rank + 1) / size);
+}
+
 /* ---- Run state: activation buffers for up to max_tokens rows per forward call, allocated once. */
 typedef struct policy_state policy_state;
 br_status policy_state_create(const policy_weights *w, int max_tokens, policy_state **out);
+/* The same for one rank of a tensor-parallel group (tp NULL or size 1: the whole model). The KV cache of that
+ * rank holds n_kv_heads / size heads: create it with policy_kv_create_tp. */
+br_status policy_state_create_tp(const policy_weights *w, int max_tokens, const policy_tp *tp, policy_state **out);
 void policy_state_free(policy_state *st);
 int policy_state_max_tokens(const policy_state *st);
 

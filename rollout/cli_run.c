@@ -31,6 +31,7 @@ typedef struct {
     const char *model;
     const char *random_weights; /* config.json of a random-weights model, instead of --model */
     uint64_t weights_seed;
+    int tp;                     /* tensor-parallel degree */
     const char *out;
     const char *device;
     const char *kernels;
@@ -50,6 +51,7 @@ static void run_opts_default(run_opts *o, const char *verb) {
     o->sched.prefill_chunk = 64;
     o->sched.page_size = 16;
     o->sched.n_pages = 0;
+    o->tp = 1;
 }
 
 /* --device cuda under MPI: rank r of a node takes GPU r (one rank per GPU); more ranks than GPUs is an error. */
@@ -116,6 +118,7 @@ static char *config_json(const run_opts *o, const rollout_defaults *d, const cha
     cJSON_AddNumberToObject(j, "max_seqs", o->sched.max_seqs);
     cJSON_AddNumberToObject(j, "prefill_chunk", o->sched.prefill_chunk);
     cJSON_AddNumberToObject(j, "page_size", o->sched.page_size);
+    cJSON_AddNumberToObject(j, "tp", o->tp);
     cJSON_AddNumberToObject(j, "world_size", world);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
@@ -209,7 +212,7 @@ static br_status run_and_gather(const comm_world *world, const policy_weights *w
     *by_sid_out = NULL;
     br_status rc = BR_OK;
     int64_t n_mine = 0;
-    for (int64_t i = 0; i < n_jobs; i++) n_mine += comm_owner(world, i) == world->rank;
+    for (int64_t i = 0; i < n_jobs; i++) n_mine += comm_owner(world, i) == world->group;
     rollout_job *mine = malloc((size_t)(n_mine + 1) * sizeof *mine);
     rollout_result *res = calloc((size_t)(n_mine + 1), sizeof *res);
     comm_buf b = {0};
@@ -219,11 +222,14 @@ static br_status run_and_gather(const comm_world *world, const policy_weights *w
     if (rc == BR_OK) {
         int64_t k = 0;
         for (int64_t i = 0; i < n_jobs; i++)
-            if (comm_owner(world, i) == world->rank) mine[k++] = all_jobs[i];
+            if (comm_owner(world, i) == world->group) mine[k++] = all_jobs[i];
         progress_ctx pc = {world, o->verb, o->quiet, cli_now(), 0};
+        /* every rank of a tensor-parallel group runs the group's jobs; their chunk sums meet in comm_tp_chunk_sum */
+        const policy_tp tp = {world->tp_rank, world->tp_size, comm_tp_chunk_sum, (void *)world};
         rollout_sched_opts so = o->sched;
         so.device = o->device;
         so.kernels = o->kernels;
+        so.tp = &tp;
         rc = rollout_run(w, &so, mine, n_mine, res, progress_cb, &pc);
         /* Fault injection for the tests: one rank fails after its work, the others must stop with its reason. */
         const char *inject = getenv("BITROLL_INJECT_FAILURE_RANK");
@@ -232,7 +238,7 @@ static br_status run_and_gather(const comm_world *world, const policy_weights *w
     }
     rc = comm_agree(world, rc);
     if (rc != BR_OK) goto cleanup;
-    pack_results(&b, res, n_mine);
+    if (world->tp_rank == 0) pack_results(&b, res, n_mine); /* one copy per group: its first rank's */
     if (b.failed) rc = br_fail(BR_ENOMEM, "packing results: out of memory");
     rc = comm_agree(world, rc);
     if (rc != BR_OK) goto cleanup;
@@ -264,6 +270,7 @@ static br_status load_weights(const comm_world *world, const run_opts *o, policy
     const char *dir = o->random_weights ? o->random_weights : o->model;
     br_status rc = o->random_weights ? policy_weights_random(o->random_weights, o->weights_seed, w)
                                      : policy_weights_load(dir, w);
+    if (rc == BR_OK) rc = policy_tp_check(&(*w)->cfg, o->tp);
     rc = comm_agree(world, rc);
     if (rc != BR_OK) return rc;
     uint64_t fp0 = (*w)->fingerprint;
@@ -345,6 +352,7 @@ static void generate_usage(FILE *f) {
             "  --max-seqs N            sequences in flight per rank (default 64)\n"
             "  --prefill-chunk N       prompt tokens per sequence per step (default 64)\n"
             "  --page-size N           KV cache page size in tokens (default 16)\n"
+            "  --tp N                  tensor parallelism over groups of N ranks (cpu; same bits for every N)\n"
             "  --print-config          print the resolved configuration (JSON) and continue\n"
             "  --quiet                 no progress on stderr\n"
             "  -h, --help              this help\n"
@@ -356,7 +364,7 @@ static void generate_usage(FILE *f) {
 enum {
     OPT_MODEL = 256, OPT_PROMPTS, OPT_OUT, OPT_N, OPT_TEMP, OPT_TOPP, OPT_TOPK, OPT_MAXNEW, OPT_SEED, OPT_STOP,
     OPT_NOSTOP, OPT_DEVICE, OPT_KERNELS, OPT_MBT, OPT_MAXSEQS, OPT_CHUNK, OPT_PAGE, OPT_PRINTCFG, OPT_QUIET,
-    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED
+    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED, OPT_TP
 };
 
 /* Options common to generate and score; returns 1 if handled, 0 if not, -1 on a bad value. */
@@ -367,6 +375,7 @@ static int common_opt(run_opts *o, int c, const char *arg) {
     case OPT_MODEL: o->model = arg; return 1;
     case OPT_RANDOM: o->random_weights = arg; return 1;
     case OPT_WSEED: rc = cli_parse_u64("--weights-seed", arg, &o->weights_seed); break;
+    case OPT_TP: rc = cli_parse_int("--tp", arg, 1, 1024, &v); if (rc == BR_OK) o->tp = (int)v; break;
     case OPT_OUT: o->out = arg; return 1;
     case OPT_DEVICE: o->device = arg; return 1;
     case OPT_KERNELS: o->kernels = arg; return 1;
@@ -388,6 +397,7 @@ static int common_opt(run_opts *o, int c, const char *arg) {
         {"prefill-chunk", required_argument, 0, OPT_CHUNK}, {"page-size", required_argument, 0, OPT_PAGE}, \
         {"print-config", no_argument, 0, OPT_PRINTCFG}, {"quiet", no_argument, 0, OPT_QUIET},              \
         {"random-weights", required_argument, 0, OPT_RANDOM}, {"weights-seed", required_argument, 0, OPT_WSEED}, \
+        {"tp", required_argument, 0, OPT_TP},                                                              \
         {"help", no_argument, 0, 'h'}
 
 /* Prints the failure once (rank 0) and maps it to the exit code. */
@@ -396,7 +406,7 @@ static int fail_exit(const comm_world *w, const char *verb, br_status rc) {
     return br_exit_code(rc);
 }
 
-static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
+static int generate_main_mpi(comm_world *world, int argc, char **argv) {
     static const struct option opts[] = {
         COMMON_LONG_OPTS,
         {"prompts", required_argument, 0, OPT_PROMPTS}, {"n", required_argument, 0, OPT_N},
@@ -449,6 +459,7 @@ static int generate_main_mpi(const comm_world *world, int argc, char **argv) {
     if (rc == BR_OK) rc = rollout_sampling_check(&d.sampling, INT32_MAX);
     if (rc == BR_OK && world->rank == 0) rc = cli_check_writable(o.out);
     rc = comm_agree(world, rc);
+    if (rc == BR_OK) rc = comm_agree(world, comm_tp_split(world, o.tp));
     if (rc != BR_OK) return fail_exit(world, "generate", rc);
 
     policy_weights *w = NULL;
@@ -618,6 +629,7 @@ static void score_usage(FILE *f) {
             "  --max-seqs N            sequences in flight per rank (default 64)\n"
             "  --prefill-chunk N       tokens per sequence per step (default 64)\n"
             "  --page-size N           KV cache page size in tokens (default 16)\n"
+            "  --tp N                  tensor parallelism over groups of N ranks (cpu; same bits for every N)\n"
             "  --print-config          print the resolved configuration (JSON) and continue\n"
             "  --quiet                 no progress on stderr\n"
             "  -h, --help              this help\n"
@@ -681,7 +693,7 @@ static br_status unpack_jobs(comm_buf *b, rollout_job **jobs_out, int64_t *n_job
     return BR_OK;
 }
 
-static int score_main_mpi(const comm_world *world, int argc, char **argv) {
+static int score_main_mpi(comm_world *world, int argc, char **argv) {
     static const struct option opts[] = {COMMON_LONG_OPTS, {"rollouts", required_argument, 0, OPT_ROLLOUTS}, {0, 0, 0, 0}};
     run_opts o;
     run_opts_default(&o, "score");
@@ -707,6 +719,7 @@ static int score_main_mpi(const comm_world *world, int argc, char **argv) {
     if (rc == BR_OK) rc = bind_device(world, &o);
     if (rc == BR_OK && world->rank == 0) rc = cli_check_writable(o.out);
     rc = comm_agree(world, rc);
+    if (rc == BR_OK) rc = comm_agree(world, comm_tp_split(world, o.tp));
     if (rc != BR_OK) return fail_exit(world, "score", rc);
 
     policy_weights *w = NULL;
@@ -958,7 +971,7 @@ int cli_show_main(int argc, char **argv) {
 
 /* ---------------------------------------------------------------- entry points */
 
-typedef int (*mpi_verb)(const comm_world *, int, char **);
+typedef int (*mpi_verb)(comm_world *, int, char **);
 
 static int with_mpi(int argc, char **argv, mpi_verb fn) {
     comm_world world;
@@ -974,7 +987,7 @@ static int with_mpi(int argc, char **argv, mpi_verb fn) {
 int cli_generate_main(int argc, char **argv) { return with_mpi(argc, argv, generate_main_mpi); }
 int cli_score_main(int argc, char **argv) { return with_mpi(argc, argv, score_main_mpi); }
 
-static int verify_main_mpi(const comm_world *world, int argc, char **argv) {
+static int verify_main_mpi(comm_world *world, int argc, char **argv) {
     /* under mpirun only rank 0 reads and prints; everyone exits with its code */
     int code = world->rank == 0 ? verify_run(argc, argv) : 0;
     comm_bcast_int(world, &code);

@@ -28,6 +28,10 @@ br_status rollout_engine_create(const policy_weights *w, const rollout_engine_op
         if (!e) return br_fail(BR_ENOMEM, "engine: out of memory");
         e->w = w;
         e->max_tokens = o->max_tokens;
+        if (o->tp && o->tp->size > 1) {
+            free(e);
+            return br_fail(BR_EINVAL, "--tp %d: tensor parallelism runs on --device cpu only in this version", o->tp->size);
+        }
         br_status rc = rollout_cuda_create(w, o->kernels, o->max_tokens, o->n_pages, o->page_size, &e->cuda);
         if (rc != BR_OK) {
             free(e);
@@ -49,8 +53,8 @@ br_status rollout_engine_create(const policy_weights *w, const rollout_engine_op
     if (!e) return br_fail(BR_ENOMEM, "engine: out of memory");
     e->w = w;
     e->max_tokens = o->max_tokens;
-    if ((rc = policy_state_create(w, o->max_tokens, &e->st)) != BR_OK) goto fail;
-    if ((rc = policy_kv_create(&w->cfg, o->n_pages, o->page_size, &e->kv)) != BR_OK) goto fail;
+    if ((rc = policy_state_create_tp(w, o->max_tokens, o->tp, &e->st)) != BR_OK) goto fail;
+    if ((rc = policy_kv_create_tp(&w->cfg, o->tp ? o->tp->size : 1, o->n_pages, o->page_size, &e->kv)) != BR_OK) goto fail;
     e->logits = malloc((size_t)o->max_tokens * w->cfg.vocab * sizeof(float));
     e->scratch = malloc(rollout_sample_scratch_bytes(w->cfg.vocab));
     if (!e->logits || !e->scratch) {

@@ -170,7 +170,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
 
     const int T = o->max_batch_tokens;
     rollout_engine_opts eo = {o->device ? o->device : "cpu", o->kernels ? o->kernels : "invariant", T, n_pages,
-                              o->page_size};
+                              o->page_size, o->tp};
     if (o->engine) eng = o->engine;
     else if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;
     kv = rollout_engine_kv(eng);

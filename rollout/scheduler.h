@@ -48,6 +48,7 @@ typedef struct {
     const char *kernels;  /* "invariant" (default when NULL) | "fp32" | "standard" */
     rollout_engine *engine; /* optional: run on this engine (kept; its pages and token budget must fit) instead of
                              * creating one from device/kernels/n_pages */
+    const policy_tp *tp;    /* tensor parallelism for the engine it creates; NULL: none */
 } rollout_sched_opts;
 
 /* Progress callback: called after each step with jobs done so far and tokens produced. */

@@ -71,7 +71,7 @@ static void wt_row_block(float *dst, const kern_wt *w, int64_t n, int64_t k0, in
     for (int i = 0; i < len; i++) dst[i] = kern_cpu_wt_get(w, n, k0 + i);
 }
 
-void kern_cpu_matmul(float *out, const float *x, const kern_wt *w, const float *bias, int M) {
+void kern_cpu_matmul_ld(float *out, const float *x, int64_t ldx, const kern_wt *w, const float *bias, int M) {
     const int64_t N = w->n, K = w->k;
     float wbuf[WBLOCK];
     if (K <= WBLOCK) {
@@ -80,7 +80,7 @@ void kern_cpu_matmul(float *out, const float *x, const kern_wt *w, const float *
             wt_row_block(wbuf, w, n, 0, (int)K);
             for (int m = 0; m < M; m++) {
                 float l[8] = {0};
-                lanes_dot(l, x + (int64_t)m * K, wbuf, (int)K);
+                lanes_dot(l, x + (int64_t)m * ldx, wbuf, (int)K);
                 float acc = lanes_combine(l);
                 out[(int64_t)m * N + n] = bias ? acc + bias[n] : acc;
             }
@@ -94,13 +94,37 @@ void kern_cpu_matmul(float *out, const float *x, const kern_wt *w, const float *
             for (int64_t k0 = 0; k0 < K; k0 += WBLOCK) {
                 int len = (int)(K - k0 < WBLOCK ? K - k0 : WBLOCK);
                 wt_row_block(wbuf, w, n, k0, len);
-                lanes_dot(l, x + (int64_t)m * K + k0, wbuf, len);
+                lanes_dot(l, x + (int64_t)m * ldx + k0, wbuf, len);
             }
             float acc = lanes_combine(l);
             out[(int64_t)m * N + n] = bias ? acc + bias[n] : acc;
         }
     }
 }
+
+void kern_cpu_matmul(float *out, const float *x, const kern_wt *w, const float *bias, int M) {
+    kern_cpu_matmul_ld(out, x, w->k, w, bias, M);
+}
+
+/* out = sum of chunks [lo, hi) of all (C, n), pairwise: sum(lo, mid) + sum(mid, hi). tmp: n per level. */
+static void chunk_tree(const float *all, int lo, int hi, size_t n, float *out, float *tmp) {
+    if (hi - lo == 1) {
+        memcpy(out, all + (size_t)lo * n, n * sizeof(float));
+        return;
+    }
+    const int mid = lo + (hi - lo) / 2;
+    chunk_tree(all, lo, mid, n, out, tmp + n);
+    chunk_tree(all, mid, hi, n, tmp, tmp + n);
+    for (size_t i = 0; i < n; i++) out[i] += tmp[i];
+}
+
+int kern_cpu_chunk_tree_levels(int C) {
+    int depth = 1;
+    while ((1 << depth) < C) depth++;
+    return depth + 1;
+}
+
+void kern_cpu_chunk_tree(const float *all, int C, size_t n, float *out, float *tmp) { chunk_tree(all, 0, C, n, out, tmp); }
 
 void kern_cpu_rmsnorm(float *out, const float *x, const float *w, int M, int D, float eps) {
     for (int m = 0; m < M; m++) {

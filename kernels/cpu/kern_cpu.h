@@ -10,6 +10,7 @@
 #ifndef KERN_CPU_H
 #define KERN_CPU_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kernels/kern.h"
@@ -25,6 +26,14 @@ float kern_cpu_sum(const float *a, int n);
 /* out[m, n] = dot(x[m, :], W[n, :]) (+ bias[n], added after the dot). x (M, K) f32, W (N, K), out (M, N).
  * W rows are converted to fp32 exactly, then the 8-lane dot; the bias add is one more rounding. */
 void kern_cpu_matmul(float *out, const float *x, const kern_wt *w, const float *bias, int M);
+/* The same with rows of x ldx floats apart (x (M, ldx), the first w->k columns used): a K-chunk of a wider input. */
+void kern_cpu_matmul_ld(float *out, const float *x, int64_t ldx, const kern_wt *w, const float *bias, int M);
+
+/* Fixed-order sum of C chunk partials all (C, n) -> out (n): one pairwise tree, sum(lo, hi) = sum(lo, mid) +
+ * sum(mid, hi), mid = lo + (hi - lo) / 2, whoever holds the chunks (DESIGN 7: the row-parallel layers of every
+ * tensor-parallel degree sum their K-chunks with it). tmp: kern_cpu_chunk_tree_levels(C) * n floats. */
+void kern_cpu_chunk_tree(const float *all, int C, size_t n, float *out, float *tmp);
+int kern_cpu_chunk_tree_levels(int C);
 
 /* RMSNorm per row: out = x * (1 / sqrtf(sum(x^2)/D + eps)) * w. x, out (M, D); w (D). */
 void kern_cpu_rmsnorm(float *out, const float *x, const float *w, int M, int D, float eps);

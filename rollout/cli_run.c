@@ -4,6 +4,9 @@
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -979,6 +982,13 @@ static int with_mpi(int argc, char **argv, mpi_verb fn) {
         fprintf(stderr, "bitroll %s: %s\n", argv[0], br_last_error());
         return 3;
     }
+#ifdef _OPENMP
+    /* ranks on one node share its cores: unless OMP_NUM_THREADS says otherwise, each takes its share */
+    if (!getenv("OMP_NUM_THREADS")) {
+        int t = omp_get_num_procs() / (world.local_size > 0 ? world.local_size : 1);
+        omp_set_num_threads(t > 0 ? t : 1);
+    }
+#endif
     int code = fn(&world, argc, argv);
     comm_finalize(&world);
     return code;

@@ -71,33 +71,49 @@ static void wt_row_block(float *dst, const kern_wt *w, int64_t n, int64_t k0, in
     for (int i = 0; i < len; i++) dst[i] = kern_cpu_wt_get(w, n, k0 + i);
 }
 
+/* Rows of x handled together per converted block of W (bounded stack). */
+#define MBLOCK 32
+
 void kern_cpu_matmul_ld(float *out, const float *x, int64_t ldx, const kern_wt *w, const float *bias, int M) {
     const int64_t N = w->n, K = w->k;
-    float wbuf[WBLOCK];
+    /* Output columns are independent: threads split n, and each (m, n) is one thread's 8-lane dot whose lanes
+     * persist across the K blocks, so neither the thread count nor the blocking changes a bit. */
     if (K <= WBLOCK) {
-        /* Common case: one converted row serves every m. */
+        /* Common case: one converted row of W serves every m. */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
         for (int64_t n = 0; n < N; n++) {
+            float wbuf[WBLOCK];
             wt_row_block(wbuf, w, n, 0, (int)K);
             for (int m = 0; m < M; m++) {
                 float l[8] = {0};
                 lanes_dot(l, x + (int64_t)m * ldx, wbuf, (int)K);
-                float acc = lanes_combine(l);
+                const float acc = lanes_combine(l);
                 out[(int64_t)m * N + n] = bias ? acc + bias[n] : acc;
             }
         }
         return;
     }
-    /* Long rows: the lanes of each (m, n) persist across the K blocks, so the order is the same as above. */
+    /* Long rows: each block of W is converted once per MBLOCK rows of x. */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
     for (int64_t n = 0; n < N; n++) {
-        for (int m = 0; m < M; m++) {
-            float l[8] = {0};
+        float wbuf[WBLOCK];
+        float lanes[MBLOCK][8];
+        for (int m0 = 0; m0 < M; m0 += MBLOCK) {
+            const int mb = M - m0 < MBLOCK ? M - m0 : MBLOCK;
+            memset(lanes, 0, (size_t)mb * sizeof lanes[0]);
             for (int64_t k0 = 0; k0 < K; k0 += WBLOCK) {
-                int len = (int)(K - k0 < WBLOCK ? K - k0 : WBLOCK);
+                const int len = (int)(K - k0 < WBLOCK ? K - k0 : WBLOCK);
                 wt_row_block(wbuf, w, n, k0, len);
-                lanes_dot(l, x + (int64_t)m * ldx + k0, wbuf, len);
+                for (int i = 0; i < mb; i++) lanes_dot(lanes[i], x + (int64_t)(m0 + i) * ldx + k0, wbuf, len);
             }
-            float acc = lanes_combine(l);
-            out[(int64_t)m * N + n] = bias ? acc + bias[n] : acc;
+            for (int i = 0; i < mb; i++) {
+                const float acc = lanes_combine(lanes[i]);
+                out[(int64_t)(m0 + i) * N + n] = bias ? acc + bias[n] : acc;
+            }
         }
     }
 }
@@ -238,40 +254,43 @@ void kern_cpu_kv_write(kern_kv_layer *kv, const float *k_new, const float *v_new
 void kern_cpu_attention(float *out, const float *q, const kern_kv_layer *kv, const int32_t *const *page_tables,
                         const int32_t *pos, int M, int n_heads, float scale) {
     const int hd = kv->hd, group = n_heads / kv->n_kv;
-    float s[KERN_ATTN_CHUNK];
-    float acc[KERN_CPU_MAX_HD], cs[KERN_CPU_MAX_HD];
-    for (int m = 0; m < M; m++) {
+    /* (row, head) pairs are independent: threads split them, each computed whole by one thread. */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+    for (int64_t mh = 0; mh < (int64_t)M * n_heads; mh++) {
+        const int m = (int)(mh / n_heads), h = (int)(mh % n_heads);
+        float s[KERN_ATTN_CHUNK];
+        float acc[KERN_CPU_MAX_HD], cs[KERN_CPU_MAX_HD];
         const int n_keys = pos[m] + 1;
-        for (int h = 0; h < n_heads; h++) {
-            const float *qh = q + ((int64_t)m * n_heads + h) * hd;
-            const int kvh = h / group;
-            float mx = -INFINITY, l = 0.0f;
-            for (int d = 0; d < hd; d++) acc[d] = 0.0f;
-            for (int c0 = 0; c0 < n_keys; c0 += KERN_ATTN_CHUNK) {
-                const int len = n_keys - c0 < KERN_ATTN_CHUNK ? n_keys - c0 : KERN_ATTN_CHUNK;
-                float cmax = -INFINITY;
-                for (int j = 0; j < len; j++) {
-                    const float *kj = kv_slot(kv->k, kv, page_tables[m], c0 + j) + (int64_t)kvh * hd;
-                    s[j] = kern_cpu_dot(qh, kj, hd) * scale;
-                    if (s[j] > cmax) cmax = s[j];
-                }
-                const float mnew = cmax > mx ? cmax : mx;
-                const float alpha = mx == -INFINITY ? 0.0f : expf(mx - mnew);
-                float psum = 0.0f;
-                for (int d = 0; d < hd; d++) cs[d] = 0.0f;
-                for (int j = 0; j < len; j++) {
-                    const float p = expf(s[j] - mnew);
-                    const float *vj = kv_slot(kv->v, kv, page_tables[m], c0 + j) + (int64_t)kvh * hd;
-                    psum += p;
-                    for (int d = 0; d < hd; d++) cs[d] += p * vj[d];
-                }
-                l = l * alpha + psum;
-                for (int d = 0; d < hd; d++) acc[d] = acc[d] * alpha + cs[d];
-                mx = mnew;
+        const float *qh = q + ((int64_t)m * n_heads + h) * hd;
+        const int kvh = h / group;
+        float mx = -INFINITY, l = 0.0f;
+        for (int d = 0; d < hd; d++) acc[d] = 0.0f;
+        for (int c0 = 0; c0 < n_keys; c0 += KERN_ATTN_CHUNK) {
+            const int len = n_keys - c0 < KERN_ATTN_CHUNK ? n_keys - c0 : KERN_ATTN_CHUNK;
+            float cmax = -INFINITY;
+            for (int j = 0; j < len; j++) {
+                const float *kj = kv_slot(kv->k, kv, page_tables[m], c0 + j) + (int64_t)kvh * hd;
+                s[j] = kern_cpu_dot(qh, kj, hd) * scale;
+                if (s[j] > cmax) cmax = s[j];
             }
-            float *o = out + ((int64_t)m * n_heads + h) * hd;
-            for (int d = 0; d < hd; d++) o[d] = acc[d] / l;
+            const float mnew = cmax > mx ? cmax : mx;
+            const float alpha = mx == -INFINITY ? 0.0f : expf(mx - mnew);
+            float psum = 0.0f;
+            for (int d = 0; d < hd; d++) cs[d] = 0.0f;
+            for (int j = 0; j < len; j++) {
+                const float p = expf(s[j] - mnew);
+                const float *vj = kv_slot(kv->v, kv, page_tables[m], c0 + j) + (int64_t)kvh * hd;
+                psum += p;
+                for (int d = 0; d < hd; d++) cs[d] += p * vj[d];
+            }
+            l = l * alpha + psum;
+            for (int d = 0; d < hd; d++) acc[d] = acc[d] * alpha + cs[d];
+            mx = mnew;
         }
+        float *o = out + ((int64_t)m * n_heads + h) * hd;
+        for (int d = 0; d < hd; d++) o[d] = acc[d] / l;
     }
 }
 

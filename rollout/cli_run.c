@@ -641,14 +641,13 @@ static void score_usage(FILE *f) {
             BR_DEFAULT_MODEL);
 }
 
-/* What rank 0 sends the others: n, then per sample (sample_id, temperature, prompt_len, completion_len,
+/* What rank 0 sends the others: n, then per sample in sample-id order (temperature, prompt_len, completion_len,
  * prompt ids, completion ids). */
 static void pack_rollouts(comm_buf *b, const h5log_rollouts *r) {
     comm_buf_put(b, &r->n, 8);
     for (int64_t i = 0; i < r->n; i++) {
         int32_t lp = (int32_t)(r->prompt_offsets[i + 1] - r->prompt_offsets[i]);
         int32_t lc = (int32_t)(r->completion_offsets[i + 1] - r->completion_offsets[i]);
-        comm_buf_put(b, &r->sample_id[i], 8);
         comm_buf_put(b, &r->temperature[i], 4);
         comm_buf_put(b, &lp, 4);
         comm_buf_put(b, &lc, 4);
@@ -666,13 +665,11 @@ static br_status unpack_jobs(comm_buf *b, rollout_job **jobs_out, int64_t *n_job
     if (!jobs) return br_fail(BR_ENOMEM, "score: out of memory for %lld samples", (long long)n);
     int64_t k = 0;
     for (int64_t i = 0; i < n; i++) {
-        int64_t sid;
         float temp;
         int32_t lp, lc;
-        if (comm_buf_get(b, &sid, 8) || comm_buf_get(b, &temp, 4) || comm_buf_get(b, &lp, 4) ||
+        if (comm_buf_get(b, &temp, 4) || comm_buf_get(b, &lp, 4) ||
             comm_buf_get(b, &lc, 4) || b->rd + 4 * ((size_t)lp + (size_t)lc) > b->len)
             break;
-        (void)sid; /* rows arrive in sample-id order; the scores file takes the ids from the rollouts file */
         const int32_t *pt = (const int32_t *)(b->data + b->rd);
         b->rd += 4 * (size_t)lp;
         const int32_t *ct = (const int32_t *)(b->data + b->rd);

@@ -102,8 +102,8 @@ static br_status parse_normalizer(tok_tokenizer *t, const cJSON *o) {
         n.str_len = strlen(s);
         if (!(n.str = dup_mem(s, n.str_len))) return br_fail(BR_ENOMEM, "tokenizer: out of memory");
     } else if (!strcmp(type, "Replace")) {
-        const char *pat, *content;
-        int is_re;
+        const char *pat = NULL, *content;
+        int is_re = 0;
         if ((st = get_pattern(path, "normalizer Replace", o, &pat, &is_re))) return st;
         if ((st = get_str(path, "normalizer Replace", o, "content", &content))) return st;
         if (!content) return br_fail(BR_EFORMAT, "%s: normalizer Replace needs a 'content' string", path);
@@ -210,8 +210,8 @@ static br_status parse_decoder(tok_tokenizer *t, const cJSON *o) {
     } else if (!strcmp(type, "Fuse")) {
         d.kind = TOK_DEC_FUSE;
     } else if (!strcmp(type, "Replace")) {
-        const char *pat, *content;
-        int is_re;
+        const char *pat = NULL, *content;
+        int is_re = 0;
         if ((st = get_pattern(path, "decoder Replace", o, &pat, &is_re))) return st;
         if (is_re) return br_fail(BR_EFORMAT, "%s: decoder Replace with a Regex pattern is not supported", path);
         if ((st = get_str(path, "decoder Replace", o, "content", &content))) return st;

@@ -62,7 +62,7 @@ static br_status get_ids(const req_ctx *c, const cJSON *v, const char *key, int3
     for (const cJSON *e = v->child; e; e = e->next, i++) {
         char what[96];
         snprintf(what, sizeof what, "field '%s'[%d]", key, i);
-        int64_t id;
+        int64_t id = 0;
         br_status st = get_int(c, e, what, -2147483648.0, 2147483647.0, &id);
         if (st == BR_OK && (id < 0 || id >= c->vocab))
             st = line_fail(c, "%s = %lld: expected a token id in 0 .. %d (vocabulary size %d)", what, (long long)id,

@@ -5,8 +5,12 @@
 # Usage (from the repository root): bash tests/gpu/run.sh   [DEPS_DIR defaults to ../.deps or .deps]
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-OUT=${OUT:-$ROOT/gpu-out}
+# Logs go to $LOGS (default $OUT, else ./gpu-out); the device tool returns at most 8 files, so wrap the call as
+#   LOGS=/tmp/gpulogs timeout 570 bash tests/gpu/run.sh; tar czf $OUT/logs.tgz -C /tmp/gpulogs .
+OUT=${LOGS:-${OUT:-$ROOT/gpu-out}}
 mkdir -p "$OUT"
+SECONDS=0
+stage() { echo "[run.sh ${SECONDS}s] $*"; }
 DEPS_DIR=${DEPS_DIR:-}
 if [ -z "$DEPS_DIR" ]; then
   for d in "$ROOT/../.deps" "$ROOT/.deps"; do [ -d "$d" ] && DEPS_DIR=$d && break; done
@@ -23,7 +27,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max
 BUILD=$ROOT/build-gpu
 JOBS=$(nproc)
 cfg() {
-  cmake -S "$ROOT" -B "$BUILD" -DBITROLL_CUDA=ON -DBITROLL_WERROR=ON -DCMAKE_BUILD_TYPE=Release \
+  cmake -S "$ROOT" -B "$BUILD" -DBITROLL_CUDA=ON -DBITROLL_WERROR=${WERROR:-OFF} -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_PREFIX_PATH="$PREFIX/usr" "$@"
 }
 # Ubuntu's serial HDF5 lives under hdf5/serial; FindHDF5 usually finds it through h5cc, the hints are the fallback.
@@ -39,16 +43,22 @@ for t in bitroll bitroll_cuda test_kern_cuda test_engine_kernels test_engine_log
   cmake --build "$BUILD" --target $t -j "$JOBS" >>"$OUT/build.log" 2>&1 || { echo "build of $t FAILED"; tail -30 "$OUT/build.log"; exit 1; }
 done
 
+stage "build done"
 (cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 900) 2>&1 | tee "$OUT/ctest_gpu.log"
-(cd "$BUILD" && ctest -L unit --output-on-failure --timeout 600) >"$OUT/ctest_unit.log" 2>&1
+stage "gpu tests done"
+if [ "${RUN_UNIT:-0}" = 1 ]; then
+  (cd "$BUILD" && ctest -L unit --output-on-failure --timeout 600) >"$OUT/ctest_unit.log" 2>&1
+fi
 # The GPU test's own report (max errors, invariance counts): ctest shows it only on failure.
 "$BUILD/tests/test_kern_cuda" >"$OUT/test_kern_cuda.log" 2>&1
 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench.log"
+stage "kernel bench done"
 # end to end: Qwen3-0.6B shape, every kernel mode, batches 1/64/256, flip experiment; then the same with CUDA
 # graphs for decode steps (opt-in until they have run here) and the GPU end-to-end test under graphs
 (cd "$ROOT" && "$BUILD/bitroll" bench --batches 1,64,256 --new-tokens 128 --flip --json "$OUT/bench_e2e.json") 2>&1 | tee "$OUT/bench_e2e.log"
 (cd "$ROOT" && BITROLL_CUDA_GRAPHS=1 "$BUILD/bitroll" bench --modes invariant,fp32 --batches 1,64,256 --new-tokens 128 \
     --json "$OUT/bench_e2e_graphs.json") 2>&1 | tee "$OUT/bench_e2e_graphs.log"
+stage "e2e benches done"
 (cd "$BUILD" && BITROLL_CUDA_GRAPHS=1 ctest -R gpu_rollouts --output-on-failure --timeout 900) >"$OUT/ctest_graphs.log" 2>&1
 
 echo
@@ -59,8 +69,8 @@ echo "ctest gpu:    $(grep -E 'tests passed|tests failed' "$OUT/ctest_gpu.log" |
 grep -E '^\s+[0-9]+/[0-9]+ Test' "$OUT/ctest_gpu.log" | sed 's/^/              /'
 echo "test_kern_cuda report:"
 grep -E "gemm|rmsnorm|layernorm|rope|swiglu|gelu|add|cast|embed|attn|logsoftmax|logprob|argmax|PASSED|FAILED|OK" "$OUT/test_kern_cuda.log" | sed 's/^/  /'
-echo "ctest unit:   $(grep -E 'tests passed|tests failed' "$OUT/ctest_unit.log" | tail -1)"
-grep -E '\*\*\*|Not Run|Failed' "$OUT/ctest_unit.log" | sed 's/^/              /' | head -10
+[ -f "$OUT/ctest_unit.log" ] && echo "ctest unit:   $(grep -E 'tests passed|tests failed' "$OUT/ctest_unit.log" | tail -1)"
+[ -f "$OUT/ctest_unit.log" ] && grep -E '\*\*\*|Not Run|Failed' "$OUT/ctest_unit.log" | sed 's/^/              /' | head -10
 echo "graphs:       $(grep -E 'tests passed|tests failed' "$OUT/ctest_graphs.log" | tail -1) (gpu_rollouts with BITROLL_CUDA_GRAPHS=1)"
 echo "bench:"
 sed -n '/^GEMM (bf16/,$p' "$OUT/bench.log"

@@ -46,6 +46,11 @@ struct rollout_cuda {
     float *h_row;
     void *scratch;
     cudaStream_t stream;
+    /* standard mode: split-KV attention partials, sized once for any step (kern_cuda_attn_splitkv_workspace_max),
+     * and the step's split count, chosen by count from the batch (so never captured in a graph) */
+    float *splitkv_ws;
+    size_t splitkv_ws_bytes;
+    int n_sm, splitkv_splits;
     kern_cuda_graph **graphs; /* (T + 1): graphs[M] replays a pure decode step of M sequences */
     uint8_t *seen;            /* (T + 1): a decode step of M sequences ran once uncaptured (first launches of a
                                * kernel may set function attributes, which a capture must not record) */
@@ -223,10 +228,17 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     e->h_gather = kern_cuda_host_alloc(T * 4);
     e->h_req = kern_cuda_host_alloc(T * sizeof(kern_row_req));
     e->h_out = kern_cuda_host_alloc(T * sizeof(kern_row_out));
+    e->splitkv_splits = 1;
+    if (mode == KERN_MODE_STANDARD && hd >= 32) {
+        int l2 = 0;
+        kern_cuda_device_props(&e->n_sm, &l2);
+        e->splitkv_ws_bytes = kern_cuda_attn_splitkv_workspace_max(max_tokens, H, KV, hd, e->n_sm);
+        if (e->splitkv_ws_bytes) e->splitkv_ws = kern_cuda_malloc(e->splitkv_ws_bytes);
+    }
     e->graphs = calloc(T + 1, sizeof *e->graphs);
     e->seen = calloc(T + 1, 1);
     /* CUDA graphs for decode steps are opt-in (BITROLL_CUDA_GRAPHS=1) until they have run on a device;
-     * cuBLAS (standard mode) is never captured */
+     * the standard mode is never captured (cuBLAS; split-KV attention whose split count changes with the batch) */
     const char *g = getenv("BITROLL_CUDA_GRAPHS");
     e->use_graphs = mode != KERN_MODE_STANDARD && g && !strcmp(g, "1");
     e->h_row = malloc((size_t)V * 4);
@@ -252,7 +264,7 @@ void rollout_cuda_free(rollout_cuda *e) {
     free(e->L);
     void *dev[] = {e->embed, e->pos_embed, e->lm_head, e->final_w, e->final_b, e->rope, e->kc, e->vc, e->x, e->xn,
                    e->q, e->k, e->v, e->q2, e->k2, e->att, e->proj, e->ffa, e->ffb, e->logits, e->xb, e->d_tok, e->d_pos,
-                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out};
+                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out, e->splitkv_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
     if (e->graphs)
         for (int i = 0; i <= e->T; i++) kern_cuda_graph_free(e->graphs[i]);
@@ -274,7 +286,8 @@ policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv; }
 
 /* Every launch of one step, on e->stream, from the device-side inputs (tokens, positions, page tables, gather
  * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi), so a pure decode
- * step of M sequences can be captured once and replayed as a CUDA graph. */
+ * step of M sequences can be captured once and replayed as a CUDA graph -- except in the standard mode, whose
+ * split-KV attention also takes e->splitkv_splits (chosen from the batch); that mode is never captured. */
 static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
     const policy_config *c = &e->w->cfg;
     const int D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim, V = c->vocab;
@@ -304,6 +317,10 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
         if (hd < 32)
             kern_cuda_attn_small(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd, e->kv->page_size,
                                  scale, st);
+        else if (e->mode == KERN_MODE_STANDARD)
+            kern_cuda_attn_splitkv(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                   e->kv->page_size, scale, e->splitkv_splits, multi, e->splitkv_ws,
+                                   e->splitkv_ws_bytes, st);
         else if (multi)
             kern_cuda_attn_prefill(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
                                    e->kv->page_size, scale, st);
@@ -367,6 +384,12 @@ br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollou
         q->position = rows[r].position;
         q->seed = s->seed;
         q->sample_id = (uint64_t)rows[r].sample_id;
+    }
+    if (e->mode == KERN_MODE_STANDARD) { /* split-KV by count: from the rows and the longest row's keys */
+        int max_keys = 0;
+        for (int i = 0; i < M; i++)
+            if (b->pos[i] + 1 > max_keys) max_keys = b->pos[i] + 1;
+        e->splitkv_splits = kern_cuda_attn_splitkv_splits(M, c->n_kv_heads, max_keys, e->n_sm);
     }
     kern_cuda_upload_async(e->d_tok, b->tokens, (size_t)M * 4, st);
     kern_cuda_upload_async(e->d_pos, b->pos, (size_t)M * 4, st);

@@ -7,7 +7,8 @@
  *   fp32 mode) laid out (N, K) with K contiguous (HF nn.Linear; transpose Conv1D weights when uploading);
  * - launchers are asynchronous on `stream` (NULL = the legacy default stream); errors of the CUDA runtime are
  *   fatal (CUDA_CHECK: file:line, the error, then abort), violated preconditions likewise;
- * - no launcher's arithmetic for a row depends on how many rows the call holds (DESIGN 2). */
+ * - no launcher's arithmetic for a row depends on how many rows the call holds (DESIGN 2), except the `standard`
+ *   mode's (kern_cuda_gemm_standard, kern_cuda_attn_splitkv), which are non-invariant by design. */
 #ifndef KERN_CUDA_H
 #define KERN_CUDA_H
 
@@ -113,6 +114,29 @@ void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, co
 void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, const float *v_cache,
                            const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
                            int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
+
+/* standard mode: split-KV ("flash-decoding") attention, NOT batch invariant (attention_splitkv.cu). Same
+ * arguments and result as kern_cuda_attn_prefill/decode up to rounding (FMA, exp2), but each row's keys are cut
+ * into n_splits chunk-aligned ranges computed by separate blocks and merged in a second pass; n_splits comes from
+ * kern_cuda_attn_splitkv_splits, i.e. from the batch, so a row's bits depend on the batch. Deterministic for the
+ * same inputs and n_splits. prefill != 0 lets up to 8 / G consecutive rows of one sequence share K/V loads (any
+ * row mix stays correct); 0 = one row per block (decode). workspace (device, workspace_bytes >=
+ * kern_cuda_attn_splitkv_workspace_bytes(M, n_heads, hd, n_splits); may be NULL when n_splits == 1) holds the
+ * partials. 1 <= n_splits <= KERN_CUDA_SPLITKV_MAX. */
+#define KERN_CUDA_SPLITKV_MAX 64
+void kern_cuda_attn_splitkv(float *out, const float *q, const float *k_cache, const float *v_cache,
+                            const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                            int n_kv, int hd, int page_size, float scale, int n_splits, int prefill,
+                            float *workspace, size_t workspace_bytes, cudaStream_t stream);
+/* n_splits "by count" (host, pure): with P = M * n_kv (row, KV head) pairs -- the pass-1 blocks per split --
+ * 1 when P >= 0.8 * n_sm or max_keys <= 32 (the longest row of the call); otherwise ceil(n_sm / P), so that
+ * P * n_splits fills one wave of the SMs, capped by the longest row's chunks of 32 keys and KERN_CUDA_SPLITKV_MAX. */
+int kern_cuda_attn_splitkv_splits(int M, int n_kv, int max_keys, int n_sm);
+/* Workspace of one call: M * n_heads * n_splits * (hd + 2) floats when n_splits > 1, else 0. */
+size_t kern_cuda_attn_splitkv_workspace_bytes(int M, int n_heads, int hd, int n_splits);
+/* The most any call of 1..max_rows rows needs with n_splits = kern_cuda_attn_splitkv_splits(M, n_kv, any, n_sm):
+ * allocate this once (it is small: splitting stops once M * n_kv reaches 0.8 * n_sm). */
+size_t kern_cuda_attn_splitkv_workspace_max(int max_rows, int n_heads, int n_kv, int hd, int n_sm);
 
 /* ---- Vocabulary rows (one row per block). x (M, V) f32 logits. */
 /* out (M, V) = log-softmax(x / temperature) (kern_cpu_logsoftmax's arithmetic, fixed tree sums). */

@@ -1,6 +1,7 @@
 /* GPU tests for kernels/cuda: every kernel against the CPU reference (kernels/cpu) within a stated tolerance,
  * and bitwise (memcmp) invariance: GEMM rows for M = 1..512 equal to M = 1, attention outputs equal between
- * prefill (chunk sizes 1, 16, 256) and decode. With no CUDA device (or no CUDA backend built), every test calls
+ * prefill (chunk sizes 1, 16, 256) and decode. The standard mode's split-KV attention is checked against the CPU
+ * and for run-to-run determinism only (it is not invariant, by design). With no CUDA device (or no CUDA backend built), every test calls
  * skip(): cmocka prints "[  SKIPPED ]" and ctest reports the test as skipped, never passed. */
 #include <math.h>
 #include <setjmp.h>
@@ -521,6 +522,189 @@ static void test_attention(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* ---- Split-KV attention (standard mode: NOT invariant; checked against the CPU and against itself run to run) */
+
+/* Query rows of a split-KV call, as global token indices of an attn_case. */
+typedef struct {
+    const char *name;
+    int prefill; /* the launcher's row-sharing flag */
+    int M;
+    int32_t idx[1024];
+} splitkv_rows;
+
+/* Every token in sequence order (prefill rows; blocks share K/V and straddle sequence boundaries). */
+static void rows_all(splitkv_rows *r, const attn_case *a) {
+    r->name = "all rows", r->prefill = 1, r->M = 0;
+    for (int i = 0; i < a->total && r->M < 1024; i++) r->idx[r->M++] = i;
+}
+/* Positions of every sequence interleaved (k*37 + 11*s mod len): blocks mix sequences and positions. */
+static void rows_mixed(splitkv_rows *r, const attn_case *a) {
+    r->name = "mixed positions", r->prefill = 1, r->M = 0;
+    for (int k = 0; k < 24; k++)
+        for (int s = 0; s < a->n_seqs; s++) r->idx[r->M++] = a->first[s] + (k * 37 + 11 * s) % a->lens[s];
+}
+/* The last token of each sequence (a decode step). */
+static void rows_last(splitkv_rows *r, const attn_case *a) {
+    r->name = "decode rows", r->prefill = 0, r->M = 0;
+    for (int s = 0; s < a->n_seqs; s++) r->idx[r->M++] = a->first[s] + a->lens[s] - 1;
+}
+
+/* Writes every token's K/V into a shuffled-page cache, then runs kern_cuda_attn_splitkv on the rows `r` with
+ * n_splits splits; returns out (r->M, n_heads, hd). */
+static float *splitkv_gpu_run(const attn_case *a, const splitkv_rows *r, int n_splits) {
+    const attn_cfg c = a->c;
+    const size_t slot = (size_t)c.n_kv * c.hd, qrow = (size_t)c.n_heads * c.hd;
+    const size_t pool = (size_t)a->n_pages * c.page_size * slot * 4;
+    float *dk = kern_cuda_malloc(pool), *dv = kern_cuda_malloc(pool);
+    kern_cuda_memset(dk, 0x7f, pool), kern_cuda_memset(dv, 0x7f, pool); /* unwritten slots would be huge */
+    void *dpages = dev_copy(a->pages, sizeof(int32_t) * a->n_seqs * a->max_pages);
+    int32_t *hpt = malloc(sizeof(int32_t) * a->total), *hpos = malloc(sizeof(int32_t) * a->total);
+    for (int s = 0; s < a->n_seqs; s++)
+        for (int t = 0; t < a->lens[s]; t++) hpt[a->first[s] + t] = s * a->max_pages, hpos[a->first[s] + t] = t;
+    int32_t *dpt = dev_copy(hpt, sizeof(int32_t) * a->total), *dpos = dev_copy(hpos, sizeof(int32_t) * a->total);
+    float *dkn = dev_copy(a->k, a->total * slot * 4), *dvn = dev_copy(a->v, a->total * slot * 4);
+    kern_cuda_kv_write(dk, dv, dkn, dvn, dpages, dpt, dpos, a->total, c.page_size, c.n_kv, c.hd, NULL);
+    /* this call's rows */
+    const int M = r->M;
+    float *hq = malloc(M * qrow * 4);
+    int32_t *rpt = malloc(sizeof(int32_t) * M), *rpos = malloc(sizeof(int32_t) * M);
+    for (int m = 0; m < M; m++) {
+        memcpy(hq + m * qrow, a->q + (size_t)r->idx[m] * qrow, qrow * 4);
+        rpt[m] = hpt[r->idx[m]], rpos[m] = hpos[r->idx[m]];
+    }
+    float *dq = dev_copy(hq, M * qrow * 4);
+    int32_t *drpt = dev_copy(rpt, sizeof(int32_t) * M), *drpos = dev_copy(rpos, sizeof(int32_t) * M);
+    float *dout = dev_poison(M * qrow * 4);
+    const size_t ws_bytes = kern_cuda_attn_splitkv_workspace_bytes(M, c.n_heads, c.hd, n_splits);
+    float *ws = ws_bytes ? dev_poison(ws_bytes) : NULL; /* NaN: a partial read before written fails the checks */
+    kern_cuda_attn_splitkv(dout, dq, dk, dv, dpages, drpt, drpos, M, c.n_heads, c.n_kv, c.hd, c.page_size,
+                           1.0f / sqrtf((float)c.hd), n_splits, r->prefill, ws, ws_bytes, NULL);
+    float *out = host_of(dout, M * qrow);
+    kern_cuda_free(dk), kern_cuda_free(dv), kern_cuda_free(dpages), kern_cuda_free(dpt), kern_cuda_free(dpos);
+    kern_cuda_free(dkn), kern_cuda_free(dvn), kern_cuda_free(dq), kern_cuda_free(drpt), kern_cuda_free(drpos);
+    kern_cuda_free(dout), kern_cuda_free(ws);
+    free(hpt), free(hpos), free(hq), free(rpt), free(rpos);
+    return out;
+}
+
+/* The CPU reference's rows r->idx, (r->M, n_heads, hd). */
+static float *splitkv_ref_rows(const float *ref_all, const attn_case *a, const splitkv_rows *r) {
+    const size_t qrow = (size_t)a->c.n_heads * a->c.hd;
+    float *o = malloc(r->M * qrow * 4);
+    assert_non_null(o);
+    for (int m = 0; m < r->M; m++) memcpy(o + m * qrow, ref_all + (size_t)r->idx[m] * qrow, qrow * 4);
+    return o;
+}
+
+/* Numerics: within tolerance of kern_cpu_attention for n_splits = 1, 2, 7, 32 (32 leaves most splits of the short
+ * sequences empty), GQA, shuffled pages, prefill rows, mixed positions and decode rows. */
+static void test_attention_splitkv(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const attn_cfg cfgs[] = {{8, 2, 64, 16}, {16, 4, 128, 32}, {32, 8, 128, 16}, {12, 1, 64, 48}};
+    static const int lens[] = {300, 77, 1, 513, 33};
+    static const int splits[] = {1, 2, 7, 32};
+    void (*const makers[])(splitkv_rows *, const attn_case *) = {rows_all, rows_mixed, rows_last};
+    splitkv_rows *r = malloc(sizeof *r);
+    assert_non_null(r);
+    int bad = 0;
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+        const attn_cfg c = cfgs[ci];
+        attn_case a;
+        attn_case_init(&a, c, lens, 5);
+        float *ref_all = attn_cpu_run(&a);
+        for (size_t k = 0; k < sizeof makers / sizeof makers[0]; k++) {
+            makers[k](r, &a);
+            float *ref = splitkv_ref_rows(ref_all, &a, r);
+            for (size_t si = 0; si < sizeof splits / sizeof splits[0]; si++) {
+                float *got = splitkv_gpu_run(&a, r, splits[si]);
+                char what[96];
+                snprintf(what, sizeof what, "splitkv S=%d %s H=%d KV=%d hd=%d", splits[si], r->name, c.n_heads,
+                         c.n_kv, c.hd);
+                bad += check_close(what, got, ref, (size_t)r->M * c.n_heads * c.hd, 1e-5, 1e-4);
+                free(got);
+            }
+            free(ref);
+        }
+        free(ref_all);
+        attn_case_free(&a);
+    }
+    free(r);
+    assert_int_equal(bad, 0);
+}
+
+/* Same inputs and n_splits -> the same bits, run to run (memcmp). Across n_splits the bits may differ: printed
+ * for information, never asserted (this kernel is not invariant, on purpose). */
+static void test_attention_splitkv_deterministic(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    const attn_cfg c = {16, 4, 128, 16};
+    static const int lens[] = {700, 5, 129};
+    attn_case a;
+    attn_case_init(&a, c, lens, 3);
+    splitkv_rows *r = malloc(sizeof *r);
+    assert_non_null(r);
+    int bad = 0;
+    float *first_of[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) rows_last(r, &a);
+        else rows_mixed(r, &a);
+        const size_t n = (size_t)r->M * c.n_heads * c.hd;
+        static const int splits[] = {1, 7, 32};
+        for (int si = 0; si < 3; si++) {
+            float *x = splitkv_gpu_run(&a, r, splits[si]);
+            for (int rep = 0; rep < 3; rep++) {
+                float *y = splitkv_gpu_run(&a, r, splits[si]);
+                char what[80];
+                snprintf(what, sizeof what, "splitkv S=%d %s rerun %d", splits[si], r->name, rep);
+                const int diff = check_same(what, y, x, n);
+                if (diff) printf("  %-50s DIFFERENT\n", what);
+                bad += diff;
+                free(y);
+            }
+            if (si == 0) {
+                first_of[k] = x;
+            } else {
+                size_t nd = 0;
+                for (size_t i = 0; i < n; i++) nd += memcmp(x + i, first_of[k] + i, 4) != 0;
+                printf("  splitkv %s: S=%d vs S=1: %zu of %zu elements differ (not invariant, by design)\n", r->name,
+                       splits[si], nd, n);
+                free(x);
+            }
+        }
+    }
+    free(first_of[0]), free(first_of[1]), free(r);
+    attn_case_free(&a);
+    assert_int_equal(bad, 0);
+}
+
+/* The split count "by count" (host code; runs without a device too): 1 when the (row, KV head) pairs already cover
+ * 80% of the SMs or the longest row fits one chunk, else enough splits for one wave, capped; and the engine's
+ * workspace bound covers every call. */
+static void test_attention_splitkv_choice(void **state) {
+    (void)state;
+    const int n_sm = 132;
+    assert_int_equal(kern_cuda_attn_splitkv_splits(1, 8, 4096, n_sm), 17);       /* ceil(132 / 8) */
+    assert_int_equal(kern_cuda_attn_splitkv_splits(4, 8, 4096, n_sm), 5);        /* ceil(132 / 32) */
+    assert_int_equal(kern_cuda_attn_splitkv_splits(14, 8, 4096, n_sm), 1);       /* 112 >= 0.8 * 132 */
+    assert_int_equal(kern_cuda_attn_splitkv_splits(1, 8, 32, n_sm), 1);          /* one chunk */
+    assert_int_equal(kern_cuda_attn_splitkv_splits(1, 8, 100, n_sm), 4);         /* capped by 4 chunks */
+    assert_int_equal(kern_cuda_attn_splitkv_splits(1, 1, 1 << 20, n_sm), KERN_CUDA_SPLITKV_MAX);
+    assert_int_equal(kern_cuda_attn_splitkv_splits(0, 8, 4096, n_sm), 1);
+    static const int kvs[] = {1, 2, 4, 8};
+    for (int ki = 0; ki < 4; ki++) {
+        const int kv = kvs[ki], H = 4 * kv, hd = 128, T = 2048;
+        const size_t most = kern_cuda_attn_splitkv_workspace_max(T, H, kv, hd, n_sm);
+        for (int M = 1; M <= T; M++)
+            for (int keys = 1; keys <= 1 << 16; keys *= 3) {
+                const int S = kern_cuda_attn_splitkv_splits(M, kv, keys, n_sm);
+                assert_true(S >= 1 && S <= KERN_CUDA_SPLITKV_MAX);
+                assert_true(kern_cuda_attn_splitkv_workspace_bytes(M, H, hd, S) <= most);
+            }
+        printf("  splitkv workspace for T=%d H=%d KV=%d hd=%d on %d SMs: %zu bytes\n", T, H, kv, hd, n_sm, most);
+    }
+}
+
 /* ---- Vocabulary rows */
 
 static void test_vocab(void **state) {
@@ -600,7 +784,8 @@ int main(void) {
         cmocka_unit_test(test_gemm_vs_cpu),  cmocka_unit_test(test_gemm_f32_weights),
         cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_vocab),
+        cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
+        cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_vocab),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

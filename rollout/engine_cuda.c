@@ -7,6 +7,7 @@
 #ifdef BR_HAVE_CUDA
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +56,25 @@ struct rollout_cuda {
     uint8_t *seen;            /* (T + 1): a decode step of M sequences ran once uncaptured (first launches of a
                                * kernel may set function attributes, which a capture must not record) */
     int use_graphs;
+    /* BITROLL_CUDA_PROFILE=1: events between the phases of each step (graphs off), summed per phase, printed
+     * by rollout_cuda_free; [0] decode-only steps, [1] steps with prefill rows */
+    int prof, prof_n, prof_cap, prof_steps[2];
+    cudaEvent_t *prof_ev;
+    int *prof_cat;
+    double prof_ms[2][16];
 };
+
+enum { P_EMBED, P_NORM, P_QKV, P_QKNORM_ROPE, P_ATTN, P_OPROJ, P_UPGATE, P_ACT, P_DOWN, P_HEAD, P_VOCAB, P_N };
+static const char *const prof_names[P_N] = {"embed",       "add+norm", "q/k/v GEMM", "qk-norm+rope",
+                                            "kv+attention", "o GEMM",  "gate/up GEMM", "activation",
+                                            "down GEMM",   "final norm+LM head", "vocab rows"};
+
+/* Marks the end of a phase of category cat (profile only). */
+static void prof(rollout_cuda *e, int cat) {
+    if (!e->prof || e->prof_n >= e->prof_cap) return;
+    e->prof_cat[e->prof_n] = cat;
+    kern_cuda_event_record(e->prof_ev[e->prof_n++], e->stream);
+}
 
 static int pad16(int k) { return (k + 15) / 16 * 16; }
 
@@ -94,22 +113,48 @@ static float *upload_vec(const float *v, size_t n) {
     return d;
 }
 
-static br_status gemm(rollout_cuda *e, float *out, const float *x, const void *W, const float *bias, int M, int N, int K) {
+/* The bf16 modes feed the tensor-core GEMMs a bf16 copy of their input (e->xb, K padded to 16). Where K needs no
+ * padding, the kernel that produces the input (norm, SwiGLU, GELU) writes that copy itself: the same RNE of the same
+ * f32 values as a separate cast, one launch fewer. */
+static int writes_bf16(const rollout_cuda *e, int K) { return e->mode != KERN_MODE_FP32 && K % 16 == 0; }
+
+/* out_i = in . W_i^T (+ b_i) for n GEMMs sharing one input of K columns: x f32 (M, K) for the fp32 mode, else the
+ * bf16 e->xb, cast from x here unless x_in_xb (its producer wrote it). The invariant mode runs them as one launch. */
+static void gemms(rollout_cuda *e, int n, float *const *outs, void *const *W, const float *const *bias, const int *Ns,
+                  const float *x, int x_in_xb, int M, int K) {
     if (e->mode == KERN_MODE_FP32) {
-        kern_cuda_gemm_f32(out, x, W, e->wdt, bias, M, N, K, e->stream);
-        return BR_OK;
+        for (int i = 0; i < n; i++) kern_cuda_gemm_f32(outs[i], x, W[i], e->wdt, bias[i], M, Ns[i], K, e->stream);
+        return;
     }
     const int Kp = pad16(K);
-    kern_cuda_cast_bf16_pad(e->xb, x, M, K, Kp, e->stream);
-    if (e->mode == KERN_MODE_STANDARD) kern_cuda_gemm_standard(out, e->xb, W, bias, M, N, Kp, e->stream);
-    else kern_cuda_gemm_bf16(out, e->xb, W, bias, M, N, Kp, e->stream);
-    return BR_OK;
+    if (!x_in_xb) kern_cuda_cast_bf16_pad(e->xb, x, M, K, Kp, e->stream);
+    if (e->mode == KERN_MODE_STANDARD) {
+        for (int i = 0; i < n; i++) kern_cuda_gemm_standard(outs[i], e->xb, W[i], bias[i], M, Ns[i], Kp, e->stream);
+        return;
+    }
+    kern_cuda_gemm_bf16_multi(n, outs, (const uint16_t *const *)W, bias, Ns, e->xb, M, Kp, e->stream);
 }
 
-static void norm(rollout_cuda *e, float *out, const float *x, const float *w, const float *b, int M) {
+static void gemm(rollout_cuda *e, float *out, const float *x, int x_in_xb, void *W, const float *bias, int M, int N,
+                 int K) {
+    gemms(e, 1, &out, &W, &bias, &N, x, x_in_xb, M, K);
+}
+
+/* [x += y;] norm(x) -> the next GEMM's input: e->xb directly where writes_bf16, else e->xn (f32). Returns whether
+ * the result is in e->xb. */
+static int norm_in(rollout_cuda *e, float *x, const float *y, const float *w, const float *b, int M) {
     const policy_config *c = &e->w->cfg;
-    if (c->norm == POLICY_NORM_RMS) kern_cuda_rmsnorm(out, NULL, x, w, M, c->dim, c->norm_eps, e->stream);
-    else kern_cuda_layernorm(out, NULL, x, w, b, M, c->dim, c->norm_eps, e->stream);
+    const int bf = writes_bf16(e, c->dim);
+    float *of = bf ? NULL : e->xn;
+    uint16_t *ob = bf ? e->xb : NULL;
+    if (c->norm == POLICY_NORM_RMS) {
+        if (y) kern_cuda_add_rmsnorm(x, y, of, ob, w, M, c->dim, c->norm_eps, e->stream);
+        else kern_cuda_rmsnorm(of, ob, x, w, M, c->dim, c->norm_eps, e->stream);
+    } else {
+        if (y) kern_cuda_add_layernorm(x, y, of, ob, w, b, M, c->dim, c->norm_eps, e->stream);
+        else kern_cuda_layernorm(of, ob, x, w, b, M, c->dim, c->norm_eps, e->stream);
+    }
+    return bf;
 }
 
 br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int max_tokens, int n_pages, int page_size,
@@ -237,10 +282,21 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     }
     e->graphs = calloc(T + 1, sizeof *e->graphs);
     e->seen = calloc(T + 1, 1);
-    /* CUDA graphs for decode steps are opt-in (BITROLL_CUDA_GRAPHS=1) until they have run on a device;
-     * the standard mode is never captured (cuBLAS; split-KV attention whose split count changes with the batch) */
-    const char *g = getenv("BITROLL_CUDA_GRAPHS");
-    e->use_graphs = mode != KERN_MODE_STANDARD && g && !strcmp(g, "1");
+    /* CUDA graphs for decode steps: on unless BITROLL_CUDA_GRAPHS=0 or profiling; the standard mode is never
+     * captured (cuBLAS; split-KV attention whose split count changes with the batch) */
+    const char *g = getenv("BITROLL_CUDA_GRAPHS"), *pr = getenv("BITROLL_CUDA_PROFILE");
+    e->prof = pr && !strcmp(pr, "1");
+    e->use_graphs = mode != KERN_MODE_STANDARD && !(g && !strcmp(g, "0")) && !e->prof;
+    if (e->prof) {
+        e->prof_cap = 16 * c->n_layers + 16;
+        e->prof_ev = calloc((size_t)e->prof_cap + 1, sizeof *e->prof_ev);
+        e->prof_cat = calloc((size_t)e->prof_cap, sizeof *e->prof_cat);
+        if (!e->prof_ev || !e->prof_cat) {
+            rollout_cuda_free(e);
+            return br_fail(BR_ENOMEM, "cuda engine: out of host memory");
+        }
+        for (int i = 0; i <= e->prof_cap; i++) e->prof_ev[i] = kern_cuda_event_create();
+    }
     e->h_row = malloc((size_t)V * 4);
     e->scratch = malloc(rollout_sample_scratch_bytes(V));
     if (!e->graphs || !e->seen || !e->h_row || !e->scratch) {
@@ -252,8 +308,27 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     return BR_OK;
 }
 
+static void prof_report(const rollout_cuda *e) {
+    for (int k = 0; k < 2; k++) {
+        if (!e->prof_steps[k]) continue;
+        double tot = 0;
+        for (int i = 0; i < P_N; i++) tot += e->prof_ms[k][i];
+        fprintf(stderr, "cuda profile, %s steps: %d, %.3f ms of kernels (%.3f ms per step)\n",
+                k ? "prefill/mixed" : "decode", e->prof_steps[k], tot, tot / e->prof_steps[k]);
+        for (int i = 0; i < P_N; i++)
+            if (e->prof_ms[k][i] > 0)
+                fprintf(stderr, "  %-20s %10.3f ms %6.1f%%  %8.1f us/step\n", prof_names[i], e->prof_ms[k][i],
+                        100.0 * e->prof_ms[k][i] / tot, 1000.0 * e->prof_ms[k][i] / e->prof_steps[k]);
+    }
+}
+
 void rollout_cuda_free(rollout_cuda *e) {
     if (!e) return;
+    if (e->prof) prof_report(e);
+    if (e->prof_ev)
+        for (int i = 0; i <= e->prof_cap; i++) kern_cuda_event_free(e->prof_ev[i]);
+    free(e->prof_ev);
+    free(e->prof_cat);
     if (e->L)
         for (int l = 0; l < e->w->cfg.n_layers; l++) {
             dev_layer *d = &e->L[l];
@@ -293,14 +368,28 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
     const int D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim, V = c->vocab;
     const float scale = 1.0f / sqrtf((float)hd);
     cudaStream_t st = e->stream;
+    if (e->prof) {
+        e->prof_n = 0;
+        kern_cuda_event_record(e->prof_ev[e->prof_cap], st); /* the step's start */
+    }
     kern_cuda_embed(e->x, e->embed, c->learned_pos ? e->pos_embed : NULL, e->emb_dt, e->d_tok, e->d_pos, M, D, st);
+    prof(e, P_EMBED);
+    /* the residual branch's output waiting to be added to x: fused with the next norm (bit for bit the add, then
+     * the norm) */
+    const float *pending = NULL;
     for (int l = 0; l < c->n_layers; l++) {
         const dev_layer *L = &e->L[l];
         float *kc = e->kc + e->layer_kv * l, *vc = e->vc + e->layer_kv * l;
-        norm(e, e->xn, e->x, L->attn_norm_w, L->attn_norm_b, M);
-        gemm(e, e->q, e->xn, L->wq, L->bq, M, H * hd, D);
-        gemm(e, e->k, e->xn, L->wk, L->bk, M, KV * hd, D);
-        gemm(e, e->v, e->xn, L->wv, L->bv, M, KV * hd, D);
+        int in_xb = norm_in(e, e->x, pending, L->attn_norm_w, L->attn_norm_b, M);
+        prof(e, P_NORM);
+        {
+            float *outs[3] = {e->q, e->k, e->v};
+            void *W[3] = {L->wq, L->wk, L->wv};
+            const float *bias[3] = {L->bq, L->bk, L->bv};
+            const int Ns[3] = {H * hd, KV * hd, KV * hd};
+            gemms(e, 3, outs, W, bias, Ns, e->xn, in_xb, M, D);
+        }
+        prof(e, P_QKV);
         float *q = e->q, *k = e->k;
         if (c->qk_norm) {
             kern_cuda_rmsnorm(e->q2, NULL, e->q, L->q_norm, M * H, hd, c->norm_eps, st);
@@ -312,6 +401,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
             kern_cuda_rope(q, e->d_pos, e->rope, M, H, hd, st);
             kern_cuda_rope(k, e->d_pos, e->rope, M, KV, hd, st);
         }
+        prof(e, P_QKNORM_ROPE);
         /* K/V reach the cache before any row's attention reads it */
         kern_cuda_kv_write(kc, vc, k, e->v, e->d_pages, e->d_ptoff, e->d_pos, M, e->kv->page_size, KV, hd, st);
         if (hd < 32)
@@ -327,26 +417,39 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
         else
             kern_cuda_attn_decode(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
                                   e->kv->page_size, scale, st);
-        gemm(e, e->proj, e->att, L->wo, L->bo, M, D, H * hd);
-        kern_cuda_add(e->x, e->proj, (int64_t)M * D, st);
-        norm(e, e->xn, e->x, L->mlp_norm_w, L->mlp_norm_b, M);
+        prof(e, P_ATTN);
+        gemm(e, e->proj, e->att, 0, L->wo, L->bo, M, D, H * hd);
+        prof(e, P_OPROJ);
+        in_xb = norm_in(e, e->x, e->proj, L->mlp_norm_w, L->mlp_norm_b, M);
+        prof(e, P_NORM);
+        const int act_bf = writes_bf16(e, F);
         if (c->act == POLICY_ACT_SILU_GLU) {
-            gemm(e, e->ffa, e->xn, L->wg, NULL, M, F, D);
-            gemm(e, e->ffb, e->xn, L->wu, NULL, M, F, D);
-            kern_cuda_swiglu(e->ffa, NULL, e->ffa, e->ffb, (int64_t)M * F, st);
+            float *outs[2] = {e->ffa, e->ffb};
+            void *W[2] = {L->wg, L->wu};
+            const float *bias[2] = {NULL, NULL};
+            const int Ns[2] = {F, F};
+            gemms(e, 2, outs, W, bias, Ns, e->xn, in_xb, M, D);
+            prof(e, P_UPGATE);
+            kern_cuda_swiglu(act_bf ? NULL : e->ffa, act_bf ? e->xb : NULL, e->ffa, e->ffb, (int64_t)M * F, st);
         } else {
-            gemm(e, e->ffa, e->xn, L->wu, L->b_up, M, F, D);
-            kern_cuda_gelu_tanh(e->ffa, NULL, (int64_t)M * F, st);
+            gemm(e, e->ffa, e->xn, in_xb, L->wu, L->b_up, M, F, D);
+            prof(e, P_UPGATE);
+            kern_cuda_gelu_tanh(e->ffa, act_bf ? e->xb : NULL, (int64_t)M * F, st);
         }
-        gemm(e, e->proj, e->ffa, L->wd, L->b_down, M, D, F);
-        kern_cuda_add(e->x, e->proj, (int64_t)M * D, st);
+        prof(e, P_ACT);
+        gemm(e, e->proj, e->ffa, act_bf, L->wd, L->b_down, M, D, F);
+        prof(e, P_DOWN);
+        pending = e->proj;
     }
+    kern_cuda_add(e->x, pending, (int64_t)M * D, st);
     if (R == 0) return;
     /* rows that want logits: gather, final norm, LM head, vocabulary rows */
     kern_cuda_gather_rows(e->proj, e->x, e->d_gather, R, D, st);
-    norm(e, e->xn, e->proj, e->final_w, e->final_b, R);
-    gemm(e, e->logits, e->xn, e->lm_head, NULL, R, V, D);
+    const int in_xb = norm_in(e, e->proj, NULL, e->final_w, e->final_b, R);
+    gemm(e, e->logits, e->xn, in_xb, e->lm_head, NULL, R, V, D);
+    prof(e, P_HEAD);
     kern_cuda_vocab_rows(e->d_out, e->logits, e->d_req, R, V, st);
+    prof(e, P_VOCAB);
 }
 
 br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
@@ -411,6 +514,12 @@ br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollou
     }
     kern_cuda_download_async(e->h_out, e->d_out, (size_t)R * sizeof(kern_row_out), st);
     kern_cuda_stream_sync(st);
+    if (e->prof) {
+        e->prof_steps[multi]++;
+        for (int i = 0; i < e->prof_n; i++)
+            e->prof_ms[multi][e->prof_cat[i]] +=
+                kern_cuda_event_ms(i ? e->prof_ev[i - 1] : e->prof_ev[e->prof_cap], e->prof_ev[i]);
+    }
     for (int i = 0; i < M; i++)
         if (b->pos[i] + 1 > b->seqs[i]->len) b->seqs[i]->len = b->pos[i] + 1;
 

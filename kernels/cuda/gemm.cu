@@ -74,6 +74,28 @@ __device__ __forceinline__ void store_frag(float *out, const float *bias, const 
     }
 }
 
+// Up to 3 GEMMs that share x and K, launched as one grid (q/k/v, gate/up): the grid's column tiles are the
+// concatenation of the segments' tiles. A segment only decides WHICH W, out and bias a block uses, never the
+// sequence of operations on an element, so a grouped call gives each output the bits of its own single call.
+struct gemm_seg {
+    float *out;
+    const __nv_bfloat16 *w;
+    const float *bias;
+    int N, tiles;
+};
+struct gemm_segs {
+    gemm_seg s[3];
+    int n;
+};
+__device__ __forceinline__ gemm_seg pick_seg(const gemm_segs &g, int &tile) {
+    // constant indices only: the kernel parameter stays in the constant bank (no local-memory copy)
+    if (g.n == 1 || tile < g.s[0].tiles) return g.s[0];
+    tile -= g.s[0].tiles;
+    if (g.n == 2 || tile < g.s[1].tiles) return g.s[1];
+    tile -= g.s[1].tiles;
+    return g.s[2];
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Large-M kernel: block tile 128 (M) x 128 (N) x 64 (K), 8 warps as 2 (M) x 4 (N), warp tile 64 x 32
 // (4 m16 x 4 n8 fragments), 3-stage cp.async pipeline, 2 blocks per SM. Shared rows padded to 72 bf16 (144 B):
@@ -86,13 +108,18 @@ constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
 } // namespace big
 
 __global__ void __launch_bounds__(big::THREADS, 2)
-    gemm_big(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x, const __nv_bfloat16 *__restrict__ w,
-             const float *__restrict__ bias, int M, int N, int K) {
+    gemm_big(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K) {
     using namespace big;
     extern __shared__ __align__(16) __nv_bfloat16 smem[];
+    int tile = blockIdx.x;
+    const gemm_seg sg = pick_seg(segs, tile);
+    float *__restrict__ out = sg.out;
+    const __nv_bfloat16 *__restrict__ w = sg.w;
+    const float *__restrict__ bias = sg.bias;
+    const int N = sg.N;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 2, wn = warp & 3; // warp row (0..1), warp column (0..3)
-    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int m0 = blockIdx.y * BM, n0 = tile * BN;
     const int KT = (K + BK - 1) / BK;
     const int last_steps = (K - (KT - 1) * BK) / 16; // k16 steps in the last tile (K % 16 == 0)
 
@@ -179,7 +206,7 @@ __global__ void __launch_bounds__(big::THREADS, 2)
 // ---------------------------------------------------------------------------------------------------------------
 // Decode-shaped kernel (M <= 64): memory-bound, the job is streaming W at HBM bandwidth. Block = NW warps, each
 // owning one n8 column strip and all MT m16 row tiles (16*MT >= M rows, the padding rows are zeros); block tile
-// 16*MT x 8*NW x 128, an 8/6/4-stage cp.async pipeline (MT = 1/2/4) to keep W tiles in flight. Same k16 sequence as
+// 16*MT x 8*NW x 128 (NW = 1..8, chosen from N so that there are about two blocks per SM or more), an 8/6/4-stage cp.async pipeline (MT = 1/2/4) to keep W tiles in flight. Same k16 sequence as
 // gemm_big (see the header): bitwise-identical rows.
 
 namespace small {
@@ -195,31 +222,44 @@ template <int MT, int NW> struct cfg {
 
 template <int MT, int NW>
 __global__ void __launch_bounds__(32 * NW)
-    gemm_small(float *__restrict__ out, const __nv_bfloat16 *__restrict__ x, const __nv_bfloat16 *__restrict__ w,
-               const float *__restrict__ bias, int M, int N, int K) {
+    gemm_small(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K) {
     using C = small::cfg<MT, NW>;
     constexpr int BK = small::BK, LD = small::LD, STAGES = C::STAGES;
     extern __shared__ __align__(16) __nv_bfloat16 smem[];
+    int tile = blockIdx.x;
+    const gemm_seg sg = pick_seg(segs, tile);
+    float *__restrict__ out = sg.out;
+    const __nv_bfloat16 *__restrict__ w = sg.w;
+    const float *__restrict__ bias = sg.bias;
+    const int N = sg.N;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int n0 = blockIdx.x * C::BN;
+    const int n0 = tile * C::BN;
     const int KT = (K + BK - 1) / BK;
     const int last_steps = (K - (KT - 1) * BK) / 16;
+    const int Mv = M < C::BM ? M : C::BM; // real rows of the activation tile
 
     auto load_tile = [&](int stage, int kt) {
         __nv_bfloat16 *As = smem + stage * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
         const int k0 = kt * BK;
         constexpr int CH = BK / 8; // 16-byte chunks per row
-        for (int c = tid; c < (C::BM + C::BN) * CH; c += C::THREADS) {
+        // A: only the M real rows (the padding rows were zeroed once, below); B: the block's BN rows of W.
+        for (int c = tid; c < Mv * CH; c += C::THREADS) {
             int r = c / CH, kc = (c % CH) * 8, gk = k0 + kc;
             bool kok = gk < K;
-            if (r < C::BM) {
-                cp_async16(As + r * LD + kc, x + (int64_t)(r < M ? r : 0) * K + (kok ? gk : 0), kok && r < M);
-            } else {
-                int rb = r - C::BM, gn = n0 + rb;
-                cp_async16(Bs + rb * LD + kc, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
-            }
+            cp_async16(As + r * LD + kc, x + (int64_t)r * K + (kok ? gk : 0), kok);
+        }
+        for (int c = tid; c < C::BN * CH; c += C::THREADS) {
+            int rb = c / CH, kc = (c % CH) * 8, gk = k0 + kc, gn = n0 + rb;
+            bool kok = gk < K;
+            cp_async16(Bs + rb * LD + kc, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
         }
     };
+    // Rows M..BM-1 of every stage's A tile hold zeros for the whole kernel (ordered before their first read by the
+    // pipeline's first __syncthreads).
+    for (int st = 0; st < STAGES; st++) {
+        __nv_bfloat16 *As = smem + st * C::STAGE_ELEMS;
+        for (int c = tid; c < (C::BM - Mv) * LD; c += C::THREADS) As[Mv * LD + c] = __float2bfloat16_rn(0.0f);
+    }
 
     float acc[MT][4];
 #pragma unroll
@@ -270,54 +310,92 @@ __global__ void __launch_bounds__(32 * NW)
     for (int i = 0; i < MT; i++) store_frag(out, bias, acc[i], i * 16 + g, n0 + warp * 8 + 2 * t4, M, N);
 }
 
+// Sets each segment's tile count for block width bn; returns the total.
+static int set_tiles(gemm_segs &g, int bn) {
+    int t = 0;
+    for (int i = 0; i < g.n; i++) t += g.s[i].tiles = (g.s[i].N + bn - 1) / bn;
+    return t;
+}
+
 template <int MT, int NW>
-static void launch_small(float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, const float *bias, int M, int N,
-                         int K, cudaStream_t stream) {
+static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream) {
     using C = small::cfg<MT, NW>;
     static bool attr_set = false; // per template instance; the attribute is a property of the function
     if (!attr_set) {
         CUDA_CHECK(cudaFuncSetAttribute(gemm_small<MT, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
         attr_set = true;
     }
-    dim3 grid((N + C::BN - 1) / C::BN);
-    gemm_small<MT, NW><<<grid, C::THREADS, C::SMEM, stream>>>(out, x, w, bias, M, N, K);
+    const int tiles = set_tiles(g, C::BN);
+    gemm_small<MT, NW><<<tiles, C::THREADS, C::SMEM, stream>>>(g, x, M, K);
     CUDA_CHECK_LAUNCH();
 }
 
 template <int MT>
-static void dispatch_small(float *out, const __nv_bfloat16 *x, const __nv_bfloat16 *w, const float *bias, int M, int N,
-                           int K, cudaStream_t stream) {
-    // Narrower blocks when N is small, so that every SM streams a share of W (the column strip width does not
-    // change any element's arithmetic).
+static void dispatch_small(const gemm_segs &g, int N_total, const __nv_bfloat16 *x, int M, int K,
+                           cudaStream_t stream) {
+    // Narrower blocks when N is small, so that every SM streams a share of W with many tiles in flight (the
+    // column strip width does not change any element's arithmetic): at least ~2 blocks per SM.
     static int n_sm = 0;
     if (!n_sm) {
         int l2 = 0;
         kern_cuda_device_props(&n_sm, &l2);
     }
-    if (N >= 32 * 2 * n_sm) launch_small<MT, 4>(out, x, w, bias, M, N, K, stream);
-    else launch_small<MT, 2>(out, x, w, bias, M, N, K, stream);
+    // Wider blocks for more rows: the activation tile (16*MT rows) is re-read by every block from L2, so BN
+    // should not be much narrower than BM.
+    if (MT == 1) {
+        if (N_total >= 32 * 2 * n_sm) launch_small<1, 4>(g, x, M, K, stream);
+        else if (N_total >= 16 * 2 * n_sm) launch_small<1, 2>(g, x, M, K, stream);
+        else launch_small<1, 1>(g, x, M, K, stream);
+    } else if (MT == 2) {
+        if (N_total >= 64 * 2 * n_sm) launch_small<2, 8>(g, x, M, K, stream);
+        else if (N_total >= 32 * 2 * n_sm) launch_small<2, 4>(g, x, M, K, stream);
+        else launch_small<2, 2>(g, x, M, K, stream);
+    } else {
+        if (N_total >= 64 * 2 * n_sm) launch_small<4, 8>(g, x, M, K, stream);
+        else launch_small<4, 4>(g, x, M, K, stream);
+    }
 }
 
-extern "C" void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N,
-                                   int K, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && N > 0 && K > 0, "gemm: bad shape");
+extern "C" void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint16_t *const *ws,
+                                         const float *const *biases, const int *Ns, const uint16_t *x, int M, int K,
+                                         cudaStream_t stream) {
+    KERN_REQUIRE(n >= 1 && n <= 3, "gemm_bf16_multi: 1 to 3 segments");
+    KERN_REQUIRE(M >= 0 && K > 0, "gemm: bad shape");
     KERN_REQUIRE(K % 16 == 0, "gemm_bf16: K must be a multiple of 16");
-    KERN_REQUIRE(((uintptr_t)x | (uintptr_t)w) % 16 == 0, "gemm_bf16: x and W must be 16-byte aligned");
+    KERN_REQUIRE((uintptr_t)x % 16 == 0, "gemm_bf16: x must be 16-byte aligned");
+    gemm_segs g = {};
+    g.n = n;
+    int N_total = 0;
+    for (int i = 0; i < n; i++) {
+        KERN_REQUIRE(Ns[i] > 0, "gemm: bad shape");
+        KERN_REQUIRE((uintptr_t)ws[i] % 16 == 0, "gemm_bf16: W must be 16-byte aligned");
+        g.s[i].out = outs[i];
+        g.s[i].w = (const __nv_bfloat16 *)ws[i];
+        g.s[i].bias = biases ? biases[i] : nullptr;
+        g.s[i].N = Ns[i];
+        N_total += Ns[i];
+    }
     if (M == 0) return;
-    const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x, *wb = (const __nv_bfloat16 *)w;
-    if (M <= 16) dispatch_small<1>(out, xb, wb, bias, M, N, K, stream);
-    else if (M <= 32) dispatch_small<2>(out, xb, wb, bias, M, N, K, stream);
-    else if (M <= 64) dispatch_small<4>(out, xb, wb, bias, M, N, K, stream);
+    const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
+    if (M <= 16) dispatch_small<1>(g, N_total, xb, M, K, stream);
+    else if (M <= 32) dispatch_small<2>(g, N_total, xb, M, K, stream);
+    else if (M <= 64) dispatch_small<4>(g, N_total, xb, M, K, stream);
     else {
         static bool attr_set = false;
         if (!attr_set) {
             CUDA_CHECK(cudaFuncSetAttribute(gemm_big, cudaFuncAttributeMaxDynamicSharedMemorySize, big::SMEM));
             attr_set = true;
         }
-        dim3 grid((N + big::BN - 1) / big::BN, (M + big::BM - 1) / big::BM);
-        gemm_big<<<grid, big::THREADS, big::SMEM, stream>>>(out, xb, wb, bias, M, N, K);
+        dim3 grid(set_tiles(g, big::BN), (M + big::BM - 1) / big::BM);
+        gemm_big<<<grid, big::THREADS, big::SMEM, stream>>>(g, xb, M, K);
         CUDA_CHECK_LAUNCH();
     }
+}
+
+extern "C" void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N,
+                                   int K, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && N > 0 && K > 0, "gemm: bad shape");
+    kern_cuda_gemm_bf16_multi(1, &out, &w, &bias, &N, x, M, K, stream);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

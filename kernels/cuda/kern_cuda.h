@@ -21,8 +21,9 @@
 extern "C" {
 #endif
 
-/* The CUDA runtime's own definition (driver_types.h), repeated so that C code needs no CUDA header. */
+/* The CUDA runtime's own definitions (driver_types.h), repeated so that C code needs no CUDA header. */
 typedef struct CUstream_st *cudaStream_t;
+typedef struct CUevent_st *cudaEvent_t;
 
 /* ---- Devices and memory. */
 /* Number of usable CUDA devices; 0 when there is no driver or no device (never fails). */
@@ -61,6 +62,11 @@ const char *kern_mode_name(kern_mode m);
  * Requires K % 16 == 0 and 16-byte aligned x, W. */
 void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N, int K,
                          cudaStream_t stream);
+/* n (1..3) invariant GEMMs that share x (M, K) in one launch (q/k/v, gate/up): out_i (M, Ns[i]) = x . W_i^T
+ * (+ biases[i] when biases and biases[i] are not NULL). Each output has exactly the bits of its own
+ * kern_cuda_gemm_bf16 call (a segment only picks which W, out and bias a block uses; tested). */
+void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint16_t *const *ws, const float *const *biases,
+                               const int *Ns, const uint16_t *x, int M, int K, cudaStream_t stream);
 /* fp32 mode: x f32, W bf16 or f32 (wdt), all arithmetic fp32 without FMA, in the CPU reference's 8-lane order
  * (kern_cpu_matmul): the result is bit-identical to the CPU reference (tested). Any K >= 1. */
 void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M, int N,
@@ -78,6 +84,13 @@ void kern_cuda_rmsnorm(float *out_f32, uint16_t *out_bf16, const float *x, const
 /* LayerNorm: out = ((x - mean) * rstd) * w + b. Outputs as for rmsnorm. */
 void kern_cuda_layernorm(float *out_f32, uint16_t *out_bf16, const float *x, const float *w, const float *b, int M,
                          int D, float eps, cudaStream_t stream);
+/* The fused end of a residual branch: x += y (x and y (M, D) f32; x updated in place), then the norm of the new x
+ * into out_f32 / out_bf16 -- bit for bit kern_cuda_add followed by kern_cuda_rmsnorm / kern_cuda_layernorm, in
+ * one launch (tested). */
+void kern_cuda_add_rmsnorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w, int M, int D,
+                           float eps, cudaStream_t stream);
+void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w,
+                             const float *b, int M, int D, float eps, cudaStream_t stream);
 /* In-place RoPE (HF rotate_half) with the table of kern_cpu_rope_table: rope (max_pos, hd/2, 2) f32.
  * x (M, n_heads, hd) f32, pos (M) int32. Same fp32 operations as kern_cpu_rope (bit-identical). */
 void kern_cuda_rope(float *x, const int32_t *pos, const float *rope, int M, int n_heads, int hd, cudaStream_t stream);

@@ -64,6 +64,11 @@ void kern_cuda_set_device(int dev);
 cudaStream_t kern_cuda_stream_create(void);
 void kern_cuda_stream_free(cudaStream_t s);
 void kern_cuda_stream_sync(cudaStream_t s);
+/* Events for the engine's profile (BITROLL_CUDA_PROFILE=1): time between two events recorded on a stream. */
+cudaEvent_t kern_cuda_event_create(void);
+void kern_cuda_event_free(cudaEvent_t ev);
+void kern_cuda_event_record(cudaEvent_t ev, cudaStream_t s);
+float kern_cuda_event_ms(cudaEvent_t a, cudaEvent_t b); /* waits for b */
 void kern_cuda_upload_async(void *dst_dev, const void *src_host, size_t bytes, cudaStream_t s);
 void kern_cuda_download_async(void *dst_host, const void *src_dev, size_t bytes, cudaStream_t s);
 void *kern_cuda_host_alloc(size_t bytes); /* pinned host memory (fatal on failure) */

@@ -28,11 +28,19 @@ __device__ __forceinline__ float block_sum_fixed(float v, float *red) {
                      __fadd_rn(__fadd_rn(red[4], red[5]), __fadd_rn(red[6], red[7])));
 }
 
+// With a residual y (the fused "x += y; norm(x)" of a layer's end): each thread first adds its own elements
+// i = t, t + 256, ... and stores them back to x -- the bits of kern_cuda_add followed by the plain norm, since the
+// thread that wrote an element is the one that reads it again.
+__device__ __forceinline__ void add_residual(float *xr, const float *yr, int D) {
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) xr[i] = __fadd_rn(xr[i], yr[i]);
+}
+
 __global__ void __launch_bounds__(NORM_THREADS)
-    rmsnorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, const float *__restrict__ x,
+    rmsnorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
                    const float *__restrict__ w, int D, float eps) {
     __shared__ float red[8];
-    const float *xr = x + (int64_t)blockIdx.x * D;
+    float *xr = x + (int64_t)blockIdx.x * D;
+    if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D);
     float s = 0.0f;
     for (int i = threadIdx.x; i < D; i += NORM_THREADS) s = __fadd_rn(s, __fmul_rn(xr[i], xr[i]));
     const float ss = block_sum_fixed(s, red);
@@ -45,10 +53,11 @@ __global__ void __launch_bounds__(NORM_THREADS)
 }
 
 __global__ void __launch_bounds__(NORM_THREADS)
-    layernorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, const float *__restrict__ x,
+    layernorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
                      const float *__restrict__ w, const float *__restrict__ b, int D, float eps) {
     __shared__ float red[8];
-    const float *xr = x + (int64_t)blockIdx.x * D;
+    float *xr = x + (int64_t)blockIdx.x * D;
+    if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D);
     float s = 0.0f;
     for (int i = threadIdx.x; i < D; i += NORM_THREADS) s = __fadd_rn(s, xr[i]);
     const float mean = __fdiv_rn(block_sum_fixed(s, red), (float)D);
@@ -70,7 +79,7 @@ extern "C" void kern_cuda_rmsnorm(float *out_f32, uint16_t *out_bf16, const floa
                                   float eps, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && D > 0, "rmsnorm: bad shape");
     if (M == 0) return;
-    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, w, D, eps);
+    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, (float *)x, nullptr, w, D, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -78,6 +87,23 @@ extern "C" void kern_cuda_layernorm(float *out_f32, uint16_t *out_bf16, const fl
                                     int M, int D, float eps, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && D > 0, "layernorm: bad shape");
     if (M == 0) return;
-    layernorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, w, b, D, eps);
+    layernorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, (float *)x, nullptr, w, b, D,
+                                                     eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void kern_cuda_add_rmsnorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w,
+                                      int M, int D, float eps, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && D > 0 && y, "add_rmsnorm: bad shape");
+    if (M == 0) return;
+    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, y, w, D, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w,
+                                        const float *b, int M, int D, float eps, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && D > 0 && y, "add_layernorm: bad shape");
+    if (M == 0) return;
+    layernorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, y, w, b, D, eps);
     CUDA_CHECK_LAUNCH();
 }

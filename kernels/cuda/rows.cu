@@ -273,6 +273,21 @@ extern "C" void kern_cuda_stream_free(cudaStream_t s) {
     if (s) CUDA_CHECK(cudaStreamDestroy(s));
 }
 extern "C" void kern_cuda_stream_sync(cudaStream_t s) { CUDA_CHECK(cudaStreamSynchronize(s)); }
+extern "C" cudaEvent_t kern_cuda_event_create(void) {
+    cudaEvent_t ev;
+    CUDA_CHECK(cudaEventCreate(&ev));
+    return ev;
+}
+extern "C" void kern_cuda_event_free(cudaEvent_t ev) {
+    if (ev) CUDA_CHECK(cudaEventDestroy(ev));
+}
+extern "C" void kern_cuda_event_record(cudaEvent_t ev, cudaStream_t s) { CUDA_CHECK(cudaEventRecord(ev, s)); }
+extern "C" float kern_cuda_event_ms(cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventSynchronize(b));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    return ms;
+}
 extern "C" void kern_cuda_upload_async(void *dst, const void *src, size_t bytes, cudaStream_t s) {
     if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
 }

@@ -54,12 +54,17 @@ fi
 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench.log"
 stage "kernel bench done"
 # end to end: Qwen3-0.6B shape, every kernel mode, batches 1/64/256, flip experiment; then the same with CUDA
-# graphs for decode steps (opt-in until they have run here) and the GPU end-to-end test under graphs
+# graphs for decode steps (on by default) compared with BITROLL_CUDA_GRAPHS=0, and the GPU end-to-end test without them
 (cd "$ROOT" && "$BUILD/bitroll" bench --batches 1,64,256 --new-tokens 128 --flip --json "$OUT/bench_e2e.json") 2>&1 | tee "$OUT/bench_e2e.log"
-(cd "$ROOT" && BITROLL_CUDA_GRAPHS=1 "$BUILD/bitroll" bench --modes invariant,fp32 --batches 1,64,256 --new-tokens 128 \
-    --json "$OUT/bench_e2e_graphs.json") 2>&1 | tee "$OUT/bench_e2e_graphs.log"
+(cd "$ROOT" && BITROLL_CUDA_GRAPHS=0 "$BUILD/bitroll" bench --modes invariant --batches 1,64,256 --new-tokens 128 \
+    --json "$OUT/bench_e2e_nographs.json") 2>&1 | tee "$OUT/bench_e2e_nographs.log"
+# where a decode step's time goes (events between phases, graphs off): stderr of the engine at exit
+(cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --modes invariant --batches 1 --new-tokens 64 \
+    --json "$OUT/profile_b1.json") >"$OUT/profile_b1.log" 2>&1
+(cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --modes invariant --batches 64 --new-tokens 64 \
+    --json "$OUT/profile_b64.json") >"$OUT/profile_b64.log" 2>&1
 stage "e2e benches done"
-(cd "$BUILD" && BITROLL_CUDA_GRAPHS=1 ctest -R gpu_rollouts --output-on-failure --timeout 900) >"$OUT/ctest_graphs.log" 2>&1
+(cd "$BUILD" && BITROLL_CUDA_GRAPHS=0 ctest -R gpu_rollouts --output-on-failure --timeout 900) >"$OUT/ctest_graphs.log" 2>&1
 
 echo
 echo "================ summary ================"
@@ -71,10 +76,13 @@ echo "test_kern_cuda report:"
 grep -E "gemm|rmsnorm|layernorm|rope|swiglu|gelu|add|cast|embed|attn|logsoftmax|logprob|argmax|PASSED|FAILED|OK" "$OUT/test_kern_cuda.log" | sed 's/^/  /'
 [ -f "$OUT/ctest_unit.log" ] && echo "ctest unit:   $(grep -E 'tests passed|tests failed' "$OUT/ctest_unit.log" | tail -1)"
 [ -f "$OUT/ctest_unit.log" ] && grep -E '\*\*\*|Not Run|Failed' "$OUT/ctest_unit.log" | sed 's/^/              /' | head -10
-echo "graphs:       $(grep -E 'tests passed|tests failed' "$OUT/ctest_graphs.log" | tail -1) (gpu_rollouts with BITROLL_CUDA_GRAPHS=1)"
+echo "no graphs:    $(grep -E 'tests passed|tests failed' "$OUT/ctest_graphs.log" | tail -1) (gpu_rollouts with BITROLL_CUDA_GRAPHS=0)"
 echo "bench:"
 sed -n '/^GEMM (bf16/,$p' "$OUT/bench.log"
 echo "end to end (bitroll bench):"
 sed -n '/^mode/,$p' "$OUT/bench_e2e.log"
-echo "end to end with CUDA graphs:"
-sed -n '/^mode/,$p' "$OUT/bench_e2e_graphs.log"
+echo "end to end without CUDA graphs:"
+sed -n '/^mode/,$p' "$OUT/bench_e2e_nographs.log"
+echo "profile (invariant, 64 new tokens):"
+grep -A14 "cuda profile, decode" "$OUT/profile_b1.log" | grep -v "^--"
+grep -A14 "cuda profile, decode" "$OUT/profile_b64.log" | grep -v "^--"

@@ -1,5 +1,6 @@
-/* GPU tests of the CUDA engine's own kernels (kernels/cuda/rows.cu): each against the CPU reference, and
- * bitwise invariance of each against itself in launches of other sizes. Skipped (not passed) without a GPU. */
+/* GPU tests of the CUDA engine's own kernels (kernels/cuda/rows.cu) and fused launches (grouped GEMM, add+norm):
+ * each against the CPU reference or the unfused kernels, and bitwise invariance of each against itself in launches
+ * of other sizes. Skipped (not passed) without a GPU. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -207,11 +208,137 @@ static void test_cast_gather_fill(void **state) {
     kern_cuda_free(dx); kern_cuda_free(db); kern_cuda_free(didx); kern_cuda_free(dg); kern_cuda_free(df);
 }
 
+/* Grouped GEMM (q/k/v, gate/up in one launch): each output equals its own single call bit for bit, at M on both
+ * sides of the decode/large kernel switch and for every block width the decode kernel picks (N_total small and
+ * large); and the single call is within tolerance of the CPU reference (the numerics test of kern_cuda_gemm_bf16
+ * lives in test_kern_cuda). */
+static void test_gemm_grouped(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Ms[] = {1, 5, 16, 17, 33, 64, 65, 200};
+    static const int shapes[][3] = {{2048, 512, 512}, {1000, 24, 8}, {6144, 6144, 0}, {40, 0, 0}};
+    const int K = 1024;
+    for (int si = 0; si < 4; si++) {
+        int n = 0, Ns[3];
+        for (int i = 0; i < 3; i++)
+            if (shapes[si][i]) Ns[n++] = shapes[si][i];
+        uint16_t *hx = malloc(2 * 200 * K);
+        for (int i = 0; i < 200 * K; i++) hx[i] = br_f32_to_bf16(frand());
+        uint16_t *dx = dev_copy(hx, 2 * 200 * K);
+        uint16_t *dw[3];
+        float *db[3], *dog[3], *dos[3];
+        for (int i = 0; i < n; i++) {
+            uint16_t *hw = malloc(2 * (size_t)Ns[i] * K);
+            float *hb = malloc(4 * (size_t)Ns[i]);
+            for (int j = 0; j < Ns[i] * K; j++) hw[j] = br_f32_to_bf16(0.05f * frand());
+            for (int j = 0; j < Ns[i]; j++) hb[j] = frand();
+            dw[i] = dev_copy(hw, 2 * (size_t)Ns[i] * K);
+            db[i] = i == 1 ? NULL : dev_copy(hb, 4 * (size_t)Ns[i]); /* one segment without bias */
+            dog[i] = kern_cuda_malloc(4 * 200 * (size_t)Ns[i]);
+            dos[i] = kern_cuda_malloc(4 * 200 * (size_t)Ns[i]);
+            free(hw);
+            free(hb);
+        }
+        int differ = 0, tested = 0;
+        for (int mi = 0; mi < 8; mi++) {
+            const int M = Ms[mi];
+            kern_cuda_gemm_bf16_multi(n, dog, (const uint16_t *const *)dw, (const float *const *)db, Ns, dx, M, K,
+                                      NULL);
+            for (int i = 0; i < n; i++) kern_cuda_gemm_bf16(dos[i], dx, dw[i], db[i], M, Ns[i], K, NULL);
+            for (int i = 0; i < n; i++) {
+                size_t bytes = 4 * (size_t)M * Ns[i];
+                float *a = malloc(bytes), *b = malloc(bytes);
+                kern_cuda_download(a, dog[i], bytes);
+                kern_cuda_download(b, dos[i], bytes);
+                differ += memcmp(a, b, bytes) != 0;
+                tested++;
+                free(a);
+                free(b);
+            }
+        }
+        printf("    gemm grouped N=(%d,%d,%d) K=%d: %d of %d outputs differ from their single calls\n", Ns[0],
+               n > 1 ? Ns[1] : 0, n > 2 ? Ns[2] : 0, K, differ, tested);
+        assert_int_equal(differ, 0);
+        for (int i = 0; i < n; i++) {
+            kern_cuda_free(dw[i]);
+            kern_cuda_free(db[i]);
+            kern_cuda_free(dog[i]);
+            kern_cuda_free(dos[i]);
+        }
+        kern_cuda_free(dx);
+        free(hx);
+    }
+}
+
+/* The fused residual add + norm equals kern_cuda_add followed by the norm, bit for bit (x and both outputs), and
+ * its rows do not depend on M. */
+static void test_add_norm_fused(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    const int M = 7, D = 1000;
+    float *x = malloc(4 * M * D), *y = malloc(4 * M * D), w[1000], b[1000];
+    for (int i = 0; i < M * D; i++) {
+        x[i] = 2 * frand();
+        y[i] = frand();
+    }
+    for (int i = 0; i < D; i++) {
+        w[i] = 1 + 0.5f * frand();
+        b[i] = 0.1f * frand();
+    }
+    float *dw = dev_copy(w, sizeof w), *db = dev_copy(b, sizeof b), *dy = dev_copy(y, 4 * M * D);
+    for (int ln = 0; ln < 2; ln++) {
+        float *x1 = dev_copy(x, 4 * M * D), *x2 = dev_copy(x, 4 * M * D), *x3 = dev_copy(x, 4 * M * D);
+        float *o1 = kern_cuda_malloc(4 * M * D), *o2 = kern_cuda_malloc(4 * M * D), *o3 = kern_cuda_malloc(4 * M * D);
+        uint16_t *b1 = kern_cuda_malloc(2 * M * D), *b2 = kern_cuda_malloc(2 * M * D);
+        kern_cuda_add(x1, dy, (int64_t)M * D, NULL);
+        if (ln) {
+            kern_cuda_layernorm(o1, b1, x1, dw, db, M, D, 1e-5f, NULL);
+            kern_cuda_add_layernorm(x2, dy, o2, b2, dw, db, M, D, 1e-5f, NULL);
+            for (int m = 0; m < M; m++) /* one row at a time */
+                kern_cuda_add_layernorm(x3 + m * D, dy + m * D, o3 + m * D, NULL, dw, db, 1, D, 1e-5f, NULL);
+        } else {
+            kern_cuda_rmsnorm(o1, b1, x1, dw, M, D, 1e-6f, NULL);
+            kern_cuda_add_rmsnorm(x2, dy, o2, b2, dw, M, D, 1e-6f, NULL);
+            for (int m = 0; m < M; m++)
+                kern_cuda_add_rmsnorm(x3 + m * D, dy + m * D, o3 + m * D, NULL, dw, 1, D, 1e-6f, NULL);
+        }
+        float *h1 = malloc(4 * M * D), *h2 = malloc(4 * M * D), *h3 = malloc(4 * M * D);
+        uint16_t *hb1 = malloc(2 * M * D), *hb2 = malloc(2 * M * D);
+        kern_cuda_download(h1, x1, 4 * M * D);
+        kern_cuda_download(h2, x2, 4 * M * D);
+        kern_cuda_download(h3, x3, 4 * M * D);
+        assert_memory_equal(h1, h2, 4 * M * D);
+        assert_memory_equal(h1, h3, 4 * M * D);
+        for (int i = 0; i < M * D; i++) { /* and the residual is the plain fp32 sum */
+            float want = x[i] + y[i];
+            assert_memory_equal(&h1[i], &want, 4);
+        }
+        kern_cuda_download(h1, o1, 4 * M * D);
+        kern_cuda_download(h2, o2, 4 * M * D);
+        kern_cuda_download(h3, o3, 4 * M * D);
+        assert_memory_equal(h1, h2, 4 * M * D);
+        assert_memory_equal(h1, h3, 4 * M * D);
+        kern_cuda_download(hb1, b1, 2 * M * D);
+        kern_cuda_download(hb2, b2, 2 * M * D);
+        assert_memory_equal(hb1, hb2, 2 * M * D);
+        printf("    add+%s fused: x, f32 and bf16 outputs equal to add then norm (M=%d and row by row)\n",
+               ln ? "layernorm" : "rmsnorm", M);
+        kern_cuda_free(x1); kern_cuda_free(x2); kern_cuda_free(x3); kern_cuda_free(o1); kern_cuda_free(o2);
+        kern_cuda_free(o3); kern_cuda_free(b1); kern_cuda_free(b2);
+        free(h1); free(h2); free(h3); free(hb1); free(hb2);
+    }
+    kern_cuda_free(dw); kern_cuda_free(db); kern_cuda_free(dy);
+    free(x);
+    free(y);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vocab_rows),
         cmocka_unit_test(test_attn_small),
         cmocka_unit_test(test_cast_gather_fill),
+        cmocka_unit_test(test_gemm_grouped),
+        cmocka_unit_test(test_add_norm_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

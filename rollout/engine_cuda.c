@@ -40,6 +40,8 @@ struct rollout_cuda {
     int32_t *d_tok, *d_pos, *d_ptoff, *d_pages, *d_gather;
     kern_row_req *d_req;
     kern_row_out *d_out;
+    void *d_vocab_ws; /* kern_cuda_vocab_rows' segment partials for T rows */
+    size_t vocab_ws_bytes;
     /* host staging */
     int32_t *h_pages, *h_ptoff, *h_gather;
     kern_row_req *h_req;
@@ -267,6 +269,8 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     e->d_pages = kern_cuda_malloc(T * (size_t)e->kv->max_pages_per_seq * 4);
     e->d_req = kern_cuda_malloc(T * sizeof(kern_row_req));
     e->d_out = kern_cuda_malloc(T * sizeof(kern_row_out));
+    e->vocab_ws_bytes = kern_cuda_vocab_rows_workspace(max_tokens, V);
+    e->d_vocab_ws = kern_cuda_malloc(e->vocab_ws_bytes);
     e->stream = kern_cuda_stream_create();
     e->h_pages = kern_cuda_host_alloc(T * (size_t)e->kv->max_pages_per_seq * 4);
     e->h_ptoff = kern_cuda_host_alloc(T * 4);
@@ -339,7 +343,7 @@ void rollout_cuda_free(rollout_cuda *e) {
     free(e->L);
     void *dev[] = {e->embed, e->pos_embed, e->lm_head, e->final_w, e->final_b, e->rope, e->kc, e->vc, e->x, e->xn,
                    e->q, e->k, e->v, e->q2, e->k2, e->att, e->proj, e->ffa, e->ffb, e->logits, e->xb, e->d_tok, e->d_pos,
-                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out, e->splitkv_ws};
+                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out, e->splitkv_ws, e->d_vocab_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
     if (e->graphs)
         for (int i = 0; i <= e->T; i++) kern_cuda_graph_free(e->graphs[i]);
@@ -448,7 +452,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
     const int in_xb = norm_in(e, e->proj, NULL, e->final_w, e->final_b, R);
     gemm(e, e->logits, e->xn, in_xb, e->lm_head, NULL, R, V, D);
     prof(e, P_HEAD);
-    kern_cuda_vocab_rows(e->d_out, e->logits, e->d_req, R, V, st);
+    kern_cuda_vocab_rows(e->d_out, e->logits, e->d_req, R, V, e->d_vocab_ws, e->vocab_ws_bytes, st);
     prof(e, P_VOCAB);
 }
 

@@ -67,11 +67,21 @@ __device__ __forceinline__ void attn_chunk_step(const float *qs, const float *kr
     float cs[HD / 32];
 #pragma unroll
     for (int i = 0; i < HD / 32; i++) cs[i] = 0.0f;
-    for (int j = 0; j < len; j++) {
-        const float pj = __shfl_sync(0xffffffffu, p, j);
-        const float *vj = (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j);
+    if (len == CHUNK) { // the common full chunk: unrolled, so the loads of later keys are issued early
+#pragma unroll 8
+        for (int j = 0; j < CHUNK; j++) {
+            const float pj = __shfl_sync(0xffffffffu, p, j);
+            const float *vj = (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j);
 #pragma unroll
-        for (int i = 0; i < HD / 32; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
+            for (int i = 0; i < HD / 32; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
+        }
+    } else {
+        for (int j = 0; j < len; j++) {
+            const float pj = __shfl_sync(0xffffffffu, p, j);
+            const float *vj = (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j);
+#pragma unroll
+            for (int i = 0; i < HD / 32; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
+        }
     }
     l = __fadd_rn(__fmul_rn(l, alpha), psum);
 #pragma unroll
@@ -79,8 +89,8 @@ __device__ __forceinline__ void attn_chunk_step(const float *qs, const float *kr
     mx = mnew;
 }
 
-// grid (ceil(M / QT), n_kv); block QT * G warps, G = n_heads / n_kv: warp w handles row m0 + w / G and head
-// kvh * G + w % G. Rows of the block that share the first row's page table read each K/V chunk from shared memory.
+// grid (ceil(M / QT), n_kv); block max(QT * G, 4) warps, G = n_heads / n_kv: warp w < QT * G handles row
+// m0 + w / G and head kvh * G + w % G (the others only help load K/V). Rows of the block that share the first row's page table read each K/V chunk from shared memory.
 // Shared memory: Ks (32, HD+1) (padded: lane j reads row j, conflict-free), Vs (32, HD), qs (warps, HD).
 template <int HD>
 __global__ void attn_kernel(float *__restrict__ out, const float *__restrict__ q, const float *__restrict__ kc,
@@ -92,7 +102,7 @@ __global__ void attn_kernel(float *__restrict__ out, const float *__restrict__ q
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nthreads = blockDim.x;
     const int m0 = blockIdx.x * QT, kvh = blockIdx.y;
     const int r = m0 + warp / G, h = kvh * G + warp % G;
-    const bool active = r < M;
+    const bool active = warp < QT * G && r < M; // warps past QT * G only help load the K/V chunks
     const int seq0 = pt_off[m0];
     const int row = n_kv * HD; // floats per cache slot
     float *qs = qs_all + warp * HD;
@@ -115,14 +125,31 @@ __global__ void attn_kernel(float *__restrict__ out, const float *__restrict__ q
     for (int c0 = 0; c0 < shared_len; c0 += CHUNK) {
         const int len = shared_len - c0 < CHUNK ? shared_len - c0 : CHUNK;
         __syncthreads(); // the previous chunk is consumed
-        for (int e = threadIdx.x; e < len * (HD / 4); e += nthreads) {
-            const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
-            const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
-            const float4 kv4 = *(const float4 *)(kc + slot * row + kvh * HD + d);
-            const float4 vv4 = *(const float4 *)(vc + slot * row + kvh * HD + d);
-            float *kd = Ks + j * (HD + 1) + d;
-            kd[0] = kv4.x, kd[1] = kv4.y, kd[2] = kv4.z, kd[3] = kv4.w;
-            *(float4 *)(Vs + j * HD + d) = vv4;
+        // 4 loads of K and of V in flight per thread before any store (a loop of load-then-store would wait for
+        // each load in turn)
+        const int total = len * (HD / 4);
+        for (int e0 = threadIdx.x; e0 < total; e0 += 4 * nthreads) {
+            float4 kv4[4], vv4[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int e = e0 + u * nthreads;
+                if (e < total) {
+                    const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
+                    const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
+                    kv4[u] = *(const float4 *)(kc + slot * row + kvh * HD + d);
+                    vv4[u] = *(const float4 *)(vc + slot * row + kvh * HD + d);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int e = e0 + u * nthreads;
+                if (e < total) {
+                    const int j = e / (HD / 4), d = (e % (HD / 4)) * 4;
+                    float *kd = Ks + j * (HD + 1) + d;
+                    kd[0] = kv4[u].x, kd[1] = kv4[u].y, kd[2] = kv4[u].z, kd[3] = kv4[u].w;
+                    *(float4 *)(Vs + j * HD + d) = vv4[u];
+                }
+            }
         }
         __syncthreads();
         if (shared && c0 < n_keys) {
@@ -159,7 +186,7 @@ static void launch_attn(float *out, const float *q, const float *kc, const float
                                         (int)attn_smem(HD, 32)));
         attr_set = true;
     }
-    const int G = n_heads / n_kv, warps = QT * G;
+    const int G = n_heads / n_kv, warps = QT * G < 4 ? 4 : QT * G; // at least 4 warps to load K/V chunks
     dim3 grid((M + QT - 1) / QT, n_kv);
     attn_kernel<HD><<<grid, warps * 32, attn_smem(HD, warps), stream>>>(out, q, kc, vc, pages, pt_off, pos, M,
                                                                          n_heads, n_kv, page_size, scale, QT, G);

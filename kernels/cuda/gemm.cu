@@ -213,7 +213,8 @@ namespace small {
 constexpr int BK = 128, LD = BK + 8; // 272-byte rows: conflict-free ldmatrix
 template <int MT, int NW> struct cfg {
     // Deeper pipelines where the (M-padded) activation tile is small: more W bytes in flight per SM.
-    static constexpr int STAGES = MT == 1 ? 8 : MT == 2 ? 6 : 4;
+    // (one-warp blocks stream W with the deepest pipeline: they are the ones used when N is small)
+    static constexpr int STAGES = MT == 1 ? (NW == 1 ? 16 : NW == 2 ? 12 : 8) : MT == 2 ? 6 : 4;
     static constexpr int BM = 16 * MT, BN = 8 * NW, THREADS = 32 * NW;
     static constexpr int STAGE_ELEMS = (BM + BN) * LD;
     static constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
@@ -234,6 +235,10 @@ __global__ void __launch_bounds__(32 * NW)
     const int N = sg.N;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int n0 = tile * C::BN;
+    // blockIdx.y > 0 when M is split over blocks (MT = 1 for any M <= 64 when N is small): rows m_base.. of x
+    const int m_base = blockIdx.y * C::BM;
+    x += (int64_t)m_base * K;
+    M -= m_base;
     const int KT = (K + BK - 1) / BK;
     const int last_steps = (K - (KT - 1) * BK) / 16;
     const int Mv = M < C::BM ? M : C::BM; // real rows of the activation tile
@@ -256,9 +261,9 @@ __global__ void __launch_bounds__(32 * NW)
     };
     // Rows M..BM-1 of every stage's A tile hold zeros for the whole kernel (ordered before their first read by the
     // pipeline's first __syncthreads).
-    for (int st = 0; st < STAGES; st++) {
-        __nv_bfloat16 *As = smem + st * C::STAGE_ELEMS;
-        for (int c = tid; c < (C::BM - Mv) * LD; c += C::THREADS) As[Mv * LD + c] = __float2bfloat16_rn(0.0f);
+    for (int st = 0; st < STAGES; st++) { // 16-byte stores: rows are 272 bytes
+        uint4 *As = (uint4 *)(smem + st * C::STAGE_ELEMS + Mv * LD);
+        for (int c = tid; c < (C::BM - Mv) * LD / 8; c += C::THREADS) As[c] = make_uint4(0, 0, 0, 0);
     }
 
     float acc[MT][4];
@@ -307,7 +312,8 @@ __global__ void __launch_bounds__(32 * NW)
     cp_async_wait<0>();
     const int g = lane >> 2, t4 = lane & 3;
 #pragma unroll
-    for (int i = 0; i < MT; i++) store_frag(out, bias, acc[i], i * 16 + g, n0 + warp * 8 + 2 * t4, M, N);
+    for (int i = 0; i < MT; i++)
+        store_frag(out + (int64_t)m_base * N, bias, acc[i], i * 16 + g, n0 + warp * 8 + 2 * t4, M, N);
 }
 
 // Sets each segment's tile count for block width bn; returns the total.
@@ -318,7 +324,7 @@ static int set_tiles(gemm_segs &g, int bn) {
 }
 
 template <int MT, int NW>
-static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream) {
+static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, int m_tiles = 1) {
     using C = small::cfg<MT, NW>;
     static bool attr_set = false; // per template instance; the attribute is a property of the function
     if (!attr_set) {
@@ -326,7 +332,7 @@ static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cuda
         attr_set = true;
     }
     const int tiles = set_tiles(g, C::BN);
-    gemm_small<MT, NW><<<tiles, C::THREADS, C::SMEM, stream>>>(g, x, M, K);
+    gemm_small<MT, NW><<<dim3(tiles, m_tiles), C::THREADS, C::SMEM, stream>>>(g, x, M, K);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -377,7 +383,20 @@ extern "C" void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint1
     }
     if (M == 0) return;
     const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
-    if (M <= 16) dispatch_small<1>(g, N_total, xb, M, K, stream);
+    static int n_sm = 0;
+    if (!n_sm) {
+        int l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
+    }
+    const int mt = (M + 15) / 16;
+    if (M <= 64 && mt > 1 && N_total < 64 * 2 * n_sm) {
+        // Small N: too few column strips to keep the SMs streaming, so split M over blocks too (one m16 tile per
+        // block; W is re-read per tile from L2). Per-element arithmetic unchanged.
+        const int64_t strips = (N_total + 7) / 8 * mt;
+        if (strips >= 4 * 2 * n_sm) launch_small<1, 4>(g, xb, M, K, stream, mt);
+        else if (strips >= 2 * 2 * n_sm) launch_small<1, 2>(g, xb, M, K, stream, mt);
+        else launch_small<1, 1>(g, xb, M, K, stream, mt);
+    } else if (M <= 16) dispatch_small<1>(g, N_total, xb, M, K, stream);
     else if (M <= 32) dispatch_small<2>(g, N_total, xb, M, K, stream);
     else if (M <= 64) dispatch_small<4>(g, N_total, xb, M, K, stream);
     else {

@@ -33,10 +33,12 @@ typedef struct {
     uint64_t digest;  /* sum_j kern_digest_term(j, bits(x_j)) mod 2^64 (== kern_cpu_digest) */
 } kern_row_out;
 
-/* One block per row of x (R, V) f32; req (R) and out (R) are device arrays. The host turns (x_token, m, lse)
- * into the log-prob (x_token / T - m) - lse, one formula for generate and score. */
-void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V,
-                          cudaStream_t stream);
+/* Rows of x (R, V) f32, each cut into fixed segments of V (so one row alone still fills the GPU); req (R) and
+ * out (R) are device arrays; workspace: kern_cuda_vocab_rows_workspace(R, V) bytes of device memory. The host
+ * turns (x_token, m, lse) into the log-prob (x_token / T - m) - lse, one formula for generate and score. */
+size_t kern_cuda_vocab_rows_workspace(int R, int V);
+void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V, void *workspace,
+                          size_t workspace_bytes, cudaStream_t stream);
 
 /* dst[r, :] = src[idx[r], :] for r < R; rows of D f32. idx (R) int32 device array. */
 void kern_cuda_gather_rows(float *dst, const float *src, const int32_t *idx, int R, int D, cudaStream_t stream);

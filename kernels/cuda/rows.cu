@@ -1,12 +1,17 @@
-// The CUDA rollout engine's vocabulary rows: digest, max, log-sum-exp and the chosen token of each logits row in
-// one pass over the row (plus a second for the exponentials), and a row gather.
+// The CUDA rollout engine's vocabulary rows: digest, max, log-sum-exp and the chosen token of each logits row,
+// and a row gather.
 //
-// Purpose/Why (the fixed reduction order). A block of exactly ROWS_THREADS threads owns one row whatever R is.
-// Thread t visits j = t, t + ROWS_THREADS, ... ascending. max, argmax and Gumbel-max reduce with a total order
-// (value desc, index asc) and the digest with exact 64-bit integer sums, so their reduction order cannot change
-// them. The only rounding reduction is sum_j expf(x_j/T - m): each thread adds its terms in ascending j, then a
-// xor butterfly inside each warp (16, 8, 4, 2, 1) and a fixed pairwise tree over the warp sums. None of this
-// depends on R, on which rows share the launch, or on the path (generate or score) that asked for the row.
+// Purpose/Why (the fixed reduction order). A row is cut into segments of VOCAB_SEG entries (a function of V only,
+// never of R), and each (segment, row) is one block of ROWS_THREADS threads, so that one row alone (batch 1) still
+// spreads over many SMs. Three launches: (1) per segment: max of x/T, argmax, Gumbel-max and the digest; (2) per
+// segment: sum_j expf(x_j/T - m) with m the max over the row's segments; (3) per row: the segment results combined.
+// max, argmax and Gumbel-max reduce with a total order (value desc, index asc) and the digest with exact 64-bit
+// integer sums, so their reduction order cannot change them. The only rounding reduction is the sum: in a segment,
+// thread t adds its terms j = seg0 + t, seg0 + t + ROWS_THREADS, ... in ascending j, then a xor butterfly inside each
+// warp (16, 8, 4, 2, 1) and a fixed pairwise tree over the warp sums; the segment sums are then added in ascending
+// segment order. None of this depends on R, on which rows share the launch, or on the path (generate or score)
+// that asked for the row. Gumbel noise: one Philox call gives the 4 uniforms of an aligned quad of ids (j >> 2),
+// so each thread visits whole quads in pass (1).
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -16,7 +21,7 @@
 #include "kernels/cuda/kern_cuda_engine.h"
 #include "kernels/kern.h"
 
-#define ROWS_THREADS 512
+#define ROWS_THREADS 256
 #define ROWS_WARPS (ROWS_THREADS / 32)
 
 // (v, i) beats (w, j): larger value, then lower index; NaN never wins.
@@ -38,40 +43,54 @@ __device__ __forceinline__ void warp_best(float &v, int &i) {
     }
 }
 
+#define VOCAB_SEG 8192 // entries per segment (a multiple of 4: segments hold whole Philox quads)
+
+struct vocab_part {
+    float m, best, gbest, sum;
+    int bi, gi;
+    unsigned long long d;
+};
+
+__device__ __forceinline__ void visit(int j, float v, const kern_row_req &q, float gu, float &m, float &best, int &bi,
+                                      float &gbest, int &gi, unsigned long long &d) {
+    const float vt = __fdiv_rn(v, q.temperature);
+    m = fmaxf(m, vt);
+    if (beats(v, j, best, bi)) {
+        best = v;
+        bi = j;
+    }
+    if (q.mode == KERN_ROW_GUMBEL) {
+        const float g = __fadd_rn(vt, -logf(-logf(gu)));
+        if (beats(g, j, gbest, gi)) {
+            gbest = g;
+            gi = j;
+        }
+    }
+    d += kern_digest_term((uint32_t)j, __float_as_uint(v));
+}
+
+// Pass 1, grid (segments, R).
 __global__ void __launch_bounds__(ROWS_THREADS)
-vocab_rows_kernel(kern_row_out *out, const float *x, const kern_row_req *req, int V) {
-    __shared__ float s_v[ROWS_WARPS], s_g[ROWS_WARPS], s_sum[ROWS_WARPS];
+vocab_part_kernel(vocab_part *parts, const float *x, const kern_row_req *req, int V, int n_seg) {
+    __shared__ float s_v[ROWS_WARPS], s_g[ROWS_WARPS], s_m[ROWS_WARPS];
     __shared__ int s_i[ROWS_WARPS], s_gi[ROWS_WARPS];
     __shared__ unsigned long long s_d[ROWS_WARPS];
-    const int r = blockIdx.x, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int seg = blockIdx.x, r = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const float *xr = x + (size_t)r * V;
     const kern_row_req q = req[r];
-    const float T = q.temperature;
+    const int j0 = seg * VOCAB_SEG, j1 = min(V, j0 + VOCAB_SEG);
 
     float best = -INFINITY, gbest = -INFINITY, m = -INFINITY;
     int bi = -1, gi = -1;
     unsigned long long d = 0;
-    for (int j = threadIdx.x; j < V; j += ROWS_THREADS) {
-        const float v = xr[j];
-        const float vt = __fdiv_rn(v, T);
-        m = fmaxf(m, vt);
-        if (beats(v, j, best, bi)) {
-            best = v;
-            bi = j;
-        }
-        if (q.mode == KERN_ROW_GUMBEL) {
-            uint32_t w[4];
-            br_rand_u32x4_inline(q.seed, q.sample_id, (uint32_t)q.position, (uint32_t)j >> 2, w);
-            const float u = br_uniform01(w[j & 3]);
-            const float g = __fadd_rn(vt, -logf(-logf(u)));
-            if (beats(g, j, gbest, gi)) {
-                gbest = g;
-                gi = j;
-            }
-        }
-        d += kern_digest_term((uint32_t)j, __float_as_uint(v));
+    for (int j4 = j0 + 4 * threadIdx.x; j4 < j1; j4 += 4 * ROWS_THREADS) {
+        uint32_t w[4] = {0, 0, 0, 0};
+        if (q.mode == KERN_ROW_GUMBEL)
+            br_rand_u32x4_inline(q.seed, q.sample_id, (uint32_t)q.position, (uint32_t)j4 >> 2, w);
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            if (j4 + u < j1) visit(j4 + u, xr[j4 + u], q, br_uniform01(w[u]), m, best, bi, gbest, gi, d);
     }
-    // block reductions: max / argmax / gumbel-argmax (total orders) and the digest (exact integer sum)
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -85,29 +104,35 @@ vocab_rows_kernel(kern_row_out *out, const float *x, const kern_row_req *req, in
         s_g[warp] = gbest;
         s_gi[warp] = gi;
         s_d[warp] = d;
-        s_sum[warp] = m;
+        s_m[warp] = m;
     }
     __syncthreads();
-    float mx = s_sum[0], bv = s_v[0], gv = s_g[0];
-    int bix = s_i[0], gix = s_gi[0];
-    unsigned long long dg = s_d[0];
-    for (int w = 1; w < ROWS_WARPS; w++) {
-        mx = fmaxf(mx, s_sum[w]);
-        if (beats(s_v[w], s_i[w], bv, bix)) {
-            bv = s_v[w];
-            bix = s_i[w];
+    if (threadIdx.x == 0) {
+        vocab_part p;
+        p.m = s_m[0], p.best = s_v[0], p.gbest = s_g[0], p.bi = s_i[0], p.gi = s_gi[0], p.d = s_d[0], p.sum = 0;
+        for (int w = 1; w < ROWS_WARPS; w++) {
+            p.m = fmaxf(p.m, s_m[w]);
+            if (beats(s_v[w], s_i[w], p.best, p.bi)) p.best = s_v[w], p.bi = s_i[w];
+            if (beats(s_g[w], s_gi[w], p.gbest, p.gi)) p.gbest = s_g[w], p.gi = s_gi[w];
+            p.d += s_d[w];
         }
-        if (beats(s_g[w], s_gi[w], gv, gix)) {
-            gv = s_g[w];
-            gix = s_gi[w];
-        }
-        dg += s_d[w];
+        parts[(size_t)r * n_seg + seg] = p;
     }
-    __syncthreads();
+}
 
-    // sum_j expf(x_j/T - m): ascending per thread, butterfly per warp, fixed pairwise tree over warps
+// Pass 2, grid (segments, R): the segment's sum of expf(x_j/T - m), m = the row's max.
+__global__ void __launch_bounds__(ROWS_THREADS)
+vocab_sum_kernel(vocab_part *parts, const float *x, const kern_row_req *req, int V, int n_seg) {
+    __shared__ float s_sum[ROWS_WARPS];
+    const int seg = blockIdx.x, r = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float *xr = x + (size_t)r * V;
+    const float T = req[r].temperature;
+    vocab_part *pr = parts + (size_t)r * n_seg;
+    float mx = pr[0].m;
+    for (int i = 1; i < n_seg; i++) mx = fmaxf(mx, pr[i].m);
+    const int j0 = seg * VOCAB_SEG, j1 = min(V, j0 + VOCAB_SEG);
     float s = 0.0f;
-    for (int j = threadIdx.x; j < V; j += ROWS_THREADS) s = __fadd_rn(s, expf(__fsub_rn(__fdiv_rn(xr[j], T), mx)));
+    for (int j = j0 + threadIdx.x; j < j1; j += ROWS_THREADS) s = __fadd_rn(s, expf(__fsub_rn(__fdiv_rn(xr[j], T), mx)));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, o));
     if (lane == 0) s_sum[warp] = s;
@@ -120,22 +145,55 @@ vocab_rows_kernel(kern_row_out *out, const float *x, const kern_row_req *req, in
         for (int n = ROWS_WARPS / 2; n >= 1; n >>= 1)
 #pragma unroll
             for (int w = 0; w < n; w++) t[w] = __fadd_rn(t[2 * w], t[2 * w + 1]);
-        int tok = q.mode == KERN_ROW_GREEDY ? bix : q.mode == KERN_ROW_GUMBEL ? gix : q.target;
-        kern_row_out o;
-        o.token = tok;
-        o.x_token = tok >= 0 && tok < V ? xr[tok] : 0.0f;
-        o.m = mx;
-        o.lse = logf(t[0]);
-        o.digest = dg;
-        out[r] = o;
+        pr[seg].sum = t[0];
     }
 }
 
+// Pass 3, one thread per row: the segments in ascending order.
+__global__ void vocab_final_kernel(kern_row_out *out, const vocab_part *parts, const float *x,
+                                   const kern_row_req *req, int R, int V, int n_seg) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= R) return;
+    const vocab_part *pr = parts + (size_t)r * n_seg;
+    const kern_row_req q = req[r];
+    float mx = pr[0].m, bv = pr[0].best, gv = pr[0].gbest, sum = pr[0].sum;
+    int bix = pr[0].bi, gix = pr[0].gi;
+    unsigned long long dg = pr[0].d;
+    for (int i = 1; i < n_seg; i++) {
+        mx = fmaxf(mx, pr[i].m);
+        if (beats(pr[i].best, pr[i].bi, bv, bix)) bv = pr[i].best, bix = pr[i].bi;
+        if (beats(pr[i].gbest, pr[i].gi, gv, gix)) gv = pr[i].gbest, gix = pr[i].gi;
+        dg += pr[i].d;
+        sum = __fadd_rn(sum, pr[i].sum);
+    }
+    const int tok = q.mode == KERN_ROW_GREEDY ? bix : q.mode == KERN_ROW_GUMBEL ? gix : q.target;
+    kern_row_out o;
+    o.token = tok;
+    o.x_token = tok >= 0 && tok < V ? x[(size_t)r * V + tok] : 0.0f;
+    o.m = mx;
+    o.lse = logf(sum);
+    o.digest = dg;
+    out[r] = o;
+}
+
+extern "C" size_t kern_cuda_vocab_rows_workspace(int R, int V) {
+    return (size_t)(R > 0 ? R : 0) * ((V + VOCAB_SEG - 1) / VOCAB_SEG) * sizeof(vocab_part);
+}
+
 extern "C" void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V,
-                                     cudaStream_t stream) {
+                                     void *workspace, size_t workspace_bytes, cudaStream_t stream) {
     KERN_REQUIRE(V > 0, "vocab_rows: V must be positive");
     if (R == 0) return;
-    vocab_rows_kernel<<<R, ROWS_THREADS, 0, stream>>>(out, x, req, V);
+    KERN_REQUIRE(workspace && workspace_bytes >= kern_cuda_vocab_rows_workspace(R, V),
+                 "vocab_rows: workspace too small (kern_cuda_vocab_rows_workspace)");
+    KERN_REQUIRE(R <= 65535, "vocab_rows: at most 65535 rows per call");
+    const int n_seg = (V + VOCAB_SEG - 1) / VOCAB_SEG;
+    vocab_part *parts = (vocab_part *)workspace;
+    vocab_part_kernel<<<dim3(n_seg, R), ROWS_THREADS, 0, stream>>>(parts, x, req, V, n_seg);
+    CUDA_CHECK_LAUNCH();
+    vocab_sum_kernel<<<dim3(n_seg, R), ROWS_THREADS, 0, stream>>>(parts, x, req, V, n_seg);
+    CUDA_CHECK_LAUNCH();
+    vocab_final_kernel<<<(R + 127) / 128, 128, 0, stream>>>(out, parts, x, req, R, V, n_seg);
     CUDA_CHECK_LAUNCH();
 }
 

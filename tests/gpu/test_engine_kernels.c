@@ -57,11 +57,13 @@ static void test_vocab_rows(void **state) {
         kern_row_req *dreq = dev_copy(req, sizeof req);
         kern_row_out *dout = kern_cuda_malloc(sizeof(kern_row_out) * R);
         kern_row_out out[R], one[R];
-        kern_cuda_vocab_rows(dout, dx, dreq, R, V, NULL);
+        const size_t wsb = kern_cuda_vocab_rows_workspace(R, V);
+        void *ws = kern_cuda_malloc(wsb);
+        kern_cuda_vocab_rows(dout, dx, dreq, R, V, ws, wsb, NULL);
         kern_cuda_download(out, dout, sizeof out);
         /* the same rows, one launch each */
         for (int r = 0; r < R; r++) {
-            kern_cuda_vocab_rows(dout, dx + (size_t)r * V, dreq + r, 1, V, NULL);
+            kern_cuda_vocab_rows(dout, dx + (size_t)r * V, dreq + r, 1, V, ws, wsb, NULL);
             kern_cuda_download(&one[r], dout, sizeof one[r]);
         }
         assert_memory_equal(out, one, sizeof out);
@@ -105,6 +107,7 @@ static void test_vocab_rows(void **state) {
         kern_cuda_free(dx);
         kern_cuda_free(dreq);
         kern_cuda_free(dout);
+        kern_cuda_free(ws);
     }
 }
 

@@ -224,7 +224,9 @@ static void test_gemm_batch_invariance(void **state) {
     bad += gemm_invariance(1000, 528, all, 512, 0, KERN_MODE_INVARIANT); /* N, K not multiples of the tiles */
     bad += gemm_invariance(3072, 1024, all, 512, 0, KERN_MODE_INVARIANT);
     bad += gemm_invariance(4096, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT);
-    bad += gemm_invariance(11008, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT); /* N >= 64 * SMs: the 4-warp decode tile */
+    bad += gemm_invariance(11008, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT); /* M split over blocks */
+    /* N >= 128 * SMs: the decode kernels with 2 and 4 m16 tiles per block (8 warps) */
+    bad += gemm_invariance(20000, 512, sparse, n_sparse, 1, KERN_MODE_INVARIANT);
     bad += gemm_invariance(1000, 528, sparse, n_sparse, 1, KERN_MODE_FP32);
     assert_int_equal(bad, 0);
 }

@@ -45,8 +45,12 @@ void comm_finalize(comm_world *w) {
 }
 
 #ifdef BR_HAVE_CUDA
+#include "comm/comm_nccl.h"
 #include "kernels/cuda/kern_cuda.h"
-static void abort_all(void) { MPI_Abort(MPI_COMM_WORLD, 3); }
+static void abort_all(void) {
+    comm_nccl_abort_all(); /* release NCCL kernels waiting for peers before the job goes down */
+    MPI_Abort(MPI_COMM_WORLD, 3);
+}
 #endif
 
 void comm_install_abort_hook(const comm_world *w) {
@@ -59,6 +63,9 @@ void comm_install_abort_hook(const comm_world *w) {
 _Noreturn void comm_abort(const comm_world *w, int code, const char *where, const char *msg) {
     fprintf(stderr, "[rank %d] %s: %s\n", w ? w->rank : -1, where, msg);
     fflush(stderr);
+#ifdef BR_HAVE_CUDA
+    comm_nccl_abort_all();
+#endif
     MPI_Abort(MPI_COMM_WORLD, code);
     exit(code); /* not reached */
 }
@@ -72,19 +79,29 @@ _Noreturn void comm_mpi_fail(const comm_world *w, const char *file, int line, co
     comm_abort(w, 3, where, err);
 }
 
-br_status comm_agree(const comm_world *w, br_status st) {
+/* comm_agree over any communicator; the message names the failing rank by its MPI_COMM_WORLD rank. */
+static br_status agree_on(const comm_world *w, MPI_Comm comm, br_status st) {
     /* the lowest failing rank speaks for the job */
-    int mine = st == BR_OK ? INT_MAX : w->rank, first = INT_MAX;
-    MPI_CHECK(w, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    int me = 0, size = 1;
+    MPI_CHECK(w, MPI_Comm_rank(comm, &me));
+    MPI_CHECK(w, MPI_Comm_size(comm, &size));
+    int mine = st == BR_OK ? INT_MAX : me, first = INT_MAX;
+    MPI_CHECK(w, MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
     if (first == INT_MAX) return BR_OK;
-    int code = (int)st;
+    int code_rank[2] = {(int)st, w->rank};
     char msg[1024];
-    if (w->rank == first) snprintf(msg, sizeof msg, "%s", br_last_error());
-    MPI_CHECK(w, MPI_Bcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD));
-    MPI_CHECK(w, MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, MPI_COMM_WORLD));
+    if (me == first) snprintf(msg, sizeof msg, "%s", br_last_error());
+    MPI_CHECK(w, MPI_Bcast(code_rank, 2, MPI_INT, first, comm));
+    MPI_CHECK(w, MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, comm));
     msg[sizeof msg - 1] = '\0';
-    if (w->size > 1) return br_fail((br_status)code, "[rank %d] %s", first, msg);
-    return br_fail((br_status)code, "%s", msg);
+    if (w->size > 1) return br_fail((br_status)code_rank[0], "[rank %d] %s", code_rank[1], msg);
+    return br_fail((br_status)code_rank[0], "%s", msg);
+}
+
+br_status comm_agree(const comm_world *w, br_status st) { return agree_on(w, MPI_COMM_WORLD, st); }
+
+br_status comm_tp_agree(const comm_world *w, br_status st) {
+    return agree_on(w, w->tp_comm ? *(MPI_Comm *)w->tp_comm : MPI_COMM_SELF, st);
 }
 
 void comm_bcast_u64(const comm_world *w, uint64_t *v) { MPI_CHECK(w, MPI_Bcast(v, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD)); }

@@ -38,6 +38,9 @@ _Noreturn void comm_mpi_fail(const comm_world *w, const char *file, int line, co
 /* Collective: every rank passes its status; returns BR_OK on all ranks when all are ok, otherwise the status
  * and message of the lowest failing rank ("[rank r] ...") on all ranks, so the job stops together. */
 br_status comm_agree(const comm_world *w, br_status st);
+/* The same within this rank's tensor-parallel group (collective over the group only; alone without tensor
+ * parallelism); the message names the failing rank by its world rank. */
+br_status comm_tp_agree(const comm_world *w, br_status st);
 
 /* Rank 0's value reaches every rank. */
 void comm_bcast_u64(const comm_world *w, uint64_t *v);

@@ -44,6 +44,11 @@ static void test_single_rank(void **state) {
     br_fail(BR_EINVAL, "the reason");
     assert_int_equal(comm_agree(w, BR_EINVAL), BR_EINVAL);
     assert_string_equal(br_last_error(), "the reason");
+    /* within the (absent) tensor-parallel group: the rank alone */
+    assert_int_equal(comm_tp_agree(w, BR_OK), BR_OK);
+    br_fail(BR_EIO, "group reason");
+    assert_int_equal(comm_tp_agree(w, BR_EIO), BR_EIO);
+    assert_string_equal(br_last_error(), "group reason");
     char *msg = strdup("hello"), *got = NULL;
     size_t len = 6, got_len = 0;
     void *p = msg;

@@ -156,8 +156,8 @@ static br_status parse_pre(tok_tokenizer *t, const cJSON *o) {
         return br_fail(BR_EFORMAT, "%s: pre_tokenizer '%s' after ByteLevel is not supported", path, type);
     tok_pre p = {0};
     if (!strcmp(type, "Split")) {
-        const char *pat, *beh;
-        int is_re;
+        const char *pat = NULL, *beh;
+        int is_re = 0;
         if ((st = get_pattern(path, "pre_tokenizer Split", o, &pat, &is_re))) return st;
         if ((st = get_str(path, "pre_tokenizer Split", o, "behavior", &beh))) return st;
         if ((st = get_bool(path, "pre_tokenizer Split", o, "invert", &p.invert))) return st;

@@ -18,6 +18,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
@@ -213,8 +214,8 @@ namespace small {
 constexpr int BK = 128, LD = BK + 8; // 272-byte rows: conflict-free ldmatrix
 template <int MT, int NW> struct cfg {
     // Deeper pipelines where the (M-padded) activation tile is small: more W bytes in flight per SM.
-    // (one-warp blocks stream W with the deepest pipeline: they are the ones used when N is small)
-    static constexpr int STAGES = MT == 1 ? (NW == 1 ? 16 : NW == 2 ? 12 : 8) : MT == 2 ? 6 : 4;
+    // (measured on an H200: 16 stages for one-warp blocks halved their speed -- fewer blocks fit an SM)
+    static constexpr int STAGES = MT == 1 ? 8 : MT == 2 ? 6 : 4;
     static constexpr int BM = 16 * MT, BN = 8 * NW, THREADS = 32 * NW;
     static constexpr int STAGE_ELEMS = (BM + BN) * LD;
     static constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
@@ -383,16 +384,20 @@ extern "C" void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint1
     }
     if (M == 0) return;
     const __nv_bfloat16 *xb = (const __nv_bfloat16 *)x;
-    static int n_sm = 0;
+    static int n_sm = 0, msplit = -1;
     if (!n_sm) {
         int l2 = 0;
         kern_cuda_device_props(&n_sm, &l2);
     }
+    if (msplit < 0) { // experimental, BITROLL_GEMM_MSPLIT=1 (being measured)
+        const char *v = getenv("BITROLL_GEMM_MSPLIT");
+        msplit = v && v[0] == '1';
+    }
     const int mt = (M + 15) / 16;
-    if (M <= 64 && mt > 1 && N_total < 64 * 2 * n_sm) {
-        // Small N: too few column strips to keep the SMs streaming, so split M over blocks too (one m16 tile per
-        // block; W is re-read per tile from L2). Per-element arithmetic unchanged.
-        const int64_t strips = (N_total + 7) / 8 * mt;
+    if (msplit && M <= 64 && mt > 1 && N_total < 64 * 2 * n_sm && (int64_t)N_total * K * 2 <= (32 << 20)) {
+        // Few column strips and a W that stays in L2: split M over blocks too (one m16 tile per block, W re-read
+        // per tile from L2). Per-element arithmetic unchanged.
+        const int64_t strips = (int64_t)(N_total + 7) / 8 * mt;
         if (strips >= 4 * 2 * n_sm) launch_small<1, 4>(g, xb, M, K, stream, mt);
         else if (strips >= 2 * 2 * n_sm) launch_small<1, 2>(g, xb, M, K, stream, mt);
         else launch_small<1, 1>(g, xb, M, K, stream, mt);

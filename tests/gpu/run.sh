@@ -45,6 +45,8 @@ done
 
 stage "build done"
 (cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 900) 2>&1 | tee "$OUT/ctest_gpu.log"
+# the NCCL layer's own report (one rank per visible GPU)
+(cd "$BUILD" && ctest -R test_comm_nccl -V --timeout 600) >"$OUT/comm_nccl.log" 2>&1
 stage "gpu tests done"
 if [ "${RUN_UNIT:-0}" = 1 ]; then
   (cd "$BUILD" && ctest -L unit --output-on-failure --timeout 600) >"$OUT/ctest_unit.log" 2>&1
@@ -52,6 +54,12 @@ fi
 # The GPU test's own report (max errors, invariance counts): ctest shows it only on failure.
 "$BUILD/tests/test_kern_cuda" >"$OUT/test_kern_cuda.log" 2>&1
 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench.log"
+# experiment: decode GEMM with M split over blocks for small N (BITROLL_GEMM_MSPLIT=1)
+BITROLL_GEMM_MSPLIT=1 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels_msplit.json" >"$OUT/bench_msplit.log" 2>&1
+(cd "$ROOT" && BITROLL_GEMM_MSPLIT=1 "$BUILD/bitroll" bench --modes invariant --batches 1,64,256 --new-tokens 128 \
+    --json "$OUT/bench_e2e_msplit.json") >"$OUT/bench_e2e_msplit.log" 2>&1
+(cd "$BUILD" && BITROLL_GEMM_MSPLIT=1 ./tests/test_kern_cuda) >"$OUT/test_kern_cuda_msplit.log" 2>&1
+echo "msplit test_kern_cuda rc=$?" >>"$OUT/test_kern_cuda_msplit.log"
 stage "kernel bench done"
 # end to end: Qwen3-0.6B shape, every kernel mode, batches 1/64/256, flip experiment; then the same with CUDA
 # graphs for decode steps (on by default) compared with BITROLL_CUDA_GRAPHS=0, and the GPU end-to-end test without them
@@ -72,6 +80,7 @@ echo "device:       $(sed -n 2p "$OUT/gpu.txt")"
 echo "full build:   rc=$BUILD_RC (targets that failed: $(grep -c 'Error [0-9]' "$OUT/build.log" || true) make errors; see build.log)"
 echo "ctest gpu:    $(grep -E 'tests passed|tests failed' "$OUT/ctest_gpu.log" | tail -1)"
 grep -E '^\s+[0-9]+/[0-9]+ Test' "$OUT/ctest_gpu.log" | sed 's/^/              /'
+echo "test_comm_nccl: $(grep -cE '\[       OK \]' "$OUT/comm_nccl.log") cmocka tests OK; $(grep -E 'GB/s|ranks' "$OUT/comm_nccl.log" | head -3 | tr '\n' ' ')"
 echo "test_kern_cuda report:"
 grep -E "gemm|rmsnorm|layernorm|rope|swiglu|gelu|add|cast|embed|attn|logsoftmax|logprob|argmax|PASSED|FAILED|OK" "$OUT/test_kern_cuda.log" | sed 's/^/  /'
 [ -f "$OUT/ctest_unit.log" ] && echo "ctest unit:   $(grep -E 'tests passed|tests failed' "$OUT/ctest_unit.log" | tail -1)"
@@ -81,6 +90,10 @@ echo "bench:"
 sed -n '/^GEMM (bf16/,$p' "$OUT/bench.log"
 echo "end to end (bitroll bench):"
 sed -n '/^mode/,$p' "$OUT/bench_e2e.log"
+echo "decode GEMM with BITROLL_GEMM_MSPLIT=1:"
+sed -n '/^decode-shaped/,/^$/p' "$OUT/bench_msplit.log"
+echo "end to end with BITROLL_GEMM_MSPLIT=1 ($(grep -E 'PASSED|FAILED|rc=' "$OUT/test_kern_cuda_msplit.log" | tr '\n' ' ')):"
+sed -n '/^mode/,$p' "$OUT/bench_e2e_msplit.log"
 echo "end to end without CUDA graphs:"
 sed -n '/^mode/,$p' "$OUT/bench_e2e_nographs.log"
 echo "profile (invariant, 64 new tokens):"

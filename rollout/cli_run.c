@@ -57,16 +57,21 @@ static void run_opts_default(run_opts *o, const char *verb) {
     o->tp = 1;
 }
 
-/* --device cuda under MPI: rank r of a node takes GPU r (one rank per GPU); more ranks than GPUs is an error. */
+/* --device cuda under MPI: rank r of a node takes GPU r (one rank per GPU); more ranks than GPUs is an error,
+ * unless BITROLL_SHARE_GPUS=1 (tests of data parallelism on a one-GPU machine): then rank r takes GPU r mod n. */
 static br_status bind_device(const comm_world *world, const run_opts *o) {
     if (strcmp(o->device, "cuda")) return BR_OK;
 #ifdef BR_HAVE_CUDA
     const int n = kern_cuda_device_count();
     if (n == 0) return br_fail(BR_EINVAL, "--device cuda: no CUDA device is visible");
-    if (world->local_size > n)
-        return br_fail(BR_EINVAL, "--device cuda: %d ranks on this node but %d GPU%s visible (one rank per GPU)",
+    const char *share = getenv("BITROLL_SHARE_GPUS");
+    const int shared = share && !strcmp(share, "1");
+    if (world->local_size > n && !shared)
+        return br_fail(BR_EINVAL,
+                       "--device cuda: %d ranks on this node but %d GPU%s visible (one rank per GPU; "
+                       "BITROLL_SHARE_GPUS=1 lets ranks share GPUs, for tests)",
                        world->local_size, n, n == 1 ? "" : "s");
-    kern_cuda_set_device(world->local_rank);
+    kern_cuda_set_device(world->local_rank % n);
     comm_install_abort_hook(world);
     return BR_OK;
 #else

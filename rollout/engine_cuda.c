@@ -172,6 +172,9 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     const int hd = c->head_dim;
     if (hd > 32 && hd != 64 && hd != 128 && hd != 256)
         return br_fail(BR_EINVAL, "--device cuda: head_dim %d is not supported (<= 32, 64, 128 or 256)", hd);
+    if (hd >= 32 && c->n_heads / c->n_kv_heads > 16)
+        return br_fail(BR_EINVAL, "--device cuda: %d query heads per KV head (n_heads %d, n_kv_heads %d); the attention "
+                                  "kernels take at most 16", c->n_heads / c->n_kv_heads, c->n_heads, c->n_kv_heads);
 
     rollout_cuda *e = calloc(1, sizeof *e);
     if (!e) return br_fail(BR_ENOMEM, "cuda engine: out of memory");

@@ -89,11 +89,11 @@ __device__ __forceinline__ void attn_chunk_step(const float *qs, const float *kr
     mx = mnew;
 }
 
-// grid (ceil(M / QT), n_kv); block max(QT * G, 4) warps, G = n_heads / n_kv: warp w < QT * G handles row
+// grid (ceil(M / QT), n_kv); block max(QT * G, 8) warps, G = n_heads / n_kv: warp w < QT * G handles row
 // m0 + w / G and head kvh * G + w % G (the others only help load K/V). Rows of the block that share the first row's page table read each K/V chunk from shared memory.
 // Shared memory: Ks (32, HD+1) (padded: lane j reads row j, conflict-free), Vs (32, HD), qs (warps, HD).
 template <int HD>
-__global__ void attn_kernel(float *__restrict__ out, const float *__restrict__ q, const float *__restrict__ kc,
+__global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, const float *__restrict__ q, const float *__restrict__ kc,
                             const float *__restrict__ vc, const int32_t *__restrict__ pages,
                             const int32_t *__restrict__ pt_off, const int32_t *__restrict__ pos, int M, int n_heads,
                             int n_kv, int page_size, float scale, int QT, int G) {
@@ -122,36 +122,52 @@ __global__ void attn_kernel(float *__restrict__ out, const float *__restrict__ q
 #pragma unroll
     for (int i = 0; i < HD / 32; i++) acc[i] = 0.0f;
 
+    // K/V chunks of the shared sequence go through shared memory. The next chunk's first 4 * nthreads float4 of K
+    // and of V are loaded into registers while the current chunk is computed (prefetch); the rest (hd 256) is
+    // loaded when stored. Data movement only: the arithmetic of the step is unchanged.
+    float4 pk[4], pv[4];
+    auto fetch = [&](int c0, int len) {
+        const int total = len * (HD / 4);
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int e = threadIdx.x + u * nthreads;
+            if (e < total) {
+                const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
+                const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
+                pk[u] = *(const float4 *)(kc + slot * row + kvh * HD + d);
+                pv[u] = *(const float4 *)(vc + slot * row + kvh * HD + d);
+            }
+        }
+    };
+    auto put = [&](int c0, int len) {
+        const int total = len * (HD / 4);
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int e = threadIdx.x + u * nthreads;
+            if (e < total) {
+                const int j = e / (HD / 4), d = (e % (HD / 4)) * 4;
+                float *kd = Ks + j * (HD + 1) + d;
+                kd[0] = pk[u].x, kd[1] = pk[u].y, kd[2] = pk[u].z, kd[3] = pk[u].w;
+                *(float4 *)(Vs + j * HD + d) = pv[u];
+            }
+        }
+        for (int e = threadIdx.x + 4 * nthreads; e < total; e += nthreads) {
+            const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
+            const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
+            const float4 kv4 = *(const float4 *)(kc + slot * row + kvh * HD + d);
+            float *kd = Ks + j * (HD + 1) + d;
+            kd[0] = kv4.x, kd[1] = kv4.y, kd[2] = kv4.z, kd[3] = kv4.w;
+            *(float4 *)(Vs + j * HD + d) = *(const float4 *)(vc + slot * row + kvh * HD + d);
+        }
+    };
+    if (shared_len > 0) fetch(0, shared_len < CHUNK ? shared_len : CHUNK);
     for (int c0 = 0; c0 < shared_len; c0 += CHUNK) {
         const int len = shared_len - c0 < CHUNK ? shared_len - c0 : CHUNK;
         __syncthreads(); // the previous chunk is consumed
-        // 4 loads of K and of V in flight per thread before any store (a loop of load-then-store would wait for
-        // each load in turn)
-        const int total = len * (HD / 4);
-        for (int e0 = threadIdx.x; e0 < total; e0 += 4 * nthreads) {
-            float4 kv4[4], vv4[4];
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const int e = e0 + u * nthreads;
-                if (e < total) {
-                    const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
-                    const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
-                    kv4[u] = *(const float4 *)(kc + slot * row + kvh * HD + d);
-                    vv4[u] = *(const float4 *)(vc + slot * row + kvh * HD + d);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const int e = e0 + u * nthreads;
-                if (e < total) {
-                    const int j = e / (HD / 4), d = (e % (HD / 4)) * 4;
-                    float *kd = Ks + j * (HD + 1) + d;
-                    kd[0] = kv4[u].x, kd[1] = kv4[u].y, kd[2] = kv4[u].z, kd[3] = kv4[u].w;
-                    *(float4 *)(Vs + j * HD + d) = vv4[u];
-                }
-            }
-        }
+        put(c0, len);
         __syncthreads();
+        const int n0 = c0 + CHUNK;
+        if (n0 < shared_len) fetch(n0, shared_len - n0 < CHUNK ? shared_len - n0 : CHUNK);
         if (shared && c0 < n_keys) {
             const int rlen = n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK;
             attn_chunk_step<HD>(qs, Ks + lane * (HD + 1), Vs + lane * HD, rlen, scale, mx, l, acc, lane);
@@ -186,7 +202,7 @@ static void launch_attn(float *out, const float *q, const float *kc, const float
                                         (int)attn_smem(HD, 32)));
         attr_set = true;
     }
-    const int G = n_heads / n_kv, warps = QT * G < 4 ? 4 : QT * G; // at least 4 warps to load K/V chunks
+    const int G = n_heads / n_kv, warps = QT * G < 8 ? 8 : QT * G; // at least 8 warps to load K/V chunks
     dim3 grid((M + QT - 1) / QT, n_kv);
     attn_kernel<HD><<<grid, warps * 32, attn_smem(HD, warps), stream>>>(out, q, kc, vc, pages, pt_off, pos, M,
                                                                          n_heads, n_kv, page_size, scale, QT, G);
@@ -196,8 +212,8 @@ static void launch_attn(float *out, const float *q, const float *kc, const float
 static void attn_dispatch(float *out, const float *q, const float *kc, const float *vc, const int32_t *pages,
                           const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                           int page_size, float scale, int QT, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 32 && page_size > 0,
-                 "attention: bad head counts or page size");
+    KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
+                 "attention: bad head counts or page size (at most 16 query heads per KV head)");
     if (M == 0) return;
     switch (hd) {
     case 32: launch_attn<32>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;

@@ -2,7 +2,9 @@
 # - stories260K greedy from BOS in the fp32 kernel mode reproduces llama2.c's 256 tokens;
 # - invariant mode: the same rollouts for different --max-batch-tokens / --max-seqs / --prefill-chunk;
 # - score then verify exits 0 on the GPU for stories260K, tiny-qwen3 (bf16), tiny-llama (bf16, head_dim 16),
-#   tiny-gpt2, at temperature 1.0 (and top-p 0.9 on stories).
+#   tiny-gpt2, at temperature 1.0 (and top-p 0.9 on stories);
+# - data parallel: 2 ranks (sharing the GPU where there is one) give the rollouts of 1 rank; verify across rank
+#   counts; a Qwen3-0.6B-shape random model, 256 prompts x 128 tokens: score then verify exits 0.
 source "$(dirname "$0")/lib/common.bash" "$@"
 echo '{"prompt_ids": [1]}' >"$TMP/bos.jsonl"
 code=0
@@ -46,6 +48,22 @@ check_verify "$MODEL" stories_topp --top-p 0.9 --top-k 50
 check_verify "$DATA/models/tiny-qwen3/bf16" qwen3
 check_verify "$DATA/models/tiny-llama/bf16" llama
 check_verify "$DATA/models/tiny-gpt2/f32" gpt2
+# Data parallel on the GPU: generate on 2 ranks == generate on 1 rank (bitwise), and verify across rank counts
+# (generate on 2, score on 1, and the reverse). On a one-GPU machine the two ranks share it (BITROLL_SHARE_GPUS=1):
+# this checks the work distribution and the gathering in sample-id order, not the speed.
+export BITROLL_SHARE_GPUS=1
+mpirun_np 2 "$BITROLL" generate --device cuda --model "$DATA/models/tiny-qwen3/bf16" --prompts "$TMP/p.jsonl" \
+    --out "$TMP/dp2.h5" --n 3 --temperature 1.0 --max-new-tokens 40 --seed 5 --quiet
+gen "$DATA/models/tiny-qwen3/bf16" "$TMP/dp1.h5"
+same_rollouts "$TMP/dp1.h5" "$TMP/dp2.h5"
+"$BITROLL" score --device cuda --model "$DATA/models/tiny-qwen3/bf16" --rollouts "$TMP/dp2.h5" --out "$TMP/dp2.s1.h5" --quiet
+"$BITROLL" verify "$TMP/dp2.h5" "$TMP/dp2.s1.h5" | grep -q "bitwise equal" || fail "generate -np 2, score -np 1: verify"
+mpirun_np 2 "$BITROLL" score --device cuda --model "$DATA/models/tiny-qwen3/bf16" --rollouts "$TMP/dp1.h5" \
+    --out "$TMP/dp1.s2.h5" --quiet
+"$BITROLL" verify "$TMP/dp1.h5" "$TMP/dp1.s2.h5" | grep -q "bitwise equal" || fail "generate -np 1, score -np 2: verify"
+unset BITROLL_SHARE_GPUS
+echo "ok: -np 2 == -np 1 on the GPU; verify exits 0 across rank counts"
+
 # Qwen3-0.6B shape with random weights: 256 prompts x 128 new tokens at temperature 1.0, generate then score
 # (other batch shape) then verify, in the invariant mode (must be bitwise) and, for the record, the standard mode.
 for i in $(seq 0 255); do

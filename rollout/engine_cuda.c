@@ -398,15 +398,22 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
         }
         prof(e, P_QKV);
         float *q = e->q, *k = e->k;
-        if (c->qk_norm) {
-            kern_cuda_rmsnorm(e->q2, NULL, e->q, L->q_norm, M * H, hd, c->norm_eps, st);
-            kern_cuda_rmsnorm(e->k2, NULL, e->k, L->k_norm, M * KV, hd, c->norm_eps, st);
+        if (c->qk_norm && !c->learned_pos) { /* one launch: bit for bit the two norms and the two RoPEs */
+            kern_cuda_qk_norm_rope(e->q2, e->k2, e->q, e->k, L->q_norm, L->k_norm, e->d_pos, e->rope, M, H, KV, hd,
+                                   c->norm_eps, st);
             q = e->q2;
             k = e->k2;
-        }
-        if (!c->learned_pos) {
-            kern_cuda_rope(q, e->d_pos, e->rope, M, H, hd, st);
-            kern_cuda_rope(k, e->d_pos, e->rope, M, KV, hd, st);
+        } else {
+            if (c->qk_norm) {
+                kern_cuda_rmsnorm(e->q2, NULL, e->q, L->q_norm, M * H, hd, c->norm_eps, st);
+                kern_cuda_rmsnorm(e->k2, NULL, e->k, L->k_norm, M * KV, hd, c->norm_eps, st);
+                q = e->q2;
+                k = e->k2;
+            }
+            if (!c->learned_pos) {
+                kern_cuda_rope(q, e->d_pos, e->rope, M, H, hd, st);
+                kern_cuda_rope(k, e->d_pos, e->rope, M, KV, hd, st);
+            }
         }
         prof(e, P_QKNORM_ROPE);
         /* K/V reach the cache before any row's attention reads it */

@@ -91,6 +91,11 @@ void kern_cuda_add_rmsnorm(float *x, const float *y, float *out_f32, uint16_t *o
                            float eps, cudaStream_t stream);
 void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w,
                              const float *b, int M, int D, float eps, cudaStream_t stream);
+/* Qwen3's per-head q/k RMSNorm then RoPE, for q (M, H, hd) and k (M, KV, hd) in one launch (out-of-place):
+ * bit for bit kern_cuda_rmsnorm (rows of hd) followed by kern_cuda_rope (tested). hd <= 256. */
+void kern_cuda_qk_norm_rope(float *q_out, float *k_out, const float *q, const float *k, const float *qw, const float *kw,
+                            const int32_t *pos, const float *rope, int M, int H, int KV, int hd, float eps,
+                            cudaStream_t stream);
 /* In-place RoPE (HF rotate_half) with the table of kern_cpu_rope_table: rope (max_pos, hd/2, 2) f32.
  * x (M, n_heads, hd) f32, pos (M) int32. Same fp32 operations as kern_cpu_rope (bit-identical). */
 void kern_cuda_rope(float *x, const int32_t *pos, const float *rope, int M, int n_heads, int hd, cudaStream_t stream);

@@ -107,3 +107,43 @@ extern "C" void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32
     layernorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, y, w, b, D, eps);
     CUDA_CHECK_LAUNCH();
 }
+
+// Qwen3's q/k RMSNorm (one row per head) followed by RoPE, in one launch for q and k: block b < M * H is q row b,
+// the rest are k rows. The norm is rmsnorm_kernel's arithmetic (same block size, same fixed reduction); its f32
+// results go through shared memory and are rotated with kern_cuda_rope's operations -- bit for bit the two launches.
+__global__ void __launch_bounds__(NORM_THREADS)
+    qk_norm_rope_kernel(float *q_out, float *k_out, const float *q, const float *k, const float *qw, const float *kw,
+                        const int32_t *pos, const float *rope, int M, int H, int KV, int hd, float eps) {
+    __shared__ float red[8];
+    __shared__ float v[256];
+    const int b = blockIdx.x;
+    const bool isq = b < M * H;
+    const int row = isq ? b : b - M * H;
+    const int m = isq ? row / H : row / KV;
+    const float *xr = (isq ? q : k) + (int64_t)row * hd;
+    const float *w = isq ? qw : kw;
+    float *o = (isq ? q_out : k_out) + (int64_t)row * hd;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < hd; i += NORM_THREADS) s = __fadd_rn(s, __fmul_rn(xr[i], xr[i]));
+    const float ss = block_sum_fixed(s, red);
+    const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)hd), eps)));
+    for (int i = threadIdx.x; i < hd; i += NORM_THREADS) v[i] = __fmul_rn(__fmul_rn(xr[i], inv), w[i]);
+    __syncthreads();
+    const int half = hd / 2;
+    for (int i = threadIdx.x; i < half; i += NORM_THREADS) {
+        const float *cs = rope + ((int64_t)pos[m] * half + i) * 2;
+        const float c = cs[0], sn = cs[1], x1 = v[i], x2 = v[i + half];
+        o[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn));
+        o[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn));
+    }
+}
+
+extern "C" void kern_cuda_qk_norm_rope(float *q_out, float *k_out, const float *q, const float *k, const float *qw,
+                                       const float *kw, const int32_t *pos, const float *rope, int M, int H, int KV,
+                                       int hd, float eps, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && H > 0 && KV > 0 && hd > 0 && hd <= 256 && hd % 2 == 0, "qk_norm_rope: bad shape");
+    if (M == 0) return;
+    qk_norm_rope_kernel<<<M * (H + KV), NORM_THREADS, 0, stream>>>(q_out, k_out, q, k, qw, kw, pos, rope, M, H, KV, hd,
+                                                                   eps);
+    CUDA_CHECK_LAUNCH();
+}

@@ -335,6 +335,46 @@ static void test_add_norm_fused(void **state) {
     free(y);
 }
 
+/* Qwen3's q/k norm + RoPE in one launch == kern_cuda_rmsnorm then kern_cuda_rope, bit for bit, for q and k. */
+static void test_qk_norm_rope_fused(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int hds[] = {64, 128, 256};
+    const int M = 5, H = 4, KV = 2, max_pos = 40;
+    const int32_t pos[5] = {0, 7, 39, 3, 3};
+    for (int hi = 0; hi < 3; hi++) {
+        const int hd = hds[hi];
+        const size_t nq = (size_t)M * H * hd, nk = (size_t)M * KV * hd;
+        float *q = malloc(4 * nq), *k = malloc(4 * nk), *qw = malloc(4 * hd), *kw = malloc(4 * hd);
+        float *rope = malloc(sizeof(float) * max_pos * hd);
+        for (size_t i = 0; i < nq; i++) q[i] = 3 * frand();
+        for (size_t i = 0; i < nk; i++) k[i] = 3 * frand();
+        for (int i = 0; i < hd; i++) qw[i] = 1 + 0.3f * frand(), kw[i] = 1 + 0.3f * frand();
+        kern_cpu_rope_table(rope, max_pos, hd, 1000000.0f, KERN_BF16);
+        float *dq = dev_copy(q, 4 * nq), *dk = dev_copy(k, 4 * nk), *dqw = dev_copy(qw, 4 * hd),
+              *dkw = dev_copy(kw, 4 * hd), *drope = dev_copy(rope, sizeof(float) * max_pos * hd);
+        int32_t *dpos = dev_copy(pos, sizeof pos);
+        float *q1 = kern_cuda_malloc(4 * nq), *k1 = kern_cuda_malloc(4 * nk);
+        float *q2 = kern_cuda_malloc(4 * nq), *k2 = kern_cuda_malloc(4 * nk);
+        kern_cuda_rmsnorm(q1, NULL, dq, dqw, M * H, hd, 1e-6f, NULL);
+        kern_cuda_rmsnorm(k1, NULL, dk, dkw, M * KV, hd, 1e-6f, NULL);
+        kern_cuda_rope(q1, dpos, drope, M, H, hd, NULL);
+        kern_cuda_rope(k1, dpos, drope, M, KV, hd, NULL);
+        kern_cuda_qk_norm_rope(q2, k2, dq, dk, dqw, dkw, dpos, drope, M, H, KV, hd, 1e-6f, NULL);
+        float *a = malloc(4 * nq), *b = malloc(4 * nq);
+        kern_cuda_download(a, q1, 4 * nq);
+        kern_cuda_download(b, q2, 4 * nq);
+        assert_memory_equal(a, b, 4 * nq);
+        kern_cuda_download(a, k1, 4 * nk);
+        kern_cuda_download(b, k2, 4 * nk);
+        assert_memory_equal(a, b, 4 * nk);
+        printf("    qk norm+rope fused hd=%d: q and k equal to rmsnorm then rope\n", hd);
+        free(q); free(k); free(qw); free(kw); free(rope); free(a); free(b);
+        kern_cuda_free(dq); kern_cuda_free(dk); kern_cuda_free(dqw); kern_cuda_free(dkw); kern_cuda_free(drope);
+        kern_cuda_free(dpos); kern_cuda_free(q1); kern_cuda_free(k1); kern_cuda_free(q2); kern_cuda_free(k2);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vocab_rows),
@@ -342,6 +382,7 @@ int main(void) {
         cmocka_unit_test(test_cast_gather_fill),
         cmocka_unit_test(test_gemm_grouped),
         cmocka_unit_test(test_add_norm_fused),
+        cmocka_unit_test(test_qk_norm_rope_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

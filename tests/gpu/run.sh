@@ -106,3 +106,4 @@ fi
 echo "profile (invariant, 64 new tokens):"
 grep -A14 "cuda profile, decode" "$OUT/profile_b1.log" | grep -v "^--"
 [ -f "$OUT/profile_b64.log" ] && grep -A14 "cuda profile, decode" "$OUT/profile_b64.log" | grep -v "^--"
+true

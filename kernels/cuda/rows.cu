@@ -186,15 +186,18 @@ extern "C" void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const ke
     if (R == 0) return;
     KERN_REQUIRE(workspace && workspace_bytes >= kern_cuda_vocab_rows_workspace(R, V),
                  "vocab_rows: workspace too small (kern_cuda_vocab_rows_workspace)");
-    KERN_REQUIRE(R <= 65535, "vocab_rows: at most 65535 rows per call");
     const int n_seg = (V + VOCAB_SEG - 1) / VOCAB_SEG;
     vocab_part *parts = (vocab_part *)workspace;
-    vocab_part_kernel<<<dim3(n_seg, R), ROWS_THREADS, 0, stream>>>(parts, x, req, V, n_seg);
-    CUDA_CHECK_LAUNCH();
-    vocab_sum_kernel<<<dim3(n_seg, R), ROWS_THREADS, 0, stream>>>(parts, x, req, V, n_seg);
-    CUDA_CHECK_LAUNCH();
-    vocab_final_kernel<<<(R + 127) / 128, 128, 0, stream>>>(out, parts, x, req, R, V, n_seg);
-    CUDA_CHECK_LAUNCH();
+    for (int r0 = 0; r0 < R; r0 += 65535) { // grid.y holds at most 65535 rows; rows are independent
+        const int n = R - r0 < 65535 ? R - r0 : 65535;
+        const float *xs = x + (size_t)r0 * V;
+        vocab_part_kernel<<<dim3(n_seg, n), ROWS_THREADS, 0, stream>>>(parts, xs, req + r0, V, n_seg);
+        CUDA_CHECK_LAUNCH();
+        vocab_sum_kernel<<<dim3(n_seg, n), ROWS_THREADS, 0, stream>>>(parts, xs, req + r0, V, n_seg);
+        CUDA_CHECK_LAUNCH();
+        vocab_final_kernel<<<(n + 127) / 128, 128, 0, stream>>>(out + r0, parts, xs, req + r0, n, V, n_seg);
+        CUDA_CHECK_LAUNCH();
+    }
 }
 
 __global__ void gather_rows_kernel(float *dst, const float *src, const int32_t *idx, int D) {

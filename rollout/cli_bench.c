@@ -10,13 +10,18 @@
 #include "policy/policy.h"
 #include "rollout/cli.h"
 #include "rollout/cli_util.h"
+#include "rollout/kernel_bench.h"
 #include "rollout/scheduler.h"
 
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: bitroll bench [--random-weights CFG | --model DIR] [--device cuda|cpu] [--modes LIST]\n"
             "                     [--batches LIST] [--prompt-len N] [--new-tokens N] [--flip] [--json FILE]\n"
+            "                     [--no-kernel-table | --kernel-table-only] [--kernel-json FILE]\n"
             "\n"
+            "On a GPU (--device cuda) it first prints the kernel table: the copy roofline, invariant GEMM vs cuBLAS\n"
+            "TFLOP/s on the same shapes, decode-shaped GEMM and paged-attention GB/s against the copy roofline.\n"
+            "Then the end-to-end figures:\n"
             "Generate tokens/s for each kernel mode and batch size (B prompts x new tokens, temperature 1,\n"
             "batch = --max-seqs), score tokens/s on the largest batch's rollouts, and with --flip the flip\n"
             "experiment: log-probs (lp) and logits digests (dg) that differ between generate and score (teacher-\n"
@@ -31,7 +36,10 @@ static void bench_usage(FILE *f) {
             "  --prompt-len N        prompt tokens (default 64)\n"
             "  --new-tokens N        new tokens per sample (default 128)\n"
             "  --flip                also run the flip experiment\n"
-            "  --json FILE           write the figures as JSON\n");
+            "  --json FILE           write the end-to-end figures as JSON\n"
+            "  --no-kernel-table     skip the kernel table\n"
+            "  --kernel-table-only   only the kernel table\n"
+            "  --kernel-json FILE    write the kernel figures as JSON\n");
 }
 
 static int parse_list(const char *s, int *out, int cap) {
@@ -74,6 +82,8 @@ int cli_bench_main(int argc, char **argv) {
     const char *cfg = "configs/shapes/qwen3-0.6b.json", *model = NULL, *device = "cuda", *json = NULL;
     char modes_buf[128] = "invariant,fp32,standard";
     int batches[16] = {1, 64, 256}, n_batches = 3, prompt_len = 64, new_tokens = 128, flip = 0;
+    int kernel_table = 1, kernel_only = 0;
+    const char *kernel_json = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -81,6 +91,12 @@ int cli_bench_main(int argc, char **argv) {
             return 0;
         } else if (!strcmp(a, "--flip")) {
             flip = 1;
+        } else if (!strcmp(a, "--no-kernel-table")) {
+            kernel_table = 0;
+        } else if (!strcmp(a, "--kernel-table-only")) {
+            kernel_only = 1;
+        } else if (v && !strcmp(a, "--kernel-json")) {
+            kernel_json = v, i++;
         } else if (v && !strcmp(a, "--random-weights")) {
             cfg = v, i++;
         } else if (v && !strcmp(a, "--model")) {
@@ -111,6 +127,19 @@ int cli_bench_main(int argc, char **argv) {
             return 2;
         }
     }
+    if (kernel_only && !kernel_table) {
+        fprintf(stderr, "bitroll bench: --kernel-table-only and --no-kernel-table contradict each other\n");
+        return 2;
+    }
+    if (kernel_only && strcmp(device, "cuda")) {
+        fprintf(stderr, "bitroll bench: --kernel-table-only needs --device cuda\n");
+        return 2;
+    }
+    if (kernel_table && !strcmp(device, "cuda")) {
+        if (rollout_kernel_bench(kernel_json) != 0 && kernel_only) return 1;
+        printf("\n");
+    }
+    if (kernel_only) return 0;
     policy_weights *w = NULL;
     br_status rc = model ? policy_weights_load(model, &w) : policy_weights_random(cfg, 0, &w);
     if (rc != BR_OK) {

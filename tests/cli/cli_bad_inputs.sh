@@ -30,7 +30,11 @@ expect_exit 2 "not.h5" "$BITROLL" verify "$TMP/not.h5" "$TMP/stories.h5"
 # the same errors under mpirun: one message, exit 2
 expect_exit 2 "line 3" mpirun_np 2 "${G[@]}" --prompts "$TMP/malformed.jsonl" --out "$TMP/x.h5"
 # --help on every verb
-for v in info generate score verify; do "$BITROLL" $v --help | grep -q "usage: bitroll $v" || fail "$v --help"; done
+for v in info generate score verify bench tokenize show; do
+    "$BITROLL" $v --help | grep -q "usage: bitroll $v" || fail "$v --help"
+done
+expect_exit 2 "contradict" "$BITROLL" bench --kernel-table-only --no-kernel-table
+expect_exit 2 "needs --device cuda" "$BITROLL" bench --kernel-table-only --device cpu
 "$BITROLL" --help | grep -q "verbs:" || fail "bitroll --help"
 expect_exit 2 "unknown verb" "$BITROLL" frobnicate
 echo "PASS"

@@ -58,21 +58,21 @@ fi
 # experiments, the no-graphs comparison and the batch-64 profile
 if [ "${QUICK:-0}" != 1 ]; then
 BITROLL_GEMM_MSPLIT=1 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels_msplit.json" >"$OUT/bench_msplit.log" 2>&1
-(cd "$ROOT" && BITROLL_GEMM_MSPLIT=1 "$BUILD/bitroll" bench --modes invariant --batches 1,64,256 --new-tokens 128 \
-    --json "$OUT/bench_e2e_msplit.json") >"$OUT/bench_e2e_msplit.log" 2>&1
+(cd "$ROOT" && BITROLL_GEMM_MSPLIT=1 "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 1,64,256 \
+    --new-tokens 128 --json "$OUT/bench_e2e_msplit.json") >"$OUT/bench_e2e_msplit.log" 2>&1
 (cd "$BUILD" && BITROLL_GEMM_MSPLIT=1 ./tests/test_kern_cuda) >"$OUT/test_kern_cuda_msplit.log" 2>&1
 echo "msplit test_kern_cuda rc=$?" >>"$OUT/test_kern_cuda_msplit.log"
 fi
 stage "kernel bench done"
 # end to end: Qwen3-0.6B shape, every kernel mode, batches 1/64/256, flip experiment; then the same with CUDA
 # graphs for decode steps (on by default) compared with BITROLL_CUDA_GRAPHS=0, and the GPU end-to-end test without them
-(cd "$ROOT" && "$BUILD/bitroll" bench --batches 1,64,256 --new-tokens 128 --flip --json "$OUT/bench_e2e.json") 2>&1 | tee "$OUT/bench_e2e.log"
-[ "${QUICK:-0}" = 1 ] || (cd "$ROOT" && BITROLL_CUDA_GRAPHS=0 "$BUILD/bitroll" bench --modes invariant --batches 1,64,256 \
-    --new-tokens 128 --json "$OUT/bench_e2e_nographs.json") 2>&1 | tee "$OUT/bench_e2e_nographs.log"
+(cd "$ROOT" && "$BUILD/bitroll" bench --no-kernel-table --batches 1,64,256 --new-tokens 128 --flip --json "$OUT/bench_e2e.json") 2>&1 | tee "$OUT/bench_e2e.log"
+[ "${QUICK:-0}" = 1 ] || (cd "$ROOT" && BITROLL_CUDA_GRAPHS=0 "$BUILD/bitroll" bench --no-kernel-table --modes invariant \
+    --batches 1,64,256 --new-tokens 128 --json "$OUT/bench_e2e_nographs.json") 2>&1 | tee "$OUT/bench_e2e_nographs.log"
 # where a decode step's time goes (events between phases, graphs off): stderr of the engine at exit
-(cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --modes invariant --batches 1 --new-tokens 64 \
+(cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 1 --new-tokens 64 \
     --json "$OUT/profile_b1.json") >"$OUT/profile_b1.log" 2>&1
-[ "${QUICK:-0}" = 1 ] || (cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --modes invariant --batches 64 \
+[ "${QUICK:-0}" = 1 ] || (cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 64 \
     --new-tokens 64 --json "$OUT/profile_b64.json") >"$OUT/profile_b64.log" 2>&1
 stage "e2e benches done"
 (cd "$BUILD" && BITROLL_CUDA_GRAPHS=0 ctest -R gpu_rollouts --output-on-failure --timeout 900) >"$OUT/ctest_graphs.log" 2>&1

@@ -1,0 +1,313 @@
+/* The CUDA kernels against their rooflines, measured side by side in one run (`bitroll bench` and
+ * bench/bench_kernels):
+ *   - device copy bandwidth (the memory roofline, read + write bytes);
+ *   - invariant GEMM vs cuBLAS (standard mode) TFLOP/s on large shapes;
+ *   - decode-shaped GEMM (M = 1, 8, 64) GB/s of weight + activation traffic vs the copy roofline;
+ *   - paged attention: decode GB/s of K/V traffic, prefill time.
+ * Timing: cudaEvent around R back-to-back launches (inputs rotated over copies larger than L2), repeated,
+ * median per launch reported, after warm-up. */
+#include "rollout/kernel_bench.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/br.h"
+#ifdef BR_HAVE_CUDA
+#include "kernels/cuda/kern_cuda.h"
+#endif
+
+#ifndef BR_HAVE_CUDA
+int rollout_kernel_bench(const char *json_path) {
+    (void)json_path;
+    printf("kernel benchmark: built without the CUDA backend: nothing to measure\n");
+    return 1;
+}
+#else
+
+#define SPEC_HBM_GBS 3350.0 /* H100 SXM5 80 GB datasheet */
+
+static FILE *g_json;
+static int g_json_first = 1;
+static void json_rec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void json_rec(const char *fmt, ...) {
+    if (!g_json) return;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(g_json, "%s\n    {", g_json_first ? "" : ",");
+    vfprintf(g_json, fmt, ap);
+    fprintf(g_json, "}");
+    g_json_first = 0;
+    va_end(ap);
+}
+
+static int cmp_f(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+typedef void (*launch_fn)(void *arg, int rep);
+
+/* Median milliseconds per launch: `reps` timings of `inner` back-to-back launches, after `warm` launches. */
+static double time_ms(launch_fn fn, void *arg, int warm, int inner, int reps) {
+    kern_cuda_timer *t = kern_cuda_timer_create();
+    float ms[64];
+    if (reps > 64) reps = 64;
+    int k = 0;
+    for (int i = 0; i < warm; i++) fn(arg, k++);
+    kern_cuda_sync();
+    for (int r = 0; r < reps; r++) {
+        kern_cuda_timer_start(t, NULL);
+        for (int i = 0; i < inner; i++) fn(arg, k++);
+        ms[r] = kern_cuda_timer_stop_ms(t, NULL) / (float)inner;
+    }
+    kern_cuda_timer_free(t);
+    qsort(ms, (size_t)reps, sizeof(float), cmp_f);
+    return ms[reps / 2];
+}
+
+static uint64_t g_rng = 42;
+static float frand(void) {
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+/* Random bf16 buffer on the device (never zeros: zeros can run faster than real data). */
+static void *dev_rand_bf16(size_t n, float scale) {
+    uint16_t *h = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) h[i] = br_f32_to_bf16(frand() * scale);
+    void *d = kern_cuda_malloc(n * 2);
+    kern_cuda_upload(d, h, n * 2);
+    free(h);
+    return d;
+}
+static void *dev_rand_f32(size_t n, float scale) {
+    float *h = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) h[i] = frand() * scale;
+    void *d = kern_cuda_malloc(n * 4);
+    kern_cuda_upload(d, h, n * 4);
+    free(h);
+    return d;
+}
+
+/* ---- copy */
+typedef struct {
+    float *a, *b;
+    size_t n;
+} copy_arg;
+static void run_copy(void *p, int rep) {
+    copy_arg *c = p;
+    if (rep & 1) kern_cuda_copy_f32(c->a, c->b, c->n, NULL);
+    else kern_cuda_copy_f32(c->b, c->a, c->n, NULL);
+}
+
+/* ---- GEMM */
+typedef struct {
+    int M, N, K, ncopy, standard;
+    void *x;  /* (M, K) bf16 */
+    void **w; /* ncopy x (N, K) bf16 */
+    float *out;
+} gemm_arg;
+static void run_gemm(void *p, int rep) {
+    gemm_arg *g = p;
+    const void *w = g->w[rep % g->ncopy];
+    if (g->standard) kern_cuda_gemm_standard(g->out, g->x, w, NULL, g->M, g->N, g->K, NULL);
+    else kern_cuda_gemm_bf16(g->out, g->x, w, NULL, g->M, g->N, g->K, NULL);
+}
+
+static void gemm_setup(gemm_arg *g, int M, int N, int K, size_t min_bytes) {
+    memset(g, 0, sizeof *g);
+    g->M = M, g->N = N, g->K = K;
+    size_t wb = (size_t)N * K * 2;
+    g->ncopy = (int)((min_bytes + wb - 1) / wb);
+    if (g->ncopy < 1) g->ncopy = 1;
+    g->x = dev_rand_bf16((size_t)M * K, 1.0f);
+    g->w = malloc(sizeof(void *) * g->ncopy);
+    for (int i = 0; i < g->ncopy; i++) g->w[i] = dev_rand_bf16((size_t)N * K, 0.05f);
+    g->out = kern_cuda_malloc((size_t)M * N * 4);
+}
+static void gemm_teardown(gemm_arg *g) {
+    kern_cuda_free(g->x);
+    for (int i = 0; i < g->ncopy; i++) kern_cuda_free(g->w[i]);
+    free(g->w);
+    kern_cuda_free(g->out);
+}
+
+/* ---- attention */
+typedef struct {
+    int B, ctx, n_heads, n_kv, hd, page, prefill;
+    float *kc, *vc, *q, *out;
+    int32_t *pages, *pt_off, *pos;
+    int M;
+} attn_arg;
+static void run_attn(void *p, int rep) {
+    (void)rep;
+    attn_arg *a = p;
+    const float scale = 1.0f / sqrtf((float)a->hd);
+    if (a->prefill)
+        kern_cuda_attn_prefill(a->out, a->q, a->kc, a->vc, a->pages, a->pt_off, a->pos, a->M, a->n_heads, a->n_kv,
+                               a->hd, a->page, scale, NULL);
+    else
+        kern_cuda_attn_decode(a->out, a->q, a->kc, a->vc, a->pages, a->pt_off, a->pos, a->M, a->n_heads, a->n_kv,
+                              a->hd, a->page, scale, NULL);
+}
+/* B sequences of ctx tokens in a paged pool; decode: one query per sequence at position ctx-1; prefill: every
+ * position of every sequence. */
+static void attn_setup(attn_arg *a, int B, int ctx, int n_heads, int n_kv, int hd, int page, int prefill) {
+    memset(a, 0, sizeof *a);
+    a->B = B, a->ctx = ctx, a->n_heads = n_heads, a->n_kv = n_kv, a->hd = hd, a->page = page, a->prefill = prefill;
+    const int pps = (ctx + page - 1) / page, n_pages = B * pps;
+    const size_t pool = (size_t)n_pages * page * n_kv * hd;
+    a->kc = dev_rand_f32(pool, 1.0f);
+    a->vc = dev_rand_f32(pool, 1.0f);
+    int32_t *pages = malloc(sizeof(int32_t) * n_pages);
+    /* Scattered pages: i -> (7 i + 3) mod n is a permutation when 7 does not divide n. */
+    for (int i = 0; i < n_pages; i++) pages[i] = n_pages % 7 ? (int32_t)(((int64_t)i * 7 + 3) % n_pages) : i;
+    a->pages = kern_cuda_malloc(sizeof(int32_t) * n_pages);
+    kern_cuda_upload(a->pages, pages, sizeof(int32_t) * n_pages);
+    free(pages);
+    a->M = prefill ? B * ctx : B;
+    int32_t *off = malloc(sizeof(int32_t) * a->M), *pos = malloc(sizeof(int32_t) * a->M);
+    for (int m = 0; m < a->M; m++) {
+        int s = prefill ? m / ctx : m;
+        off[m] = s * pps;
+        pos[m] = prefill ? m % ctx : ctx - 1;
+    }
+    a->pt_off = kern_cuda_malloc(sizeof(int32_t) * a->M);
+    a->pos = kern_cuda_malloc(sizeof(int32_t) * a->M);
+    kern_cuda_upload(a->pt_off, off, sizeof(int32_t) * a->M);
+    kern_cuda_upload(a->pos, pos, sizeof(int32_t) * a->M);
+    free(off), free(pos);
+    a->q = dev_rand_f32((size_t)a->M * n_heads * hd, 1.0f);
+    a->out = kern_cuda_malloc((size_t)a->M * n_heads * hd * 4);
+}
+static void attn_teardown(attn_arg *a) {
+    kern_cuda_free(a->kc), kern_cuda_free(a->vc), kern_cuda_free(a->q), kern_cuda_free(a->out);
+    kern_cuda_free(a->pages), kern_cuda_free(a->pt_off), kern_cuda_free(a->pos);
+}
+
+int rollout_kernel_bench(const char *json_path) {
+    if (kern_cuda_device_count() == 0) {
+        printf("kernel benchmark: no CUDA device\n");
+        return 1;
+    }
+    char name[256], path[1024] = "";
+    kern_cuda_device_name(0, name, sizeof name);
+    int n_sm = 0, l2 = 0;
+    kern_cuda_device_props(&n_sm, &l2);
+    if (json_path) snprintf(path, sizeof path, "%s", json_path);
+    g_json = NULL;
+    g_json_first = 1;
+    if (path[0]) {
+        g_json = fopen(path, "w");
+        if (!g_json) {
+            fprintf(stderr, "kernel benchmark: cannot write %s\n", path);
+            return 1;
+        }
+    }
+    if (g_json)
+        fprintf(g_json, "{\n  \"device\": \"%s\", \"sms\": %d, \"l2_bytes\": %d, \"spec_hbm_gbs\": %.0f,\n  \"results\": [",
+                name, n_sm, l2, SPEC_HBM_GBS);
+    printf("device: %s, %d SMs, L2 %d MiB; timing: cudaEvent, median of repeated batches after warm-up\n\n", name,
+           n_sm, l2 >> 20);
+    const size_t rot_bytes = (size_t)4 * (size_t)l2; /* weights rotated over at least 4x L2 */
+
+    /* Copy roofline: 1 GiB each way. */
+    copy_arg c = {0};
+    c.n = (size_t)256 << 20;
+    c.a = dev_rand_f32(c.n, 1.0f);
+    c.b = kern_cuda_malloc(c.n * 4);
+    double ms = time_ms(run_copy, &c, 3, 5, 11);
+    const double copy_gbs = 2.0 * c.n * 4 / (ms * 1e-3) / 1e9;
+    printf("copy (1 GiB read + 1 GiB write): %.3f ms, %.0f GB/s = %.0f%% of the %.0f GB/s spec\n\n", ms, copy_gbs,
+           100 * copy_gbs / SPEC_HBM_GBS, SPEC_HBM_GBS);
+    json_rec("\"kind\": \"copy\", \"bytes\": %zu, \"ms\": %.4f, \"gbs\": %.1f", 2 * c.n * 4, ms, copy_gbs);
+    kern_cuda_free(c.a), kern_cuda_free(c.b);
+
+    /* Large GEMMs. */
+    static const int big[][3] = {{4096, 4096, 4096}, {2048, 11008, 4096}, {2048, 4096, 11008},
+                                 {4096, 3072, 1024}, {4096, 1024, 3072},  {512, 4096, 4096}};
+    printf("GEMM (bf16 x bf16 -> f32), TFLOP/s\n%-22s %12s %12s %8s\n", "M x N x K", "invariant", "cuBLAS", "ratio");
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        gemm_arg g;
+        gemm_setup(&g, big[i][0], big[i][1], big[i][2], 0);
+        const double flop = 2.0 * g.M * g.N * (double)g.K;
+        g.standard = 0;
+        double t_inv = time_ms(run_gemm, &g, 3, 10, 11);
+        g.standard = 1;
+        double t_std = time_ms(run_gemm, &g, 3, 10, 11);
+        double a = flop / (t_inv * 1e-3) / 1e12, b = flop / (t_std * 1e-3) / 1e12;
+        char shp[64];
+        snprintf(shp, sizeof shp, "%dx%dx%d", g.M, g.N, g.K);
+        printf("%-22s %12.1f %12.1f %7.0f%%\n", shp, a, b, 100 * a / b);
+        json_rec("\"kind\": \"gemm\", \"M\": %d, \"N\": %d, \"K\": %d, \"invariant_ms\": %.5f, \"cublas_ms\": %.5f, "
+                 "\"invariant_tflops\": %.2f, \"cublas_tflops\": %.2f",
+                 g.M, g.N, g.K, t_inv, t_std, a, b);
+        gemm_teardown(&g);
+    }
+
+    /* Decode-shaped GEMMs: bytes = W + x + out. */
+    static const int nk[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {3072, 1024}, {1024, 3072}, {4096, 1024}};
+    static const int Ms[] = {1, 8, 64};
+    printf("\ndecode-shaped GEMM, GB/s (%% of measured copy %.0f GB/s | %% of %.0f spec)\n%-20s %24s %24s\n",
+           copy_gbs, SPEC_HBM_GBS, "M x N x K", "invariant", "cuBLAS");
+    for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
+        for (size_t j = 0; j < 3; j++) {
+            gemm_arg g;
+            gemm_setup(&g, Ms[j], nk[i][0], nk[i][1], rot_bytes);
+            const double bytes = (double)g.N * g.K * 2 + (double)g.M * g.K * 2 + (double)g.M * g.N * 4;
+            g.standard = 0;
+            double t_inv = time_ms(run_gemm, &g, 5, 20, 15);
+            g.standard = 1;
+            double t_std = time_ms(run_gemm, &g, 5, 20, 15);
+            double a = bytes / (t_inv * 1e-3) / 1e9, b = bytes / (t_std * 1e-3) / 1e9;
+            char shp[64];
+            snprintf(shp, sizeof shp, "%dx%dx%d", g.M, g.N, g.K);
+            printf("%-20s %7.0f (%3.0f%% | %3.0f%%) %7.0f (%3.0f%% | %3.0f%%)   %.1f us vs %.1f us\n", shp, a,
+                   100 * a / copy_gbs, 100 * a / SPEC_HBM_GBS, b, 100 * b / copy_gbs, 100 * b / SPEC_HBM_GBS,
+                   t_inv * 1e3, t_std * 1e3);
+            json_rec("\"kind\": \"gemm_decode\", \"M\": %d, \"N\": %d, \"K\": %d, \"bytes\": %.0f, \"invariant_ms\": "
+                     "%.5f, \"cublas_ms\": %.5f, \"invariant_gbs\": %.1f, \"cublas_gbs\": %.1f, \"copy_gbs\": %.1f",
+                     g.M, g.N, g.K, bytes, t_inv, t_std, a, b, copy_gbs);
+            gemm_teardown(&g);
+        }
+
+    /* Attention: decode (K/V bytes read) and prefill. */
+    static const int at[][7] = {
+        /* B, ctx, heads, kv, hd, page, prefill */
+        {64, 4096, 32, 8, 128, 16, 0}, {64, 1024, 16, 8, 128, 16, 0}, {256, 512, 16, 8, 128, 16, 0},
+        {8, 1024, 16, 8, 128, 16, 1},  {1, 4096, 32, 8, 128, 16, 1},
+    };
+    printf("\npaged attention (fp32 KV cache, chunk 32)\n%-40s %10s %12s\n", "case", "ms", "KV GB/s");
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        attn_arg a;
+        attn_setup(&a, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], at[i][5], at[i][6]);
+        double t = time_ms(run_attn, &a, 2, a.prefill ? 1 : 5, a.prefill ? 5 : 11);
+        const double kv_bytes = 2.0 * a.B * a.ctx * a.n_kv * a.hd * 4;
+        char desc[96];
+        snprintf(desc, sizeof desc, "%s B=%d ctx=%d H=%d KV=%d hd=%d", a.prefill ? "prefill" : "decode", a.B, a.ctx,
+                 a.n_heads, a.n_kv, a.hd);
+        if (a.prefill)
+            printf("%-40s %10.3f %12s\n", desc, t, "-");
+        else
+            printf("%-40s %10.3f %12.0f (%3.0f%% of copy)\n", desc, t, kv_bytes / (t * 1e-3) / 1e9,
+                   100 * kv_bytes / (t * 1e-3) / 1e9 / copy_gbs);
+        json_rec("\"kind\": \"attention\", \"mode\": \"%s\", \"B\": %d, \"ctx\": %d, \"heads\": %d, \"kv\": %d, "
+                 "\"hd\": %d, \"ms\": %.5f, \"kv_bytes\": %.0f",
+                 a.prefill ? "prefill" : "decode", a.B, a.ctx, a.n_heads, a.n_kv, a.hd, t, kv_bytes);
+        attn_teardown(&a);
+    }
+    if (g_json) {
+        fprintf(g_json, "\n  ]\n}\n");
+        fclose(g_json);
+        g_json = NULL;
+        printf("\nJSON: %s\n", path);
+    }
+    return 0;
+}
+#endif

@@ -1,0 +1,10 @@
+/* The kernel benchmark of `bitroll bench` (rollout/kernel_bench.c): copy roofline, invariant GEMM vs cuBLAS,
+ * decode-shaped GEMM and paged attention GB/s. */
+#ifndef ROLLOUT_KERNEL_BENCH_H
+#define ROLLOUT_KERNEL_BENCH_H
+
+/* Prints the tables; writes JSON to json_path when not NULL. Returns 0, or 1 when there is no CUDA device (or
+ * no CUDA build) or the JSON file cannot be written. */
+int rollout_kernel_bench(const char *json_path);
+
+#endif

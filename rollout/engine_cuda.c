@@ -58,6 +58,11 @@ struct rollout_cuda {
     uint8_t *seen;            /* (T + 1): a decode step of M sequences ran once uncaptured (first launches of a
                                * kernel may set function attributes, which a capture must not record) */
     int use_graphs;
+    /* invariant mode: row-parallel GEMMs (o_proj, down_proj) in chunks of K (DESIGN 7), their chunk counts and the
+     * partials' workspace */
+    int chunks_o, chunks_d;
+    float *rp_ws;
+    size_t rp_ws_bytes;
     /* BITROLL_CUDA_PROFILE=1: events between the phases of each step (graphs off), summed per phase, printed
      * by rollout_cuda_free; [0] decode-only steps, [1] steps with prefill rows */
     int prof, prof_n, prof_cap, prof_steps[2];
@@ -140,6 +145,26 @@ static void gemms(rollout_cuda *e, int n, float *const *outs, void *const *W, co
 static void gemm(rollout_cuda *e, float *out, const float *x, int x_in_xb, void *W, const float *bias, int M, int N,
                  int K) {
     gemms(e, 1, &out, &W, &bias, &N, x, x_in_xb, M, K);
+}
+
+/* Chunks of a row-parallel GEMM's K in the invariant mode: 8 when K / 8 is a multiple of 16 (TP degrees 1, 2, 4,
+ * 8 then give the same bits), else fewer; 1 = a plain GEMM. */
+static int rowpar_chunks(int K) {
+    int c = 8;
+    while (c > 1 && K % (16 * c)) c /= 2;
+    return c;
+}
+
+/* A row-parallel GEMM (o_proj, down_proj): in the invariant mode its K in `chunks` fixed chunks summed left to
+ * right (kern_cuda_gemm_bf16_rowpar); the other modes as gemm(). */
+static void gemm_rowpar(rollout_cuda *e, float *out, const float *x, int x_in_xb, void *W, const float *bias, int M,
+                        int N, int K, int chunks) {
+    if (e->mode != KERN_MODE_INVARIANT || chunks <= 1 || K % 16) {
+        gemm(e, out, x, x_in_xb, W, bias, M, N, K);
+        return;
+    }
+    if (!x_in_xb) kern_cuda_cast_bf16_pad(e->xb, x, M, K, K, e->stream);
+    kern_cuda_gemm_bf16_rowpar(out, e->rp_ws, e->rp_ws_bytes, e->xb, W, bias, M, N, K, chunks, e->stream);
 }
 
 /* [x += y;] norm(x) -> the next GEMM's input: e->xb directly where writes_bf16, else e->xn (f32). Returns whether
@@ -287,6 +312,18 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
         e->splitkv_ws_bytes = kern_cuda_attn_splitkv_workspace_max(max_tokens, H, KV, hd, e->n_sm);
         if (e->splitkv_ws_bytes) e->splitkv_ws = kern_cuda_malloc(e->splitkv_ws_bytes);
     }
+    if (mode == KERN_MODE_INVARIANT) {
+        e->chunks_o = rowpar_chunks(H * hd);
+        e->chunks_d = rowpar_chunks(F);
+        const int Ms[2] = {max_tokens < 64 ? max_tokens : 64, max_tokens};
+        for (int i = 0; i < 2; i++) {
+            size_t a = kern_cuda_gemm_rowpar_ws(Ms[i], D, H * hd, e->chunks_o);
+            size_t b = kern_cuda_gemm_rowpar_ws(Ms[i], D, F, e->chunks_d);
+            if (a > e->rp_ws_bytes) e->rp_ws_bytes = a;
+            if (b > e->rp_ws_bytes) e->rp_ws_bytes = b;
+        }
+        if (e->rp_ws_bytes) e->rp_ws = kern_cuda_malloc(e->rp_ws_bytes);
+    }
     e->graphs = calloc(T + 1, sizeof *e->graphs);
     e->seen = calloc(T + 1, 1);
     /* CUDA graphs for decode steps: on unless BITROLL_CUDA_GRAPHS=0 or profiling; the standard mode is never
@@ -346,7 +383,7 @@ void rollout_cuda_free(rollout_cuda *e) {
     free(e->L);
     void *dev[] = {e->embed, e->pos_embed, e->lm_head, e->final_w, e->final_b, e->rope, e->kc, e->vc, e->x, e->xn,
                    e->q, e->k, e->v, e->q2, e->k2, e->att, e->proj, e->ffa, e->ffb, e->logits, e->xb, e->d_tok, e->d_pos,
-                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out, e->splitkv_ws, e->d_vocab_ws};
+                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out, e->splitkv_ws, e->d_vocab_ws, e->rp_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
     if (e->graphs)
         for (int i = 0; i <= e->T; i++) kern_cuda_graph_free(e->graphs[i]);
@@ -432,7 +469,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
             kern_cuda_attn_decode(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
                                   e->kv->page_size, scale, st);
         prof(e, P_ATTN);
-        gemm(e, e->proj, e->att, 0, L->wo, L->bo, M, D, H * hd);
+        gemm_rowpar(e, e->proj, e->att, 0, L->wo, L->bo, M, D, H * hd, e->chunks_o);
         prof(e, P_OPROJ);
         in_xb = norm_in(e, e->x, e->proj, L->mlp_norm_w, L->mlp_norm_b, M);
         prof(e, P_NORM);
@@ -451,7 +488,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
             kern_cuda_gelu_tanh(e->ffa, act_bf ? e->xb : NULL, (int64_t)M * F, st);
         }
         prof(e, P_ACT);
-        gemm(e, e->proj, e->ffa, act_bf, L->wd, L->b_down, M, D, F);
+        gemm_rowpar(e, e->proj, e->ffa, act_bf, L->wd, L->b_down, M, D, F, e->chunks_d);
         prof(e, P_DOWN);
         pending = e->proj;
     }

@@ -109,6 +109,9 @@ static void run_copy(void *p, int rep) {
 /* ---- GEMM */
 typedef struct {
     int M, N, K, ncopy, standard;
+    int chunks;   /* > 0: the row-parallel GEMM with this many K chunks */
+    float *ws;    /* its workspace */
+    size_t ws_bytes;
     void *x;  /* (M, K) bf16 */
     void **w; /* ncopy x (N, K) bf16 */
     float *out;
@@ -117,6 +120,8 @@ static void run_gemm(void *p, int rep) {
     gemm_arg *g = p;
     const void *w = g->w[rep % g->ncopy];
     if (g->standard) kern_cuda_gemm_standard(g->out, g->x, w, NULL, g->M, g->N, g->K, NULL);
+    else if (g->chunks)
+        kern_cuda_gemm_bf16_rowpar(g->out, g->ws, g->ws_bytes, g->x, w, NULL, g->M, g->N, g->K, g->chunks, NULL);
     else kern_cuda_gemm_bf16(g->out, g->x, w, NULL, g->M, g->N, g->K, NULL);
 }
 
@@ -216,6 +221,9 @@ int rollout_kernel_bench(const char *json_path) {
     printf("device: %s, %d SMs, L2 %d MiB; timing: cudaEvent, median of repeated batches after warm-up\n\n", name,
            n_sm, l2 >> 20);
     const size_t rot_bytes = (size_t)4 * (size_t)l2; /* weights rotated over at least 4x L2 */
+    /* BITROLL_KBENCH_SECTIONS=gemm,decode,rowpar,attn (any subset; the copy roofline always runs) */
+    const char *sec = getenv("BITROLL_KBENCH_SECTIONS");
+#define SECTION(name) (!sec || !*sec || strstr(sec, name))
 
     /* Copy roofline: 1 GiB each way. */
     copy_arg c = {0};
@@ -230,78 +238,126 @@ int rollout_kernel_bench(const char *json_path) {
     kern_cuda_free(c.a), kern_cuda_free(c.b);
 
     /* Large GEMMs. */
-    static const int big[][3] = {{4096, 4096, 4096}, {2048, 11008, 4096}, {2048, 4096, 11008},
-                                 {4096, 3072, 1024}, {4096, 1024, 3072},  {512, 4096, 4096}};
-    printf("GEMM (bf16 x bf16 -> f32), TFLOP/s\n%-22s %12s %12s %8s\n", "M x N x K", "invariant", "cuBLAS", "ratio");
-    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
-        gemm_arg g;
-        gemm_setup(&g, big[i][0], big[i][1], big[i][2], 0);
-        const double flop = 2.0 * g.M * g.N * (double)g.K;
-        g.standard = 0;
-        double t_inv = time_ms(run_gemm, &g, 3, 10, 11);
-        g.standard = 1;
-        double t_std = time_ms(run_gemm, &g, 3, 10, 11);
-        double a = flop / (t_inv * 1e-3) / 1e12, b = flop / (t_std * 1e-3) / 1e12;
-        char shp[64];
-        snprintf(shp, sizeof shp, "%dx%dx%d", g.M, g.N, g.K);
-        printf("%-22s %12.1f %12.1f %7.0f%%\n", shp, a, b, 100 * a / b);
-        json_rec("\"kind\": \"gemm\", \"M\": %d, \"N\": %d, \"K\": %d, \"invariant_ms\": %.5f, \"cublas_ms\": %.5f, "
-                 "\"invariant_tflops\": %.2f, \"cublas_tflops\": %.2f",
-                 g.M, g.N, g.K, t_inv, t_std, a, b);
-        gemm_teardown(&g);
+    if (SECTION("gemm")) {
+        static const int big[][3] = {{4096, 4096, 4096}, {2048, 11008, 4096}, {2048, 4096, 11008},
+                                     {4096, 3072, 1024}, {4096, 1024, 3072},  {512, 4096, 4096}};
+        printf("GEMM (bf16 x bf16 -> f32), TFLOP/s\n%-22s %12s %12s %8s\n", "M x N x K", "invariant", "cuBLAS", "ratio");
+        for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+            gemm_arg g;
+            gemm_setup(&g, big[i][0], big[i][1], big[i][2], 0);
+            const double flop = 2.0 * g.M * g.N * (double)g.K;
+            g.standard = 0;
+            double t_inv = time_ms(run_gemm, &g, 3, 10, 11);
+            g.standard = 1;
+            double t_std = time_ms(run_gemm, &g, 3, 10, 11);
+            double a = flop / (t_inv * 1e-3) / 1e12, b = flop / (t_std * 1e-3) / 1e12;
+            char shp[64];
+            snprintf(shp, sizeof shp, "%dx%dx%d", g.M, g.N, g.K);
+            printf("%-22s %12.1f %12.1f %7.0f%%\n", shp, a, b, 100 * a / b);
+            json_rec("\"kind\": \"gemm\", \"M\": %d, \"N\": %d, \"K\": %d, \"invariant_ms\": %.5f, \"cublas_ms\": %.5f, "
+                     "\"invariant_tflops\": %.2f, \"cublas_tflops\": %.2f",
+                     g.M, g.N, g.K, t_inv, t_std, a, b);
+            gemm_teardown(&g);
+    }
+
     }
 
     /* Decode-shaped GEMMs: bytes = W + x + out. */
-    static const int nk[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {3072, 1024}, {1024, 3072}, {4096, 1024}};
-    static const int Ms[] = {1, 8, 64};
-    printf("\ndecode-shaped GEMM, GB/s (%% of measured copy %.0f GB/s | %% of %.0f spec)\n%-20s %24s %24s\n",
-           copy_gbs, SPEC_HBM_GBS, "M x N x K", "invariant", "cuBLAS");
-    for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
-        for (size_t j = 0; j < 3; j++) {
-            gemm_arg g;
-            gemm_setup(&g, Ms[j], nk[i][0], nk[i][1], rot_bytes);
-            const double bytes = (double)g.N * g.K * 2 + (double)g.M * g.K * 2 + (double)g.M * g.N * 4;
-            g.standard = 0;
-            double t_inv = time_ms(run_gemm, &g, 5, 20, 15);
-            g.standard = 1;
-            double t_std = time_ms(run_gemm, &g, 5, 20, 15);
-            double a = bytes / (t_inv * 1e-3) / 1e9, b = bytes / (t_std * 1e-3) / 1e9;
-            char shp[64];
-            snprintf(shp, sizeof shp, "%dx%dx%d", g.M, g.N, g.K);
-            printf("%-20s %7.0f (%3.0f%% | %3.0f%%) %7.0f (%3.0f%% | %3.0f%%)   %.1f us vs %.1f us\n", shp, a,
-                   100 * a / copy_gbs, 100 * a / SPEC_HBM_GBS, b, 100 * b / copy_gbs, 100 * b / SPEC_HBM_GBS,
-                   t_inv * 1e3, t_std * 1e3);
-            json_rec("\"kind\": \"gemm_decode\", \"M\": %d, \"N\": %d, \"K\": %d, \"bytes\": %.0f, \"invariant_ms\": "
-                     "%.5f, \"cublas_ms\": %.5f, \"invariant_gbs\": %.1f, \"cublas_gbs\": %.1f, \"copy_gbs\": %.1f",
-                     g.M, g.N, g.K, bytes, t_inv, t_std, a, b, copy_gbs);
-            gemm_teardown(&g);
-        }
+    if (SECTION("decode")) {
+        static const int nk[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}, {3072, 1024}, {1024, 3072}, {4096, 1024}};
+        static const int Ms[] = {1, 8, 64};
+        printf("\ndecode-shaped GEMM, GB/s (%% of measured copy %.0f GB/s | %% of %.0f spec)\n%-20s %24s %24s\n",
+               copy_gbs, SPEC_HBM_GBS, "M x N x K", "invariant", "cuBLAS");
+        for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
+            for (size_t j = 0; j < 3; j++) {
+                gemm_arg g;
+                gemm_setup(&g, Ms[j], nk[i][0], nk[i][1], rot_bytes);
+                const double bytes = (double)g.N * g.K * 2 + (double)g.M * g.K * 2 + (double)g.M * g.N * 4;
+                g.standard = 0;
+                double t_inv = time_ms(run_gemm, &g, 5, 20, 15);
+                g.standard = 1;
+                double t_std = time_ms(run_gemm, &g, 5, 20, 15);
+                double a = bytes / (t_inv * 1e-3) / 1e9, b = bytes / (t_std * 1e-3) / 1e9;
+                char shp[64];
+                snprintf(shp, sizeof shp, "%dx%dx%d", g.M, g.N, g.K);
+                printf("%-20s %7.0f (%3.0f%% | %3.0f%%) %7.0f (%3.0f%% | %3.0f%%)   %.1f us vs %.1f us\n", shp, a,
+                       100 * a / copy_gbs, 100 * a / SPEC_HBM_GBS, b, 100 * b / copy_gbs, 100 * b / SPEC_HBM_GBS,
+                       t_inv * 1e3, t_std * 1e3);
+                json_rec("\"kind\": \"gemm_decode\", \"M\": %d, \"N\": %d, \"K\": %d, \"bytes\": %.0f, \"invariant_ms\": "
+                         "%.5f, \"cublas_ms\": %.5f, \"invariant_gbs\": %.1f, \"cublas_gbs\": %.1f, \"copy_gbs\": %.1f",
+                         g.M, g.N, g.K, bytes, t_inv, t_std, a, b, copy_gbs);
+                gemm_teardown(&g);
+            }
+
+    }
+
+    /* Row-parallel GEMMs (o_proj, down_proj): K in 8 chunks summed left to right, vs the unchunked kernel. */
+    if (SECTION("rowpar")) {
+        static const int rp[][3] = {{1024, 2048, 8}, {1024, 3072, 8}, {4096, 4096, 8}, {4096, 12288, 8}};
+        static const int rpM[] = {1, 64, 256, 4096};
+        printf("\nrow-parallel GEMM (o_proj/down_proj shapes, K in C chunks), microseconds and GB/s or TFLOP/s\n"
+               "%-22s %3s %14s %14s %14s\n", "M x N x K", "C", "chunked", "unchunked", "cuBLAS");
+        for (size_t i = 0; i < sizeof rp / sizeof rp[0]; i++)
+            for (size_t j = 0; j < sizeof rpM / sizeof rpM[0]; j++) {
+                gemm_arg g;
+                const int M = rpM[j];
+                gemm_setup(&g, M, rp[i][0], rp[i][1], M <= 64 ? rot_bytes : 0);
+                g.ws_bytes = kern_cuda_gemm_rowpar_ws(M, g.N, g.K, rp[i][2]);
+                g.ws = g.ws_bytes ? kern_cuda_malloc(g.ws_bytes) : NULL;
+                const int it = M <= 64 ? 20 : 10;
+                g.chunks = rp[i][2];
+                double t_rp = time_ms(run_gemm, &g, 5, it, 15);
+                g.chunks = 0;
+                double t_inv = time_ms(run_gemm, &g, 5, it, 15);
+                g.standard = 1;
+                double t_std = time_ms(run_gemm, &g, 5, it, 15);
+                const double bytes = (double)g.N * g.K * 2 + (double)g.M * g.K * 2 + (double)g.M * g.N * 4;
+                const double flop = 2.0 * g.M * g.N * (double)g.K;
+                const int mem = M <= 64; /* GB/s for decode shapes, TFLOP/s for the rest */
+                double f_rp = mem ? bytes / (t_rp * 1e-3) / 1e9 : flop / (t_rp * 1e-3) / 1e12;
+                double f_inv = mem ? bytes / (t_inv * 1e-3) / 1e9 : flop / (t_inv * 1e-3) / 1e12;
+                double f_std = mem ? bytes / (t_std * 1e-3) / 1e9 : flop / (t_std * 1e-3) / 1e12;
+                char shp[64];
+                snprintf(shp, sizeof shp, "%dx%dx%d", g.M, g.N, g.K);
+                printf("%-22s %3d %7.1f %6.0f %7.1f %6.0f %7.1f %6.0f  %s\n", shp, rp[i][2], t_rp * 1e3, f_rp,
+                       t_inv * 1e3, f_inv, t_std * 1e3, f_std, mem ? "GB/s" : "TFLOP/s");
+                json_rec("\"kind\": \"gemm_rowpar\", \"M\": %d, \"N\": %d, \"K\": %d, \"chunks\": %d, \"chunked_ms\": %.5f, "
+                         "\"unchunked_ms\": %.5f, \"cublas_ms\": %.5f",
+                         g.M, g.N, g.K, rp[i][2], t_rp, t_inv, t_std);
+                kern_cuda_free(g.ws);
+                gemm_teardown(&g);
+            }
+
+    }
 
     /* Attention: decode (K/V bytes read) and prefill. */
-    static const int at[][7] = {
-        /* B, ctx, heads, kv, hd, page, prefill */
-        {64, 4096, 32, 8, 128, 16, 0}, {64, 1024, 16, 8, 128, 16, 0}, {256, 512, 16, 8, 128, 16, 0},
-        {8, 1024, 16, 8, 128, 16, 1},  {1, 4096, 32, 8, 128, 16, 1},
-    };
-    printf("\npaged attention (fp32 KV cache, chunk 32)\n%-40s %10s %12s\n", "case", "ms", "KV GB/s");
-    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
-        attn_arg a;
-        attn_setup(&a, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], at[i][5], at[i][6]);
-        double t = time_ms(run_attn, &a, 2, a.prefill ? 1 : 5, a.prefill ? 5 : 11);
-        const double kv_bytes = 2.0 * a.B * a.ctx * a.n_kv * a.hd * 4;
-        char desc[96];
-        snprintf(desc, sizeof desc, "%s B=%d ctx=%d H=%d KV=%d hd=%d", a.prefill ? "prefill" : "decode", a.B, a.ctx,
-                 a.n_heads, a.n_kv, a.hd);
-        if (a.prefill)
-            printf("%-40s %10.3f %12s\n", desc, t, "-");
-        else
-            printf("%-40s %10.3f %12.0f (%3.0f%% of copy)\n", desc, t, kv_bytes / (t * 1e-3) / 1e9,
-                   100 * kv_bytes / (t * 1e-3) / 1e9 / copy_gbs);
-        json_rec("\"kind\": \"attention\", \"mode\": \"%s\", \"B\": %d, \"ctx\": %d, \"heads\": %d, \"kv\": %d, "
-                 "\"hd\": %d, \"ms\": %.5f, \"kv_bytes\": %.0f",
-                 a.prefill ? "prefill" : "decode", a.B, a.ctx, a.n_heads, a.n_kv, a.hd, t, kv_bytes);
-        attn_teardown(&a);
+    if (SECTION("attn")) {
+        static const int at[][7] = {
+            /* B, ctx, heads, kv, hd, page, prefill */
+            {64, 4096, 32, 8, 128, 16, 0}, {64, 1024, 16, 8, 128, 16, 0}, {256, 512, 16, 8, 128, 16, 0},
+            {8, 1024, 16, 8, 128, 16, 1},  {1, 4096, 32, 8, 128, 16, 1},
+        };
+        printf("\npaged attention (fp32 KV cache, chunk 32)\n%-40s %10s %12s\n", "case", "ms", "KV GB/s");
+        for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+            attn_arg a;
+            attn_setup(&a, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], at[i][5], at[i][6]);
+            double t = time_ms(run_attn, &a, 2, a.prefill ? 1 : 5, a.prefill ? 5 : 11);
+            const double kv_bytes = 2.0 * a.B * a.ctx * a.n_kv * a.hd * 4;
+            char desc[96];
+            snprintf(desc, sizeof desc, "%s B=%d ctx=%d H=%d KV=%d hd=%d", a.prefill ? "prefill" : "decode", a.B, a.ctx,
+                     a.n_heads, a.n_kv, a.hd);
+            if (a.prefill)
+                printf("%-40s %10.3f %12s\n", desc, t, "-");
+            else
+                printf("%-40s %10.3f %12.0f (%3.0f%% of copy)\n", desc, t, kv_bytes / (t * 1e-3) / 1e9,
+                       100 * kv_bytes / (t * 1e-3) / 1e9 / copy_gbs);
+            json_rec("\"kind\": \"attention\", \"mode\": \"%s\", \"B\": %d, \"ctx\": %d, \"heads\": %d, \"kv\": %d, "
+                     "\"hd\": %d, \"ms\": %.5f, \"kv_bytes\": %.0f",
+                     a.prefill ? "prefill" : "decode", a.B, a.ctx, a.n_heads, a.n_kv, a.hd, t, kv_bytes);
+            attn_teardown(&a);
+        }
     }
+#undef SECTION
     if (g_json) {
         fprintf(g_json, "\n  ]\n}\n");
         fclose(g_json);

@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
@@ -108,33 +109,41 @@ constexpr int STAGE_ELEMS = (BM + BN) * LD;
 constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
 } // namespace big
 
-__global__ void __launch_bounds__(big::THREADS, 2)
-    gemm_big(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K) {
+// MODE 0: plain (kc = K, c0 = 0, one z). MODE 2: chunk partials -- block z computes chunk c0 + z over columns
+// [(c0+z)*kc, (c0+z+1)*kc) of K into out + z*M*N. MODE 1: the row-parallel sum in registers -- the k16 sequence
+// over all of K, with the accumulator flushed every kc columns: tot = acc (first chunk) or tot = tot + acc, acc = 0;
+// the same bits as MODE 2's partials summed left to right by chunk_seq_kernel (kc % BK == 0, K % kc == 0).
+// MODE 3: MODE 1 with the running sum kept in `out` (global memory, L2) instead of registers: same bits.
+template <int MODE>
+__global__ void __launch_bounds__(big::THREADS, MODE == 1 ? 1 : 2)
+    gemm_big(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, int kc, int c0) {
     using namespace big;
     extern __shared__ __align__(16) __nv_bfloat16 smem[];
     int tile = blockIdx.x;
     const gemm_seg sg = pick_seg(segs, tile);
-    float *__restrict__ out = sg.out;
+    float *__restrict__ out = sg.out + (MODE == 2 ? (int64_t)blockIdx.z * M * sg.N : 0);
     const __nv_bfloat16 *__restrict__ w = sg.w;
     const float *__restrict__ bias = sg.bias;
     const int N = sg.N;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp >> 2, wn = warp & 3; // warp row (0..1), warp column (0..3)
     const int m0 = blockIdx.y * BM, n0 = tile * BN;
-    const int KT = (K + BK - 1) / BK;
-    const int last_steps = (K - (KT - 1) * BK) / 16; // k16 steps in the last tile (K % 16 == 0)
+    // the block's span of K: [kbeg, kbeg + klen) (x and W rows are still K long)
+    const int kbeg = MODE == 2 ? (c0 + (int)blockIdx.z) * kc : 0, klen = MODE == 2 ? kc : K, kend = kbeg + klen;
+    const int KT = (klen + BK - 1) / BK;
+    const int last_steps = (klen - (KT - 1) * BK) / 16; // k16 steps in the last tile (K % 16 == 0)
 
     // Each thread copies 4 chunks of 16 B of the A tile and 4 of the B tile per stage (128 rows x 8 chunks each).
     auto load_tile = [&](int stage, int kt) {
         __nv_bfloat16 *As = smem + stage * STAGE_ELEMS, *Bs = As + BM * LD;
-        const int k0 = kt * BK;
+        const int k0 = kbeg + kt * BK;
 #pragma unroll
         for (int i = 0; i < BM * BK / 8 / THREADS; i++) {
-            int c = tid + i * THREADS, r = c / (BK / 8), kc = (c % (BK / 8)) * 8;
-            int gm = m0 + r, gn = n0 + r, gk = k0 + kc;
-            bool kok = gk < K;
-            cp_async16(As + r * LD + kc, x + (int64_t)(gm < M ? gm : 0) * K + (kok ? gk : 0), kok && gm < M);
-            cp_async16(Bs + r * LD + kc, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
+            int c = tid + i * THREADS, r = c / (BK / 8), kq = (c % (BK / 8)) * 8;
+            int gm = m0 + r, gn = n0 + r, gk = k0 + kq;
+            bool kok = gk < kend;
+            cp_async16(As + r * LD + kq, x + (int64_t)(gm < M ? gm : 0) * K + (kok ? gk : 0), kok && gm < M);
+            cp_async16(Bs + r * LD + kq, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
         }
     };
 
@@ -145,6 +154,51 @@ __global__ void __launch_bounds__(big::THREADS, 2)
         for (int j = 0; j < 4; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    // MODE 1: the running sum of the finished chunks, and the k tiles left in the current chunk (kc % BK == 0:
+    // chunks end at tile boundaries)
+    float tot[MODE == 1 ? 4 : 1][4][4];
+    int chunk_left = kc / BK;
+    bool have_tot = false;
+    const int g = lane >> 2, t4 = lane & 3;
+    auto after_tile = [&](bool last) {
+        if (MODE != 1 && MODE != 3) return;
+        if (--chunk_left) return;
+        chunk_left = kc / BK;
+        if constexpr (MODE == 3) { // the running sum in `out` itself (each thread re-reads only what it wrote)
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int n = n0 + wn * 32 + j * 8 + 2 * t4;
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int m = m0 + wm * 64 + i * 16 + g + 8 * h;
+#pragma unroll
+                        for (int q = 0; q < 2; q++) {
+                            float v = acc[i][j][2 * h + q];
+                            acc[i][j][2 * h + q] = 0.0f;
+                            if (m >= M || n + q >= N) continue;
+                            float *o = out + (int64_t)m * N + n + q;
+                            if (have_tot) v = __fadd_rn(*o, v);
+                            if (last && bias) v = __fadd_rn(v, bias[n + q]);
+                            *o = v;
+                        }
+                    }
+                }
+            have_tot = true;
+        } else {
+#pragma unroll
+        for (int i = 0; i < (MODE == 1 ? 4 : 1); i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    tot[i][j][e] = have_tot ? __fadd_rn(tot[i][j][e], acc[i][j][e]) : acc[i][j][e];
+                    acc[i][j][e] = 0.0f;
+                }
+        have_tot = true;
+        }
+    };
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
@@ -193,15 +247,18 @@ __global__ void __launch_bounds__(big::THREADS, 2)
             // steps in every kernel).
             for (int kk = 0; kk < last_steps; kk++) k16_step(kk);
         }
+        after_tile(kt == KT - 1);
     }
     cp_async_wait<0>();
 
-    const int g = lane >> 2, t4 = lane & 3;
+    if constexpr (MODE != 3) { // MODE 3: stored by the last flush
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-            store_frag(out, bias, acc[i][j], m0 + wm * 64 + i * 16 + g, n0 + wn * 32 + j * 8 + 2 * t4, M, N);
+            for (int j = 0; j < 4; j++)
+                store_frag(out, bias, MODE == 1 ? tot[MODE == 1 ? i : 0][j] : acc[i][j], m0 + wm * 64 + i * 16 + g,
+                           n0 + wn * 32 + j * 8 + 2 * t4, M, N);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -222,42 +279,45 @@ template <int MT, int NW> struct cfg {
 };
 } // namespace small
 
+// k span as gemm_big's MODE 0 / 2: block z computes columns [(c0+z)*kc, (c0+z+1)*kc) of K into out + z*M*N
+// (kc = K, c0 = 0 and one z for a plain GEMM).
 template <int MT, int NW>
 __global__ void __launch_bounds__(32 * NW)
-    gemm_small(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K) {
+    gemm_small(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, int kc, int c0) {
     using C = small::cfg<MT, NW>;
     constexpr int BK = small::BK, LD = small::LD, STAGES = C::STAGES;
     extern __shared__ __align__(16) __nv_bfloat16 smem[];
     int tile = blockIdx.x;
     const gemm_seg sg = pick_seg(segs, tile);
-    float *__restrict__ out = sg.out;
+    float *__restrict__ out = sg.out + (int64_t)blockIdx.z * M * sg.N;
     const __nv_bfloat16 *__restrict__ w = sg.w;
     const float *__restrict__ bias = sg.bias;
     const int N = sg.N;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int n0 = tile * C::BN;
+    const int kbeg = (c0 + (int)blockIdx.z) * kc, kend = kbeg + kc;
     // blockIdx.y > 0 when M is split over blocks (MT = 1 for any M <= 64 when N is small): rows m_base.. of x
     const int m_base = blockIdx.y * C::BM;
     x += (int64_t)m_base * K;
     M -= m_base;
-    const int KT = (K + BK - 1) / BK;
-    const int last_steps = (K - (KT - 1) * BK) / 16;
+    const int KT = (kc + BK - 1) / BK;
+    const int last_steps = (kc - (KT - 1) * BK) / 16;
     const int Mv = M < C::BM ? M : C::BM; // real rows of the activation tile
 
     auto load_tile = [&](int stage, int kt) {
         __nv_bfloat16 *As = smem + stage * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
-        const int k0 = kt * BK;
+        const int k0 = kbeg + kt * BK;
         constexpr int CH = BK / 8; // 16-byte chunks per row
         // A: only the M real rows (the padding rows were zeroed once, below); B: the block's BN rows of W.
         for (int c = tid; c < Mv * CH; c += C::THREADS) {
-            int r = c / CH, kc = (c % CH) * 8, gk = k0 + kc;
-            bool kok = gk < K;
-            cp_async16(As + r * LD + kc, x + (int64_t)r * K + (kok ? gk : 0), kok);
+            int r = c / CH, kq = (c % CH) * 8, gk = k0 + kq;
+            bool kok = gk < kend;
+            cp_async16(As + r * LD + kq, x + (int64_t)r * K + (kok ? gk : 0), kok);
         }
         for (int c = tid; c < C::BN * CH; c += C::THREADS) {
-            int rb = c / CH, kc = (c % CH) * 8, gk = k0 + kc, gn = n0 + rb;
-            bool kok = gk < K;
-            cp_async16(Bs + rb * LD + kc, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
+            int rb = c / CH, kq = (c % CH) * 8, gk = k0 + kq, gn = n0 + rb;
+            bool kok = gk < kend;
+            cp_async16(Bs + rb * LD + kq, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
         }
     };
     // Rows M..BM-1 of every stage's A tile hold zeros for the whole kernel (ordered before their first read by the
@@ -324,8 +384,14 @@ static int set_tiles(gemm_segs &g, int bn) {
     return t;
 }
 
+// kspan: the chunk length kc, the first chunk c0 and the number of chunks nz (K, 0, 1: a plain GEMM).
+struct kspan {
+    int kc, c0, nz;
+};
+
 template <int MT, int NW>
-static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, int m_tiles = 1) {
+static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, int m_tiles,
+                         kspan ks) {
     using C = small::cfg<MT, NW>;
     static bool attr_set = false; // per template instance; the attribute is a property of the function
     if (!attr_set) {
@@ -333,13 +399,13 @@ static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cuda
         attr_set = true;
     }
     const int tiles = set_tiles(g, C::BN);
-    gemm_small<MT, NW><<<dim3(tiles, m_tiles), C::THREADS, C::SMEM, stream>>>(g, x, M, K);
+    gemm_small<MT, NW><<<dim3(tiles, m_tiles, ks.nz), C::THREADS, C::SMEM, stream>>>(g, x, M, K, ks.kc, ks.c0);
     CUDA_CHECK_LAUNCH();
 }
 
 template <int MT>
 static void dispatch_small(const gemm_segs &g, int N_total, const __nv_bfloat16 *x, int M, int K,
-                           cudaStream_t stream) {
+                           cudaStream_t stream, kspan ks) {
     // Narrower blocks when N is small, so that every SM streams a share of W with many tiles in flight (the
     // column strip width does not change any element's arithmetic): at least ~2 blocks per SM.
     static int n_sm = 0;
@@ -349,18 +415,38 @@ static void dispatch_small(const gemm_segs &g, int N_total, const __nv_bfloat16 
     }
     // Wider blocks for more rows: the activation tile (16*MT rows) is re-read by every block from L2, so BN
     // should not be much narrower than BM.
+    N_total *= ks.nz; // chunks multiply the blocks like columns do
     if (MT == 1) {
-        if (N_total >= 32 * 2 * n_sm) launch_small<1, 4>(g, x, M, K, stream);
-        else if (N_total >= 16 * 2 * n_sm) launch_small<1, 2>(g, x, M, K, stream);
-        else launch_small<1, 1>(g, x, M, K, stream);
+        if (N_total >= 32 * 2 * n_sm) launch_small<1, 4>(g, x, M, K, stream, 1, ks);
+        else if (N_total >= 16 * 2 * n_sm) launch_small<1, 2>(g, x, M, K, stream, 1, ks);
+        else launch_small<1, 1>(g, x, M, K, stream, 1, ks);
     } else if (MT == 2) {
-        if (N_total >= 64 * 2 * n_sm) launch_small<2, 8>(g, x, M, K, stream);
-        else if (N_total >= 32 * 2 * n_sm) launch_small<2, 4>(g, x, M, K, stream);
-        else launch_small<2, 2>(g, x, M, K, stream);
+        if (N_total >= 64 * 2 * n_sm) launch_small<2, 8>(g, x, M, K, stream, 1, ks);
+        else if (N_total >= 32 * 2 * n_sm) launch_small<2, 4>(g, x, M, K, stream, 1, ks);
+        else launch_small<2, 2>(g, x, M, K, stream, 1, ks);
     } else {
-        if (N_total >= 64 * 2 * n_sm) launch_small<4, 8>(g, x, M, K, stream);
-        else launch_small<4, 4>(g, x, M, K, stream);
+        if (N_total >= 64 * 2 * n_sm) launch_small<4, 8>(g, x, M, K, stream, 1, ks);
+        else launch_small<4, 4>(g, x, M, K, stream, 1, ks);
     }
+}
+
+static void dispatch_any_small(const gemm_segs &g, int N_total, const __nv_bfloat16 *x, int M, int K,
+                               cudaStream_t stream, kspan ks) {
+    if (M <= 16) dispatch_small<1>(g, N_total, x, M, K, stream, ks);
+    else if (M <= 32) dispatch_small<2>(g, N_total, x, M, K, stream, ks);
+    else dispatch_small<4>(g, N_total, x, M, K, stream, ks);
+}
+
+template <int MODE>
+static void launch_big(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+    static bool attr_set = false; // per template instance
+    if (!attr_set) {
+        CUDA_CHECK(cudaFuncSetAttribute(gemm_big<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, big::SMEM));
+        attr_set = true;
+    }
+    dim3 grid(set_tiles(g, big::BN), (M + big::BM - 1) / big::BM, MODE == 2 ? ks.nz : 1);
+    gemm_big<MODE><<<grid, big::THREADS, big::SMEM, stream>>>(g, x, M, K, ks.kc, ks.c0);
+    CUDA_CHECK_LAUNCH();
 }
 
 extern "C" void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint16_t *const *ws,
@@ -394,32 +480,112 @@ extern "C" void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint1
         msplit = v && v[0] == '1';
     }
     const int mt = (M + 15) / 16;
+    const kspan plain = {K, 0, 1};
     if (msplit && M <= 64 && mt > 1 && N_total < 64 * 2 * n_sm && (int64_t)N_total * K * 2 <= (32 << 20)) {
         // Few column strips and a W that stays in L2: split M over blocks too (one m16 tile per block, W re-read
         // per tile from L2). Per-element arithmetic unchanged.
         const int64_t strips = (int64_t)(N_total + 7) / 8 * mt;
-        if (strips >= 4 * 2 * n_sm) launch_small<1, 4>(g, xb, M, K, stream, mt);
-        else if (strips >= 2 * 2 * n_sm) launch_small<1, 2>(g, xb, M, K, stream, mt);
-        else launch_small<1, 1>(g, xb, M, K, stream, mt);
-    } else if (M <= 16) dispatch_small<1>(g, N_total, xb, M, K, stream);
-    else if (M <= 32) dispatch_small<2>(g, N_total, xb, M, K, stream);
-    else if (M <= 64) dispatch_small<4>(g, N_total, xb, M, K, stream);
-    else {
-        static bool attr_set = false;
-        if (!attr_set) {
-            CUDA_CHECK(cudaFuncSetAttribute(gemm_big, cudaFuncAttributeMaxDynamicSharedMemorySize, big::SMEM));
-            attr_set = true;
-        }
-        dim3 grid(set_tiles(g, big::BN), (M + big::BM - 1) / big::BM);
-        gemm_big<<<grid, big::THREADS, big::SMEM, stream>>>(g, xb, M, K);
-        CUDA_CHECK_LAUNCH();
-    }
+        if (strips >= 4 * 2 * n_sm) launch_small<1, 4>(g, xb, M, K, stream, mt, plain);
+        else if (strips >= 2 * 2 * n_sm) launch_small<1, 2>(g, xb, M, K, stream, mt, plain);
+        else launch_small<1, 1>(g, xb, M, K, stream, mt, plain);
+    } else if (M <= 64) dispatch_any_small(g, N_total, xb, M, K, stream, plain);
+    else launch_big<0>(g, xb, M, K, stream, plain);
 }
 
 extern "C" void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N,
                                    int K, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && N > 0 && K > 0, "gemm: bad shape");
     kern_cuda_gemm_bf16_multi(1, &out, &w, &bias, &N, x, M, K, stream);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Row-parallel GEMMs (o_proj, down_proj): K in C chunks of kc = K / C columns; chunk c's partial is the k16 sequence
+// over its own columns from +0.0f, and out = ((P_0 + P_1) + P_2) + ... + P_{C-1} (+ bias), fp32 adds left to right.
+// A TP group computes disjoint chunk ranges and sums the gathered partials with the same chunk_seq: the bits do not
+// depend on the TP degree. M <= 64: partials (C times more blocks: a decode-sized GEMM fills the GPU) + chunk_seq;
+// larger M: one kernel that keeps the running sum in registers (gemm_big<1>), bit for bit the same.
+
+__global__ void chunk_seq_kernel(float *__restrict__ out, const float *__restrict__ parts, int C, int64_t MN, int N,
+                                 const float *__restrict__ bias) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < MN; i += (int64_t)gridDim.x * blockDim.x) {
+        float s = parts[i];
+        for (int c = 1; c < C; c++) s = __fadd_rn(s, parts[(int64_t)c * MN + i]);
+        if (bias) s = __fadd_rn(s, bias[i % N]);
+        out[i] = s;
+    }
+}
+
+extern "C" void kern_cuda_chunk_seq(float *out, const float *parts, int C, int M, int N, const float *bias,
+                                   cudaStream_t stream) {
+    KERN_REQUIRE(C >= 1 && M >= 0 && N > 0, "chunk_seq: bad shape");
+    const int64_t MN = (int64_t)M * N;
+    if (MN == 0) return;
+    int64_t blocks = (MN + 255) / 256;
+    if (blocks > 8192) blocks = 8192;
+    chunk_seq_kernel<<<(unsigned)blocks, 256, 0, stream>>>(out, parts, C, MN, N, bias);
+    CUDA_CHECK_LAUNCH();
+}
+
+// Large-M row-parallel kernel (being measured): BITROLL_GEMM_ROWPAR=reg (default: running sum in registers, one
+// block per SM), =global (running sum in `out`, two blocks per SM) or =parts (partials + chunk_seq). Same bits.
+static int rowpar_big_variant(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("BITROLL_GEMM_ROWPAR");
+        v = e && !strcmp(e, "global") ? 1 : e && !strcmp(e, "parts") ? 2 : 0;
+    }
+    return v;
+}
+
+static void rowpar_check(const uint16_t *x, const uint16_t *w, int M, int N, int K, int C) {
+    KERN_REQUIRE(M >= 0 && N > 0 && K > 0 && C >= 1, "gemm rowpar: bad shape");
+    KERN_REQUIRE(K % C == 0 && (K / C) % 16 == 0, "gemm rowpar: K / C must be a whole multiple of 16");
+    KERN_REQUIRE((uintptr_t)x % 16 == 0 && (uintptr_t)w % 16 == 0, "gemm rowpar: x and W must be 16-byte aligned");
+}
+
+extern "C" size_t kern_cuda_gemm_rowpar_ws(int M, int N, int K, int C) {
+    if (C <= 1 || (M > 64 && K % C == 0 && (K / C) % big::BK == 0 && rowpar_big_variant() != 2)) return 0;
+    return (size_t)C * M * N * sizeof(float);
+}
+
+extern "C" void kern_cuda_gemm_bf16_partials(float *parts, const uint16_t *x, const uint16_t *w, int M, int N, int K,
+                                            int C, int c0, int c1, cudaStream_t stream) {
+    rowpar_check(x, w, M, N, K, C);
+    KERN_REQUIRE(0 <= c0 && c0 < c1 && c1 <= C, "gemm partials: chunk range outside 0..C");
+    if (M == 0) return;
+    gemm_segs g = {};
+    g.n = 1;
+    g.s[0].out = parts;
+    g.s[0].w = (const __nv_bfloat16 *)w;
+    g.s[0].N = N;
+    const kspan ks = {K / C, c0, c1 - c0};
+    if (M <= 64) dispatch_any_small(g, N, (const __nv_bfloat16 *)x, M, K, stream, ks);
+    else launch_big<2>(g, (const __nv_bfloat16 *)x, M, K, stream, ks);
+}
+
+extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_bytes, const uint16_t *x,
+                                          const uint16_t *w, const float *bias, int M, int N, int K, int C,
+                                          cudaStream_t stream) {
+    rowpar_check(x, w, M, N, K, C);
+    if (M == 0) return;
+    if (C == 1) { // one chunk: the plain GEMM is that sequence
+        kern_cuda_gemm_bf16_multi(1, &out, &w, &bias, &N, x, M, K, stream);
+        return;
+    }
+    if (M <= 64 || (K / C) % big::BK || rowpar_big_variant() == 2) { // chunks ending inside a 64-column tile too
+        KERN_REQUIRE(ws && ws_bytes >= kern_cuda_gemm_rowpar_ws(M, N, K, C), "gemm rowpar: workspace too small");
+        kern_cuda_gemm_bf16_partials(ws, x, w, M, N, K, C, 0, C, stream);
+        kern_cuda_chunk_seq(out, ws, C, M, N, bias, stream);
+        return;
+    }
+    gemm_segs g = {};
+    g.n = 1;
+    g.s[0].out = out;
+    g.s[0].w = (const __nv_bfloat16 *)w;
+    g.s[0].bias = bias;
+    g.s[0].N = N;
+    if (rowpar_big_variant() == 1) launch_big<3>(g, (const __nv_bfloat16 *)x, M, K, stream, kspan{K / C, 0, 1});
+    else launch_big<1>(g, (const __nv_bfloat16 *)x, M, K, stream, kspan{K / C, 0, 1});
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -67,6 +67,22 @@ void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const
  * kern_cuda_gemm_bf16 call (a segment only picks which W, out and bias a block uses; tested). */
 void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint16_t *const *ws, const float *const *biases,
                                const int *Ns, const uint16_t *x, int M, int K, cudaStream_t stream);
+/* Row-parallel GEMMs (o_proj, down_proj; DESIGN 7): K is cut into C chunks of K / C columns ((K / C) % 16 == 0);
+ * chunk c's partial P_c (M, N) is the invariant k16 sequence over its own columns from +0.0f, and
+ * out = ((P_0 + P_1) + ...) + P_{C-1} (+ bias): fp32 adds, left to right -- for every M (tested M = 1..512 against
+ * M = 1) and whatever chunks were computed where: a TP group of N ranks computes C / N chunks each
+ * (kern_cuda_gemm_bf16_partials), gathers them, and kern_cuda_chunk_seq gives the TP = 1 bits.
+ * M <= 64 needs ws of kern_cuda_gemm_rowpar_ws(M, N, K, C) bytes (the partials: C times more blocks fill the GPU
+ * at decode); larger M runs one kernel that keeps the running sum in registers when (K / C) % 64 == 0 (else it
+ * too goes through the partials). C = 1 is kern_cuda_gemm_bf16. */
+size_t kern_cuda_gemm_rowpar_ws(int M, int N, int K, int C);
+void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_bytes, const uint16_t *x, const uint16_t *w,
+                                const float *bias, int M, int N, int K, int C, cudaStream_t stream);
+/* parts (c1 - c0, M, N) = the partials of chunks c0..c1-1 (no bias), any M. */
+void kern_cuda_gemm_bf16_partials(float *parts, const uint16_t *x, const uint16_t *w, int M, int N, int K, int C,
+                                  int c0, int c1, cudaStream_t stream);
+/* out (M, N) = ((parts[0] + parts[1]) + ...) + parts[C-1] (+ bias (N)), fp32 adds left to right; parts (C, M, N). */
+void kern_cuda_chunk_seq(float *out, const float *parts, int C, int M, int N, const float *bias, cudaStream_t stream);
 /* fp32 mode: x f32, W bf16 or f32 (wdt), all arithmetic fp32 without FMA, in the CPU reference's 8-lane order
  * (kern_cpu_matmul): the result is bit-identical to the CPU reference (tested). Any K >= 1. */
 void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M, int N,

@@ -54,28 +54,33 @@ fi
 # The GPU test's own report (max errors, invariance counts): ctest shows it only on failure.
 "$BUILD/tests/test_kern_cuda" >"$OUT/test_kern_cuda.log" 2>&1
 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench.log"
-# experiment: decode GEMM with M split over blocks for small N (BITROLL_GEMM_MSPLIT=1); QUICK=1 skips the
-# experiments, the no-graphs comparison and the batch-64 profile
+# experiment: the large-M row-parallel GEMM's running sum kept in registers (default), in `out` (global) or as
+# partials + chunk_seq (parts): kernel table, the rowpar test and end to end for each; QUICK=1 skips the
+# experiments (EXTRA=1 adds the no-graphs comparison, the batch-64 profile and gpu_rollouts without graphs)
 if [ "${QUICK:-0}" != 1 ]; then
-BITROLL_GEMM_MSPLIT=1 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels_msplit.json" >"$OUT/bench_msplit.log" 2>&1
-(cd "$ROOT" && BITROLL_GEMM_MSPLIT=1 "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 1,64,256 \
-    --new-tokens 128 --json "$OUT/bench_e2e_msplit.json") >"$OUT/bench_e2e_msplit.log" 2>&1
-(cd "$BUILD" && BITROLL_GEMM_MSPLIT=1 ./tests/test_kern_cuda) >"$OUT/test_kern_cuda_msplit.log" 2>&1
-echo "msplit test_kern_cuda rc=$?" >>"$OUT/test_kern_cuda_msplit.log"
+for v in global parts; do
+  BITROLL_GEMM_ROWPAR=$v BITROLL_KBENCH_SECTIONS=rowpar "$BUILD/tests/bench_kernels" "$OUT/bench_kernels_rowpar_$v.json" \
+      >"$OUT/bench_rowpar_$v.log" 2>&1
+  (cd "$BUILD" && BITROLL_GEMM_ROWPAR=$v BR_TEST_FILTER=test_gemm_rowpar ./tests/test_kern_cuda) >"$OUT/test_rowpar_$v.log" 2>&1
+  echo "rc=$?" >>"$OUT/test_rowpar_$v.log"
+  (cd "$ROOT" && BITROLL_GEMM_ROWPAR=$v "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 1,64,256 \
+      --new-tokens 128 --json "$OUT/bench_e2e_rowpar_$v.json") >"$OUT/bench_e2e_rowpar_$v.log" 2>&1
+done
 fi
 stage "kernel bench done"
 # end to end: Qwen3-0.6B shape, every kernel mode, batches 1/64/256, flip experiment; then the same with CUDA
 # graphs for decode steps (on by default) compared with BITROLL_CUDA_GRAPHS=0, and the GPU end-to-end test without them
 (cd "$ROOT" && "$BUILD/bitroll" bench --no-kernel-table --batches 1,64,256 --new-tokens 128 --flip --json "$OUT/bench_e2e.json") 2>&1 | tee "$OUT/bench_e2e.log"
-[ "${QUICK:-0}" = 1 ] || (cd "$ROOT" && BITROLL_CUDA_GRAPHS=0 "$BUILD/bitroll" bench --no-kernel-table --modes invariant \
+[ "${EXTRA:-0}" = 1 ] && (cd "$ROOT" && BITROLL_CUDA_GRAPHS=0 "$BUILD/bitroll" bench --no-kernel-table --modes invariant \
     --batches 1,64,256 --new-tokens 128 --json "$OUT/bench_e2e_nographs.json") 2>&1 | tee "$OUT/bench_e2e_nographs.log"
 # where a decode step's time goes (events between phases, graphs off): stderr of the engine at exit
 (cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 1 --new-tokens 64 \
     --json "$OUT/profile_b1.json") >"$OUT/profile_b1.log" 2>&1
-[ "${QUICK:-0}" = 1 ] || (cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 64 \
+[ "${EXTRA:-0}" = 1 ] && (cd "$ROOT" && BITROLL_CUDA_PROFILE=1 "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 64 \
     --new-tokens 64 --json "$OUT/profile_b64.json") >"$OUT/profile_b64.log" 2>&1
 stage "e2e benches done"
-(cd "$BUILD" && BITROLL_CUDA_GRAPHS=0 ctest -R gpu_rollouts --output-on-failure --timeout 900) >"$OUT/ctest_graphs.log" 2>&1
+[ "${EXTRA:-0}" = 1 ] && (cd "$BUILD" && BITROLL_CUDA_GRAPHS=0 ctest -R gpu_rollouts --output-on-failure --timeout 900) \
+    >"$OUT/ctest_graphs.log" 2>&1
 
 echo
 echo "================ summary ================"
@@ -85,21 +90,21 @@ echo "ctest gpu:    $(grep -E 'tests passed|tests failed' "$OUT/ctest_gpu.log" |
 grep -E '^\s+[0-9]+/[0-9]+ Test' "$OUT/ctest_gpu.log" | sed 's/^/              /'
 echo "test_comm_nccl: $(grep -cE '\[       OK \]' "$OUT/comm_nccl.log") cmocka tests OK; $(grep -E 'GB/s|ranks' "$OUT/comm_nccl.log" | head -3 | tr '\n' ' ')"
 echo "test_kern_cuda report:"
-grep -E "gemm|rmsnorm|layernorm|rope|swiglu|gelu|add|cast|embed|attn|logsoftmax|logprob|argmax|PASSED|FAILED|OK" "$OUT/test_kern_cuda.log" | sed 's/^/  /'
+grep -E "gemm|rowpar|rmsnorm|layernorm|rope|swiglu|gelu|add|cast|embed|attn|logsoftmax|logprob|argmax|PASSED|FAILED|OK" "$OUT/test_kern_cuda.log" | sed 's/^/  /'
 [ -f "$OUT/ctest_unit.log" ] && echo "ctest unit:   $(grep -E 'tests passed|tests failed' "$OUT/ctest_unit.log" | tail -1)"
 [ -f "$OUT/ctest_unit.log" ] && grep -E '\*\*\*|Not Run|Failed' "$OUT/ctest_unit.log" | sed 's/^/              /' | head -10
-echo "no graphs:    $(grep -E 'tests passed|tests failed' "$OUT/ctest_graphs.log" | tail -1) (gpu_rollouts with BITROLL_CUDA_GRAPHS=0)"
+[ -f "$OUT/ctest_graphs.log" ] && echo "no graphs:    $(grep -E 'tests passed|tests failed' "$OUT/ctest_graphs.log" | tail -1) (gpu_rollouts with BITROLL_CUDA_GRAPHS=0)"
 echo "bench:"
 sed -n '/^GEMM (bf16/,$p' "$OUT/bench.log"
 echo "end to end (bitroll bench):"
 sed -n '/^mode/,$p' "$OUT/bench_e2e.log"
-if [ -f "$OUT/bench_msplit.log" ]; then
-  echo "decode GEMM with BITROLL_GEMM_MSPLIT=1:"
-  sed -n '/^decode-shaped/,/^$/p' "$OUT/bench_msplit.log"
-  echo "end to end with BITROLL_GEMM_MSPLIT=1 ($(grep -E 'PASSED|FAILED|rc=' "$OUT/test_kern_cuda_msplit.log" | tr '\n' ' ')):"
-  sed -n '/^mode/,$p' "$OUT/bench_e2e_msplit.log"
-fi
-if [ -f "$OUT/bench_e2e_nographs.log" ]; then
+for v in global parts; do
+  [ -f "$OUT/bench_rowpar_$v.log" ] || continue
+  echo "BITROLL_GEMM_ROWPAR=$v: test $(grep -E 'PASSED|FAILED|rc=' "$OUT/test_rowpar_$v.log" | tr '\n' ' ')"
+  sed -n '/^row-parallel/,/^$/p' "$OUT/bench_rowpar_$v.log"
+  sed -n '/^mode/,$p' "$OUT/bench_e2e_rowpar_$v.log"
+done
+if [ -s "$OUT/bench_e2e_nographs.log" ]; then
   echo "end to end without CUDA graphs:"
   sed -n '/^mode/,$p' "$OUT/bench_e2e_nographs.log"
 fi

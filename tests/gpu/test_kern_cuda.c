@@ -231,6 +231,119 @@ static void test_gemm_batch_invariance(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* ---- Row-parallel GEMM (o_proj, down_proj): K in C chunks summed left to right */
+
+/* out = rowpar GEMM of the first M rows of dx (bf16, K columns). */
+static void rowpar_run(float *dout, const void *dx, const void *dw, const float *db, int M, int N, int K, int C) {
+    size_t ws_bytes = kern_cuda_gemm_rowpar_ws(M, N, K, C);
+    float *ws = ws_bytes ? dev_poison(ws_bytes) : NULL;
+    kern_cuda_gemm_bf16_rowpar(dout, ws, ws_bytes, dx, dw, db, M, N, K, C, NULL);
+    kern_cuda_sync();
+    kern_cuda_free(ws);
+}
+
+static int rowpar_case(int N, int K, int C, const int *Ms, int nM, int use_bias) {
+    const int MAXM = Ms[nM - 1], kc = K / C;
+    float *x = rand_f32((size_t)MAXM * K, 1.0f), *wf = rand_f32((size_t)N * K, 0.05f), *bias = rand_f32(N, 1.0f);
+    uint16_t *xb = to_bf16(x, (size_t)MAXM * K), *wb = to_bf16(wf, (size_t)N * K);
+    void *dx = dev_copy(xb, (size_t)MAXM * K * 2), *dw = dev_copy(wb, (size_t)N * K * 2);
+    float *db = use_bias ? dev_copy(bias, (size_t)N * 4) : NULL;
+    float *dout = dev_poison((size_t)MAXM * N * 4), *dparts = dev_poison((size_t)C * MAXM * N * 4);
+    float *one = malloc(sizeof(float) * MAXM * N), *got = malloc(sizeof(float) * MAXM * N);
+    float *parts = malloc(sizeof(float) * C * MAXM * N), *ref = malloc(sizeof(float) * MAXM * N);
+    int bad = 0;
+    char what[128];
+    /* each row alone */
+    for (int m = 0; m < MAXM; m++) {
+        rowpar_run(dout, (const char *)dx + (size_t)m * K * 2, dw, db, 1, N, K, C);
+        kern_cuda_download(one + (size_t)m * N, dout, (size_t)N * 4);
+    }
+    /* numerics: the chunk partials against an fp64 sum over each chunk's columns; the total against the CPU GEMM */
+    kern_cuda_gemm_bf16_partials(dparts, dx, dw, MAXM, N, K, C, 0, C, NULL);
+    kern_cuda_download(parts, dparts, (size_t)C * MAXM * N * 4);
+    double max_err = 0;
+    int bad_p = 0;
+    for (int c = 0; c < C; c++)
+        for (int m = 0; m < MAXM; m++)
+            for (int n = 0; n < N; n++) {
+                double r = 0, a = 0;
+                for (int k = c * kc; k < (c + 1) * kc; k++) {
+                    double t = (double)x[(size_t)m * K + k] * br_bf16_to_f32(wb[(size_t)n * K + k]);
+                    r += t, a += fabs(t);
+                }
+                double err = fabs(parts[((size_t)c * MAXM + m) * N + n] - r);
+                if (err > max_err) max_err = err;
+                if (!(err <= 1e-4 * a + 1e-6)) bad_p++;
+            }
+    printf("  rowpar partials N=%d K=%d C=%d M=%d: max|err| vs fp64 %.3g, %d outside 1e-4*sum|terms|\n", N, K, C,
+           MAXM, max_err, bad_p);
+    bad += bad_p;
+    cpu_gemm(ref, x, wb, use_bias ? bias : NULL, MAXM, N, K);
+    snprintf(what, sizeof what, "gemm rowpar N=%d K=%d C=%d vs cpu", N, K, C);
+    bad += check_close(what, one, ref, (size_t)MAXM * N, 1e-3, 1e-3);
+    /* the chunking is real: the sum of chunks is not the unchunked GEMM's bits everywhere */
+    if (C > 1) {
+        kern_cuda_gemm_bf16(dout, dx, dw, db, MAXM, N, K, NULL);
+        kern_cuda_download(got, dout, (size_t)MAXM * N * 4);
+        int diff = 0;
+        for (size_t i = 0; i < (size_t)MAXM * N; i++) diff += memcmp(got + i, one + i, 4) != 0;
+        printf("  rowpar C=%d vs the unchunked GEMM: %d of %d elements differ (expected > 0)\n", C, diff, MAXM * N);
+        if (diff == 0) bad++;
+    }
+    /* bitwise: every M equals the rows alone; TP groups of 2 and C ranks (chunk ranges gathered, then summed) too */
+    int bad_m = 0, bad_tp = 0;
+    for (int i = 0; i < nM; i++) {
+        const int M = Ms[i];
+        kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
+        rowpar_run(dout, dx, dw, db, M, N, K, C);
+        kern_cuda_download(got, dout, (size_t)M * N * 4);
+        if (memcmp(got, one, (size_t)M * N * 4)) {
+            if (bad_m < 3) {
+                snprintf(what, sizeof what, "rowpar M=%d vs M=1", M);
+                check_same(what, got, one, (size_t)M * N);
+            }
+            bad_m++;
+        }
+        for (int tp = 2; tp <= C; tp *= 2) {
+            if (i % 7 && i != nM - 1) continue; /* every 7th M and the last */
+            kern_cuda_memset(dparts, 0xff, (size_t)C * M * N * 4);
+            for (int r = 0; r < tp; r++) /* rank r's chunks land in its slots, as an all-gather leaves them */
+                kern_cuda_gemm_bf16_partials(dparts + (size_t)r * (C / tp) * M * N, dx, dw, M, N, K, C, r * C / tp,
+                                             (r + 1) * C / tp, NULL);
+            kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
+            kern_cuda_chunk_seq(dout, dparts, C, M, N, db, NULL);
+            kern_cuda_download(got, dout, (size_t)M * N * 4);
+            if (memcmp(got, one, (size_t)M * N * 4)) {
+                snprintf(what, sizeof what, "rowpar TP=%d M=%d vs TP=1 M=1", tp, M);
+                check_same(what, got, one, (size_t)M * N);
+                bad_tp++;
+            }
+        }
+    }
+    printf("  gemm rowpar invariance N=%d K=%d C=%d bias=%d: %d values of M (1..%d), %d differ from M=1; "
+           "TP splits: %d differ\n", N, K, C, use_bias, nM, MAXM, bad_m, bad_tp);
+    bad += bad_m + bad_tp;
+    kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(db), kern_cuda_free(dout), kern_cuda_free(dparts);
+    free(x), free(wf), free(bias), free(xb), free(wb), free(one), free(got), free(parts), free(ref);
+    return bad;
+}
+
+static void test_gemm_rowpar(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    int all[512], sparse[128], n_sparse = 0;
+    for (int m = 1; m <= 512; m++) all[m - 1] = m;
+    for (int m = 1; m <= 70; m++) sparse[n_sparse++] = m;
+    static const int more[] = {100, 128, 129, 255, 256, 300};
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
+    int bad = 0;
+    bad += rowpar_case(1024, 2048, 8, all, 512, 0);      /* o_proj of Qwen3-0.6B: chunks of 256 (4 k tiles) */
+    bad += rowpar_case(1000, 384, 8, sparse, n_sparse, 1); /* chunks of 48: inside a k tile (partials at any M) */
+    bad += rowpar_case(520, 3072, 4, sparse, n_sparse, 1); /* chunks of 768, N not a multiple of the tiles */
+    bad += rowpar_case(64, 1024, 1, sparse, n_sparse, 0);  /* C = 1: the plain GEMM */
+    assert_int_equal(bad, 0);
+}
+
 /* ---- Norms and element-wise kernels */
 
 static void test_norms(void **state) {
@@ -784,11 +897,13 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_vs_cpu),  cmocka_unit_test(test_gemm_f32_weights),
-        cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
         cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_vocab),
     };
+    const char *filter = getenv("BR_TEST_FILTER"); /* e.g. BR_TEST_FILTER='test_gemm_rowpar' */
+    if (filter && *filter) cmocka_set_test_filter(filter);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 

@@ -113,7 +113,8 @@ constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
 // [(c0+z)*kc, (c0+z+1)*kc) of K into out + z*M*N. MODE 1: the row-parallel sum in registers -- the k16 sequence
 // over all of K, with the accumulator flushed every kc columns: tot = acc (first chunk) or tot = tot + acc, acc = 0;
 // the same bits as MODE 2's partials summed left to right by chunk_seq_kernel (kc % BK == 0, K % kc == 0).
-// MODE 3: MODE 1 with the running sum kept in `out` (global memory, L2) instead of registers: same bits.
+// (MODE 1 needs 255 registers: one block per SM. Measured on an H200 it lost to partials + chunk_seq at every M
+// but the largest, so it is an option, BITROLL_GEMM_ROWPAR=reg; a variant keeping the sum in `out` was slower.)
 template <int MODE>
 __global__ void __launch_bounds__(big::THREADS, MODE == 1 ? 1 : 2)
     gemm_big(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, int kc, int c0) {
@@ -159,34 +160,10 @@ __global__ void __launch_bounds__(big::THREADS, MODE == 1 ? 1 : 2)
     float tot[MODE == 1 ? 4 : 1][4][4];
     int chunk_left = kc / BK;
     bool have_tot = false;
-    const int g = lane >> 2, t4 = lane & 3;
-    auto after_tile = [&](bool last) {
-        if (MODE != 1 && MODE != 3) return;
+    auto after_tile = [&]() {
+        if (MODE != 1) return;
         if (--chunk_left) return;
         chunk_left = kc / BK;
-        if constexpr (MODE == 3) { // the running sum in `out` itself (each thread re-reads only what it wrote)
-#pragma unroll
-            for (int i = 0; i < 4; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    const int n = n0 + wn * 32 + j * 8 + 2 * t4;
-#pragma unroll
-                    for (int h = 0; h < 2; h++) {
-                        const int m = m0 + wm * 64 + i * 16 + g + 8 * h;
-#pragma unroll
-                        for (int q = 0; q < 2; q++) {
-                            float v = acc[i][j][2 * h + q];
-                            acc[i][j][2 * h + q] = 0.0f;
-                            if (m >= M || n + q >= N) continue;
-                            float *o = out + (int64_t)m * N + n + q;
-                            if (have_tot) v = __fadd_rn(*o, v);
-                            if (last && bias) v = __fadd_rn(v, bias[n + q]);
-                            *o = v;
-                        }
-                    }
-                }
-            have_tot = true;
-        } else {
 #pragma unroll
         for (int i = 0; i < (MODE == 1 ? 4 : 1); i++)
 #pragma unroll
@@ -197,7 +174,6 @@ __global__ void __launch_bounds__(big::THREADS, MODE == 1 ? 1 : 2)
                     acc[i][j][e] = 0.0f;
                 }
         have_tot = true;
-        }
     };
 
 #pragma unroll
@@ -247,18 +223,17 @@ __global__ void __launch_bounds__(big::THREADS, MODE == 1 ? 1 : 2)
             // steps in every kernel).
             for (int kk = 0; kk < last_steps; kk++) k16_step(kk);
         }
-        after_tile(kt == KT - 1);
+        after_tile();
     }
     cp_async_wait<0>();
 
-    if constexpr (MODE != 3) { // MODE 3: stored by the last flush
+    const int g = lane >> 2, t4 = lane & 3;
 #pragma unroll
-        for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 4; i++)
 #pragma unroll
-            for (int j = 0; j < 4; j++)
-                store_frag(out, bias, MODE == 1 ? tot[MODE == 1 ? i : 0][j] : acc[i][j], m0 + wm * 64 + i * 16 + g,
-                           n0 + wn * 32 + j * 8 + 2 * t4, M, N);
-    }
+        for (int j = 0; j < 4; j++)
+            store_frag(out, bias, MODE == 1 ? tot[MODE == 1 ? i : 0][j] : acc[i][j], m0 + wm * 64 + i * 16 + g,
+                       n0 + wn * 32 + j * 8 + 2 * t4, M, N);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -502,8 +477,8 @@ extern "C" void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_
 // Row-parallel GEMMs (o_proj, down_proj): K in C chunks of kc = K / C columns; chunk c's partial is the k16 sequence
 // over its own columns from +0.0f, and out = ((P_0 + P_1) + P_2) + ... + P_{C-1} (+ bias), fp32 adds left to right.
 // A TP group computes disjoint chunk ranges and sums the gathered partials with the same chunk_seq: the bits do not
-// depend on the TP degree. M <= 64: partials (C times more blocks: a decode-sized GEMM fills the GPU) + chunk_seq;
-// larger M: one kernel that keeps the running sum in registers (gemm_big<1>), bit for bit the same.
+// depend on the TP degree. Partials (C times more blocks than the plain GEMM: a decode-sized GEMM fills the GPU)
+// then chunk_seq; optionally, at large M, one kernel that keeps the running sum in registers (gemm_big<1>).
 
 __global__ void chunk_seq_kernel(float *__restrict__ out, const float *__restrict__ parts, int C, int64_t MN, int N,
                                  const float *__restrict__ bias) {
@@ -526,13 +501,15 @@ extern "C" void kern_cuda_chunk_seq(float *out, const float *parts, int C, int M
     CUDA_CHECK_LAUNCH();
 }
 
-// Large-M row-parallel kernel (being measured): BITROLL_GEMM_ROWPAR=reg (default: running sum in registers, one
-// block per SM), =global (running sum in `out`, two blocks per SM) or =parts (partials + chunk_seq). Same bits.
-static int rowpar_big_variant(void) {
+// The row-parallel GEMM at large M: partials + chunk_seq (default), or BITROLL_GEMM_ROWPAR=reg: gemm_big<1>, the
+// running sum in registers (same bits; faster only for the largest M x small N on an H200). Partials go through
+// the workspace in row slices of ROWPAR_SLICE rows, which bounds it (a row's bits do not depend on the slice).
+constexpr int ROWPAR_SLICE = 2048;
+static int rowpar_reg(void) {
     static int v = -1;
     if (v < 0) {
         const char *e = getenv("BITROLL_GEMM_ROWPAR");
-        v = e && !strcmp(e, "global") ? 1 : e && !strcmp(e, "parts") ? 2 : 0;
+        v = e && !strcmp(e, "reg");
     }
     return v;
 }
@@ -543,9 +520,11 @@ static void rowpar_check(const uint16_t *x, const uint16_t *w, int M, int N, int
     KERN_REQUIRE((uintptr_t)x % 16 == 0 && (uintptr_t)w % 16 == 0, "gemm rowpar: x and W must be 16-byte aligned");
 }
 
+static bool rowpar_in_registers(int M, int K, int C) { return rowpar_reg() && M > 64 && (K / C) % big::BK == 0; }
+
 extern "C" size_t kern_cuda_gemm_rowpar_ws(int M, int N, int K, int C) {
-    if (C <= 1 || (M > 64 && K % C == 0 && (K / C) % big::BK == 0 && rowpar_big_variant() != 2)) return 0;
-    return (size_t)C * M * N * sizeof(float);
+    if (C <= 1 || K % C || rowpar_in_registers(M, K, C)) return 0;
+    return (size_t)C * (M < ROWPAR_SLICE ? M : ROWPAR_SLICE) * N * sizeof(float);
 }
 
 extern "C" void kern_cuda_gemm_bf16_partials(float *parts, const uint16_t *x, const uint16_t *w, int M, int N, int K,
@@ -572,10 +551,13 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
         kern_cuda_gemm_bf16_multi(1, &out, &w, &bias, &N, x, M, K, stream);
         return;
     }
-    if (M <= 64 || (K / C) % big::BK || rowpar_big_variant() == 2) { // chunks ending inside a 64-column tile too
+    if (!rowpar_in_registers(M, K, C)) {
         KERN_REQUIRE(ws && ws_bytes >= kern_cuda_gemm_rowpar_ws(M, N, K, C), "gemm rowpar: workspace too small");
-        kern_cuda_gemm_bf16_partials(ws, x, w, M, N, K, C, 0, C, stream);
-        kern_cuda_chunk_seq(out, ws, C, M, N, bias, stream);
+        for (int m0 = 0; m0 < M; m0 += ROWPAR_SLICE) {
+            const int Ms = M - m0 < ROWPAR_SLICE ? M - m0 : ROWPAR_SLICE;
+            kern_cuda_gemm_bf16_partials(ws, x + (int64_t)m0 * K, w, Ms, N, K, C, 0, C, stream);
+            kern_cuda_chunk_seq(out + (int64_t)m0 * N, ws, C, Ms, N, bias, stream);
+        }
         return;
     }
     gemm_segs g = {};
@@ -584,8 +566,7 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
     g.s[0].w = (const __nv_bfloat16 *)w;
     g.s[0].bias = bias;
     g.s[0].N = N;
-    if (rowpar_big_variant() == 1) launch_big<3>(g, (const __nv_bfloat16 *)x, M, K, stream, kspan{K / C, 0, 1});
-    else launch_big<1>(g, (const __nv_bfloat16 *)x, M, K, stream, kspan{K / C, 0, 1});
+    launch_big<1>(g, (const __nv_bfloat16 *)x, M, K, stream, kspan{K / C, 0, 1});
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -72,9 +72,8 @@ void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint16_t *const 
  * out = ((P_0 + P_1) + ...) + P_{C-1} (+ bias): fp32 adds, left to right -- for every M (tested M = 1..512 against
  * M = 1) and whatever chunks were computed where: a TP group of N ranks computes C / N chunks each
  * (kern_cuda_gemm_bf16_partials), gathers them, and kern_cuda_chunk_seq gives the TP = 1 bits.
- * M <= 64 needs ws of kern_cuda_gemm_rowpar_ws(M, N, K, C) bytes (the partials: C times more blocks fill the GPU
- * at decode); larger M runs one kernel that keeps the running sum in registers when (K / C) % 64 == 0 (else it
- * too goes through the partials). C = 1 is kern_cuda_gemm_bf16. */
+ * ws: kern_cuda_gemm_rowpar_ws(M, N, K, C) bytes (the partials of up to 2048 rows at a time: C times more blocks
+ * than the plain GEMM, so a decode-sized GEMM fills the GPU). C = 1 is kern_cuda_gemm_bf16. */
 size_t kern_cuda_gemm_rowpar_ws(int M, int N, int K, int C);
 void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_bytes, const uint16_t *x, const uint16_t *w,
                                 const float *bias, int M, int N, int K, int C, cudaStream_t stream);

@@ -54,11 +54,11 @@ fi
 # The GPU test's own report (max errors, invariance counts): ctest shows it only on failure.
 "$BUILD/tests/test_kern_cuda" >"$OUT/test_kern_cuda.log" 2>&1
 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench.log"
-# experiment: the large-M row-parallel GEMM's running sum kept in registers (default), in `out` (global) or as
-# partials + chunk_seq (parts): kernel table, the rowpar test and end to end for each; QUICK=1 skips the
+# experiment: the large-M row-parallel GEMM with its running sum in registers (BITROLL_GEMM_ROWPAR=reg) instead of
+# partials + chunk_seq: kernel table, the rowpar test and end to end; QUICK=1 skips the
 # experiments (EXTRA=1 adds the no-graphs comparison, the batch-64 profile and gpu_rollouts without graphs)
 if [ "${QUICK:-0}" != 1 ]; then
-for v in global parts; do
+for v in reg; do
   BITROLL_GEMM_ROWPAR=$v BITROLL_KBENCH_SECTIONS=rowpar "$BUILD/tests/bench_kernels" "$OUT/bench_kernels_rowpar_$v.json" \
       >"$OUT/bench_rowpar_$v.log" 2>&1
   (cd "$BUILD" && BITROLL_GEMM_ROWPAR=$v BR_TEST_FILTER=test_gemm_rowpar ./tests/test_kern_cuda) >"$OUT/test_rowpar_$v.log" 2>&1
@@ -98,7 +98,7 @@ echo "bench:"
 sed -n '/^GEMM (bf16/,$p' "$OUT/bench.log"
 echo "end to end (bitroll bench):"
 sed -n '/^mode/,$p' "$OUT/bench_e2e.log"
-for v in global parts; do
+for v in reg; do
   [ -f "$OUT/bench_rowpar_$v.log" ] || continue
   echo "BITROLL_GEMM_ROWPAR=$v: test $(grep -E 'PASSED|FAILED|rc=' "$OUT/test_rowpar_$v.log" | tr '\n' ' ')"
   sed -n '/^row-parallel/,/^$/p' "$OUT/bench_rowpar_$v.log"

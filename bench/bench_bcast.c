@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
     kern_cuda_device_name(comm_nccl_device(c), dev, sizeof dev);
     if (w.rank == 0) {
         printf("%d rank%s (%s), backend %s, %d repetitions per chunk size%s\n", w.size, w.size == 1 ? "" : "s", dev,
-               comm_nccl_backend(), reps, w.size == 1 ? "; one rank: nothing moves, the time is overhead" : "");
+               comm_nccl_handle_backend(c), reps, w.size == 1 ? "; one rank: nothing moves, the time is overhead" : "");
     }
 
     /* rank 0's bytes: random bf16 rows of 4096 (the tail zero); the others start from zeros every repetition */
@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
     const int64_t K = 4096, rows = (int64_t)(bytes / 2 / (size_t)K);
     FILE *jf = json && w.rank == 0 ? fopen(json, "w") : NULL;
     if (jf) fprintf(jf, "{\"bytes\": %zu, \"ranks\": %d, \"backend\": \"%s\", \"device\": \"%s\", \"rows\": [", bytes,
-                    w.size, comm_nccl_backend(), dev);
+                    w.size, comm_nccl_handle_backend(c), dev);
     if (w.rank == 0)
         printf("\n%10s %7s %12s %12s %12s %14s  %s\n", "chunk MiB", "chunks", "median s", "median GB/s", "best GB/s",
                "fingerprint s", "fingerprint");

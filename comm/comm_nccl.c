@@ -33,6 +33,8 @@ struct comm_nccl {
     uint8_t *host;              /* MPI fallback staging */
     size_t host_bytes;
     int dead;                   /* communicators aborted after a failed collective */
+    int staged;                 /* MPI through host buffers: no NCCL in this build, BITROLL_NCCL=0, or ranks that
+                                 * share a GPU (BITROLL_SHARE_GPUS=1: NCCL takes one rank per GPU) */
 #ifdef BITROLL_HAVE_NCCL
     ncclComm_t world, tp;
 #endif
@@ -98,6 +100,10 @@ void comm_nccl_abort_all(void) {
     g_in_abort = 0;
 }
 
+const char *comm_nccl_handle_backend(const comm_nccl *c) {
+    return c && c->staged ? "mpi-host-staging" : comm_nccl_backend();
+}
+
 const char *comm_nccl_backend(void) {
 #ifdef BITROLL_HAVE_NCCL
     static char name[48];
@@ -156,11 +162,19 @@ static br_status bind_gpu(const comm_world *w, comm_nccl *c) {
     if (MPI_Get_processor_name(host, &len) != MPI_SUCCESS) snprintf(host, sizeof host, "?");
     const int g = kern_cuda_device_count();
     if (g == 0) return br_fail(BR_EINVAL, "rank %d on node %s: no CUDA device is visible", w->rank, host);
-    if (w->local_rank >= g)
+    const char *share = getenv("BITROLL_SHARE_GPUS"), *nccl = getenv("BITROLL_NCCL");
+    const int shared = share && !strcmp(share, "1");
+    if (w->local_rank >= g && !shared)
         return br_fail(BR_EINVAL, "rank %d on node %s: local rank %d but only %d GPU%s visible (one rank per GPU: "
                                   "start at most %d ranks on this node)",
                        w->rank, host, w->local_rank, g, g == 1 ? "" : "s", g);
-    c->device = w->local_rank;
+    c->device = w->local_rank % g;
+#ifdef BITROLL_HAVE_NCCL
+    c->staged = shared || (nccl && !strcmp(nccl, "0"));
+#else
+    (void)nccl;
+    c->staged = 1;
+#endif
     return CUDA_ST(w->rank, cudaSetDevice(c->device));
 }
 
@@ -209,12 +223,12 @@ br_status comm_nccl_init(const comm_world *w, comm_nccl **out) {
     if (st == BR_OK) st = CUDA_ST(w->rank, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     st = comm_agree(w, st);
 #ifdef BITROLL_HAVE_NCCL
-    if (st == BR_OK) {
+    if (st == BR_OK && !c->staged) {
         /* NVLink SHARP (multicast objects) stays off on the machines this runs on; the environment may override */
         setenv("NCCL_NVLS_ENABLE", "0", 0);
         st = create_comm(w, MPI_COMM_WORLD, w->rank, w->size, &c->world, "world");
     }
-    if (st == BR_OK && w->tp_size > 1) {
+    if (st == BR_OK && !c->staged && w->tp_size > 1) {
         if (!w->tp_comm) st = br_fail(BR_EINVAL, "comm_nccl_init on rank %d: tp_size %d without a TP communicator "
                                                  "(call comm_tp_split first)", w->rank, w->tp_size);
         st = comm_agree(w, st);
@@ -315,7 +329,8 @@ static br_status ensure_dev(const comm_nccl *c, float **p, size_t *have, size_t 
     if (st == BR_OK) *have = want;
     return st;
 }
-#else
+#endif
+
 static br_status ensure_host(comm_nccl *c, size_t want) {
     if (c->host_bytes >= want) return BR_OK;
     uint8_t *h = realloc(c->host, want);
@@ -343,7 +358,6 @@ static br_status staged_bcast(comm_nccl *c, comm_nccl_scope scope, uint8_t *buf,
     }
     return st;
 }
-#endif
 
 /* ---- collectives */
 
@@ -361,6 +375,7 @@ br_status comm_nccl_chunk_sum(comm_nccl *c, comm_nccl_scope scope, const float *
     int c0, c1;
     comm_nccl_chunk_range(c, scope, C, &c0, &c1);
 #ifdef BITROLL_HAVE_NCCL
+    if (!c->staged) {
     const int q = comm_nccl_rank(c, scope), maxc = (C + p - 1) / p; /* chunk slots per rank: NCCL's all-gather moves equal counts */
     const size_t slot = (size_t)maxc * n;
     st = ensure_dev(c, &c->gather, &c->gather_floats, (size_t)p * slot);
@@ -384,7 +399,8 @@ br_status comm_nccl_chunk_sum(comm_nccl *c, comm_nccl_scope scope, const float *
     }
     if (st == BR_OK) kern_cuda_chunk_tree(out, all, C, n, stream);
     return st;
-#else
+    }
+#endif
     /* MPI fallback: the partials go to the host, comm_chunk_sum runs the same tree there, the sum comes back */
     float *h_mine = malloc(((size_t)(c1 - c0) * n + 1) * sizeof(float)), *h_out = malloc(n * sizeof(float));
     if (!h_mine || !h_out) st = br_fail(BR_ENOMEM, "comm_nccl_chunk_sum on rank %d: out of host memory", r);
@@ -399,7 +415,6 @@ br_status comm_nccl_chunk_sum(comm_nccl *c, comm_nccl_scope scope, const float *
     free(h_mine);
     free(h_out);
     return st;
-#endif
 }
 
 br_status comm_nccl_allgather(comm_nccl *c, comm_nccl_scope scope, const void *send, size_t bytes, void *recv,
@@ -410,8 +425,9 @@ br_status comm_nccl_allgather(comm_nccl *c, comm_nccl_scope scope, const void *s
     uint8_t *dst = (uint8_t *)recv + (size_t)q * bytes;
     if (p == 1) return dst == send ? BR_OK : CUDA_ST(r, cudaMemcpyAsync(dst, send, bytes, cudaMemcpyDeviceToDevice, stream));
 #ifdef BITROLL_HAVE_NCCL
-    return NCCL_ST(r, scope_comm(c, scope), ncclAllGather(send, recv, bytes, ncclUint8, scope_comm(c, scope), stream));
-#else
+    if (!c->staged)
+        return NCCL_ST(r, scope_comm(c, scope), ncclAllGather(send, recv, bytes, ncclUint8, scope_comm(c, scope), stream));
+#endif
     /* MPI fallback: one staged broadcast per rank into its own slot (counts stay below INT_MAX per message) */
     if (dst != send) st = CUDA_ST(r, cudaMemcpyAsync(dst, send, bytes, cudaMemcpyDeviceToDevice, stream));
     for (int k = 0; k < p; k++) {
@@ -419,7 +435,6 @@ br_status comm_nccl_allgather(comm_nccl *c, comm_nccl_scope scope, const void *s
         if (st == BR_OK) st = s2;
     }
     return st;
-#endif
 }
 
 br_status comm_nccl_bcast(comm_nccl *c, comm_nccl_scope scope, void *buf, size_t bytes, int root, cudaStream_t stream) {
@@ -431,10 +446,10 @@ br_status comm_nccl_bcast(comm_nccl *c, comm_nccl_scope scope, void *buf, size_t
                        scope == COMM_NCCL_TP ? "tensor-parallel group" : "world");
     if (p == 1 || bytes == 0) return BR_OK;
 #ifdef BITROLL_HAVE_NCCL
-    return NCCL_ST(r, scope_comm(c, scope), ncclBroadcast(buf, buf, bytes, ncclUint8, root, scope_comm(c, scope), stream));
-#else
-    return staged_bcast(c, scope, buf, bytes, root, stream);
+    if (!c->staged)
+        return NCCL_ST(r, scope_comm(c, scope), ncclBroadcast(buf, buf, bytes, ncclUint8, root, scope_comm(c, scope), stream));
 #endif
+    return staged_bcast(c, scope, buf, bytes, root, stream);
 }
 
 /* ---- weights: broadcast in chunks, then the fingerprint check */
@@ -537,10 +552,12 @@ br_status comm_nccl_bcast_weights(comm_nccl *c, void *buf, size_t bytes, int roo
         const size_t len = bytes - off < chunk_bytes ? bytes - off : chunk_bytes;
         if (w->size == 1) continue;
 #ifdef BITROLL_HAVE_NCCL
-        st = NCCL_ST(w->rank, c->world, ncclBroadcast(p + off, p + off, len, ncclUint8, root, c->world, c->stream));
-#else
-        st = staged_bcast(c, COMM_NCCL_WORLD, p + off, len, root, c->stream);
+        if (!c->staged) {
+            st = NCCL_ST(w->rank, c->world, ncclBroadcast(p + off, p + off, len, ncclUint8, root, c->world, c->stream));
+            continue;
+        }
 #endif
+        st = staged_bcast(c, COMM_NCCL_WORLD, p + off, len, root, c->stream);
     }
     if ((st = comm_nccl_wait(c, COMM_NCCL_WORLD, c->stream, st)) != BR_OK) return st;
     double dt = MPI_Wtime() - t0, dt_max = dt;

@@ -51,8 +51,11 @@ br_status comm_nccl_destroy(comm_nccl *c);
 /* ncclCommAbort on every live communicator of this process (once; later calls do nothing). Called by comm_abort
  * and by the CUDA abort hook before MPI_Abort; safe with none alive. */
 void comm_nccl_abort_all(void);
-/* "nccl 2.28.9" (the library's version at run time) or "mpi-host-staging". */
+/* "nccl 2.28.9" (the library's version at run time) or "mpi-host-staging" (a build without NCCL). */
 const char *comm_nccl_backend(void);
+/* What a handle uses: comm_nccl_backend(), or "mpi-host-staging" where the run asked for it at run time:
+ * BITROLL_NCCL=0, or BITROLL_SHARE_GPUS=1 (ranks share GPUs, which NCCL refuses; rank r takes GPU r mod n). */
+const char *comm_nccl_handle_backend(const comm_nccl *c);
 /* The GPU this rank bound, and the size / rank of a scope (TP scope without tensor parallelism: 1 / 0). */
 int comm_nccl_device(const comm_nccl *c);
 int comm_nccl_size(const comm_nccl *c, comm_nccl_scope scope);

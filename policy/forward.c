@@ -130,7 +130,7 @@ br_status policy_state_create_tp(const policy_weights *w, int max_tokens, const 
     *out = NULL;
     const policy_config *c = &w->cfg;
     if (max_tokens < 1) return br_fail(BR_EINVAL, "max tokens per forward call must be >= 1 (got %d)", max_tokens);
-    policy_tp one = {0, 1, NULL, NULL};
+    policy_tp one = {0, 1, NULL, NULL, NULL, NULL, NULL};
     if (!tp) tp = &one;
     br_status rc = policy_tp_check(c, tp->size);
     if (rc != BR_OK) return rc;

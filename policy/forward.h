@@ -56,6 +56,14 @@ typedef struct {
      * equal to kern_cpu_chunk_tree over all C chunks (comm_chunk_sum). Unused when size == 1. */
     br_status (*chunk_sum)(void *ctx, const float *mine, int C, size_t n, float *out);
     void *ctx;
+    /* The CUDA engine's collective: recv (size * bytes, device memory) = every rank's send (bytes, device memory)
+     * in rank order, enqueued on `stream` (a cudaStream_t); only bytes move (comm_nccl_allgather). NULL: --tp is
+     * not available on the GPU. */
+    br_status (*dev_allgather)(void *dev_ctx, const void *send, size_t bytes, void *recv, void *stream);
+    /* Waits for `stream` and agrees within the group on st (every rank's first failure of the step; the lowest
+     * failing rank's message; comm_nccl_wait). */
+    br_status (*dev_wait)(void *dev_ctx, void *stream, br_status st);
+    void *dev_ctx;
 } policy_tp;
 
 /* Checks that a model splits over `size` ranks: heads and key/value heads divisible by size, size <= 16. */

@@ -13,6 +13,9 @@
 #include <unistd.h>
 
 #include "comm/comm.h"
+#ifdef BR_HAVE_CUDA
+#include "comm/comm_nccl.h"
+#endif
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/cuda/kern_cuda_engine.h"
 #include "logging/h5log.h"
@@ -214,6 +217,17 @@ static br_status unpack_results(comm_buf *b, rollout_result *by_sid, int64_t n_s
     return BR_OK;
 }
 
+#ifdef BR_HAVE_CUDA
+/* --tp on --device cuda: the engine's row-parallel partials meet in an all-gather of the TP group (NCCL, or MPI
+ * through host buffers: comm_nccl), and every step's collectives are agreed on before its results are used. */
+static br_status tp_dev_allgather(void *ctx, const void *send, size_t bytes, void *recv, void *stream) {
+    return comm_nccl_allgather((comm_nccl *)ctx, COMM_NCCL_TP, send, bytes, recv, (cudaStream_t)stream);
+}
+static br_status tp_dev_wait(void *ctx, void *stream, br_status st) {
+    return comm_nccl_wait((comm_nccl *)ctx, COMM_NCCL_TP, (cudaStream_t)stream, st);
+}
+#endif
+
 /* Runs this rank's share of jobs, gathers every result on rank 0 into by_sid (n_samples, indexed by sample id). */
 static br_status run_and_gather(const comm_world *world, const policy_weights *w, const run_opts *o,
                                 const rollout_job *all_jobs, int64_t n_jobs, rollout_result **by_sid_out) {
@@ -226,24 +240,45 @@ static br_status run_and_gather(const comm_world *world, const policy_weights *w
     comm_buf b = {0};
     void *all = NULL;
     size_t all_len = 0;
+#ifdef BR_HAVE_CUDA
+    comm_nccl *nc = NULL;
+#endif
     if (!mine || !res) rc = br_fail(BR_ENOMEM, "out of memory for %lld jobs", (long long)n_mine);
     if (rc == BR_OK) {
         int64_t k = 0;
         for (int64_t i = 0; i < n_jobs; i++)
             if (comm_owner(world, i) == world->group) mine[k++] = all_jobs[i];
         progress_ctx pc = {world, o->verb, o->quiet, cli_now(), 0};
-        /* every rank of a tensor-parallel group runs the group's jobs; their chunk sums meet in comm_tp_chunk_sum */
-        const policy_tp tp = {world->tp_rank, world->tp_size, comm_tp_chunk_sum, (void *)world};
+        /* every rank of a tensor-parallel group runs the group's jobs; their chunk sums meet in comm_tp_chunk_sum
+         * (CPU) or in the group's device all-gather (CUDA) */
+        policy_tp tp = {world->tp_rank, world->tp_size, comm_tp_chunk_sum, (void *)world, NULL, NULL, NULL};
+#ifdef BR_HAVE_CUDA
+        if (world->tp_size > 1 && !strcmp(o->device, "cuda")) {
+            rc = comm_nccl_init(world, &nc); /* collective: every rank has the same --device and --tp */
+            tp.dev_allgather = tp_dev_allgather;
+            tp.dev_wait = tp_dev_wait;
+            tp.dev_ctx = nc;
+            if (rc == BR_OK && world->rank == 0 && !o->quiet)
+                fprintf(stderr, "bitroll: --tp %d on the GPU: row-parallel partials all-gathered with %s\n",
+                        world->tp_size, comm_nccl_handle_backend(nc));
+        }
+#endif
         rollout_sched_opts so = o->sched;
         so.device = o->device;
         so.kernels = o->kernels;
         so.tp = &tp;
-        rc = rollout_run(w, &so, mine, n_mine, res, progress_cb, &pc);
+        if (rc == BR_OK) rc = rollout_run(w, &so, mine, n_mine, res, progress_cb, &pc);
         /* Fault injection for the tests: one rank fails after its work, the others must stop with its reason. */
         const char *inject = getenv("BITROLL_INJECT_FAILURE_RANK");
         if (rc == BR_OK && inject && atoi(inject) == world->rank)
             rc = br_fail(BR_ERUNTIME, "injected failure (BITROLL_INJECT_FAILURE_RANK=%s)", inject);
     }
+#ifdef BR_HAVE_CUDA
+    if (nc) {
+        br_status s2 = comm_nccl_destroy(nc);
+        if (rc == BR_OK) rc = s2;
+    }
+#endif
     rc = comm_agree(world, rc);
     if (rc != BR_OK) goto cleanup;
     if (world->tp_rank == 0) pack_results(&b, res, n_mine); /* one copy per group: its first rank's */

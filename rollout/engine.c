@@ -28,11 +28,7 @@ br_status rollout_engine_create(const policy_weights *w, const rollout_engine_op
         if (!e) return br_fail(BR_ENOMEM, "engine: out of memory");
         e->w = w;
         e->max_tokens = o->max_tokens;
-        if (o->tp && o->tp->size > 1) {
-            free(e);
-            return br_fail(BR_EINVAL, "--tp %d: tensor parallelism runs on --device cpu only in this version", o->tp->size);
-        }
-        br_status rc = rollout_cuda_create(w, o->kernels, o->max_tokens, o->n_pages, o->page_size, &e->cuda);
+        br_status rc = rollout_cuda_create(w, o->kernels, o->max_tokens, o->n_pages, o->page_size, o->tp, &e->cuda);
         if (rc != BR_OK) {
             free(e);
             return rc;

@@ -29,7 +29,7 @@ typedef struct {
     const char *kernels; /* "invariant" | "fp32" | "standard" */
     int max_tokens;      /* tokens per step */
     int n_pages, page_size;
-    const policy_tp *tp; /* tensor parallelism (CPU only for now); NULL: none */
+    const policy_tp *tp; /* tensor parallelism; NULL: none */
 } rollout_engine_opts;
 
 typedef struct rollout_engine rollout_engine;

@@ -63,6 +63,14 @@ struct rollout_cuda {
     int chunks_o, chunks_d;
     float *rp_ws;
     size_t rp_ws_bytes;
+    /* tensor parallelism (DESIGN 7): this rank's heads, key/value heads and MLP columns; the all-gathered chunk
+     * partials (C, rows, D) of the row-parallel GEMMs; the first failure of a collective in a step */
+    policy_tp tp;
+    int Hl, KVl, Fl;
+    float *tp_ws;
+    size_t tp_ws_bytes;
+    int T_slice; /* rows per all-gather: min(T, 2048) */
+    br_status tp_status;
     /* BITROLL_CUDA_PROFILE=1: events between the phases of each step (graphs off), summed per phase, printed
      * by rollout_cuda_free; [0] decode-only steps, [1] steps with prefill rows */
     int prof, prof_n, prof_cap, prof_steps[2];
@@ -85,25 +93,33 @@ static void prof(rollout_cuda *e, int cat) {
 
 static int pad16(int k) { return (k + 15) / 16 * 16; }
 
-/* Uploads W (N, K) as a dense (N, Kp) matrix of dtype dt (zero columns K..Kp-1); a random-weights matrix
- * (data NULL) is generated on the device instead. */
-static void *upload_matrix(const policy_weights *pw, const kern_wt *w, kern_dtype dt, int Kp) {
-    const int64_t N = w->n, K = w->k;
+static float *upload_vec(const float *v, size_t n) {
+    if (!v) return NULL;
+    float *d = kern_cuda_malloc(n * sizeof(float));
+    kern_cuda_upload(d, v, n * sizeof(float));
+    return d;
+}
+
+/* Uploads rows n0..n0+N-1, columns k0..k0+K-1 of W as a dense (N, Kp) matrix of dtype dt (zero columns
+ * K..Kp-1); a random-weights matrix (data NULL) is generated on the device instead, each element with the bits it
+ * has in the whole matrix (a tensor-parallel rank's slice). */
+static void *upload_view(const policy_weights *pw, const kern_wt *w, kern_dtype dt, int64_t n0, int64_t N, int64_t k0,
+                         int64_t K, int Kp) {
     const size_t es = (size_t)kern_dtype_size(dt);
     if (!w->data) {
         void *d = kern_cuda_malloc((size_t)N * Kp * es);
         /* U(-1,1)/sqrt(K) keeps activations O(1); the embedding (also the tied LM head) gets 4/sqrt(K), which
          * gives logits of standard deviation ~2.3, about a trained model's, so sampling is not one-hot. */
         const int embedding = w->rand_id == (1u << 20);
-        kern_cuda_fill_random(d, dt, N, K, Kp, pw->random_seed, w->rand_id, (embedding ? 4.0f : 1.0f) / sqrtf((float)K),
-                              NULL);
+        kern_cuda_fill_random_view(d, dt, N, K, Kp, w->k, n0, k0, pw->random_seed, w->rand_id,
+                                   (embedding ? 4.0f : 1.0f) / sqrtf((float)w->k), NULL);
         return d;
     }
     uint8_t *h = calloc((size_t)N * Kp, es);
     if (!h) return NULL;
     for (int64_t n = 0; n < N; n++)
         for (int64_t k = 0; k < K; k++) {
-            float f = kern_cpu_wt_get(w, n, k);
+            float f = kern_cpu_wt_get(w, n0 + n, k0 + k);
             if (dt == KERN_F32) ((float *)h)[n * Kp + k] = f;
             else ((uint16_t *)h)[n * Kp + k] = br_f32_to_bf16(f);
         }
@@ -113,12 +129,13 @@ static void *upload_matrix(const policy_weights *pw, const kern_wt *w, kern_dtyp
     return d;
 }
 
-static float *upload_vec(const float *v, size_t n) {
-    if (!v) return NULL;
-    float *d = kern_cuda_malloc(n * sizeof(float));
-    kern_cuda_upload(d, v, n * sizeof(float));
-    return d;
+static void *upload_matrix(const policy_weights *pw, const kern_wt *w, kern_dtype dt, int Kp) {
+    return upload_view(pw, w, dt, 0, w->n, 0, w->k, Kp);
 }
+
+/* Elements [i0, i0 + n) of a vector, or NULL. */
+static float *upload_part(const float *v, size_t i0, size_t n) { return v ? upload_vec(v + i0, n) : NULL; }
+
 
 /* The bf16 modes feed the tensor-core GEMMs a bf16 copy of their input (e->xb, K padded to 16). Where K needs no
  * padding, the kernel that produces the input (norm, SwiGLU, GELU) writes that copy itself: the same RNE of the same
@@ -164,7 +181,24 @@ static void gemm_rowpar(rollout_cuda *e, float *out, const float *x, int x_in_xb
         return;
     }
     if (!x_in_xb) kern_cuda_cast_bf16_pad(e->xb, x, M, K, K, e->stream);
-    kern_cuda_gemm_bf16_rowpar(out, e->rp_ws, e->rp_ws_bytes, e->xb, W, bias, M, N, K, chunks, e->stream);
+    if (e->tp.size <= 1) {
+        kern_cuda_gemm_bf16_rowpar(out, e->rp_ws, e->rp_ws_bytes, e->xb, W, bias, M, N, K, chunks, e->stream);
+        return;
+    }
+    /* A TP rank holds K = the whole K / size columns: chunks / size of the chunks, the same columns of each. It
+     * computes their partials into its slot, the group all-gathers the slots (rank order = chunk order), and
+     * chunk_seq sums all chunks left to right: kern_cuda_gemm_bf16_rowpar's bits, whatever the size. */
+    const int Cl = chunks / e->tp.size;
+    for (int m0 = 0; m0 < M; m0 += e->T_slice) {
+        const int Ms = M - m0 < e->T_slice ? M - m0 : e->T_slice;
+        const size_t slot = (size_t)Cl * Ms * N;
+        kern_cuda_gemm_bf16_partials(e->tp_ws + (size_t)e->tp.rank * slot, e->xb + (size_t)m0 * K, W, Ms, N, K, Cl, 0,
+                                     Cl, e->stream);
+        br_status st = e->tp.dev_allgather(e->tp.dev_ctx, e->tp_ws + (size_t)e->tp.rank * slot, slot * sizeof(float),
+                                           e->tp_ws, e->stream);
+        if (st != BR_OK && e->tp_status == BR_OK) e->tp_status = st;
+        kern_cuda_chunk_seq(out + (size_t)m0 * N, e->tp_ws, chunks, Ms, N, bias, e->stream);
+    }
 }
 
 /* [x += y;] norm(x) -> the next GEMM's input: e->xb directly where writes_bf16, else e->xn (f32). Returns whether
@@ -185,7 +219,7 @@ static int norm_in(rollout_cuda *e, float *x, const float *y, const float *w, co
 }
 
 br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int max_tokens, int n_pages, int page_size,
-                              rollout_cuda **out) {
+                              const policy_tp *tp, rollout_cuda **out) {
     *out = NULL;
     if (kern_cuda_device_count() == 0) return br_fail(BR_EINVAL, "--device cuda: no CUDA device is visible");
     const policy_config *c = &w->cfg;
@@ -197,10 +231,26 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     const int hd = c->head_dim;
     if (hd > 32 && hd != 64 && hd != 128 && hd != 256)
         return br_fail(BR_EINVAL, "--device cuda: head_dim %d is not supported (<= 32, 64, 128 or 256)", hd);
-    if (hd >= 32 && c->n_heads / c->n_kv_heads > 16)
+    const int gmax = mode == KERN_MODE_STANDARD ? 32 : 16; /* split-KV (standard) takes 32 query heads per KV head */
+    if (hd >= 32 && c->n_heads / c->n_kv_heads > gmax)
         return br_fail(BR_EINVAL, "--device cuda: %d query heads per KV head (n_heads %d, n_kv_heads %d); the attention "
-                                  "kernels take at most 16", c->n_heads / c->n_kv_heads, c->n_heads, c->n_kv_heads);
+                                  "kernels of --kernels %s take at most %d", c->n_heads / c->n_kv_heads, c->n_heads,
+                       c->n_kv_heads, kernels, gmax);
 
+    const int tps = tp && tp->size > 1 ? tp->size : 1;
+    if (tps > 1) {
+        br_status rc = policy_tp_check(c, tps);
+        if (rc != BR_OK) return rc;
+        if (mode != KERN_MODE_INVARIANT)
+            return br_fail(BR_EINVAL, "--tp %d on --device cuda: only --kernels invariant is tensor parallel", tps);
+        if (!tp->dev_allgather || !tp->dev_wait)
+            return br_fail(BR_EINVAL, "--tp %d on --device cuda: no device all-gather", tps);
+        const int co = rowpar_chunks(c->n_heads * hd), cd = rowpar_chunks(c->ffn_dim);
+        if (co % tps || cd % tps || c->ffn_dim % (16 * tps))
+            return br_fail(BR_EINVAL, "--tp %d on --device cuda: the attention output (K = %d, %d chunks) and the MLP "
+                                      "(K = %d, %d chunks) must split into whole chunks of a multiple of 16 columns",
+                           tps, c->n_heads * hd, co, c->ffn_dim, cd);
+    }
     rollout_cuda *e = calloc(1, sizeof *e);
     if (!e) return br_fail(BR_ENOMEM, "cuda engine: out of memory");
     br_status rc = policy_kv_create_pages(c, n_pages, page_size, &e->kv);
@@ -211,6 +261,12 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     e->w = w;
     e->mode = mode;
     e->T = max_tokens;
+    if (tps > 1) e->tp = *tp;
+    else e->tp.size = 1;
+    e->Hl = c->n_heads / tps;
+    e->KVl = c->n_kv_heads / tps;
+    e->Fl = c->ffn_dim / tps;
+    e->kv->n_kv = e->KVl;
     e->wdt = mode == KERN_MODE_FP32 && w->dtype == KERN_F32 ? KERN_F32 : KERN_BF16;
     e->emb_dt = w->dtype == KERN_BF16 ? KERN_BF16 : KERN_F32;
     const int D = c->dim, H = c->n_heads, KV = c->n_kv_heads, F = c->ffn_dim, V = c->vocab;
@@ -224,18 +280,21 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     for (int l = 0; l < c->n_layers; l++) {
         const policy_layer *s = &w->layers[l];
         dev_layer *d = &e->L[l];
-        d->wq = upload_matrix(w, &s->wq, e->wdt, KP(D));
-        d->wk = upload_matrix(w, &s->wk, e->wdt, KP(D));
-        d->wv = upload_matrix(w, &s->wv, e->wdt, KP(D));
-        d->wo = upload_matrix(w, &s->wo, e->wdt, KP(H * hd));
-        if (c->act == POLICY_ACT_SILU_GLU) d->wg = upload_matrix(w, &s->w_gate, e->wdt, KP(D));
-        d->wu = upload_matrix(w, &s->w_up, e->wdt, KP(D));
-        d->wd = upload_matrix(w, &s->w_down, e->wdt, KP(F));
-        d->bq = upload_vec(s->bq, (size_t)H * hd);
-        d->bk = upload_vec(s->bk, (size_t)KV * hd);
-        d->bv = upload_vec(s->bv, (size_t)KV * hd);
+        /* this rank's share (all of it without TP): heads h0.., key/value heads kv0.., MLP columns f0.. */
+        const int64_t Hl = e->Hl, KVl = e->KVl, Fl = e->Fl, r = e->tp.size > 1 ? e->tp.rank : 0;
+        const int64_t q0 = r * Hl * hd, kv0 = r * KVl * hd, f0 = r * Fl;
+        d->wq = upload_view(w, &s->wq, e->wdt, q0, Hl * hd, 0, D, KP(D));
+        d->wk = upload_view(w, &s->wk, e->wdt, kv0, KVl * hd, 0, D, KP(D));
+        d->wv = upload_view(w, &s->wv, e->wdt, kv0, KVl * hd, 0, D, KP(D));
+        d->wo = upload_view(w, &s->wo, e->wdt, 0, D, q0, Hl * hd, KP(Hl * hd));
+        if (c->act == POLICY_ACT_SILU_GLU) d->wg = upload_view(w, &s->w_gate, e->wdt, f0, Fl, 0, D, KP(D));
+        d->wu = upload_view(w, &s->w_up, e->wdt, f0, Fl, 0, D, KP(D));
+        d->wd = upload_view(w, &s->w_down, e->wdt, 0, D, f0, Fl, KP(Fl));
+        d->bq = upload_part(s->bq, (size_t)q0, (size_t)Hl * hd);
+        d->bk = upload_part(s->bk, (size_t)kv0, (size_t)KVl * hd);
+        d->bv = upload_part(s->bv, (size_t)kv0, (size_t)KVl * hd);
         d->bo = upload_vec(s->bo, D);
-        d->b_up = upload_vec(s->b_up, F);
+        d->b_up = upload_part(s->b_up, (size_t)f0, (size_t)Fl);
         d->b_down = upload_vec(s->b_down, D);
         d->attn_norm_w = upload_vec(s->attn_norm_w, D);
         d->attn_norm_b = upload_vec(s->attn_norm_b, D);
@@ -265,7 +324,7 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
         e->rope = upload_vec(rope, n);
         free(rope);
     }
-    e->layer_kv = (size_t)n_pages * page_size * KV * hd;
+    e->layer_kv = (size_t)n_pages * page_size * e->KVl * hd;
     e->kc = kern_cuda_malloc(e->layer_kv * c->n_layers * sizeof(float));
     e->vc = kern_cuda_malloc(e->layer_kv * c->n_layers * sizeof(float));
     kern_cuda_memset(e->kc, 0, e->layer_kv * c->n_layers * sizeof(float));
@@ -315,6 +374,12 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     if (mode == KERN_MODE_INVARIANT) {
         e->chunks_o = rowpar_chunks(H * hd);
         e->chunks_d = rowpar_chunks(F);
+        e->T_slice = max_tokens < 2048 ? max_tokens : 2048;
+        if (e->tp.size > 1) {
+            const int cmax = e->chunks_o > e->chunks_d ? e->chunks_o : e->chunks_d;
+            e->tp_ws_bytes = (size_t)cmax * e->T_slice * D * sizeof(float);
+            e->tp_ws = kern_cuda_malloc(e->tp_ws_bytes);
+        }
         const int Ms[2] = {max_tokens < 64 ? max_tokens : 64, max_tokens};
         for (int i = 0; i < 2; i++) {
             size_t a = kern_cuda_gemm_rowpar_ws(Ms[i], D, H * hd, e->chunks_o);
@@ -330,7 +395,8 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
      * captured (cuBLAS; split-KV attention whose split count changes with the batch) */
     const char *g = getenv("BITROLL_CUDA_GRAPHS"), *pr = getenv("BITROLL_CUDA_PROFILE");
     e->prof = pr && !strcmp(pr, "1");
-    e->use_graphs = mode != KERN_MODE_STANDARD && !(g && !strcmp(g, "0")) && !e->prof;
+    /* (tensor parallel steps are not captured: the all-gather may be MPI through host buffers) */
+    e->use_graphs = mode != KERN_MODE_STANDARD && !(g && !strcmp(g, "0")) && !e->prof && e->tp.size <= 1;
     if (e->prof) {
         e->prof_cap = 16 * c->n_layers + 16;
         e->prof_ev = calloc((size_t)e->prof_cap + 1, sizeof *e->prof_ev);
@@ -383,7 +449,7 @@ void rollout_cuda_free(rollout_cuda *e) {
     free(e->L);
     void *dev[] = {e->embed, e->pos_embed, e->lm_head, e->final_w, e->final_b, e->rope, e->kc, e->vc, e->x, e->xn,
                    e->q, e->k, e->v, e->q2, e->k2, e->att, e->proj, e->ffa, e->ffb, e->logits, e->xb, e->d_tok, e->d_pos,
-                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out, e->splitkv_ws, e->d_vocab_ws, e->rp_ws};
+                   e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out, e->splitkv_ws, e->d_vocab_ws, e->rp_ws, e->tp_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
     if (e->graphs)
         for (int i = 0; i <= e->T; i++) kern_cuda_graph_free(e->graphs[i]);
@@ -409,7 +475,7 @@ policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv; }
  * split-KV attention also takes e->splitkv_splits (chosen from the batch); that mode is never captured. */
 static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
     const policy_config *c = &e->w->cfg;
-    const int D = c->dim, H = c->n_heads, KV = c->n_kv_heads, hd = c->head_dim, F = c->ffn_dim, V = c->vocab;
+    const int D = c->dim, H = e->Hl, KV = e->KVl, hd = c->head_dim, F = e->Fl, V = c->vocab; /* H, KV, F: this rank's */
     const float scale = 1.0f / sqrtf((float)hd);
     cudaStream_t st = e->stream;
     if (e->prof) {
@@ -552,6 +618,7 @@ br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollou
     kern_cuda_upload_async(e->d_gather, e->h_gather, (size_t)R * 4, st);
     kern_cuda_upload_async(e->d_req, e->h_req, (size_t)R * sizeof(kern_row_req), st);
 
+    e->tp_status = BR_OK;
     if (e->use_graphs && !multi && R == M && e->seen[M]) {
         if (!e->graphs[M]) {
             kern_cuda_capture_begin(st);
@@ -564,6 +631,10 @@ br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollou
         if (!multi && R == M) e->seen[M] = 1;
     }
     kern_cuda_download_async(e->h_out, e->d_out, (size_t)R * sizeof(kern_row_out), st);
+    if (e->tp.size > 1) { /* the group agrees on the step's collectives (a failed rank must not leave peers waiting) */
+        br_status rc = e->tp.dev_wait(e->tp.dev_ctx, st, e->tp_status);
+        if (rc != BR_OK) return rc;
+    }
     kern_cuda_stream_sync(st);
     if (e->prof) {
         e->prof_steps[multi]++;

@@ -59,6 +59,11 @@ void kern_cuda_attn_small(float *out, const float *q, const float *k_cache, cons
 void kern_cuda_fill_random(void *dst, kern_dtype dt, int64_t N, int64_t K, int64_t Kp, uint64_t seed, uint32_t id,
                            float scale, cudaStream_t stream);
 
+/* The same for rows n0..n0+N-1 and columns k0..k0+K-1 of a random matrix of Kfull columns (a TP rank's slice:
+ * the same bits as those elements of the whole matrix). */
+void kern_cuda_fill_random_view(void *dst, kern_dtype dt, int64_t N, int64_t K, int64_t Kp, int64_t Kfull, int64_t n0,
+                                int64_t k0, uint64_t seed, uint32_t id, float scale, cudaStream_t stream);
+
 /* Makes device `dev` current for this process (fatal on failure). */
 void kern_cuda_set_device(int dev);
 

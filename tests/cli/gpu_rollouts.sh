@@ -4,7 +4,8 @@
 # - score then verify exits 0 on the GPU for stories260K, tiny-qwen3 (bf16), tiny-llama (bf16, head_dim 16),
 #   tiny-gpt2, at temperature 1.0 (and top-p 0.9 on stories);
 # - data parallel: 2 ranks (sharing the GPU where there is one) give the rollouts of 1 rank; verify across rank
-#   counts; a Qwen3-0.6B-shape random model, 256 prompts x 128 tokens: score then verify exits 0.
+#   counts; a Qwen3-0.6B-shape random model, 256 prompts x 128 tokens: score then verify exits 0;
+# - tensor parallel: --tp 2 == --tp 1 (tiny-qwen3, Qwen3-0.6B shape), verify across TP degrees.
 source "$(dirname "$0")/lib/common.bash" "$@"
 echo '{"prompt_ids": [1]}' >"$TMP/bos.jsonl"
 code=0
@@ -82,4 +83,26 @@ for mode in invariant standard; do
     echo "qwen3-0.6b random, --kernels $mode: verify exit $code"
     if [ "$mode" = invariant ]; then [ "$code" = 0 ] || fail "invariant mode: generate and score differ"; fi
 done
+
+# Tensor parallel on the GPU: --tp 2 gives the rollouts of --tp 1 bit for bit (tiny-qwen3 bf16: 8 chunks of 16 and
+# 48 columns; a Qwen3-0.6B-shape random model: 8 chunks of 256 and 384), and scores made with --tp 2 verify rollouts
+# made with --tp 1. On a one-GPU machine the two ranks share it (BITROLL_SHARE_GPUS=1) and the all-gathers go
+# through MPI host buffers; on two GPUs run it without BITROLL_SHARE_GPUS for NCCL.
+export BITROLL_SHARE_GPUS=1
+mpirun_np 2 "$BITROLL" generate --device cuda --tp 2 --model "$DATA/models/tiny-qwen3/bf16" --prompts "$TMP/p.jsonl" \
+    --out "$TMP/tp2.h5" --n 3 --temperature 1.0 --max-new-tokens 40 --seed 5 2>"$TMP/tp2.err" \
+    || { cat "$TMP/tp2.err"; fail "generate --tp 2 on the GPU failed"; }
+grep "tp 2 on the GPU" "$TMP/tp2.err" || true
+same_rollouts "$TMP/dp1.h5" "$TMP/tp2.h5"
+mpirun_np 2 "$BITROLL" score --device cuda --tp 2 --model "$DATA/models/tiny-qwen3/bf16" --rollouts "$TMP/dp1.h5" \
+    --out "$TMP/dp1.tp2.h5" --max-batch-tokens 37 --quiet
+"$BITROLL" verify "$TMP/dp1.h5" "$TMP/dp1.tp2.h5" | grep -q "bitwise equal" || fail "generate --tp 1, score --tp 2: verify"
+head -64 "$TMP/q.jsonl" >"$TMP/q64.jsonl"
+"$BITROLL" generate --device cuda "${Q[@]}" --prompts "$TMP/q64.jsonl" --out "$TMP/qtp1.h5" --temperature 1.0 \
+    --max-new-tokens 64 --no-stop --quiet
+mpirun_np 2 "$BITROLL" generate --device cuda --tp 2 "${Q[@]}" --prompts "$TMP/q64.jsonl" --out "$TMP/qtp2.h5" \
+    --temperature 1.0 --max-new-tokens 64 --no-stop --max-batch-tokens 700 --quiet
+same_rollouts "$TMP/qtp1.h5" "$TMP/qtp2.h5"
+unset BITROLL_SHARE_GPUS
+echo "ok: --tp 2 == --tp 1 on the GPU (tiny-qwen3, Qwen3-0.6B shape); verify across TP degrees"
 echo "PASS"

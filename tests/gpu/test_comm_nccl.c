@@ -329,7 +329,7 @@ static void test_bcast_weights(void **state) {
             wrong += s.fingerprint != want_fp;
             if (g_w.rank == 0)
                 printf("bcast_weights (%s) root %d: %zu bytes in %d chunks of %zu MiB: %.4f s, %.2f GB/s; fingerprint "
-                       "%016llx checked in %.4f s\n", comm_nccl_backend(), root, (size_t)W_BYTES, s.n_chunks,
+                       "%016llx checked in %.4f s\n", comm_nccl_handle_backend(g_c), root, (size_t)W_BYTES, s.n_chunks,
                        W_CHUNK >> 20, s.seconds, s.gbps, (unsigned long long)s.fingerprint, s.hash_seconds);
         }
         printf("[rank %d/%d] bcast_weights root %d: copy %s, fingerprint %s\n", g_w.rank, g_w.size, root,
@@ -444,7 +444,7 @@ int main(int argc, char **argv) {
         if (comm_nccl_init(&g_w, &g_c) != BR_OK) snprintf(g_init_err, sizeof g_init_err, "%s", br_last_error());
         else g_s = kern_cuda_stream_create();
         printf("[rank %d/%d] local rank %d, GPU %d (%s), backend %s, tp %d\n", g_w.rank, g_w.size, g_w.local_rank,
-               g_c ? comm_nccl_device(g_c) : -1, name, comm_nccl_backend(), g_w.tp_size);
+               g_c ? comm_nccl_device(g_c) : -1, name, comm_nccl_handle_backend(g_c), g_w.tp_size);
     } else if (g_w.rank == 0) {
         printf("no CUDA device: GPU tests skipped\n");
     }

@@ -135,17 +135,30 @@ int cli_bench_main(int argc, char **argv) {
         fprintf(stderr, "bitroll bench: --kernel-table-only needs --device cuda\n");
         return 2;
     }
+    if (kernel_json && (!kernel_table || strcmp(device, "cuda"))) {
+        fprintf(stderr, "bitroll bench: --kernel-json %s needs the kernel table (--device cuda, without "
+                        "--no-kernel-table)\n", kernel_json);
+        return 2;
+    }
+    /* the model first: a bad --model or --random-weights fails before minutes of kernel measurements */
+    policy_weights *w = NULL;
+    br_status rc = BR_OK;
+    if (!kernel_only) {
+        rc = model ? policy_weights_load(model, &w) : policy_weights_random(cfg, 0, &w);
+        if (rc != BR_OK) {
+            fprintf(stderr, "bitroll bench: %s\n", br_last_error());
+            return br_exit_code(rc);
+        }
+    }
     if (kernel_table && !strcmp(device, "cuda")) {
-        if (rollout_kernel_bench(kernel_json) != 0 && kernel_only) return 1;
+        const int krc = rollout_kernel_bench(kernel_json);
+        if (krc == 2 || (krc != 0 && kernel_only)) { /* 2: the JSON file cannot be written */
+            policy_weights_free(w);
+            return krc;
+        }
         printf("\n");
     }
     if (kernel_only) return 0;
-    policy_weights *w = NULL;
-    br_status rc = model ? policy_weights_load(model, &w) : policy_weights_random(cfg, 0, &w);
-    if (rc != BR_OK) {
-        fprintf(stderr, "bitroll bench: %s\n", br_last_error());
-        return br_exit_code(rc);
-    }
     char dev_name[256] = "cpu";
 #ifdef BR_HAVE_CUDA
     if (!strcmp(device, "cuda")) kern_cuda_device_name(0, dev_name, sizeof dev_name);

@@ -8,6 +8,7 @@
  * median per launch reported, after warm-up. */
 #include "rollout/kernel_bench.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -78,8 +79,16 @@ static float frand(void) {
     return (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 /* Random bf16 buffer on the device (never zeros: zeros can run faster than real data). */
+static void *host_buf(size_t bytes) {
+    void *h = malloc(bytes);
+    if (!h) {
+        fprintf(stderr, "kernel benchmark: out of host memory (%zu bytes)\n", bytes);
+        exit(3);
+    }
+    return h;
+}
 static void *dev_rand_bf16(size_t n, float scale) {
-    uint16_t *h = malloc(n * 2);
+    uint16_t *h = host_buf(n * 2);
     for (size_t i = 0; i < n; i++) h[i] = br_f32_to_bf16(frand() * scale);
     void *d = kern_cuda_malloc(n * 2);
     kern_cuda_upload(d, h, n * 2);
@@ -87,7 +96,7 @@ static void *dev_rand_bf16(size_t n, float scale) {
     return d;
 }
 static void *dev_rand_f32(size_t n, float scale) {
-    float *h = malloc(n * 4);
+    float *h = host_buf(n * 4);
     for (size_t i = 0; i < n; i++) h[i] = frand() * scale;
     void *d = kern_cuda_malloc(n * 4);
     kern_cuda_upload(d, h, n * 4);
@@ -211,8 +220,8 @@ int rollout_kernel_bench(const char *json_path) {
     if (path[0]) {
         g_json = fopen(path, "w");
         if (!g_json) {
-            fprintf(stderr, "kernel benchmark: cannot write %s\n", path);
-            return 1;
+            fprintf(stderr, "kernel benchmark: cannot write %s: %s\n", path, strerror(errno));
+            return 2;
         }
     }
     if (g_json)

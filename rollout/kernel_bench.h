@@ -3,8 +3,9 @@
 #ifndef ROLLOUT_KERNEL_BENCH_H
 #define ROLLOUT_KERNEL_BENCH_H
 
-/* Prints the tables; writes JSON to json_path when not NULL. Returns 0, or 1 when there is no CUDA device (or
- * no CUDA build) or the JSON file cannot be written. */
+/* Prints the tables; writes JSON to json_path when not NULL. Returns 0; 1 when there is no CUDA device (or no
+ * CUDA build); 2 when the JSON file cannot be written (checked before anything is measured).
+ * BITROLL_KBENCH_SECTIONS=gemm,decode,rowpar,attn picks sections (the copy roofline always runs). */
 int rollout_kernel_bench(const char *json_path);
 
 #endif

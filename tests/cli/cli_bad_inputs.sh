@@ -35,6 +35,10 @@ for v in info generate score verify bench tokenize show; do
 done
 expect_exit 2 "contradict" "$BITROLL" bench --kernel-table-only --no-kernel-table
 expect_exit 2 "needs --device cuda" "$BITROLL" bench --kernel-table-only --device cpu
+expect_exit 2 "needs the kernel table" "$BITROLL" bench --kernel-json "$TMP/k.json" --no-kernel-table
+expect_exit 2 "needs the kernel table" "$BITROLL" bench --kernel-json "$TMP/k.json" --device cpu --model "$MODEL"
+# a bad --model is named, exit 2 (bench loads the model before it measures the kernel table)
+expect_exit 2 "no-such-dir" "$BITROLL" bench --model "$TMP/no-such-dir" --device cpu
 "$BITROLL" --help | grep -q "verbs:" || fail "bitroll --help"
 expect_exit 2 "unknown verb" "$BITROLL" frobnicate
 echo "PASS"

@@ -172,36 +172,22 @@ static int rowpar_chunks(int K) {
     return c;
 }
 
-/* A residual branch's output waiting to be added to x (by the next norm): y, or the sum of C row-parallel partials
- * (C, M, D) at y, left to right, then bias -- kern_cuda_chunk_seq's bits, summed inside the norm kernel. */
-typedef struct {
-    const float *y;
-    int C;
-    const float *bias;
-} resid;
-
 /* A row-parallel GEMM (o_proj, down_proj): in the invariant mode its K in `chunks` fixed chunks summed left to
- * right (kern_cuda_gemm_bf16_rowpar's bits); the other modes as gemm(). Where the partials of all M rows fit the
- * workspace, the sum is left to the next norm (one launch fewer); otherwise it lands in out. */
-static resid gemm_rowpar(rollout_cuda *e, float *out, const float *x, int x_in_xb, void *W, const float *bias, int M,
-                         int N, int K, int chunks) {
-    const resid full = {out, 1, NULL};
+ * right (kern_cuda_gemm_bf16_rowpar); the other modes as gemm(). */
+static void gemm_rowpar(rollout_cuda *e, float *out, const float *x, int x_in_xb, void *W, const float *bias, int M,
+                        int N, int K, int chunks) {
     if (e->mode != KERN_MODE_INVARIANT || chunks <= 1 || K % 16) {
         gemm(e, out, x, x_in_xb, W, bias, M, N, K);
-        return full;
+        return;
     }
     if (!x_in_xb) kern_cuda_cast_bf16_pad(e->xb, x, M, K, K, e->stream);
     if (e->tp.size <= 1) {
-        if (kern_cuda_gemm_rowpar_ws(M, N, K, chunks) && (size_t)chunks * M * N * sizeof(float) <= e->rp_ws_bytes) {
-            kern_cuda_gemm_bf16_partials(e->rp_ws, e->xb, W, M, N, K, chunks, 0, chunks, e->stream);
-            return (resid){e->rp_ws, chunks, bias};
-        }
         kern_cuda_gemm_bf16_rowpar(out, e->rp_ws, e->rp_ws_bytes, e->xb, W, bias, M, N, K, chunks, e->stream);
-        return full;
+        return;
     }
     /* A TP rank holds K = the whole K / size columns: chunks / size of the chunks, the same columns of each. It
-     * computes their partials into its slot, the group all-gathers the slots (rank order = chunk order), and the
-     * chunks are summed left to right: kern_cuda_gemm_bf16_rowpar's bits, whatever the size. */
+     * computes their partials into its slot, the group all-gathers the slots (rank order = chunk order), and
+     * chunk_seq sums all chunks left to right: kern_cuda_gemm_bf16_rowpar's bits, whatever the size. */
     const int Cl = chunks / e->tp.size;
     for (int m0 = 0; m0 < M; m0 += e->T_slice) {
         const int Ms = M - m0 < e->T_slice ? M - m0 : e->T_slice;
@@ -211,24 +197,22 @@ static resid gemm_rowpar(rollout_cuda *e, float *out, const float *x, int x_in_x
         br_status st = e->tp.dev_allgather(e->tp.dev_ctx, e->tp_ws + (size_t)e->tp.rank * slot, slot * sizeof(float),
                                            e->tp_ws, e->stream);
         if (st != BR_OK && e->tp_status == BR_OK) e->tp_status = st;
-        if (Ms == M) return (resid){e->tp_ws, chunks, bias};
         kern_cuda_chunk_seq(out + (size_t)m0 * N, e->tp_ws, chunks, Ms, N, bias, e->stream);
     }
-    return full;
 }
 
 /* [x += y;] norm(x) -> the next GEMM's input: e->xb directly where writes_bf16, else e->xn (f32). Returns whether
  * the result is in e->xb. */
-static int norm_in(rollout_cuda *e, float *x, resid y, const float *w, const float *b, int M) {
+static int norm_in(rollout_cuda *e, float *x, const float *y, const float *w, const float *b, int M) {
     const policy_config *c = &e->w->cfg;
     const int bf = writes_bf16(e, c->dim);
     float *of = bf ? NULL : e->xn;
     uint16_t *ob = bf ? e->xb : NULL;
     if (c->norm == POLICY_NORM_RMS) {
-        if (y.y) kern_cuda_add_rmsnorm_chunks(x, y.y, y.C, y.bias, of, ob, w, M, c->dim, c->norm_eps, e->stream);
+        if (y) kern_cuda_add_rmsnorm(x, y, of, ob, w, M, c->dim, c->norm_eps, e->stream);
         else kern_cuda_rmsnorm(of, ob, x, w, M, c->dim, c->norm_eps, e->stream);
     } else {
-        if (y.y) kern_cuda_add_layernorm_chunks(x, y.y, y.C, y.bias, of, ob, w, b, M, c->dim, c->norm_eps, e->stream);
+        if (y) kern_cuda_add_layernorm(x, y, of, ob, w, b, M, c->dim, c->norm_eps, e->stream);
         else kern_cuda_layernorm(of, ob, x, w, b, M, c->dim, c->norm_eps, e->stream);
     }
     return bf;
@@ -502,7 +486,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
     prof(e, P_EMBED);
     /* the residual branch's output waiting to be added to x: fused with the next norm (bit for bit the add, then
      * the norm) */
-    resid pending = {NULL, 1, NULL};
+    const float *pending = NULL;
     for (int l = 0; l < c->n_layers; l++) {
         const dev_layer *L = &e->L[l];
         float *kc = e->kc + e->layer_kv * l, *vc = e->vc + e->layer_kv * l;
@@ -551,9 +535,9 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
             kern_cuda_attn_decode(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
                                   e->kv->page_size, scale, st);
         prof(e, P_ATTN);
-        const resid attn_out = gemm_rowpar(e, e->proj, e->att, 0, L->wo, L->bo, M, D, H * hd, e->chunks_o);
+        gemm_rowpar(e, e->proj, e->att, 0, L->wo, L->bo, M, D, H * hd, e->chunks_o);
         prof(e, P_OPROJ);
-        in_xb = norm_in(e, e->x, attn_out, L->mlp_norm_w, L->mlp_norm_b, M);
+        in_xb = norm_in(e, e->x, e->proj, L->mlp_norm_w, L->mlp_norm_b, M);
         prof(e, P_NORM);
         const int act_bf = writes_bf16(e, F);
         if (c->act == POLICY_ACT_SILU_GLU) {
@@ -570,19 +554,15 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
             kern_cuda_gelu_tanh(e->ffa, act_bf ? e->xb : NULL, (int64_t)M * F, st);
         }
         prof(e, P_ACT);
-        pending = gemm_rowpar(e, e->proj, e->ffa, act_bf, L->wd, L->b_down, M, D, F, e->chunks_d);
+        gemm_rowpar(e, e->proj, e->ffa, act_bf, L->wd, L->b_down, M, D, F, e->chunks_d);
         prof(e, P_DOWN);
+        pending = e->proj;
     }
-    if (pending.C > 1 || pending.bias) {
-        kern_cuda_chunk_seq(e->proj, pending.y, pending.C, M, D, pending.bias, st);
-        pending.y = e->proj;
-    }
-    kern_cuda_add(e->x, pending.y, (int64_t)M * D, st);
+    kern_cuda_add(e->x, pending, (int64_t)M * D, st);
     if (R == 0) return;
     /* rows that want logits: gather, final norm, LM head, vocabulary rows */
     kern_cuda_gather_rows(e->proj, e->x, e->d_gather, R, D, st);
-    const resid none = {NULL, 1, NULL};
-    const int in_xb = norm_in(e, e->proj, none, e->final_w, e->final_b, R);
+    const int in_xb = norm_in(e, e->proj, NULL, e->final_w, e->final_b, R);
     gemm(e, e->logits, e->xn, in_xb, e->lm_head, NULL, R, V, D);
     prof(e, P_HEAD);
     kern_cuda_vocab_rows(e->d_out, e->logits, e->d_req, R, V, e->d_vocab_ws, e->vocab_ws_bytes, st);

@@ -106,14 +106,6 @@ void kern_cuda_add_rmsnorm(float *x, const float *y, float *out_f32, uint16_t *o
                            float eps, cudaStream_t stream);
 void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w,
                              const float *b, int M, int D, float eps, cudaStream_t stream);
-/* The same with y = the row-parallel partials parts (C, M, D) summed as kern_cuda_chunk_seq does (left to right,
- * then bias (D) when not NULL): bit for bit kern_cuda_chunk_seq, then kern_cuda_add_rmsnorm / _layernorm (tested),
- * one launch instead of two. */
-void kern_cuda_add_rmsnorm_chunks(float *x, const float *parts, int C, const float *bias, float *out_f32,
-                                  uint16_t *out_bf16, const float *w, int M, int D, float eps, cudaStream_t stream);
-void kern_cuda_add_layernorm_chunks(float *x, const float *parts, int C, const float *bias, float *out_f32,
-                                    uint16_t *out_bf16, const float *w, const float *b, int M, int D, float eps,
-                                    cudaStream_t stream);
 /* Qwen3's per-head q/k RMSNorm then RoPE, for q (M, H, hd) and k (M, KV, hd) in one launch (out-of-place):
  * bit for bit kern_cuda_rmsnorm (rows of hd) followed by kern_cuda_rope (tested). hd <= 256. */
 void kern_cuda_qk_norm_rope(float *q_out, float *k_out, const float *q, const float *k, const float *qw, const float *kw,

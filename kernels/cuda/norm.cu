@@ -31,24 +31,16 @@ __device__ __forceinline__ float block_sum_fixed(float v, float *red) {
 // With a residual y (the fused "x += y; norm(x)" of a layer's end): each thread first adds its own elements
 // i = t, t + 256, ... and stores them back to x -- the bits of kern_cuda_add followed by the plain norm, since the
 // thread that wrote an element is the one that reads it again.
-// y may also be the row-parallel chunk partials (yc of them, ystride apart) and a bias: y = ((y_0 + y_1) + ...) +
-// bias, kern_cuda_chunk_seq's bits, summed by the thread that adds it (no launch, no round trip through memory).
-__device__ __forceinline__ void add_residual(float *xr, const float *yr, int D, int yc, int64_t ystride,
-                                             const float *yb) {
-    for (int i = threadIdx.x; i < D; i += NORM_THREADS) {
-        float v = yr[i];
-        for (int c = 1; c < yc; c++) v = __fadd_rn(v, yr[c * ystride + i]);
-        if (yb) v = __fadd_rn(v, yb[i]);
-        xr[i] = __fadd_rn(xr[i], v);
-    }
+__device__ __forceinline__ void add_residual(float *xr, const float *yr, int D) {
+    for (int i = threadIdx.x; i < D; i += NORM_THREADS) xr[i] = __fadd_rn(xr[i], yr[i]);
 }
 
 __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
-                   const float *__restrict__ w, int D, float eps, int yc, int64_t ystride, const float *yb) {
+                   const float *__restrict__ w, int D, float eps) {
     __shared__ float red[8];
     float *xr = x + (int64_t)blockIdx.x * D;
-    if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D, yc, ystride, yb);
+    if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D);
     float s = 0.0f;
     for (int i = threadIdx.x; i < D; i += NORM_THREADS) s = __fadd_rn(s, __fmul_rn(xr[i], xr[i]));
     const float ss = block_sum_fixed(s, red);
@@ -62,11 +54,10 @@ __global__ void __launch_bounds__(NORM_THREADS)
 
 __global__ void __launch_bounds__(NORM_THREADS)
     layernorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
-                     const float *__restrict__ w, const float *__restrict__ b, int D, float eps, int yc,
-                     int64_t ystride, const float *yb) {
+                     const float *__restrict__ w, const float *__restrict__ b, int D, float eps) {
     __shared__ float red[8];
     float *xr = x + (int64_t)blockIdx.x * D;
-    if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D, yc, ystride, yb);
+    if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D);
     float s = 0.0f;
     for (int i = threadIdx.x; i < D; i += NORM_THREADS) s = __fadd_rn(s, xr[i]);
     const float mean = __fdiv_rn(block_sum_fixed(s, red), (float)D);
@@ -88,8 +79,7 @@ extern "C" void kern_cuda_rmsnorm(float *out_f32, uint16_t *out_bf16, const floa
                                   float eps, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && D > 0, "rmsnorm: bad shape");
     if (M == 0) return;
-    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, (float *)x, nullptr, w, D, eps, 1,
-                                                   0, nullptr);
+    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, (float *)x, nullptr, w, D, eps);
     CUDA_CHECK_LAUNCH();
 }
 
@@ -98,38 +88,24 @@ extern "C" void kern_cuda_layernorm(float *out_f32, uint16_t *out_bf16, const fl
     KERN_REQUIRE(M >= 0 && D > 0, "layernorm: bad shape");
     if (M == 0) return;
     layernorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, (float *)x, nullptr, w, b, D,
-                                                     eps, 1, 0, nullptr);
-    CUDA_CHECK_LAUNCH();
-}
-
-extern "C" void kern_cuda_add_rmsnorm_chunks(float *x, const float *parts, int C, const float *bias, float *out_f32,
-                                             uint16_t *out_bf16, const float *w, int M, int D, float eps,
-                                             cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && D > 0 && parts && C >= 1, "add_rmsnorm: bad shape");
-    if (M == 0) return;
-    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, parts, w, D, eps, C,
-                                                   (int64_t)M * D, bias);
-    CUDA_CHECK_LAUNCH();
-}
-
-extern "C" void kern_cuda_add_layernorm_chunks(float *x, const float *parts, int C, const float *bias, float *out_f32,
-                                               uint16_t *out_bf16, const float *w, const float *b, int M, int D,
-                                               float eps, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && D > 0 && parts && C >= 1, "add_layernorm: bad shape");
-    if (M == 0) return;
-    layernorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, parts, w, b, D, eps, C,
-                                                     (int64_t)M * D, bias);
+                                                     eps);
     CUDA_CHECK_LAUNCH();
 }
 
 extern "C" void kern_cuda_add_rmsnorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w,
                                       int M, int D, float eps, cudaStream_t stream) {
-    kern_cuda_add_rmsnorm_chunks(x, y, 1, nullptr, out_f32, out_bf16, w, M, D, eps, stream);
+    KERN_REQUIRE(M >= 0 && D > 0 && y, "add_rmsnorm: bad shape");
+    if (M == 0) return;
+    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, y, w, D, eps);
+    CUDA_CHECK_LAUNCH();
 }
 
 extern "C" void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w,
                                         const float *b, int M, int D, float eps, cudaStream_t stream) {
-    kern_cuda_add_layernorm_chunks(x, y, 1, nullptr, out_f32, out_bf16, w, b, M, D, eps, stream);
+    KERN_REQUIRE(M >= 0 && D > 0 && y, "add_layernorm: bad shape");
+    if (M == 0) return;
+    layernorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, y, w, b, D, eps);
+    CUDA_CHECK_LAUNCH();
 }
 
 // Qwen3's q/k RMSNorm (one row per head) followed by RoPE, in one launch for q and k: block b < M * H is q row b,

@@ -344,48 +344,6 @@ static void test_gemm_rowpar(void **state) {
     assert_int_equal(bad, 0);
 }
 
-/* The norm that sums the row-parallel partials itself == chunk_seq, then the fused add + norm (bitwise). */
-static void test_norm_chunks(void **state) {
-    (void)state;
-    if (!have_gpu()) skip();
-    const int M = 37, D = 1000, C = 8;
-    float *parts = rand_f32((size_t)C * M * D, 1.0f), *x = rand_f32((size_t)M * D, 1.0f);
-    float *w = rand_f32(D, 1.0f), *b = rand_f32(D, 1.0f), *bias = rand_f32(D, 1.0f);
-    float *dp = dev_copy(parts, (size_t)C * M * D * 4), *dw = dev_copy(w, D * 4), *db = dev_copy(b, D * 4);
-    float *dbias = dev_copy(bias, D * 4), *dy = dev_poison((size_t)M * D * 4);
-    float *dx1 = dev_copy(x, (size_t)M * D * 4), *dx2 = dev_copy(x, (size_t)M * D * 4);
-    float *do1 = dev_poison((size_t)M * D * 4), *do2 = dev_poison((size_t)M * D * 4);
-    int bad = 0;
-    for (int ln = 0; ln < 2; ln++)
-        for (int use_bias = 0; use_bias < 2; use_bias++) {
-            const float *bb = use_bias ? dbias : NULL;
-            kern_cuda_upload(dx1, x, (size_t)M * D * 4);
-            kern_cuda_upload(dx2, x, (size_t)M * D * 4);
-            kern_cuda_chunk_seq(dy, dp, C, M, D, bb, NULL);
-            if (ln) {
-                kern_cuda_add_layernorm(dx1, dy, do1, NULL, dw, db, M, D, 1e-5f, NULL);
-                kern_cuda_add_layernorm_chunks(dx2, dp, C, bb, do2, NULL, dw, db, M, D, 1e-5f, NULL);
-            } else {
-                kern_cuda_add_rmsnorm(dx1, dy, do1, NULL, dw, M, D, 1e-6f, NULL);
-                kern_cuda_add_rmsnorm_chunks(dx2, dp, C, bb, do2, NULL, dw, M, D, 1e-6f, NULL);
-            }
-            float *o1 = host_of(do1, (size_t)M * D), *o2 = host_of(do2, (size_t)M * D);
-            float *x1 = host_of(dx1, (size_t)M * D), *x2 = host_of(dx2, (size_t)M * D);
-            char what[64];
-            snprintf(what, sizeof what, "%s chunks bias=%d: out", ln ? "layernorm" : "rmsnorm", use_bias);
-            bad += check_same(what, o2, o1, (size_t)M * D);
-            snprintf(what, sizeof what, "%s chunks bias=%d: x", ln ? "layernorm" : "rmsnorm", use_bias);
-            bad += check_same(what, x2, x1, (size_t)M * D);
-            free(o1), free(o2), free(x1), free(x2);
-        }
-    printf("  add+norm of %d chunk partials == chunk_seq then add+norm (rms/layer, with and without bias): %d differ\n",
-           C, bad);
-    kern_cuda_free(dp), kern_cuda_free(dw), kern_cuda_free(db), kern_cuda_free(dbias), kern_cuda_free(dy);
-    kern_cuda_free(dx1), kern_cuda_free(dx2), kern_cuda_free(do1), kern_cuda_free(do2);
-    free(parts), free(x), free(w), free(b), free(bias);
-    assert_int_equal(bad, 0);
-}
-
 /* ---- Norms and element-wise kernels */
 
 static void test_norms(void **state) {
@@ -939,8 +897,7 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_vs_cpu),  cmocka_unit_test(test_gemm_f32_weights),
-        cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar),
-        cmocka_unit_test(test_norm_chunks), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
         cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_vocab),

@@ -211,6 +211,44 @@ static void test_cast_gather_fill(void **state) {
     kern_cuda_free(dx); kern_cuda_free(db); kern_cuda_free(didx); kern_cuda_free(dg); kern_cuda_free(df);
 }
 
+/* More rows than a grid's y dimension takes (65535): the call goes in slices; every row equals the same row
+ * computed in a call of 1000 rows (bitwise: token, x_token, m, lse, digest). */
+static void test_vocab_rows_many(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    const int R = 70001, V = 61, S = 1000;
+    float *x = malloc(sizeof(float) * (size_t)R * V);
+    kern_row_req *req = malloc(sizeof(kern_row_req) * R);
+    kern_row_out *all = malloc(sizeof(kern_row_out) * R), *part = malloc(sizeof(kern_row_out) * R);
+    assert_non_null(x), assert_non_null(req), assert_non_null(all), assert_non_null(part);
+    for (size_t i = 0; i < (size_t)R * V; i++) x[i] = 4.0f * frand();
+    for (int r = 0; r < R; r++) {
+        kern_row_req q = {1.0f, r % 3 == 0 ? KERN_ROW_GREEDY : KERN_ROW_GUMBEL, -1, r % 997, 7, (uint64_t)r};
+        req[r] = q;
+    }
+    float *dx = dev_copy(x, sizeof(float) * (size_t)R * V);
+    kern_row_req *dreq = dev_copy(req, sizeof(kern_row_req) * R);
+    kern_row_out *dout = kern_cuda_malloc(sizeof(kern_row_out) * R);
+    size_t wsb = kern_cuda_vocab_rows_workspace(R, V);
+    void *ws = kern_cuda_malloc(wsb);
+    kern_cuda_vocab_rows(dout, dx, dreq, R, V, ws, wsb, NULL);
+    kern_cuda_download(all, dout, sizeof(kern_row_out) * R);
+    for (int r0 = 0; r0 < R; r0 += S) {
+        const int n = R - r0 < S ? R - r0 : S;
+        kern_cuda_vocab_rows(dout + r0, dx + (size_t)r0 * V, dreq + r0, n, V, ws, wsb, NULL);
+    }
+    kern_cuda_download(part, dout, sizeof(kern_row_out) * R);
+    int differ = 0;
+    for (int r = 0; r < R; r++)
+        differ += all[r].token != part[r].token || memcmp(&all[r].x_token, &part[r].x_token, 4) ||
+                  memcmp(&all[r].m, &part[r].m, 4) || memcmp(&all[r].lse, &part[r].lse, 4) ||
+                  all[r].digest != part[r].digest;
+    printf("    vocab_rows R=%d (> 65535) V=%d: %d rows differ from calls of %d rows\n", R, V, differ, S);
+    assert_int_equal(differ, 0);
+    kern_cuda_free(dx), kern_cuda_free(dreq), kern_cuda_free(dout), kern_cuda_free(ws);
+    free(x), free(req), free(all), free(part);
+}
+
 /* Grouped GEMM (q/k/v, gate/up in one launch): each output equals its own single call bit for bit, at M on both
  * sides of the decode/large kernel switch and for every block width the decode kernel picks (N_total small and
  * large); and the single call is within tolerance of the CPU reference (the numerics test of kern_cuda_gemm_bf16
@@ -219,9 +257,9 @@ static void test_gemm_grouped(void **state) {
     (void)state;
     if (!have_gpu()) skip();
     static const int Ms[] = {1, 5, 16, 17, 33, 64, 65, 200};
-    static const int shapes[][3] = {{2048, 512, 512}, {1000, 24, 8}, {6144, 6144, 0}, {40, 0, 0}};
-    const int K = 1024;
-    for (int si = 0; si < 4; si++) {
+    static const int shapes[][3] = {{2048, 512, 512}, {1000, 24, 8}, {6144, 6144, 0}, {40, 0, 0}, {300, 72, 72}};
+    for (int si = 0; si < 5; si++) {
+        const int K = si == 4 ? 528 : 1024; /* 528: a partial last k tile in both kernels (64- and 128-deep) */
         int n = 0, Ns[3];
         for (int i = 0; i < 3; i++)
             if (shapes[si][i]) Ns[n++] = shapes[si][i];
@@ -339,10 +377,10 @@ static void test_add_norm_fused(void **state) {
 static void test_qk_norm_rope_fused(void **state) {
     (void)state;
     if (!have_gpu()) skip();
-    static const int hds[] = {64, 128, 256};
+    static const int hds[] = {16, 32, 64, 128, 256}; /* 16 and 32: tiny models' head dims */
     const int M = 5, H = 4, KV = 2, max_pos = 40;
     const int32_t pos[5] = {0, 7, 39, 3, 3};
-    for (int hi = 0; hi < 3; hi++) {
+    for (int hi = 0; hi < 5; hi++) {
         const int hd = hds[hi];
         const size_t nq = (size_t)M * H * hd, nk = (size_t)M * KV * hd;
         float *q = malloc(4 * nq), *k = malloc(4 * nk), *qw = malloc(4 * hd), *kw = malloc(4 * hd);
@@ -378,6 +416,7 @@ static void test_qk_norm_rope_fused(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vocab_rows),
+        cmocka_unit_test(test_vocab_rows_many),
         cmocka_unit_test(test_attn_small),
         cmocka_unit_test(test_cast_gather_fill),
         cmocka_unit_test(test_gemm_grouped),

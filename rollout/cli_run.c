@@ -226,6 +226,21 @@ static br_status tp_dev_allgather(void *ctx, const void *send, size_t bytes, voi
 static br_status tp_dev_wait(void *ctx, void *stream, br_status st) {
     return comm_nccl_wait((comm_nccl *)ctx, COMM_NCCL_TP, (cudaStream_t)stream, st);
 }
+
+/* --device cuda on several ranks without --tp: rank 0's engine fills its device weights and broadcasts them, every
+ * rank's copy is fingerprinted against rank 0's (BITROLL_WEIGHTS_BCAST=0: every rank converts its own host copy). */
+typedef struct {
+    const comm_world *w;
+    comm_nccl *c;
+} wb_ctx;
+static br_status wb_bcast(void *ctx, void *dev, size_t bytes) {
+    const wb_ctx *x = ctx;
+    return comm_nccl_wait(x->c, COMM_NCCL_WORLD, NULL, comm_nccl_bcast(x->c, COMM_NCCL_WORLD, dev, bytes, 0, NULL));
+}
+static br_status wb_check(void *ctx, const void *dev, size_t bytes) {
+    return comm_nccl_check_fingerprint(((const wb_ctx *)ctx)->c, dev, bytes, 0, NULL, NULL, NULL);
+}
+static br_status wb_agree(void *ctx, br_status st) { return comm_agree(((const wb_ctx *)ctx)->w, st); }
 #endif
 
 /* Runs this rank's share of jobs, gathers every result on rank 0 into by_sid (n_samples, indexed by sample id). */
@@ -252,18 +267,26 @@ static br_status run_and_gather(const comm_world *world, const policy_weights *w
         /* every rank of a tensor-parallel group runs the group's jobs; their chunk sums meet in comm_tp_chunk_sum
          * (CPU) or in the group's device all-gather (CUDA) */
         policy_tp tp = {world->tp_rank, world->tp_size, comm_tp_chunk_sum, (void *)world, NULL, NULL, NULL};
-#ifdef BR_HAVE_CUDA
-        if (world->tp_size > 1 && !strcmp(o->device, "cuda")) {
-            rc = comm_nccl_init(world, &nc); /* collective: every rank has the same --device and --tp */
-            tp.dev_allgather = tp_dev_allgather;
-            tp.dev_wait = tp_dev_wait;
-            tp.dev_ctx = nc;
-            if (rc == BR_OK && world->rank == 0 && !o->quiet)
-                fprintf(stderr, "bitroll: --tp %d on the GPU: row-parallel partials all-gathered with %s\n",
-                        world->tp_size, comm_nccl_handle_backend(nc));
-        }
-#endif
         rollout_sched_opts so = o->sched;
+#ifdef BR_HAVE_CUDA
+        const char *wbe = getenv("BITROLL_WEIGHTS_BCAST");
+        const int cuda = !strcmp(o->device, "cuda");
+        const int bcast = cuda && world->size > 1 && world->tp_size == 1 && !(wbe && !strcmp(wbe, "0"));
+        if (cuda && (world->tp_size > 1 || bcast)) {
+            rc = comm_nccl_init(world, &nc); /* collective: every rank has the same --device and --tp */
+            if (rc == BR_OK && world->rank == 0 && !o->quiet)
+                fprintf(stderr, "bitroll: %s with %s\n",
+                        world->tp_size > 1 ? "--tp on the GPU: row-parallel partials all-gathered"
+                                           : "device weights broadcast from rank 0",
+                        comm_nccl_handle_backend(nc));
+        }
+        tp.dev_allgather = tp_dev_allgather;
+        tp.dev_wait = tp_dev_wait;
+        tp.dev_ctx = nc;
+        wb_ctx wbc = {world, nc};
+        const rollout_weights_bcast wb = {world->rank == 0, wb_bcast, wb_check, wb_agree, &wbc};
+        if (bcast && rc == BR_OK) so.wb = &wb;
+#endif
         so.device = o->device;
         so.kernels = o->kernels;
         so.tp = &tp;

@@ -28,7 +28,7 @@ br_status rollout_engine_create(const policy_weights *w, const rollout_engine_op
         if (!e) return br_fail(BR_ENOMEM, "engine: out of memory");
         e->w = w;
         e->max_tokens = o->max_tokens;
-        br_status rc = rollout_cuda_create(w, o->kernels, o->max_tokens, o->n_pages, o->page_size, o->tp, &e->cuda);
+        br_status rc = rollout_cuda_create(w, o->kernels, o->max_tokens, o->n_pages, o->page_size, o->tp, o->wb, &e->cuda);
         if (rc != BR_OK) {
             free(e);
             return rc;

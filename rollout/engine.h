@@ -24,12 +24,24 @@ typedef struct {
     uint64_t digest;   /* kern_cpu_digest(logits, V) */
 } rollout_row_out;
 
+/* --device cuda under mpirun without tensor parallelism: one rank fills its device weights, the others receive
+ * them (comm_nccl: NCCL, or MPI through host buffers), then every rank's copy is fingerprinted against the root's.
+ * Every rank calls both functions for the same buffers in the same order. */
+typedef struct {
+    int is_root;
+    br_status (*bcast)(void *ctx, void *dev, size_t bytes); /* the root's bytes reach every rank (agreed) */
+    br_status (*check)(void *ctx, const void *dev, size_t bytes); /* xxh3 of every rank's copy == the root's (agreed) */
+    br_status (*agree)(void *ctx, br_status st); /* every rank's status -> the lowest failing rank's (comm_agree) */
+    void *ctx;
+} rollout_weights_bcast;
+
 typedef struct {
     const char *device;  /* "cpu" | "cuda" */
     const char *kernels; /* "invariant" | "fp32" | "standard" */
     int max_tokens;      /* tokens per step */
     int n_pages, page_size;
     const policy_tp *tp; /* tensor parallelism; NULL: none */
+    const rollout_weights_bcast *wb; /* CUDA: weights broadcast from a root rank; NULL: each rank uploads its own */
 } rollout_engine_opts;
 
 typedef struct rollout_engine rollout_engine;

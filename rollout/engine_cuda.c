@@ -71,6 +71,14 @@ struct rollout_cuda {
     size_t tp_ws_bytes;
     int T_slice; /* rows per all-gather: min(T, 2048) */
     br_status tp_status;
+    /* the device weight buffers in creation order (for the broadcast from a root rank); receive_only: a non-root
+     * rank allocates them and waits for the root's bytes instead of converting its host copy */
+    struct dev_buf {
+        void *p;
+        size_t bytes;
+    } *wbufs;
+    int n_wbufs, cap_wbufs, receive_only;
+    br_status wbuf_status;
     /* BITROLL_CUDA_PROFILE=1: events between the phases of each step (graphs off), summed per phase, printed
      * by rollout_cuda_free; [0] decode-only steps, [1] steps with prefill rows */
     int prof, prof_n, prof_cap, prof_steps[2];
@@ -93,26 +101,50 @@ static void prof(rollout_cuda *e, int cat) {
 
 static int pad16(int k) { return (k + 15) / 16 * 16; }
 
-static float *upload_vec(const float *v, size_t n) {
+/* Notes a device weight buffer (for the broadcast); an allocation failure of the list is kept for later. */
+static void note_buf(rollout_cuda *e, void *p, size_t bytes) {
+    if (!p) return;
+    if (e->n_wbufs == e->cap_wbufs) {
+        int cap = e->cap_wbufs ? 2 * e->cap_wbufs : 64;
+        struct dev_buf *b = realloc(e->wbufs, (size_t)cap * sizeof *b);
+        if (!b) {
+            e->wbuf_status = br_fail(BR_ENOMEM, "cuda engine: out of host memory");
+            return;
+        }
+        e->wbufs = b;
+        e->cap_wbufs = cap;
+    }
+    e->wbufs[e->n_wbufs].p = p;
+    e->wbufs[e->n_wbufs++].bytes = bytes;
+}
+
+static float *upload_vec(rollout_cuda *e, const float *v, size_t n) {
     if (!v) return NULL;
     float *d = kern_cuda_malloc(n * sizeof(float));
-    kern_cuda_upload(d, v, n * sizeof(float));
+    if (!e->receive_only) kern_cuda_upload(d, v, n * sizeof(float));
+    note_buf(e, d, n * sizeof(float));
     return d;
 }
 
 /* Uploads rows n0..n0+N-1, columns k0..k0+K-1 of W as a dense (N, Kp) matrix of dtype dt (zero columns
  * K..Kp-1); a random-weights matrix (data NULL) is generated on the device instead, each element with the bits it
- * has in the whole matrix (a tensor-parallel rank's slice). */
-static void *upload_view(const policy_weights *pw, const kern_wt *w, kern_dtype dt, int64_t n0, int64_t N, int64_t k0,
-                         int64_t K, int Kp) {
-    const size_t es = (size_t)kern_dtype_size(dt);
+ * has in the whole matrix (a tensor-parallel rank's slice). A receiving rank only allocates it. */
+static void *upload_view(rollout_cuda *e, const policy_weights *pw, const kern_wt *w, kern_dtype dt, int64_t n0,
+                         int64_t N, int64_t k0, int64_t K, int Kp) {
+    const size_t es = (size_t)kern_dtype_size(dt), bytes = (size_t)N * Kp * es;
+    if (e->receive_only) {
+        void *d = kern_cuda_malloc(bytes);
+        note_buf(e, d, bytes);
+        return d;
+    }
     if (!w->data) {
-        void *d = kern_cuda_malloc((size_t)N * Kp * es);
+        void *d = kern_cuda_malloc(bytes);
         /* U(-1,1)/sqrt(K) keeps activations O(1); the embedding (also the tied LM head) gets 4/sqrt(K), which
          * gives logits of standard deviation ~2.3, about a trained model's, so sampling is not one-hot. */
         const int embedding = w->rand_id == (1u << 20);
         kern_cuda_fill_random_view(d, dt, N, K, Kp, w->k, n0, k0, pw->random_seed, w->rand_id,
                                    (embedding ? 4.0f : 1.0f) / sqrtf((float)w->k), NULL);
+        note_buf(e, d, bytes);
         return d;
     }
     uint8_t *h = calloc((size_t)N * Kp, es);
@@ -123,18 +155,21 @@ static void *upload_view(const policy_weights *pw, const kern_wt *w, kern_dtype 
             if (dt == KERN_F32) ((float *)h)[n * Kp + k] = f;
             else ((uint16_t *)h)[n * Kp + k] = br_f32_to_bf16(f);
         }
-    void *d = kern_cuda_malloc((size_t)N * Kp * es);
-    kern_cuda_upload(d, h, (size_t)N * Kp * es);
+    void *d = kern_cuda_malloc(bytes);
+    kern_cuda_upload(d, h, bytes);
     free(h);
+    note_buf(e, d, bytes);
     return d;
 }
 
-static void *upload_matrix(const policy_weights *pw, const kern_wt *w, kern_dtype dt, int Kp) {
-    return upload_view(pw, w, dt, 0, w->n, 0, w->k, Kp);
+static void *upload_matrix(rollout_cuda *e, const policy_weights *pw, const kern_wt *w, kern_dtype dt, int Kp) {
+    return upload_view(e, pw, w, dt, 0, w->n, 0, w->k, Kp);
 }
 
 /* Elements [i0, i0 + n) of a vector, or NULL. */
-static float *upload_part(const float *v, size_t i0, size_t n) { return v ? upload_vec(v + i0, n) : NULL; }
+static float *upload_part(rollout_cuda *e, const float *v, size_t i0, size_t n) {
+    return v ? upload_vec(e, v + i0, n) : NULL;
+}
 
 
 /* The bf16 modes feed the tensor-core GEMMs a bf16 copy of their input (e->xb, K padded to 16). Where K needs no
@@ -219,7 +254,7 @@ static int norm_in(rollout_cuda *e, float *x, const float *y, const float *w, co
 }
 
 br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int max_tokens, int n_pages, int page_size,
-                              const policy_tp *tp, rollout_cuda **out) {
+                              const policy_tp *tp, const rollout_weights_bcast *wb, rollout_cuda **out) {
     *out = NULL;
     if (kern_cuda_device_count() == 0) return br_fail(BR_EINVAL, "--device cuda: no CUDA device is visible");
     const policy_config *c = &w->cfg;
@@ -238,6 +273,8 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
                        c->n_kv_heads, kernels, gmax);
 
     const int tps = tp && tp->size > 1 ? tp->size : 1;
+    if (wb && (tps > 1 || !wb->bcast || !wb->check || !wb->agree))
+        return br_fail(BR_EINVAL, "cuda engine: a weights broadcast needs bcast/check/agree and no tensor parallelism");
     if (tps > 1) {
         br_status rc = policy_tp_check(c, tps);
         if (rc != BR_OK) return rc;
@@ -261,6 +298,7 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
     e->w = w;
     e->mode = mode;
     e->T = max_tokens;
+    e->receive_only = wb && !wb->is_root;
     if (tps > 1) e->tp = *tp;
     else e->tp.size = 1;
     e->Hl = c->n_heads / tps;
@@ -283,46 +321,64 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
         /* this rank's share (all of it without TP): heads h0.., key/value heads kv0.., MLP columns f0.. */
         const int64_t Hl = e->Hl, KVl = e->KVl, Fl = e->Fl, r = e->tp.size > 1 ? e->tp.rank : 0;
         const int64_t q0 = r * Hl * hd, kv0 = r * KVl * hd, f0 = r * Fl;
-        d->wq = upload_view(w, &s->wq, e->wdt, q0, Hl * hd, 0, D, KP(D));
-        d->wk = upload_view(w, &s->wk, e->wdt, kv0, KVl * hd, 0, D, KP(D));
-        d->wv = upload_view(w, &s->wv, e->wdt, kv0, KVl * hd, 0, D, KP(D));
-        d->wo = upload_view(w, &s->wo, e->wdt, 0, D, q0, Hl * hd, KP(Hl * hd));
-        if (c->act == POLICY_ACT_SILU_GLU) d->wg = upload_view(w, &s->w_gate, e->wdt, f0, Fl, 0, D, KP(D));
-        d->wu = upload_view(w, &s->w_up, e->wdt, f0, Fl, 0, D, KP(D));
-        d->wd = upload_view(w, &s->w_down, e->wdt, 0, D, f0, Fl, KP(Fl));
-        d->bq = upload_part(s->bq, (size_t)q0, (size_t)Hl * hd);
-        d->bk = upload_part(s->bk, (size_t)kv0, (size_t)KVl * hd);
-        d->bv = upload_part(s->bv, (size_t)kv0, (size_t)KVl * hd);
-        d->bo = upload_vec(s->bo, D);
-        d->b_up = upload_part(s->b_up, (size_t)f0, (size_t)Fl);
-        d->b_down = upload_vec(s->b_down, D);
-        d->attn_norm_w = upload_vec(s->attn_norm_w, D);
-        d->attn_norm_b = upload_vec(s->attn_norm_b, D);
-        d->mlp_norm_w = upload_vec(s->mlp_norm_w, D);
-        d->mlp_norm_b = upload_vec(s->mlp_norm_b, D);
-        d->q_norm = upload_vec(s->q_norm, hd);
-        d->k_norm = upload_vec(s->k_norm, hd);
+        d->wq = upload_view(e, w, &s->wq, e->wdt, q0, Hl * hd, 0, D, KP(D));
+        d->wk = upload_view(e, w, &s->wk, e->wdt, kv0, KVl * hd, 0, D, KP(D));
+        d->wv = upload_view(e, w, &s->wv, e->wdt, kv0, KVl * hd, 0, D, KP(D));
+        d->wo = upload_view(e, w, &s->wo, e->wdt, 0, D, q0, Hl * hd, KP(Hl * hd));
+        if (c->act == POLICY_ACT_SILU_GLU) d->wg = upload_view(e, w, &s->w_gate, e->wdt, f0, Fl, 0, D, KP(D));
+        d->wu = upload_view(e, w, &s->w_up, e->wdt, f0, Fl, 0, D, KP(D));
+        d->wd = upload_view(e, w, &s->w_down, e->wdt, 0, D, f0, Fl, KP(Fl));
+        d->bq = upload_part(e, s->bq, (size_t)q0, (size_t)Hl * hd);
+        d->bk = upload_part(e, s->bk, (size_t)kv0, (size_t)KVl * hd);
+        d->bv = upload_part(e, s->bv, (size_t)kv0, (size_t)KVl * hd);
+        d->bo = upload_vec(e, s->bo, D);
+        d->b_up = upload_part(e, s->b_up, (size_t)f0, (size_t)Fl);
+        d->b_down = upload_vec(e, s->b_down, D);
+        d->attn_norm_w = upload_vec(e, s->attn_norm_w, D);
+        d->attn_norm_b = upload_vec(e, s->attn_norm_b, D);
+        d->mlp_norm_w = upload_vec(e, s->mlp_norm_w, D);
+        d->mlp_norm_b = upload_vec(e, s->mlp_norm_b, D);
+        d->q_norm = upload_vec(e, s->q_norm, hd);
+        d->k_norm = upload_vec(e, s->k_norm, hd);
         if (!d->wq || !d->wk || !d->wv || !d->wo || !d->wu || !d->wd || (c->act == POLICY_ACT_SILU_GLU && !d->wg)) {
-            rollout_cuda_free(e);
-            return br_fail(BR_ENOMEM, "cuda engine: out of host memory converting layer %d", l);
+            rc = br_fail(BR_ENOMEM, "cuda engine: out of host memory converting layer %d", l);
+            break;
         }
     }
-    e->embed = upload_matrix(w, &w->embed, e->emb_dt, D);
-    if (c->learned_pos) e->pos_embed = upload_matrix(w, &w->pos_embed, e->emb_dt, D);
-    e->lm_head = upload_matrix(w, &w->lm_head, e->wdt, KP(D));
-    e->final_w = upload_vec(w->final_norm_w, D);
-    e->final_b = upload_vec(w->final_norm_b, D);
+    if (rc == BR_OK) {
+        e->embed = upload_matrix(e, w, &w->embed, e->emb_dt, D);
+        if (c->learned_pos) e->pos_embed = upload_matrix(e, w, &w->pos_embed, e->emb_dt, D);
+        e->lm_head = upload_matrix(e, w, &w->lm_head, e->wdt, KP(D));
+        e->final_w = upload_vec(e, w->final_norm_w, D);
+        e->final_b = upload_vec(e, w->final_norm_b, D);
+        if (!e->embed || !e->lm_head || (c->learned_pos && !e->pos_embed))
+            rc = br_fail(BR_ENOMEM, "cuda engine: out of host memory converting the embeddings");
+    }
 #undef KP
-    if (!c->learned_pos) {
+    if (rc == BR_OK && !c->learned_pos) {
         size_t n = (size_t)c->max_pos * (hd / 2) * 2;
         float *rope = malloc(n * sizeof(float));
         if (!rope) {
-            rollout_cuda_free(e);
-            return br_fail(BR_ENOMEM, "cuda engine: out of memory");
+            rc = br_fail(BR_ENOMEM, "cuda engine: out of memory");
+        } else {
+            kern_cpu_rope_table(rope, c->max_pos, hd, c->rope_theta, w->dtype);
+            e->rope = upload_vec(e, rope, n);
+            free(rope);
         }
-        kern_cpu_rope_table(rope, c->max_pos, hd, c->rope_theta, w->dtype);
-        e->rope = upload_vec(rope, n);
-        free(rope);
+    }
+    if (rc == BR_OK) rc = e->wbuf_status;
+    if (wb) { /* every rank gets here: agree, then the root's buffers reach the others and are fingerprinted */
+        rc = wb->agree(wb->ctx, rc);
+        kern_cuda_sync(); /* the root's uploads and generated weights are complete */
+        for (int i = 0; rc == BR_OK && i < e->n_wbufs; i++) rc = wb->bcast(wb->ctx, e->wbufs[i].p, e->wbufs[i].bytes);
+        for (int i = 0; rc == BR_OK && i < e->n_wbufs; i++) {
+            rc = wb->check(wb->ctx, e->wbufs[i].p, e->wbufs[i].bytes);
+            if (rc != BR_OK) br_fail_ctx(rc, "device weight buffer %d of %d (%zu bytes)", i, e->n_wbufs, e->wbufs[i].bytes);
+        }
+    }
+    if (rc != BR_OK) {
+        rollout_cuda_free(e);
+        return rc;
     }
     e->layer_kv = (size_t)n_pages * page_size * e->KVl * hd;
     e->kc = kern_cuda_malloc(e->layer_kv * c->n_layers * sizeof(float));
@@ -447,6 +503,7 @@ void rollout_cuda_free(rollout_cuda *e) {
             for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) kern_cuda_free(ptrs[i]);
         }
     free(e->L);
+    free(e->wbufs);
     void *dev[] = {e->embed, e->pos_embed, e->lm_head, e->final_w, e->final_b, e->rope, e->kc, e->vc, e->x, e->xn,
                    e->q, e->k, e->v, e->q2, e->k2, e->att, e->proj, e->ffa, e->ffb, e->logits, e->xb, e->d_tok, e->d_pos,
                    e->d_ptoff, e->d_gather, e->d_pages, e->d_req, e->d_out, e->splitkv_ws, e->d_vocab_ws, e->rp_ws, e->tp_ws};

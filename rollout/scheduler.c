@@ -164,15 +164,17 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         }
         n_pages = most * o->max_seqs;
     }
-    for (int64_t i = 0; i < n_jobs; i++)
-        if ((rc = check_job(w, &jobs[i], o->page_size, n_pages)) != BR_OK) return rc;
     for (int64_t i = 0; i < n_jobs; i++) memset(&results[i], 0, sizeof results[i]);
 
+    /* the engine first: with a weights broadcast its creation is collective, so every rank must reach it whatever
+     * its own jobs hold */
     const int T = o->max_batch_tokens;
     rollout_engine_opts eo = {o->device ? o->device : "cpu", o->kernels ? o->kernels : "invariant", T, n_pages,
-                              o->page_size, o->tp};
+                              o->page_size, o->tp, o->wb};
     if (o->engine) eng = o->engine;
     else if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;
+    for (int64_t i = 0; i < n_jobs; i++)
+        if ((rc = check_job(w, &jobs[i], o->page_size, n_pages)) != BR_OK) goto cleanup;
     kv = rollout_engine_kv(eng);
     slots = calloc((size_t)o->max_seqs, sizeof *slots);
     rows = malloc((size_t)T * sizeof *rows);

@@ -49,6 +49,7 @@ typedef struct {
     rollout_engine *engine; /* optional: run on this engine (kept; its pages and token budget must fit) instead of
                              * creating one from device/kernels/n_pages */
     const policy_tp *tp;    /* tensor parallelism for the engine it creates; NULL: none */
+    const rollout_weights_bcast *wb; /* CUDA: device weights broadcast from a root rank; NULL: none */
 } rollout_sched_opts;
 
 /* Progress callback: called after each step with jobs done so far and tokens produced. */

@@ -3,8 +3,8 @@
 # - invariant mode: the same rollouts for different --max-batch-tokens / --max-seqs / --prefill-chunk;
 # - score then verify exits 0 on the GPU for stories260K, tiny-qwen3 (bf16), tiny-llama (bf16, head_dim 16),
 #   tiny-gpt2, at temperature 1.0 (and top-p 0.9 on stories);
-# - data parallel: 2 ranks (sharing the GPU where there is one) give the rollouts of 1 rank; verify across rank
-#   counts; a Qwen3-0.6B-shape random model, 256 prompts x 128 tokens: score then verify exits 0;
+# - data parallel: 2 ranks (sharing the GPU where there is one; device weights broadcast from rank 0) give the
+#   rollouts of 1 rank; verify across rank counts; a Qwen3-0.6B-shape random model, 256 prompts x 128 tokens: score then verify exits 0;
 # - tensor parallel: --tp 2 == --tp 1 (tiny-qwen3, Qwen3-0.6B shape), verify across TP degrees.
 source "$(dirname "$0")/lib/common.bash" "$@"
 echo '{"prompt_ids": [1]}' >"$TMP/bos.jsonl"
@@ -52,9 +52,13 @@ check_verify "$DATA/models/tiny-gpt2/f32" gpt2
 # Data parallel on the GPU: generate on 2 ranks == generate on 1 rank (bitwise), and verify across rank counts
 # (generate on 2, score on 1, and the reverse). On a one-GPU machine the two ranks share it (BITROLL_SHARE_GPUS=1):
 # this checks the work distribution and the gathering in sample-id order, not the speed.
+# Rank 0 fills its device weights and broadcasts them (here through MPI host buffers), every rank's copy is
+# fingerprinted against rank 0's: the equal rollouts below also prove the copy.
 export BITROLL_SHARE_GPUS=1
 mpirun_np 2 "$BITROLL" generate --device cuda --model "$DATA/models/tiny-qwen3/bf16" --prompts "$TMP/p.jsonl" \
-    --out "$TMP/dp2.h5" --n 3 --temperature 1.0 --max-new-tokens 40 --seed 5 --quiet
+    --out "$TMP/dp2.h5" --n 3 --temperature 1.0 --max-new-tokens 40 --seed 5 2>"$TMP/dp2.err" \
+    || { cat "$TMP/dp2.err"; fail "generate -np 2 on the GPU failed"; }
+grep "device weights broadcast from rank 0 with" "$TMP/dp2.err" || fail "-np 2: no weights broadcast reported"
 gen "$DATA/models/tiny-qwen3/bf16" "$TMP/dp1.h5"
 same_rollouts "$TMP/dp1.h5" "$TMP/dp2.h5"
 "$BITROLL" score --device cuda --model "$DATA/models/tiny-qwen3/bf16" --rollouts "$TMP/dp2.h5" --out "$TMP/dp2.s1.h5" --quiet
@@ -92,7 +96,7 @@ export BITROLL_SHARE_GPUS=1
 mpirun_np 2 "$BITROLL" generate --device cuda --tp 2 --model "$DATA/models/tiny-qwen3/bf16" --prompts "$TMP/p.jsonl" \
     --out "$TMP/tp2.h5" --n 3 --temperature 1.0 --max-new-tokens 40 --seed 5 2>"$TMP/tp2.err" \
     || { cat "$TMP/tp2.err"; fail "generate --tp 2 on the GPU failed"; }
-grep "tp 2 on the GPU" "$TMP/tp2.err" || true
+grep "tp on the GPU: row-parallel partials all-gathered with" "$TMP/tp2.err" || fail "--tp 2: no all-gather reported"
 same_rollouts "$TMP/dp1.h5" "$TMP/tp2.h5"
 mpirun_np 2 "$BITROLL" score --device cuda --tp 2 --model "$DATA/models/tiny-qwen3/bf16" --rollouts "$TMP/dp1.h5" \
     --out "$TMP/dp1.tp2.h5" --max-batch-tokens 37 --quiet

@@ -39,7 +39,7 @@ static void run(const char *family, const char *mode, double limit) {
     const float *want = lg_t->data;
     const int V = w->cfg.vocab;
     rollout_cuda *e = NULL;
-    assert_int_equal(rollout_cuda_create(w, mode, L, 16, 16, NULL, &e), BR_OK);
+    assert_int_equal(rollout_cuda_create(w, mode, L, 16, 16, NULL, NULL, &e), BR_OK);
     policy_kvcache *kv = rollout_cuda_kv(e);
     rollout_sampling samp = {1.0f, 1.0f, 0, 0};
     rollout_row rows[L];

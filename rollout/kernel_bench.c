@@ -344,7 +344,8 @@ int rollout_kernel_bench(const char *json_path) {
         static const int at[][7] = {
             /* B, ctx, heads, kv, hd, page, prefill */
             {64, 4096, 32, 8, 128, 16, 0}, {64, 1024, 16, 8, 128, 16, 0}, {256, 512, 16, 8, 128, 16, 0},
-            {8, 1024, 16, 8, 128, 16, 1},  {1, 4096, 32, 8, 128, 16, 1},
+            {1, 192, 16, 8, 128, 16, 0},   {1, 4096, 32, 8, 128, 16, 0},  {8, 1024, 16, 8, 128, 16, 1},
+            {1, 4096, 32, 8, 128, 16, 1},
         };
         printf("\npaged attention (fp32 KV cache, chunk 32)\n%-40s %10s %12s\n", "case", "ms", "KV GB/s");
         for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {

@@ -17,11 +17,29 @@
 // way, and nothing in the step depends on the block's other rows, so prefill == decode bit for bit (tested for
 // prefill chunk sizes 1, 16, 256). K/V are written to the cache (kern_cuda_kv_write) before attention reads them,
 // so the current chunk's own keys come from the cache too, exactly as in decode.
+//
+// Decode (`attn_decode_kernel`): one block per (sequence, KV head) has few chunks to walk and, at small batch, the
+// GPU has few blocks; walking the chunks one after the other left it latency-bound (12 us per layer at batch 1 and
+// 190 keys on an H200). So the decode kernel does the SAME operations on the same values in another schedule: a
+// window of W chunks (W = 8, 4, 2 for head dims <= 64, 128, 256) is copied into shared memory at once and its chunks
+// are given to W warps; each computes its chunk's scores and chunk max (phase 1); each then
+// takes the running max m before its chunk as the ascending fold `m = cmax > m ? cmax : m` over the window's earlier
+// chunks (what the sequential walk holds at that point: max is exact), and computes alpha, p_j, psum and the
+// ascending sum_j p_j * v_j of its chunk (phase 2); the warp that owns a head then folds the chunks in ascending c:
+// l = l * alpha + psum, acc = acc * alpha + cs (phase 3). Every rounding is the one `attn_chunk_step` does, in the
+// same order, so decode == prefill bit for bit (tested). It can also write the row's own K/V to the cache first
+// (this block is the slot's only reader; __syncthreads orders the write before the reads) and the output as the
+// bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad). It runs when the call has at most one block per
+// SM (M * n_kv <= SMs: small batches); larger calls keep the walk (attn_kernel, one row per block), which fills the
+// GPU with blocks and shares each K/V chunk between the G heads.
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/kern_cpu.h" // KERN_ATTN_CHUNK: one chunk size for the CPU reference and the GPU
+#include "kernels/cuda/bf16_round.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
 
@@ -93,7 +111,8 @@ __device__ __forceinline__ void attn_chunk_step(const float *qs, const float *kr
 // m0 + w / G and head kvh * G + w % G (the others only help load K/V). Rows of the block that share the first row's page table read each K/V chunk from shared memory.
 // Shared memory: Ks (32, HD+1) (padded: lane j reads row j, conflict-free), Vs (32, HD), qs (warps, HD).
 template <int HD>
-__global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, const float *__restrict__ q, const float *__restrict__ kc,
+__global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf,
+                                                   const float *__restrict__ q, const float *__restrict__ kc,
                             const float *__restrict__ vc, const int32_t *__restrict__ pages,
                             const int32_t *__restrict__ pt_off, const int32_t *__restrict__ pos, int M, int n_heads,
                             int n_kv, int page_size, float scale, int QT, int G) {
@@ -184,16 +203,20 @@ __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, cons
         }
     }
     if (active) {
-        float *o = out + ((int64_t)r * n_heads + h) * HD;
+        float *o = out ? out + ((int64_t)r * n_heads + h) * HD : nullptr;
 #pragma unroll
-        for (int i = 0; i < HD / 32; i++) o[lane + 32 * i] = __fdiv_rn(acc[i], l);
+        for (int i = 0; i < HD / 32; i++) {
+            const float v = __fdiv_rn(acc[i], l);
+            if (out) o[lane + 32 * i] = v;
+            if (out_bf) out_bf[((int64_t)r * n_heads + h) * HD + lane + 32 * i] = bf16_bits_rne(v);
+        }
     }
 }
 
 static size_t attn_smem(int hd, int warps) { return sizeof(float) * ((size_t)CHUNK * (hd + 1) + CHUNK * hd + (size_t)warps * hd); }
 
 template <int HD>
-static void launch_attn(float *out, const float *q, const float *kc, const float *vc, const int32_t *pages,
+static void launch_attn(float *out, uint16_t *out_bf, const float *q, const float *kc, const float *vc, const int32_t *pages,
                         const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int page_size,
                         float scale, int QT, cudaStream_t stream) {
     static bool attr_set = false;
@@ -204,23 +227,270 @@ static void launch_attn(float *out, const float *q, const float *kc, const float
     }
     const int G = n_heads / n_kv, warps = QT * G < 8 ? 8 : QT * G; // at least 8 warps to load K/V chunks
     dim3 grid((M + QT - 1) / QT, n_kv);
-    attn_kernel<HD><<<grid, warps * 32, attn_smem(HD, warps), stream>>>(out, q, kc, vc, pages, pt_off, pos, M,
+    attn_kernel<HD><<<grid, warps * 32, attn_smem(HD, warps), stream>>>(out, out_bf, q, kc, vc, pages, pt_off, pos, M,
                                                                          n_heads, n_kv, page_size, scale, QT, G);
     CUDA_CHECK_LAUNCH();
 }
 
-static void attn_dispatch(float *out, const float *q, const float *kc, const float *vc, const int32_t *pages,
+static void attn_dispatch(float *out, uint16_t *out_bf, const float *q, const float *kc, const float *vc, const int32_t *pages,
                           const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                           int page_size, float scale, int QT, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
                  "attention: bad head counts or page size (at most 16 query heads per KV head)");
     if (M == 0) return;
     switch (hd) {
-    case 32: launch_attn<32>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
-    case 64: launch_attn<64>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
-    case 128: launch_attn<128>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
-    case 256: launch_attn<256>(out, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 32: launch_attn<32>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 64: launch_attn<64>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 128: launch_attn<128>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 256: launch_attn<256>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
     default: KERN_REQUIRE(false, "attention: head dim must be 32, 64, 128 or 256");
+    }
+}
+
+// ---- decode: the chunks of a window in parallel (see the header)
+__device__ __forceinline__ void cp_async16_attn(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)),
+                 "l"(src));
+}
+
+// Warps per block (= chunks per window) by head dim: the window's K and V stay under ~135 KB of shared memory.
+template <int HD> struct dec_cfg {
+    static constexpr int W = HD >= 256 ? 2 : HD == 128 ? 4 : 8;
+    static constexpr int HPW = 16 / W; // heads per owner warp: G <= 16
+    static constexpr int KS = HD + 4;  // K row stride: 16-byte rows for cp.async, float4 reads conflict-free
+    static size_t smem(int G) {
+        return sizeof(float) * ((size_t)W * CHUNK * (KS + HD) + (size_t)G * HD + (size_t)G * W * CHUNK +
+                                (size_t)G * W * HD + 3 * (size_t)G * W + G);
+    }
+};
+
+// grid (M, n_kv), W warps. Row r = blockIdx.x (one row per sequence), heads kvh * G .. kvh * G + G - 1. Each window
+// of W chunks is copied into shared memory at once (cp.async, every thread), then phases 1-3 of the header.
+template <int HD>
+__global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
+    attn_decode_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, float *kc, float *vc,
+                       const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
+                       const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
+                       const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
+    using C = dec_cfg<HD>;
+    constexpr int W = C::W, WK = W * CHUNK, NI = HD / 32, KS = C::KS, HPW = C::HPW;
+    extern __shared__ __align__(16) float sm[];
+    float *Kw = sm;               // (WK, KS) the window's keys
+    float *Vw = Kw + WK * KS;     // (WK, HD) its values
+    float *qs = Vw + WK * HD;     // (G, HD) queries
+    float *S = qs + G * HD;       // (G, WK) scores
+    float *CS = S + G * WK;       // (G, W, HD) sum_j p_j v_j per chunk
+    float *CM = CS + G * W * HD;  // (G, W) chunk max
+    float *PS = CM + G * W;       // (G, W) psum
+    float *AL = PS + G * W;       // (G, W) alpha
+    float *MX = AL + G * W;       // (G) running max before the window
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r = blockIdx.x, kvh = blockIdx.y;
+    const int t_last = pos[r], n_keys = t_last + 1, pt = pt_off[r];
+    const int row = n_kv * HD; // floats per cache slot
+    if (k_new) {
+        const int64_t slot = (int64_t)pages[pt + t_last / page_size] * page_size + t_last % page_size;
+        for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+            kc[slot * row + kvh * HD + d] = k_new[(int64_t)r * row + kvh * HD + d];
+            vc[slot * row + kvh * HD + d] = v_new[(int64_t)r * row + kvh * HD + d];
+        }
+        __threadfence(); // the stores reach L2, where the block's cp.async reads them
+    }
+    for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = q[((int64_t)r * n_heads + kvh * G) * HD + e];
+    for (int g = threadIdx.x; g < G; g += blockDim.x) MX[g] = -INFINITY;
+    float l[HPW], acc[HPW][NI];
+#pragma unroll
+    for (int hh = 0; hh < HPW; hh++) {
+        l[hh] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NI; i++) acc[hh][i] = 0.0f;
+    }
+    __syncthreads();
+
+    const int nch = (n_keys + CHUNK - 1) / CHUNK;
+    for (int cw = 0; cw < nch; cw += W) {
+        const int k0 = cw * CHUNK, nk = n_keys - k0 < WK ? n_keys - k0 : WK;
+        for (int e = threadIdx.x; e < nk * (HD / 4); e += blockDim.x) {
+            const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = k0 + j;
+            const int64_t slot = (int64_t)pages[pt + t / page_size] * page_size + t % page_size;
+            cp_async16_attn(Kw + j * KS + d, kc + slot * row + kvh * HD + d);
+            cp_async16_attn(Vw + j * HD + d, vc + slot * row + kvh * HD + d);
+        }
+        asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::);
+        __syncthreads();
+        const int c = cw + warp;
+        const int c0 = c * CHUNK;
+        const int len = c < nch ? (n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK) : 0;
+        const float *krow = Kw + (warp * CHUNK + lane) * KS;
+        // phase 1: scores and chunk max, per head (the dot of attn_chunk_step: 8 accumulators, d ascending)
+        if (len > 0) {
+            for (int g = 0; g < G; g++) {
+                float s = -INFINITY;
+                if (lane < len) {
+                    const float *qg = qs + g * HD;
+                    float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+                    for (int d4 = 0; d4 < HD / 4; d4++) {
+                        const float4 k4 = *(const float4 *)(krow + 4 * d4);
+                        const int d = 4 * d4;
+                        p8[d & 7] = __fadd_rn(p8[d & 7], __fmul_rn(qg[d], k4.x));
+                        p8[(d + 1) & 7] = __fadd_rn(p8[(d + 1) & 7], __fmul_rn(qg[d + 1], k4.y));
+                        p8[(d + 2) & 7] = __fadd_rn(p8[(d + 2) & 7], __fmul_rn(qg[d + 2], k4.z));
+                        p8[(d + 3) & 7] = __fadd_rn(p8[(d + 3) & 7], __fmul_rn(qg[d + 3], k4.w));
+                    }
+                    const float dot = __fadd_rn(__fadd_rn(__fadd_rn(p8[0], p8[1]), __fadd_rn(p8[2], p8[3])),
+                                                __fadd_rn(__fadd_rn(p8[4], p8[5]), __fadd_rn(p8[6], p8[7])));
+                    s = __fmul_rn(dot, scale);
+                }
+                float cmax = s;
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) cmax = fmaxf(cmax, __shfl_xor_sync(0xffffffffu, cmax, o));
+                S[g * WK + warp * CHUNK + lane] = s;
+                if (lane == 0) CM[g * W + warp] = cmax;
+            }
+        }
+        __syncthreads();
+        // phase 2: this chunk's alpha, p_j, psum and sum_j p_j v_j, from the running max before it
+        if (len > 0) {
+            const float *vch = Vw + warp * CHUNK * HD;
+            for (int g = 0; g < G; g++) {
+                float mprev = MX[g];
+                for (int w2 = 0; w2 < warp; w2++) {
+                    const float cm = CM[g * W + w2];
+                    mprev = cm > mprev ? cm : mprev;
+                }
+                const float cmax = CM[g * W + warp];
+                const float mnew = cmax > mprev ? cmax : mprev;
+                const float alpha = mprev == -INFINITY ? 0.0f : expf(__fsub_rn(mprev, mnew));
+                const float s = S[g * WK + warp * CHUNK + lane];
+                const float p = lane < len ? expf(__fsub_rn(s, mnew)) : 0.0f;
+                float psum = p;
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) psum = __fadd_rn(psum, __shfl_xor_sync(0xffffffffu, psum, o));
+                float cs[NI];
+#pragma unroll
+                for (int i = 0; i < NI; i++) cs[i] = 0.0f;
+                if (len == CHUNK) {
+#pragma unroll 8
+                    for (int j = 0; j < CHUNK; j++) {
+                        const float pj = __shfl_sync(0xffffffffu, p, j);
+#pragma unroll
+                        for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vch[j * HD + lane + 32 * i]));
+                    }
+                } else {
+                    for (int j = 0; j < len; j++) {
+                        const float pj = __shfl_sync(0xffffffffu, p, j);
+#pragma unroll
+                        for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vch[j * HD + lane + 32 * i]));
+                    }
+                }
+                float *csd = CS + (g * W + warp) * HD;
+#pragma unroll
+                for (int i = 0; i < NI; i++) csd[lane + 32 * i] = cs[i];
+                if (lane == 0) {
+                    PS[g * W + warp] = psum;
+                    AL[g * W + warp] = alpha;
+                }
+            }
+        }
+        __syncthreads();
+        // phase 3: the owner of head g folds the window's chunks in ascending order
+        const int nw = nch - cw < W ? nch - cw : W;
+#pragma unroll
+        for (int hh = 0; hh < HPW; hh++) {
+            const int g = warp + hh * W;
+            if (g < G) {
+                float m = MX[g];
+                for (int w2 = 0; w2 < nw; w2++) {
+                    const float a = AL[g * W + w2];
+                    l[hh] = __fadd_rn(__fmul_rn(l[hh], a), PS[g * W + w2]);
+                    const float *csd = CS + (g * W + w2) * HD;
+#pragma unroll
+                    for (int i = 0; i < NI; i++) acc[hh][i] = __fadd_rn(__fmul_rn(acc[hh][i], a), csd[lane + 32 * i]);
+                    const float cm = CM[g * W + w2];
+                    m = cm > m ? cm : m;
+                }
+                __syncwarp();
+                if (lane == 0) MX[g] = m;
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int hh = 0; hh < HPW; hh++) {
+        const int g = warp + hh * W;
+        if (g < G) {
+            const int64_t o = ((int64_t)r * n_heads + kvh * G + g) * HD;
+#pragma unroll
+            for (int i = 0; i < NI; i++) {
+                const float v = __fdiv_rn(acc[hh][i], l[hh]);
+                if (out) out[o + lane + 32 * i] = v;
+                if (out_bf) out_bf[o + lane + 32 * i] = bf16_bits_rne(v);
+            }
+        }
+    }
+}
+
+template <int HD>
+static void launch_decode(float *out, uint16_t *out_bf, float *kc, float *vc, const float *k_new, const float *v_new,
+                          const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                          int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
+    static size_t attr_bytes = 0;
+    const int G = n_heads / n_kv;
+    const size_t smem = dec_cfg<HD>::smem(G);
+    if (smem > attr_bytes) {
+        CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_bytes = smem;
+    }
+    attn_decode_kernel<HD><<<dim3(M, n_kv), dec_cfg<HD>::W * 32, smem, stream>>>(
+        out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
+    CUDA_CHECK_LAUNCH();
+}
+
+// Which decode kernel: 0 by the call's block count, 1 the walk, 2 the parallel chunks (BITROLL_ATTN_DECODE=walk or
+// parallel, or kern_cuda_attn_decode_choice; the same bits whichever runs).
+static int g_decode_choice = -1;
+extern "C" int kern_cuda_attn_decode_choice(int which) {
+    if (g_decode_choice < 0) {
+        const char *e = getenv("BITROLL_ATTN_DECODE");
+        g_decode_choice = e && strcmp(e, "walk") == 0 ? 1 : e && strcmp(e, "parallel") == 0 ? 2 : 0;
+    }
+    const int prev = g_decode_choice;
+    if (which >= 0) g_decode_choice = which;
+    return prev;
+}
+
+extern "C" void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, float *k_cache, float *v_cache,
+                                            const float *k_new, const float *v_new, const float *q,
+                                            const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                                            int n_heads, int n_kv, int hd, int page_size, float scale,
+                                            cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
+                 "attention decode: bad head counts or page size (at most 16 query heads per KV head)");
+    KERN_REQUIRE(out || out_bf16, "attention decode: no output");
+    KERN_REQUIRE((k_new == NULL) == (v_new == NULL), "attention decode: k_new and v_new go together");
+    if (M == 0) return;
+    // Few blocks (small batch): the parallel-chunk kernel (one block per SM at most, ~140 KB of shared memory);
+    // enough blocks to fill the GPU: the walk, which shares K/V loads between a block's G heads with 8+ warps. The
+    // same bits either way.
+    static int n_sm = 0;
+    if (!n_sm) {
+        int l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
+    }
+    const int choice = kern_cuda_attn_decode_choice(-1);
+    if (choice == 1 || (choice == 0 && (int64_t)M * n_kv > n_sm)) {
+        if (k_new) kern_cuda_kv_write(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
+        attn_dispatch(out, out_bf16, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale,
+                      1, stream);
+        return;
+    }
+    switch (hd) {
+    case 32: launch_decode<32>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 64: launch_decode<64>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 128: launch_decode<128>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 256: launch_decode<256>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    default: KERN_REQUIRE(false, "attention decode: head dim must be 32, 64, 128 or 256");
     }
 }
 
@@ -240,13 +510,14 @@ extern "C" void kern_cuda_attn_prefill(float *out, const float *q, const float *
     // Up to 8 warps per block: 8 / G consecutive rows share each K/V chunk.
     int G = n_kv > 0 ? n_heads / n_kv : 1;
     int QT = G >= 8 ? 1 : 8 / (G > 0 ? G : 1);
-    attn_dispatch(out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, QT, stream);
+    attn_dispatch(out, nullptr, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, QT, stream);
 }
 
 extern "C" void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, const float *v_cache,
                                       const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
                                       int n_heads, int n_kv, int hd, int page_size, float scale,
                                       cudaStream_t stream) {
-    // One row (sequence) per block; its G heads share each K/V chunk.
-    attn_dispatch(out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, 1, stream);
+    // The cache is only read (k_new = NULL): the const is dropped for the shared signature.
+    kern_cuda_attn_decode_fused(out, NULL, (float *)k_cache, (float *)v_cache, NULL, NULL, q, pages, pt_off, pos, M,
+                                n_heads, n_kv, hd, page_size, scale, stream);
 }

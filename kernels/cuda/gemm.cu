@@ -250,17 +250,21 @@ template <int MT, int NW> struct cfg {
     static constexpr int STAGES = MT == 1 ? 8 : MT == 2 ? 6 : 4;
     static constexpr int BM = 16 * MT, BN = 8 * NW, THREADS = 32 * NW;
     static constexpr int STAGE_ELEMS = (BM + BN) * LD;
-    static constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
 };
+// A short k span (the chunks of a row-parallel GEMM: K / 8 = 256 or 384 columns at Qwen3-0.6B's decode) needs no
+// more stages than tiles + 1: SHORT stages take less shared memory, so more blocks fit an SM and the grid runs in
+// one wave. Data movement only: the k16 sequence of every element is unchanged.
+constexpr int SHORT = 4;
+template <int MT, int NW, int ST> constexpr int smem_bytes() { return ST * cfg<MT, NW>::STAGE_ELEMS * 2; }
 } // namespace small
 
 // k span as gemm_big's MODE 0 / 2: block z computes columns [(c0+z)*kc, (c0+z+1)*kc) of K into out + z*M*N
 // (kc = K, c0 = 0 and one z for a plain GEMM).
-template <int MT, int NW>
+template <int MT, int NW, int STAGES>
 __global__ void __launch_bounds__(32 * NW)
     gemm_small(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, int kc, int c0) {
     using C = small::cfg<MT, NW>;
-    constexpr int BK = small::BK, LD = small::LD, STAGES = C::STAGES;
+    constexpr int BK = small::BK, LD = small::LD;
     extern __shared__ __align__(16) __nv_bfloat16 smem[];
     int tile = blockIdx.x;
     const gemm_seg sg = pick_seg(segs, tile);
@@ -364,18 +368,36 @@ struct kspan {
     int kc, c0, nz;
 };
 
-template <int MT, int NW>
-static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, int m_tiles,
-                         kspan ks) {
+template <int MT, int NW, int ST>
+static void launch_small_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, int m_tiles,
+                            kspan ks) {
     using C = small::cfg<MT, NW>;
+    constexpr int SMEM = small::smem_bytes<MT, NW, ST>();
     static bool attr_set = false; // per template instance; the attribute is a property of the function
     if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(gemm_small<MT, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+        CUDA_CHECK(cudaFuncSetAttribute(gemm_small<MT, NW, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
         attr_set = true;
     }
     const int tiles = set_tiles(g, C::BN);
-    gemm_small<MT, NW><<<dim3(tiles, m_tiles, ks.nz), C::THREADS, C::SMEM, stream>>>(g, x, M, K, ks.kc, ks.c0);
+    gemm_small<MT, NW, ST><<<dim3(tiles, m_tiles, ks.nz), C::THREADS, SMEM, stream>>>(g, x, M, K, ks.kc, ks.c0);
     CUDA_CHECK_LAUNCH();
+}
+
+// The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (BITROLL_GEMM_SHORT=0:
+// always the default, for comparison).
+template <int MT, int NW>
+static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, int m_tiles,
+                         kspan ks) {
+    static int short_ok = -1;
+    if (short_ok < 0) {
+        const char *e = getenv("BITROLL_GEMM_SHORT");
+        short_ok = !(e && strcmp(e, "0") == 0);
+    }
+    const int KT = (ks.kc + small::BK - 1) / small::BK;
+    if (short_ok && small::SHORT < small::cfg<MT, NW>::STAGES && KT <= small::SHORT - 1)
+        launch_small_st<MT, NW, small::SHORT>(g, x, M, K, stream, m_tiles, ks);
+    else
+        launch_small_st<MT, NW, small::cfg<MT, NW>::STAGES>(g, x, M, K, stream, m_tiles, ks);
 }
 
 template <int MT>

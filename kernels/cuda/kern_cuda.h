@@ -131,7 +131,7 @@ void kern_cuda_embed(float *out, const void *emb, const void *pos_emb, kern_dtyp
 /* ---- Attention over a paged KV cache (one layer). K and V pools: (n_pages, page_size, n_kv, hd) f32.
  * Row m of a call belongs to the sequence whose page table starts at pages[pt_off[m]]: its token t lives in
  * page pages[pt_off[m] + t / page_size], slot t % page_size. pages (total) int32, pt_off (M) int32, pos (M) int32.
- * hd in {32, 64, 128, 256}; n_heads % n_kv == 0; n_heads / n_kv <= 32. */
+ * hd in {32, 64, 128, 256}; n_heads % n_kv == 0; n_heads / n_kv <= 16. */
 /* Writes k_new, v_new (M, n_kv, hd) f32 at (pt_off[m], pos[m]). Call before attention reads them. */
 void kern_cuda_kv_write(float *k_cache, float *v_cache, const float *k_new, const float *v_new, const int32_t *pages,
                         const int32_t *pt_off, const int32_t *pos, int M, int page_size, int n_kv, int hd,
@@ -147,6 +147,19 @@ void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, co
 void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, const float *v_cache,
                            const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
                            int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
+/* Decode with fusions: when k_new / v_new (M, n_kv, hd) are given, row m's own K/V are first written to the cache
+ * at (pt_off[m], pos[m]) (instead of kern_cuda_kv_write; every row must be a different sequence, as in any decode
+ * call); out (f32) and/or out_bf16 (M, n_heads * hd; the rounding of kern_cuda_cast_bf16_pad) receive the result,
+ * either may be NULL. The bits of kern_cuda_attn_decode / prefill (the chunks of a window run on parallel warps,
+ * same operations in the same order: attention.cu). */
+/* The decode kernel: 0 = chosen by the call's block count (default), 1 = the chunk walk of the prefill kernel, 2 =
+ * the parallel-chunk kernel; -1 only reads. Returns the previous choice. BITROLL_ATTN_DECODE=walk|parallel sets the
+ * initial value. For tests and benchmarks: every choice gives the same bits. */
+int kern_cuda_attn_decode_choice(int which);
+void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, float *k_cache, float *v_cache, const float *k_new,
+                                 const float *v_new, const float *q, const int32_t *pages, const int32_t *pt_off,
+                                 const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
+                                 float scale, cudaStream_t stream);
 
 /* standard mode: split-KV ("flash-decoding") attention, NOT batch invariant (attention_splitkv.cu). Same
  * arguments and result as kern_cuda_attn_prefill/decode up to rounding (FMA, exp2), but each row's keys are cut

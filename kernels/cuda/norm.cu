@@ -52,6 +52,60 @@ __global__ void __launch_bounds__(NORM_THREADS)
     }
 }
 
+// rmsnorm_kernel with the row held in registers (D <= 256 * NPT): each thread loads its x, y and w elements at once
+// instead of three dependent passes over global memory (a batch-1 decode step is latency-bound). The same thread
+// does the same operations on the same elements in the same order: bit for bit rmsnorm_kernel.
+template <int NPT>
+__global__ void __launch_bounds__(NORM_THREADS)
+    rmsnorm_reg_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
+                       const float *__restrict__ w, int D, float eps) {
+    __shared__ float red[8];
+    float *xr = x + (int64_t)blockIdx.x * D;
+    const float *yr = y ? y + (int64_t)blockIdx.x * D : nullptr;
+    float xv[NPT], wv[NPT];
+#pragma unroll
+    for (int k = 0; k < NPT; k++) {
+        const int i = threadIdx.x + k * NORM_THREADS;
+        xv[k] = i < D ? xr[i] : 0.0f;
+        wv[k] = i < D ? w[i] : 0.0f;
+    }
+    if (yr) {
+#pragma unroll
+        for (int k = 0; k < NPT; k++) {
+            const int i = threadIdx.x + k * NORM_THREADS;
+            if (i < D) {
+                xv[k] = __fadd_rn(xv[k], yr[i]);
+                xr[i] = xv[k];
+            }
+        }
+    }
+    float s = 0.0f;
+#pragma unroll
+    for (int k = 0; k < NPT; k++)
+        if (threadIdx.x + k * NORM_THREADS < D) s = __fadd_rn(s, __fmul_rn(xv[k], xv[k]));
+    const float ss = block_sum_fixed(s, red);
+    const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)D), eps)));
+#pragma unroll
+    for (int k = 0; k < NPT; k++) {
+        const int i = threadIdx.x + k * NORM_THREADS;
+        if (i < D) {
+            float v = __fmul_rn(__fmul_rn(xv[k], inv), wv[k]);
+            if (out) out[(int64_t)blockIdx.x * D + i] = v;
+            if (out_bf) out_bf[(int64_t)blockIdx.x * D + i] = __float2bfloat16_rn(v);
+        }
+    }
+}
+
+// rmsnorm_reg_kernel where the row fits (D <= 4096), else rmsnorm_kernel.
+static void launch_rmsnorm(float *out, __nv_bfloat16 *out_bf, float *x, const float *y, const float *w, int M, int D,
+                           float eps, cudaStream_t stream) {
+    if (D <= 4 * NORM_THREADS) rmsnorm_reg_kernel<4><<<M, NORM_THREADS, 0, stream>>>(out, out_bf, x, y, w, D, eps);
+    else if (D <= 8 * NORM_THREADS) rmsnorm_reg_kernel<8><<<M, NORM_THREADS, 0, stream>>>(out, out_bf, x, y, w, D, eps);
+    else if (D <= 16 * NORM_THREADS) rmsnorm_reg_kernel<16><<<M, NORM_THREADS, 0, stream>>>(out, out_bf, x, y, w, D, eps);
+    else rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out, out_bf, x, y, w, D, eps);
+    CUDA_CHECK_LAUNCH();
+}
+
 __global__ void __launch_bounds__(NORM_THREADS)
     layernorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
                      const float *__restrict__ w, const float *__restrict__ b, int D, float eps) {
@@ -79,8 +133,7 @@ extern "C" void kern_cuda_rmsnorm(float *out_f32, uint16_t *out_bf16, const floa
                                   float eps, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && D > 0, "rmsnorm: bad shape");
     if (M == 0) return;
-    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, (float *)x, nullptr, w, D, eps);
-    CUDA_CHECK_LAUNCH();
+    launch_rmsnorm(out_f32, (__nv_bfloat16 *)out_bf16, (float *)x, nullptr, w, M, D, eps, stream);
 }
 
 extern "C" void kern_cuda_layernorm(float *out_f32, uint16_t *out_bf16, const float *x, const float *w, const float *b,
@@ -96,8 +149,7 @@ extern "C" void kern_cuda_add_rmsnorm(float *x, const float *y, float *out_f32, 
                                       int M, int D, float eps, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && D > 0 && y, "add_rmsnorm: bad shape");
     if (M == 0) return;
-    rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, x, y, w, D, eps);
-    CUDA_CHECK_LAUNCH();
+    launch_rmsnorm(out_f32, (__nv_bfloat16 *)out_bf16, x, y, w, M, D, eps, stream);
 }
 
 extern "C" void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32, uint16_t *out_bf16, const float *w,

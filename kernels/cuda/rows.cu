@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "common/philox.h"
+#include "kernels/cuda/bf16_round.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda_engine.h"
 #include "kernels/kern.h"
@@ -221,9 +222,7 @@ __global__ void cast_bf16_pad_kernel(uint16_t *out, const float *x, int K, int K
             o[i] = 0;
             continue;
         }
-        uint32_t u = __float_as_uint(xr[i]);
-        if ((u & 0x7fffffffu) > 0x7f800000u) o[i] = (uint16_t)((u >> 16) | 0x40u);
-        else o[i] = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        o[i] = bf16_bits_rne(xr[i]);
     }
 }
 

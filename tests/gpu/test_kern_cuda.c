@@ -17,6 +17,7 @@
 #include "kernels/cpu/kern_cpu.h"
 #ifdef BR_HAVE_CUDA
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kern_cuda_engine.h"
 #endif
 
 #ifdef BR_HAVE_CUDA
@@ -532,9 +533,15 @@ static void attn_case_init(attn_case *a, attn_cfg c, const int *lens, int n_seqs
 
 static void attn_case_free(attn_case *a) { free(a->pages), free(a->q), free(a->k), free(a->v); }
 
+/* bf16 outputs of the fused decode that differ from kern_cuda_cast_bf16_pad of its f32 output (attn_gpu_run with
+ * chunk -1 adds to it). */
+static long attn_bf16_mismatch;
+
 /* Runs all tokens through the GPU in calls built round-robin: each call takes the next `chunk` tokens of every
- * unfinished sequence (so calls mix sequences); chunk 0 = decode (one token per sequence per call, decode kernel).
- * out (total, n_heads, hd) in global token order. */
+ * unfinished sequence (so calls mix sequences); chunk 0 = decode (one token per sequence per call, decode kernel);
+ * chunk -1 = decode through kern_cuda_attn_decode_fused: no separate K/V write (the launch writes each row's K/V
+ * into the cache, whose other slots hold a huge poison), f32 and bf16 outputs, the bf16 compared with the cast of
+ * the f32 (attn_bf16_mismatch). out (total, n_heads, hd) in global token order. */
 static float *attn_gpu_run(const attn_case *a, int chunk) {
     const attn_cfg c = a->c;
     const size_t slot = (size_t)c.n_kv * c.hd, qrow = (size_t)c.n_heads * c.hd;
@@ -553,7 +560,7 @@ static float *attn_gpu_run(const attn_case *a, int chunk) {
     for (;;) {
         int M = 0;
         for (int s = 0; s < a->n_seqs; s++) {
-            int take = chunk ? chunk : 1;
+            int take = chunk > 0 ? chunk : 1;
             for (int i = 0; i < take && done[s] < a->lens[s]; i++, done[s]++) {
                 hpt[M] = s * a->max_pages;
                 hpos[M] = done[s];
@@ -569,10 +576,26 @@ static float *attn_gpu_run(const attn_case *a, int chunk) {
         }
         kern_cuda_upload(dpt, hpt, sizeof(int32_t) * M);
         kern_cuda_upload(dpos, hpos, sizeof(int32_t) * M);
-        kern_cuda_kv_write(dk, dv, bk, bv, dpages, dpt, dpos, M, c.page_size, c.n_kv, c.hd, NULL);
         const float scale = 1.0f / sqrtf((float)c.hd);
-        if (chunk) kern_cuda_attn_prefill(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
-        else kern_cuda_attn_decode(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
+        if (chunk < 0) {
+            uint16_t *bb = kern_cuda_malloc(M * qrow * 2), *bc = kern_cuda_malloc(M * qrow * 2);
+            kern_cuda_memset(bb, 0xff, M * qrow * 2);
+            kern_cuda_attn_decode_fused(bo, bb, dk, dv, bk, bv, bq, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd,
+                                        c.page_size, scale, NULL);
+            kern_cuda_cast_bf16_pad(bc, bo, M, (int)qrow, (int)qrow, NULL);
+            uint16_t *hb = malloc(M * qrow * 2), *hc = malloc(M * qrow * 2);
+            assert_non_null(hb);
+            assert_non_null(hc);
+            kern_cuda_download(hb, bb, M * qrow * 2);
+            kern_cuda_download(hc, bc, M * qrow * 2);
+            for (size_t i = 0; i < M * qrow; i++) attn_bf16_mismatch += hb[i] != hc[i];
+            free(hb), free(hc);
+            kern_cuda_free(bb), kern_cuda_free(bc);
+        } else {
+            kern_cuda_kv_write(dk, dv, bk, bv, dpages, dpt, dpos, M, c.page_size, c.n_kv, c.hd, NULL);
+            if (chunk) kern_cuda_attn_prefill(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
+            else kern_cuda_attn_decode(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
+        }
         float *ho = host_of(bo, M * qrow);
         for (int m = 0; m < M; m++) kern_cuda_upload(dout + hidx[m] * qrow, ho + m * qrow, qrow * 4);
         free(ho);
@@ -608,9 +631,12 @@ static float *attn_cpu_run(const attn_case *a) {
 static void test_attention(void **state) {
     (void)state;
     if (!have_gpu()) skip();
-    static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {4, 4, 32, 64}, {32, 4, 256, 16}, {4, 2, 32, 48}};
+    /* G = 2, 4, 1, 8, 2, 16, 16: the decode kernel's owner warps hold 1 or 2 heads; 513 keys = 3 windows of 8 chunks */
+    static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {4, 4, 32, 64}, {32, 4, 256, 16}, {4, 2, 32, 48},
+                                    {16, 1, 64, 16}, {32, 2, 128, 32}};
     static const int lens[] = {300, 77, 1, 513, 33};
     int bad = 0;
+    attn_bf16_mismatch = 0;
     for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
         const attn_cfg c = cfgs[ci];
         attn_case a;
@@ -631,9 +657,25 @@ static void test_attention(void **state) {
             bad += diff;
             free(pre);
         }
+        /* the engine's decode call: K/V written by the attention launch itself, bf16 output for o_proj; by each of
+         * the two decode kernels (these 5-sequence calls choose the parallel one by default) */
+        static const char *const kname[3] = {"default", "walk", "parallel"};
+        for (int which = 0; which < 3; which++) {
+            const int prev = kern_cuda_attn_decode_choice(which);
+            float *fus = attn_gpu_run(&a, -1);
+            kern_cuda_attn_decode_choice(prev);
+            snprintf(what, sizeof what, "attn decode fused (%s) vs decode (H=%d KV=%d hd=%d)", kname[which],
+                     c.n_heads, c.n_kv, c.hd);
+            int diff = check_same(what, fus, dec, n);
+            printf("  %-60s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+            bad += diff;
+            free(fus);
+        }
         free(ref), free(dec);
         attn_case_free(&a);
     }
+    printf("  attn decode fused: %ld bf16 outputs differ from the cast of the f32 output\n", attn_bf16_mismatch);
+    assert_int_equal(attn_bf16_mismatch, 0);
     assert_int_equal(bad, 0);
 }
 

@@ -443,7 +443,10 @@ br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int 
             if (a > e->rp_ws_bytes) e->rp_ws_bytes = a;
             if (b > e->rp_ws_bytes) e->rp_ws_bytes = b;
         }
-        if (e->rp_ws_bytes) e->rp_ws = kern_cuda_malloc(e->rp_ws_bytes);
+        if (e->rp_ws_bytes) {
+            e->rp_ws = kern_cuda_malloc(e->rp_ws_bytes);
+            kern_cuda_gemm_rowpar_ws_prepare(e->rp_ws, e->rp_ws_bytes);
+        }
     }
     e->graphs = calloc(T + 1, sizeof *e->graphs);
     e->seen = calloc(T + 1, 1);

@@ -313,6 +313,7 @@ int rollout_kernel_bench(const char *json_path) {
                 gemm_setup(&g, M, rp[i][0], rp[i][1], M <= 64 ? rot_bytes : 0);
                 g.ws_bytes = kern_cuda_gemm_rowpar_ws(M, g.N, g.K, rp[i][2]);
                 g.ws = g.ws_bytes ? kern_cuda_malloc(g.ws_bytes) : NULL;
+                kern_cuda_gemm_rowpar_ws_prepare(g.ws, g.ws_bytes);
                 const int it = M <= 64 ? 20 : 10;
                 g.chunks = rp[i][2];
                 double t_rp = time_ms(run_gemm, &g, 5, it, 15);

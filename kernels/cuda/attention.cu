@@ -116,6 +116,7 @@ __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint
                             const float *__restrict__ vc, const int32_t *__restrict__ pages,
                             const int32_t *__restrict__ pt_off, const int32_t *__restrict__ pos, int M, int n_heads,
                             int n_kv, int page_size, float scale, int QT, int G) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     extern __shared__ float sm[];
     float *Ks = sm, *Vs = Ks + CHUNK * (HD + 1), *qs_all = Vs + CHUNK * HD;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nthreads = blockDim.x;
@@ -272,6 +273,7 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
                        const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
                        const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
                        const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     using C = dec_cfg<HD>;
     constexpr int W = C::W, WK = W * CHUNK, NI = HD / 32, KS = C::KS, HPW = C::HPW;
     extern __shared__ __align__(16) float sm[];

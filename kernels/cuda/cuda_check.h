@@ -26,4 +26,15 @@ extern "C" void kern_cuda_fatal(const char *file, int line, const char *what, co
         if (!(cond)) kern_cuda_fatal(__FILE__, __LINE__, #cond, msg);                              \
     } while (0)
 
+// Programmatic dependent launch (Hopper+): a kernel that a GEMM follows lets that GEMM's blocks start early (they
+// fetch weights, then wait for this kernel's completion with griddepcontrol.wait before touching its results). Only
+// permission to launch: nothing of this kernel's work is promised by it.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define KERN_LAUNCH_DEPENDENTS() asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory")
+#define KERN_WAIT_PREREQUISITES() asm volatile("griddepcontrol.wait;\n" ::: "memory")
+#else
+#define KERN_LAUNCH_DEPENDENTS() ((void)0)
+#define KERN_WAIT_PREREQUISITES() ((void)0)
+#endif
+
 #endif

@@ -38,6 +38,7 @@ __global__ void rope_kernel(float *x, const int32_t *pos, const float *rope, int
 }
 
 __global__ void swiglu_kernel(float *out, __nv_bfloat16 *out_bf, const float *gate, const float *up, int64_t n) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     GRID_STRIDE(i, n) {
         float g = gate[i];
         float v = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), up[i]);
@@ -47,6 +48,7 @@ __global__ void swiglu_kernel(float *out, __nv_bfloat16 *out_bf, const float *ga
 }
 
 __global__ void gelu_kernel(float *x, __nv_bfloat16 *out_bf, int64_t n) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     const float k = 0.7978845608028654f; // sqrt(2/pi)
     GRID_STRIDE(i, n) {
         float v = x[i];
@@ -64,6 +66,7 @@ __global__ void add_kernel(float *x, const float *y, int64_t n) {
 }
 
 __global__ void cast_bf16_kernel(__nv_bfloat16 *out, const float *x, int64_t n) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     GRID_STRIDE(i, n) out[i] = __float2bfloat16_rn(x[i]);
 }
 

@@ -258,13 +258,28 @@ constexpr int SHORT = 4;
 template <int MT, int NW, int ST> constexpr int smem_bytes() { return ST * cfg<MT, NW>::STAGE_ELEMS * 2; }
 } // namespace small
 
+// kspan: the chunk length kc, the first chunk c0 and the number of chunks nz (K, 0, 1: a plain GEMM). gemm_small
+// only: with cnt set (all C chunks in one launch, one segment), the last chunk block of each tile to finish sums
+// the tile's partials into fin_out (see gemm_small).
+struct kspan {
+    int kc, c0, nz;
+    float *fin_out;
+    const float *fin_bias;
+    unsigned *cnt;
+};
+
 // k span as gemm_big's MODE 0 / 2: block z computes columns [(c0+z)*kc, (c0+z+1)*kc) of K into out + z*M*N
 // (kc = K, c0 = 0 and one z for a plain GEMM).
+// With ks.cnt: after storing its partial, each block counts itself in cnt[tile] (after a fence); the last of the
+// tile's nz blocks sums the nz partials in chunk order, ((P_0 + P_1) + ...) + P_{nz-1} (+ bias), exactly
+// chunk_seq_kernel's adds, into fin_out, and sets the counter back to 0. Which block comes last varies, the order
+// of the sum does not: one launch fewer per decode-sized row-parallel GEMM, the same bits.
 template <int MT, int NW, int STAGES>
 __global__ void __launch_bounds__(32 * NW)
-    gemm_small(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, int kc, int c0) {
+    gemm_small(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, const kspan ks) {
     using C = small::cfg<MT, NW>;
     constexpr int BK = small::BK, LD = small::LD;
+    const int kc = ks.kc, c0 = ks.c0, M_all = M;
     extern __shared__ __align__(16) __nv_bfloat16 smem[];
     int tile = blockIdx.x;
     const gemm_seg sg = pick_seg(segs, tile);
@@ -283,21 +298,29 @@ __global__ void __launch_bounds__(32 * NW)
     const int last_steps = (kc - (KT - 1) * BK) / 16;
     const int Mv = M < C::BM ? M : C::BM; // real rows of the activation tile
 
-    auto load_tile = [&](int stage, int kt) {
-        __nv_bfloat16 *As = smem + stage * C::STAGE_ELEMS, *Bs = As + C::BM * LD;
+    constexpr int CH = BK / 8; // 16-byte chunks per row
+    // A: only the M real rows (the padding rows were zeroed once, below); B: the block's BN rows of W.
+    auto load_a = [&](int stage, int kt) {
+        __nv_bfloat16 *As = smem + stage * C::STAGE_ELEMS;
         const int k0 = kbeg + kt * BK;
-        constexpr int CH = BK / 8; // 16-byte chunks per row
-        // A: only the M real rows (the padding rows were zeroed once, below); B: the block's BN rows of W.
         for (int c = tid; c < Mv * CH; c += C::THREADS) {
             int r = c / CH, kq = (c % CH) * 8, gk = k0 + kq;
             bool kok = gk < kend;
             cp_async16(As + r * LD + kq, x + (int64_t)r * K + (kok ? gk : 0), kok);
         }
+    };
+    auto load_b = [&](int stage, int kt) {
+        __nv_bfloat16 *Bs = smem + stage * C::STAGE_ELEMS + C::BM * LD;
+        const int k0 = kbeg + kt * BK;
         for (int c = tid; c < C::BN * CH; c += C::THREADS) {
             int rb = c / CH, kq = (c % CH) * 8, gk = k0 + kq, gn = n0 + rb;
             bool kok = gk < kend;
             cp_async16(Bs + rb * LD + kq, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
         }
+    };
+    auto load_tile = [&](int stage, int kt) {
+        load_a(stage, kt);
+        load_b(stage, kt);
     };
     // Rows M..BM-1 of every stage's A tile hold zeros for the whole kernel (ordered before their first read by the
     // pipeline's first __syncthreads).
@@ -312,9 +335,18 @@ __global__ void __launch_bounds__(32 * NW)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[i][e] = 0.0f;
 
+    // The W tiles of the first stages do not depend on the previous kernel: they are requested before waiting for it
+    // (griddepcontrol.wait: a no-op unless launched as a programmatic dependent, see launch_small_st); x and every
+    // store come after. One commit group for those W tiles, then one per stage for x: when stage kt is needed, the
+    // wait below has completed the first kt + 2 groups, which hold it.
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++)
+        if (s < KT) load_b(s, s);
+    cp_async_commit();
+    KERN_WAIT_PREREQUISITES();
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < KT) load_tile(s, s);
+        if (s < KT) load_a(s, s);
         cp_async_commit();
     }
     for (int kt = 0; kt < KT; kt++) {
@@ -354,6 +386,32 @@ __global__ void __launch_bounds__(32 * NW)
 #pragma unroll
     for (int i = 0; i < MT; i++)
         store_frag(out + (int64_t)m_base * N, bias, acc[i], i * 16 + g, n0 + warp * 8 + 2 * t4, M, N);
+    if (ks.cnt) {
+        __shared__ unsigned last;
+        __syncthreads(); // every thread's partial is stored
+        if (tid == 0) {
+            __threadfence(); // ... and visible to the other blocks before they can count this one
+            const unsigned id = blockIdx.y * gridDim.x + blockIdx.x;
+            last = atomicAdd(ks.cnt + id, 1u) == gridDim.z - 1;
+            if (last) ks.cnt[id] = 0; // every block of the tile has counted: ready for the next call
+        }
+        __syncthreads();
+        if (last) {
+            __threadfence();
+            const int64_t MN = (int64_t)M_all * N;
+            const float *parts = sg.out + (int64_t)m_base * N;
+            float *fo = ks.fin_out + (int64_t)m_base * N;
+            for (int e = tid; e < Mv * C::BN; e += C::THREADS) {
+                const int r = e / C::BN, n = n0 + e % C::BN;
+                if (n >= N) continue;
+                const int64_t i = (int64_t)r * N + n;
+                float v = __ldcg(parts + i);
+                for (int z = 1; z < (int)gridDim.z; z++) v = __fadd_rn(v, __ldcg(parts + z * MN + i));
+                if (ks.fin_bias) v = __fadd_rn(v, ks.fin_bias[n]);
+                fo[i] = v;
+            }
+        }
+    }
 }
 
 // Sets each segment's tile count for block width bn; returns the total.
@@ -363,10 +421,6 @@ static int set_tiles(gemm_segs &g, int bn) {
     return t;
 }
 
-// kspan: the chunk length kc, the first chunk c0 and the number of chunks nz (K, 0, 1: a plain GEMM).
-struct kspan {
-    int kc, c0, nz;
-};
 
 template <int MT, int NW, int ST>
 static void launch_small_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, int m_tiles,
@@ -379,8 +433,25 @@ static void launch_small_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, c
         attr_set = true;
     }
     const int tiles = set_tiles(g, C::BN);
-    gemm_small<MT, NW, ST><<<dim3(tiles, m_tiles, ks.nz), C::THREADS, SMEM, stream>>>(g, x, M, K, ks.kc, ks.c0);
-    CUDA_CHECK_LAUNCH();
+    // Programmatic dependent launch (BITROLL_PDL=0: off): the blocks may start while the previous kernel on the
+    // stream finishes (it lets them, griddepcontrol.launch_dependents) and fetch their first W tiles meanwhile; they
+    // wait for its completion (griddepcontrol.wait) before reading x or writing anything.
+    static int pdl = -1;
+    if (pdl < 0) {
+        const char *e = getenv("BITROLL_PDL");
+        pdl = !(e && strcmp(e, "0") == 0);
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(tiles, m_tiles, ks.nz);
+    cfg.blockDim = dim3(C::THREADS);
+    cfg.dynamicSmemBytes = SMEM;
+    cfg.stream = stream;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_small<MT, NW, ST>, g, x, M, K, ks));
 }
 
 // The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (BITROLL_GEMM_SHORT=0:
@@ -477,7 +548,7 @@ extern "C" void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint1
         msplit = v && v[0] == '1';
     }
     const int mt = (M + 15) / 16;
-    const kspan plain = {K, 0, 1};
+    const kspan plain = {K, 0, 1, nullptr, nullptr, nullptr};
     if (msplit && M <= 64 && mt > 1 && N_total < 64 * 2 * n_sm && (int64_t)N_total * K * 2 <= (32 << 20)) {
         // Few column strips and a W that stays in L2: split M over blocks too (one m16 tile per block, W re-read
         // per tile from L2). Per-element arithmetic unchanged.
@@ -542,11 +613,32 @@ static void rowpar_check(const uint16_t *x, const uint16_t *w, int M, int N, int
     KERN_REQUIRE((uintptr_t)x % 16 == 0 && (uintptr_t)w % 16 == 0, "gemm rowpar: x and W must be 16-byte aligned");
 }
 
+// BITROLL_GEMM_ROWPAR_FUSED=0: row-parallel GEMMs of M <= 16 rows launch chunk_seq after the partials instead of
+// summing in the GEMM's last blocks (the same bits; to compare).
+static int rowpar_fused(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("BITROLL_GEMM_ROWPAR_FUSED");
+        v = !(e && !strcmp(e, "0"));
+    }
+    return v;
+}
+
 static bool rowpar_in_registers(int M, int K, int C) { return rowpar_reg() && M > 64 && (K / C) % big::BK == 0; }
+
+// The workspace ends with ROWPAR_COUNTERS tile counters (gemm_small's last-block sum), zeroed by
+// kern_cuda_gemm_rowpar_ws_prepare and left zero by every call.
+constexpr size_t ROWPAR_COUNTERS = 16384;
+constexpr size_t ROWPAR_CNT_BYTES = ROWPAR_COUNTERS * sizeof(unsigned);
 
 extern "C" size_t kern_cuda_gemm_rowpar_ws(int M, int N, int K, int C) {
     if (C <= 1 || K % C || rowpar_in_registers(M, K, C)) return 0;
-    return (size_t)C * (M < ROWPAR_SLICE ? M : ROWPAR_SLICE) * N * sizeof(float);
+    return (size_t)C * (M < ROWPAR_SLICE ? M : ROWPAR_SLICE) * N * sizeof(float) + ROWPAR_CNT_BYTES;
+}
+
+extern "C" void kern_cuda_gemm_rowpar_ws_prepare(float *ws, size_t ws_bytes) {
+    if (!ws || ws_bytes < ROWPAR_CNT_BYTES) return;
+    CUDA_CHECK(cudaMemset((char *)ws + ws_bytes - ROWPAR_CNT_BYTES, 0, ROWPAR_CNT_BYTES));
 }
 
 extern "C" void kern_cuda_gemm_bf16_partials(float *parts, const uint16_t *x, const uint16_t *w, int M, int N, int K,
@@ -559,7 +651,7 @@ extern "C" void kern_cuda_gemm_bf16_partials(float *parts, const uint16_t *x, co
     g.s[0].out = parts;
     g.s[0].w = (const __nv_bfloat16 *)w;
     g.s[0].N = N;
-    const kspan ks = {K / C, c0, c1 - c0};
+    const kspan ks = {K / C, c0, c1 - c0, nullptr, nullptr, nullptr};
     if (M <= 64) dispatch_any_small(g, N, (const __nv_bfloat16 *)x, M, K, stream, ks);
     else launch_big<2>(g, (const __nv_bfloat16 *)x, M, K, stream, ks);
 }
@@ -575,6 +667,22 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
     }
     if (!rowpar_in_registers(M, K, C)) {
         KERN_REQUIRE(ws && ws_bytes >= kern_cuda_gemm_rowpar_ws(M, N, K, C), "gemm rowpar: workspace too small");
+        // M <= 16: the partials and their sum in one launch (gemm_small's last-block sum). Measured on an H200:
+        // 1x1024x2048 6.1 us instead of 8.6 (partials + chunk_seq), but 64x1024x2048 20.7 instead of 9.3 -- the last
+        // block of a 64-row tile sums 8 partials of its whole tile alone.
+        if (M <= 16 && rowpar_fused()) {
+            KERN_REQUIRE((int64_t)(N + 7) / 8 * ((M + 15) / 16) <= (int64_t)ROWPAR_COUNTERS,
+                         "gemm rowpar: N too large for the tile counters");
+            gemm_segs g = {};
+            g.n = 1;
+            g.s[0].out = ws;
+            g.s[0].w = (const __nv_bfloat16 *)w;
+            g.s[0].N = N;
+            const kspan ks = {K / C, 0, C, out, bias,
+                              (unsigned *)((char *)ws + ws_bytes - ROWPAR_CNT_BYTES)};
+            dispatch_any_small(g, N, (const __nv_bfloat16 *)x, M, K, stream, ks);
+            return;
+        }
         for (int m0 = 0; m0 < M; m0 += ROWPAR_SLICE) {
             const int Ms = M - m0 < ROWPAR_SLICE ? M - m0 : ROWPAR_SLICE;
             kern_cuda_gemm_bf16_partials(ws, x + (int64_t)m0 * K, w, Ms, N, K, C, 0, C, stream);
@@ -588,7 +696,7 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
     g.s[0].w = (const __nv_bfloat16 *)w;
     g.s[0].bias = bias;
     g.s[0].N = N;
-    launch_big<1>(g, (const __nv_bfloat16 *)x, M, K, stream, kspan{K / C, 0, 1});
+    launch_big<1>(g, (const __nv_bfloat16 *)x, M, K, stream, kspan{K / C, 0, 1, nullptr, nullptr, nullptr});
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -73,8 +73,12 @@ void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint16_t *const 
  * M = 1) and whatever chunks were computed where: a TP group of N ranks computes C / N chunks each
  * (kern_cuda_gemm_bf16_partials), gathers them, and kern_cuda_chunk_seq gives the TP = 1 bits.
  * ws: kern_cuda_gemm_rowpar_ws(M, N, K, C) bytes (the partials of up to 2048 rows at a time: C times more blocks
- * than the plain GEMM, so a decode-sized GEMM fills the GPU). C = 1 is kern_cuda_gemm_bf16. */
+ * than the plain GEMM, so a decode-sized GEMM fills the GPU, and tile counters at its end), made ready once with
+ * kern_cuda_gemm_rowpar_ws_prepare(ws, ws_bytes) (zeroes the counters; every call leaves them zero). M <= 16: the
+ * last chunk block of each output tile sums the partials (one launch); larger M: partials, then chunk_seq.
+ * Calls that share a workspace must not run concurrently. C = 1 is kern_cuda_gemm_bf16. */
 size_t kern_cuda_gemm_rowpar_ws(int M, int N, int K, int C);
+void kern_cuda_gemm_rowpar_ws_prepare(float *ws, size_t ws_bytes);
 void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_bytes, const uint16_t *x, const uint16_t *w,
                                 const float *bias, int M, int N, int K, int C, cudaStream_t stream);
 /* parts (c1 - c0, M, N) = the partials of chunks c0..c1-1 (no bias), any M. */

@@ -38,6 +38,7 @@ __device__ __forceinline__ void add_residual(float *xr, const float *yr, int D) 
 __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
                    const float *__restrict__ w, int D, float eps) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     __shared__ float red[8];
     float *xr = x + (int64_t)blockIdx.x * D;
     if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D);
@@ -59,6 +60,7 @@ template <int NPT>
 __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_reg_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
                        const float *__restrict__ w, int D, float eps) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     __shared__ float red[8];
     float *xr = x + (int64_t)blockIdx.x * D;
     const float *yr = y ? y + (int64_t)blockIdx.x * D : nullptr;
@@ -109,6 +111,7 @@ static void launch_rmsnorm(float *out, __nv_bfloat16 *out_bf, float *x, const fl
 __global__ void __launch_bounds__(NORM_THREADS)
     layernorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
                      const float *__restrict__ w, const float *__restrict__ b, int D, float eps) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     __shared__ float red[8];
     float *xr = x + (int64_t)blockIdx.x * D;
     if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D);

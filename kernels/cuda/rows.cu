@@ -215,6 +215,7 @@ extern "C" void kern_cuda_gather_rows(float *dst, const float *src, const int32_
 }
 
 __global__ void cast_bf16_pad_kernel(uint16_t *out, const float *x, int K, int Kp) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     const float *xr = x + (size_t)blockIdx.x * K;
     uint16_t *o = out + (size_t)blockIdx.x * Kp;
     for (int i = threadIdx.x; i < Kp; i += blockDim.x) {
@@ -247,6 +248,7 @@ __device__ __forceinline__ float warp_sum_fixed(float v) {
 __global__ void attn_small_kernel(float *out, const float *q, const float *kc, const float *vc, const int32_t *pages,
                                   const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                                   int page_size, float scale) {
+    KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     const int gw = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
     if (gw >= M * n_heads) return;
     const int m = gw / n_heads, h = gw % n_heads, kvh = h / (n_heads / n_kv);

@@ -237,7 +237,8 @@ static void test_gemm_batch_invariance(void **state) {
 /* out = rowpar GEMM of the first M rows of dx (bf16, K columns). */
 static void rowpar_run(float *dout, const void *dx, const void *dw, const float *db, int M, int N, int K, int C) {
     size_t ws_bytes = kern_cuda_gemm_rowpar_ws(M, N, K, C);
-    float *ws = ws_bytes ? dev_poison(ws_bytes) : NULL;
+    float *ws = ws_bytes ? dev_poison(ws_bytes) : NULL; /* partials poisoned: an unwritten one fails */
+    kern_cuda_gemm_rowpar_ws_prepare(ws, ws_bytes);
     kern_cuda_gemm_bf16_rowpar(dout, ws, ws_bytes, dx, dw, db, M, N, K, C, NULL);
     kern_cuda_sync();
     kern_cuda_free(ws);
@@ -291,8 +292,12 @@ static int rowpar_case(int N, int K, int C, const int *Ms, int nM, int use_bias)
         printf("  rowpar C=%d vs the unchunked GEMM: %d of %d elements differ (expected > 0)\n", C, diff, MAXM * N);
         if (diff == 0) bad++;
     }
-    /* bitwise: every M equals the rows alone; TP groups of 2 and C ranks (chunk ranges gathered, then summed) too */
-    int bad_m = 0, bad_tp = 0;
+    /* bitwise: every M equals the rows alone, with a fresh workspace and with one workspace reused by every call
+     * (its tile counters must come back to zero); TP groups of 2 and C ranks (chunk ranges gathered, then summed) */
+    int bad_m = 0, bad_tp = 0, bad_reuse = 0;
+    const size_t shared_bytes = kern_cuda_gemm_rowpar_ws(MAXM, N, K, C);
+    float *shared_ws = shared_bytes ? dev_poison(shared_bytes) : NULL;
+    kern_cuda_gemm_rowpar_ws_prepare(shared_ws, shared_bytes);
     for (int i = 0; i < nM; i++) {
         const int M = Ms[i];
         kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
@@ -304,6 +309,18 @@ static int rowpar_case(int N, int K, int C, const int *Ms, int nM, int use_bias)
                 check_same(what, got, one, (size_t)M * N);
             }
             bad_m++;
+        }
+        for (int rep = 0; rep < 2; rep++) {
+            kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
+            kern_cuda_gemm_bf16_rowpar(dout, shared_ws, shared_bytes, dx, dw, db, M, N, K, C, NULL);
+            kern_cuda_download(got, dout, (size_t)M * N * 4);
+            if (memcmp(got, one, (size_t)M * N * 4)) {
+                if (bad_reuse < 3) {
+                    snprintf(what, sizeof what, "rowpar M=%d, reused workspace, call %d vs M=1", M, rep + 1);
+                    check_same(what, got, one, (size_t)M * N);
+                }
+                bad_reuse++;
+            }
         }
         for (int tp = 2; tp <= C; tp *= 2) {
             if (i % 7 && i != nM - 1) continue; /* every 7th M and the last */
@@ -321,9 +338,10 @@ static int rowpar_case(int N, int K, int C, const int *Ms, int nM, int use_bias)
             }
         }
     }
-    printf("  gemm rowpar invariance N=%d K=%d C=%d bias=%d: %d values of M (1..%d), %d differ from M=1; "
-           "TP splits: %d differ\n", N, K, C, use_bias, nM, MAXM, bad_m, bad_tp);
-    bad += bad_m + bad_tp;
+    printf("  gemm rowpar invariance N=%d K=%d C=%d bias=%d: %d values of M (1..%d), %d differ from M=1, %d with a "
+           "reused workspace; TP splits: %d differ\n", N, K, C, use_bias, nM, MAXM, bad_m, bad_reuse, bad_tp);
+    bad += bad_m + bad_tp + bad_reuse;
+    kern_cuda_free(shared_ws);
     kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(db), kern_cuda_free(dout), kern_cuda_free(dparts);
     free(x), free(wf), free(bias), free(xb), free(wb), free(one), free(got), free(parts), free(ref);
     return bad;

@@ -49,16 +49,28 @@ check_verify "$MODEL" stories_topp --top-p 0.9 --top-k 50
 check_verify "$DATA/models/tiny-qwen3/bf16" qwen3
 check_verify "$DATA/models/tiny-llama/bf16" llama
 check_verify "$DATA/models/tiny-gpt2/f32" gpt2
+# Two ranks: with two GPUs or more visible, one GPU each and NCCL (the messages must name it); on a one-GPU machine
+# the two ranks share it (BITROLL_SHARE_GPUS=1) and the device collectives go through MPI host buffers.
+NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+two_ranks_env() {
+    if [ "${NGPU:-0}" -ge 2 ]; then
+        unset BITROLL_SHARE_GPUS
+        BACKEND=nccl
+    else
+        export BITROLL_SHARE_GPUS=1
+        BACKEND=mpi-host-staging
+    fi
+    echo "two ranks on $NGPU GPU(s): expecting the $BACKEND backend"
+}
 # Data parallel on the GPU: generate on 2 ranks == generate on 1 rank (bitwise), and verify across rank counts
-# (generate on 2, score on 1, and the reverse). On a one-GPU machine the two ranks share it (BITROLL_SHARE_GPUS=1):
-# this checks the work distribution and the gathering in sample-id order, not the speed.
-# Rank 0 fills its device weights and broadcasts them (here through MPI host buffers), every rank's copy is
-# fingerprinted against rank 0's: the equal rollouts below also prove the copy.
-export BITROLL_SHARE_GPUS=1
+# (generate on 2, score on 1, and the reverse): the work distribution and the gathering in sample-id order.
+# Rank 0 fills its device weights and broadcasts them, every rank's copy is fingerprinted against rank 0's: the
+# equal rollouts below also prove the copy.
+two_ranks_env
 mpirun_np 2 "$BITROLL" generate --device cuda --model "$DATA/models/tiny-qwen3/bf16" --prompts "$TMP/p.jsonl" \
     --out "$TMP/dp2.h5" --n 3 --temperature 1.0 --max-new-tokens 40 --seed 5 2>"$TMP/dp2.err" \
     || { cat "$TMP/dp2.err"; fail "generate -np 2 on the GPU failed"; }
-grep "device weights broadcast from rank 0 with" "$TMP/dp2.err" || fail "-np 2: no weights broadcast reported"
+grep "device weights broadcast from rank 0 with $BACKEND" "$TMP/dp2.err" || fail "-np 2: no weights broadcast with $BACKEND reported"
 gen "$DATA/models/tiny-qwen3/bf16" "$TMP/dp1.h5"
 same_rollouts "$TMP/dp1.h5" "$TMP/dp2.h5"
 "$BITROLL" score --device cuda --model "$DATA/models/tiny-qwen3/bf16" --rollouts "$TMP/dp2.h5" --out "$TMP/dp2.s1.h5" --quiet
@@ -90,13 +102,12 @@ done
 
 # Tensor parallel on the GPU: --tp 2 gives the rollouts of --tp 1 bit for bit (tiny-qwen3 bf16: 8 chunks of 16 and
 # 48 columns; a Qwen3-0.6B-shape random model: 8 chunks of 256 and 384), and scores made with --tp 2 verify rollouts
-# made with --tp 1. On a one-GPU machine the two ranks share it (BITROLL_SHARE_GPUS=1) and the all-gathers go
-# through MPI host buffers; on two GPUs run it without BITROLL_SHARE_GPUS for NCCL.
-export BITROLL_SHARE_GPUS=1
+# made with --tp 1 (two ranks: NCCL on two GPUs, MPI host buffers on one, as above).
+two_ranks_env
 mpirun_np 2 "$BITROLL" generate --device cuda --tp 2 --model "$DATA/models/tiny-qwen3/bf16" --prompts "$TMP/p.jsonl" \
     --out "$TMP/tp2.h5" --n 3 --temperature 1.0 --max-new-tokens 40 --seed 5 2>"$TMP/tp2.err" \
     || { cat "$TMP/tp2.err"; fail "generate --tp 2 on the GPU failed"; }
-grep "tp on the GPU: row-parallel partials all-gathered with" "$TMP/tp2.err" || fail "--tp 2: no all-gather reported"
+grep "tp on the GPU: row-parallel partials all-gathered with $BACKEND" "$TMP/tp2.err" || fail "--tp 2: no all-gather with $BACKEND reported"
 same_rollouts "$TMP/dp1.h5" "$TMP/tp2.h5"
 mpirun_np 2 "$BITROLL" score --device cuda --tp 2 --model "$DATA/models/tiny-qwen3/bf16" --rollouts "$TMP/dp1.h5" \
     --out "$TMP/dp1.tp2.h5" --max-batch-tokens 37 --quiet

@@ -274,6 +274,7 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
                        const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
                        const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
+    KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
     using C = dec_cfg<HD>;
     constexpr int W = C::W, WK = W * CHUNK, NI = HD / 32, KS = C::KS, HPW = C::HPW;
     extern __shared__ __align__(16) float sm[];
@@ -444,9 +445,8 @@ static void launch_decode(float *out, uint16_t *out_bf, float *kc, float *vc, co
         CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_bytes = smem;
     }
-    attn_decode_kernel<HD><<<dim3(M, n_kv), dec_cfg<HD>::W * 32, smem, stream>>>(
-        out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
-    CUDA_CHECK_LAUNCH();
+    kern_launch_pdl(attn_decode_kernel<HD>, dim3(M, n_kv), dim3(dec_cfg<HD>::W * 32), smem, stream, out, out_bf, kc, vc,
+                    k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
 }
 
 // Which decode kernel: 0 by the call's block count, 1 the walk, 2 the parallel chunks (BITROLL_ATTN_DECODE=walk or

@@ -37,4 +37,27 @@ extern "C" void kern_cuda_fatal(const char *file, int line, const char *what, co
 #define KERN_WAIT_PREREQUISITES() ((void)0)
 #endif
 
+// BITROLL_PDL=0 turns programmatic dependent launch off (device.cu).
+extern "C" int kern_cuda_pdl(void);
+
+// Launches `kernel` as a programmatic dependent of the previous kernel on `stream` (when kern_cuda_pdl()): its
+// blocks may start before that kernel completes. The kernel MUST begin with KERN_WAIT_PREREQUISITES() before any
+// global memory access (reads and writes), or do only work that depends on nothing earlier on the stream before it
+// (gemm_small's weight prefetch). Every launch is checked.
+template <typename... KArgs, typename... Args>
+static inline void kern_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                                   Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = kern_cuda_pdl() ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
+}
+
 #endif

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cuda_runtime.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
@@ -130,4 +132,14 @@ extern "C" const char *kern_mode_name(kern_mode m) {
     case KERN_MODE_STANDARD: return "standard";
     }
     return "?";
+}
+
+// Programmatic dependent launch for the decode path's kernels (cuda_check.h): on unless BITROLL_PDL=0.
+extern "C" int kern_cuda_pdl(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("BITROLL_PDL");
+        v = !(e && strcmp(e, "0") == 0);
+    }
+    return v;
 }

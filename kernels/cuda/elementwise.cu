@@ -39,6 +39,7 @@ __global__ void rope_kernel(float *x, const int32_t *pos, const float *rope, int
 
 __global__ void swiglu_kernel(float *out, __nv_bfloat16 *out_bf, const float *gate, const float *up, int64_t n) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
+    KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
     GRID_STRIDE(i, n) {
         float g = gate[i];
         float v = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), up[i]);
@@ -100,8 +101,8 @@ extern "C" void kern_cuda_rope(float *x, const int32_t *pos, const float *rope, 
 extern "C" void kern_cuda_swiglu(float *out_f32, uint16_t *out_bf16, const float *gate, const float *up, int64_t n,
                                  cudaStream_t stream) {
     if (n <= 0) return;
-    swiglu_kernel<<<grid_for(n, 256), 256, 0, stream>>>(out_f32, (__nv_bfloat16 *)out_bf16, gate, up, n);
-    CUDA_CHECK_LAUNCH();
+    kern_launch_pdl(swiglu_kernel, dim3(grid_for(n, 256)), dim3(256), 0, stream, out_f32, (__nv_bfloat16 *)out_bf16,
+                    gate, up, n);
 }
 
 extern "C" void kern_cuda_gelu_tanh(float *x, uint16_t *out_bf16, int64_t n, cudaStream_t stream) {

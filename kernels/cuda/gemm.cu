@@ -277,6 +277,7 @@ struct kspan {
 template <int MT, int NW, int STAGES>
 __global__ void __launch_bounds__(32 * NW)
     gemm_small(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, const kspan ks) {
+    KERN_LAUNCH_DEPENDENTS(); // the next kernel (launched as a dependent) waits for this one's completion itself
     using C = small::cfg<MT, NW>;
     constexpr int BK = small::BK, LD = small::LD;
     const int kc = ks.kc, c0 = ks.c0, M_all = M;
@@ -436,22 +437,7 @@ static void launch_small_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, c
     // Programmatic dependent launch (BITROLL_PDL=0: off): the blocks may start while the previous kernel on the
     // stream finishes (it lets them, griddepcontrol.launch_dependents) and fetch their first W tiles meanwhile; they
     // wait for its completion (griddepcontrol.wait) before reading x or writing anything.
-    static int pdl = -1;
-    if (pdl < 0) {
-        const char *e = getenv("BITROLL_PDL");
-        pdl = !(e && strcmp(e, "0") == 0);
-    }
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(tiles, m_tiles, ks.nz);
-    cfg.blockDim = dim3(C::THREADS);
-    cfg.dynamicSmemBytes = SMEM;
-    cfg.stream = stream;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = pdl ? 1 : 0;
-    CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemm_small<MT, NW, ST>, g, x, M, K, ks));
+    kern_launch_pdl(gemm_small<MT, NW, ST>, dim3(tiles, m_tiles, ks.nz), dim3(C::THREADS), SMEM, stream, g, x, M, K, ks);
 }
 
 // The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (BITROLL_GEMM_SHORT=0:

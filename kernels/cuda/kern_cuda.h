@@ -59,7 +59,10 @@ const char *kern_mode_name(kern_mode m);
  * acc = 0; for k16 = 0, 16, ..., K-16 ascending: acc = mma(acc, x[m, k16:k16+16], W[n, k16:k16+16]) -- for
  * every M: M <= 64 runs the decode-shaped kernel (small tiles, deep pipeline, for HBM bandwidth), larger M
  * the 128x128x32 kernel; both issue that same sequence, so a row's bits never depend on M. No split-K.
- * Requires K % 16 == 0 and 16-byte aligned x, W. */
+ * Requires K % 16 == 0 and 16-byte aligned x, W. M <= 64 launches as a programmatic dependent of the previous kernel
+ * on the stream and reads its first W tiles before waiting for that kernel (BITROLL_PDL=0: off): W (weights) must
+ * not be written by work still in flight on the stream -- write weights, synchronize, then run GEMMs. x, out and
+ * bias follow the normal stream order. */
 void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N, int K,
                          cudaStream_t stream);
 /* n (1..3) invariant GEMMs that share x (M, K) in one launch (q/k/v, gate/up): out_i (M, Ns[i]) = x . W_i^T

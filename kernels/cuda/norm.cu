@@ -39,6 +39,7 @@ __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
                    const float *__restrict__ w, int D, float eps) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
+    KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
     __shared__ float red[8];
     float *xr = x + (int64_t)blockIdx.x * D;
     if (y) add_residual(xr, y + (int64_t)blockIdx.x * D, D);
@@ -61,6 +62,7 @@ __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_reg_kernel(float *__restrict__ out, __nv_bfloat16 *__restrict__ out_bf, float *x, const float *y,
                        const float *__restrict__ w, int D, float eps) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
+    KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
     __shared__ float red[8];
     float *xr = x + (int64_t)blockIdx.x * D;
     const float *yr = y ? y + (int64_t)blockIdx.x * D : nullptr;
@@ -101,11 +103,11 @@ __global__ void __launch_bounds__(NORM_THREADS)
 // rmsnorm_reg_kernel where the row fits (D <= 4096), else rmsnorm_kernel.
 static void launch_rmsnorm(float *out, __nv_bfloat16 *out_bf, float *x, const float *y, const float *w, int M, int D,
                            float eps, cudaStream_t stream) {
-    if (D <= 4 * NORM_THREADS) rmsnorm_reg_kernel<4><<<M, NORM_THREADS, 0, stream>>>(out, out_bf, x, y, w, D, eps);
-    else if (D <= 8 * NORM_THREADS) rmsnorm_reg_kernel<8><<<M, NORM_THREADS, 0, stream>>>(out, out_bf, x, y, w, D, eps);
-    else if (D <= 16 * NORM_THREADS) rmsnorm_reg_kernel<16><<<M, NORM_THREADS, 0, stream>>>(out, out_bf, x, y, w, D, eps);
-    else rmsnorm_kernel<<<M, NORM_THREADS, 0, stream>>>(out, out_bf, x, y, w, D, eps);
-    CUDA_CHECK_LAUNCH();
+    const dim3 g(M), b(NORM_THREADS);
+    if (D <= 4 * NORM_THREADS) kern_launch_pdl(rmsnorm_reg_kernel<4>, g, b, 0, stream, out, out_bf, x, y, w, D, eps);
+    else if (D <= 8 * NORM_THREADS) kern_launch_pdl(rmsnorm_reg_kernel<8>, g, b, 0, stream, out, out_bf, x, y, w, D, eps);
+    else if (D <= 16 * NORM_THREADS) kern_launch_pdl(rmsnorm_reg_kernel<16>, g, b, 0, stream, out, out_bf, x, y, w, D, eps);
+    else kern_launch_pdl(rmsnorm_kernel, g, b, 0, stream, out, out_bf, x, y, w, D, eps);
 }
 
 __global__ void __launch_bounds__(NORM_THREADS)
@@ -169,6 +171,8 @@ extern "C" void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32
 __global__ void __launch_bounds__(NORM_THREADS)
     qk_norm_rope_kernel(float *q_out, float *k_out, const float *q, const float *k, const float *qw, const float *kw,
                         const int32_t *pos, const float *rope, int M, int H, int KV, int hd, float eps) {
+    KERN_LAUNCH_DEPENDENTS();
+    KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
     __shared__ float red[8];
     __shared__ float v[256];
     const int b = blockIdx.x;
@@ -198,7 +202,6 @@ extern "C" void kern_cuda_qk_norm_rope(float *q_out, float *k_out, const float *
                                        int hd, float eps, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && H > 0 && KV > 0 && hd > 0 && hd <= 256 && hd % 2 == 0, "qk_norm_rope: bad shape");
     if (M == 0) return;
-    qk_norm_rope_kernel<<<M * (H + KV), NORM_THREADS, 0, stream>>>(q_out, k_out, q, k, qw, kw, pos, rope, M, H, KV, hd,
-                                                                   eps);
-    CUDA_CHECK_LAUNCH();
+    kern_launch_pdl(qk_norm_rope_kernel, dim3(M * (H + KV)), dim3(NORM_THREADS), 0, stream, q_out, k_out, q, k, qw, kw,
+                    pos, rope, M, H, KV, hd, eps);
 }

@@ -19,11 +19,17 @@ mkdir -p "$OUTD"
 for f in "$BITROLL" "$CMP"; do [ -x "$f" ] || { echo "bench_dp: $f not found (build first)" >&2; exit 2; }; done
 PROMPTS=${PROMPTS:-512} NEW=${NEW:-256} PROMPT_LEN=${PROMPT_LEN:-64} DEVICE=${DEVICE:-cuda}
 KERNELS=${KERNELS:-invariant} MAX_SEQS=${MAX_SEQS:-256} MAX_BATCH_TOKENS=${MAX_BATCH_TOKENS:-2048}
+# GPUs this process may use: CUDA_VISIBLE_DEVICES's entries when it is set, else nvidia-smi's list
+visible_gpus() {
+    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c '[^ ]' || true
+    else nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true; fi
+}
 if [ -z "${RANKS:-}" ]; then
-    NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    NGPU=$(visible_gpus)
     RANKS="1"
     [ "${NGPU:-0}" -ge 2 ] && RANKS="1 $NGPU"
 fi
+RANKS=$(echo $RANKS) # whitespace normalized
 if [ -n "${MODEL:-}" ]; then WEIGHTS=(--model "$MODEL"); VOCAB_HINT=${VOCAB:-500}; desc="model $MODEL"
 else CFG=${CFG:-configs/shapes/qwen3-0.6b.json}; WEIGHTS=(--random-weights "$CFG"); VOCAB_HINT=${VOCAB:-150000}; desc="$CFG, random weights"; fi
 export NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-0} OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

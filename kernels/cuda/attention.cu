@@ -455,8 +455,11 @@ static int g_decode_choice = -1;
 extern "C" int kern_cuda_attn_decode_choice(int which) {
     if (g_decode_choice < 0) {
         const char *e = getenv("BITROLL_ATTN_DECODE");
+        KERN_REQUIRE(!e || !*e || !strcmp(e, "walk") || !strcmp(e, "parallel"),
+                     "BITROLL_ATTN_DECODE must be walk or parallel (unset: chosen per call)");
         g_decode_choice = e && strcmp(e, "walk") == 0 ? 1 : e && strcmp(e, "parallel") == 0 ? 2 : 0;
     }
+    KERN_REQUIRE(which >= -1 && which <= 2, "kern_cuda_attn_decode_choice: -1, 0, 1 or 2");
     const int prev = g_decode_choice;
     if (which >= 0) g_decode_choice = which;
     return prev;

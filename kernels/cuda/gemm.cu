@@ -653,6 +653,8 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
     }
     if (!rowpar_in_registers(M, K, C)) {
         KERN_REQUIRE(ws && ws_bytes >= kern_cuda_gemm_rowpar_ws(M, N, K, C), "gemm rowpar: workspace too small");
+        KERN_REQUIRE(ws_bytes % 16 == 0 && (uintptr_t)ws % 16 == 0,
+                     "gemm rowpar: workspace and its size must be 16-byte aligned (the size given to _prepare)");
         // M <= 16: the partials and their sum in one launch (gemm_small's last-block sum). Measured on an H200:
         // 1x1024x2048 6.1 us instead of 8.6 (partials + chunk_seq), but 64x1024x2048 20.7 instead of 9.3 -- the last
         // block of a 64-row tile sums 8 partials of its whole tile alone.

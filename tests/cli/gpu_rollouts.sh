@@ -51,7 +51,12 @@ check_verify "$DATA/models/tiny-llama/bf16" llama
 check_verify "$DATA/models/tiny-gpt2/f32" gpt2
 # Two ranks: with two GPUs or more visible, one GPU each and NCCL (the messages must name it); on a one-GPU machine
 # the two ranks share it (BITROLL_SHARE_GPUS=1) and the device collectives go through MPI host buffers.
-NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+# GPUs this process may use: CUDA_VISIBLE_DEVICES's entries when it is set, else nvidia-smi's list
+visible_gpus() {
+    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c '[^ ]' || true
+    else nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true; fi
+}
+NGPU=$(visible_gpus)
 two_ranks_env() {
     if [ "${NGPU:-0}" -ge 2 ]; then
         unset BITROLL_SHARE_GPUS

@@ -11,6 +11,7 @@ OUT=${LOGS:-${OUT:-$ROOT/gpu-out}}
 mkdir -p "$OUT"
 B=${B:-1}
 STEPS=${STEPS:-4}
+[ "$STEPS" -ge 1 ] 2>/dev/null || { echo "STEPS must be >= 1"; exit 2; }
 CFG=${CFG:-configs/shapes/qwen3-0.6b.json}
 BUILD=${BUILD:-$ROOT/build-gpu}
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
@@ -18,9 +19,10 @@ NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -
 [ -x "$BUILD/bitroll" ] || { echo "build $BUILD/bitroll first (tests/gpu/run.sh)"; exit 1; }
 cd "$ROOT"
 "$NCU" --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
-    --launch-skip "${SKIP:-0}" --launch-count "${COUNT:-4000}" -o "$OUT/ncu_b$B" -f \
+    --launch-skip "${SKIP:-0}" --launch-count "${COUNT:-3000}" -o "$OUT/ncu_b$B" -f \
     env BITROLL_CUDA_GRAPHS=0 "$BUILD/bitroll" bench --random-weights "$CFG" --no-kernel-table --modes invariant \
-        --batches "$B" --prompt-len 64 --new-tokens 24 >"$OUT/ncu_b$B.run.log" 2>&1
+        --batches "$B" --prompt-len 64 --new-tokens 24 >"$OUT/ncu_b$B.run.log" 2>&1 \
+    || { echo "ncu failed: $OUT/ncu_b$B.run.log"; tail -5 "$OUT/ncu_b$B.run.log"; exit 1; }
 "$NCU" --import "$OUT/ncu_b$B.ncu-rep" --csv --print-units base --page raw \
     --metrics gpu__time_duration.sum >"$OUT/ncu_b$B.csv" 2>"$OUT/ncu_b$B.import.err"
 python3 - "$OUT/ncu_b$B.csv" "$STEPS" "$B" <<'PY'

@@ -44,7 +44,7 @@ for t in bitroll bitroll_cuda test_kern_cuda test_engine_kernels test_engine_log
 done
 
 stage "build done"
-[ "${BUILD_ONLY:-0}" = 1 ] && exit 0
+[ "${BUILD_ONLY:-0}" = 1 ] && exit $BUILD_RC
 (cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 900) 2>&1 | tee "$OUT/ctest_gpu.log"
 # the NCCL layer's own report (one rank per visible GPU)
 (cd "$BUILD" && ctest -R test_comm_nccl -V --timeout 600) >"$OUT/comm_nccl.log" 2>&1

@@ -11,29 +11,36 @@ OUT=${LOGS:-${OUT:-$ROOT/gpu-out}}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 SECONDS=0
-NGPU=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+# GPUs this process may use: CUDA_VISIBLE_DEVICES's entries when it is set, else nvidia-smi's list
+visible_gpus() {
+    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c '[^ ]' || true
+    else nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true; fi
+}
+NGPU=$(visible_gpus)
 echo "[run_multi ${SECONDS}s] $NGPU GPU(s) visible"
 [ "${NGPU:-0}" -ge 2 ] || echo "run_multi: fewer than 2 GPUs: the multi-GPU parts run on shared GPUs or not at all"
 BUILD_ONLY=1 LOGS="$OUT" bash "$ROOT/tests/gpu/run.sh" >"$OUT/build.out" 2>&1 || { tail -20 "$OUT/build.out"; exit 1; }
 export LD_LIBRARY_PATH=/tmp/deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 BUILD=$ROOT/build-gpu
 echo "[run_multi ${SECONDS}s] built"
-(cd "$BUILD" && ctest -L gpu --output-on-failure --timeout 900) >"$OUT/ctest_gpu.log" 2>&1
-(cd "$BUILD" && ctest -R 'test_comm_nccl$|gpu_rollouts' -V --timeout 900) >"$OUT/multi_v.log" 2>&1
+status=0
+(cd "$BUILD" && ctest -L gpu -V --output-on-failure --timeout 900) >"$OUT/ctest_gpu.log" 2>&1 || status=1
 echo "[run_multi ${SECONDS}s] gpu tests done"
-(cd "$ROOT" && LOGS="$OUT/dp" JSON="$OUT/bench_dp.json" bash bench/bench_dp.sh "$BUILD") >"$OUT/bench_dp.log" 2>&1
+(cd "$ROOT" && LOGS="$OUT/dp" JSON="$OUT/bench_dp.json" bash bench/bench_dp.sh "$BUILD") >"$OUT/bench_dp.log" 2>&1 || status=1
 echo "[run_multi ${SECONDS}s] dp bench done"
 np=$(( NGPU > 1 ? NGPU : 1 ))
 (cd "$ROOT" && mpirun --allow-run-as-root -np "$np" "$BUILD/tests/bench_bcast" --shape configs/shapes/qwen3-8b.json \
-    --json "$OUT/bench_bcast.json") >"$OUT/bench_bcast.log" 2>&1
+    --json "$OUT/bench_bcast.json") >"$OUT/bench_bcast.log" 2>&1 || status=1
 echo "[run_multi ${SECONDS}s] bcast bench done"
 echo
 echo "================ multi-GPU summary ================"
 echo "GPUs:         $NGPU ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
 echo "ctest gpu:    $(grep -E 'tests passed|tests failed' "$OUT/ctest_gpu.log" | tail -1)"
 grep -E '^\s+[0-9]+/[0-9]+ Test' "$OUT/ctest_gpu.log" | sed 's/^/              /'
-echo "backends:     $(grep -oE '(broadcast from rank 0|all-gathered) with [a-z0-9. -]+' "$OUT/multi_v.log" | sort -u | tr '\n' ';')"
+echo "backends:     $(grep -oE '(broadcast from rank 0|all-gathered) with [a-z0-9. -]+' "$OUT/ctest_gpu.log" | sort -u | tr '\n' ';')"
 echo "data parallel (bench/bench_dp.sh):"
 sed 's/^/  /' "$OUT/bench_dp.log"
 echo "weights broadcast (bench_bcast, Qwen3-8B shape):"
 tail -12 "$OUT/bench_bcast.log" | sed 's/^/  /'
+[ $status = 0 ] && echo "run_multi: every step passed" || echo "run_multi: a step FAILED (see the logs above)"
+exit $status

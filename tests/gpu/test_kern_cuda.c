@@ -559,7 +559,8 @@ static long attn_bf16_mismatch;
  * unfinished sequence (so calls mix sequences); chunk 0 = decode (one token per sequence per call, decode kernel);
  * chunk -1 = decode through kern_cuda_attn_decode_fused: no separate K/V write (the launch writes each row's K/V
  * into the cache, whose other slots hold a huge poison), f32 and bf16 outputs, the bf16 compared with the cast of
- * the f32 (attn_bf16_mismatch). out (total, n_heads, hd) in global token order. */
+ * the f32 (attn_bf16_mismatch); chunk -2 = the same with the bf16 output alone (the engine's call), the f32 from a
+ * plain decode call on the cache it wrote. out (total, n_heads, hd) in global token order. */
 static float *attn_gpu_run(const attn_case *a, int chunk) {
     const attn_cfg c = a->c;
     const size_t slot = (size_t)c.n_kv * c.hd, qrow = (size_t)c.n_heads * c.hd;
@@ -598,8 +599,15 @@ static float *attn_gpu_run(const attn_case *a, int chunk) {
         if (chunk < 0) {
             uint16_t *bb = kern_cuda_malloc(M * qrow * 2), *bc = kern_cuda_malloc(M * qrow * 2);
             kern_cuda_memset(bb, 0xff, M * qrow * 2);
-            kern_cuda_attn_decode_fused(bo, bb, dk, dv, bk, bv, bq, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd,
-                                        c.page_size, scale, NULL);
+            if (chunk == -1) {
+                kern_cuda_attn_decode_fused(bo, bb, dk, dv, bk, bv, bq, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd,
+                                            c.page_size, scale, NULL);
+            } else { /* the engine's call: bf16 output only; the f32 comes from a plain decode of the same cache */
+                kern_cuda_attn_decode_fused(NULL, bb, dk, dv, bk, bv, bq, dpages, dpt, dpos, M, c.n_heads, c.n_kv,
+                                            c.hd, c.page_size, scale, NULL);
+                kern_cuda_attn_decode(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size,
+                                      scale, NULL);
+            }
             kern_cuda_cast_bf16_pad(bc, bo, M, (int)qrow, (int)qrow, NULL);
             uint16_t *hb = malloc(M * qrow * 2), *hc = malloc(M * qrow * 2);
             assert_non_null(hb);
@@ -649,9 +657,12 @@ static float *attn_cpu_run(const attn_case *a) {
 static void test_attention(void **state) {
     (void)state;
     if (!have_gpu()) skip();
-    /* G = 2, 4, 1, 8, 2, 16, 16: the decode kernel's owner warps hold 1 or 2 heads; 513 keys = 3 windows of 8 chunks */
+    /* G = 2, 4, 1, 8, 2, 16 (hd 64, 128, 32, 256: owner warps of the decode kernel hold 2, 4, 2 and 8 heads), 1; 513
+     * keys = 3 windows of 8 chunks at hd 64; 5 sequences x 32 KV heads = more blocks than SMs: the default decode
+     * choice is then the walk */
     static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {4, 4, 32, 64}, {32, 4, 256, 16}, {4, 2, 32, 48},
-                                    {16, 1, 64, 16}, {32, 2, 128, 32}};
+                                    {16, 1, 64, 16}, {32, 2, 128, 32}, {16, 1, 32, 16}, {32, 2, 256, 16},
+                                    {32, 32, 64, 16}};
     static const int lens[] = {300, 77, 1, 513, 33};
     int bad = 0;
     attn_bf16_mismatch = 0;
@@ -678,12 +689,13 @@ static void test_attention(void **state) {
         /* the engine's decode call: K/V written by the attention launch itself, bf16 output for o_proj; by each of
          * the two decode kernels (these 5-sequence calls choose the parallel one by default) */
         static const char *const kname[3] = {"default", "walk", "parallel"};
-        for (int which = 0; which < 3; which++) {
+        for (int run = 0; run < 4; run++) {
+            const int which = run < 3 ? run : 0, bf_only = run == 3;
             const int prev = kern_cuda_attn_decode_choice(which);
-            float *fus = attn_gpu_run(&a, -1);
+            float *fus = attn_gpu_run(&a, bf_only ? -2 : -1);
             kern_cuda_attn_decode_choice(prev);
-            snprintf(what, sizeof what, "attn decode fused (%s) vs decode (H=%d KV=%d hd=%d)", kname[which],
-                     c.n_heads, c.n_kv, c.hd);
+            snprintf(what, sizeof what, "attn decode fused (%s%s) vs decode (H=%d KV=%d hd=%d)", kname[which],
+                     bf_only ? ", bf16 only" : "", c.n_heads, c.n_kv, c.hd);
             int diff = check_same(what, fus, dec, n);
             printf("  %-60s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
             bad += diff;

@@ -579,28 +579,26 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
             }
         }
         prof(e, P_QKNORM_ROPE);
-        /* K/V reach the cache before any row's attention reads it: a pure decode step (invariant and fp32 modes)
-         * writes them inside its attention launch, which in the bf16 mode also writes o_proj's bf16 input */
+        /* K/V reach the cache before any row's attention reads it. A pure decode step (invariant and fp32 modes)
+         * writes them inside its attention launch, which in the bf16 mode also writes o_proj's bf16 input. */
         const int fused = !multi && hd >= 32 && e->mode != KERN_MODE_STANDARD;
         const int att_bf = fused && writes_bf16(e, H * hd);
-        if (!fused)
-            kern_cuda_kv_write(kc, vc, k, e->v, e->d_pages, e->d_ptoff, e->d_pos, M, e->kv->page_size, KV, hd, st);
-        if (fused)
+        if (fused) {
             kern_cuda_attn_decode_fused(att_bf ? NULL : e->att, att_bf ? e->xb : NULL, kc, vc, k, e->v, q,
                                         e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd, e->kv->page_size, scale, st);
-        else if (hd < 32)
-            kern_cuda_attn_small(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd, e->kv->page_size,
-                                 scale, st);
-        else if (e->mode == KERN_MODE_STANDARD)
-            kern_cuda_attn_splitkv(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
-                                   e->kv->page_size, scale, e->splitkv_splits, multi, e->splitkv_ws,
-                                   e->splitkv_ws_bytes, st);
-        else if (multi)
-            kern_cuda_attn_prefill(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
-                                   e->kv->page_size, scale, st);
-        else
-            kern_cuda_attn_decode(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
-                                  e->kv->page_size, scale, st);
+        } else {
+            kern_cuda_kv_write(kc, vc, k, e->v, e->d_pages, e->d_ptoff, e->d_pos, M, e->kv->page_size, KV, hd, st);
+            if (hd < 32)
+                kern_cuda_attn_small(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                     e->kv->page_size, scale, st);
+            else if (e->mode == KERN_MODE_STANDARD)
+                kern_cuda_attn_splitkv(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                       e->kv->page_size, scale, e->splitkv_splits, multi, e->splitkv_ws,
+                                       e->splitkv_ws_bytes, st);
+            else /* rows of several sequences or several rows of one: the prefill launcher */
+                kern_cuda_attn_prefill(e->att, q, kc, vc, e->d_pages, e->d_ptoff, e->d_pos, M, H, KV, hd,
+                                       e->kv->page_size, scale, st);
+        }
         prof(e, P_ATTN);
         gemm_rowpar(e, e->proj, e->att, att_bf, L->wo, L->bo, M, D, H * hd, e->chunks_o);
         prof(e, P_OPROJ);

@@ -40,6 +40,7 @@
 
 #include "kernels/cpu/kern_cpu.h" // KERN_ATTN_CHUNK: one chunk size for the CPU reference and the GPU
 #include "kernels/cuda/bf16_round.cuh"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
 
@@ -58,52 +59,92 @@ __global__ void kv_write_kernel(float *kc, float *vc, const float *k_new, const 
     }
 }
 
+// The pieces of one online-softmax step, shared by the chunk walk (attn_chunk_step) and the decode kernel's
+// parallel schedule (attn_decode_kernel), so that both run the same operations in the same order by construction.
+
+// s = dot8(q, k) * scale: 8 accumulators, d ascending, no FMA (kern_cpu_dot's order). VEC: k read as float4
+// (16-byte aligned rows); the operations are the same.
+template <int HD, bool VEC>
+__device__ __forceinline__ float attn_score(const float *qs, const float *krow, float scale) {
+    float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+    for (int d = 0; d < HD; d += 4) {
+        float k4[4];
+        if (VEC) {
+            const float4 t = *(const float4 *)(krow + d);
+            k4[0] = t.x, k4[1] = t.y, k4[2] = t.z, k4[3] = t.w;
+        } else {
+#pragma unroll
+            for (int u = 0; u < 4; u++) k4[u] = krow[d + u];
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) p8[(d + u) & 7] = __fadd_rn(p8[(d + u) & 7], __fmul_rn(qs[d + u], k4[u]));
+    }
+    const float dot = __fadd_rn(__fadd_rn(__fadd_rn(p8[0], p8[1]), __fadd_rn(p8[2], p8[3])),
+                                __fadd_rn(__fadd_rn(p8[4], p8[5]), __fadd_rn(p8[6], p8[7])));
+    return __fmul_rn(dot, scale);
+}
+
+// xor butterflies over the warp (offsets 16, 8, 4, 2, 1): every lane gets the same bits.
+__device__ __forceinline__ float warp_max_xor(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ float warp_sum_xor(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// cs[i] = sum over j < len, ascending, of p_j * v_j[lane + 32 i]; p_j is lane j's p, vrow_of(j) key j's value row.
+template <int NI, typename VRow>
+__device__ __forceinline__ void attn_chunk_pv(float (&cs)[NI], float p, int len, int lane, VRow vrow_of) {
+#pragma unroll
+    for (int i = 0; i < NI; i++) cs[i] = 0.0f;
+    if (len == CHUNK) { // the common full chunk: unrolled, so the loads of later keys are issued early
+#pragma unroll 8
+        for (int j = 0; j < CHUNK; j++) {
+            const float pj = __shfl_sync(0xffffffffu, p, j);
+            const float *vj = vrow_of(j);
+#pragma unroll
+            for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
+        }
+    } else {
+        for (int j = 0; j < len; j++) {
+            const float pj = __shfl_sync(0xffffffffu, p, j);
+            const float *vj = vrow_of(j);
+#pragma unroll
+            for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
+        }
+    }
+}
+
+// l = l * alpha + psum, acc = acc * alpha + cs: one chunk folded into the running state.
+template <int NI>
+__device__ __forceinline__ void attn_fold(float &l, float (&acc)[NI], float alpha, float psum, const float *cs,
+                                          int stride) {
+    l = __fadd_rn(__fmul_rn(l, alpha), psum);
+#pragma unroll
+    for (int i = 0; i < NI; i++) acc[i] = __fadd_rn(__fmul_rn(acc[i], alpha), cs[i * stride]);
+}
+
 // One online-softmax step over one chunk for one (query row, head), by one warp (the order in the header).
 // qs: the query (HD) in shared memory; krow: this lane's key row (valid when lane < len); vrow: this lane's value
 // row; len: keys of this chunk that the row attends to (1..32).
 template <int HD>
 __device__ __forceinline__ void attn_chunk_step(const float *qs, const float *krow, const float *vrow, int len,
                                                 float scale, float &mx, float &l, float (&acc)[HD / 32], int lane) {
-    float s = -INFINITY;
-    if (lane < len) {
-        float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma unroll
-        for (int d = 0; d < HD; d++) p8[d & 7] = __fadd_rn(p8[d & 7], __fmul_rn(qs[d], krow[d]));
-        float dot = __fadd_rn(__fadd_rn(__fadd_rn(p8[0], p8[1]), __fadd_rn(p8[2], p8[3])),
-                              __fadd_rn(__fadd_rn(p8[4], p8[5]), __fadd_rn(p8[6], p8[7])));
-        s = __fmul_rn(dot, scale);
-    }
-    float cmax = s;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) cmax = fmaxf(cmax, __shfl_xor_sync(0xffffffffu, cmax, o));
+    const float s = lane < len ? attn_score<HD, false>(qs, krow, scale) : -INFINITY;
+    const float cmax = warp_max_xor(s);
     const float mnew = cmax > mx ? cmax : mx;
     const float alpha = mx == -INFINITY ? 0.0f : expf(__fsub_rn(mx, mnew));
     const float p = lane < len ? expf(__fsub_rn(s, mnew)) : 0.0f;
-    float psum = p;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) psum = __fadd_rn(psum, __shfl_xor_sync(0xffffffffu, psum, o));
+    const float psum = warp_sum_xor(p);
     float cs[HD / 32];
-#pragma unroll
-    for (int i = 0; i < HD / 32; i++) cs[i] = 0.0f;
-    if (len == CHUNK) { // the common full chunk: unrolled, so the loads of later keys are issued early
-#pragma unroll 8
-        for (int j = 0; j < CHUNK; j++) {
-            const float pj = __shfl_sync(0xffffffffu, p, j);
-            const float *vj = (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j);
-#pragma unroll
-            for (int i = 0; i < HD / 32; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
-        }
-    } else {
-        for (int j = 0; j < len; j++) {
-            const float pj = __shfl_sync(0xffffffffu, p, j);
-            const float *vj = (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j);
-#pragma unroll
-            for (int i = 0; i < HD / 32; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
-        }
-    }
-    l = __fadd_rn(__fmul_rn(l, alpha), psum);
-#pragma unroll
-    for (int i = 0; i < HD / 32; i++) acc[i] = __fadd_rn(__fmul_rn(acc[i], alpha), cs[i]);
+    attn_chunk_pv(cs, p, len, lane,
+                  [&](int j) { return (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j); });
+    attn_fold(l, acc, alpha, psum, cs, 1);
     mx = mnew;
 }
 
@@ -249,11 +290,6 @@ static void attn_dispatch(float *out, uint16_t *out_bf, const float *q, const fl
 }
 
 // ---- decode: the chunks of a window in parallel (see the header)
-__device__ __forceinline__ void cp_async16_attn(void *dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)),
-                 "l"(src));
-}
-
 // Warps per block (= chunks per window) by head dim: the window's K and V stay under ~135 KB of shared memory.
 template <int HD> struct dec_cfg {
     static constexpr int W = HD >= 256 ? 2 : HD == 128 ? 4 : 8;
@@ -316,10 +352,11 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
         for (int e = threadIdx.x; e < nk * (HD / 4); e += blockDim.x) {
             const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = k0 + j;
             const int64_t slot = (int64_t)pages[pt + t / page_size] * page_size + t % page_size;
-            cp_async16_attn(Kw + j * KS + d, kc + slot * row + kvh * HD + d);
-            cp_async16_attn(Vw + j * HD + d, vc + slot * row + kvh * HD + d);
+            cp_async16(Kw + j * KS + d, kc + slot * row + kvh * HD + d, true);
+            cp_async16(Vw + j * HD + d, vc + slot * row + kvh * HD + d, true);
         }
-        asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::);
+        cp_async_commit();
+        cp_async_wait<0>();
         __syncthreads();
         const int c = cw + warp;
         const int c0 = c * CHUNK;
@@ -328,26 +365,8 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
         // phase 1: scores and chunk max, per head (the dot of attn_chunk_step: 8 accumulators, d ascending)
         if (len > 0) {
             for (int g = 0; g < G; g++) {
-                float s = -INFINITY;
-                if (lane < len) {
-                    const float *qg = qs + g * HD;
-                    float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma unroll
-                    for (int d4 = 0; d4 < HD / 4; d4++) {
-                        const float4 k4 = *(const float4 *)(krow + 4 * d4);
-                        const int d = 4 * d4;
-                        p8[d & 7] = __fadd_rn(p8[d & 7], __fmul_rn(qg[d], k4.x));
-                        p8[(d + 1) & 7] = __fadd_rn(p8[(d + 1) & 7], __fmul_rn(qg[d + 1], k4.y));
-                        p8[(d + 2) & 7] = __fadd_rn(p8[(d + 2) & 7], __fmul_rn(qg[d + 2], k4.z));
-                        p8[(d + 3) & 7] = __fadd_rn(p8[(d + 3) & 7], __fmul_rn(qg[d + 3], k4.w));
-                    }
-                    const float dot = __fadd_rn(__fadd_rn(__fadd_rn(p8[0], p8[1]), __fadd_rn(p8[2], p8[3])),
-                                                __fadd_rn(__fadd_rn(p8[4], p8[5]), __fadd_rn(p8[6], p8[7])));
-                    s = __fmul_rn(dot, scale);
-                }
-                float cmax = s;
-#pragma unroll
-                for (int o = 16; o > 0; o >>= 1) cmax = fmaxf(cmax, __shfl_xor_sync(0xffffffffu, cmax, o));
+                const float s = lane < len ? attn_score<HD, true>(qs + g * HD, krow, scale) : -INFINITY;
+                const float cmax = warp_max_xor(s);
                 S[g * WK + warp * CHUNK + lane] = s;
                 if (lane == 0) CM[g * W + warp] = cmax;
             }
@@ -367,26 +386,9 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
                 const float alpha = mprev == -INFINITY ? 0.0f : expf(__fsub_rn(mprev, mnew));
                 const float s = S[g * WK + warp * CHUNK + lane];
                 const float p = lane < len ? expf(__fsub_rn(s, mnew)) : 0.0f;
-                float psum = p;
-#pragma unroll
-                for (int o = 16; o > 0; o >>= 1) psum = __fadd_rn(psum, __shfl_xor_sync(0xffffffffu, psum, o));
+                const float psum = warp_sum_xor(p);
                 float cs[NI];
-#pragma unroll
-                for (int i = 0; i < NI; i++) cs[i] = 0.0f;
-                if (len == CHUNK) {
-#pragma unroll 8
-                    for (int j = 0; j < CHUNK; j++) {
-                        const float pj = __shfl_sync(0xffffffffu, p, j);
-#pragma unroll
-                        for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vch[j * HD + lane + 32 * i]));
-                    }
-                } else {
-                    for (int j = 0; j < len; j++) {
-                        const float pj = __shfl_sync(0xffffffffu, p, j);
-#pragma unroll
-                        for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vch[j * HD + lane + 32 * i]));
-                    }
-                }
+                attn_chunk_pv(cs, p, len, lane, [&](int j) { return vch + j * HD; });
                 float *csd = CS + (g * W + warp) * HD;
 #pragma unroll
                 for (int i = 0; i < NI; i++) csd[lane + 32 * i] = cs[i];
@@ -405,11 +407,7 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
             if (g < G) {
                 float m = MX[g];
                 for (int w2 = 0; w2 < nw; w2++) {
-                    const float a = AL[g * W + w2];
-                    l[hh] = __fadd_rn(__fmul_rn(l[hh], a), PS[g * W + w2]);
-                    const float *csd = CS + (g * W + w2) * HD;
-#pragma unroll
-                    for (int i = 0; i < NI; i++) acc[hh][i] = __fadd_rn(__fmul_rn(acc[hh][i], a), csd[lane + 32 * i]);
+                    attn_fold(l[hh], acc[hh], AL[g * W + w2], PS[g * W + w2], CS + (g * W + w2) * HD + lane, 32);
                     const float cm = CM[g * W + w2];
                     m = cm > m ? cm : m;
                 }

@@ -1,10 +1,10 @@
 /* Benchmark of the CUDA kernels against their rooflines (the kernel part of `bitroll bench`,
- * rollout/kernel_bench.c), as a stand-alone program.
+ * bench/kernel_bench.c), as a stand-alone program.
  * Usage: bench_kernels [out.json]   (default: $OUT/bench_kernels.json when OUT is set, else no JSON). */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "rollout/kernel_bench.h"
+#include "bench/kernel_bench.h"
 
 int main(int argc, char **argv) {
     char path[1024] = "";

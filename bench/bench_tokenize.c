@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "common/br.h"
-#include "policy/tokenizer.h"
+#include "policy/tokenizer/tokenizer.h"
 
 static double now_s(void) {
     struct timespec ts;

@@ -254,3 +254,19 @@ br_status comm_tp_chunk_sum(void *ctx, const float *mine, int C, size_t n, float
     const comm_world *w = ctx;
     return chunk_sum_on(w, w->tp_comm ? *(MPI_Comm *)w->tp_comm : MPI_COMM_SELF, mine, C, n, out);
 }
+
+/* MPI_Get_version and MPI_Get_library_version may be called before MPI_Init (MPI-3), so a file written by a test or
+ * a single-process tool carries them too. */
+void comm_mpi_version(char *buf, size_t cap) {
+    int ver = 0, sub = 0, len = 0;
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING + 1];
+    if (MPI_Get_version(&ver, &sub) != MPI_SUCCESS) ver = sub = 0;
+    if (MPI_Get_library_version(lib, &len) != MPI_SUCCESS || len < 0) len = 0;
+    if (len > MPI_MAX_LIBRARY_VERSION_STRING) len = MPI_MAX_LIBRARY_VERSION_STRING;
+    lib[len] = '\0';
+    while (len > 0 && (lib[len - 1] == '\n' || lib[len - 1] == ' ' || lib[len - 1] == '\r' || lib[len - 1] == '\0'))
+        lib[--len] = '\0';
+    for (int i = 0; i < len; i++)
+        if (lib[i] == '\n') lib[i] = ' ';
+    snprintf(buf, cap, "MPI %d.%d; %s", ver, sub, len > 0 ? lib : "unknown library");
+}

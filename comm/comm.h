@@ -42,6 +42,9 @@ br_status comm_agree(const comm_world *w, br_status st);
  * parallelism); the message names the failing rank by its world rank. */
 br_status comm_tp_agree(const comm_world *w, br_status st);
 
+/* "MPI 3.1; Open MPI v4.1.4, ..." (callable before MPI_Init): recorded in every file's provenance. */
+void comm_mpi_version(char *buf, size_t cap);
+
 /* Rank 0's value reaches every rank. */
 void comm_bcast_u64(const comm_world *w, uint64_t *v);
 void comm_bcast_int(const comm_world *w, int *v);

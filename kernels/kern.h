@@ -5,6 +5,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { KERN_F32 = 0, KERN_BF16 = 1, KERN_F16 = 2 } kern_dtype;
 
 /* Weight matrix W of logical shape (N, K): element (n, k) lives at data[n*sn + k*sk] (in elements of dtype).
@@ -35,7 +39,19 @@ KERN_HOSTDEV static inline uint64_t kern_digest_term(uint32_t index, uint32_t bi
     return z;
 }
 
+/* Kernel modes (DESIGN 2), parsed once from --kernels / the API: invariant (fixed tiles, bf16 tensor cores on
+ * CUDA), fp32 (fp32 arithmetic in the CPU reference's order), standard (library heuristics, CUDA only: the fast,
+ * non-invariant baseline). */
+typedef enum { KERN_MODE_INVARIANT = 0, KERN_MODE_FP32 = 1, KERN_MODE_STANDARD = 2 } kern_mode;
+const char *kern_mode_name(kern_mode m);
+/* "invariant" | "fp32" | "standard" -> *out; returns 0, or -1 for any other string (*out untouched). */
+int kern_mode_parse(const char *s, kern_mode *out);
+
 static inline int kern_dtype_size(kern_dtype dt) { return dt == KERN_F32 ? 4 : 2; }
 const char *kern_dtype_name(kern_dtype dt);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +325,10 @@ static br_status write_int_attr(hid_t obj, const char *file, const char *objname
     return write_scalar_attr(obj, file, objname, name, H5T_STD_I32LE, H5T_NATIVE_INT, &value);
 }
 
+static br_status write_i64_attr(hid_t obj, const char *file, const char *objname, const char *name, int64_t value) {
+    return write_scalar_attr(obj, file, objname, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+
 /* Creation properties for a 1-D dataset of `count` elements of `esize` bytes: chunked when non-empty,
  * contiguous (zero bytes) when empty, since a chunk may not exceed a fixed extent of 0.
  * Object times are off so that identical runs write identical bytes. */
@@ -426,22 +429,6 @@ static void hdf5_version_string(char *buf, size_t cap) {
     snprintf(buf, cap, "%u.%u.%u", maj, min, rel);
 }
 
-/* MPI_Get_version and MPI_Get_library_version may be called before MPI_Init (MPI-3), so a file
- * written by a test or a single-process tool carries them too. */
-static void mpi_version_string(char *buf, size_t cap) {
-    int ver = 0, sub = 0, len = 0;
-    char lib[MPI_MAX_LIBRARY_VERSION_STRING + 1];
-    if (MPI_Get_version(&ver, &sub) != MPI_SUCCESS) ver = sub = 0;
-    if (MPI_Get_library_version(lib, &len) != MPI_SUCCESS || len < 0) len = 0;
-    if (len > MPI_MAX_LIBRARY_VERSION_STRING) len = MPI_MAX_LIBRARY_VERSION_STRING;
-    lib[len] = '\0';
-    while (len > 0 && (lib[len - 1] == '\n' || lib[len - 1] == ' ' || lib[len - 1] == '\r' || lib[len - 1] == '\0'))
-        lib[--len] = '\0';
-    for (int i = 0; i < len; i++)
-        if (lib[i] == '\n') lib[i] = ' ';
-    snprintf(buf, cap, "MPI %d.%d; %s", ver, sub, len > 0 ? lib : "unknown library");
-}
-
 /* A file being written. HDF5 builds the whole file in memory (core driver, no backing store) and we
  * write the image to path.tmp.<pid> ourselves, then fsync and rename. Why: when a write fails inside
  * HDF5's own file driver (disk full, EFBIG), HDF5 1.10 leaves the file id half-closed and crashes at
@@ -495,8 +482,8 @@ static br_status h5w_begin(h5w *w, const char *path, const char *format, const h
     if ((st = write_int_attr(w->file, w->path, "/", "world_size", p->world_size)) != BR_OK) goto cleanup;
     hdf5_version_string(ver, sizeof ver);
     if ((st = write_str_attr(w->file, w->path, "/", "hdf5_version", ver)) != BR_OK) goto cleanup;
-    mpi_version_string(ver, sizeof ver);
-    if ((st = write_str_attr(w->file, w->path, "/", "mpi_version", ver)) != BR_OK) goto cleanup;
+    if ((st = write_str_attr(w->file, w->path, "/", "mpi_version", p->mpi_version)) != BR_OK) goto cleanup;
+    if ((st = write_i64_attr(w->file, w->path, "/", "weight_version", p->weight_version)) != BR_OK) goto cleanup;
 cleanup:
     h5_drop(&fapl, H5Pclose);
     h5_drop(&fcpl, H5Pclose);
@@ -806,8 +793,10 @@ cleanup:
     return st;
 }
 
-/* Reads an integer root attribute. missing_msg, when given, replaces the generic "missing" message. */
-static br_status read_int_attr(hid_t obj, const char *file, const char *name, const char *missing_msg, int *out) {
+/* Reads an integer root attribute into *out (int64), range-checked against [lo, hi]. missing_msg, when given,
+ * replaces the generic "missing" message. */
+static br_status read_i64_attr(hid_t obj, const char *file, const char *name, const char *missing_msg, long long lo,
+                               long long hi, long long *out) {
     br_status st = BR_OK;
     hid_t attr = H5I_INVALID_HID, ftype = H5I_INVALID_HID, space = H5I_INVALID_HID;
     long long v = 0;
@@ -836,15 +825,22 @@ static br_status read_int_attr(hid_t obj, const char *file, const char *name, co
         st = br_fail(BR_EFORMAT, "%s: root attribute '%s': cannot read: %s", file, name, h5_detail());
         goto cleanup;
     }
-    if (v < -2147483647LL - 1 || v > 2147483647LL) {
+    if (v < lo || v > hi) {
         st = br_fail(BR_EFORMAT, "%s: root attribute '%s' = %lld is out of range", file, name, v);
         goto cleanup;
     }
-    *out = (int)v;
+    *out = v;
 cleanup:
     h5_drop(&space, H5Sclose);
     h5_drop(&ftype, H5Tclose);
     h5_drop(&attr, H5Aclose);
+    return st;
+}
+
+static br_status read_int_attr(hid_t obj, const char *file, const char *name, const char *missing_msg, int *out) {
+    long long v = 0;
+    br_status st = read_i64_attr(obj, file, name, missing_msg, -2147483647LL - 1, 2147483647LL, &v);
+    if (st == BR_OK) *out = (int)v;
     return st;
 }
 
@@ -1041,6 +1037,15 @@ static br_status h5r_open(const char *path, const char *format, hid_t *file, h5l
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if ((st = read_str_attr(*file, path, names[i], dst[i])) != BR_OK) goto cleanup;
     if ((st = read_int_attr(*file, path, "world_size", NULL, &m->world_size)) != BR_OK) goto cleanup;
+    {
+        /* weight_version: absent in files written before it existed (they are version 0) */
+        htri_t ex = H5Aexists(*file, "weight_version");
+        long long wv = 0;
+        if (ex < 0) st = br_fail(BR_EFORMAT, "%s: cannot look up root attribute 'weight_version': %s", path, h5_detail());
+        else if (ex > 0) st = read_i64_attr(*file, path, "weight_version", NULL, 0, INT64_MAX, &wv);
+        if (st != BR_OK) goto cleanup;
+        m->weight_version = wv;
+    }
 cleanup:
     h5_drop(&fapl, H5Pclose);
     if (st != BR_OK) h5_drop(file, H5Fclose);

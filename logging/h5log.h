@@ -56,7 +56,9 @@ typedef struct {
 typedef struct {
     const char *engine_version, *git_rev, *compiler, *model_dir, *model_fingerprint, *kernel_mode,
         *device_names, *config_json, *lib_versions;
+    const char *mpi_version; /* MPI standard and library (comm_mpi_version) */
     int world_size;
+    int64_t weight_version;  /* of the weights that produced the file (0: as loaded from model_dir) */
 } h5log_provenance;
 
 /* What a reader returns about a file besides its arrays. Strings are owned (free with h5log_meta_free). */
@@ -71,6 +73,7 @@ typedef struct {
     char *rollouts_fingerprint; /* scores files: fingerprint_hex of the rollouts file scored; else NULL */
     uint64_t fingerprint;       /* xxh3-64 over the contents of every /samples (or /scores) dataset */
     char fingerprint_hex[17];   /* "%016llx" of fingerprint */
+    int64_t weight_version;     /* 0 when the file predates the attribute */
 } h5log_meta;
 
 /* Writes `path` atomically: path.tmp.<pid>, root attribute complete=1 last, fsync, rename.

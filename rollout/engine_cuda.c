@@ -2,10 +2,6 @@
  * and KV pages in device memory, and the vocabulary work on the device (kern_cuda_vocab_rows), so a step copies
  * back only (token, logits[token], max, log-sum-exp, digest) per row. Rows with top-k/top-p copy their logits row
  * back and use the host sampler. Buffers are allocated once; a step allocates nothing. */
-#include "rollout/engine_cuda.h"
-
-#ifdef BR_HAVE_CUDA
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +10,10 @@
 #include "kernels/cpu/kern_cpu.h"
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/cuda/kern_cuda_engine.h"
+#include "rollout/engine.h"
+
+typedef struct rollout_cuda rollout_cuda;
+static void rollout_cuda_free(rollout_cuda *e);
 
 typedef struct {
     void *wq, *wk, *wv, *wo, *wg, *wu, *wd; /* (N, Kp) device matrices */
@@ -253,16 +253,15 @@ static int norm_in(rollout_cuda *e, float *x, const float *y, const float *w, co
     return bf;
 }
 
-br_status rollout_cuda_create(const policy_weights *w, const char *kernels, int max_tokens, int n_pages, int page_size,
-                              const policy_tp *tp, const rollout_weights_bcast *wb, rollout_cuda **out) {
+static br_status rollout_cuda_create(const policy_weights *w, const rollout_engine_opts *o, rollout_cuda **out) {
     *out = NULL;
+    const int max_tokens = o->max_tokens, n_pages = o->n_pages, page_size = o->page_size;
+    const policy_tp *tp = o->tp;
+    const rollout_weights_bcast *wb = o->wb;
+    const kern_mode mode = o->mode;
+    const char *kernels = kern_mode_name(mode);
     if (kern_cuda_device_count() == 0) return br_fail(BR_EINVAL, "--device cuda: no CUDA device is visible");
     const policy_config *c = &w->cfg;
-    kern_mode mode;
-    if (!strcmp(kernels, "invariant")) mode = KERN_MODE_INVARIANT;
-    else if (!strcmp(kernels, "fp32")) mode = KERN_MODE_FP32;
-    else if (!strcmp(kernels, "standard")) mode = KERN_MODE_STANDARD;
-    else return br_fail(BR_EINVAL, "--kernels: '%s' is not one of invariant, fp32, standard", kernels);
     const int hd = c->head_dim;
     if (hd > 32 && hd != 64 && hd != 128 && hd != 256)
         return br_fail(BR_EINVAL, "--device cuda: head_dim %d is not supported (<= 32, 64, 128 or 256)", hd);
@@ -491,7 +490,7 @@ static void prof_report(const rollout_cuda *e) {
     }
 }
 
-void rollout_cuda_free(rollout_cuda *e) {
+static void rollout_cuda_free(rollout_cuda *e) {
     if (!e) return;
     if (e->prof) prof_report(e);
     if (e->prof_ev)
@@ -527,7 +526,7 @@ void rollout_cuda_free(rollout_cuda *e) {
     free(e);
 }
 
-policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv; }
+static policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv; }
 
 /* Every launch of one step, on e->stream, from the device-side inputs (tokens, positions, page tables, gather
  * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi), so a pure decode
@@ -634,7 +633,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
     prof(e, P_VOCAB);
 }
 
-br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
+static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
     const policy_weights *w = e->w;
     const policy_config *c = &w->cfg;
     br_status rc = policy_batch_check(w, e->T, e->kv, b);
@@ -727,8 +726,28 @@ br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollou
     return BR_OK;
 }
 
-void rollout_cuda_last_logits(rollout_cuda *e, float *out, int rows) {
-    kern_cuda_download(out, e->logits, (size_t)rows * e->w->cfg.vocab * sizeof(float));
-}
+/* ---- the backend table (rollout_backend_i) */
 
-#endif /* BR_HAVE_CUDA */
+static br_status cuda_create(const policy_weights *w, const rollout_engine_opts *o, void **ctx) {
+    rollout_cuda *e = NULL;
+    br_status rc = rollout_cuda_create(w, o, &e);
+    *ctx = e;
+    return rc;
+}
+static void cuda_destroy(void *ctx) { rollout_cuda_free(ctx); }
+static policy_kvcache *cuda_kv(void *ctx) { return rollout_cuda_kv(ctx); }
+static br_status cuda_step(void *ctx, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
+    return rollout_cuda_step(ctx, b, rows, out);
+}
+static br_status cuda_last_logits(void *ctx, float *out, int rows) {
+    rollout_cuda *e = ctx;
+    if (rows > e->T) return br_fail(BR_EINVAL, "cuda engine: %d logits rows asked, the engine holds %d", rows, e->T);
+    kern_cuda_download(out, e->logits, (size_t)rows * e->w->cfg.vocab * sizeof(float));
+    return BR_OK;
+}
+static void cuda_select_device(int index) { kern_cuda_set_device(index); }
+
+const rollout_backend_i rollout_backend_cuda = {
+    "cuda", cuda_create, cuda_destroy, cuda_kv, cuda_step, cuda_last_logits, kern_cuda_device_count,
+    cuda_select_device, kern_cuda_device_name,
+};

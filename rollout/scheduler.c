@@ -169,7 +169,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
     /* the engine first: with a weights broadcast its creation is collective, so every rank must reach it whatever
      * its own jobs hold */
     const int T = o->max_batch_tokens;
-    rollout_engine_opts eo = {o->device ? o->device : "cpu", o->kernels ? o->kernels : "invariant", T, n_pages,
+    rollout_engine_opts eo = {o->device, o->mode, T, n_pages,
                               o->page_size, o->tp, o->wb};
     if (o->engine) eng = o->engine;
     else if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;

@@ -44,10 +44,10 @@ typedef struct {
     int prefill_chunk;    /* prompt tokens of one sequence per step */
     int page_size;        /* KV page size (tokens) */
     int n_pages;          /* KV pages; 0 = enough for max_seqs of the longest job */
-    const char *device;   /* engine: "cpu" (default when NULL) | "cuda" */
-    const char *kernels;  /* "invariant" (default when NULL) | "fp32" | "standard" */
+    rollout_device device; /* engine device (zero: cpu) */
+    kern_mode mode;        /* kernel mode (zero: invariant) */
     rollout_engine *engine; /* optional: run on this engine (kept; its pages and token budget must fit) instead of
-                             * creating one from device/kernels/n_pages */
+                             * creating one from device/mode/n_pages */
     const policy_tp *tp;    /* tensor parallelism for the engine it creates; NULL: none */
     const rollout_weights_bcast *wb; /* CUDA: device weights broadcast from a root rank; NULL: none */
 } rollout_sched_opts;

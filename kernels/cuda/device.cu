@@ -125,14 +125,6 @@ extern "C" void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaS
     }
 }
 
-extern "C" const char *kern_mode_name(kern_mode m) {
-    switch (m) {
-    case KERN_MODE_INVARIANT: return "invariant";
-    case KERN_MODE_FP32: return "fp32";
-    case KERN_MODE_STANDARD: return "standard";
-    }
-    return "?";
-}
 
 // Programmatic dependent launch for the decode path's kernels (cuda_check.h): on unless BITROLL_PDL=0.
 extern "C" int kern_cuda_pdl(void) {

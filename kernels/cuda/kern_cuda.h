@@ -50,9 +50,7 @@ float kern_cuda_timer_stop_ms(kern_cuda_timer *t, cudaStream_t stream);
 /* dst[i] = src[i], i < n (16-byte vector copy; measures the device's copy bandwidth). */
 void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaStream_t stream);
 
-/* ---- Kernel modes (DESIGN 2). */
-typedef enum { KERN_MODE_INVARIANT = 0, KERN_MODE_FP32 = 1, KERN_MODE_STANDARD = 2 } kern_mode;
-const char *kern_mode_name(kern_mode m);
+/* Kernel modes (kern_mode, DESIGN 2): kernels/kern.h. */
 
 /* ---- GEMM: out (M, N) f32 = x (M, K) . W (N, K)^T (+ bias (N) f32, added after the dot: one more rounding).
  * Invariant mode: x bf16, W bf16, tensor cores (mma.sync m16n8k16, fp32 accumulate). Every output element is

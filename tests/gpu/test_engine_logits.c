@@ -18,7 +18,7 @@
 
 #ifdef BR_HAVE_CUDA
 #include "kernels/cuda/kern_cuda.h"
-#include "rollout/engine_cuda.h"
+#include "rollout/engine.h"
 
 #define MODELS BR_TEST_DATA "/models"
 enum { L = 64 };
@@ -38,9 +38,12 @@ static void run(const char *family, const char *mode, double limit) {
     const int32_t *ids = ids_t->data;
     const float *want = lg_t->data;
     const int V = w->cfg.vocab;
-    rollout_cuda *e = NULL;
-    assert_int_equal(rollout_cuda_create(w, mode, L, 16, 16, NULL, NULL, &e), BR_OK);
-    policy_kvcache *kv = rollout_cuda_kv(e);
+    rollout_engine *e = NULL;
+    kern_mode km = KERN_MODE_INVARIANT;
+    assert_int_equal(kern_mode_parse(mode, &km), 0);
+    const rollout_engine_opts eo = {ROLLOUT_DEVICE_CUDA, km, L, 16, 16, NULL, NULL};
+    assert_int_equal(rollout_engine_create(w, &eo, &e), BR_OK);
+    policy_kvcache *kv = rollout_engine_kv(e);
     rollout_sampling samp = {1.0f, 1.0f, 0, 0};
     rollout_row rows[L];
     rollout_row_out out[L];
@@ -55,14 +58,14 @@ static void run(const char *family, const char *mode, double limit) {
     assert_int_equal(policy_kv_reserve(kv, &seq, L), BR_OK);
     for (int t = 0; t < L; t++) sq[t] = &seq;
     policy_batch b = {L, ids, pos, sq, NULL};
-    assert_int_equal(rollout_cuda_step(e, &b, rows, out), BR_OK);
-    rollout_cuda_last_logits(e, pre, L);
+    assert_int_equal(rollout_engine_step(e, &b, rows, out), BR_OK);
+    assert_int_equal(rollout_engine_last_logits(e, pre, L), BR_OK);
     policy_kv_release(kv, &seq);
     assert_int_equal(policy_kv_reserve(kv, &seq, L), BR_OK);
     for (int t = 0; t < L; t++) {
         policy_batch one = {1, ids + t, pos + t, sq, NULL};
-        assert_int_equal(rollout_cuda_step(e, &one, rows + t, out), BR_OK);
-        rollout_cuda_last_logits(e, dec + (size_t)t * V, 1);
+        assert_int_equal(rollout_engine_step(e, &one, rows + t, out), BR_OK);
+        assert_int_equal(rollout_engine_last_logits(e, dec + (size_t)t * V, 1), BR_OK);
     }
     assert_memory_equal(pre, dec, sizeof(float) * L * V);
     double worst = 0;
@@ -81,7 +84,7 @@ static void run(const char *family, const char *mode, double limit) {
     policy_seq_free(&seq);
     free(pre);
     free(dec);
-    rollout_cuda_free(e);
+    rollout_engine_free(e);
     policy_st_free(ref);
     policy_weights_free(w);
 }

@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
     bits ^= 1u;
     memcpy(&s.logprobs[idx], &bits, 4);
     h5log_provenance p = {m.engine_version, m.git_rev,     m.compiler,    m.model_dir,     m.model_fingerprint,
-                          m.kernel_mode,    m.device_names, m.config_json, m.lib_versions, m.world_size};
+                          m.kernel_mode,    m.device_names, m.config_json, m.lib_versions, m.mpi_version, m.world_size, m.weight_version};
     if (h5log_scores_write(argv[2], &s, &p, m.rollouts_fingerprint) != BR_OK) {
         fprintf(stderr, "scores_flip: %s\n", br_last_error());
         rc = 2;

@@ -14,9 +14,9 @@
 #include <unistd.h>
 
 #include "common/br.h"
-#include "policy/tokenizer.h"
-#include "policy/tokenizer_int.h" /* tok_nfc */
-#include "rollout/cli_tokenize.h"
+#include "policy/tokenizer/tokenizer.h"
+#include "policy/tokenizer/tokenizer_int.h" /* tok_nfc */
+#include "cli/cli_tokenize.h"
 
 #define QWEN3_DIR BR_TEST_DATA "/tokenizers/qwen3"
 #define GPT2_DIR BR_TEST_DATA "/tokenizers/gpt2"

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/tokenizer_int.h"
+#include "policy/tokenizer/tokenizer_int.h"
 
 /* Rust's char::is_whitespace (Unicode White_Space), which HF's lstrip/rstrip use. */
 static int is_white(uint32_t c) {

@@ -1,5 +1,5 @@
 /* Internals shared by the policy/tokenizer_*.c files: hash maps, the loaded pipeline, UTF-8 helpers,
- * the BPE merge engine. Not part of the public API (policy/tokenizer.h). */
+ * the BPE merge engine. Not part of the public API (policy/tokenizer/tokenizer.h). */
 #ifndef TOKENIZER_INT_H
 #define TOKENIZER_INT_H
 
@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "common/br.h"
-#include "policy/tokenizer.h"
+#include "policy/tokenizer/tokenizer.h"
 
 /* ---- growable byte buffer and id list */
 typedef struct {

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/tokenizer_int.h"
-#include "policy/tokenizer_nfc_tables.h"
+#include "policy/tokenizer/tokenizer_int.h"
+#include "policy/tokenizer/tokenizer_nfc_tables.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/tokenizer_int.h"
+#include "policy/tokenizer/tokenizer_int.h"
 
 br_status tok_buf_reserve(tok_buf *b, size_t extra) {
     if (b->len + extra <= b->cap) return BR_OK;

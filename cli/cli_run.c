@@ -20,9 +20,9 @@
 #include "kernels/cuda/kern_cuda_engine.h"
 #include "logging/h5log.h"
 #include "policy/policy.h"
-#include "policy/tokenizer.h"
-#include "rollout/cli.h"
-#include "rollout/cli_util.h"
+#include "policy/tokenizer/tokenizer.h"
+#include "cli/cli.h"
+#include "cli/cli_util.h"
 #include "rollout/requests.h"
 #include "rollout/scheduler.h"
 
@@ -287,8 +287,8 @@ static br_status run_and_gather(const comm_world *world, const policy_weights *w
         const rollout_weights_bcast wb = {world->rank == 0, wb_bcast, wb_check, wb_agree, &wbc};
         if (bcast && rc == BR_OK) so.wb = &wb;
 #endif
-        so.device = o->device;
-        so.kernels = o->kernels;
+        rollout_device_parse(o->device, &so.device);
+        kern_mode_parse(o->kernels, &so.mode);
         so.tp = &tp;
         if (rc == BR_OK) rc = rollout_run(w, &so, mine, n_mine, res, progress_cb, &pc);
         /* Fault injection for the tests: one rank fails after its work, the others must stop with its reason. */

@@ -3,8 +3,8 @@
 #include <string.h>
 
 #include "common/br.h"
-#include "rollout/cli.h"
-#include "rollout/cli_tokenize.h"
+#include "cli/cli.h"
+#include "cli/cli_tokenize.h"
 
 typedef struct {
     const char *name;

@@ -1,5 +1,5 @@
 /* Small helpers shared by the CLI verbs (see cli_util.h). */
-#include "rollout/cli_util.h"
+#include "cli/cli_util.h"
 
 #include <errno.h>
 #include <limits.h>

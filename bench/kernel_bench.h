@@ -1,4 +1,4 @@
-/* The kernel benchmark of `bitroll bench` (rollout/kernel_bench.c): copy roofline, invariant GEMM vs cuBLAS,
+/* The kernel benchmark of `bitroll bench` (bench/kernel_bench.c): copy roofline, invariant GEMM vs cuBLAS,
  * decode-shaped GEMM and paged attention GB/s. */
 #ifndef ROLLOUT_KERNEL_BENCH_H
 #define ROLLOUT_KERNEL_BENCH_H

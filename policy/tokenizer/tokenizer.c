@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "policy/tokenizer_int.h"
+#include "policy/tokenizer/tokenizer_int.h"
 
 /* GPT-2's pre-tokenization regex, which HF's ByteLevel uses when use_regex is true. */
 static const char GPT2_PATTERN[] =

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/tokenizer_int.h"
+#include "policy/tokenizer/tokenizer_int.h"
 
 /* Pre-tokens longer than this are not cached (HF uses a similar bound); they are rare and unique. */
 #define TOK_CACHE_MAX_WORD 256

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "policy/policy.h"
-#include "rollout/cli.h"
+#include "cli/cli.h"
 
 static void info_usage(FILE *f) {
     fprintf(f,

@@ -6,7 +6,7 @@
  *   - paged attention: decode GB/s of K/V traffic, prefill time.
  * Timing: cudaEvent around R back-to-back launches (inputs rotated over copies larger than L2), repeated,
  * median per launch reported, after warm-up. */
-#include "rollout/kernel_bench.h"
+#include "bench/kernel_bench.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,6 +1,6 @@
 /* `bitroll tokenize` and `bitroll detokenize`: byte-exact stdin -> ids and ids -> stdout, for checking
  * prompts against the model's tokenizer and for scripts. */
-#include "rollout/cli_tokenize.h"
+#include "cli/cli_tokenize.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "common/br.h"
-#include "policy/tokenizer.h"
+#include "policy/tokenizer/tokenizer.h"
 
 static void usage(FILE *f, const char *verb) {
     if (!strcmp(verb, "tokenize"))

@@ -8,9 +8,9 @@
 
 #include "kernels/cuda/kern_cuda.h"
 #include "policy/policy.h"
-#include "rollout/cli.h"
-#include "rollout/cli_util.h"
-#include "rollout/kernel_bench.h"
+#include "cli/cli.h"
+#include "cli/cli_util.h"
+#include "bench/kernel_bench.h"
 #include "rollout/scheduler.h"
 
 static void bench_usage(FILE *f) {
@@ -192,10 +192,14 @@ int cli_bench_main(int argc, char **argv) {
         o.max_batch_tokens = max_b > 512 ? max_b : 512;
         o.prefill_chunk = 512;
         o.page_size = 16;
-        o.device = device;
-        o.kernels = mode;
+        if (rollout_device_parse(device, &o.device) || kern_mode_parse(mode, &o.mode)) {
+            fprintf(stderr, "bitroll bench: --device %s / mode '%s': not one of cpu, cuda / invariant, fp32, standard\n",
+                    device, mode);
+            rc = BR_EINVAL;
+            continue;
+        }
         o.n_pages = (int)(((int64_t)(prompt_len + new_tokens) + 15) / 16 * max_b);
-        rollout_engine_opts eo = {device, mode, o.max_batch_tokens, o.n_pages, o.page_size, NULL, NULL};
+        rollout_engine_opts eo = {o.device, o.mode, o.max_batch_tokens, o.n_pages, o.page_size, NULL, NULL};
         rollout_engine *eng = NULL;
         if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) {
             fprintf(stderr, "bitroll bench: mode %s: %s\n", mode, br_last_error());

@@ -199,7 +199,8 @@ int cli_bench_main(int argc, char **argv) {
             continue;
         }
         o.n_pages = (int)(((int64_t)(prompt_len + new_tokens) + 15) / 16 * max_b);
-        rollout_engine_opts eo = {o.device, o.mode, o.max_batch_tokens, o.n_pages, o.page_size, NULL, NULL};
+        rollout_engine_opts eo = {o.device, o.mode, o.max_batch_tokens, o.n_pages, o.page_size, NULL, NULL,
+                                  br_tuning_default()};
         rollout_engine *eng = NULL;
         if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) {
             fprintf(stderr, "bitroll bench: mode %s: %s\n", mode, br_last_error());

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "common/br.h"
+#include "common/tuning.h"
 #include "kernels/kern.h"
 #include "policy/forward.h"
 #include "rollout/sampler.h"
@@ -49,6 +50,7 @@ typedef struct {
     int n_pages, page_size;
     const policy_tp *tp; /* tensor parallelism; NULL: none */
     const rollout_weights_bcast *wb; /* CUDA: weights broadcast from a root rank; NULL: each rank uploads its own */
+    br_tuning tuning;    /* run-time switches (common/tuning.h), read once by the caller */
 } rollout_engine_opts;
 
 /* ---- Backends (ggml's ggml_backend_i): each device is one table of functions over an opaque context. The CPU

@@ -170,7 +170,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
      * its own jobs hold */
     const int T = o->max_batch_tokens;
     rollout_engine_opts eo = {o->device, o->mode, T, n_pages,
-                              o->page_size, o->tp, o->wb};
+                              o->page_size, o->tp, o->wb, o->tuning};
     if (o->engine) eng = o->engine;
     else if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;
     for (int64_t i = 0; i < n_jobs; i++)

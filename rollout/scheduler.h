@@ -50,6 +50,7 @@ typedef struct {
                              * creating one from device/mode/n_pages */
     const policy_tp *tp;    /* tensor parallelism for the engine it creates; NULL: none */
     const rollout_weights_bcast *wb; /* CUDA: device weights broadcast from a root rank; NULL: none */
+    br_tuning tuning;       /* for the engine it creates (zeroed: set it with br_tuning_default or _from_env) */
 } rollout_sched_opts;
 
 /* Progress callback: called after each step with jobs done so far and tokens produced. */

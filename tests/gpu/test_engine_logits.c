@@ -41,7 +41,7 @@ static void run(const char *family, const char *mode, double limit) {
     rollout_engine *e = NULL;
     kern_mode km = KERN_MODE_INVARIANT;
     assert_int_equal(kern_mode_parse(mode, &km), 0);
-    const rollout_engine_opts eo = {ROLLOUT_DEVICE_CUDA, km, L, 16, 16, NULL, NULL};
+    const rollout_engine_opts eo = {ROLLOUT_DEVICE_CUDA, km, L, 16, 16, NULL, NULL, br_tuning_default()};
     assert_int_equal(rollout_engine_create(w, &eo, &e), BR_OK);
     policy_kvcache *kv = rollout_engine_kv(e);
     rollout_sampling samp = {1.0f, 1.0f, 0, 0};

@@ -57,9 +57,9 @@ static void test_schedules_agree(void **state) {
     rollout_job jobs[NJ];
     make_jobs(jobs);
     rollout_result a[NJ], b[NJ], s[NJ];
-    rollout_sched_opts big = {256, 64, 64, 16, 0, 0, 0, NULL, NULL, NULL};
-    rollout_sched_opts tiny = {1, 1, 1, 5, 0, 0, 0, NULL, NULL, NULL};
-    rollout_sched_opts odd = {7, 3, 2, 3, 0, 0, 0, NULL, NULL, NULL};
+    rollout_sched_opts big = {256, 64, 64, 16, 0, 0, 0, NULL, NULL, NULL, {0}};
+    rollout_sched_opts tiny = {1, 1, 1, 5, 0, 0, 0, NULL, NULL, NULL, {0}};
+    rollout_sched_opts odd = {7, 3, 2, 3, 0, 0, 0, NULL, NULL, NULL, {0}};
     assert_int_equal(rollout_run(w, &big, jobs, NJ, a, NULL, NULL), BR_OK);
     assert_int_equal(rollout_run(w, &tiny, jobs, NJ, b, NULL, NULL), BR_OK);
     expect_same(a, b);
@@ -99,12 +99,12 @@ static void test_shared_engine_and_errors(void **state) {
     policy_weights *w = NULL;
     assert_int_equal(policy_weights_load(STORIES, &w), BR_OK);
     rollout_engine *e = NULL;
-    rollout_engine_opts eo = {ROLLOUT_DEVICE_CPU, KERN_MODE_INVARIANT, 32, 20, 8, NULL, NULL};
+    rollout_engine_opts eo = {ROLLOUT_DEVICE_CPU, KERN_MODE_INVARIANT, 32, 20, 8, NULL, NULL, br_tuning_default()};
     assert_int_equal(rollout_engine_create(w, &eo, &e), BR_OK);
     rollout_job jobs[NJ];
     make_jobs(jobs);
     rollout_result r[NJ];
-    rollout_sched_opts o = {32, 4, 16, 8, 0, 0, 0, e, NULL, NULL};
+    rollout_sched_opts o = {32, 4, 16, 8, 0, 0, 0, e, NULL, NULL, {0}};
     assert_int_equal(rollout_run(w, &o, jobs, NJ, r, NULL, NULL), BR_OK);
     free_all(r);
     assert_int_equal(rollout_engine_kv(e)->n_free, 20); /* every page came back */
@@ -116,7 +116,7 @@ static void test_shared_engine_and_errors(void **state) {
     jobs[3].max_new = 20;
     /* prompt + max_new beyond the context */
     jobs[5].max_new = 600;
-    rollout_sched_opts o2 = {32, 4, 16, 8, 0, 0, 0, NULL, NULL, NULL};
+    rollout_sched_opts o2 = {32, 4, 16, 8, 0, 0, 0, NULL, NULL, NULL, {0}};
     assert_int_equal(rollout_run(w, &o2, jobs, NJ, r, NULL, NULL), BR_EINVAL);
     assert_non_null(strstr(br_last_error(), "context"));
     jobs[5].max_new = 20;
@@ -126,7 +126,7 @@ static void test_shared_engine_and_errors(void **state) {
     assert_non_null(strstr(br_last_error(), "sample 7"));
     jobs[7].sampling.top_p = 1.0f;
     /* an engine whose budget is smaller than asked */
-    rollout_sched_opts o3 = {64, 4, 16, 8, 0, 0, 0, e, NULL, NULL};
+    rollout_sched_opts o3 = {64, 4, 16, 8, 0, 0, 0, e, NULL, NULL, {0}};
     assert_int_equal(rollout_run(w, &o3, jobs, NJ, r, NULL, NULL), BR_EINVAL);
     assert_int_equal(rollout_engine_kv(e)->n_free, 20);
     rollout_engine_free(e);

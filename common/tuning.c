@@ -1,0 +1,61 @@
+/* BITROLL_* switches, read once (common/tuning.h). */
+#include "common/tuning.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+br_tuning br_tuning_default(void) {
+    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1};
+    return t;
+}
+
+/* A 0/1 switch: unset or empty keeps *v. */
+static br_status flag(const char *name, int *v) {
+    const char *e = getenv(name);
+    if (!e || !*e) return BR_OK;
+    if (!strcmp(e, "0")) *v = 0;
+    else if (!strcmp(e, "1")) *v = 1;
+    else return br_fail(BR_EINVAL, "environment: %s='%s' must be 0 or 1", name, e);
+    return BR_OK;
+}
+
+br_status br_tuning_from_env(br_tuning *out) {
+    br_tuning t = br_tuning_default();
+    br_status rc = BR_OK;
+    if ((rc = flag("BITROLL_CUDA_GRAPHS", &t.cuda_graphs)) != BR_OK) return rc;
+    if ((rc = flag("BITROLL_CUDA_PROFILE", &t.cuda_profile)) != BR_OK) return rc;
+    if ((rc = flag("BITROLL_PDL", &t.pdl)) != BR_OK) return rc;
+    if ((rc = flag("BITROLL_GEMM_SHORT", &t.gemm_short)) != BR_OK) return rc;
+    if ((rc = flag("BITROLL_GEMM_ROWPAR_FUSED", &t.gemm_rowpar_fused)) != BR_OK) return rc;
+    if ((rc = flag("BITROLL_SHARE_GPUS", &t.share_gpus)) != BR_OK) return rc;
+    if ((rc = flag("BITROLL_NCCL", &t.nccl)) != BR_OK) return rc;
+    if ((rc = flag("BITROLL_WEIGHTS_BCAST", &t.weights_bcast)) != BR_OK) return rc;
+    const char *a = getenv("BITROLL_ATTN_DECODE");
+    if (a && *a) {
+        if (!strcmp(a, "walk")) t.attn_decode = BR_ATTN_DECODE_WALK;
+        else if (!strcmp(a, "parallel")) t.attn_decode = BR_ATTN_DECODE_PARALLEL;
+        else return br_fail(BR_EINVAL, "environment: BITROLL_ATTN_DECODE='%s' must be walk or parallel (unset: chosen "
+                                       "per call)", a);
+    }
+    const char *r = getenv("BITROLL_INJECT_FAILURE_RANK");
+    if (r && *r) {
+        char *end = NULL;
+        long v = strtol(r, &end, 10);
+        if (*end || v < 0 || v > 1 << 20)
+            return br_fail(BR_EINVAL, "environment: BITROLL_INJECT_FAILURE_RANK='%s' must be a rank number", r);
+        t.inject_failure_rank = (int)v;
+    }
+    *out = t;
+    return BR_OK;
+}
+
+void br_tuning_json(const br_tuning *t, char *buf, size_t cap) {
+    static const char *attn[] = {"auto", "walk", "parallel"};
+    snprintf(buf, cap,
+             "{\"cuda_graphs\":%d,\"cuda_profile\":%d,\"pdl\":%d,\"gemm_short\":%d,\"gemm_rowpar_fused\":%d,"
+             "\"attn_decode\":\"%s\",\"share_gpus\":%d,\"nccl\":%d,\"weights_bcast\":%d,\"inject_failure_rank\":%d}",
+             t->cuda_graphs, t->cuda_profile, t->pdl, t->gemm_short, t->gemm_rowpar_fused,
+             attn[t->attn_decode >= 0 && t->attn_decode <= 2 ? t->attn_decode : 0], t->share_gpus, t->nccl,
+             t->weights_bcast, t->inject_failure_rank);
+}

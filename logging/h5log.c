@@ -255,6 +255,7 @@ br_status h5log_rollouts_fingerprint(const h5log_rollouts *r, uint64_t *out) {
     if (st == BR_OK) st = fp_array(&f, "seed", r->seed, n, 8);
     if (st == BR_OK && r->prompt_text) st = fp_text(&f, "prompt_text", r->prompt_text, n);
     if (st == BR_OK && r->completion_text) st = fp_text(&f, "completion_text", r->completion_text, n);
+    if (st == BR_OK && r->full_text) st = fp_text(&f, "full_text", r->full_text, n);
     if (st == BR_OK) *out = XXH3_64bits_digest(f.xs);
     fp_end(&f);
     return st;
@@ -620,9 +621,9 @@ static br_status check_rollouts(const char *path, const h5log_rollouts *r) {
     if (i >= 0)
         return br_fail(BR_EINVAL, "%s: cannot write: finish_reason[%lld] = %d is not one of %s", path, (long long)i,
                        (int)r->finish_reason[i], H5LOG_FINISH_ENUM);
-    char **texts[] = {r->prompt_text, r->completion_text};
-    const char *tnames[] = {"prompt_text", "completion_text"};
-    for (int t = 0; t < 2; t++)
+    char **texts[] = {r->prompt_text, r->completion_text, r->full_text};
+    const char *tnames[] = {"prompt_text", "completion_text", "full_text"};
+    for (int t = 0; t < 3; t++)
         for (int64_t j = 0; texts[t] && j < n; j++)
             if (!texts[t][j]) return br_fail(BR_EINVAL, "%s: cannot write: %s[%lld] is NULL", path, tnames[t], (long long)j);
     return BR_OK;
@@ -644,6 +645,7 @@ br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const 
     size_t hint = (size_t)n * 57 + (size_t)P * 4 + (size_t)T * 16;
     for (hsize_t i = 0; r->prompt_text && i < n; i++) hint += strlen(r->prompt_text[i]) + 16;
     for (hsize_t i = 0; r->completion_text && i < n; i++) hint += strlen(r->completion_text[i]) + 16;
+    for (hsize_t i = 0; r->full_text && i < n; i++) hint += strlen(r->full_text[i]) + 16;
     if ((st = h5w_begin(&w, path, H5LOG_ROLLOUTS_FORMAT, p, hint)) != BR_OK) goto cleanup;
     g = h5w_group(&w, "samples", &st);
     if (g < 0) goto cleanup;
@@ -665,6 +667,7 @@ br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const 
     if ((st = write_array(g, f, G, "seed", K_U64, r->seed, n, NULL, NULL)) != BR_OK) goto cleanup;
     if (r->prompt_text && (st = write_text(g, f, G, "prompt_text", r->prompt_text, n)) != BR_OK) goto cleanup;
     if (r->completion_text && (st = write_text(g, f, G, "completion_text", r->completion_text, n)) != BR_OK) goto cleanup;
+    if (r->full_text && (st = write_text(g, f, G, "full_text", r->full_text, n)) != BR_OK) goto cleanup;
     if ((st = h5_close(&g, H5Gclose, f, "group /samples")) != BR_OK) goto cleanup;
     st = h5w_commit(&w);
 cleanup:
@@ -1129,6 +1132,7 @@ br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta 
     if (st != BR_OK) goto cleanup;
     if ((st = read_text(g, path, G, "prompt_text", n, &r.prompt_text)) != BR_OK) goto cleanup;
     if ((st = read_text(g, path, G, "completion_text", n, &r.completion_text)) != BR_OK) goto cleanup;
+    if ((st = read_text(g, path, G, "full_text", n, &r.full_text)) != BR_OK) goto cleanup;
     if ((st = h5_close(&g, H5Gclose, path, "group /samples")) != BR_OK) goto cleanup;
     if ((st = h5_close(&file, H5Fclose, path, "the file")) != BR_OK) goto cleanup;
     uint64_t fp = 0;
@@ -1227,6 +1231,7 @@ void h5log_rollouts_free(h5log_rollouts *r) {
     free(r->seed);
     free_strings(r->prompt_text, r->n);
     free_strings(r->completion_text, r->n);
+    free_strings(r->full_text, r->n);
     memset(r, 0, sizeof *r);
 }
 

@@ -32,7 +32,7 @@ typedef struct {
     int64_t *completion_offsets; /* (n+1) CSR into completion_tokens/logprobs/logits_digest */
     int32_t *completion_tokens;  /* (T) */
     float *logprobs;             /* (T) log-softmax(logits / temperature) at the sampled token */
-    uint64_t *logits_digest;     /* (T) xxh3-64, seed 0, of the fp32 logits row's bytes */
+    uint64_t *logits_digest;     /* (T) sum of fmix64 terms over the fp32 logits row (docs/FORMAT.md) */
     int8_t *finish_reason;       /* (n) H5LOG_FINISH_* */
     float *temperature;          /* (n) */
     float *top_p;                /* (n) */
@@ -40,6 +40,9 @@ typedef struct {
     uint64_t *seed;              /* (n) */
     char **prompt_text;          /* (n) UTF-8, NULL when no tokenizer was loaded */
     char **completion_text;      /* (n) UTF-8, NULL when no tokenizer was loaded */
+    char **full_text;            /* (n) UTF-8, prompt + completion ids decoded at once (not always equal to
+                                  * prompt_text + completion_text: SentencePiece drops a leading space at the
+                                  * join); NULL when no tokenizer was loaded or the file predates it */
 } h5log_rollouts;
 
 /* One scores set (bitroll score): rows sorted by strictly increasing sample_id, aligned with the

@@ -178,6 +178,8 @@ static void assert_rollouts_equal(const h5log_rollouts *a, const h5log_rollouts 
     assert_int_equal(a->completion_text == NULL, b->completion_text == NULL);
     for (int64_t i = 0; a->prompt_text && i < n; i++) assert_string_equal(a->prompt_text[i], b->prompt_text[i]);
     for (int64_t i = 0; a->completion_text && i < n; i++) assert_string_equal(a->completion_text[i], b->completion_text[i]);
+    assert_int_equal(a->full_text == NULL, b->full_text == NULL);
+    for (int64_t i = 0; a->full_text && i < n; i++) assert_string_equal(a->full_text[i], b->full_text[i]);
 }
 
 static void write_ok(const char *path, const h5log_rollouts *r) {
@@ -675,6 +677,95 @@ static void test_fingerprint_one_bit(void **state) {
     h5log_rollouts_free(&r);
 }
 
+/* full_text: written and read like prompt_text/completion_text, optional (absent when NULL), and part of the
+ * fingerprint only when present, so files without it keep their fingerprints. */
+static void test_full_text(void **state) {
+    (void)state;
+    char p[320], q[320], want[160];
+    tpath(p, sizeof p, "full.h5");
+    tpath(q, sizeof q, "nofull.h5");
+    /* what a SentencePiece tokenizer gives: the completion decoded alone loses its leading space */
+    static const char *prompts[] = {"Once upon a time", "", "caf\xc3\xa9"};
+    static const char *completions[] = {"there was a cat.", "Hi", "\xf0\x9f\x91\x8d"};
+    static const char *fulls[] = {"Once upon a time there was a cat.", "Hi", "caf\xc3\xa9 \xf0\x9f\x91\x8d"};
+    h5log_rollouts r, back;
+    h5log_meta m;
+    make_rollouts(&r, 3, 31);
+    r.prompt_text = xmalloc(3 * sizeof(char *));
+    r.completion_text = xmalloc(3 * sizeof(char *));
+    for (int i = 0; i < 3; i++) {
+        r.prompt_text[i] = strdup(prompts[i]);
+        r.completion_text[i] = strdup(completions[i]);
+    }
+
+    /* absent when NULL: the file has no /samples/full_text, and it reads back NULL */
+    write_ok(q, &r);
+    hid_t f = H5Fopen(q, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_int_equal(H5Lexists(f, "/samples/full_text", H5P_DEFAULT), 0);
+    assert_true(H5Lexists(f, "/samples/completion_text", H5P_DEFAULT) > 0);
+    assert_true(H5Fclose(f) >= 0);
+    assert_int_equal(h5log_rollouts_read(q, &back, &m), BR_OK);
+    assert_null(back.full_text);
+    assert_rollouts_equal(&r, &back);
+    uint64_t fp_without = m.fingerprint;
+    h5log_rollouts_free(&back);
+    h5log_meta_free(&m);
+
+    /* round trip, bytes exact, UTF-8 included */
+    r.full_text = xmalloc(3 * sizeof(char *));
+    for (int i = 0; i < 3; i++) r.full_text[i] = strdup(fulls[i]);
+    write_ok(p, &r);
+    br_status st = h5log_rollouts_read(p, &back, &m);
+    if (st != BR_OK) fail_msg("%s", br_last_error());
+    assert_non_null(back.full_text);
+    for (int i = 0; i < 3; i++) assert_memory_equal(back.full_text[i], fulls[i], strlen(fulls[i]) + 1);
+    assert_rollouts_equal(&r, &back); /* every other dataset as without full_text */
+    assert_true(m.fingerprint != fp_without);
+    uint64_t fp = 0;
+    assert_int_equal(h5log_rollouts_fingerprint(&r, &fp), BR_OK);
+    assert_true(fp == m.fingerprint);
+    h5log_rollouts_free(&back);
+    h5log_meta_free(&m);
+
+    /* a NULL string is an error naming it */
+    char *keep = r.full_text[1];
+    r.full_text[1] = NULL;
+    assert_fails_with(h5log_rollouts_write(p, &r, &g_prov), "full_text[1]", p);
+    r.full_text[1] = keep;
+
+    /* a full_text of the wrong length or type is rejected by name */
+    write_ok(p, &r);
+    hid_t str = H5Tcopy(H5T_C_S1);
+    assert_true(str >= 0 && H5Tset_size(str, H5T_VARIABLE) >= 0 && H5Tset_cset(str, H5T_CSET_UTF8) >= 0);
+    replace_dataset(p, "/samples/full_text", str, 2);
+    assert_true(H5Tclose(str) >= 0);
+    snprintf(want, sizeof want, "dataset /samples/full_text: expected 3 elements, found 2");
+    assert_fails_with(h5log_rollouts_read(p, &back, NULL), want, p);
+    write_ok(p, &r);
+    replace_dataset(p, "/samples/full_text", H5T_STD_I32LE, 3);
+    assert_fails_with(h5log_rollouts_read(p, &back, NULL), "dataset /samples/full_text: expected variable-length strings",
+                      NULL);
+    assert_null(back.sample_id);
+    h5log_rollouts_free(&r);
+
+    /* a file written before full_text existed (the golden files, commit 081e456) still reads, with the
+     * fingerprint its scores file recorded */
+    h5log_scores sc;
+    h5log_meta sm;
+    st = h5log_rollouts_read(BR_TEST_DATA "/golden/stories-t0.rollouts.h5", &back, &m);
+    if (st != BR_OK) fail_msg("%s", br_last_error());
+    assert_null(back.full_text);
+    assert_non_null(back.completion_text);
+    st = h5log_scores_read(BR_TEST_DATA "/golden/stories-t0.scores.h5", &sc, &sm);
+    if (st != BR_OK) fail_msg("%s", br_last_error());
+    assert_string_equal(m.fingerprint_hex, sm.rollouts_fingerprint);
+    h5log_scores_free(&sc);
+    h5log_meta_free(&sm);
+    h5log_rollouts_free(&back);
+    h5log_meta_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
@@ -686,6 +777,7 @@ int main(void) {
         cmocka_unit_test(test_foreign_files_rejected),
         cmocka_unit_test(test_scores_roundtrip),
         cmocka_unit_test(test_fingerprint_one_bit),
+        cmocka_unit_test(test_full_text),
     };
     /* The tests damage files with HDF5 directly and expect its calls to fail quietly too. */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

@@ -73,6 +73,11 @@ const st_tensor *policy_st_at(const policy_st *st, int i); /* sorted by name */
 const char *st_dtype_name(st_dtype dt);
 /* The file that was opened: the .safetensors file or the index (a directory resolved to one of them). */
 const char *policy_st_path(const policy_st *st);
+/* A copy of src that owns its tensors' bytes in memory: tensor i's bytes come from replace[i] when replace and
+ * replace[i] are non-NULL (nbytes of them), else from src. Names, dtypes and shapes as in src. */
+br_status policy_st_copy(const policy_st *src, const void *const *replace, policy_st **out);
+/* The index of t (a pointer returned by policy_st_find / policy_st_at of st) in name order; -1 if not st's. */
+int policy_st_index(const policy_st *st, const st_tensor *t);
 
 /* ---- weights, bound to the config. Matrices are kern_wt views (shape (N, K) = (out, in)).
  * Small vectors (norm weights, biases) are converted to owned fp32 arrays. NULL = absent. */
@@ -103,7 +108,9 @@ typedef struct {
     uint64_t fingerprint;     /* hash of config.json bytes and every tensor (name, dtype, shape, bytes) in name order */
     char fingerprint_hex[17];
     char *dir;
-    policy_st *st;            /* owns the mappings */
+    char *cfg_text;           /* config.json bytes (hashed into the fingerprint; kept for policy_weights_update) */
+    size_t cfg_len;
+    policy_st *st;            /* owns the mappings (or, after policy_weights_update, the tensor bytes) */
     int random;               /* 1: a random-weights model: matrices have data == NULL and are generated on the
                                * device from (random_seed, rand_id, element) (policy_weights_random) */
     uint64_t random_seed;
@@ -113,6 +120,21 @@ typedef struct {
  * with the right shape and a weight dtype (F32/BF16/F16). Errors name the file and tensor. */
 br_status policy_weights_load(const char *dir, policy_weights **out);
 void policy_weights_free(policy_weights *w);
+
+/* New weights = base with some tensors replaced, as if the replaced tensors had been saved into base's checkpoint
+ * (same config.json, same tensor names, each tensor in base's dtype of that tensor) and that checkpoint loaded: the
+ * same binding, n_params and fingerprint. Each update's data holds the tensor's numel elements of `dtype` (F32 or
+ * BF16), C order, converted with round-to-nearest-even where base's dtype is narrower. Every tensor's bytes are
+ * copied (the result owns them; base is untouched and may be freed). Errors: BR_EINVAL naming an unknown tensor, a
+ * wrong shape or dtype, a duplicate name, a random-weights base; BR_ENOMEM. */
+typedef struct {
+    const char *name;     /* Hugging Face name, as in the safetensors header */
+    st_dtype dtype;       /* ST_F32 or ST_BF16 */
+    const int64_t *shape; /* (ndim): must equal the checkpoint tensor's */
+    int ndim;
+    const void *data;
+} policy_tensor_update;
+br_status policy_weights_update(const policy_weights *base, const policy_tensor_update *u, int n, policy_weights **out);
 
 /* A model of the shape in CONFIG (a config.json) with weights from a counter-based generator: matrix element
  * (n, k) of tensor id t is U(-1, 1) / sqrt(K) from Philox(seed, t, n*K + k) (the embedding: 4 times that); norm

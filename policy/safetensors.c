@@ -30,6 +30,7 @@ struct policy_st {
     int n_files, cap_files;
     st_tensor *t;   /* (n) sorted by name once opened */
     int n, cap;
+    uint8_t *owned; /* policy_st_copy: one allocation holding every tensor's bytes (no files mapped) */
 };
 
 /* Every dtype of the safetensors format. Ones the engine has no enum for load as ST_OTHER (their sizes are
@@ -89,7 +90,47 @@ void policy_st_free(policy_st *st) {
     free(st->t);
     free(st->files);
     free(st->path);
+    free(st->owned);
     free(st);
+}
+
+static char *st_strdup(const char *s);
+
+br_status policy_st_copy(const policy_st *src, const void *const *replace, policy_st **out) {
+    *out = NULL;
+    size_t total = 0;
+    for (int i = 0; i < src->n; i++) total += (src->t[i].nbytes + 63) & ~(size_t)63; /* 64-byte aligned tensors */
+    policy_st *st = calloc(1, sizeof *st);
+    if (!st) return br_fail(BR_ENOMEM, "%s: out of memory copying the tensor table", src->path);
+    st->path = st_strdup(src->path);
+    st->t = calloc((size_t)src->n + 1, sizeof *st->t);
+    st->owned = malloc(total + 64);
+    if (!st->path || !st->t || !st->owned) {
+        policy_st_free(st);
+        return br_fail(BR_ENOMEM, "%s: cannot allocate %zu bytes for a copy of the weights", src->path, total);
+    }
+    size_t off = 0;
+    for (int i = 0; i < src->n; i++) {
+        st_tensor *t = &st->t[i];
+        *t = src->t[i];
+        t->name = st_strdup(src->t[i].name);
+        if (!t->name) {
+            policy_st_free(st);
+            return br_fail(BR_ENOMEM, "%s: out of memory copying the tensor table", src->path);
+        }
+        st->n = i + 1;
+        memcpy(st->owned + off, replace && replace[i] ? replace[i] : src->t[i].data, t->nbytes);
+        t->data = st->owned + off;
+        t->file = st->path;
+        off += (t->nbytes + 63) & ~(size_t)63;
+    }
+    st->cap = st->n;
+    *out = st;
+    return BR_OK;
+}
+
+int policy_st_index(const policy_st *st, const st_tensor *t) {
+    return st && t >= st->t && t < st->t + st->n ? (int)(t - st->t) : -1;
 }
 
 static char *st_strdup(const char *s) {

@@ -216,8 +216,23 @@ void policy_weights_free(policy_weights *w) {
     free(w->final_norm_w);
     free(w->final_norm_b);
     free(w->dir);
+    free(w->cfg_text);
     policy_st_free(w->st);
     free(w);
+}
+
+/* Binds w->st to w (config already parsed into w->cfg, w->cfg_text set) and computes the fingerprint. */
+static br_status weights_bind(policy_weights *w) {
+    w->layers = calloc((size_t)w->cfg.n_layers, sizeof *w->layers);
+    if (!w->layers) return br_fail(BR_ENOMEM, "%s: cannot allocate %d layers", w->dir, w->cfg.n_layers);
+    bind_ctx c = {.st = w->st, .n_params = 0};
+    br_status s = w->cfg.arch == POLICY_ARCH_GPT2 ? bind_gpt2(&c, w) : bind_llama(&c, w);
+    if (s != BR_OK) return s;
+    w->n_params = c.n_params;
+    w->dtype = w->embed.dtype;
+    if ((s = weights_fingerprint(w->cfg_text, w->cfg_len, w->st, &w->fingerprint)) != BR_OK) return s;
+    snprintf(w->fingerprint_hex, sizeof w->fingerprint_hex, "%016" PRIx64, w->fingerprint);
+    return BR_OK;
 }
 
 br_status policy_weights_load(const char *dir, policy_weights **out) {
@@ -239,19 +254,11 @@ br_status policy_weights_load(const char *dir, policy_weights **out) {
     memcpy(cfg_path + dl, "/config.json", sizeof "/config.json");
     if ((s = br_read_file(cfg_path, &cfg_text, &cfg_len)) != BR_OK) goto cleanup;
     if ((s = policy_config_parse(cfg_path, cfg_text, cfg_len, &w->cfg)) != BR_OK) goto cleanup;
+    w->cfg_text = cfg_text;
+    w->cfg_len = cfg_len;
+    cfg_text = NULL;
     if ((s = policy_st_open(dir, &w->st)) != BR_OK) goto cleanup;
-    w->layers = calloc((size_t)w->cfg.n_layers, sizeof *w->layers);
-    if (!w->layers) {
-        s = br_fail(BR_ENOMEM, "%s: cannot allocate %d layers", dir, w->cfg.n_layers);
-        goto cleanup;
-    }
-    bind_ctx c = {.st = w->st, .n_params = 0};
-    s = w->cfg.arch == POLICY_ARCH_GPT2 ? bind_gpt2(&c, w) : bind_llama(&c, w);
-    if (s != BR_OK) goto cleanup;
-    w->n_params = c.n_params;
-    w->dtype = w->embed.dtype;
-    if ((s = weights_fingerprint(cfg_text, cfg_len, w->st, &w->fingerprint)) != BR_OK) goto cleanup;
-    snprintf(w->fingerprint_hex, sizeof w->fingerprint_hex, "%016" PRIx64, w->fingerprint);
+    if ((s = weights_bind(w)) != BR_OK) goto cleanup;
     *out = w;
     w = NULL;
 cleanup:
@@ -259,6 +266,106 @@ cleanup:
     policy_weights_free(w);
     free(cfg_path);
     free(cfg_text);
+    return s;
+}
+
+/* ---- weight updates (a trainer's new tensors) */
+
+/* Converts n elements of src (F32 or BF16) into dst of dtype dt (F32, BF16 or F16), rounding to nearest even:
+ * what torch's .to(dtype) does before save_pretrained writes the bytes. */
+static void convert(void *dst, st_dtype dt, const void *src, st_dtype sdt, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float f;
+        if (sdt == ST_F32) {
+            memcpy(&f, (const uint8_t *)src + 4 * i, 4);
+        } else {
+            uint16_t h;
+            memcpy(&h, (const uint8_t *)src + 2 * i, 2);
+            if (dt == ST_BF16) { /* bf16 -> bf16: the bytes as they are (NaN payloads included) */
+                memcpy((uint8_t *)dst + 2 * i, &h, 2);
+                continue;
+            }
+            f = br_bf16_to_f32(h);
+        }
+        if (dt == ST_F32) {
+            memcpy((uint8_t *)dst + 4 * i, &f, 4);
+        } else {
+            uint16_t h = dt == ST_BF16 ? br_f32_to_bf16(f) : br_f32_to_f16(f);
+            memcpy((uint8_t *)dst + 2 * i, &h, 2);
+        }
+    }
+}
+
+br_status policy_weights_update(const policy_weights *base, const policy_tensor_update *u, int n, policy_weights **out) {
+    br_status s = BR_OK;
+    *out = NULL;
+    if (base->random || !base->st)
+        return br_fail(BR_EINVAL, "%s: a random-weights model has no tensors to replace (load a checkpoint)", base->dir);
+    const int nt = policy_st_count(base->st);
+    const void **repl = calloc((size_t)nt + 1, sizeof *repl);
+    void **bufs = calloc((size_t)n + 1, sizeof *bufs);
+    policy_weights *w = calloc(1, sizeof *w);
+    if (!repl || !bufs || !w) {
+        s = br_fail(BR_ENOMEM, "weights update: out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        const st_tensor *t = policy_st_find(base->st, u[i].name ? u[i].name : "");
+        if (!t) {
+            s = br_fail(BR_EINVAL, "weights update: '%s' is not a tensor of %s", u[i].name ? u[i].name : "(null)",
+                        base->dir);
+            goto cleanup;
+        }
+        int ok = u[i].ndim == t->ndim;
+        for (int d = 0; ok && d < t->ndim; d++) ok = u[i].shape[d] == t->shape[d];
+        if (!ok) {
+            char got[160], want[160];
+            shape_str(got, sizeof got, u[i].shape, u[i].ndim > 0 && u[i].ndim <= 8 ? u[i].ndim : 0);
+            shape_str(want, sizeof want, t->shape, t->ndim);
+            s = br_fail(BR_EINVAL, "weights update: tensor '%s' has shape %s in %s, given %s", t->name, want, base->dir,
+                        got);
+            goto cleanup;
+        }
+        if (u[i].dtype != ST_F32 && u[i].dtype != ST_BF16) {
+            s = br_fail(BR_EINVAL, "weights update: tensor '%s': data must be F32 or BF16", t->name);
+            goto cleanup;
+        }
+        if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16) {
+            s = br_fail(BR_EINVAL, "weights update: tensor '%s' is %s in the checkpoint, not a weight", t->name,
+                        t->dtype_name);
+            goto cleanup;
+        }
+        const int k = policy_st_index(base->st, t);
+        if (repl[k]) {
+            s = br_fail(BR_EINVAL, "weights update: tensor '%s' given twice", t->name);
+            goto cleanup;
+        }
+        if (!(bufs[i] = malloc(t->nbytes + 1))) {
+            s = br_fail(BR_ENOMEM, "weights update: out of memory for tensor '%s' (%zu bytes)", t->name, t->nbytes);
+            goto cleanup;
+        }
+        convert(bufs[i], t->dtype, u[i].data, u[i].dtype, t->numel);
+        repl[k] = bufs[i];
+    }
+    w->cfg = base->cfg;
+    w->dir = malloc(strlen(base->dir) + 1);
+    w->cfg_text = malloc(base->cfg_len + 1);
+    if (!w->dir || !w->cfg_text) {
+        s = br_fail(BR_ENOMEM, "weights update: out of memory");
+        goto cleanup;
+    }
+    strcpy(w->dir, base->dir);
+    memcpy(w->cfg_text, base->cfg_text, base->cfg_len);
+    w->cfg_len = base->cfg_len;
+    if ((s = policy_st_copy(base->st, repl, &w->st)) != BR_OK) goto cleanup;
+    if ((s = weights_bind(w)) != BR_OK) goto cleanup;
+    *out = w;
+    w = NULL;
+cleanup:
+    for (int i = 0; bufs && i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(repl);
+    policy_weights_free(w);
     return s;
 }
 

@@ -120,16 +120,16 @@ static void emit(const policy_config *c, slot *s, int i, const rollout_row_out *
     r->digests[k] = o->digest;
     r->n = k + 1;
     if (j->forced) {
-        if (r->n == j->n_forced) r->finish = ROLLOUT_FINISH_LENGTH;
+        if (r->n == j->n_forced) r->finish = BR_FINISH_LENGTH;
         return;
     }
     for (int t = 0; t < j->n_stop; t++)
         if (o->token == j->stop_ids[t]) {
-            r->finish = ROLLOUT_FINISH_STOP;
+            r->finish = BR_FINISH_STOP;
             return;
         }
-    if (r->n == j->max_new) r->finish = ROLLOUT_FINISH_LENGTH;
-    else if (j->prompt_len + r->n >= c->max_pos) r->finish = ROLLOUT_FINISH_CONTEXT;
+    if (r->n == j->max_new) r->finish = BR_FINISH_LENGTH;
+    else if (j->prompt_len + r->n >= c->max_pos) r->finish = BR_FINISH_CONTEXT;
 }
 
 br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, const rollout_job *jobs, int64_t n_jobs,

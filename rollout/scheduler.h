@@ -10,11 +10,11 @@
 #include <stdint.h>
 
 #include "common/br.h"
+#include "common/finish.h"
 #include "policy/forward.h"
 #include "rollout/engine.h"
 #include "rollout/sampler.h"
 
-typedef enum { ROLLOUT_FINISH_STOP = 0, ROLLOUT_FINISH_LENGTH = 1, ROLLOUT_FINISH_CONTEXT = 2 } rollout_finish;
 
 typedef struct {
     int64_t sample_id;
@@ -35,7 +35,7 @@ typedef struct {
     int32_t *tokens;      /* (n) */
     float *logprobs;      /* (n) log-softmax(logits / T) at the token (T = 1 when greedy) */
     uint64_t *digests;    /* (n) digest of the fp32 logits row that produced the token */
-    int8_t finish;        /* rollout_finish; score jobs report ROLLOUT_FINISH_LENGTH */
+    int8_t finish;        /* br_finish (common/finish.h) */
 } rollout_result;
 
 typedef struct {

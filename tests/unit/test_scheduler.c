@@ -68,11 +68,11 @@ static void test_schedules_agree(void **state) {
     expect_same(a, b);
     int stops = 0, tokens = 0;
     for (int i = 0; i < NJ; i++) {
-        stops += a[i].finish == ROLLOUT_FINISH_STOP;
+        stops += a[i].finish == BR_FINISH_STOP;
         tokens += a[i].n;
         assert_true(a[i].n >= 1 && a[i].n <= jobs[i].max_new);
-        if (a[i].finish == ROLLOUT_FINISH_STOP) assert_true(a[i].tokens[a[i].n - 1] == 2 || a[i].tokens[a[i].n - 1] == 426);
-        if (a[i].finish == ROLLOUT_FINISH_LENGTH) assert_int_equal(a[i].n, jobs[i].max_new);
+        if (a[i].finish == BR_FINISH_STOP) assert_true(a[i].tokens[a[i].n - 1] == 2 || a[i].tokens[a[i].n - 1] == 426);
+        if (a[i].finish == BR_FINISH_LENGTH) assert_int_equal(a[i].n, jobs[i].max_new);
     }
     printf("  %d samples, %d tokens (%d ended on the stop id) bitwise equal under 3 schedules\n", NJ, tokens, stops);
 

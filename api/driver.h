@@ -1,0 +1,75 @@
+/* The drivers behind `bitroll generate` and `bitroll score` under mpirun (DESIGN 4-5): every rank runs the same
+ * code; rank 0 reads the inputs and hands them to the others, each data-parallel group runs its round-robin share
+ * of the jobs, rank 0 gathers the results in sample-id order and writes the file, so a file's datasets never depend
+ * on the rank count. The CLI verbs parse options into driver_opts and call these; nothing here parses argv. */
+#ifndef API_DRIVER_H
+#define API_DRIVER_H
+
+#include <stdint.h>
+
+#include "comm/comm.h"
+#include "common/tuning.h"
+#include "logging/h5log.h"
+#include "policy/policy.h"
+#include "policy/tokenizer/tokenizer.h"
+#include "rollout/requests.h"
+#include "rollout/scheduler.h"
+
+#ifndef BR_DEFAULT_MODEL
+#define BR_DEFAULT_MODEL "configs/models/stories260K"
+#endif
+
+typedef struct {
+    const char *verb;           /* "generate" | "score": messages and provenance */
+    const char *model;          /* checkpoint directory */
+    const char *random_weights; /* config.json of a random-weights model, instead of model */
+    uint64_t weights_seed;
+    int tp;                     /* tensor-parallel degree */
+    const char *out;
+    rollout_device device;
+    kern_mode mode;
+    rollout_sched_opts sched;   /* budgets (device/mode/tuning are filled from the fields here) */
+    br_tuning tuning;
+    int64_t weight_version;     /* recorded in the file (the trainer step that made the weights) */
+    int quiet, print_config;
+} driver_opts;
+
+void driver_opts_default(driver_opts *o, const char *verb);
+
+typedef struct {
+    const char *prompts;   /* JSONL path */
+    const char *tokenizer; /* tokenizer.json (or its directory); NULL: the model directory's, if any */
+    rollout_defaults d;    /* per-run sampling defaults (requests may override per line) */
+    int32_t stops[64];
+    int n_stops;
+    int no_stop;           /* --no-stop: no stop ids at all */
+} driver_generate_opts;
+
+/* Each returns BR_OK on every rank, or the same failure on every rank (agreed; rank 0 holds the message). */
+br_status driver_generate(comm_world *world, const driver_opts *o, driver_generate_opts *g);
+br_status driver_score(comm_world *world, const driver_opts *o, const char *rollouts);
+
+/* ---- pieces the two drivers share (api/driver_common.c) */
+
+/* Checks the device/mode pair, binds the rank to its GPU (comm_gpu rule) and installs the abort hook. */
+br_status driver_bind_device(const comm_world *world, const driver_opts *o);
+/* Loads the weights on every rank and checks that every rank holds the same fingerprint. */
+br_status driver_load_weights(const comm_world *world, const driver_opts *o, policy_weights **w);
+/* The tokenizer: path, else the model directory's tokenizer.json when it has one (else *tok = NULL). A tokenizer
+ * whose vocabulary is larger or smaller than the model's is rejected up front (BR_EINVAL naming both sizes). */
+br_status driver_load_tokenizer(const char *model, const char *path, const policy_weights *w, tok_tokenizer **tok);
+/* The resolved configuration stored in every file (JSON; caller frees). */
+char *driver_config_json(const driver_opts *o, const rollout_defaults *d, const char *prompts, const char *rollouts,
+                         int world_size);
+/* Fills p from o/w/cfg; the strings live in `bufs` (kept by the caller while p is used). */
+typedef struct {
+    char libs[256], device[300], mpi[512];
+} driver_prov_bufs;
+void driver_provenance(h5log_provenance *p, driver_prov_bufs *bufs, const driver_opts *o, const policy_weights *w,
+                       const char *cfg, int world_size);
+/* Runs this rank's share of jobs and gathers every result on rank 0 into *by_job (n_jobs, indexed by job; NULL on
+ * the other ranks). Progress (the whole job's, summed over the groups) on rank 0's stderr unless quiet. */
+br_status driver_run_and_gather(const comm_world *world, const policy_weights *w, const driver_opts *o,
+                                const rollout_job *jobs, int64_t n_jobs, rollout_result **by_job);
+
+#endif

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/cli_run.h"
+#include "cli/cli_common.h"
 #include "cli/cli_util.h"
 
 static void usage(FILE *f) {
@@ -29,7 +29,7 @@ static void usage(FILE *f) {
             "  --stop-id ID            stop token, repeatable (default: the tokenizer's EOS, else the model's eos_token_id)\n"
             "  --no-stop               no stop tokens at all (only --max-new-tokens ends a sample)\n"
             "  --weight-version V      recorded in the file: the trainer step that produced the weights (default 0)\n"
-            CLI_RUN_HELP
+            CLI_COMMON_HELP
             "\n"
             "Exit: 0 ok, 2 bad input (the message names the file, line and field), 3 runtime failure.\n",
             BR_DEFAULT_MODEL);

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/cli_run.h"
+#include "cli/cli_common.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -18,7 +18,7 @@ static void usage(FILE *f) {
             "  --random-weights CFG    instead of --model (the same CFG and --weights-seed as generate)\n"
             "  --rollouts FILE         rollouts file written by bitroll generate\n"
             "  --out FILE              scores file to write (written atomically)\n"
-            CLI_RUN_HELP
+            CLI_COMMON_HELP
             "\n"
             "Exit: 0 ok, 2 bad input (wrong model, unreadable or incomplete file), 3 runtime failure.\n",
             BR_DEFAULT_MODEL);

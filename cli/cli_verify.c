@@ -4,7 +4,7 @@
 
 #include "bitroll/bitroll.h"
 #include "cli/cli.h"
-#include "cli/cli_run.h"
+#include "cli/cli_common.h"
 
 static void usage(FILE *f) {
     fprintf(f,

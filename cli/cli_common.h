@@ -1,6 +1,6 @@
 /* What the generate and score verbs share: MPI start-up, the options both take, and the failure report. */
-#ifndef CLI_RUN_H
-#define CLI_RUN_H
+#ifndef CLI_COMMON_H
+#define CLI_COMMON_H
 
 #include <getopt.h>
 
@@ -24,7 +24,7 @@ enum {
         {"help", no_argument, 0, 'h'}
 
 /* The help lines of the shared options. */
-#define CLI_RUN_HELP                                                                                        \
+#define CLI_COMMON_HELP                                                                                        \
     "  --device cpu|cuda       (default cpu)\n"                                                             \
     "  --kernels MODE          invariant|fp32|standard (default invariant; standard: cuda only)\n"          \
     "  --max-batch-tokens N    tokens per forward step (default 256)\n"                                     \

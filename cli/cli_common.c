@@ -1,5 +1,5 @@
 /* Shared by `bitroll generate` and `bitroll score`: MPI start-up, the common options, the pre-run checks. */
-#include "cli/cli_run.h"
+#include "cli/cli_common.h"
 
 #ifdef _OPENMP
 #include <omp.h>

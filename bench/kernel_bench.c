@@ -22,8 +22,9 @@
 #endif
 
 #ifndef BR_HAVE_CUDA
-int rollout_kernel_bench(const char *json_path) {
+int bench_kernel_table(const char *json_path, const char *sections) {
     (void)json_path;
+    (void)sections;
     printf("kernel benchmark: built without the CUDA backend: nothing to measure\n");
     return 1;
 }
@@ -205,7 +206,7 @@ static void attn_teardown(attn_arg *a) {
     kern_cuda_free(a->pages), kern_cuda_free(a->pt_off), kern_cuda_free(a->pos);
 }
 
-int rollout_kernel_bench(const char *json_path) {
+int bench_kernel_table(const char *json_path, const char *sections) {
     if (kern_cuda_device_count() == 0) {
         printf("kernel benchmark: no CUDA device\n");
         return 1;
@@ -230,9 +231,8 @@ int rollout_kernel_bench(const char *json_path) {
     printf("device: %s, %d SMs, L2 %d MiB; timing: cudaEvent, median of repeated batches after warm-up\n\n", name,
            n_sm, l2 >> 20);
     const size_t rot_bytes = (size_t)4 * (size_t)l2; /* weights rotated over at least 4x L2 */
-    /* BITROLL_KBENCH_SECTIONS=gemm,decode,rowpar,attn (any subset; the copy roofline always runs) */
-    const char *sec = getenv("BITROLL_KBENCH_SECTIONS");
-#define SECTION(name) (!sec || !*sec || strstr(sec, name))
+    /* sections: "gemm,decode,rowpar,attn" or any subset (the copy roofline always runs) */
+#define SECTION(name) (!sections || !*sections || strstr(sections, name))
 
     /* Copy roofline: 1 GiB each way. */
     copy_arg c = {0};

@@ -151,7 +151,7 @@ int cli_bench_main(int argc, char **argv) {
         }
     }
     if (kernel_table && !strcmp(device, "cuda")) {
-        const int krc = rollout_kernel_bench(kernel_json);
+        const int krc = bench_kernel_table(kernel_json, NULL);
         if (krc == 2 || (krc != 0 && kernel_only)) { /* 2: the JSON file cannot be written */
             policy_weights_free(w);
             return krc;

@@ -33,8 +33,8 @@ struct comm_nccl {
     uint8_t *host;              /* MPI fallback staging */
     size_t host_bytes;
     int dead;                   /* communicators aborted after a failed collective */
-    int staged;                 /* MPI through host buffers: no NCCL in this build, BITROLL_NCCL=0, or ranks that
-                                 * share a GPU (BITROLL_SHARE_GPUS=1: NCCL takes one rank per GPU) */
+    int staged;                 /* MPI through host buffers: no NCCL in this build, use_nccl = 0, or ranks that
+                                 * share a GPU (share_gpus = 1: NCCL takes one rank per GPU) */
 #ifdef BITROLL_HAVE_NCCL
     ncclComm_t world, tp;
 #endif
@@ -156,23 +156,22 @@ void comm_nccl_chunk_range(const comm_nccl *c, comm_nccl_scope scope, int C, int
 
 /* ---- setup and teardown */
 
-static br_status bind_gpu(const comm_world *w, comm_nccl *c) {
+static br_status bind_gpu(const comm_world *w, int share_gpus, int use_nccl, comm_nccl *c) {
     char host[MPI_MAX_PROCESSOR_NAME + 1] = "?";
     int len = 0;
     if (MPI_Get_processor_name(host, &len) != MPI_SUCCESS) snprintf(host, sizeof host, "?");
     const int g = kern_cuda_device_count();
     if (g == 0) return br_fail(BR_EINVAL, "rank %d on node %s: no CUDA device is visible", w->rank, host);
-    const char *share = getenv("BITROLL_SHARE_GPUS"), *nccl = getenv("BITROLL_NCCL");
-    const int shared = share && !strcmp(share, "1");
+    const int shared = share_gpus != 0;
     if (w->local_rank >= g && !shared)
         return br_fail(BR_EINVAL, "rank %d on node %s: local rank %d but only %d GPU%s visible (one rank per GPU: "
                                   "start at most %d ranks on this node)",
                        w->rank, host, w->local_rank, g, g == 1 ? "" : "s", g);
     c->device = w->local_rank % g;
 #ifdef BITROLL_HAVE_NCCL
-    c->staged = shared || (nccl && !strcmp(nccl, "0"));
+    c->staged = shared || !use_nccl;
 #else
-    (void)nccl;
+    (void)use_nccl;
     c->staged = 1;
 #endif
     return CUDA_ST(w->rank, cudaSetDevice(c->device));
@@ -212,13 +211,15 @@ static void free_buffers(comm_nccl *c) {
     c->host = NULL;
 }
 
-br_status comm_nccl_init(const comm_world *w, comm_nccl **out) {
+br_status comm_nccl_init(const comm_world *w, comm_nccl **out) { return comm_nccl_init_opts(w, 0, 1, out); }
+
+br_status comm_nccl_init_opts(const comm_world *w, int share_gpus, int use_nccl, comm_nccl **out) {
     *out = NULL;
     comm_nccl *c = calloc(1, sizeof *c);
     br_status st = c ? BR_OK : br_fail(BR_ENOMEM, "comm_nccl_init on rank %d: out of memory", w->rank);
     if (st == BR_OK) {
         c->w = w;
-        st = bind_gpu(w, c);
+        st = bind_gpu(w, share_gpus, use_nccl, c);
     }
     if (st == BR_OK) st = CUDA_ST(w->rank, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
     st = comm_agree(w, st);

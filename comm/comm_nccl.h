@@ -41,9 +41,13 @@ typedef enum { COMM_NCCL_WORLD = 0, COMM_NCCL_TP = 1 } comm_nccl_scope;
 
 /* Collective over MPI_COMM_WORLD; call after comm_tp_split when tensor parallelism is wanted. Binds this rank to
  * GPU w->local_rank (the rule of --device cuda); more ranks on a node than visible GPUs fails with "rank R on node
- * HOST: local rank L but only G GPUs visible". Sets NCCL_NVLS_ENABLE=0 unless the environment sets it. Creates the
- * world communicator and, when w->tp_size > 1, the TP group's. Installs the abort hook (comm_install_abort_hook).
- * `w` must outlive the handle. Agreed across ranks. */
+ * HOST: local rank L but only G GPUs visible" unless share_gpus (tuning.share_gpus: rank r takes GPU r mod G, and
+ * the collectives go through MPI host buffers, since NCCL takes one rank per GPU). use_nccl = 0 (tuning.nccl):
+ * MPI through host buffers even where NCCL could run. Sets NCCL_NVLS_ENABLE=0 unless the environment sets it.
+ * Creates the world communicator and, when w->tp_size > 1, the TP group's. Installs the abort hook
+ * (comm_install_abort_hook). `w` must outlive the handle. Agreed across ranks. */
+br_status comm_nccl_init_opts(const comm_world *w, int share_gpus, int use_nccl, comm_nccl **out);
+/* comm_nccl_init_opts(w, 0, 1, out): one rank per GPU, NCCL where the build has it. */
 br_status comm_nccl_init(const comm_world *w, comm_nccl **out);
 /* Collective: waits for the handle's work, destroys the communicators (ncclCommFinalize + ncclCommDestroy; falls
  * back to ncclCommAbort on an error), frees buffers. NULL is a no-op. Returns the local status. */
@@ -53,8 +57,8 @@ br_status comm_nccl_destroy(comm_nccl *c);
 void comm_nccl_abort_all(void);
 /* "nccl 2.28.9" (the library's version at run time) or "mpi-host-staging" (a build without NCCL). */
 const char *comm_nccl_backend(void);
-/* What a handle uses: comm_nccl_backend(), or "mpi-host-staging" where the run asked for it at run time:
- * BITROLL_NCCL=0, or BITROLL_SHARE_GPUS=1 (ranks share GPUs, which NCCL refuses; rank r takes GPU r mod n). */
+/* What a handle uses: comm_nccl_backend(), or "mpi-host-staging" where comm_nccl_init_opts was asked for it:
+ * use_nccl = 0, or share_gpus = 1 (ranks share GPUs, which NCCL refuses; rank r takes GPU r mod n). */
 const char *comm_nccl_handle_backend(const comm_nccl *c);
 /* The GPU this rank bound, and the size / rank of a scope (TP scope without tensor parallelism: 1 / 0). */
 int comm_nccl_device(const comm_nccl *c);

@@ -79,7 +79,7 @@ struct rollout_cuda {
     } *wbufs;
     int n_wbufs, cap_wbufs, receive_only;
     br_status wbuf_status;
-    /* BITROLL_CUDA_PROFILE=1: events between the phases of each step (graphs off), summed per phase, printed
+    /* tuning.cuda_profile (BITROLL_CUDA_PROFILE=1): events between the phases of each step (graphs off), summed per phase, printed
      * by rollout_cuda_free; [0] decode-only steps, [1] steps with prefill rows */
     int prof, prof_n, prof_cap, prof_steps[2];
     cudaEvent_t *prof_ev;
@@ -261,6 +261,14 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
     const kern_mode mode = o->mode;
     const char *kernels = kern_mode_name(mode);
     if (kern_cuda_device_count() == 0) return br_fail(BR_EINVAL, "--device cuda: no CUDA device is visible");
+    const br_tuning *tu = &o->tuning;
+    if (tu->attn_decode != BR_ATTN_DECODE_AUTO && tu->attn_decode != BR_ATTN_DECODE_WALK &&
+        tu->attn_decode != BR_ATTN_DECODE_PARALLEL)
+        return br_fail(BR_EINVAL, "cuda engine: tuning.attn_decode %d is not auto (0), walk (1) or parallel (2)",
+                       (int)tu->attn_decode);
+    /* the kernels' switches (speed only: every setting gives the same bits), for every later launch */
+    const kern_cuda_tuning kt = {tu->pdl != 0, tu->gemm_short != 0, tu->gemm_rowpar_fused != 0, (int)tu->attn_decode};
+    kern_cuda_set_tuning(&kt);
     const policy_config *c = &w->cfg;
     const int hd = c->head_dim;
     if (hd > 32 && hd != 64 && hd != 128 && hd != 256)
@@ -449,12 +457,11 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
     }
     e->graphs = calloc(T + 1, sizeof *e->graphs);
     e->seen = calloc(T + 1, 1);
-    /* CUDA graphs for decode steps: on unless BITROLL_CUDA_GRAPHS=0 or profiling; the standard mode is never
+    /* CUDA graphs for decode steps: on unless tuning.cuda_graphs = 0 or profiling; the standard mode is never
      * captured (cuBLAS; split-KV attention whose split count changes with the batch) */
-    const char *g = getenv("BITROLL_CUDA_GRAPHS"), *pr = getenv("BITROLL_CUDA_PROFILE");
-    e->prof = pr && !strcmp(pr, "1");
+    e->prof = o->tuning.cuda_profile != 0;
     /* (tensor parallel steps are not captured: the all-gather may be MPI through host buffers) */
-    e->use_graphs = mode != KERN_MODE_STANDARD && !(g && !strcmp(g, "0")) && !e->prof && e->tp.size <= 1;
+    e->use_graphs = mode != KERN_MODE_STANDARD && o->tuning.cuda_graphs && !e->prof && e->tp.size <= 1;
     if (e->prof) {
         e->prof_cap = 16 * c->n_layers + 16;
         e->prof_ev = calloc((size_t)e->prof_cap + 1, sizeof *e->prof_ev);
@@ -749,5 +756,5 @@ static void cuda_select_device(int index) { kern_cuda_set_device(index); }
 
 const rollout_backend_i rollout_backend_cuda = {
     "cuda", cuda_create, cuda_destroy, cuda_kv, cuda_step, cuda_last_logits, kern_cuda_device_count,
-    cuda_select_device, kern_cuda_device_name,
+    cuda_select_device, kern_cuda_device_name, kern_cuda_upload, kern_cuda_download,
 };

@@ -35,8 +35,6 @@
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cpu/kern_cpu.h" // KERN_ATTN_CHUNK: one chunk size for the CPU reference and the GPU
 #include "kernels/cuda/bf16_round.cuh"
@@ -447,22 +445,6 @@ static void launch_decode(float *out, uint16_t *out_bf, float *kc, float *vc, co
                     k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
 }
 
-// Which decode kernel: 0 by the call's block count, 1 the walk, 2 the parallel chunks (BITROLL_ATTN_DECODE=walk or
-// parallel, or kern_cuda_attn_decode_choice; the same bits whichever runs).
-static int g_decode_choice = -1;
-extern "C" int kern_cuda_attn_decode_choice(int which) {
-    if (g_decode_choice < 0) {
-        const char *e = getenv("BITROLL_ATTN_DECODE");
-        KERN_REQUIRE(!e || !*e || !strcmp(e, "walk") || !strcmp(e, "parallel"),
-                     "BITROLL_ATTN_DECODE must be walk or parallel (unset: chosen per call)");
-        g_decode_choice = e && strcmp(e, "walk") == 0 ? 1 : e && strcmp(e, "parallel") == 0 ? 2 : 0;
-    }
-    KERN_REQUIRE(which >= -1 && which <= 2, "kern_cuda_attn_decode_choice: -1, 0, 1 or 2");
-    const int prev = g_decode_choice;
-    if (which >= 0) g_decode_choice = which;
-    return prev;
-}
-
 extern "C" void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, float *k_cache, float *v_cache,
                                             const float *k_new, const float *v_new, const float *q,
                                             const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
@@ -481,7 +463,7 @@ extern "C" void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, floa
         int l2 = 0;
         kern_cuda_device_props(&n_sm, &l2);
     }
-    const int choice = kern_cuda_attn_decode_choice(-1);
+    const int choice = kern_tuning().attn_decode; // 0 by the block count, 1 the walk, 2 the parallel chunks
     if (choice == 1 || (choice == 0 && (int64_t)M * n_kv > n_sm)) {
         if (k_new) kern_cuda_kv_write(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
         attn_dispatch(out, out_bf16, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale,

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/kern_cuda.h"
+
 extern "C" void kern_cuda_fatal(const char *file, int line, const char *what, const char *msg);
 
 #define CUDA_CHECK(call)                                                                           \
@@ -37,10 +39,10 @@ extern "C" void kern_cuda_fatal(const char *file, int line, const char *what, co
 #define KERN_WAIT_PREREQUISITES() ((void)0)
 #endif
 
-// BITROLL_PDL=0 turns programmatic dependent launch off (device.cu).
-extern "C" int kern_cuda_pdl(void);
+// The run-time switches in force (kern_cuda_set_tuning, device.cu): read at each launch.
+const kern_cuda_tuning &kern_tuning();
 
-// Launches `kernel` as a programmatic dependent of the previous kernel on `stream` (when kern_cuda_pdl()): its
+// Launches `kernel` as a programmatic dependent of the previous kernel on `stream` (when kern_tuning().pdl): its
 // blocks may start before that kernel completes. The kernel MUST begin with KERN_WAIT_PREREQUISITES() before any
 // global memory access (reads and writes), or do only work that depends on nothing earlier on the stream before it
 // (gemm_small's weight prefetch). Every launch is checked.
@@ -56,7 +58,7 @@ static inline void kern_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 blo
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
-    cfg.numAttrs = kern_cuda_pdl() ? 1 : 0;
+    cfg.numAttrs = kern_tuning().pdl ? 1 : 0;
     CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, args...));
 }
 

@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <cuda_runtime.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
@@ -126,12 +125,19 @@ extern "C" void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaS
 }
 
 
-// Programmatic dependent launch for the decode path's kernels (cuda_check.h): on unless BITROLL_PDL=0.
-extern "C" int kern_cuda_pdl(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("BITROLL_PDL");
-        v = !(e && strcmp(e, "0") == 0);
-    }
-    return v;
+// ---- run-time switches (kern_cuda.h): plain host state, read by the launchers at each launch.
+static kern_cuda_tuning g_tuning = {1, 1, 1, 0};
+
+const kern_cuda_tuning &kern_tuning() { return g_tuning; }
+
+extern "C" kern_cuda_tuning kern_cuda_set_tuning(const kern_cuda_tuning *t) {
+    const kern_cuda_tuning prev = g_tuning;
+    if (!t) return prev;
+    KERN_REQUIRE((t->pdl == 0 || t->pdl == 1) && (t->gemm_short == 0 || t->gemm_short == 1) &&
+                     (t->gemm_rowpar_fused == 0 || t->gemm_rowpar_fused == 1),
+                 "kern_cuda_set_tuning: pdl, gemm_short and gemm_rowpar_fused are 0 or 1");
+    KERN_REQUIRE(t->attn_decode >= 0 && t->attn_decode <= 2,
+                 "kern_cuda_set_tuning: attn_decode is 0 (per call), 1 (walk) or 2 (parallel)");
+    g_tuning = *t;
+    return prev;
 }

@@ -426,24 +426,19 @@ static void launch_small_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, c
         attr_set = true;
     }
     const int tiles = set_tiles(g, C::BN);
-    // Programmatic dependent launch (BITROLL_PDL=0: off): the blocks may start while the previous kernel on the
+    // Programmatic dependent launch (kern_cuda_tuning.pdl = 0: off): the blocks may start while the previous kernel on the
     // stream finishes (it lets them, griddepcontrol.launch_dependents) and fetch their first W tiles meanwhile; they
     // wait for its completion (griddepcontrol.wait) before reading x or writing anything.
     kern_launch_pdl(gemm_small<MT, NW, ST>, dim3(tiles, m_tiles, ks.nz), dim3(C::THREADS), SMEM, stream, g, x, M, K, ks);
 }
 
-// The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (BITROLL_GEMM_SHORT=0:
-// always the default, for comparison).
+// The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (kern_cuda_tuning.gemm_short
+// = 0: always the default, for comparison).
 template <int MT, int NW>
 static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, int m_tiles,
                          kspan ks) {
-    static int short_ok = -1;
-    if (short_ok < 0) {
-        const char *e = getenv("BITROLL_GEMM_SHORT");
-        short_ok = !(e && strcmp(e, "0") == 0);
-    }
     const int KT = (ks.kc + small::BK - 1) / small::BK;
-    if (short_ok && small::SHORT < small::cfg<MT, NW>::STAGES && KT <= small::SHORT - 1)
+    if (kern_tuning().gemm_short && small::SHORT < small::cfg<MT, NW>::STAGES && KT <= small::SHORT - 1)
         launch_small_st<MT, NW, small::SHORT>(g, x, M, K, stream, m_tiles, ks);
     else
         launch_small_st<MT, NW, small::cfg<MT, NW>::STAGES>(g, x, M, K, stream, m_tiles, ks);
@@ -591,17 +586,6 @@ static void rowpar_check(const uint16_t *x, const uint16_t *w, int M, int N, int
     KERN_REQUIRE((uintptr_t)x % 16 == 0 && (uintptr_t)w % 16 == 0, "gemm rowpar: x and W must be 16-byte aligned");
 }
 
-// BITROLL_GEMM_ROWPAR_FUSED=0: row-parallel GEMMs of M <= 16 rows launch chunk_seq after the partials instead of
-// summing in the GEMM's last blocks (the same bits; to compare).
-static int rowpar_fused(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("BITROLL_GEMM_ROWPAR_FUSED");
-        v = !(e && !strcmp(e, "0"));
-    }
-    return v;
-}
-
 static bool rowpar_in_registers(int M, int K, int C) { return rowpar_reg() && M > 64 && (K / C) % big::BK == 0; }
 
 // The workspace ends with ROWPAR_COUNTERS tile counters (gemm_small's last-block sum), zeroed by
@@ -650,7 +634,8 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
         // M <= 16: the partials and their sum in one launch (gemm_small's last-block sum). Measured on an H200:
         // 1x1024x2048 6.1 us instead of 8.6 (partials + chunk_seq), but 64x1024x2048 20.7 instead of 9.3 -- the last
         // block of a 64-row tile sums 8 partials of its whole tile alone.
-        if (M <= 16 && rowpar_fused()) {
+        // (kern_cuda_tuning.gemm_rowpar_fused = 0: partials + chunk_seq at every M, to compare; the same bits)
+        if (M <= 16 && kern_tuning().gemm_rowpar_fused) {
             KERN_REQUIRE((int64_t)(N + 7) / 8 * ((M + 15) / 16) <= (int64_t)ROWPAR_COUNTERS,
                          "gemm rowpar: N too large for the tile counters");
             gemm_segs g = {};

@@ -38,8 +38,25 @@ void kern_cuda_upload(void *dst_dev, const void *src_host, size_t bytes);   /* s
 void kern_cuda_download(void *dst_host, const void *src_dev, size_t bytes); /* synchronous */
 void kern_cuda_memset(void *dst_dev, int byte, size_t bytes);
 void kern_cuda_sync(void); /* cudaDeviceSynchronize + error check */
-/* Called (then abort()) on a fatal device error; the MPI layer installs one that calls MPI_Abort. */
+/* Called (then abort()) on a fatal device error; the driver installs one that aborts the whole MPI job
+ * (comm_abort_job). */
 void kern_cuda_set_abort_hook(void (*hook)(void));
+
+/* ---- Run-time switches: the kernels' part of common/tuning.h's br_tuning, handed over once by whoever creates the
+ * engine (the kernels never read the environment). None of them changes a bit of any result: they choose launch
+ * modes and schedules, so that measured variants can be compared. */
+typedef struct {
+    int pdl;               /* 1: the decode path's kernels launch as programmatic dependents (BITROLL_PDL) */
+    int gemm_short;        /* 1: decode-shaped GEMMs over short k spans use 4 pipeline stages (BITROLL_GEMM_SHORT) */
+    int gemm_rowpar_fused; /* 1: row-parallel GEMMs of M <= 16 sum their chunks in the GEMM's last blocks
+                            * (BITROLL_GEMM_ROWPAR_FUSED) */
+    int attn_decode;       /* decode attention: 0 chosen per call by its block count, 1 the chunk walk, 2 the parallel
+                            * chunks (BITROLL_ATTN_DECODE; the values of br_attn_decode) */
+} kern_cuda_tuning;
+/* Sets the switches of every later launch in this process (until the first call: 1, 1, 1, 0) and returns the
+ * previous ones; t == NULL only returns the current ones. Host-side state: not to be called while another thread
+ * launches kernels. A value outside its set is fatal (KERN_REQUIRE). A CUDA graph keeps the launches it captured. */
+kern_cuda_tuning kern_cuda_set_tuning(const kern_cuda_tuning *t);
 
 /* Event timer for benchmarks: start/stop record events on `stream`; stop waits and returns milliseconds. */
 typedef struct kern_cuda_timer kern_cuda_timer;
@@ -58,7 +75,7 @@ void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaStream_t str
  * every M: M <= 64 runs the decode-shaped kernel (small tiles, deep pipeline, for HBM bandwidth), larger M
  * the 128x128x32 kernel; both issue that same sequence, so a row's bits never depend on M. No split-K.
  * Requires K % 16 == 0 and 16-byte aligned x, W. M <= 64 launches as a programmatic dependent of the previous kernel
- * on the stream and reads its first W tiles before waiting for that kernel (BITROLL_PDL=0: off): W (weights) must
+ * on the stream and reads its first W tiles before waiting for that kernel (kern_cuda_tuning.pdl = 0: off): W must
  * not be written by work still in flight on the stream -- write weights, synchronize, then run GEMMs. x, out and
  * bias follow the normal stream order. */
 void kern_cuda_gemm_bf16(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N, int K,
@@ -157,10 +174,7 @@ void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, con
  * call); out (f32) and/or out_bf16 (M, n_heads * hd; the rounding of kern_cuda_cast_bf16_pad) receive the result,
  * either may be NULL. The bits of kern_cuda_attn_decode / prefill (the chunks of a window run on parallel warps,
  * same operations in the same order: attention.cu). */
-/* The decode kernel: 0 = chosen by the call's block count (default), 1 = the chunk walk of the prefill kernel, 2 =
- * the parallel-chunk kernel; -1 only reads. Returns the previous choice. BITROLL_ATTN_DECODE=walk|parallel sets the
- * initial value. For tests and benchmarks: every choice gives the same bits. */
-int kern_cuda_attn_decode_choice(int which);
+/* Which decode kernel runs: kern_cuda_tuning.attn_decode (every choice gives the same bits). */
 void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, float *k_cache, float *v_cache, const float *k_new,
                                  const float *v_new, const float *q, const int32_t *pages, const int32_t *pt_off,
                                  const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,

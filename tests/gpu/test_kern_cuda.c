@@ -691,9 +691,11 @@ static void test_attention(void **state) {
         static const char *const kname[3] = {"default", "walk", "parallel"};
         for (int run = 0; run < 4; run++) {
             const int which = run < 3 ? run : 0, bf_only = run == 3;
-            const int prev = kern_cuda_attn_decode_choice(which);
+            kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
+            t.attn_decode = which;
+            const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
             float *fus = attn_gpu_run(&a, bf_only ? -2 : -1);
-            kern_cuda_attn_decode_choice(prev);
+            kern_cuda_set_tuning(&prev);
             snprintf(what, sizeof what, "attn decode fused (%s%s) vs decode (H=%d KV=%d hd=%d)", kname[which],
                      bf_only ? ", bf16 only" : "", c.n_heads, c.n_kv, c.hd);
             int diff = check_same(what, fus, dec, n);

@@ -1,4 +1,4 @@
-/* `bitroll tokenize` / `bitroll detokenize`: text on stdin -> ids on stdout, and back. */
+/* `bitroll tokenize` / `bitroll detokenize`: text on stdin -> ids on stdout, and back; --jsonl per JSON record. */
 #ifndef CLI_TOKENIZE_H
 #define CLI_TOKENIZE_H
 

@@ -527,6 +527,235 @@ static void test_cli(void **state) {
     free(err);
 }
 
+/* The ids of an "ids" array, as ints (the expected values come from the HF reference files). */
+static int ids_equal(const cJSON *a, const cJSON *b) {
+    if (!cJSON_IsArray(a) || !cJSON_IsArray(b) || cJSON_GetArraySize(a) != cJSON_GetArraySize(b)) return 0;
+    for (const cJSON *x = a->child, *y = b->child; x && y; x = x->next, y = y->next)
+        if (!cJSON_IsNumber(x) || !cJSON_IsNumber(y) || x->valueint != y->valueint) return 0;
+    return 1;
+}
+
+static const char *jstr(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    assert_true(cJSON_IsString(v));
+    return v->valuestring;
+}
+
+/* --jsonl and JSON lists, checked against a reference encodings.jsonl (HF tokenizers' text -> ids -> decoded,
+ * add_special_tokens=False): the ids and texts the CLI prints are the file's, not the code's own. */
+static void check_cli_jsonl(const char *dir, const char *jsonl, int expect_lines) {
+    char *file = NULL, *out = NULL, *err = NULL;
+    size_t flen;
+    assert_int_equal(br_read_file(jsonl, &file, &flen), BR_OK);
+    char *tok_args[] = {"tokenize", "--tokenizer", (char *)dir, "--jsonl"};
+    char *detok_args[] = {"detokenize", "--tokenizer", (char *)dir, "--jsonl"};
+    char *list_args[] = {"detokenize", "--tokenizer", (char *)dir};
+
+    /* 1. the reference file itself: "ids" is replaced in place by the same ids, every other byte echoed */
+    assert_int_equal(run_cli(cli_tokenize_main, 4, tok_args, file, flen, &out, &err), 0);
+    assert_string_equal(err, "");
+    assert_string_equal(out, file);
+    free(out);
+    free(err);
+
+    /* 2. records without ids, other fields first, blank lines between: ids added, "n" and "text" kept */
+    char *in = NULL;
+    size_t in_len = 0, in_cap = 0;
+    cJSON **ref = calloc((size_t)expect_lines, sizeof *ref);
+    assert_non_null(ref);
+    int lines = 0;
+    for (char *line = file, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        size_t ll = nl ? (size_t)(nl - line) : strlen(line);
+        char save = line[ll];
+        line[ll] = 0;
+        assert_true(lines < expect_lines);
+        ref[lines] = cJSON_Parse(line);
+        line[ll] = save;
+        assert_non_null(ref[lines]);
+        cJSON *rec = cJSON_CreateObject();
+        cJSON_AddNumberToObject(rec, "n", lines);
+        cJSON_AddStringToObject(rec, "text", jstr(ref[lines], "text"));
+        char *js = cJSON_PrintUnformatted(rec);
+        size_t jl = strlen(js);
+        if (in_len + jl + 3 > in_cap) {
+            in_cap = 2 * (in_len + jl + 3);
+            in = realloc(in, in_cap);
+            assert_non_null(in);
+        }
+        memcpy(in + in_len, js, jl);
+        in_len += jl;
+        memcpy(in + in_len, lines % 7 == 3 ? "\n\n" : "\n", lines % 7 == 3 ? 2 : 1);
+        in_len += lines % 7 == 3 ? 2 : 1;
+        free(js);
+        cJSON_Delete(rec);
+        lines++;
+    }
+    assert_int_equal(lines, expect_lines);
+    assert_int_equal(run_cli(cli_tokenize_main, 4, tok_args, in, in_len, &out, &err), 0);
+    assert_string_equal(err, "");
+    int got = 0, bad = 0;
+    for (char *line = out, *nl; line && *line; line = nl ? nl + 1 : NULL, got++) {
+        nl = strchr(line, '\n');
+        assert_non_null(nl); /* one record per line, each ended by a newline */
+        *nl = 0;
+        cJSON *o = cJSON_Parse(line);
+        assert_non_null(o);
+        assert_true(got < lines);
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(o, "n");
+        assert_true(cJSON_IsNumber(n) && n->valueint == got);
+        assert_string_equal(jstr(o, "text"), jstr(ref[got], "text"));
+        if (!ids_equal(cJSON_GetObjectItemCaseSensitive(o, "ids"), cJSON_GetObjectItemCaseSensitive(ref[got], "ids"))) {
+            bad++;
+            print_message("  %s line %d: ids differ: %s\n", jsonl, got + 1, line);
+        }
+        cJSON_Delete(o);
+    }
+    assert_int_equal(got, lines);
+    assert_int_equal(bad, 0);
+    free(out);
+    free(err);
+    free(in);
+
+    /* 3. detokenize --jsonl on the reference file: "text" becomes the reference's "decoded"; where HF's round
+     * trip is the identity (all lines but an NFC one), the output is the input byte for byte */
+    assert_int_equal(run_cli(cli_detokenize_main, 4, detok_args, file, flen, &out, &err), 0);
+    assert_string_equal(err, "");
+    got = 0;
+    int same = 0;
+    for (char *line = out, *nl, *fl = file; line && *line; line = nl ? nl + 1 : NULL, got++) {
+        nl = strchr(line, '\n');
+        assert_non_null(nl);
+        *nl = 0;
+        char *fnl = strchr(fl, '\n');
+        *fnl = 0;
+        cJSON *o = cJSON_Parse(line);
+        assert_non_null(o);
+        assert_true(got < lines);
+        assert_string_equal(jstr(o, "text"), jstr(ref[got], "decoded"));
+        assert_string_equal(jstr(o, "decoded"), jstr(ref[got], "decoded"));
+        assert_true(ids_equal(cJSON_GetObjectItemCaseSensitive(o, "ids"), cJSON_GetObjectItemCaseSensitive(ref[got], "ids")));
+        if (!strcmp(jstr(ref[got], "text"), jstr(ref[got], "decoded"))) {
+            assert_string_equal(line, fl);
+            same++;
+        }
+        *fnl = '\n';
+        fl = fnl + 1;
+        cJSON_Delete(o);
+    }
+    assert_int_equal(got, lines);
+    assert_true(same >= lines - 1);
+    free(out);
+    free(err);
+
+    /* 4. a JSON list on stdin, without --jsonl: the decoded text, exactly (every 7th line: each call loads
+     * the tokenizer again) */
+    for (int i = 0; i < lines; i += 7) {
+        char *list = cJSON_Print(cJSON_GetObjectItemCaseSensitive(ref[i], "ids"));
+        assert_non_null(list);
+        assert_int_equal(run_cli(cli_detokenize_main, 3, list_args, list, strlen(list), &out, &err), 0);
+        assert_string_equal(err, "");
+        assert_string_equal(out, jstr(ref[i], "decoded"));
+        free(out);
+        free(err);
+        free(list);
+    }
+    for (int i = 0; i < lines; i++) cJSON_Delete(ref[i]);
+    free(ref);
+    free(file);
+}
+
+static void test_cli_jsonl(void **state) {
+    (void)state;
+    check_cli_jsonl(QWEN3_DIR, QWEN3_DIR "/encodings.jsonl", 50);
+    check_cli_jsonl(STORIES_DIR, BR_TEST_DATA "/stories260K/encodings.jsonl", 52);
+
+    /* --add-special-tokens applies per record; "Hello, world!" is line 1 of stories260K's reference file */
+    char *out = NULL, *err = NULL;
+    char *tok_special[] = {"tokenize", "--tokenizer", STORIES_DIR, "--jsonl", "--add-special-tokens"};
+    const char *rec = "{\"text\": \"Hello, world!\", \"meta\": {\"ids\": [7], \"s\": \"}\"}, \"big\": 12345678901234567890}\n";
+    assert_int_equal(run_cli(cli_tokenize_main, 5, tok_special, rec, strlen(rec), &out, &err), 0);
+    assert_string_equal(out, "{\"text\": \"Hello, world!\", \"meta\": {\"ids\": [7], \"s\": \"}\"}, \"big\": 12345678901234567890, "
+                             "\"ids\": [1, 346, 306, 414, 432, 263, 304, 341, 443]}\n");
+    free(out);
+    free(err);
+    /* --skip-special-tokens drops the BOS; an empty object gets the field; a CRLF line ends like the others */
+    char *detok_skip[] = {"detokenize", "--tokenizer", STORIES_DIR, "--jsonl", "--skip-special-tokens"};
+    const char *recs = "{\"ids\":[1, 346, 306, 414, 432, 263, 304, 341, 443]}\r\n";
+    assert_int_equal(run_cli(cli_detokenize_main, 5, detok_skip, recs, strlen(recs), &out, &err), 0);
+    assert_string_equal(out, "{\"ids\":[1, 346, 306, 414, 432, 263, 304, 341, 443], \"text\": \"Hello, world!\"}\n");
+    free(out);
+    free(err);
+    char *tok_args[] = {"tokenize", "--tokenizer", STORIES_DIR, "--jsonl"};
+    assert_int_equal(run_cli(cli_tokenize_main, 4, tok_args, "{}", 2, &out, &err), 2);
+    assert_non_null(strstr(err, "line 1: field 'text' missing"));
+    free(out);
+    free(err);
+
+    /* errors name the line (blank lines counted) and the field, exit 2, and print nothing */
+    static const struct {
+        int detok;
+        const char *in, *msg;
+    } bad[] = {
+        {0, "{\"text\": \"a\"}\n\n{\"txt\": \"b\"}\n", "bitroll tokenize: stdin: line 3: field 'text' missing"},
+        {0, "{\"text\": \"a\"}\n{\"text\": 3}\n", "bitroll tokenize: stdin: line 2: field 'text': expected a string, got a number"},
+        {0, "{\"text\": \"a\"}\n{\"text\": \"b\"\n", "bitroll tokenize: stdin: line 2: malformed JSON"},
+        {0, "[\"a\"]\n", "bitroll tokenize: stdin: line 1: expected a JSON object, got an array"},
+        {0, "{\"text\": \"a\xff\"}\n", "bitroll tokenize: stdin: line 1: field 'text': tokenizer input: invalid UTF-8"},
+        {0, "{\"text\": \"a\", \"ids\": [], \"ids\": [1]}\n", "stdin: line 1: field 'ids' appears twice"},
+        {1, "{\"ids\": [1, 2]}\n{\"ids\": [1, \"x\"]}\n",
+         "bitroll detokenize: stdin: line 2: field 'ids': element 1: expected a non-negative integer token id, got a string"},
+        {1, "{\"ids\": [3.5]}\n", "stdin: line 1: field 'ids': element 0 = 3.5: expected a non-negative integer token id"},
+        {1, "{\"ids\": 5}\n", "stdin: line 1: field 'ids': expected an array of token ids, got a number"},
+        {1, "\n{\"ids\": [1, 99999]}\n", "stdin: line 2: field 'ids': tokenizer decode: ids[1] = 99999"},
+        {1, "{\"text\": \"a\"}\n", "stdin: line 1: field 'ids' missing"},
+    };
+    char *detok_args[] = {"detokenize", "--tokenizer", STORIES_DIR, "--jsonl"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = bad[i].detok ? run_cli(cli_detokenize_main, 4, detok_args, bad[i].in, strlen(bad[i].in), &out, &err)
+                              : run_cli(cli_tokenize_main, 4, tok_args, bad[i].in, strlen(bad[i].in), &out, &err);
+        if (rc != 2 || !strstr(err, bad[i].msg) || *out)
+            fail_msg("case %zu: exit %d, stdout '%s', stderr '%s', expected exit 2 and '%s'", i, rc, out, err, bad[i].msg);
+        free(out);
+        free(err);
+    }
+
+    /* JSON lists without --jsonl: errors name the element; a JSON record asks for --jsonl */
+    char *list_args[] = {"detokenize", "--tokenizer", STORIES_DIR};
+    static const struct {
+        const char *in, *msg;
+    } lbad[] = {
+        {"[1, -1]", "bitroll detokenize: stdin: JSON list: element 1 = -1: expected a non-negative integer token id"},
+        {"[1, 2", "bitroll detokenize: stdin: malformed JSON list"},
+        {"  [1, [2]]", "stdin: JSON list: element 1: expected a non-negative integer token id, got an array"},
+        {"[1, 99999]", "ids[1] = 99999"},
+        {"{\"ids\": [1]}", "need --jsonl"},
+    };
+    for (size_t i = 0; i < sizeof lbad / sizeof lbad[0]; i++) {
+        int rc = run_cli(cli_detokenize_main, 3, list_args, lbad[i].in, strlen(lbad[i].in), &out, &err);
+        if (rc != 2 || !strstr(err, lbad[i].msg) || *out)
+            fail_msg("list case %zu: exit %d, stderr '%s', expected exit 2 and '%s'", i, rc, err, lbad[i].msg);
+        free(out);
+        free(err);
+    }
+    assert_int_equal(run_cli(cli_detokenize_main, 3, list_args, " [ ]\n", 5, &out, &err), 0);
+    assert_string_equal(out, "");
+    free(out);
+    free(err);
+
+    char *help[] = {"tokenize", "--help"};
+    assert_int_equal(run_cli(cli_tokenize_main, 2, help, "", 0, &out, &err), 0);
+    assert_non_null(strstr(out, "--jsonl"));
+    free(out);
+    free(err);
+    help[0] = "detokenize";
+    assert_int_equal(run_cli(cli_detokenize_main, 2, help, "", 0, &out, &err), 0);
+    assert_non_null(strstr(out, "--jsonl"));
+    assert_non_null(strstr(out, "[1, 2, 3]"));
+    free(out);
+    free(err);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_qwen3_encodings), cmocka_unit_test(test_gpt2_encodings),
@@ -535,6 +764,7 @@ int main(void) {
         cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_nfc), cmocka_unit_test(test_added_flags),
         cmocka_unit_test(test_large_input), cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_cli_jsonl),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

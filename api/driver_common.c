@@ -33,7 +33,7 @@ static double now_s(void) {
 br_status driver_bind_device(const comm_world *world, const driver_opts *o) {
     const rollout_backend_i *be = rollout_backend(o->device);
     if (!be)
-        return br_fail(BR_EINVAL, "--device %s: this bitroll was built without it (configure with -DBITROLL_CUDA=ON)",
+        return br_fail(BR_EINVAL, "--device %s: this bitroll was built without CUDA (configure with -DBITROLL_CUDA=ON)",
                        rollout_device_name(o->device));
     if (o->device == ROLLOUT_DEVICE_CPU && o->mode == KERN_MODE_STANDARD)
         return br_fail(BR_EINVAL, "--kernels standard: exists only on --device cuda (the CPU kernels are always invariant)");

@@ -50,18 +50,38 @@ static br_status decode_text(const tok_tokenizer *tok, const int32_t *ids, int64
     return BR_OK;
 }
 
-/* prompt_text / completion_text: the ids decoded with special tokens skipped (docs/FORMAT.md). */
+/* prompt_text / completion_text / full_text: the ids decoded with special tokens skipped (docs/FORMAT.md).
+ * full_text decodes prompt + completion in one call: decoding is not additive (a SentencePiece decoder drops
+ * the leading space of a completion decoded alone), so reward code must never have to join the halves. */
 static br_status add_texts(h5log_rollouts *r, const tok_tokenizer *tok) {
     br_status rc = BR_OK;
+    int32_t *seq = NULL; /* (prompt + completion) ids of one sample */
+    size_t cap = 0;
     r->prompt_text = calloc((size_t)r->n + 1, sizeof(char *));
     r->completion_text = calloc((size_t)r->n + 1, sizeof(char *));
-    if (!r->prompt_text || !r->completion_text) return br_fail(BR_ENOMEM, "out of memory for texts");
+    r->full_text = calloc((size_t)r->n + 1, sizeof(char *));
+    if (!r->prompt_text || !r->completion_text || !r->full_text) return br_fail(BR_ENOMEM, "out of memory for texts");
     for (int64_t i = 0; rc == BR_OK && i < r->n; i++) {
         const int64_t pa = r->prompt_offsets[i], ca = r->completion_offsets[i];
-        rc = decode_text(tok, r->prompt_tokens + pa, r->prompt_offsets[i + 1] - pa, &r->prompt_text[i]);
-        if (rc == BR_OK)
-            rc = decode_text(tok, r->completion_tokens + ca, r->completion_offsets[i + 1] - ca, &r->completion_text[i]);
+        const int64_t np = r->prompt_offsets[i + 1] - pa, nc = r->completion_offsets[i + 1] - ca;
+        rc = decode_text(tok, r->prompt_tokens + pa, np, &r->prompt_text[i]);
+        if (rc == BR_OK) rc = decode_text(tok, r->completion_tokens + ca, nc, &r->completion_text[i]);
+        if (rc == BR_OK && (size_t)(np + nc) > cap) {
+            int32_t *q = realloc(seq, (size_t)(np + nc) * sizeof *q);
+            if (!q) {
+                rc = br_fail(BR_ENOMEM, "out of memory for the ids of sample %lld", (long long)i);
+            } else {
+                seq = q;
+                cap = (size_t)(np + nc);
+            }
+        }
+        if (rc == BR_OK && np + nc > 0) {
+            memcpy(seq, r->prompt_tokens + pa, (size_t)np * sizeof *seq);
+            memcpy(seq + np, r->completion_tokens + ca, (size_t)nc * sizeof *seq);
+        }
+        if (rc == BR_OK) rc = decode_text(tok, seq, np + nc, &r->full_text[i]);
     }
+    free(seq);
     return rc;
 }
 

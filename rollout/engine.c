@@ -43,7 +43,7 @@ br_status rollout_engine_create(const policy_weights *w, const rollout_engine_op
     *out = NULL;
     const rollout_backend_i *be = rollout_backend(o->device);
     if (!be)
-        return br_fail(BR_EINVAL, "--device %s: this bitroll was built without it (configure with -DBITROLL_CUDA=ON)",
+        return br_fail(BR_EINVAL, "--device %s: this bitroll was built without CUDA (configure with -DBITROLL_CUDA=ON)",
                        rollout_device_name(o->device));
     rollout_engine *e = calloc(1, sizeof *e);
     if (!e) return br_fail(BR_ENOMEM, "engine: out of memory");

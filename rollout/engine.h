@@ -67,6 +67,10 @@ typedef struct {
     int (*device_count)(void);                           /* devices this process sees (cpu: 1) */
     void (*select_device)(int index);                    /* binds the calling process to device `index` */
     void (*device_name)(int index, char *buf, int cap);  /* e.g. "NVIDIA H200" */
+    /* Copies between host memory and the device this process is bound to (synchronous); NULL for the CPU, whose
+     * memory is the host's. */
+    void (*to_device)(void *dev, const void *host, size_t bytes);
+    void (*to_host)(void *host, const void *dev, size_t bytes);
 } rollout_backend_i;
 
 /* The backend of device d, or NULL when this build has none (e.g. cuda without CUDA). */

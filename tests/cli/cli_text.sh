@@ -36,4 +36,23 @@ expect_exit 2 "line 1" "$BITROLL" generate --model "$TMP/notok" --prompts "$TMP/
 # score/verify work with texts present
 "$BITROLL" score --model "$MODEL" --rollouts "$TMP/g.h5" --out "$TMP/s.h5" --quiet
 "$BITROLL" verify "$TMP/g.h5" "$TMP/s.h5" >/dev/null || fail "verify"
+# full_text = prompt + completion ids decoded at once. "Once upon a time," makes the greedy completion start
+# with "▁there": completion_text alone loses that space, full_text keeps it, and full_text is a prefix of
+# llama2.c's greedy story.
+echo '{"prompt": "Once upon a time,"}' >"$TMP/pc.jsonl"
+"$BITROLL" generate --model "$MODEL" --prompts "$TMP/pc.jsonl" --out "$TMP/gc.h5" --temperature 0 \
+    --max-new-tokens 40 --quiet
+python3 - "$TMP/gc.h5" "$DATA/stories260K/greedy_from_bos.txt" <<'PY' || fail "full_text"
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    s = f["samples"]
+    prompt, completion, full = (s[k].asstr()[0] for k in ("prompt_text", "completion_text", "full_text"))
+story = open(sys.argv[2], encoding="utf-8").read()
+assert prompt == "Once upon a time,", repr(prompt)
+assert completion.startswith("there was"), repr(completion)
+assert full == "Once upon a time, " + completion, (full, completion)
+assert prompt + completion != full
+assert story.startswith(full), (full, story[:len(full)])
+print("full_text keeps the space that prompt_text + completion_text drops:", repr(full[:30]))
+PY
 echo "PASS"

@@ -55,3 +55,9 @@ write_prompts() { # write_prompts FILE
 {"prompt_ids": [1, 274, 411, 306], "max_new_tokens": 5}
 JSONL
 }
+
+# Python for the tests: Debian's interpreter, which sees the python3-h5py / -numpy / -torch packages that .ci/run
+# installs, even where another python3 (pyenv, a venv) comes first on PATH.
+if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=$(command -v python3 || true); fi
+[ -n "$PYTHON" ] || fail "python3 is required by the CLI tests (apt-get install python3)"
+python3() { "$PYTHON" "$@"; }

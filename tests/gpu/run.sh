@@ -39,7 +39,7 @@ fi
 cmake --build "$BUILD" -j "$JOBS" -- -k >"$OUT/build.log" 2>&1
 BUILD_RC=$?
 grep -E "error|warning" "$OUT/build.log" | head -20
-for t in bitroll bitroll_cuda test_kern_cuda test_engine_kernels test_engine_logits bench_kernels; do
+for t in bitroll bitroll_shared test_kern_cuda test_engine_kernels test_engine_logits test_api bench_kernels; do
   cmake --build "$BUILD" --target $t -j "$JOBS" >>"$OUT/build.log" 2>&1 || { echo "build of $t FAILED"; tail -30 "$OUT/build.log"; exit 1; }
 done
 
@@ -55,19 +55,7 @@ fi
 # The GPU test's own report (max errors, invariance counts): ctest shows it only on failure.
 "$BUILD/tests/test_kern_cuda" >"$OUT/test_kern_cuda.log" 2>&1
 "$BUILD/tests/bench_kernels" "$OUT/bench_kernels.json" 2>&1 | tee "$OUT/bench.log"
-# experiment: the large-M row-parallel GEMM with its running sum in registers (BITROLL_GEMM_ROWPAR=reg) instead of
-# partials + chunk_seq: kernel table, the rowpar test and end to end; QUICK=1 skips the
-# experiments (EXTRA=1 adds the no-graphs comparison, the batch-64 profile and gpu_rollouts without graphs)
-if [ "${QUICK:-0}" != 1 ]; then
-for v in reg; do
-  BITROLL_GEMM_ROWPAR=$v BITROLL_KBENCH_SECTIONS=rowpar "$BUILD/tests/bench_kernels" "$OUT/bench_kernels_rowpar_$v.json" \
-      >"$OUT/bench_rowpar_$v.log" 2>&1
-  (cd "$BUILD" && BITROLL_GEMM_ROWPAR=$v BR_TEST_FILTER=test_gemm_rowpar ./tests/test_kern_cuda) >"$OUT/test_rowpar_$v.log" 2>&1
-  echo "rc=$?" >>"$OUT/test_rowpar_$v.log"
-  (cd "$ROOT" && BITROLL_GEMM_ROWPAR=$v "$BUILD/bitroll" bench --no-kernel-table --modes invariant --batches 1,64,256 \
-      --new-tokens 128 --json "$OUT/bench_e2e_rowpar_$v.json") >"$OUT/bench_e2e_rowpar_$v.log" 2>&1
-done
-fi
+# EXTRA=1 adds the no-graphs comparison, the batch-64 profile and gpu_rollouts without graphs
 stage "kernel bench done"
 # end to end: Qwen3-0.6B shape, every kernel mode, batches 1/64/256, flip experiment; then the same with CUDA
 # graphs for decode steps (on by default) compared with BITROLL_CUDA_GRAPHS=0, and the GPU end-to-end test without them
@@ -99,12 +87,6 @@ echo "bench:"
 sed -n '/^GEMM (bf16/,$p' "$OUT/bench.log"
 echo "end to end (bitroll bench):"
 sed -n '/^mode/,$p' "$OUT/bench_e2e.log"
-for v in reg; do
-  [ -f "$OUT/bench_rowpar_$v.log" ] || continue
-  echo "BITROLL_GEMM_ROWPAR=$v: test $(grep -E 'PASSED|FAILED|rc=' "$OUT/test_rowpar_$v.log" | tr '\n' ' ')"
-  sed -n '/^row-parallel/,/^$/p' "$OUT/bench_rowpar_$v.log"
-  sed -n '/^mode/,$p' "$OUT/bench_e2e_rowpar_$v.log"
-done
 if [ -s "$OUT/bench_e2e_nographs.log" ]; then
   echo "end to end without CUDA graphs:"
   sed -n '/^mode/,$p' "$OUT/bench_e2e_nographs.log"

@@ -24,7 +24,6 @@ int main(void) {
 #include "comm/comm.h"
 #include "comm/comm_nccl.h"
 #include "kernels/cuda/kern_cuda.h"
-#include "kernels/cuda/kern_cuda_engine.h"
 #include "policy/policy.h"
 
 #ifndef BR_TEST_DATA

@@ -16,8 +16,6 @@
 #include <nccl.h>
 #endif
 
-#include "kernels/cuda/comm_sum.h"
-
 #define HASH_PIECE ((size_t)64 << 20)    /* device -> host pieces of the fingerprint */
 #define STAGE_PIECE ((size_t)256 << 20)  /* MPI fallback: host staging pieces (MPI counts are int) */
 

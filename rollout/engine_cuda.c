@@ -9,7 +9,6 @@
 
 #include "kernels/cpu/kern_cpu.h"
 #include "kernels/cuda/kern_cuda.h"
-#include "kernels/cuda/kern_cuda_engine.h"
 #include "rollout/engine.h"
 
 typedef struct rollout_cuda rollout_cuda;

@@ -1,5 +1,5 @@
-// Paged-KV-cache attention (one layer): K/V cache write, the prefill kernel (many query rows) and the decode
-// kernel (one query row per sequence), causal, with grouped-query heads.
+// Paged-KV-cache attention (one layer): the prefill kernel (many query rows) and the decode kernel (one query row
+// per sequence), causal, with grouped-query heads. The K/V cache write is kv_write.cu.
 //
 // Purpose/Why (the fixed reduction order). A token's attention output must be the same bits whether it was
 // computed in a prefill chunk of any size, alone in a decode step, or in a teacher-forced score call (DESIGN 2).
@@ -44,18 +44,6 @@
 
 #define CHUNK KERN_ATTN_CHUNK
 static_assert(CHUNK == 32, "attention: one key per lane of a warp");
-
-// K/V rows of the new tokens -> their cache slots. k_new, v_new (M, n_kv, hd).
-__global__ void kv_write_kernel(float *kc, float *vc, const float *k_new, const float *v_new, const int32_t *pages,
-                                const int32_t *pt_off, const int32_t *pos, int page_size, int row) {
-    const int m = blockIdx.x;
-    const int t = pos[m];
-    const int64_t slot = (int64_t)pages[pt_off[m] + t / page_size] * page_size + t % page_size;
-    for (int e = threadIdx.x; e < row; e += blockDim.x) {
-        kc[slot * row + e] = k_new[(int64_t)m * row + e];
-        vc[slot * row + e] = v_new[(int64_t)m * row + e];
-    }
-}
 
 // The pieces of one online-softmax step, shared by the chunk walk (attn_chunk_step) and the decode kernel's
 // parallel schedule (attn_decode_kernel), so that both run the same operations in the same order by construction.
@@ -477,15 +465,6 @@ extern "C" void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, floa
     case 256: launch_decode<256>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
     default: KERN_REQUIRE(false, "attention decode: head dim must be 32, 64, 128 or 256");
     }
-}
-
-extern "C" void kern_cuda_kv_write(float *k_cache, float *v_cache, const float *k_new, const float *v_new,
-                                   const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                                   int page_size, int n_kv, int hd, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && page_size > 0 && n_kv > 0 && hd > 0, "kv_write: bad shape");
-    if (M == 0) return;
-    kv_write_kernel<<<M, 128, 0, stream>>>(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, page_size, n_kv * hd);
-    CUDA_CHECK_LAUNCH();
 }
 
 extern "C" void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, const float *v_cache,

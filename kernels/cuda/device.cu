@@ -1,5 +1,12 @@
-// Device discovery, memory wrappers and timers for the CUDA backend, so that C code (the GPU tests, the
-// benchmarks, the forward pass) never needs a CUDA header. GPU tests report "skipped" when no device is present.
+// The device side of the CUDA backend that is not a kernel of the model: device discovery and binding, memory,
+// streams, events, pinned host memory, CUDA graphs and timers (thin checked wrappers, so that C code -- the engine,
+// the GPU tests, the benchmarks -- never needs a CUDA header), the fatal-error path and its abort hook, the
+// run-time switches (kern_cuda_set_tuning), and the copy kernel that measures the bandwidth roofline.
+//
+// Purpose/Why. Nothing here computes a model value: the copy kernel moves bytes unchanged, so no reduction order is
+// involved. Device errors are fatal (STYLE rule 8): kern_cuda_fatal prints file:line and the CUDA error, calls the
+// hook the driver installed (which aborts the whole MPI job) and then abort(). GPU tests report "skipped" when no
+// device is present: kern_cuda_device_count never fails.
 #include <cstdio>
 #include <cstdlib>
 #include <cuda_runtime.h>
@@ -38,6 +45,8 @@ extern "C" void kern_cuda_device_name(int dev, char *buf, int len) {
     }
     snprintf(buf, (size_t)len, "%s", p.name);
 }
+
+extern "C" void kern_cuda_set_device(int dev) { CUDA_CHECK(cudaSetDevice(dev)); }
 
 extern "C" void kern_cuda_device_props(int *n_sm, int *l2_bytes) {
     int dev = 0;
@@ -96,6 +105,66 @@ extern "C" float kern_cuda_timer_stop_ms(kern_cuda_timer *t, cudaStream_t s) {
     CUDA_CHECK(cudaEventSynchronize(t->stop));
     CUDA_CHECK(cudaEventElapsedTime(&ms, t->start, t->stop));
     return ms;
+}
+
+// ---- streams, events, asynchronous copies, pinned memory, graphs (thin checked wrappers for the C engine)
+extern "C" cudaStream_t kern_cuda_stream_create(void) {
+    cudaStream_t s;
+    CUDA_CHECK(cudaStreamCreate(&s));
+    return s;
+}
+extern "C" void kern_cuda_stream_free(cudaStream_t s) {
+    if (s) CUDA_CHECK(cudaStreamDestroy(s));
+}
+extern "C" void kern_cuda_stream_sync(cudaStream_t s) { CUDA_CHECK(cudaStreamSynchronize(s)); }
+extern "C" cudaEvent_t kern_cuda_event_create(void) {
+    cudaEvent_t ev;
+    CUDA_CHECK(cudaEventCreate(&ev));
+    return ev;
+}
+extern "C" void kern_cuda_event_free(cudaEvent_t ev) {
+    if (ev) CUDA_CHECK(cudaEventDestroy(ev));
+}
+extern "C" void kern_cuda_event_record(cudaEvent_t ev, cudaStream_t s) { CUDA_CHECK(cudaEventRecord(ev, s)); }
+extern "C" float kern_cuda_event_ms(cudaEvent_t a, cudaEvent_t b) {
+    float ms = 0;
+    CUDA_CHECK(cudaEventSynchronize(b));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    return ms;
+}
+extern "C" void kern_cuda_upload_async(void *dst, const void *src, size_t bytes, cudaStream_t s) {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s));
+}
+extern "C" void kern_cuda_download_async(void *dst, const void *src, size_t bytes, cudaStream_t s) {
+    if (bytes) CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s));
+}
+extern "C" void *kern_cuda_host_alloc(size_t bytes) {
+    void *p = nullptr;
+    CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 1));
+    return p;
+}
+extern "C" void kern_cuda_host_free(void *p) {
+    if (p) CUDA_CHECK(cudaFreeHost(p));
+}
+struct kern_cuda_graph {
+    cudaGraphExec_t exec;
+};
+extern "C" void kern_cuda_capture_begin(cudaStream_t s) {
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+}
+extern "C" kern_cuda_graph *kern_cuda_capture_end(cudaStream_t s) {
+    cudaGraph_t g;
+    CUDA_CHECK(cudaStreamEndCapture(s, &g));
+    kern_cuda_graph *out = new kern_cuda_graph;
+    CUDA_CHECK(cudaGraphInstantiate(&out->exec, g, 0));
+    CUDA_CHECK(cudaGraphDestroy(g));
+    return out;
+}
+extern "C" void kern_cuda_graph_launch(kern_cuda_graph *g, cudaStream_t s) { CUDA_CHECK(cudaGraphLaunch(g->exec, s)); }
+extern "C" void kern_cuda_graph_free(kern_cuda_graph *g) {
+    if (!g) return;
+    CUDA_CHECK(cudaGraphExecDestroy(g->exec));
+    delete g;
 }
 
 // Grid-stride copy, 16 bytes per thread per step: the bandwidth roofline the benchmarks compare against.

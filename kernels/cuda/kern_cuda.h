@@ -1,4 +1,7 @@
-/* C interface to the CUDA backend (the .cu files in kernels/cuda). Plain C: included by C11 code, no CUDA headers.
+/* C interface to the CUDA backend (the .cu files in kernels/cuda, one per operation). Plain C: included by C11 code,
+ * no CUDA headers. Sections follow the files: device.cu, gemm.cu, norm.cu, rope.cu, activation.cu, add.cu, cast.cu,
+ * embed.cu, gather.cu, kv_write.cu, attention.cu, attention_small.cu, attention_splitkv.cu, vocab.cu, chunk_tree.cu,
+ * fill_random.cu.
  *
  * Conventions (docs/CUDA.md has the reduction order of every kernel):
  * - every pointer argument of a kernel launcher is DEVICE memory, row-major, shapes in the comments;
@@ -25,11 +28,13 @@ extern "C" {
 typedef struct CUstream_st *cudaStream_t;
 typedef struct CUevent_st *cudaEvent_t;
 
-/* ---- Devices and memory. */
+/* ---- Devices, memory, streams, graphs (device.cu). */
 /* Number of usable CUDA devices; 0 when there is no driver or no device (never fails). */
 int kern_cuda_device_count(void);
 /* Name of device `dev` into buf (empty string when unavailable). */
 void kern_cuda_device_name(int dev, char *buf, int len);
+/* Makes device `dev` current for this process (fatal on failure). */
+void kern_cuda_set_device(int dev);
 /* Multiprocessor count and L2 size in bytes of the current device. */
 void kern_cuda_device_props(int *n_sm, int *l2_bytes);
 void *kern_cuda_malloc(size_t bytes);  /* fatal on failure; never returns NULL for bytes > 0 */
@@ -42,9 +47,39 @@ void kern_cuda_sync(void); /* cudaDeviceSynchronize + error check */
  * (comm_abort_job). */
 void kern_cuda_set_abort_hook(void (*hook)(void));
 
-/* ---- Run-time switches: the kernels' part of common/tuning.h's br_tuning, handed over once by whoever creates the
- * engine (the kernels never read the environment). None of them changes a bit of any result: they choose launch
- * modes and schedules, so that measured variants can be compared. */
+/* Streams, asynchronous copies and pinned host buffers for the engine's step loop. */
+cudaStream_t kern_cuda_stream_create(void);
+void kern_cuda_stream_free(cudaStream_t s);
+void kern_cuda_stream_sync(cudaStream_t s);
+void kern_cuda_upload_async(void *dst_dev, const void *src_host, size_t bytes, cudaStream_t s);
+void kern_cuda_download_async(void *dst_host, const void *src_dev, size_t bytes, cudaStream_t s);
+void *kern_cuda_host_alloc(size_t bytes); /* pinned host memory (fatal on failure) */
+void kern_cuda_host_free(void *p);
+/* Events for the engine's profile (tuning.cuda_profile): time between two events recorded on a stream. */
+cudaEvent_t kern_cuda_event_create(void);
+void kern_cuda_event_free(cudaEvent_t ev);
+void kern_cuda_event_record(cudaEvent_t ev, cudaStream_t s);
+float kern_cuda_event_ms(cudaEvent_t a, cudaEvent_t b); /* waits for b */
+/* CUDA graphs: kern_cuda_capture_begin starts capturing the launches issued on s (they are recorded, not run),
+ * kern_cuda_capture_end returns an executable graph of them. */
+typedef struct kern_cuda_graph kern_cuda_graph;
+void kern_cuda_capture_begin(cudaStream_t s);
+kern_cuda_graph *kern_cuda_capture_end(cudaStream_t s);
+void kern_cuda_graph_launch(kern_cuda_graph *g, cudaStream_t s);
+void kern_cuda_graph_free(kern_cuda_graph *g);
+
+/* Event timer for benchmarks: start/stop record events on `stream`; stop waits and returns milliseconds. */
+typedef struct kern_cuda_timer kern_cuda_timer;
+kern_cuda_timer *kern_cuda_timer_create(void);
+void kern_cuda_timer_free(kern_cuda_timer *t);
+void kern_cuda_timer_start(kern_cuda_timer *t, cudaStream_t stream);
+float kern_cuda_timer_stop_ms(kern_cuda_timer *t, cudaStream_t stream);
+/* dst[i] = src[i], i < n (16-byte vector copy; measures the device's copy bandwidth). */
+void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaStream_t stream);
+
+/* ---- Run-time switches (device.cu): the kernels' part of common/tuning.h's br_tuning, handed over once by whoever
+ * creates the engine (the kernels never read the environment). None of them changes a bit of any result: they
+ * choose launch modes and schedules, so that measured variants can be compared. */
 typedef struct {
     int pdl;               /* 1: the decode path's kernels launch as programmatic dependents (BITROLL_PDL) */
     int gemm_short;        /* 1: decode-shaped GEMMs over short k spans use 4 pipeline stages (BITROLL_GEMM_SHORT) */
@@ -58,22 +93,13 @@ typedef struct {
  * launches kernels. A value outside its set is fatal (KERN_REQUIRE). A CUDA graph keeps the launches it captured. */
 kern_cuda_tuning kern_cuda_set_tuning(const kern_cuda_tuning *t);
 
-/* Event timer for benchmarks: start/stop record events on `stream`; stop waits and returns milliseconds. */
-typedef struct kern_cuda_timer kern_cuda_timer;
-kern_cuda_timer *kern_cuda_timer_create(void);
-void kern_cuda_timer_free(kern_cuda_timer *t);
-void kern_cuda_timer_start(kern_cuda_timer *t, cudaStream_t stream);
-float kern_cuda_timer_stop_ms(kern_cuda_timer *t, cudaStream_t stream);
-/* dst[i] = src[i], i < n (16-byte vector copy; measures the device's copy bandwidth). */
-void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaStream_t stream);
-
 /* Kernel modes (kern_mode, DESIGN 2): kernels/kern.h. */
 
-/* ---- GEMM: out (M, N) f32 = x (M, K) . W (N, K)^T (+ bias (N) f32, added after the dot: one more rounding).
+/* ---- GEMM (gemm.cu): out (M, N) f32 = x (M, K) . W (N, K)^T (+ bias (N) f32, added after the dot: one more rounding).
  * Invariant mode: x bf16, W bf16, tensor cores (mma.sync m16n8k16, fp32 accumulate). Every output element is
  * acc = 0; for k16 = 0, 16, ..., K-16 ascending: acc = mma(acc, x[m, k16:k16+16], W[n, k16:k16+16]) -- for
  * every M: M <= 64 runs the decode-shaped kernel (small tiles, deep pipeline, for HBM bandwidth), larger M
- * the 128x128x32 kernel; both issue that same sequence, so a row's bits never depend on M. No split-K.
+ * the 128x128x64 kernel; both issue that same sequence, so a row's bits never depend on M. No split-K.
  * Requires K % 16 == 0 and 16-byte aligned x, W. M <= 64 launches as a programmatic dependent of the previous kernel
  * on the stream and reads its first W tiles before waiting for that kernel (kern_cuda_tuning.pdl = 0: off): W must
  * not be written by work still in flight on the stream -- write weights, synchronize, then run GEMMs. x, out and
@@ -93,8 +119,9 @@ void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint16_t *const 
  * ws: kern_cuda_gemm_rowpar_ws(M, N, K, C) bytes (the partials of up to 2048 rows at a time: C times more blocks
  * than the plain GEMM, so a decode-sized GEMM fills the GPU, and tile counters at its end), made ready once with
  * kern_cuda_gemm_rowpar_ws_prepare(ws, ws_bytes) (zeroes the counters; every call leaves them zero). M <= 16: the
- * last chunk block of each output tile sums the partials (one launch); larger M: partials, then chunk_seq.
- * Calls that share a workspace must not run concurrently. C = 1 is kern_cuda_gemm_bf16. */
+ * last chunk block of each output tile sums the partials (one launch; kern_cuda_tuning.gemm_rowpar_fused = 0: two);
+ * larger M: partials, then chunk_seq. Calls that share a workspace must not run concurrently. C = 1 is
+ * kern_cuda_gemm_bf16. */
 size_t kern_cuda_gemm_rowpar_ws(int M, int N, int K, int C);
 void kern_cuda_gemm_rowpar_ws_prepare(float *ws, size_t ws_bytes);
 void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_bytes, const uint16_t *x, const uint16_t *w,
@@ -113,7 +140,7 @@ void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wd
 void kern_cuda_gemm_standard(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N,
                              int K, cudaStream_t stream);
 
-/* ---- Row-wise and element-wise kernels (fp32). One row per block of 256 threads for the reductions. */
+/* ---- Norms (norm.cu), fp32, one row per block of 256 threads. */
 /* RMSNorm: out = x * (1 / sqrtf(sum(x^2)/D + eps)) * w. x (M, D) f32, w (D) f32; out_f32 (M, D) and/or
  * out_bf16 (M, D) (RNE of the f32 value); either may be NULL. */
 void kern_cuda_rmsnorm(float *out_f32, uint16_t *out_bf16, const float *x, const float *w, int M, int D, float eps,
@@ -133,36 +160,43 @@ void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32, uint16_t 
 void kern_cuda_qk_norm_rope(float *q_out, float *k_out, const float *q, const float *k, const float *qw, const float *kw,
                             const int32_t *pos, const float *rope, int M, int H, int KV, int hd, float eps,
                             cudaStream_t stream);
-/* In-place RoPE (HF rotate_half) with the table of kern_cpu_rope_table: rope (max_pos, hd/2, 2) f32.
+
+/* ---- Element-wise kernels (fp32; no reductions). */
+/* rope.cu: in-place RoPE (HF rotate_half) with the table of kern_cpu_rope_table: rope (max_pos, hd/2, 2) f32.
  * x (M, n_heads, hd) f32, pos (M) int32. Same fp32 operations as kern_cpu_rope (bit-identical). */
 void kern_cuda_rope(float *x, const int32_t *pos, const float *rope, int M, int n_heads, int hd, cudaStream_t stream);
-/* out = silu(gate) * up; out_f32 and/or out_bf16 may be NULL. gate, up (n) f32. */
+/* activation.cu: out = silu(gate) * up; out_f32 and/or out_bf16 may be NULL. gate, up (n) f32. */
 void kern_cuda_swiglu(float *out_f32, uint16_t *out_bf16, const float *gate, const float *up, int64_t n,
                       cudaStream_t stream);
-/* In place GPT-2 gelu (tanh approximation); out_bf16 (n) optional copy. */
+/* activation.cu: in place GPT-2 gelu (tanh approximation); out_bf16 (n) optional copy. */
 void kern_cuda_gelu_tanh(float *x, uint16_t *out_bf16, int64_t n, cudaStream_t stream);
-/* x += y, (n) f32. */
+/* add.cu: x += y, (n) f32. */
 void kern_cuda_add(float *x, const float *y, int64_t n, cudaStream_t stream);
-/* out = RNE bf16 of x, (n). */
+/* cast.cu: out = RNE bf16 of x, (n). */
 void kern_cuda_cast_bf16(uint16_t *out, const float *x, int64_t n, cudaStream_t stream);
-/* out[m, :] = emb[tokens[m], :] (+ pos_emb[pos[m], :] when pos_emb != NULL). emb (V, D), pos_emb (P, D) of
+/* cast.cu: out (M, Kp) bf16 = RNE(x (M, K) f32), columns K..Kp-1 zero: the padded input of kern_cuda_gemm_bf16 when
+ * K is not a multiple of 16 (the weights are padded with zeros the same way, so the pad adds exact zeros). */
+void kern_cuda_cast_bf16_pad(uint16_t *out, const float *x, int M, int K, int Kp, cudaStream_t stream);
+/* embed.cu: out[m, :] = emb[tokens[m], :] (+ pos_emb[pos[m], :] when pos_emb != NULL). emb (V, D), pos_emb (P, D) of
  * dtype dt (bf16 or f32), out (M, D) f32. tokens, pos (M) int32. */
 void kern_cuda_embed(float *out, const void *emb, const void *pos_emb, kern_dtype dt, const int32_t *tokens,
                      const int32_t *pos, int M, int D, cudaStream_t stream);
+/* gather.cu: dst[r, :] = src[idx[r], :] for r < R; rows of D f32. idx (R) int32. */
+void kern_cuda_gather_rows(float *dst, const float *src, const int32_t *idx, int R, int D, cudaStream_t stream);
 
 /* ---- Attention over a paged KV cache (one layer). K and V pools: (n_pages, page_size, n_kv, hd) f32.
  * Row m of a call belongs to the sequence whose page table starts at pages[pt_off[m]]: its token t lives in
  * page pages[pt_off[m] + t / page_size], slot t % page_size. pages (total) int32, pt_off (M) int32, pos (M) int32.
- * hd in {32, 64, 128, 256}; n_heads % n_kv == 0; n_heads / n_kv <= 16. */
-/* Writes k_new, v_new (M, n_kv, hd) f32 at (pt_off[m], pos[m]). Call before attention reads them. */
+ * hd in {32, 64, 128, 256} (attention_small.cu: hd <= 32); n_heads % n_kv == 0; n_heads / n_kv <= 16. */
+/* kv_write.cu: writes k_new, v_new (M, n_kv, hd) f32 at (pt_off[m], pos[m]). Call before attention reads them. */
 void kern_cuda_kv_write(float *k_cache, float *v_cache, const float *k_new, const float *v_new, const int32_t *pages,
                         const int32_t *pt_off, const int32_t *pos, int M, int page_size, int n_kv, int hd,
                         cudaStream_t stream);
-/* Causal GQA attention: row m, head h attends to keys 0..pos[m] of its sequence, kv head h / (n_heads/n_kv).
- * q, out (M, n_heads, hd) f32. Keys are visited in chunks of KERN_ATTN_CHUNK (32) ascending with one online-softmax
- * step per chunk, by the same warp routine in both launchers, so a (row, head) gives the same bits whichever
- * launcher computed it and whatever else was in the call. prefill: many rows, consecutive rows of one sequence
- * share K/V loads; decode: one row per sequence. */
+/* attention.cu: causal GQA attention: row m, head h attends to keys 0..pos[m] of its sequence, kv head
+ * h / (n_heads/n_kv). q, out (M, n_heads, hd) f32. Keys are visited in chunks of KERN_ATTN_CHUNK (32) ascending
+ * with one online-softmax step per chunk, by the same warp routine in both launchers, so a (row, head) gives the
+ * same bits whichever launcher computed it and whatever else was in the call. prefill: many rows, consecutive rows
+ * of one sequence share K/V loads; decode: one row per sequence. */
 void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, const float *v_cache,
                             const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
                             int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
@@ -173,16 +207,22 @@ void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, con
  * at (pt_off[m], pos[m]) (instead of kern_cuda_kv_write; every row must be a different sequence, as in any decode
  * call); out (f32) and/or out_bf16 (M, n_heads * hd; the rounding of kern_cuda_cast_bf16_pad) receive the result,
  * either may be NULL. The bits of kern_cuda_attn_decode / prefill (the chunks of a window run on parallel warps,
- * same operations in the same order: attention.cu). */
-/* Which decode kernel runs: kern_cuda_tuning.attn_decode (every choice gives the same bits). */
+ * same operations in the same order: attention.cu). Which decode kernel runs: kern_cuda_tuning.attn_decode (every
+ * choice gives the same bits). */
 void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, float *k_cache, float *v_cache, const float *k_new,
                                  const float *v_new, const float *q, const int32_t *pages, const int32_t *pt_off,
                                  const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
                                  float scale, cudaStream_t stream);
+/* attention_small.cu: attention for head dims the tiled kernels do not take (hd <= 32, e.g. 8 or 16): one warp per
+ * (row, head), the same chunked online softmax (chunks of 32 keys, ascending), the same arguments as
+ * kern_cuda_attn_prefill. Any row mix; a (row, head) gives the same bits whatever else is in the call. */
+void kern_cuda_attn_small(float *out, const float *q, const float *k_cache, const float *v_cache, const int32_t *pages,
+                          const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
+                          int page_size, float scale, cudaStream_t stream);
 
-/* standard mode: split-KV ("flash-decoding") attention, NOT batch invariant (attention_splitkv.cu). Same
- * arguments and result as kern_cuda_attn_prefill/decode up to rounding (FMA, exp2), but each row's keys are cut
- * into n_splits chunk-aligned ranges computed by separate blocks and merged in a second pass; n_splits comes from
+/* attention_splitkv.cu, standard mode: split-KV ("flash-decoding") attention, NOT batch invariant. Same arguments and
+ * result as kern_cuda_attn_prefill/decode up to rounding (FMA, exp2), but each row's keys are cut into n_splits
+ * chunk-aligned ranges computed by separate blocks and merged in a second pass; n_splits comes from
  * kern_cuda_attn_splitkv_splits, i.e. from the batch, so a row's bits depend on the batch. Deterministic for the
  * same inputs and n_splits. prefill != 0 lets up to 8 / G consecutive rows of one sequence share K/V loads (any
  * row mix stays correct); 0 = one row per block (decode). workspace (device, workspace_bytes >=
@@ -203,16 +243,53 @@ size_t kern_cuda_attn_splitkv_workspace_bytes(int M, int n_heads, int hd, int n_
  * allocate this once (it is small: splitting stops once M * n_kv reaches 0.8 * n_sm). */
 size_t kern_cuda_attn_splitkv_workspace_max(int max_rows, int n_heads, int n_kv, int hd, int n_sm);
 
-/* ---- Vocabulary rows (one row per block). x (M, V) f32 logits. */
-/* out (M, V) = log-softmax(x / temperature) (kern_cpu_logsoftmax's arithmetic, fixed tree sums). */
-void kern_cuda_logsoftmax(float *out, const float *x, int M, int V, float temperature, cudaStream_t stream);
-/* out (M) = log-softmax(x[m] / temperature)[tokens[m]]. */
-void kern_cuda_logprob(float *out, const float *x, const int32_t *tokens, int M, int V, float temperature,
-                       cudaStream_t stream);
-/* out (M) int32 = argmax of each row; ties -> lowest index; NaN never wins (kern_cpu_argmax). */
-void kern_cuda_argmax(int32_t *out, const float *x, int M, int V, cudaStream_t stream);
-/* out (M) uint64 = the logits digest of each row (docs/FORMAT.md): equal to kern_cpu_digest. */
-void kern_cuda_digest(uint64_t *out, const float *x, int M, int V, cudaStream_t stream);
+/* ---- Vocabulary rows (vocab.cu): the one implementation of the per-row vocabulary work of generate and score --
+ * the digest, max of x/T, log-sum-exp, and the row's token (argmax, Gumbel-max or a given target). */
+typedef enum {
+    KERN_ROW_GREEDY = 0,  /* token = argmax x (ties -> lowest id, NaN never wins) */
+    KERN_ROW_GUMBEL = 1,  /* token = argmax x/T + g_j, g_j = -logf(-logf(u(seed, sample_id, position, j))) */
+    KERN_ROW_TARGET = 2   /* token = target (teacher forcing), or decided on the host (top-k / top-p) */
+} kern_row_mode;
+
+typedef struct {
+    float temperature;  /* the T of m and lse: the sampling temperature, 1 for greedy rows */
+    int32_t mode;       /* kern_row_mode */
+    int32_t target;     /* KERN_ROW_TARGET: the token (any value < 0: no token; x_token is then 0) */
+    int32_t position;   /* absolute position of the produced token (Gumbel key) */
+    uint64_t seed, sample_id;
+} kern_row_req;
+
+typedef struct {
+    int32_t token;    /* chosen token */
+    float x_token;    /* logits[token] */
+    float m;          /* max_j x_j / T */
+    float lse;        /* logf(sum_j expf(x_j/T - m)) in a fixed tree order */
+    uint64_t digest;  /* sum_j kern_digest_term(j, bits(x_j)) mod 2^64 (== kern_cpu_digest) */
+} kern_row_out;
+
+/* Rows of x (R, V) f32 logits, each cut into fixed segments of V (so one row alone still fills the GPU); req (R)
+ * and out (R) are device arrays; workspace: kern_cuda_vocab_rows_workspace(R, V) bytes of device memory. The host
+ * turns (x_token, m, lse) into the log-prob (x_token / T - m) - lse, one formula for generate and score. */
+size_t kern_cuda_vocab_rows_workspace(int R, int V);
+void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V, void *workspace,
+                          size_t workspace_bytes, cudaStream_t stream);
+
+/* ---- Fixed-order chunk sum (chunk_tree.cu), the device half of comm_nccl's chunk sum: out (n) f32 = sum of the
+ * chunks of all (C, n) f32 (chunk c at all + c * n), for every element i: sum(lo, hi) = sum(lo, mid) +
+ * sum(mid, hi), mid = lo + (hi - lo) / 2, sum(c, c + 1) = chunk c -- exactly the adds of kern_cpu_chunk_tree, each
+ * one __fadd_rn (IEEE fp32, round to nearest, never contracted): bitwise equal to the CPU. C >= 1; out must not
+ * overlap all. */
+void kern_cuda_chunk_tree(float *out, const float *all, int C, size_t n, cudaStream_t stream);
+
+/* ---- Random-weights models (fill_random.cu, policy_weights_random): dst (N, Kp) of dtype dt (bf16 or f32), element
+ * (n, k < K) = scale * (2 u - 1) with u = br_uniform01(Philox(seed, tensor id, n*K + k)), rounded to dt; columns
+ * K..Kp-1 zero. */
+void kern_cuda_fill_random(void *dst, kern_dtype dt, int64_t N, int64_t K, int64_t Kp, uint64_t seed, uint32_t id,
+                           float scale, cudaStream_t stream);
+/* The same for rows n0..n0+N-1 and columns k0..k0+K-1 of a random matrix of Kfull columns (a TP rank's slice:
+ * the same bits as those elements of the whole matrix). */
+void kern_cuda_fill_random_view(void *dst, kern_dtype dt, int64_t N, int64_t K, int64_t Kp, int64_t Kfull, int64_t n0,
+                                int64_t k0, uint64_t seed, uint32_t id, float scale, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

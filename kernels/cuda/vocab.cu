@@ -1,156 +1,204 @@
-// Vocabulary-row kernels, one row per block: log-softmax, log-prob of a token, argmax, logits digest.
+// The vocabulary work of every logits row, one implementation for generate and score: the logits digest, the row
+// max m of x/T and log-sum-exp lse, and the row's token -- argmax (greedy), Gumbel-max (sampling) or a given target
+// (teacher forcing, or decided on the host for top-k/top-p): kern_cuda_vocab_rows. The host forms the recorded
+// log-prob (x_token / T - m) - lse with the same IEEE operations on both paths.
 //
-// Purpose/Why (the fixed reduction order). The log-prob and the digest are the numbers bitroll promises to
-// reproduce, so they must depend on the logits row alone. A block of exactly VOCAB_THREADS (512) threads owns a
-// row whatever M is; thread t visits the indices i = t, t + 512, ... ascending: the row max (exact whatever the
-// order), then sum_i expf(x_i/T - max) with each term added in that order, then a xor-butterfly inside each warp
-// (offsets 16, 8, 4, 2, 1) and a fixed pairwise tree over the 16 warp sums ((w0+w1)+(w2+w3))+... . The CPU reference
-// (8-lane order) agrees to rounding. argmax compares (value desc, index asc), a total order, so its reduction
-// order cannot matter: equal to kern_cpu_argmax exactly. The digest is an exact integer sum (mod 2^64) of per-element
-// terms (kern_digest_term): equal to kern_cpu_digest exactly.
+// Purpose/Why (the fixed reduction order). A row is cut into segments of VOCAB_SEG entries (a function of V only,
+// never of R), and each (segment, row) is one block of VOCAB_THREADS threads, so that one row alone (batch 1) still
+// spreads over many SMs. Three launches: (1) per segment: max of x/T, argmax, Gumbel-max and the digest; (2) per
+// segment: sum_j expf(x_j/T - m) with m the max over the row's segments; (3) per row: the segment results combined.
+// max, argmax and Gumbel-max reduce with a total order (value desc, index asc; NaN never wins) and the digest with
+// exact 64-bit integer sums (docs/FORMAT.md), so their reduction order cannot change them: the digest, max and argmax
+// equal the CPU's exactly. The only rounding reduction is the sum: in a segment, thread t adds its terms
+// j = seg0 + t, seg0 + t + VOCAB_THREADS, ... in ascending j, then a xor butterfly inside each warp (16, 8, 4, 2, 1)
+// and a fixed pairwise tree over the warp sums; the segment sums are then added in ascending segment order. None of
+// this depends on R, on which rows share the launch, or on the path (generate or score) that asked for the row.
+// Gumbel noise: one Philox call (common/philox.h, shared with the host sampler) gives the 4 uniforms of an aligned
+// quad of ids (j >> 2), so each thread visits whole quads in pass (1).
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
 
+#include "common/philox.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/kern.h"
 
-#define VOCAB_THREADS 512
+#define VOCAB_THREADS 256
 #define VOCAB_WARPS (VOCAB_THREADS / 32)
 
-__device__ __forceinline__ float block_max(float v, float *red) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float m = red[0];
-    for (int w = 1; w < VOCAB_WARPS; w++) m = fmaxf(m, red[w]);
-    return m;
+// (v, i) beats (w, j): larger value, then lower index; NaN never wins.
+__device__ __forceinline__ bool beats(float v, int i, float w, int j) {
+    if (isnan(v)) return false;
+    if (j < 0 || isnan(w)) return i >= 0;
+    return v > w || (v == w && i < j);
 }
 
-__device__ __forceinline__ float block_sum_fixed(float v, float *red) {
+__device__ __forceinline__ void warp_best(float &v, int &i) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = __fadd_rn(v, __shfl_xor_sync(0xffffffffu, v, o));
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-    __syncthreads();
-    float t[VOCAB_WARPS];
-#pragma unroll
-    for (int w = 0; w < VOCAB_WARPS; w++) t[w] = red[w];
-#pragma unroll
-    for (int n = VOCAB_WARPS / 2; n >= 1; n >>= 1)
-#pragma unroll
-        for (int w = 0; w < n; w++) t[w] = __fadd_rn(t[2 * w], t[2 * w + 1]);
-    return t[0];
+    for (int o = 16; o > 0; o >>= 1) {
+        float w = __shfl_xor_sync(0xffffffffu, v, o);
+        int j = __shfl_xor_sync(0xffffffffu, i, o);
+        if (beats(w, j, v, i)) {
+            v = w;
+            i = j;
+        }
+    }
 }
 
-// m = max_i x_i/T and lse = logf(sum_i expf(x_i/T - m)) of one row (every thread gets both).
-__device__ __forceinline__ void row_lse(const float *xr, int V, float T, float *red, float *m_out, float *lse_out) {
-    float m = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += VOCAB_THREADS) m = fmaxf(m, __fdiv_rn(xr[i], T));
-    m = block_max(m, red);
-    float s = 0.0f;
-    for (int i = threadIdx.x; i < V; i += VOCAB_THREADS) s = __fadd_rn(s, expf(__fsub_rn(__fdiv_rn(xr[i], T), m)));
-    s = block_sum_fixed(s, red);
-    *m_out = m;
-    *lse_out = logf(s);
+#define VOCAB_SEG 8192 // entries per segment (a multiple of 4: segments hold whole Philox quads)
+
+struct vocab_part {
+    float m, best, gbest, sum;
+    int bi, gi;
+    unsigned long long d;
+};
+
+__device__ __forceinline__ void visit(int j, float v, const kern_row_req &q, float gu, float &m, float &best, int &bi,
+                                      float &gbest, int &gi, unsigned long long &d) {
+    const float vt = __fdiv_rn(v, q.temperature);
+    m = fmaxf(m, vt);
+    if (beats(v, j, best, bi)) {
+        best = v;
+        bi = j;
+    }
+    if (q.mode == KERN_ROW_GUMBEL) {
+        const float g = __fadd_rn(vt, -logf(-logf(gu)));
+        if (beats(g, j, gbest, gi)) {
+            gbest = g;
+            gi = j;
+        }
+    }
+    d += kern_digest_term((uint32_t)j, __float_as_uint(v));
 }
 
-__global__ void __launch_bounds__(VOCAB_THREADS) logsoftmax_kernel(float *out, const float *x, int V, float T) {
-    __shared__ float red[VOCAB_WARPS];
-    const float *xr = x + (int64_t)blockIdx.x * V;
-    float m, lse;
-    row_lse(xr, V, T, red, &m, &lse);
-    for (int i = threadIdx.x; i < V; i += VOCAB_THREADS)
-        out[(int64_t)blockIdx.x * V + i] = __fsub_rn(__fsub_rn(__fdiv_rn(xr[i], T), m), lse);
-}
-
+// Pass 1, grid (segments, R).
 __global__ void __launch_bounds__(VOCAB_THREADS)
-    logprob_kernel(float *out, const float *x, const int32_t *tokens, int V, float T) {
-    __shared__ float red[VOCAB_WARPS];
-    const float *xr = x + (int64_t)blockIdx.x * V;
-    float m, lse;
-    row_lse(xr, V, T, red, &m, &lse);
-    if (threadIdx.x == 0) out[blockIdx.x] = __fsub_rn(__fsub_rn(__fdiv_rn(xr[tokens[blockIdx.x]], T), m), lse);
-}
+vocab_part_kernel(vocab_part *parts, const float *x, const kern_row_req *req, int V, int n_seg) {
+    __shared__ float s_v[VOCAB_WARPS], s_g[VOCAB_WARPS], s_m[VOCAB_WARPS];
+    __shared__ int s_i[VOCAB_WARPS], s_gi[VOCAB_WARPS];
+    __shared__ unsigned long long s_d[VOCAB_WARPS];
+    const int seg = blockIdx.x, r = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float *xr = x + (size_t)r * V;
+    const kern_row_req q = req[r];
+    const int j0 = seg * VOCAB_SEG, j1 = min(V, j0 + VOCAB_SEG);
 
-// (value, index) a beats b: a is a number and (b is none, or a.v > b.v, or equal values and a.i < b.i).
-__device__ __forceinline__ bool beats(float av, int ai, float bv, int bi) {
-    return ai >= 0 && (bi < 0 || av > bv || (av == bv && ai < bi));
-}
-
-__global__ void __launch_bounds__(VOCAB_THREADS) argmax_kernel(int32_t *out, const float *x, int V) {
-    __shared__ float rv[VOCAB_WARPS];
-    __shared__ int ri[VOCAB_WARPS];
-    const float *xr = x + (int64_t)blockIdx.x * V;
-    float bv = 0.0f;
-    int bi = -1;
-    for (int i = threadIdx.x; i < V; i += VOCAB_THREADS) {
-        float v = xr[i];
-        if (!isnan(v) && beats(v, i, bv, bi)) bv = v, bi = i;
+    float best = -INFINITY, gbest = -INFINITY, m = -INFINITY;
+    int bi = -1, gi = -1;
+    unsigned long long d = 0;
+    for (int j4 = j0 + 4 * threadIdx.x; j4 < j1; j4 += 4 * VOCAB_THREADS) {
+        uint32_t w[4] = {0, 0, 0, 0};
+        if (q.mode == KERN_ROW_GUMBEL)
+            br_rand_u32x4_inline(q.seed, q.sample_id, (uint32_t)q.position, (uint32_t)j4 >> 2, w);
+#pragma unroll
+        for (int u = 0; u < 4; u++)
+            if (j4 + u < j1) visit(j4 + u, xr[j4 + u], q, br_uniform01(w[u]), m, best, bi, gbest, gi, d);
     }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (beats(ov, oi, bv, bi)) bv = ov, bi = oi;
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        d += __shfl_xor_sync(0xffffffffu, d, o);
     }
-    if ((threadIdx.x & 31) == 0) rv[threadIdx.x >> 5] = bv, ri[threadIdx.x >> 5] = bi;
+    warp_best(best, bi);
+    warp_best(gbest, gi);
+    if (lane == 0) {
+        s_v[warp] = best;
+        s_i[warp] = bi;
+        s_g[warp] = gbest;
+        s_gi[warp] = gi;
+        s_d[warp] = d;
+        s_m[warp] = m;
+    }
     __syncthreads();
     if (threadIdx.x == 0) {
-        for (int w = 0; w < VOCAB_WARPS; w++)
-            if (beats(rv[w], ri[w], bv, bi)) bv = rv[w], bi = ri[w];
-        out[blockIdx.x] = bi < 0 ? 0 : bi;
+        vocab_part p;
+        p.m = s_m[0], p.best = s_v[0], p.gbest = s_g[0], p.bi = s_i[0], p.gi = s_gi[0], p.d = s_d[0], p.sum = 0;
+        for (int w = 1; w < VOCAB_WARPS; w++) {
+            p.m = fmaxf(p.m, s_m[w]);
+            if (beats(s_v[w], s_i[w], p.best, p.bi)) p.best = s_v[w], p.bi = s_i[w];
+            if (beats(s_g[w], s_gi[w], p.gbest, p.gi)) p.gbest = s_g[w], p.gi = s_gi[w];
+            p.d += s_d[w];
+        }
+        parts[(size_t)r * n_seg + seg] = p;
     }
 }
 
-// Logits digest (docs/FORMAT.md): sum over i of kern_digest_term(i, bits(x_i)) mod 2^64. Integer addition is exact
-// and commutative, so any reduction order gives kern_cpu_digest's value; one row per block of DIGEST_THREADS.
-#define DIGEST_THREADS 256
-
-__global__ void __launch_bounds__(DIGEST_THREADS) digest_kernel(uint64_t *out, const float *x, int V) {
-    __shared__ unsigned long long part[DIGEST_THREADS / 32];
-    const float *xr = x + (int64_t)blockIdx.x * V;
-    unsigned long long d = 0;
-    for (int i = threadIdx.x; i < V; i += DIGEST_THREADS) d += kern_digest_term((uint32_t)i, __float_as_uint(xr[i]));
+// Pass 2, grid (segments, R): the segment's sum of expf(x_j/T - m), m = the row's max.
+__global__ void __launch_bounds__(VOCAB_THREADS)
+vocab_sum_kernel(vocab_part *parts, const float *x, const kern_row_req *req, int V, int n_seg) {
+    __shared__ float s_sum[VOCAB_WARPS];
+    const int seg = blockIdx.x, r = blockIdx.y, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const float *xr = x + (size_t)r * V;
+    const float T = req[r].temperature;
+    vocab_part *pr = parts + (size_t)r * n_seg;
+    float mx = pr[0].m;
+    for (int i = 1; i < n_seg; i++) mx = fmaxf(mx, pr[i].m);
+    const int j0 = seg * VOCAB_SEG, j1 = min(V, j0 + VOCAB_SEG);
+    float s = 0.0f;
+    for (int j = j0 + threadIdx.x; j < j1; j += VOCAB_THREADS) s = __fadd_rn(s, expf(__fsub_rn(__fdiv_rn(xr[j], T), mx)));
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = d;
+    for (int o = 16; o > 0; o >>= 1) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, o));
+    if (lane == 0) s_sum[warp] = s;
     __syncthreads();
     if (threadIdx.x == 0) {
-        unsigned long long t = 0;
-        for (int w = 0; w < DIGEST_THREADS / 32; w++) t += part[w];
-        out[blockIdx.x] = t;
+        float t[VOCAB_WARPS];
+#pragma unroll
+        for (int w = 0; w < VOCAB_WARPS; w++) t[w] = s_sum[w];
+#pragma unroll
+        for (int n = VOCAB_WARPS / 2; n >= 1; n >>= 1)
+#pragma unroll
+            for (int w = 0; w < n; w++) t[w] = __fadd_rn(t[2 * w], t[2 * w + 1]);
+        pr[seg].sum = t[0];
     }
 }
 
-extern "C" void kern_cuda_logsoftmax(float *out, const float *x, int M, int V, float temperature, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && V > 0 && temperature > 0.0f, "logsoftmax: bad shape or temperature");
-    if (M == 0) return;
-    logsoftmax_kernel<<<M, VOCAB_THREADS, 0, stream>>>(out, x, V, temperature);
-    CUDA_CHECK_LAUNCH();
+// Pass 3, one thread per row: the segments in ascending order.
+__global__ void vocab_final_kernel(kern_row_out *out, const vocab_part *parts, const float *x,
+                                   const kern_row_req *req, int R, int V, int n_seg) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= R) return;
+    const vocab_part *pr = parts + (size_t)r * n_seg;
+    const kern_row_req q = req[r];
+    float mx = pr[0].m, bv = pr[0].best, gv = pr[0].gbest, sum = pr[0].sum;
+    int bix = pr[0].bi, gix = pr[0].gi;
+    unsigned long long dg = pr[0].d;
+    for (int i = 1; i < n_seg; i++) {
+        mx = fmaxf(mx, pr[i].m);
+        if (beats(pr[i].best, pr[i].bi, bv, bix)) bv = pr[i].best, bix = pr[i].bi;
+        if (beats(pr[i].gbest, pr[i].gi, gv, gix)) gv = pr[i].gbest, gix = pr[i].gi;
+        dg += pr[i].d;
+        sum = __fadd_rn(sum, pr[i].sum);
+    }
+    const int tok = q.mode == KERN_ROW_GREEDY ? bix : q.mode == KERN_ROW_GUMBEL ? gix : q.target;
+    kern_row_out o;
+    o.token = tok;
+    o.x_token = tok >= 0 && tok < V ? x[(size_t)r * V + tok] : 0.0f;
+    o.m = mx;
+    o.lse = logf(sum);
+    o.digest = dg;
+    out[r] = o;
 }
 
-extern "C" void kern_cuda_logprob(float *out, const float *x, const int32_t *tokens, int M, int V, float temperature,
-                                  cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && V > 0 && temperature > 0.0f, "logprob: bad shape or temperature");
-    if (M == 0) return;
-    logprob_kernel<<<M, VOCAB_THREADS, 0, stream>>>(out, x, tokens, V, temperature);
-    CUDA_CHECK_LAUNCH();
+extern "C" size_t kern_cuda_vocab_rows_workspace(int R, int V) {
+    return (size_t)(R > 0 ? R : 0) * ((V + VOCAB_SEG - 1) / VOCAB_SEG) * sizeof(vocab_part);
 }
 
-extern "C" void kern_cuda_argmax(int32_t *out, const float *x, int M, int V, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && V > 0, "argmax: bad shape");
-    if (M == 0) return;
-    argmax_kernel<<<M, VOCAB_THREADS, 0, stream>>>(out, x, V);
-    CUDA_CHECK_LAUNCH();
-}
-
-extern "C" void kern_cuda_digest(uint64_t *out, const float *x, int M, int V, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && V > 0, "digest: bad shape");
-    if (M == 0) return;
-    digest_kernel<<<M, DIGEST_THREADS, 0, stream>>>(out, x, V);
-    CUDA_CHECK_LAUNCH();
+extern "C" void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V,
+                                     void *workspace, size_t workspace_bytes, cudaStream_t stream) {
+    KERN_REQUIRE(V > 0, "vocab_rows: V must be positive");
+    if (R == 0) return;
+    KERN_REQUIRE(workspace && workspace_bytes >= kern_cuda_vocab_rows_workspace(R, V),
+                 "vocab_rows: workspace too small (kern_cuda_vocab_rows_workspace)");
+    const int n_seg = (V + VOCAB_SEG - 1) / VOCAB_SEG;
+    vocab_part *parts = (vocab_part *)workspace;
+    for (int r0 = 0; r0 < R; r0 += 65535) { // grid.y holds at most 65535 rows; rows are independent
+        const int n = R - r0 < 65535 ? R - r0 : 65535;
+        const float *xs = x + (size_t)r0 * V;
+        vocab_part_kernel<<<dim3(n_seg, n), VOCAB_THREADS, 0, stream>>>(parts, xs, req + r0, V, n_seg);
+        CUDA_CHECK_LAUNCH();
+        vocab_sum_kernel<<<dim3(n_seg, n), VOCAB_THREADS, 0, stream>>>(parts, xs, req + r0, V, n_seg);
+        CUDA_CHECK_LAUNCH();
+        vocab_final_kernel<<<(n + 127) / 128, 128, 0, stream>>>(out + r0, parts, xs, req + r0, n, V, n_seg);
+        CUDA_CHECK_LAUNCH();
+    }
 }

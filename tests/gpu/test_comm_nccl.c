@@ -29,9 +29,7 @@
 #include "comm/comm.h"
 #include "comm/comm_nccl.h"
 #include "kernels/cpu/kern_cpu.h"
-#include "kernels/cuda/comm_sum.h"
 #include "kernels/cuda/kern_cuda.h"
-#include "kernels/cuda/kern_cuda_engine.h"
 
 static comm_world g_w;
 static comm_nccl *g_c;

@@ -1,4 +1,5 @@
-/* GPU tests of the CUDA engine's own kernels (kernels/cuda/rows.cu) and fused launches (grouped GEMM, add+norm):
+/* GPU tests of the kernels only the CUDA engine uses (vocab.cu, attention_small.cu, cast.cu, gather.cu,
+ * fill_random.cu) and of its fused launches (grouped GEMM, add+norm, q/k norm + RoPE):
  * each against the CPU reference or the unfused kernels, and bitwise invariance of each against itself in launches
  * of other sizes. Skipped (not passed) without a GPU. */
 #include <math.h>
@@ -18,7 +19,6 @@
 
 #ifdef BR_HAVE_CUDA
 #include "kernels/cuda/kern_cuda.h"
-#include "kernels/cuda/kern_cuda_engine.h"
 
 static uint64_t g_rng = 99;
 static float frand(void) {

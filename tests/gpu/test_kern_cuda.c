@@ -1,6 +1,6 @@
 /* GPU tests for kernels/cuda: every kernel against the CPU reference (kernels/cpu) within a stated tolerance,
  * and bitwise (memcmp) invariance: GEMM rows for M = 1..512 equal to M = 1, attention outputs equal between
- * prefill (chunk sizes 1, 16, 256) and decode. The standard mode's split-KV attention is checked against the CPU
+ * prefill (chunk sizes 1, 16, 256) and decode, vocabulary rows alone equal to the same rows in larger calls. The standard mode's split-KV attention is checked against the CPU
  * and for run-to-run determinism only (it is not invariant, by design). With no CUDA device (or no CUDA backend built), every test calls
  * skip(): cmocka prints "[  SKIPPED ]" and ctest reports the test as skipped, never passed. */
 #include <math.h>
@@ -17,7 +17,6 @@
 #include "kernels/cpu/kern_cpu.h"
 #ifdef BR_HAVE_CUDA
 #include "kernels/cuda/kern_cuda.h"
-#include "kernels/cuda/kern_cuda_engine.h"
 #endif
 
 #ifdef BR_HAVE_CUDA
@@ -894,13 +893,33 @@ static void test_attention_splitkv_choice(void **state) {
     }
 }
 
-/* ---- Vocabulary rows */
+/* ---- Vocabulary rows (kern_cuda_vocab_rows, the engine's one vocabulary kernel) against the CPU reference:
+ * the log-prob formed as the engine forms it, (x_t / T - m) - lse, within 1e-5 of kern_cpu_logprob; the greedy
+ * token == kern_cpu_argmax exactly (ties, a NaN, an all-equal row); the digest == kern_cpu_digest exactly; a row
+ * alone == the same row in a call of 6 (memcmp of every field). Gumbel rows and calls of more than 65535 rows:
+ * test_engine_kernels. */
+
+/* The rows of x (M, V) (device) with the given mode and targets; out (M) host. */
+static void vocab_run(kern_row_out *out, const float *dx, int M, int V, float T, int32_t mode, const int32_t *tok) {
+    kern_row_req req[6];
+    for (int m = 0; m < M; m++) {
+        const kern_row_req q = {T, mode, tok ? tok[m] : -1, m, 0, 0};
+        req[m] = q;
+    }
+    kern_row_req *dreq = dev_copy(req, sizeof(kern_row_req) * (size_t)M);
+    kern_row_out *dout = dev_poison(sizeof(kern_row_out) * (size_t)M);
+    const size_t wsb = kern_cuda_vocab_rows_workspace(M, V);
+    void *ws = kern_cuda_malloc(wsb);
+    kern_cuda_vocab_rows(dout, dx, dreq, M, V, ws, wsb, NULL);
+    kern_cuda_download(out, dout, sizeof(kern_row_out) * (size_t)M);
+    kern_cuda_free(dreq), kern_cuda_free(dout), kern_cuda_free(ws);
+}
 
 static void test_vocab(void **state) {
     (void)state;
     if (!have_gpu()) skip();
     static const int Vs[] = {1024, 151936, 1000, 61, 4097, 32000};
-    const int M = 6;
+    enum { M = 6 };
     int bad = 0;
     for (size_t s = 0; s < sizeof Vs / sizeof Vs[0]; s++) {
         const int V = Vs[s];
@@ -910,55 +929,47 @@ static void test_vocab(void **state) {
         x[1 * (size_t)V + V / 3] = 50.0f, x[1 * (size_t)V + V / 2] = 50.0f;
         x[2 * (size_t)V + 0] = NAN;
         for (int i = 0; i < V; i++) x[3 * (size_t)V + i] = -1.0f;
-        int32_t tok[6];
+        int32_t tok[M];
         for (int m = 0; m < M; m++) tok[m] = (int32_t)((m * 7919) % V);
-        void *dx = dev_copy(x, n * 4), *dtok = dev_copy(tok, sizeof tok);
-        float *dout = dev_poison(n * 4), *dlp = dev_poison(M * 4);
-        int32_t *dam = dev_poison(M * 4), am[6];
-        uint64_t *ddig = dev_poison(M * 8), dig[6];
+        float *dx = dev_copy(x, n * 4);
         const float T = 0.7f;
         char what[64];
-        float *ref = malloc(n * 4), lref[6], lp[6];
-        /* Row 2 holds a NaN: log-softmax of it is NaN on both sides; compare the other rows. */
-        for (int m = 0; m < M; m++) kern_cpu_logsoftmax(ref + (size_t)m * V, x + (size_t)m * V, V, T);
-        kern_cuda_logsoftmax(dout, dx, M, V, T, NULL);
-        float *got = host_of(dout, n);
-        snprintf(what, sizeof what, "logsoftmax V=%d (rows 0,1,3..)", V);
-        bad += check_close(what, got, ref, (size_t)2 * V, 1e-5, 1e-5);
-        bad += check_close(what, got + 3 * (size_t)V, ref + 3 * (size_t)V, (size_t)(M - 3) * V, 1e-5, 1e-5);
-        kern_cuda_logprob(dlp, dx, dtok, M, V, T, NULL);
-        kern_cuda_download(lp, dlp, sizeof lp);
-        for (int m = 0; m < M; m++) lref[m] = kern_cpu_logprob(x + (size_t)m * V, V, T, tok[m]);
-        lp[2] = lref[2] = 0; /* NaN row */
-        snprintf(what, sizeof what, "logprob V=%d", V);
+        kern_row_out tgt[M], grd[M], one;
+        vocab_run(tgt, dx, M, V, T, KERN_ROW_TARGET, tok);
+        vocab_run(grd, dx, M, V, 1.0f, KERN_ROW_GREEDY, NULL);
+        /* Row 2 holds a NaN: its log-sum-exp is NaN on both sides; compare the other rows. */
+        float lp[M], lref[M];
+        for (int m = 0; m < M; m++) {
+            lp[m] = (tgt[m].x_token / T - tgt[m].m) - tgt[m].lse;
+            lref[m] = kern_cpu_logprob(x + (size_t)m * V, V, T, tok[m]);
+            if (tgt[m].token != tok[m] || memcmp(&tgt[m].x_token, &x[(size_t)m * V + tok[m]], 4) != 0) {
+                printf("  vocab_rows V=%d row %d: target %d came back as token %d\n", V, m, tok[m], tgt[m].token);
+                bad++;
+            }
+        }
+        lp[2] = lref[2] = 0;
+        snprintf(what, sizeof what, "vocab_rows logprob V=%d", V);
         bad += check_close(what, lp, lref, M, 1e-5, 1e-5);
-        /* The log-prob is the log-softmax element, bit for bit. */
-        for (int m = 0; m < M; m++)
-            if (m != 2 && memcmp(&lp[m], &got[(size_t)m * V + tok[m]], 4) != 0) {
-                printf("  logprob row %d differs from logsoftmax\n", m);
-                bad++;
+        int dbad = 0, abad = 0;
+        for (int m = 0; m < M; m++) {
+            const float *xr = x + (size_t)m * V;
+            if (grd[m].token != kern_cpu_argmax(xr, V)) {
+                printf("  argmax V=%d row %d: gpu %d cpu %d\n", V, m, grd[m].token, kern_cpu_argmax(xr, V));
+                abad++;
             }
-        kern_cuda_argmax(dam, dx, M, V, NULL);
-        kern_cuda_download(am, dam, sizeof am);
-        for (int m = 0; m < M; m++)
-            if (am[m] != kern_cpu_argmax(x + (size_t)m * V, V)) {
-                printf("  argmax V=%d row %d: gpu %d cpu %d\n", V, m, am[m], kern_cpu_argmax(x + (size_t)m * V, V));
-                bad++;
-            }
-        kern_cuda_digest(ddig, dx, M, V, NULL);
-        kern_cuda_download(dig, ddig, sizeof dig);
-        int dbad = 0;
-        for (int m = 0; m < M; m++) dbad += dig[m] != kern_cpu_digest(x + (size_t)m * V, V);
-        printf("  argmax/digest V=%-7d argmax %s, digest %d of %d rows differ from the CPU's\n", V,
-               bad ? "?" : "ok", dbad, M);
-        bad += dbad;
-        /* Row invariance of log-softmax: the last row alone. */
-        kern_cuda_logsoftmax(dout, (const float *)dx + (size_t)(M - 1) * V, 1, V, T, NULL);
-        float *one = host_of(dout, V);
-        bad += check_same("logsoftmax M=1 vs M=6", one, got + (size_t)(M - 1) * V, V);
-        free(one), free(got), free(ref), free(x);
-        kern_cuda_free(dx), kern_cuda_free(dtok), kern_cuda_free(dout), kern_cuda_free(dlp), kern_cuda_free(dam);
-        kern_cuda_free(ddig);
+            dbad += tgt[m].digest != kern_cpu_digest(xr, V) || grd[m].digest != tgt[m].digest;
+        }
+        printf("  argmax/digest V=%-7d argmax: %d of %d rows differ, digest: %d of %d rows differ from the CPU's\n", V,
+               abad, M, dbad, M);
+        bad += abad + dbad;
+        /* Row invariance: the last row alone, every field. */
+        vocab_run(&one, dx + (size_t)(M - 1) * V, 1, V, T, KERN_ROW_TARGET, &tok[M - 1]);
+        if (memcmp(&one, &tgt[M - 1], sizeof one) != 0) {
+            printf("  vocab_rows V=%d: row %d alone differs from the same row in a call of %d\n", V, M - 1, M);
+            bad++;
+        }
+        free(x);
+        kern_cuda_free(dx);
     }
     assert_int_equal(bad, 0);
 }

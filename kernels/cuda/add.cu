@@ -1,0 +1,20 @@
+// The residual add x += y: kern_cuda_add (the engine fuses it into the next norm, norm.cu, where it can).
+//
+// Purpose/Why. No reduction: each element is one IEEE fp32 add (__fadd_rn, never contracted), the CPU's x + y:
+// bit-identical to kernels/cpu whatever the launch (tested with a zero tolerance).
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/grid.cuh"
+#include "kernels/cuda/kern_cuda.h"
+
+__global__ void add_kernel(float *x, const float *y, int64_t n) {
+    GRID_STRIDE(i, n) x[i] = __fadd_rn(x[i], y[i]);
+}
+
+extern "C" void kern_cuda_add(float *x, const float *y, int64_t n, cudaStream_t stream) {
+    if (n <= 0) return;
+    add_kernel<<<grid_for(n, 256), 256, 0, stream>>>(x, y, n);
+    CUDA_CHECK_LAUNCH();
+}

@@ -54,6 +54,7 @@ static int cmp_d(const void *a, const void *b) {
 int main(int argc, char **argv) {
     comm_world w;
     if (comm_init(&argc, &argv, &w) != BR_OK) return 3;
+    kern_cuda_set_abort_hook(comm_abort_job); /* a device error on one rank stops every rank */
     const char *shape = BR_TEST_DATA "/../../configs/shapes/qwen3-8b.json", *json = NULL;
     double gb = 0;
     int reps = 3;

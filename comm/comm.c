@@ -1,8 +1,6 @@
 /* comm: MPI bootstrap, fatal aborts naming the rank, byte broadcast/gather (see comm.h). */
 #include "comm/comm.h"
 
-#include "kernels/cpu/kern_cpu.h"
-
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -46,18 +44,41 @@ void comm_finalize(comm_world *w) {
 
 #ifdef BR_HAVE_CUDA
 #include "comm/comm_nccl.h"
-#include "kernels/cuda/kern_cuda.h"
-static void abort_all(void) {
+#endif
+
+void comm_abort_job(void) {
+#ifdef BR_HAVE_CUDA
     comm_nccl_abort_all(); /* release NCCL kernels waiting for peers before the job goes down */
+#endif
     MPI_Abort(MPI_COMM_WORLD, 3);
 }
+
+#ifdef BR_HAVE_CUDA
+/* Only until the driver installs comm_abort_job itself (kern_cuda_set_abort_hook): declared here, not included, so
+ * that comm/ includes nothing of kernels/. */
+void kern_cuda_set_abort_hook(void (*hook)(void));
 #endif
 
 void comm_install_abort_hook(const comm_world *w) {
     (void)w;
 #ifdef BR_HAVE_CUDA
-    kern_cuda_set_abort_hook(abort_all);
+    kern_cuda_set_abort_hook(comm_abort_job);
 #endif
+}
+
+br_status comm_gpu_for_rank(const comm_world *w, int n_visible, int share_gpus, int *gpu) {
+    *gpu = -1;
+    char host[MPI_MAX_PROCESSOR_NAME + 1] = "?";
+    int len = 0;
+    if (MPI_Get_processor_name(host, &len) != MPI_SUCCESS) snprintf(host, sizeof host, "?");
+    if (n_visible <= 0) return br_fail(BR_EINVAL, "rank %d on node %s: no CUDA device is visible", w->rank, host);
+    if (w->local_rank >= n_visible && !share_gpus)
+        return br_fail(BR_EINVAL, "rank %d on node %s: local rank %d but only %d GPU%s visible (one rank per GPU: "
+                                  "start at most %d ranks on this node; BITROLL_SHARE_GPUS=1 lets ranks share GPUs, "
+                                  "for tests)",
+                       w->rank, host, w->local_rank, n_visible, n_visible == 1 ? "" : "s", n_visible);
+    *gpu = w->local_rank % n_visible;
+    return BR_OK;
 }
 
 _Noreturn void comm_abort(const comm_world *w, int code, const char *where, const char *msg) {
@@ -201,10 +222,27 @@ void comm_chunk_range(const comm_world *w, int C, int *c0, int *c1) {
     *c1 = (int)((int64_t)C * (w->rank + 1) / w->size);
 }
 
+/* out = sum of chunks [lo, hi) of all (C, n), pairwise: sum(lo, mid) + sum(mid, hi), mid = lo + (hi - lo) / 2; tmp:
+ * n floats per level below. The adds of kern_cpu_chunk_tree (kernels/cpu), written out here so that comm/ needs
+ * nothing of kernels/: plain fp32 adds, one rounding each, in the same order, so the same bits (the --tp tests
+ * compare the two: TP = 1 sums with kern_cpu_chunk_tree, TP > 1 with this). */
+static void chunk_tree(const float *all, int lo, int hi, size_t n, float *out, float *tmp) {
+    if (hi - lo == 1) {
+        memcpy(out, all + (size_t)lo * n, n * sizeof(float));
+        return;
+    }
+    const int mid = lo + (hi - lo) / 2;
+    chunk_tree(all, lo, mid, n, out, tmp + n);
+    chunk_tree(all, mid, hi, n, tmp, tmp + n);
+    for (size_t i = 0; i < n; i++) out[i] += tmp[i];
+}
+
 void comm_chunk_tree(const float *all, int C, size_t n, float *out) {
-    float *tmp = malloc((size_t)kern_cpu_chunk_tree_levels(C) * n * sizeof(float) + sizeof(float));
+    int levels = 1; /* the recursion's depth: ceil(log2 C) + 1 */
+    while ((1 << levels) < C) levels++;
+    float *tmp = malloc((size_t)(levels + 1) * n * sizeof(float) + sizeof(float));
     if (!tmp) comm_abort(NULL, 3, "comm_chunk_tree", "out of memory");
-    kern_cpu_chunk_tree(all, C, n, out, tmp);
+    chunk_tree(all, 0, C, n, out, tmp);
     free(tmp);
 }
 

@@ -21,8 +21,21 @@ typedef struct {
 br_status comm_init(int *argc, char ***argv, comm_world *w);
 void comm_finalize(comm_world *w);
 
-/* Installs an MPI_Abort hook for fatal device errors (a CUDA failure on one rank stops the whole job). */
+/* Aborts the whole job after a fatal error found below comm/ (a CUDA failure on one rank must stop every rank): the
+ * NCCL communicators of this process are aborted first (comm_nccl_abort_all: peers blocked in a collective are
+ * released), then MPI_Abort(MPI_COMM_WORLD, 3). Whoever binds the device installs it as the kernels' abort hook:
+ * kern_cuda_set_abort_hook(comm_abort_job). */
+void comm_abort_job(void);
+/* kern_cuda_set_abort_hook(comm_abort_job), for the callers of the old entry point (to go once the driver installs
+ * the hook itself). */
 void comm_install_abort_hook(const comm_world *w);
+
+/* The rank -> GPU rule of --device cuda: rank r takes GPU local_rank (its rank among the ranks of its node); more
+ * ranks on a node than n_visible GPUs is an error naming the rank, its node and the counts ("rank R on node HOST:
+ * local rank L but only G GPUs visible ...") for the ranks without a GPU, unless share_gpus (tuning.share_gpus, for
+ * tests): then rank r takes GPU local_rank mod G. n_visible == 0: an error too. Local (no MPI collective): the
+ * caller agrees on the outcome. *gpu = -1 on error. */
+br_status comm_gpu_for_rank(const comm_world *w, int n_visible, int share_gpus, int *gpu);
 
 /* Fatal: prints "[rank r] where: message" to stderr and aborts the whole job with `code`. */
 _Noreturn void comm_abort(const comm_world *w, int code, const char *where, const char *msg);

@@ -155,19 +155,15 @@ void comm_nccl_chunk_range(const comm_nccl *c, comm_nccl_scope scope, int C, int
 /* ---- setup and teardown */
 
 static br_status bind_gpu(const comm_world *w, int share_gpus, int use_nccl, comm_nccl *c) {
-    char host[MPI_MAX_PROCESSOR_NAME + 1] = "?";
-    int len = 0;
-    if (MPI_Get_processor_name(host, &len) != MPI_SUCCESS) snprintf(host, sizeof host, "?");
-    const int g = kern_cuda_device_count();
-    if (g == 0) return br_fail(BR_EINVAL, "rank %d on node %s: no CUDA device is visible", w->rank, host);
-    const int shared = share_gpus != 0;
-    if (w->local_rank >= g && !shared)
-        return br_fail(BR_EINVAL, "rank %d on node %s: local rank %d but only %d GPU%s visible (one rank per GPU: "
-                                  "start at most %d ranks on this node)",
-                       w->rank, host, w->local_rank, g, g == 1 ? "" : "s", g);
-    c->device = w->local_rank % g;
+    int g = 0;
+    if (cudaGetDeviceCount(&g) != cudaSuccess) {
+        cudaGetLastError(); /* no driver or no device: clear the sticky error; comm_gpu_for_rank names it */
+        g = 0;
+    }
+    br_status st = comm_gpu_for_rank(w, g, share_gpus, &c->device);
+    if (st != BR_OK) return st;
 #ifdef BITROLL_HAVE_NCCL
-    c->staged = shared || !use_nccl;
+    c->staged = share_gpus || !use_nccl;
 #else
     (void)use_nccl;
     c->staged = 1;
@@ -244,7 +240,6 @@ br_status comm_nccl_init_opts(const comm_world *w, int share_gpus, int use_nccl,
         return st;
     }
     live_add(c);
-    comm_install_abort_hook(w);
     *out = c;
     return BR_OK;
 }
@@ -279,8 +274,9 @@ br_status comm_nccl_destroy(comm_nccl *c) {
 
 /* ---- waiting with a vote */
 
-br_status comm_nccl_wait(comm_nccl *c, comm_nccl_scope scope, cudaStream_t stream, br_status st) {
+br_status comm_nccl_wait(comm_nccl *c, comm_nccl_scope scope, void *stream_, br_status st) {
     if (!c) return br_fail(BR_EINVAL, "comm_nccl_wait: no comm_nccl handle");
+    cudaStream_t stream = (cudaStream_t)stream_;
     const comm_world *w = c->w;
     MPI_Comm mc = scope_mpi(c, scope);
     int me = 0;
@@ -361,14 +357,16 @@ static br_status staged_bcast(comm_nccl *c, comm_nccl_scope scope, uint8_t *buf,
 /* ---- collectives */
 
 br_status comm_nccl_chunk_sum(comm_nccl *c, comm_nccl_scope scope, const float *mine, int C, size_t n, float *out,
-                              cudaStream_t stream) {
+                              void *stream_, comm_nccl_tree_fn tree) {
     br_status st = usable(c, scope, "comm_nccl_chunk_sum");
     if (st != BR_OK) return st;
+    cudaStream_t stream = (cudaStream_t)stream_;
     const int r = c->w->rank, p = comm_nccl_size(c, scope);
     if (C < 1) return br_fail(BR_EINVAL, "comm_nccl_chunk_sum on rank %d: C must be >= 1 (got %d)", r, C);
+    if (!tree) return br_fail(BR_EINVAL, "comm_nccl_chunk_sum on rank %d: no device tree (kern_cuda_chunk_tree)", r);
     if (n == 0) return BR_OK;
     if (p == 1) { /* every chunk is here: the tree alone */
-        kern_cuda_chunk_tree(out, mine, C, n, stream); /* launch errors are fatal there (CUDA_CHECK_LAUNCH) */
+        tree(out, mine, C, n, stream); /* launch errors are fatal there (kern_cuda_chunk_tree: CUDA_CHECK_LAUNCH) */
         return BR_OK;
     }
     int c0, c1;
@@ -396,7 +394,7 @@ br_status comm_nccl_chunk_sum(comm_nccl *c, comm_nccl_scope scope, const float *
         }
         all = c->packed;
     }
-    if (st == BR_OK) kern_cuda_chunk_tree(out, all, C, n, stream);
+    if (st == BR_OK) tree(out, all, C, n, stream);
     return st;
     }
 #endif
@@ -417,9 +415,10 @@ br_status comm_nccl_chunk_sum(comm_nccl *c, comm_nccl_scope scope, const float *
 }
 
 br_status comm_nccl_allgather(comm_nccl *c, comm_nccl_scope scope, const void *send, size_t bytes, void *recv,
-                              cudaStream_t stream) {
+                              void *stream_) {
     br_status st = usable(c, scope, "comm_nccl_allgather");
     if (st != BR_OK || bytes == 0) return st;
+    cudaStream_t stream = (cudaStream_t)stream_;
     const int r = c->w->rank, p = comm_nccl_size(c, scope), q = comm_nccl_rank(c, scope);
     uint8_t *dst = (uint8_t *)recv + (size_t)q * bytes;
     if (p == 1) return dst == send ? BR_OK : CUDA_ST(r, cudaMemcpyAsync(dst, send, bytes, cudaMemcpyDeviceToDevice, stream));
@@ -436,9 +435,10 @@ br_status comm_nccl_allgather(comm_nccl *c, comm_nccl_scope scope, const void *s
     return st;
 }
 
-br_status comm_nccl_bcast(comm_nccl *c, comm_nccl_scope scope, void *buf, size_t bytes, int root, cudaStream_t stream) {
+br_status comm_nccl_bcast(comm_nccl *c, comm_nccl_scope scope, void *buf, size_t bytes, int root, void *stream_) {
     br_status st = usable(c, scope, "comm_nccl_bcast");
     if (st != BR_OK) return st;
+    cudaStream_t stream = (cudaStream_t)stream_;
     const int r = c->w->rank, p = comm_nccl_size(c, scope);
     if (root < 0 || root >= p)
         return br_fail(BR_EINVAL, "comm_nccl_bcast on rank %d: root %d is not a rank of the %d-rank %s", r, root, p,

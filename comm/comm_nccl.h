@@ -7,8 +7,9 @@
  * buffers (correct and bit-identical, slower). comm_nccl_backend() says which.
  *
  * Determinism: nothing here lets a library reduce values. comm_nccl_chunk_sum all-gathers chunk partials and adds
- * them with one fixed pairwise tree (kernels/cuda/comm_sum.cu, the order of kern_cpu_chunk_tree), so its bits do
- * not depend on the rank count or on NCCL's algorithm or protocol choice; the other calls only copy bytes.
+ * them with one fixed pairwise tree, the caller's device kernel (kern_cuda_chunk_tree, kernels/cuda/chunk_tree.cu:
+ * the order of kern_cpu_chunk_tree), so its bits do not depend on the rank count or on NCCL's algorithm or protocol
+ * choice; the other calls only copy bytes. comm/ includes nothing of kernels/: the kernel comes as a callback.
  *
  * Errors: every NCCL / CUDA runtime call is checked; a failure returns BR_ERUNTIME with a message naming the call,
  * the rank and NCCL's (or CUDA's) error string. comm_nccl_init, comm_nccl_bcast_weights and
@@ -20,9 +21,11 @@
  * releases those kernels) before agreeing on the message: the handle is then dead (comm_nccl_destroy frees it).
  * A failure found only while waiting (an asynchronous NCCL error, a CUDA fault) cannot be voted on any more while
  * peers may be blocked on it: that rank calls comm_abort (message naming it; ncclCommAbort of every live
- * communicator, then MPI_Abort). comm_abort and the CUDA abort hook abort live communicators too.
+ * communicator, then MPI_Abort). comm_abort and comm_abort_job (the CUDA abort hook the driver installs) abort live
+ * communicators too.
  *
- * Streams: the collectives are enqueued on the caller's stream (NULL = the legacy default stream) and return
+ * Streams: a `void *stream` is a cudaStream_t (comm/ needs no CUDA header in its interface). The collectives are
+ * enqueued on the caller's stream (NULL = the legacy default stream) and return
  * before they complete (the MPI fallback synchronizes). One comm_nccl's workspace is reused by every chunk_sum:
  * issue them on one stream, or synchronize between streams. */
 #ifndef COMM_NCCL_H
@@ -32,7 +35,6 @@
 #include <stdint.h>
 
 #include "comm/comm.h"
-#include "kernels/cuda/kern_cuda.h" /* cudaStream_t without a CUDA header */
 
 typedef struct comm_nccl comm_nccl; /* opaque */
 
@@ -40,12 +42,12 @@ typedef struct comm_nccl comm_nccl; /* opaque */
 typedef enum { COMM_NCCL_WORLD = 0, COMM_NCCL_TP = 1 } comm_nccl_scope;
 
 /* Collective over MPI_COMM_WORLD; call after comm_tp_split when tensor parallelism is wanted. Binds this rank to
- * GPU w->local_rank (the rule of --device cuda); more ranks on a node than visible GPUs fails with "rank R on node
- * HOST: local rank L but only G GPUs visible" unless share_gpus (tuning.share_gpus: rank r takes GPU r mod G, and
- * the collectives go through MPI host buffers, since NCCL takes one rank per GPU). use_nccl = 0 (tuning.nccl):
- * MPI through host buffers even where NCCL could run. Sets NCCL_NVLS_ENABLE=0 unless the environment sets it.
- * Creates the world communicator and, when w->tp_size > 1, the TP group's. Installs the abort hook
- * (comm_install_abort_hook). `w` must outlive the handle. Agreed across ranks. */
+ * its GPU by comm_gpu_for_rank (the rule of --device cuda: more ranks on a node than visible GPUs fails with "rank R
+ * on node HOST: local rank L but only G GPUs visible") unless share_gpus (tuning.share_gpus: rank r takes GPU r mod
+ * G, and the collectives go through MPI host buffers, since NCCL takes one rank per GPU). use_nccl = 0
+ * (tuning.nccl): MPI through host buffers even where NCCL could run. Sets NCCL_NVLS_ENABLE=0 unless the environment
+ * sets it. Creates the world communicator and, when w->tp_size > 1, the TP group's. The abort hook is the caller's
+ * (kern_cuda_set_abort_hook(comm_abort_job)). `w` must outlive the handle. Agreed across ranks. */
 br_status comm_nccl_init_opts(const comm_world *w, int share_gpus, int use_nccl, comm_nccl **out);
 /* comm_nccl_init_opts(w, 0, 1, out): one rank per GPU, NCCL where the build has it. */
 br_status comm_nccl_init(const comm_world *w, comm_nccl **out);
@@ -68,23 +70,27 @@ int comm_nccl_rank(const comm_nccl *c, comm_nccl_scope scope);
  * (MPI_Iallreduce) while each waits for its stream (polling cudaStreamQuery and ncclCommGetAsyncError). All ok:
  * returns BR_OK once this rank's stream is done. A rank failed: every rank of the scope aborts the handle's
  * communicators and returns the failing rank's status and message (comm_tp_agree / comm_agree). */
-br_status comm_nccl_wait(comm_nccl *c, comm_nccl_scope scope, cudaStream_t stream, br_status st);
+br_status comm_nccl_wait(comm_nccl *c, comm_nccl_scope scope, void *stream, br_status st);
 
 /* ---- fixed-order sums (the device twin of comm_chunk_sum, same contract). */
 /* The chunks [c0, c1) of C that this rank holds within `scope`: C * r / size .. C * (r + 1) / size. */
 void comm_nccl_chunk_range(const comm_nccl *c, comm_nccl_scope scope, int C, int *c0, int *c1);
+/* The device tree: out (n) f32 = the pairwise tree over the C chunks of all (C, n) f32, enqueued on stream (a
+ * cudaStream_t). kern_cuda_chunk_tree (kernels/cuda) is one; comm/ only calls it. */
+typedef void (*comm_nccl_tree_fn)(float *out, const float *all, int C, size_t n, void *stream);
 /* mine (c1 - c0, n) f32 device -> out (n) f32 device on every rank of the scope: sum over c = 0..C-1 of chunk c,
  * pairwise tree sum(lo, hi) = sum(lo, mid) + sum(mid, hi), mid = lo + (hi - lo) / 2, each add one IEEE fp32
- * rounding (__fadd_rn): bitwise equal to kern_cpu_chunk_tree / comm_chunk_sum for any rank count. NCCL path:
- * ncclAllGather of ceil(C / size) chunk slots per rank (in place), a device copy that packs the chunks when C is
- * not a multiple of the size, then the tree kernel. C >= 1; a rank may hold no chunk (C < size). */
+ * rounding, by `tree` (kern_cuda_chunk_tree: bitwise equal to kern_cpu_chunk_tree / comm_chunk_sum for any rank
+ * count). NCCL path: ncclAllGather of ceil(C / size) chunk slots per rank (in place), a device copy that packs the
+ * chunks when C is not a multiple of the size, then the tree. The MPI fallback sums on the host (comm_chunk_sum) and
+ * does not call `tree`. C >= 1; a rank may hold no chunk (C < size). */
 br_status comm_nccl_chunk_sum(comm_nccl *c, comm_nccl_scope scope, const float *mine, int C, size_t n, float *out,
-                              cudaStream_t stream);
+                              void *stream, comm_nccl_tree_fn tree);
 /* recv (size * bytes) device = every rank's send (bytes) in rank order. */
 br_status comm_nccl_allgather(comm_nccl *c, comm_nccl_scope scope, const void *send, size_t bytes, void *recv,
-                              cudaStream_t stream);
+                              void *stream);
 /* buf (bytes) device: root's bytes reach every rank of the scope (root = rank within the scope). */
-br_status comm_nccl_bcast(comm_nccl *c, comm_nccl_scope scope, void *buf, size_t bytes, int root, cudaStream_t stream);
+br_status comm_nccl_bcast(comm_nccl *c, comm_nccl_scope scope, void *buf, size_t bytes, int root, void *stream);
 
 /* ---- weight broadcast for trainers, with a fingerprint check. */
 typedef struct {

@@ -67,7 +67,8 @@ __global__ void chunk_tree_kernel(float *__restrict__ out, const float *__restri
         out[i] = chunk_tree_at(all, C, n, i);
 }
 
-extern "C" void kern_cuda_chunk_tree(float *out, const float *all, int C, size_t n, cudaStream_t stream) {
+extern "C" void kern_cuda_chunk_tree(float *out, const float *all, int C, size_t n, void *stream_) {
+    cudaStream_t stream = (cudaStream_t)stream_;
     KERN_REQUIRE(C >= 1, "kern_cuda_chunk_tree: C must be >= 1");
     if (n == 0) return;
     const int threads = 256;

@@ -278,8 +278,9 @@ void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const kern_row_req 
  * chunks of all (C, n) f32 (chunk c at all + c * n), for every element i: sum(lo, hi) = sum(lo, mid) +
  * sum(mid, hi), mid = lo + (hi - lo) / 2, sum(c, c + 1) = chunk c -- exactly the adds of kern_cpu_chunk_tree, each
  * one __fadd_rn (IEEE fp32, round to nearest, never contracted): bitwise equal to the CPU. C >= 1; out must not
- * overlap all. */
-void kern_cuda_chunk_tree(float *out, const float *all, int C, size_t n, cudaStream_t stream);
+ * overlap all. stream: a cudaStream_t, passed as void * so that the function is comm_nccl's tree callback
+ * (comm_nccl_tree_fn) as it is. */
+void kern_cuda_chunk_tree(float *out, const float *all, int C, size_t n, void *stream);
 
 /* ---- Random-weights models (fill_random.cu, policy_weights_random): dst (N, Kp) of dtype dt (bf16 or f32), element
  * (n, k < K) = scale * (2 u - 1) with u = br_uniform01(Philox(seed, tensor id, n*K + k)), rounded to dt; columns

@@ -1,6 +1,7 @@
 /* GPU tests for comm/comm_nccl (device-buffer collectives), nccl-tests style, run under mpirun with one rank per
  * visible GPU (tests/gpu/mpi_gpus.sh; one rank on a one-GPU machine):
- *   - the device tree kernel (kern_cuda_chunk_tree) == kern_cpu_chunk_tree, bitwise;
+ *   - the device tree kernel (kern_cuda_chunk_tree) and comm's host tree (comm_chunk_tree) == kern_cpu_chunk_tree,
+ *     bitwise;
  *   - comm_nccl_chunk_sum on exact inputs (small integers: every sum exact in fp32), wrong elements counted per rank
  *     and summed over ranks, and on random fp32 inputs bitwise equal to the single-process CPU tree, for chunk
  *     counts that divide the rank count, that do not, and that are smaller than it; world and TP-group scopes;
@@ -92,12 +93,20 @@ static void test_tree_kernel(void **state) {
         assert_non_null(all), assert_non_null(want), assert_non_null(got);
         for (int c = 0; c < C; c++)
             for (size_t i = 0; i < n; i++) all[(size_t)c * n + i] = rnd(c, i);
-        comm_chunk_tree(all, C, n, want);
+        float *tmp = malloc((size_t)kern_cpu_chunk_tree_levels(C) * n * sizeof(float));
+        assert_non_null(tmp);
+        kern_cpu_chunk_tree(all, C, n, want, tmp);
         float *d_all = dev_from(all, (size_t)C * n * sizeof(float)), *d_out = kern_cuda_malloc(n * sizeof(float));
         kern_cuda_chunk_tree(d_out, d_all, C, n, NULL);
         kern_cuda_download(got, d_out, n * sizeof(float));
         long long b = 0;
         for (size_t i = 0; i < n; i++) b += memcmp(&got[i], &want[i], sizeof(float)) != 0;
+        /* comm's host copy of the tree (comm_chunk_tree, the MPI fallback's sum) gives the same bits */
+        comm_chunk_tree(all, C, n, tmp);
+        const long long bc = memcmp(tmp, want, n * sizeof(float)) != 0;
+        if (bc) printf("[rank %d] comm_chunk_tree C=%d differs from kern_cpu_chunk_tree\n", g_w.rank, C);
+        b += bc;
+        free(tmp);
         if (b) printf("[rank %d] tree kernel C=%d: %lld of %zu elements differ from kern_cpu_chunk_tree\n", g_w.rank, C, b, n);
         bad += b;
         kern_cuda_free(d_all), kern_cuda_free(d_out);
@@ -120,7 +129,7 @@ static float *chunk_sum(comm_nccl_scope scope, int C, size_t n, float (*f)(int, 
     float *d_mine = dev_from(mine, (size_t)(c1 - c0) * n * sizeof(float)), *d_out = kern_cuda_malloc(n * sizeof(float));
     kern_cuda_memset(d_out, 0xff, n * sizeof(float)); /* NaN: an element never written fails */
     kern_cuda_sync();
-    *st = comm_nccl_chunk_sum(g_c, scope, d_mine, C, n, d_out, g_s);
+    *st = comm_nccl_chunk_sum(g_c, scope, d_mine, C, n, d_out, g_s, kern_cuda_chunk_tree);
     *st = comm_nccl_wait(g_c, scope, g_s, *st);
     if (*st == BR_OK) kern_cuda_download(out, d_out, n * sizeof(float));
     kern_cuda_free(d_mine), kern_cuda_free(d_out);
@@ -420,6 +429,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (comm_init(&argc, &argv, &g_w) != BR_OK) return 3;
+    kern_cuda_set_abort_hook(comm_abort_job); /* a device error on one rank stops every rank */
     g_gpu = kern_cuda_device_count() > 0;
     MPI_Allreduce(MPI_IN_PLACE, &g_gpu, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     if (argc > 1 && !strcmp(argv[1], "--init-only")) {

@@ -38,15 +38,11 @@ br_status driver_bind_device(const comm_world *world, const driver_opts *o) {
     if (o->device == ROLLOUT_DEVICE_CPU && o->mode == KERN_MODE_STANDARD)
         return br_fail(BR_EINVAL, "--kernels standard: exists only on --device cuda (the CPU kernels are always invariant)");
     if (o->device == ROLLOUT_DEVICE_CPU) return BR_OK;
-    const int n = be->device_count();
-    if (n == 0) return br_fail(BR_EINVAL, "--device %s: no CUDA device is visible", be->name);
-    if (world->local_size > n && !o->tuning.share_gpus)
-        return br_fail(BR_EINVAL,
-                       "--device %s: %d ranks on this node but %d GPU%s visible (one rank per GPU; "
-                       "BITROLL_SHARE_GPUS=1 lets ranks share GPUs, for tests)",
-                       be->name, world->local_size, n, n == 1 ? "" : "s");
-    be->select_device(world->local_rank % n);
-    comm_install_abort_hook(world);
+    int gpu = -1;
+    br_status rc = comm_gpu_for_rank(world, be->device_count(), o->tuning.share_gpus, &gpu);
+    if (rc != BR_OK) return br_fail_ctx(rc, "--device %s", be->name);
+    be->select_device(gpu);
+    if (be->set_abort_hook) be->set_abort_hook(comm_abort_job);
     return BR_OK;
 }
 

@@ -48,7 +48,7 @@ br_status comm_links_open(const comm_world *w, int on_gpu, const br_tuning *t, i
 #ifdef BR_HAVE_CUDA
     const int bcast = on_gpu && w->size > 1 && w->tp_size == 1 && t->weights_bcast;
     if (rc == BR_OK && on_gpu && (w->tp_size > 1 || bcast)) {
-        rc = comm_nccl_init(w, &l->nc); /* collective: every rank has the same device and --tp */
+        rc = comm_nccl_init_opts(w, t->share_gpus, t->nccl, &l->nc); /* collective: same device and --tp everywhere */
         if (rc == BR_OK && announce && w->rank == 0)
             fprintf(stderr, "bitroll: %s with %s\n",
                     w->tp_size > 1 ? "--tp on the GPU: row-parallel partials all-gathered"

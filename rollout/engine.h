@@ -71,6 +71,9 @@ typedef struct {
      * memory is the host's. */
     void (*to_device)(void *dev, const void *host, size_t bytes);
     void (*to_host)(void *host, const void *dev, size_t bytes);
+    /* Installs what a fatal device error calls before the process dies (comm_abort_job under MPI, so every rank
+     * stops); NULL for the CPU, whose failures are ordinary statuses. */
+    void (*set_abort_hook)(void (*hook)(void));
 } rollout_backend_i;
 
 /* The backend of device d, or NULL when this build has none (e.g. cuda without CUDA). */

@@ -862,4 +862,5 @@ static void be_select_device(int index) { kern_cuda_set_device(index); }
 const rollout_backend_i rollout_backend_cuda = {
     "cuda", be_create, be_destroy, be_kv, be_step, be_last_logits, kern_cuda_device_count,
     be_select_device, kern_cuda_device_name, kern_cuda_upload, kern_cuda_download,
+    kern_cuda_set_abort_hook,
 };

@@ -53,19 +53,6 @@ void comm_abort_job(void) {
     MPI_Abort(MPI_COMM_WORLD, 3);
 }
 
-#ifdef BR_HAVE_CUDA
-/* Only until the driver installs comm_abort_job itself (kern_cuda_set_abort_hook): declared here, not included, so
- * that comm/ includes nothing of kernels/. */
-void kern_cuda_set_abort_hook(void (*hook)(void));
-#endif
-
-void comm_install_abort_hook(const comm_world *w) {
-    (void)w;
-#ifdef BR_HAVE_CUDA
-    kern_cuda_set_abort_hook(comm_abort_job);
-#endif
-}
-
 br_status comm_gpu_for_rank(const comm_world *w, int n_visible, int share_gpus, int *gpu) {
     *gpu = -1;
     char host[MPI_MAX_PROCESSOR_NAME + 1] = "?";

@@ -26,9 +26,6 @@ void comm_finalize(comm_world *w);
  * released), then MPI_Abort(MPI_COMM_WORLD, 3). Whoever binds the device installs it as the kernels' abort hook:
  * kern_cuda_set_abort_hook(comm_abort_job). */
 void comm_abort_job(void);
-/* kern_cuda_set_abort_hook(comm_abort_job), for the callers of the old entry point (to go once the driver installs
- * the hook itself). */
-void comm_install_abort_hook(const comm_world *w);
 
 /* The rank -> GPU rule of --device cuda: rank r takes GPU local_rank (its rank among the ranks of its node); more
  * ranks on a node than n_visible GPUs is an error naming the rank, its node and the counts ("rank R on node HOST:

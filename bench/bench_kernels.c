@@ -22,10 +22,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_kernels: %s\n", br_last_error());
         return 2;
     }
-#ifdef BR_HAVE_CUDA
-    const kern_cuda_tuning kt = {t.pdl != 0, t.gemm_short != 0, t.gemm_rowpar_fused != 0, (int)t.attn_decode};
-    kern_cuda_set_tuning(&kt);
-#endif
-    bench_kernel_table(path[0] ? path : NULL, argc > 2 ? argv[2] : NULL);
+    bench_kernel_table(path[0] ? path : NULL, argc > 2 ? argv[2] : NULL, &t);
     return 0;
 }

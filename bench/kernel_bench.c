@@ -16,15 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/kernel_bench.h"
 #include "common/br.h"
 #ifdef BR_HAVE_CUDA
 #include "kernels/cuda/kern_cuda.h"
 #endif
 
 #ifndef BR_HAVE_CUDA
-int bench_kernel_table(const char *json_path, const char *sections) {
+int bench_kernel_table(const char *json_path, const char *sections, const br_tuning *t) {
     (void)json_path;
     (void)sections;
+    (void)t;
     printf("kernel benchmark: built without the CUDA backend: nothing to measure\n");
     return 1;
 }
@@ -206,11 +208,15 @@ static void attn_teardown(attn_arg *a) {
     kern_cuda_free(a->pages), kern_cuda_free(a->pt_off), kern_cuda_free(a->pos);
 }
 
-int bench_kernel_table(const char *json_path, const char *sections) {
+int bench_kernel_table(const char *json_path, const char *sections, const br_tuning *t) {
     if (kern_cuda_device_count() == 0) {
         printf("kernel benchmark: no CUDA device\n");
         return 1;
     }
+    const br_tuning def = br_tuning_default();
+    if (!t) t = &def;
+    const kern_cuda_tuning kt = {t->pdl != 0, t->gemm_short != 0, t->gemm_rowpar_fused != 0, (int)t->attn_decode};
+    kern_cuda_set_tuning(&kt);
     char name[256], path[1024] = "";
     kern_cuda_device_name(0, name, sizeof name);
     int n_sm = 0, l2 = 0;

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cuda/kern_cuda.h"
 #include "policy/policy.h"
 #include "cli/cli.h"
 #include "cli/cli_util.h"
@@ -142,7 +141,12 @@ int cli_bench_main(int argc, char **argv) {
     }
     /* the model first: a bad --model or --random-weights fails before minutes of kernel measurements */
     policy_weights *w = NULL;
-    br_status rc = BR_OK;
+    br_tuning tuning; /* the BITROLL_* switches, read once: the engines and the kernel table run with them */
+    br_status rc = br_tuning_from_env(&tuning);
+    if (rc != BR_OK) {
+        fprintf(stderr, "bitroll bench: %s\n", br_last_error());
+        return br_exit_code(rc);
+    }
     if (!kernel_only) {
         rc = model ? policy_weights_load(model, &w) : policy_weights_random(cfg, 0, &w);
         if (rc != BR_OK) {
@@ -151,7 +155,7 @@ int cli_bench_main(int argc, char **argv) {
         }
     }
     if (kernel_table && !strcmp(device, "cuda")) {
-        const int krc = bench_kernel_table(kernel_json, NULL);
+        const int krc = bench_kernel_table(kernel_json, NULL, &tuning);
         if (krc == 2 || (krc != 0 && kernel_only)) { /* 2: the JSON file cannot be written */
             policy_weights_free(w);
             return krc;
@@ -160,9 +164,9 @@ int cli_bench_main(int argc, char **argv) {
     }
     if (kernel_only) return 0;
     char dev_name[256] = "cpu";
-#ifdef BR_HAVE_CUDA
-    if (!strcmp(device, "cuda")) kern_cuda_device_name(0, dev_name, sizeof dev_name);
-#endif
+    rollout_device dev = ROLLOUT_DEVICE_CPU;
+    if (!rollout_device_parse(device, &dev) && dev != ROLLOUT_DEVICE_CPU && rollout_backend(dev))
+        rollout_backend(dev)->device_name(0, dev_name, sizeof dev_name);
     const int V = w->cfg.vocab;
     int max_b = 1;
     for (int i = 0; i < n_batches; i++) max_b = batches[i] > max_b ? batches[i] : max_b;
@@ -200,7 +204,7 @@ int cli_bench_main(int argc, char **argv) {
         }
         o.n_pages = (int)(((int64_t)(prompt_len + new_tokens) + 15) / 16 * max_b);
         rollout_engine_opts eo = {o.device, o.mode, o.max_batch_tokens, o.n_pages, o.page_size, NULL, NULL,
-                                  br_tuning_default()};
+                                  tuning};
         rollout_engine *eng = NULL;
         if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) {
             fprintf(stderr, "bitroll bench: mode %s: %s\n", mode, br_last_error());

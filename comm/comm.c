@@ -1,5 +1,6 @@
 /* comm: MPI bootstrap, fatal aborts naming the rank, byte broadcast/gather (see comm.h). */
 #include "comm/comm.h"
+#include "common/chunk_tree.h"
 
 #include <limits.h>
 #include <mpi.h>
@@ -42,14 +43,13 @@ void comm_finalize(comm_world *w) {
     }
 }
 
-#ifdef BR_HAVE_CUDA
-#include "comm/comm_nccl.h"
-#endif
+/* What runs before MPI_Abort: comm_nccl registers comm_nccl_abort_all when it creates communicators, so NCCL kernels
+ * waiting for peers are released before the job goes down (CPU builds have none). */
+static void (*g_before_abort)(void);
+void comm_set_before_abort(void (*fn)(void)) { g_before_abort = fn; }
 
 void comm_abort_job(void) {
-#ifdef BR_HAVE_CUDA
-    comm_nccl_abort_all(); /* release NCCL kernels waiting for peers before the job goes down */
-#endif
+    if (g_before_abort) g_before_abort();
     MPI_Abort(MPI_COMM_WORLD, 3);
 }
 
@@ -71,9 +71,7 @@ br_status comm_gpu_for_rank(const comm_world *w, int n_visible, int share_gpus, 
 _Noreturn void comm_abort(const comm_world *w, int code, const char *where, const char *msg) {
     fprintf(stderr, "[rank %d] %s: %s\n", w ? w->rank : -1, where, msg);
     fflush(stderr);
-#ifdef BR_HAVE_CUDA
-    comm_nccl_abort_all();
-#endif
+    if (g_before_abort) g_before_abort();
     MPI_Abort(MPI_COMM_WORLD, code);
     exit(code); /* not reached */
 }
@@ -209,27 +207,11 @@ void comm_chunk_range(const comm_world *w, int C, int *c0, int *c1) {
     *c1 = (int)((int64_t)C * (w->rank + 1) / w->size);
 }
 
-/* out = sum of chunks [lo, hi) of all (C, n), pairwise: sum(lo, mid) + sum(mid, hi), mid = lo + (hi - lo) / 2; tmp:
- * n floats per level below. The adds of kern_cpu_chunk_tree (kernels/cpu), written out here so that comm/ needs
- * nothing of kernels/: plain fp32 adds, one rounding each, in the same order, so the same bits (the --tp tests
- * compare the two: TP = 1 sums with kern_cpu_chunk_tree, TP > 1 with this). */
-static void chunk_tree(const float *all, int lo, int hi, size_t n, float *out, float *tmp) {
-    if (hi - lo == 1) {
-        memcpy(out, all + (size_t)lo * n, n * sizeof(float));
-        return;
-    }
-    const int mid = lo + (hi - lo) / 2;
-    chunk_tree(all, lo, mid, n, out, tmp + n);
-    chunk_tree(all, mid, hi, n, tmp, tmp + n);
-    for (size_t i = 0; i < n; i++) out[i] += tmp[i];
-}
-
+/* The same pairwise tree as the CPU kernels' (common/chunk_tree.c: one copy), so TP = 1 and TP > 1 add alike. */
 void comm_chunk_tree(const float *all, int C, size_t n, float *out) {
-    int levels = 1; /* the recursion's depth: ceil(log2 C) + 1 */
-    while ((1 << levels) < C) levels++;
-    float *tmp = malloc((size_t)(levels + 1) * n * sizeof(float) + sizeof(float));
+    float *tmp = malloc((size_t)br_chunk_tree_levels(C) * n * sizeof(float) + sizeof(float));
     if (!tmp) comm_abort(NULL, 3, "comm_chunk_tree", "out of memory");
-    chunk_tree(all, 0, C, n, out, tmp);
+    br_chunk_tree(all, C, n, out, tmp);
     free(tmp);
 }
 

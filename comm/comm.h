@@ -26,6 +26,8 @@ void comm_finalize(comm_world *w);
  * released), then MPI_Abort(MPI_COMM_WORLD, 3). Whoever binds the device installs it as the kernels' abort hook:
  * kern_cuda_set_abort_hook(comm_abort_job). */
 void comm_abort_job(void);
+/* fn runs before MPI_Abort in comm_abort_job and comm_abort (comm_nccl registers comm_nccl_abort_all). */
+void comm_set_before_abort(void (*fn)(void));
 
 /* The rank -> GPU rule of --device cuda: rank r takes GPU local_rank (its rank among the ranks of its node); more
  * ranks on a node than n_visible GPUs is an error naming the rank, its node and the counts ("rank R on node HOST:

@@ -209,6 +209,7 @@ br_status comm_nccl_init(const comm_world *w, comm_nccl **out) { return comm_ncc
 
 br_status comm_nccl_init_opts(const comm_world *w, int share_gpus, int use_nccl, comm_nccl **out) {
     *out = NULL;
+    comm_set_before_abort(comm_nccl_abort_all); /* a fatal error anywhere releases this process's communicators */
     comm_nccl *c = calloc(1, sizeof *c);
     br_status st = c ? BR_OK : br_fail(BR_ENOMEM, "comm_nccl_init on rank %d: out of memory", w->rank);
     if (st == BR_OK) {

@@ -1,5 +1,6 @@
 /* CPU reference kernels (fp32, fixed reduction order; see kern_cpu.h for the order of every op).
  * These define the numbers: the CUDA fp32 mode and every test compare against them. */
+#include "common/chunk_tree.h"
 #include "kernels/cpu/kern_cpu.h"
 
 #include <math.h>
@@ -122,25 +123,10 @@ void kern_cpu_matmul(float *out, const float *x, const kern_wt *w, const float *
     kern_cpu_matmul_ld(out, x, w->k, w, bias, M);
 }
 
-/* out = sum of chunks [lo, hi) of all (C, n), pairwise: sum(lo, mid) + sum(mid, hi). tmp: n per level. */
-static void chunk_tree(const float *all, int lo, int hi, size_t n, float *out, float *tmp) {
-    if (hi - lo == 1) {
-        memcpy(out, all + (size_t)lo * n, n * sizeof(float));
-        return;
-    }
-    const int mid = lo + (hi - lo) / 2;
-    chunk_tree(all, lo, mid, n, out, tmp + n);
-    chunk_tree(all, mid, hi, n, tmp, tmp + n);
-    for (size_t i = 0; i < n; i++) out[i] += tmp[i];
-}
+/* The pairwise chunk tree lives in common/chunk_tree.c, one copy for the kernels and comm/. */
+int kern_cpu_chunk_tree_levels(int C) { return br_chunk_tree_levels(C); }
 
-int kern_cpu_chunk_tree_levels(int C) {
-    int depth = 1;
-    while ((1 << depth) < C) depth++;
-    return depth + 1;
-}
-
-void kern_cpu_chunk_tree(const float *all, int C, size_t n, float *out, float *tmp) { chunk_tree(all, 0, C, n, out, tmp); }
+void kern_cpu_chunk_tree(const float *all, int C, size_t n, float *out, float *tmp) { br_chunk_tree(all, C, n, out, tmp); }
 
 void kern_cpu_rmsnorm(float *out, const float *x, const float *w, int M, int D, float eps) {
     for (int m = 0; m < M; m++) {

@@ -31,6 +31,8 @@ typedef struct {
     rollout_sched_opts sched;   /* budgets (device/mode/tuning are filled from the fields here) */
     br_tuning tuning;
     int64_t weight_version;     /* recorded in the file (the trainer step that made the weights) */
+    int allow_other_policy;     /* score: the model may differ from the one that generated the rollouts (PPO's later
+                                 * minibatches); the scores file then records the scoring model and weight_version */
     int quiet, print_config;
 } driver_opts;
 

@@ -51,3 +51,22 @@ grep -q "tokenizer has 512 tokens, the model's vocabulary 1024" "$TMP/note.txt" 
 cmp_out=$("$TOOLS/rollouts_cmp" "$TMP/t.h5" "$TMP/t_noTok.h5" || true)
 [ "$cmp_out" = "rollouts_cmp: only one file has text" ] || fail "ids/log-probs differ from the run without a tokenizer: $cmp_out"
 echo "ok: a smaller tokenizer gives a note up front and marked texts"
+
+# scoring under another policy (PPO's later minibatches): refused without --allow-other-policy; with it the scores
+# file records the scoring weights and their version, the log-probs are those of the other weights, and verify
+# refuses to compare the pair, saying why
+A=$DATA/models/tiny-llama/bf16
+B=$DATA/models/tiny-llama/f32
+echo '{"prompt_ids": [1, 700, 900]}' >"$TMP/o.jsonl"
+"$BITROLL" generate --quiet --model "$A" --prompts "$TMP/o.jsonl" --out "$TMP/oa.h5" --n 3 --max-new-tokens 10 --seed 2 --no-stop
+expect_exit 2 "allow-other-policy" "$BITROLL" score --model "$B" --rollouts "$TMP/oa.h5" --out "$TMP/ob.h5"
+"$BITROLL" score --quiet --model "$B" --rollouts "$TMP/oa.h5" --out "$TMP/ob.h5" --allow-other-policy --weight-version 5
+fp_b=$("$BITROLL" info --model "$B" | sed -n 's/.*fingerprint[^0-9a-f]*\([0-9a-f]\{16\}\).*/\1/p' | head -1)
+[ -n "$fp_b" ] || fail "no fingerprint from bitroll info"
+h5dump -a /model_fingerprint "$TMP/ob.h5" | grep -q "$fp_b" || fail "the scores file does not record the scoring model $fp_b"
+[ "$(h5dump -a /weight_version "$TMP/ob.h5" | grep -c '(0): 5')" = 1 ] || fail "weight_version 5 not recorded"
+expect_exit 2 "scored by weights" "$BITROLL" verify "$TMP/oa.h5" "$TMP/ob.h5"
+# the numbers are the other weights': scoring the same samples under A (the sampler's weights) gives other ones
+"$BITROLL" score --quiet --model "$A" --rollouts "$TMP/oa.h5" --out "$TMP/oa_self.h5"
+"$TOOLS/scores_cmp" "$TMP/oa_self.h5" "$TMP/ob.h5" >/dev/null && fail "scores under A and B are equal: the control does not bite"
+echo "ok: --allow-other-policy scores with the other weights, records them, and verify refuses the pair"

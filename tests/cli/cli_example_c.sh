@@ -111,4 +111,21 @@ PY
 cmp -s "$MODEL/model.safetensors" "$TMP/other-model/model.safetensors" && fail "the other model has the same weights"
 expect_exit 2 "fingerprint" "$EX/score_verify" "$TMP/other-model" "$TMP/rollouts.h5" "$TMP/scores.other.h5"
 [ ! -e "$TMP/scores.other.h5" ] || fail "a scores file was written for another policy"
+# ---- the Python package from the same prefix: it loads the prefix's libbitroll.so and verifies the same pair
+PYDIR=$PREFIX/lib/python3/dist-packages
+[ -f "$PYDIR/bitroll/__init__.py" ] || fail "the Python package is not installed under $PYDIR"
+[ -z "$(find "$PYDIR/bitroll" -name __pycache__)" ] || fail "__pycache__ was installed"
+env -u BITROLL_LIB PYTHONPATH="$PYDIR" "$PYTHON" - "$PREFIX" "$TMP/rollouts.h5" "$TMP/scores.score_verify.h5" <<'PY' || fail "installed Python package"
+import os, sys
+import bitroll
+from bitroll import _lib
+prefix, rollouts, scores = sys.argv[1:4]
+assert os.path.realpath(bitroll.__file__).startswith(os.path.realpath(prefix)), bitroll.__file__
+rep = bitroll.verify(rollouts, scores)
+path = _lib.library_path()
+assert os.path.realpath(path).startswith(os.path.realpath(prefix)), path
+assert rep.equal and rep.tokens > 0, rep
+print("installed python package:", bitroll.library_version(), "from", path, "verify:", rep)
+PY
+echo "ok: the installed Python package loads the prefix's libbitroll and verifies the example's scores"
 echo "PASS"

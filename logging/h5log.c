@@ -153,7 +153,7 @@ static int64_t ids_unsorted(const int64_t *id, int64_t n) {
 
 static int64_t finish_bad(const int8_t *f, int64_t n) {
     for (int64_t i = 0; i < n; i++)
-        if (f[i] < H5LOG_FINISH_STOP || f[i] > H5LOG_FINISH_CONTEXT) return i;
+        if (f[i] < BR_FINISH_STOP || f[i] > BR_FINISH_CONTEXT) return i;
     return -1;
 }
 
@@ -620,7 +620,7 @@ static br_status check_rollouts(const char *path, const h5log_rollouts *r) {
     i = n > 0 ? finish_bad(r->finish_reason, n) : -1;
     if (i >= 0)
         return br_fail(BR_EINVAL, "%s: cannot write: finish_reason[%lld] = %d is not one of %s", path, (long long)i,
-                       (int)r->finish_reason[i], H5LOG_FINISH_ENUM);
+                       (int)r->finish_reason[i], BR_FINISH_ENUM);
     char **texts[] = {r->prompt_text, r->completion_text, r->full_text};
     const char *tnames[] = {"prompt_text", "completion_text", "full_text"};
     for (int t = 0; t < 3; t++)
@@ -659,7 +659,7 @@ br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const 
     if ((st = write_array(g, f, G, "completion_tokens", K_I32, r->completion_tokens, T, NULL, NULL)) != BR_OK) goto cleanup;
     if ((st = write_array(g, f, G, "logprobs", K_F32, r->logprobs, T, NULL, NULL)) != BR_OK) goto cleanup;
     if ((st = write_array(g, f, G, "logits_digest", K_U64, r->logits_digest, T, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "finish_reason", K_I8, r->finish_reason, n, "enum", H5LOG_FINISH_ENUM)) != BR_OK)
+    if ((st = write_array(g, f, G, "finish_reason", K_I8, r->finish_reason, n, "enum", BR_FINISH_ENUM)) != BR_OK)
         goto cleanup;
     if ((st = write_array(g, f, G, "temperature", K_F32, r->temperature, n, NULL, NULL)) != BR_OK) goto cleanup;
     if ((st = write_array(g, f, G, "top_p", K_F32, r->top_p, n, NULL, NULL)) != BR_OK) goto cleanup;
@@ -1119,7 +1119,7 @@ br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta 
     int64_t i = finish_bad(r.finish_reason, n);
     if (i >= 0) {
         st = br_fail(BR_EFORMAT, "%s: dataset /samples/finish_reason: element %lld = %d is not one of %s", path,
-                     (long long)i, (int)r.finish_reason[i], H5LOG_FINISH_ENUM);
+                     (long long)i, (int)r.finish_reason[i], BR_FINISH_ENUM);
         goto cleanup;
     }
     r.temperature = read_array(g, path, G, "temperature", K_F32, n, NULL, &st);

@@ -6,18 +6,13 @@
 #include <stdint.h>
 
 #include "common/br.h"
+#include "common/finish.h"
 
 #define H5LOG_ROLLOUTS_FORMAT "bitroll-rollouts"
 #define H5LOG_SCORES_FORMAT "bitroll-scores"
 #define H5LOG_FORMAT_VERSION 1
 
-/* finish_reason values, stored as int8 (the dataset's "enum" attribute names them). */
-enum {
-    H5LOG_FINISH_STOP = 0,    /* a stop token was sampled */
-    H5LOG_FINISH_LENGTH = 1,  /* max_new_tokens reached */
-    H5LOG_FINISH_CONTEXT = 2, /* the model's context limit reached */
-};
-#define H5LOG_FINISH_ENUM "0=stop,1=length,2=context"
+/* finish_reason values: br_finish (common/finish.h), stored as int8 with the attribute "enum" = BR_FINISH_ENUM. */
 
 /* One rollouts set, rows sorted by strictly increasing sample_id. Every array is owned (malloc).
  * n = rows, P = prompt_offsets[n], T = completion_offsets[n].
@@ -33,7 +28,7 @@ typedef struct {
     int32_t *completion_tokens;  /* (T) */
     float *logprobs;             /* (T) log-softmax(logits / temperature) at the sampled token */
     uint64_t *logits_digest;     /* (T) sum of fmix64 terms over the fp32 logits row (docs/FORMAT.md) */
-    int8_t *finish_reason;       /* (n) H5LOG_FINISH_* */
+    int8_t *finish_reason;       /* (n) br_finish */
     float *temperature;          /* (n) */
     float *top_p;                /* (n) */
     int32_t *top_k;              /* (n) */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "api/driver.h"
 #include "comm/comm.h"
 #include "logging/h5log.h"
 
@@ -42,34 +43,21 @@ bitroll_status bitroll_rollouts_read(const char *path, bitroll_rollouts **out, b
     return api_fail_err(err, BR_OK);
 }
 
-/* The engine's configuration as stored in the file (config_json). */
-static char *engine_config_json(const bitroll_engine *e, const char *rollouts) {
-    cJSON *j = cJSON_CreateObject();
-    char num[32], tuning[512];
-    cJSON_AddStringToObject(j, "verb", "api:score");
-    if (e->o.model_dir) cJSON_AddStringToObject(j, "model", e->o.model_dir);
-    if (e->o.random_weights) {
-        cJSON_AddStringToObject(j, "random_weights", e->o.random_weights);
-        snprintf(num, sizeof num, "%llu", (unsigned long long)e->o.weights_seed);
-        cJSON_AddStringToObject(j, "weights_seed", num);
-    }
-    cJSON_AddStringToObject(j, "rollouts", rollouts);
-    cJSON_AddStringToObject(j, "device", rollout_device_name((rollout_device)e->o.device));
-    cJSON_AddStringToObject(j, "kernels", kern_mode_name((kern_mode)e->o.kernels));
-    cJSON_AddNumberToObject(j, "max_batch_tokens", e->o.max_batch_tokens);
-    cJSON_AddNumberToObject(j, "max_seqs", e->o.max_seqs);
-    cJSON_AddNumberToObject(j, "max_seq_len", e->o.max_seq_len);
-    cJSON_AddNumberToObject(j, "prefill_chunk", e->o.prefill_chunk);
-    cJSON_AddNumberToObject(j, "page_size", e->o.page_size);
-    cJSON_AddNumberToObject(j, "tp", e->tpw.tp_size);
-    snprintf(num, sizeof num, "%lld", (long long)e->weight_version);
-    cJSON_AddStringToObject(j, "weight_version", num);
-    br_tuning_json(&e->tuning, tuning, sizeof tuning);
-    cJSON *t = cJSON_Parse(tuning);
-    if (t) cJSON_AddItemToObject(j, "tuning", t);
-    char *s = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    return s;
+/* The engine's configuration as stored in the file (config_json): the drivers' JSON of the same options. */
+static char *engine_config_json(const bitroll_engine *e, const char *out) {
+    driver_opts o;
+    driver_opts_default(&o, "api:score");
+    o.model = e->o.model_dir;
+    o.random_weights = e->o.random_weights;
+    o.weights_seed = e->o.weights_seed;
+    o.tp = e->tpw.tp_size;
+    o.device = (rollout_device)e->o.device;
+    o.mode = (kern_mode)e->o.kernels;
+    o.sched = e->so;
+    o.tuning = e->tuning;
+    o.weight_version = e->weight_version;
+    o.out = out;
+    return driver_config_json(&o, NULL, NULL, NULL, e->tpw.tp_size);
 }
 
 bitroll_status bitroll_score_rollouts(bitroll_engine *e, const bitroll_rollouts *p, const char *path,

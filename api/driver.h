@@ -55,6 +55,10 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
 
 /* Checks the device/mode pair, binds the rank to its GPU (comm_gpu rule) and installs the abort hook. */
 br_status driver_bind_device(const comm_world *world, const driver_opts *o);
+/* Checks --out before any work: a file path (h5log_check_out: absent or a regular file, never a device or directory)
+ * that is not the input file `in_path` (compared by device and inode, so links and other spellings count). BR_EINVAL
+ * naming --out and, for an alias, the input's flag. in_path may be NULL. */
+br_status driver_check_out(const char *out, const char *in_flag, const char *in_path);
 /* Loads the weights on every rank and checks that every rank holds the same fingerprint. */
 br_status driver_load_weights(const comm_world *world, const driver_opts *o, policy_weights **w);
 /* The tokenizer: path, else the model directory's tokenizer.json when it has one (else *tok = NULL). A tokenizer

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "api/driver.h"
@@ -43,6 +44,16 @@ br_status driver_bind_device(const comm_world *world, const driver_opts *o) {
     if (rc != BR_OK) return br_fail_ctx(rc, "--device %s", be->name);
     be->select_device(gpu);
     if (be->set_abort_hook) be->set_abort_hook(comm_abort_job);
+    return BR_OK;
+}
+
+br_status driver_check_out(const char *out, const char *in_flag, const char *in_path) {
+    br_status rc = h5log_check_out(out);
+    if (rc != BR_OK) return br_fail_ctx(rc, "--out");
+    struct stat so, si;
+    if (in_path && stat(out, &so) == 0 && stat(in_path, &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
+        return br_fail(BR_EINVAL, "--out %s is the same file as %s %s: it would overwrite the input", out, in_flag,
+                       in_path);
     return BR_OK;
 }
 

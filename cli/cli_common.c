@@ -38,8 +38,9 @@ int cli_run_opt(driver_opts *o, int c, const char *arg) {
     return rc == BR_OK ? 1 : -1;
 }
 
-br_status cli_run_prepare(comm_world *world, driver_opts *o) {
+br_status cli_run_prepare(comm_world *world, driver_opts *o, const char *in_flag, const char *in_path) {
     br_status rc = driver_bind_device(world, o);
+    if (rc == BR_OK && world->rank == 0) rc = driver_check_out(o->out, in_flag, in_path);
     if (rc == BR_OK && world->rank == 0) rc = cli_check_writable(o->out);
     rc = comm_agree(world, rc);
     if (rc == BR_OK) rc = comm_agree(world, comm_tp_split(world, o->tp));

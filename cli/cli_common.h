@@ -38,9 +38,9 @@ enum {
 
 /* Options common to generate and score; returns 1 if handled, 0 if not, -1 on a bad value (message set). */
 int cli_run_opt(driver_opts *o, int c, const char *arg);
-/* After parsing: the checks every rank makes before any work (backend, device binding, output path, --tp split),
- * agreed over the world. */
-br_status cli_run_prepare(comm_world *world, driver_opts *o);
+/* After parsing: the checks every rank makes before any work (backend, device binding, output path: a regular file
+ * path in a writable directory that is not the input in_path, --tp split), agreed over the world. */
+br_status cli_run_prepare(comm_world *world, driver_opts *o, const char *in_flag, const char *in_path);
 /* Prints the failure once (rank 0) and maps it to the exit code. */
 int cli_run_fail(const comm_world *w, const char *verb, br_status rc);
 /* Starts MPI (and the per-rank thread count), runs fn, finalizes. */

@@ -83,7 +83,7 @@ static int generate_main_mpi(comm_world *world, int argc, char **argv) {
     if (rc == BR_OK && g.no_stop && g.n_stops) rc = br_fail(BR_EINVAL, "--no-stop and --stop-id contradict each other");
     if (rc == BR_OK) rc = rollout_sampling_check(&g.d.sampling, INT32_MAX);
     rc = comm_agree(world, rc);
-    if (rc == BR_OK) rc = cli_run_prepare(world, &o);
+    if (rc == BR_OK) rc = cli_run_prepare(world, &o, "--prompts", g.prompts);
     if (rc == BR_OK) rc = driver_generate(world, &o, &g);
     return rc == BR_OK ? 0 : cli_run_fail(world, "generate", rc);
 }

@@ -55,7 +55,7 @@ static int score_main_mpi(comm_world *world, int argc, char **argv) {
         rc = br_fail(BR_EINVAL, "--weight-version: score records the rollouts file's weight version (it names the "
                                 "scoring weights only with --allow-other-policy)");
     rc = comm_agree(world, rc);
-    if (rc == BR_OK) rc = cli_run_prepare(world, &o);
+    if (rc == BR_OK) rc = cli_run_prepare(world, &o, "--rollouts", rollouts);
     if (rc == BR_OK) rc = driver_score(world, &o, rollouts);
     return rc == BR_OK ? 0 : cli_run_fail(world, "score", rc);
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -435,12 +436,97 @@ static void hdf5_version_string(char *buf, size_t cap) {
  * HDF5's own file driver (disk full, EFBIG), HDF5 1.10 leaves the file id half-closed and crashes at
  * library shutdown; with the image in memory every disk failure is a plain write()/fsync() error.
  * Cost: the image (about the size of the data) is held in memory once more while it is written. */
+/* ---------------------------------------------------------------- output safety */
+
+void (*h5log_test_after_tmp)(const char *tmp) = NULL;
+
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISLNK(m)) return "a symbolic link";
+    return "not a regular file";
+}
+
+br_status h5log_check_out(const char *path) {
+    if (!path || !path[0]) return br_fail(BR_EINVAL, "the output path is empty: expected a file name");
+    const size_t n = strlen(path);
+    if (path[n - 1] == '/') return br_fail(BR_EINVAL, "%s: names a directory, expected a file name", path);
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        if (errno == ENOENT) return BR_OK;
+        return br_fail(BR_EINVAL, "%s: cannot be written: %s", path, strerror(errno));
+    }
+    /* lstat: a symbolic link is refused too (the rename would replace the link, not what it points to) */
+    if (!S_ISREG(sb.st_mode))
+        return br_fail(BR_EINVAL, "%s: exists and is %s: bitroll replaces only regular files", path,
+                       file_kind(sb.st_mode));
+    return BR_OK;
+}
+
+/* The temporary file of the write in progress is removed by a SIGTERM, SIGINT or SIGHUP that would end the process
+ * (only signals left at their default action are taken over; the handler then re-raises with that default). One
+ * write at a time is guarded; the handler uses only async-signal-safe calls (unlink, sigaction, raise). */
+static const int g_guard_sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+static char g_guard_path[4096];
+static volatile sig_atomic_t g_guard_armed;
+static int g_guard_taken[3];
+
+static void guard_handler(int sig) {
+    const int saved = errno;
+    if (g_guard_armed) (void)unlink(g_guard_path);
+    g_guard_armed = 0;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    (void)sigaction(sig, &dfl, NULL);
+    (void)raise(sig); /* delivered, with the default action, when this handler returns */
+    errno = saved;
+}
+
+/* Returns 1 if the guard was armed for tmp (pass that to guard_disarm). */
+static int guard_arm(const char *tmp) {
+    if (g_guard_armed || strlen(tmp) >= sizeof g_guard_path) return 0;
+    memcpy(g_guard_path, tmp, strlen(tmp) + 1);
+    g_guard_armed = 1;
+    for (int i = 0; i < 3; i++) {
+        struct sigaction old, sa;
+        g_guard_taken[i] = 0;
+        if (sigaction(g_guard_sigs[i], NULL, &old) != 0) continue;
+        if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) continue; /* someone else's: left alone */
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = guard_handler;
+        sigemptyset(&sa.sa_mask);
+        for (int k = 0; k < 3; k++) sigaddset(&sa.sa_mask, g_guard_sigs[k]);
+        g_guard_taken[i] = sigaction(g_guard_sigs[i], &sa, NULL) == 0;
+    }
+    return 1;
+}
+
+static void guard_disarm(int armed) {
+    if (!armed) return;
+    g_guard_armed = 0;
+    for (int i = 0; i < 3; i++) {
+        if (!g_guard_taken[i]) continue;
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        (void)sigaction(g_guard_sigs[i], &dfl, NULL);
+        g_guard_taken[i] = 0;
+    }
+}
+
 typedef struct {
     const char *path;
     char *tmp;
     int fd;      /* the temporary file, opened first so a bad directory fails before any work */
     hid_t file;  /* the in-memory HDF5 file */
     int created; /* tmp exists on disk and is ours to remove */
+    int guarded; /* the signal guard removes tmp if the process is terminated */
 } h5w;
 
 static br_status h5w_begin(h5w *w, const char *path, const char *format, const h5log_provenance *p, size_t size_hint) {
@@ -451,13 +537,17 @@ static br_status h5w_begin(h5w *w, const char *path, const char *format, const h
     w->fd = -1;
     w->file = H5I_INVALID_HID;
     w->created = 0;
+    w->guarded = 0;
+    if ((st = h5log_check_out(path)) != BR_OK) return st;
     size_t cap = strlen(path) + 32;
     w->tmp = malloc(cap);
     if (!w->tmp) return br_fail(BR_ENOMEM, "%s: cannot allocate the temporary name", path);
     snprintf(w->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    w->guarded = guard_arm(w->tmp); /* before the file exists, so no moment leaves it behind */
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (w->fd < 0) return br_fail(BR_EIO, "%s: cannot create temporary file %s: %s", path, w->tmp, strerror(errno));
     w->created = 1;
+    if (h5log_test_after_tmp) h5log_test_after_tmp(w->tmp);
 
     /* One increment of about the expected size, so the image is rarely reallocated while it grows. */
     size_t increment = size_hint + ((size_t)1 << 20);
@@ -507,8 +597,8 @@ static br_status write_all(int fd, const char *buf, size_t n, const char *path, 
     while (n > 0) {
         ssize_t k = write(fd, buf, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
         if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return br_fail(BR_EIO, "%s: writing %s failed: %s", path, tmp, strerror(errno));
-        if (k == 0) return br_fail(BR_EIO, "%s: writing %s made no progress", path, tmp);
+        if (k < 0) return br_fail(BR_ERUNTIME, "%s: writing %s failed: %s", path, tmp, strerror(errno));
+        if (k == 0) return br_fail(BR_ERUNTIME, "%s: writing %s made no progress", path, tmp);
         buf += k;
         n -= (size_t)k;
     }
@@ -543,20 +633,24 @@ static br_status h5w_commit(h5w *w) {
     free(image);
     image = NULL;
     if (fsync(w->fd) != 0) {
-        st = br_fail(BR_EIO, "%s: fsync of %s failed: %s", w->path, w->tmp, strerror(errno));
+        st = br_fail(BR_ERUNTIME, "%s: fsync of %s failed: %s", w->path, w->tmp, strerror(errno));
         goto cleanup;
     }
     int fd = w->fd;
     w->fd = -1;
     if (close(fd) != 0) {
-        st = br_fail(BR_EIO, "%s: close of %s failed: %s", w->path, w->tmp, strerror(errno));
+        st = br_fail(BR_ERUNTIME, "%s: close of %s failed: %s", w->path, w->tmp, strerror(errno));
         goto cleanup;
     }
+    /* checked again just before the rename: whatever appeared at path meanwhile, only a regular file is replaced */
+    if ((st = h5log_check_out(w->path)) != BR_OK) goto cleanup;
     if (rename(w->tmp, w->path) != 0) {
         st = br_fail(BR_EIO, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
         goto cleanup;
     }
     w->created = 0;
+    guard_disarm(w->guarded);
+    w->guarded = 0;
     /* Make the rename durable too. Best effort: the file is already in place and complete, and some
      * file systems refuse fsync on a directory, so failing here would misreport a good write. */
     char *dir = strdup(w->path);
@@ -588,6 +682,8 @@ static void h5w_end(h5w *w) {
     w->fd = -1;
     if (w->created && w->tmp) (void)unlink(w->tmp);
     w->created = 0;
+    guard_disarm(w->guarded);
+    w->guarded = 0;
     free(w->tmp);
     w->tmp = NULL;
 }

@@ -74,8 +74,15 @@ typedef struct {
     int64_t weight_version;     /* 0 when the file predates the attribute */
 } h5log_meta;
 
+/* Checks that `path` may be written: not empty, not ending in '/', and absent or a regular file (never a device,
+ * directory, FIFO or symbolic link). BR_EINVAL naming the path and what it is. The writers check it before they
+ * start and again just before the rename. */
+br_status h5log_check_out(const char *path);
+
 /* Writes `path` atomically: path.tmp.<pid>, root attribute complete=1 last, fsync, rename.
- * On failure the temporary file is removed and an existing `path` is left untouched. */
+ * On failure the temporary file is removed and an existing `path` is left untouched; a SIGTERM, SIGINT or SIGHUP
+ * left at its default action removes it too (the process then ends as the signal says). Failures to write the
+ * temporary file (disk full: ENOSPC, EIO, EFBIG) are BR_ERUNTIME; a path that cannot be created is BR_EIO. */
 br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const h5log_provenance *p);
 /* Reads and validates a rollouts file into *out (zeroed first; freed again on failure).
  * meta may be NULL. */
@@ -87,6 +94,8 @@ br_status h5log_rollouts_fingerprint(const h5log_rollouts *r, uint64_t *out);
 br_status h5log_scores_write(const char *path, const h5log_scores *s, const h5log_provenance *p,
                              const char *rollouts_fingerprint_hex);
 br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *meta);
+/* For tests: when set, called right after a writer has created its temporary file (a test raises a signal there). */
+extern void (*h5log_test_after_tmp)(const char *tmp);
 br_status h5log_scores_fingerprint(const h5log_scores *s, uint64_t *out);
 
 /* Free the arrays/strings (not the struct itself) and zero it; NULL is a no-op. */

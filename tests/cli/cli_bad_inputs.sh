@@ -18,11 +18,29 @@ expect_exit 2 "not an integer" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/x
 expect_exit 2 "missing.jsonl" "${G[@]}" --prompts "$TMP/missing.jsonl" --out "$TMP/x.h5"
 expect_exit 2 "--prompts" "$BITROLL" generate --out "$TMP/x.h5"
 [ ! -e "$TMP/x.h5" ] || fail "a failed run left $TMP/x.h5"
+# --out must be a regular file path that is not an input, checked before any work (issue 16)
+expect_exit 2 "character device" "${G[@]}" --prompts "$TMP/ok.jsonl" --out /dev/null
+[ -c /dev/null ] || fail "/dev/null is no longer a character device"
+expect_exit 2 "directory" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP"
+expect_exit 2 "directory" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/sub/"
+expect_exit 2 "output path is empty" "${G[@]}" --prompts "$TMP/ok.jsonl" --out ""
+cp "$TMP/ok.jsonl" "$TMP/ok.keep"
+expect_exit 2 "same file as --prompts" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/ok.jsonl"
+ln "$TMP/ok.jsonl" "$TMP/hardlink.jsonl"
+expect_exit 2 "same file as --prompts" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/hardlink.jsonl"
+expect_exit 2 "same file as --prompts" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/../$(basename "$TMP")/ok.jsonl"
+cmp -s "$TMP/ok.jsonl" "$TMP/ok.keep" || fail "--out equal to --prompts changed the prompts"
+ln -s "$TMP/ok.keep" "$TMP/symlink.h5"
+expect_exit 2 "symbolic link" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/symlink.h5"
 
 # a rollouts file from another model passed to score: fingerprint mismatch
 "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/stories.h5"
 expect_exit 2 "fingerprint" "$BITROLL" score --model "$DATA/models/tiny-llama/f32" --rollouts "$TMP/stories.h5" --out "$TMP/s.h5"
 [ ! -e "$TMP/s.h5" ] || fail "a failed score left $TMP/s.h5"
+cp "$TMP/stories.h5" "$TMP/stories.keep"
+expect_exit 2 "same file as --rollouts" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/stories.h5" --out "$TMP/stories.h5"
+cmp -s "$TMP/stories.h5" "$TMP/stories.keep" || fail "--out equal to --rollouts changed the rollouts"
+expect_exit 2 "character device" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/stories.h5" --out /dev/null
 # not an HDF5 file / missing file
 echo "hello" >"$TMP/not.h5"
 expect_exit 2 "not.h5" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/not.h5" --out "$TMP/s.h5"

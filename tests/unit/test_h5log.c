@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -407,6 +408,7 @@ static void test_failed_write_keeps_existing(void **state) {
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
     signal(SIGXFSZ, old_handler);
     assert_fails_with(st, p, NULL);
+    assert_int_equal(st, BR_ERUNTIME); /* a full disk is a runtime failure (exit 3), not bad input */
 
     assert_int_equal(count_tmp_files(), 0);
     after = slurp(p, &len);
@@ -421,6 +423,79 @@ static void test_failed_write_keeps_existing(void **state) {
     h5log_rollouts_free(&big);
     h5log_rollouts_free(&r);
     free(before);
+}
+
+/* Only a regular file is ever replaced: a directory, a device, a symbolic link or an empty path is refused
+ * before anything is written, and the thing at the path is left as it was. */
+static void test_out_not_regular(void **state) {
+    (void)state;
+    char d[320], l[320], f[320];
+    h5log_rollouts r;
+    make_rollouts(&r, 3, 4);
+    tpath(d, sizeof d, "adir");
+    assert_int_equal(mkdir(d, 0700), 0);
+    assert_fails_with(h5log_rollouts_write(d, &r, &g_prov), d, "a directory");
+    struct stat sb;
+    assert_int_equal(stat(d, &sb), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    assert_fails_with(h5log_rollouts_write("/dev/null", &r, &g_prov), "/dev/null", "character device");
+    assert_int_equal(stat("/dev/null", &sb), 0);
+    assert_true(S_ISCHR(sb.st_mode));
+    assert_fails_with(h5log_rollouts_write("", &r, &g_prov), "empty", NULL);
+    tpath(f, sizeof f, "target.h5");
+    write_ok(f, &r);
+    tpath(l, sizeof l, "link.h5");
+    assert_int_equal(symlink(f, l), 0);
+    assert_fails_with(h5log_rollouts_write(l, &r, &g_prov), l, "symbolic link");
+    assert_int_equal(lstat(l, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(count_tmp_files(), 0);
+    h5log_rollouts_free(&r);
+}
+
+/* A SIGTERM or SIGINT while the temporary file exists ends the process as the signal says and removes the
+ * temporary; an existing file at the path is left as it was. */
+static void raise_term(const char *tmp) { (void)tmp; raise(SIGTERM); }
+static void raise_int(const char *tmp) { (void)tmp; raise(SIGINT); }
+
+static void test_signal_removes_tmp(void **state) {
+    (void)state;
+    char p[320];
+    tpath(p, sizeof p, "sig.h5");
+    h5log_rollouts r;
+    make_rollouts(&r, 7, 3);
+    write_ok(p, &r);
+    size_t len0 = 0, len = 0;
+    char *before = slurp(p, &len0);
+    void (*hooks[2])(const char *) = {raise_term, raise_int};
+    const int sigs[2] = {SIGTERM, SIGINT};
+    for (int i = 0; i < 2; i++) {
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            signal(sigs[i], SIG_DFL);
+            h5log_test_after_tmp = hooks[i];
+            (void)h5log_rollouts_write(p, &r, &g_prov);
+            _exit(0); /* not reached: the signal ends the child */
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), sigs[i]);
+        assert_int_equal(count_tmp_files(), 0);
+        char *after = slurp(p, &len);
+        assert_int_equal(len, len0);
+        assert_memory_equal(before, after, len0);
+        free(after);
+    }
+    /* the handlers are gone after a write: the default actions are back */
+    write_ok(p, &r);
+    struct sigaction sa;
+    assert_int_equal(sigaction(SIGTERM, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_DFL);
+    free(before);
+    h5log_rollouts_free(&r);
 }
 
 /* Damage helpers: open a good file with HDF5 and change one thing. */
@@ -772,6 +847,8 @@ int main(void) {
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_failed_write_keeps_existing),
+        cmocka_unit_test(test_out_not_regular),
+        cmocka_unit_test(test_signal_removes_tmp),
         cmocka_unit_test(test_incomplete_rejected),
         cmocka_unit_test(test_malformed_rejected),
         cmocka_unit_test(test_foreign_files_rejected),

@@ -108,7 +108,8 @@ def plot(logs, out):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
-    for path in logs:
+    for k, path in enumerate(logs):
+        lw = 3.0 if k == 0 and len(logs) > 1 else 1.5  # the first one wider: equal curves stay visible
         recs = read_log(path)
         if not recs:
             continue
@@ -116,7 +117,7 @@ def plot(logs, out):
         st = [r["step"] for r in recs]
         mean = [r["reward_mean"] for r in recs]
         std = [r["reward_std"] for r in recs]
-        line, = ax1.plot(st, mean, label=f"{label}")
+        line, = ax1.plot(st, mean, lw=lw, label=f"{label}")
         ax1.fill_between(st, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
                          color=line.get_color(), alpha=0.15)
         ax2.plot(st, [r["kl"] for r in recs], marker=".", label=f"{label}: KL (mean old - new)")

@@ -1,4 +1,6 @@
 /* The score driver (api/driver.h): rollouts file -> teacher-forced jobs -> data-parallel run -> scores file. */
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,25 @@ static br_status unpack_jobs(comm_buf *b, rollout_job **jobs_out, int64_t *n_job
     return BR_OK;
 }
 
+/* Rank 0, before any engine exists: every sample fits the model's context and has a temperature score can divide by
+ * (a file from another program or a damaged one must fail here with its name, not size a cache or write NaNs). */
+static br_status check_samples(const char *path, const h5log_rollouts *r, const policy_config *c) {
+    for (int64_t i = 0; i < r->n; i++) {
+        const int64_t lp = r->prompt_offsets[i + 1] - r->prompt_offsets[i];
+        const int64_t lc = r->completion_offsets[i + 1] - r->completion_offsets[i];
+        const float t = r->temperature[i];
+        if (!isfinite(t) || t < 0.0f || (t > 0.0f && t < FLT_MIN))
+            return br_fail(BR_EINVAL, "%s: sample %lld: temperature = %.9g: expected 0 (greedy) or a finite value >= %.9g",
+                           path, (long long)r->sample_id[i], (double)t, (double)FLT_MIN);
+        if (lp + lc > c->max_pos)
+            return br_fail(BR_EINVAL, "%s: sample %lld: prompt (%lld tokens) + completion (%lld tokens) = %lld exceed the "
+                                      "model's context length %d",
+                           path, (long long)r->sample_id[i], (long long)lp, (long long)lc, (long long)(lp + lc),
+                           c->max_pos);
+    }
+    return BR_OK;
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -87,6 +108,7 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
                          rollouts, meta.model_fingerprint ? meta.model_fingerprint : "(none)",
                          meta.model_dir ? meta.model_dir : "?", o->random_weights ? o->random_weights : o->model,
                          w->fingerprint_hex);
+        if (rc == BR_OK) rc = check_samples(rollouts, &r, &w->cfg);
         if (rc == BR_OK) {
             pack_rollouts(&work, &r);
             if (work.failed) rc = br_fail(BR_ENOMEM, "score: out of memory");

@@ -1,5 +1,6 @@
 /* `bitroll generate`: options -> driver_generate (api/driver_generate.c). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -61,9 +62,14 @@ static int generate_main_mpi(comm_world *world, int argc, char **argv) {
         case 'h': if (world->rank == 0) usage(stdout); return 0;
         case OPT_PROMPTS: g.prompts = optarg; break;
         case OPT_TOKENIZER: g.tokenizer = optarg; break;
-        case OPT_N: if ((rc = cli_parse_int("--n", optarg, 1, 1 << 24, &v)) == BR_OK) g.d.n = (int32_t)v; break;
+        case OPT_N: if ((rc = cli_parse_int("--n", optarg, 1, ROLLOUT_MAX_N, &v)) == BR_OK) g.d.n = (int32_t)v; break;
         case OPT_TEMP: rc = cli_parse_float("--temperature", optarg, &g.d.sampling.temperature); break;
-        case OPT_TOPP: rc = cli_parse_float("--top-p", optarg, &g.d.sampling.top_p); break;
+        case OPT_TOPP:
+            rc = cli_parse_float("--top-p", optarg, &g.d.sampling.top_p);
+            /* checked before the fp32 rounding too, so that 1.00000001 is rejected, not rounded to 1 */
+            if (rc == BR_OK && !(strtod(optarg, NULL) <= 1.0))
+                rc = br_fail(BR_EINVAL, "--top-p: %s: expected 0 < top_p <= 1 (1 = off)", optarg);
+            break;
         case OPT_TOPK: if ((rc = cli_parse_int("--top-k", optarg, INT32_MIN, INT32_MAX, &v)) == BR_OK) g.d.sampling.top_k = (int32_t)v; break;
         case OPT_MAXNEW: if ((rc = cli_parse_int("--max-new-tokens", optarg, 1, 1 << 24, &v)) == BR_OK) g.d.max_new_tokens = (int32_t)v; break;
         case OPT_SEED: rc = cli_parse_u64("--seed", optarg, &g.d.sampling.seed); break;

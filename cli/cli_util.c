@@ -2,6 +2,7 @@
 #include "cli/cli_util.h"
 
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,7 +25,13 @@ br_status cli_parse_float(const char *flag, const char *s, float *out) {
     char *end = NULL;
     errno = 0;
     float v = strtof(s, &end);
-    if (errno || end == s || *end != '\0' || !isfinite(v)) return br_fail(BR_EINVAL, "%s: '%s' is not a finite number", flag, s);
+    if (end == s || *end != '\0' || isnan(v)) return br_fail(BR_EINVAL, "%s: '%s' is not a finite number", flag, s);
+    if (errno == ERANGE && fabsf(v) < FLT_MIN && v != 0.0f) errno = 0; /* subnormal: finite, the range check says more */
+    if (errno == ERANGE && fabsf(v) < FLT_MIN)
+        return br_fail(BR_EINVAL, "%s: '%s' is too small for fp32 (it would round to 0); expected 0 or a magnitude >= %.9g",
+                       flag, s, (double)FLT_MIN);
+    if (errno || !isfinite(v))
+        return br_fail(BR_EINVAL, "%s: '%s' is too large for fp32 (largest %.9g)", flag, s, (double)FLT_MAX);
     *out = v;
     return BR_OK;
 }

@@ -25,8 +25,19 @@ static const cJSON *cfg_get(const cJSON *o, const char *key) {
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
-/* Integer field: required (def ignored) or optional with default; must be an integer in [lo, INT_MAX]. */
-static br_status cfg_int(const char *path, const cJSON *o, const char *key, int required, int def, int lo, int *out) {
+/* Upper bounds on sizes (well above every released model of these families), so that a damaged or hostile config
+ * fails here naming its field instead of asking for terabytes, or overflowing, later. */
+#define CFG_MAX_DIM (1 << 16)       /* hidden_size / n_embd */
+#define CFG_MAX_LAYERS 1024         /* num_hidden_layers / n_layer */
+#define CFG_MAX_HEADS 1024          /* attention and key/value heads */
+#define CFG_MAX_HEAD_DIM 1024
+#define CFG_MAX_FFN (1 << 20)       /* intermediate_size / n_inner */
+#define CFG_MAX_VOCAB (1 << 24)
+#define CFG_MAX_POS (1 << 22)       /* max_position_embeddings / n_positions (the RoPE table is max_pos x head_dim) */
+
+/* Integer field: required (def ignored) or optional with default; must be an integer in [lo, hi]. */
+static br_status cfg_int_in(const char *path, const cJSON *o, const char *key, int required, int def, int lo, int hi,
+                            int *out) {
     const cJSON *v = cfg_get(o, key);
     if (!v) {
         if (required) return br_fail(BR_EINVAL, "%s: missing required field '%s'", path, key);
@@ -35,8 +46,10 @@ static br_status cfg_int(const char *path, const cJSON *o, const char *key, int 
     }
     if (!cJSON_IsNumber(v)) return br_fail(BR_EINVAL, "%s: field '%s' must be an integer", path, key);
     double d = v->valuedouble;
-    if (d != floor(d) || d < (double)lo || d > 2147483647.0)
+    if (d != floor(d) || d < (double)lo)
         return br_fail(BR_EINVAL, "%s: field '%s' = %.17g, expected an integer >= %d", path, key, d, lo);
+    if (d > (double)hi)
+        return br_fail(BR_EINVAL, "%s: field '%s' = %.17g is larger than bitroll supports (at most %d)", path, key, d, hi);
     *out = (int)d;
     return BR_OK;
 }
@@ -121,17 +134,17 @@ static br_status cfg_rope_theta(const char *path, const cJSON *o, double *theta)
 
 static br_status cfg_llama_family(const char *path, const cJSON *o, policy_config *c) {
     br_status st;
-    if ((st = cfg_int(path, o, "hidden_size", 1, 0, 1, &c->dim)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "num_hidden_layers", 1, 0, 1, &c->n_layers)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "num_attention_heads", 1, 0, 1, &c->n_heads)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "num_key_value_heads", 0, c->n_heads, 1, &c->n_kv_heads)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "hidden_size", 1, 0, 1, CFG_MAX_DIM, &c->dim)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "num_hidden_layers", 1, 0, 1, CFG_MAX_LAYERS, &c->n_layers)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "num_attention_heads", 1, 0, 1, CFG_MAX_HEADS, &c->n_heads)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "num_key_value_heads", 0, c->n_heads, 1, CFG_MAX_HEADS, &c->n_kv_heads)) != BR_OK) return st;
     if (!cfg_get(o, "head_dim") && c->dim % c->n_heads != 0)
         return br_fail(BR_EINVAL, "%s: hidden_size %d is not divisible by num_attention_heads %d (and no head_dim)",
                        path, c->dim, c->n_heads);
-    if ((st = cfg_int(path, o, "head_dim", 0, c->dim / c->n_heads, 1, &c->head_dim)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "intermediate_size", 1, 0, 1, &c->ffn_dim)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "vocab_size", 1, 0, 1, &c->vocab)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "max_position_embeddings", 1, 0, 1, &c->max_pos)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "head_dim", 0, c->dim / c->n_heads, 1, CFG_MAX_HEAD_DIM, &c->head_dim)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "intermediate_size", 1, 0, 1, CFG_MAX_FFN, &c->ffn_dim)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "vocab_size", 1, 0, 1, CFG_MAX_VOCAB, &c->vocab)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "max_position_embeddings", 1, 0, 1, CFG_MAX_POS, &c->max_pos)) != BR_OK) return st;
     double eps = 0.0;
     if ((st = cfg_pos_num(path, o, "rms_norm_eps", 1e-6, &eps)) != BR_OK) return st;
     c->norm_eps = (float)eps;
@@ -176,17 +189,17 @@ static br_status cfg_llama_family(const char *path, const cJSON *o, policy_confi
 
 static br_status cfg_gpt2(const char *path, const cJSON *o, policy_config *c) {
     br_status st;
-    if ((st = cfg_int(path, o, "n_embd", 1, 0, 1, &c->dim)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "n_layer", 1, 0, 1, &c->n_layers)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "n_head", 1, 0, 1, &c->n_heads)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "n_embd", 1, 0, 1, CFG_MAX_DIM, &c->dim)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "n_layer", 1, 0, 1, CFG_MAX_LAYERS, &c->n_layers)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "n_head", 1, 0, 1, CFG_MAX_HEADS, &c->n_heads)) != BR_OK) return st;
     if (c->dim % c->n_heads != 0)
         return br_fail(BR_EINVAL, "%s: n_embd %d is not divisible by n_head %d", path, c->dim, c->n_heads);
     if (c->dim > 2147483647 / 4) return br_fail(BR_EINVAL, "%s: n_embd %d is too large", path, c->dim);
     c->n_kv_heads = c->n_heads;
     c->head_dim = c->dim / c->n_heads;
-    if ((st = cfg_int(path, o, "n_inner", 0, 4 * c->dim, 1, &c->ffn_dim)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "vocab_size", 1, 0, 1, &c->vocab)) != BR_OK) return st;
-    if ((st = cfg_int(path, o, "n_positions", 1, 0, 1, &c->max_pos)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "n_inner", 0, 4 * c->dim, 1, CFG_MAX_FFN, &c->ffn_dim)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "vocab_size", 1, 0, 1, CFG_MAX_VOCAB, &c->vocab)) != BR_OK) return st;
+    if ((st = cfg_int_in(path, o, "n_positions", 1, 0, 1, CFG_MAX_POS, &c->max_pos)) != BR_OK) return st;
     double eps = 0.0;
     if ((st = cfg_pos_num(path, o, "layer_norm_epsilon", 1e-5, &eps)) != BR_OK) return st;
     c->norm_eps = (float)eps;

@@ -164,14 +164,19 @@ br_status policy_state_create_tp(const policy_weights *w, int max_tokens, const 
     st->tree_tmp = malloc((size_t)kern_cpu_chunk_tree_levels((int)chunks_all) * T * D * sizeof(float));
     int ok = st->x && st->xn && st->q && st->k && st->v && st->att && st->proj && st->ffa && st->ffb && st->tables &&
              st->part && st->tree_tmp;
-    if (ok && !c->learned_pos) {
-        st->rope = malloc((size_t)c->max_pos * (c->head_dim / 2) * 2 * sizeof(float));
-        ok = st->rope != NULL;
-        if (ok) kern_cpu_rope_table(st->rope, c->max_pos, c->head_dim, c->rope_theta, w->dtype);
-    }
     if (!ok) {
         policy_state_free(st);
         return br_fail(BR_ENOMEM, "run state: cannot allocate buffers for %d tokens", max_tokens);
+    }
+    if (!c->learned_pos) {
+        const size_t bytes = (size_t)c->max_pos * (c->head_dim / 2) * 2 * sizeof(float);
+        st->rope = malloc(bytes);
+        if (!st->rope) {
+            policy_state_free(st);
+            return br_fail(BR_ENOMEM, "run state: cannot allocate the RoPE table (%zu bytes: context length %d x head_dim %d)",
+                           bytes, c->max_pos, c->head_dim);
+        }
+        kern_cpu_rope_table(st->rope, c->max_pos, c->head_dim, c->rope_theta, w->dtype);
     }
     *out = st;
     return BR_OK;

@@ -180,8 +180,8 @@ static br_status parse_prompt(const req_ctx *c, const cJSON *obj, const rollout_
     if (f[K_N]) {
         st = get_int(c, f[K_N], "field 'n'", -2147483648.0, 2147483647.0, &iv);
         if (st != BR_OK) goto cleanup;
-        if (iv < 1) {
-            st = line_fail(c, "field 'n' = %lld: expected >= 1 samples per prompt", (long long)iv);
+        if (iv < 1 || iv > ROLLOUT_MAX_N) {
+            st = line_fail(c, "field 'n' = %lld: expected 1 .. %d samples per prompt", (long long)iv, ROLLOUT_MAX_N);
             goto cleanup;
         }
         p->n = (int32_t)iv;
@@ -259,7 +259,8 @@ cleanup:
 /* The CLI values, checked once so that a line's error always comes from the line itself. */
 static br_status check_defaults(const rollout_defaults *d, int vocab, int max_pos) {
     if (vocab < 1 || max_pos < 2) return br_fail(BR_EINVAL, "model limits: vocab = %d, max_pos = %d: expected vocab >= 1, max_pos >= 2", vocab, max_pos);
-    if (d->n < 1) return br_fail(BR_EINVAL, "default n = %d: expected >= 1 samples per prompt", (int)d->n);
+    if (d->n < 1 || d->n > ROLLOUT_MAX_N)
+        return br_fail(BR_EINVAL, "default n = %d: expected 1 .. %d samples per prompt", (int)d->n, ROLLOUT_MAX_N);
     if (d->max_new_tokens < 1 || d->max_new_tokens >= max_pos)
         return br_fail(BR_EINVAL, "default max_new_tokens = %d: expected 1 .. %d (context length %d minus one prompt token)",
                        (int)d->max_new_tokens, max_pos - 1, max_pos);
@@ -342,6 +343,13 @@ br_status rollout_requests_parse(const char *text, size_t len, const char *name,
         memset(p, 0, sizeof *p);
         st = parse_prompt(&c, obj, d, p);
         if (st != BR_OK) goto cleanup;
+        if (r->n_samples + p->n > ROLLOUT_MAX_SAMPLES) {
+            st = line_fail(&c, "field 'n' = %d: brings the file to %lld samples, more than %lld in one run (split the "
+                               "prompts into several files)", (int)p->n, (long long)(r->n_samples + p->n),
+                           (long long)ROLLOUT_MAX_SAMPLES);
+            prompt_clear(p);
+            goto cleanup;
+        }
         p->first_sample_id = r->n_samples;
         r->n_samples += p->n;
         r->n_prompts++;

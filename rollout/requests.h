@@ -3,6 +3,10 @@
 #ifndef ROLLOUT_REQUESTS_H
 #define ROLLOUT_REQUESTS_H
 
+/* Limits of one prompts file: samples per prompt ("n", --n) and samples in all (each costs memory before any work). */
+#define ROLLOUT_MAX_N (1 << 20)
+#define ROLLOUT_MAX_SAMPLES ((int64_t)1 << 26)
+
 #include <stddef.h>
 #include <stdint.h>
 

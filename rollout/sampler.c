@@ -3,6 +3,7 @@
 #include "sampler.h"
 
 #include <assert.h>
+#include <float.h>
 #include <math.h>
 
 #include "common/philox.h"
@@ -10,10 +11,14 @@
 
 br_status rollout_sampling_check(const rollout_sampling *s, int vocab) {
     if (!isfinite(s->temperature) || s->temperature < 0.0f)
-        return br_fail(BR_EINVAL, "temperature = %g: expected a finite value >= 0 (0 = greedy)", (double)s->temperature);
-    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) /* written so that NaN fails too */
-        return br_fail(BR_EINVAL, "top_p = %g: expected 0 < top_p <= 1 (1 = off)", (double)s->top_p);
-    if (s->top_k < 0 || s->top_k > vocab)
+        return br_fail(BR_EINVAL, "temperature = %.9g: expected a finite value >= 0 (0 = greedy)", (double)s->temperature);
+    if (s->temperature > 0.0f && s->temperature < FLT_MIN) /* subnormal: logits / T overflow */
+        return br_fail(BR_EINVAL, "temperature = %.9g: too small to divide by (subnormal in fp32); expected 0 (greedy) "
+                                  "or >= %.9g", (double)s->temperature, (double)FLT_MIN);
+    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) /* written so that NaN fails too; %.9g shows 1.00000012 as such */
+        return br_fail(BR_EINVAL, "top_p = %.9g: expected 0 < top_p <= 1 (1 = off)", (double)s->top_p);
+    if (s->top_k < 0) return br_fail(BR_EINVAL, "top_k = %d: must be >= 0 (0 = off)", (int)s->top_k);
+    if (s->top_k > vocab)
         return br_fail(BR_EINVAL, "top_k = %d: expected 0 (off) or 1 .. %d (the vocabulary size)", (int)s->top_k, vocab);
     return BR_OK;
 }

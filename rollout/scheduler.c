@@ -3,6 +3,9 @@
  * prompt token on produce the completion's log-probs. */
 #include "rollout/scheduler.h"
 
+#include <float.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +33,8 @@ static int32_t job_input(const slot *s, int i) {
 }
 
 /* Cache slots a job needs for its whole life. */
-static int job_tokens(const rollout_job *j) {
-    return j->forced ? j->prompt_len + j->n_forced - 1 : j->prompt_len + j->max_new - 1;
+static int64_t job_tokens(const rollout_job *j) {
+    return (int64_t)j->prompt_len + (j->forced ? j->n_forced : j->max_new) - 1;
 }
 
 static int job_done(const slot *s) {
@@ -56,7 +59,7 @@ static br_status check_job(const policy_weights *w, const rollout_job *j, int pa
     if (n_out < 1)
         return br_fail(BR_EINVAL, "sample %lld: %s must be >= 1", (long long)sid,
                        j->forced ? "completion length" : "max_new_tokens");
-    if (j->prompt_len + n_out > c->max_pos)
+    if ((int64_t)j->prompt_len + n_out > c->max_pos)
         return br_fail(BR_EINVAL, "sample %lld: prompt (%d tokens) + %d new tokens exceed the context length %d",
                        (long long)sid, j->prompt_len, n_out, c->max_pos);
     for (int i = 0; i < j->prompt_len; i++)
@@ -67,19 +70,23 @@ static br_status check_job(const policy_weights *w, const rollout_job *j, int pa
         if (j->forced[i] < 0 || j->forced[i] >= c->vocab)
             return br_fail(BR_EINVAL, "sample %lld: completion token %d at index %d is outside the vocabulary [0, %d)",
                            (long long)sid, j->forced[i], i, c->vocab);
-    int need = (job_tokens(j) + page_size - 1) / page_size;
+    int64_t need = (job_tokens(j) + page_size - 1) / page_size;
     if (need > n_pages)
-        return br_fail(BR_EINVAL, "sample %lld: %d tokens need %d KV pages, the cache has %d", (long long)sid,
-                       job_tokens(j), need, n_pages);
+        return br_fail(BR_EINVAL, "sample %lld: %lld tokens need %lld KV pages, the cache has %d", (long long)sid,
+                       (long long)job_tokens(j), (long long)need, n_pages);
     if (!j->forced) {
         br_status rc = rollout_sampling_check(&j->sampling, c->vocab);
         if (rc != BR_OK) return br_fail_ctx(rc, "sample %lld", (long long)sid);
+    } else if (!isfinite(j->sampling.temperature) || j->sampling.temperature < 0.0f ||
+               (j->sampling.temperature > 0.0f && j->sampling.temperature < FLT_MIN)) {
+        return br_fail(BR_EINVAL, "sample %lld: temperature = %.9g: expected 0 (greedy) or a finite value >= %.9g",
+                       (long long)sid, (double)j->sampling.temperature, (double)FLT_MIN);
     }
     return BR_OK;
 }
 
 static br_status admit(policy_kvcache *kv, slot *s, const rollout_job *j, rollout_result *r) {
-    br_status rc = policy_kv_reserve(kv, &s->seq, job_tokens(j));
+    br_status rc = policy_kv_reserve(kv, &s->seq, (int)job_tokens(j)); /* <= max_pos: check_job */
     if (rc != BR_OK) return rc;
     int cap = j->forced ? j->n_forced : j->max_new;
     memset(r, 0, sizeof *r);
@@ -110,26 +117,32 @@ static void describe_row(const slot *s, int i, rollout_row *row) {
     row->position = i + 1;
 }
 
-/* Records the token that input row i produced and decides whether the job is finished. */
-static void emit(const policy_config *c, slot *s, int i, const rollout_row_out *o) {
+/* Records the token that input row i produced and decides whether the job is finished. A NaN log-prob (non-finite
+ * logits: NaN weights or activations) is a runtime failure naming the sample, never a result. */
+static br_status emit(const policy_config *c, slot *s, int i, const rollout_row_out *o) {
     const rollout_job *j = s->job;
     rollout_result *r = s->res;
     const int k = i - j->prompt_len + 1;
+    if (isnan(o->logprob))
+        return br_fail(BR_ERUNTIME, "sample %lld: completion token %d (id %d): the log-prob is NaN (the model's logits "
+                                    "are not finite: NaN or infinite weights?)",
+                       (long long)j->sample_id, k, (int)o->token);
     r->tokens[k] = o->token;
     r->logprobs[k] = o->logprob;
     r->digests[k] = o->digest;
     r->n = k + 1;
     if (j->forced) {
         if (r->n == j->n_forced) r->finish = BR_FINISH_LENGTH;
-        return;
+        return BR_OK;
     }
     for (int t = 0; t < j->n_stop; t++)
         if (o->token == j->stop_ids[t]) {
             r->finish = BR_FINISH_STOP;
-            return;
+            return BR_OK;
         }
     if (r->n == j->max_new) r->finish = BR_FINISH_LENGTH;
     else if (j->prompt_len + r->n >= c->max_pos) r->finish = BR_FINISH_CONTEXT;
+    return BR_OK;
 }
 
 br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, const rollout_job *jobs, int64_t n_jobs,
@@ -157,12 +170,21 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
                        rollout_engine_max_tokens(o->engine), rollout_engine_kv(o->engine)->page_size,
                        o->max_batch_tokens, o->page_size);
     if (n_pages == 0) {
-        int most = 1;
+        /* Sized for the longest job that fits the context: a longer one is rejected by check_job below, and must not
+         * first size the cache (a 10M-token prompt would ask for millions of pages). int64: most * max_seqs can
+         * exceed int. */
+        int64_t most = 1;
         for (int64_t i = 0; i < n_jobs; i++) {
-            int need = (job_tokens(&jobs[i]) + o->page_size - 1) / o->page_size;
+            int64_t t = job_tokens(&jobs[i]);
+            if (t > c->max_pos) t = c->max_pos;
+            int64_t need = (t + o->page_size - 1) / o->page_size;
             if (need > most) most = need;
         }
-        n_pages = most * o->max_seqs;
+        if (most * o->max_seqs > INT_MAX)
+            return br_fail(BR_EINVAL, "scheduler: %lld KV pages per sequence x max_seqs %d = %lld pages, more than %d: "
+                                      "lower --max-seqs or raise --page-size",
+                           (long long)most, o->max_seqs, (long long)(most * o->max_seqs), INT_MAX);
+        n_pages = (int)(most * o->max_seqs);
     }
     for (int64_t i = 0; i < n_jobs; i++) memset(&results[i], 0, sizeof results[i]);
 
@@ -236,7 +258,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         policy_batch b = {n, tok, pos, seqs, want};
         if ((rc = rollout_engine_step(eng, &b, rows, outs)) != BR_OK) goto cleanup;
         for (int r = 0; r < n_rows; r++) {
-            emit(c, &slots[row_slot[r]], row_index[r], &outs[r]);
+            if ((rc = emit(c, &slots[row_slot[r]], row_index[r], &outs[r])) != BR_OK) goto cleanup;
             tokens_out++;
         }
         for (int s = 0; s < o->max_seqs; s++) {

@@ -268,7 +268,8 @@ br_status tok_bpe_word(const tok_tokenizer *tok, tok_bpe_ctx *c, const char *w, 
     }
     c->ent_off[c->n_ent] = (uint32_t)c->cache_ids.len;
     c->ent_cnt[c->n_ent] = (uint32_t)(out->len - before);
-    if ((st = tok_ids_put(&c->cache_ids, out->p + before, out->len - before))) return st;
+    /* a word can encode to nothing (no unk token, no merges): out->p may then be NULL, and NULL + 0 is UB */
+    if (out->len > before && (st = tok_ids_put(&c->cache_ids, out->p + before, out->len - before))) return st;
     if ((st = tok_strmap_put(&c->cache, w, n, (int32_t)c->n_ent))) return st;
     c->n_ent++;
     return BR_OK;

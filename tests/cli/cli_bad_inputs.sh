@@ -41,12 +41,78 @@ cp "$TMP/stories.h5" "$TMP/stories.keep"
 expect_exit 2 "same file as --rollouts" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/stories.h5" --out "$TMP/stories.h5"
 cmp -s "$TMP/stories.h5" "$TMP/stories.keep" || fail "--out equal to --rollouts changed the rollouts"
 expect_exit 2 "character device" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/stories.h5" --out /dev/null
+# a rollouts file with a NaN or negative temperature, or a 10M-token prompt: exit 2 naming the sample, before any engine
+python3 - "$TMP/stories.h5" "$TMP/badtemp.h5" "$TMP/long.h5" <<'PY'
+import shutil, sys, h5py, numpy as np
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:
+    t = f["/samples/temperature"][...]; t[0] = np.nan; f["/samples/temperature"][...] = t
+shutil.copy(sys.argv[1], sys.argv[3])
+with h5py.File(sys.argv[3], "r+") as f:
+    g = f["/samples"]; n = len(g["sample_id"])
+    off = g["prompt_offsets"][...]; toks = g["prompt_tokens"][...]
+    extra = 10_000_000
+    new = np.concatenate([toks[:off[1]], np.ones(extra, np.int32), toks[off[1]:]]).astype(np.int32)
+    off = off.copy(); off[1:] += extra
+    for k, v in (("prompt_tokens", new), ("prompt_offsets", off)):
+        del g[k]; g.create_dataset(k, data=v, chunks=True)
+PY
+expect_exit 2 "badtemp.h5: sample 0: temperature = nan" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/badtemp.h5" --out "$TMP/s.h5"
+python3 - "$TMP/stories.h5" "$TMP/negtemp.h5" <<'PY'
+import shutil, sys, h5py
+shutil.copy(sys.argv[1], sys.argv[2])
+with h5py.File(sys.argv[2], "r+") as f:
+    t = f["/samples/temperature"][...]; t[0] = -1; f["/samples/temperature"][...] = t
+PY
+expect_exit 2 "negtemp.h5: sample 0: temperature = -1" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/negtemp.h5" --out "$TMP/s.h5"
+expect_exit 2 "long.h5: sample 0: prompt (10000003 tokens)" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/long.h5" --out "$TMP/s.h5"
+[ ! -e "$TMP/s.h5" ] || fail "a failed score left $TMP/s.h5"
 # not an HDF5 file / missing file
 echo "hello" >"$TMP/not.h5"
 expect_exit 2 "not.h5" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/not.h5" --out "$TMP/s.h5"
 expect_exit 2 "not.h5" "$BITROLL" verify "$TMP/not.h5" "$TMP/stories.h5"
 # the same errors under mpirun: one message, exit 2
 expect_exit 2 "line 3" mpirun_np 2 "${G[@]}" --prompts "$TMP/malformed.jsonl" --out "$TMP/x.h5"
+# misleading messages fixed (issue 16): values printed as given, the real reason named
+expect_exit 2 "1.0000001" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/x.h5" --top-p 1.0000001
+expect_exit 2 "top_k = -1: must be >= 0" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/x.h5" --top-k -1
+expect_exit 2 "too small to divide by" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/x.h5" --temperature 1e-45
+expect_exit 2 "too small for fp32" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/x.h5" --temperature 1e-50
+# samples per line and per file are capped before any allocation
+echo '{"prompt_ids": [1, 2], "n": 100000000}' >"$TMP/n_line.jsonl"
+expect_exit 2 "line 1: field 'n' = 100000000" "${G[@]}" --prompts "$TMP/n_line.jsonl" --out "$TMP/x.h5"
+for i in $(seq 65); do echo '{"prompt_ids": [1, 2], "n": 1048576}'; done >"$TMP/n_total.jsonl"
+expect_exit 2 "line 65: field 'n'" "${G[@]}" --prompts "$TMP/n_total.jsonl" --out "$TMP/x.h5"
+# a prompt longer than the context fails at parsing, before any engine exists
+python3 -c 'print("{\"prompt_ids\": [" + ", ".join(["1"] * 100000) + "]}")' >"$TMP/long.jsonl"
+expect_exit 2 "exceeds the context length 512" "${G[@]}" --prompts "$TMP/long.jsonl" --out "$TMP/x.h5"
+# config.json sizes beyond what any model has: exit 2 naming the field, no huge allocation
+for field in num_hidden_layers max_position_embeddings hidden_size vocab_size intermediate_size; do
+    rm -rf "$TMP/bigcfg" && mkdir "$TMP/bigcfg"
+    ln -s "$(cd "$MODEL" && pwd)/model.safetensors" "$TMP/bigcfg/model.safetensors"
+    python3 - "$MODEL/config.json" "$TMP/bigcfg/config.json" "$field" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c[sys.argv[3]] = 2147483647; json.dump(c, open(sys.argv[2], "w"))
+PY
+    expect_exit 2 "field '$field' = 2147483647 is larger than bitroll supports" "$BITROLL" info --model "$TMP/bigcfg"
+done
+# NaN weights: generation fails naming the sample (exit 3), never a file of NaN log-probs
+rm -rf "$TMP/nanmodel" && mkdir "$TMP/nanmodel"
+cp "$MODEL/config.json" "$MODEL/tokenizer.json" "$MODEL/tokenizer_config.json" "$TMP/nanmodel/"
+python3 - "$MODEL/model.safetensors" "$TMP/nanmodel/model.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+t = h["model.norm.weight"]  # the final norm: every logit becomes NaN
+assert t["dtype"] == "F32"
+a, e = t["data_offsets"]
+b[8 + n + a:8 + n + e] = struct.pack("<f", float("nan")) * ((e - a) // 4)
+open(sys.argv[2], "wb").write(b)
+PY
+expect_exit 3 "sample 0: completion token 0 (id 0): the log-prob is NaN" "$BITROLL" generate --model "$TMP/nanmodel" --quiet \
+    --prompts "$TMP/ok.jsonl" --out "$TMP/nan.h5" --max-new-tokens 4
+[ ! -e "$TMP/nan.h5" ] || fail "NaN weights wrote $TMP/nan.h5"
 # --help on every verb
 for v in info generate score verify bench tokenize show; do
     "$BITROLL" $v --help | grep -q "usage: bitroll $v" || fail "$v --help"

@@ -406,6 +406,26 @@ static void test_added_flags(void **state) {
     remove_tokenizer(dir);
 }
 
+/* A BPE vocabulary without unk token and without merges: characters it lacks encode to nothing. The first word
+ * to encode to nothing used to compute NULL + 0 in the word cache (undefined behaviour, seen by UBSan). */
+static void test_bpe_no_unk_no_merges(void **state) {
+    (void)state;
+    char *dir = write_tokenizer("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}");
+    tok_tokenizer *t = NULL;
+    assert_int_equal(tok_load(dir, &t), BR_OK);
+    const char *texts[3] = {"b", "bb", "zz"};
+    for (int i = 0; i < 3; i++) {
+        int32_t *ids = NULL;
+        size_t n = 99;
+        assert_int_equal(tok_encode(t, texts[i], strlen(texts[i]), 0, &ids, &n), BR_OK);
+        assert_int_equal(n, 0);
+        free(ids);
+    }
+    expect_ids(t, "ab", (const int32_t[]){0}, 1);
+    tok_free(t);
+    remove_tokenizer(dir);
+}
+
 /* 10 MB in one call: the word cache and the heap-based merge keep it near linear (not timed). */
 static void test_large_input(void **state) {
     (void)state;
@@ -762,7 +782,7 @@ int main(void) {
         cmocka_unit_test(test_stories_encodings), cmocka_unit_test(test_special_ids),
         cmocka_unit_test(test_add_special), cmocka_unit_test(test_skip_special),
         cmocka_unit_test(test_invalid_utf8), cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_nfc), cmocka_unit_test(test_added_flags),
+        cmocka_unit_test(test_nfc), cmocka_unit_test(test_added_flags), cmocka_unit_test(test_bpe_no_unk_no_merges),
         cmocka_unit_test(test_large_input), cmocka_unit_test(test_cli),
         cmocka_unit_test(test_cli_jsonl),
     };

@@ -25,7 +25,7 @@ void driver_opts_default(driver_opts *o, const char *verb) {
     o->tp = 1;
 }
 
-static double now_s(void) {
+double driver_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -176,7 +176,7 @@ typedef struct {
 static void progress_cb(void *ctx, int64_t done, int64_t total, int64_t tokens) {
     progress_ctx *p = ctx;
     if (p->quiet || p->world->rank != 0) return;
-    double now = now_s();
+    double now = driver_now();
     if (done < total && now - p->last < 1.0) return;
     p->last = now;
     const int g = p->world->n_groups;
@@ -248,7 +248,7 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
                 mine_idx[k] = i;
                 mine[k++] = jobs[i];
             }
-        progress_ctx pc = {world, o->verb, o->quiet, now_s(), 0};
+        progress_ctx pc = {world, o->verb, o->quiet, driver_now(), 0};
         rollout_sched_opts so = o->sched;
         so.device = o->device;
         so.mode = o->mode;

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "api/driver.h"
 
@@ -164,12 +163,6 @@ static br_status assemble(const rollout_requests *req, const rollout_job *jobs, 
     return BR_OK;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 br_status driver_generate(comm_world *world, const driver_opts *o, driver_generate_opts *g) {
     policy_weights *w = NULL;
     tok_tokenizer *tok = NULL;
@@ -225,7 +218,7 @@ br_status driver_generate(comm_world *world, const driver_opts *o, driver_genera
             j->n_stop = pr->n_stop_ids;
         }
     }
-    const double t0 = now_s();
+    const double t0 = driver_now();
     if ((rc = driver_run_and_gather(world, w, o, jobs, req->n_samples, &by_sid)) != BR_OK) goto done;
 
     if (world->rank == 0) {
@@ -239,7 +232,7 @@ br_status driver_generate(comm_world *world, const driver_opts *o, driver_genera
             rc = h5log_rollouts_write(o->out, &out, &prov);
         }
         if (rc == BR_OK && !o->quiet) {
-            double dt = now_s() - t0;
+            double dt = driver_now() - t0;
             fprintf(stderr, "[bitroll generate] wrote %s: %lld samples, %lld completion tokens, %.1f s, %.0f tokens/s (%d rank%s)\n",
                     o->out, (long long)out.n, (long long)tokens, dt, tokens / (dt + 1e-9), world->size,
                     world->size > 1 ? "s" : "");

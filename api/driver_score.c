@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "api/driver.h"
 
@@ -79,12 +78,6 @@ static br_status check_samples(const char *path, const h5log_rollouts *r, const 
     return BR_OK;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 br_status driver_score(comm_world *world, const driver_opts *o, const char *rollouts) {
     policy_weights *w = NULL;
     h5log_rollouts r = {0};
@@ -128,7 +121,7 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
     cfg = driver_config_json(o, NULL, NULL, rollouts, world->size);
     if (o->print_config && world->rank == 0) printf("%s\n", cfg);
 
-    const double t0 = now_s();
+    const double t0 = driver_now();
     if ((rc = driver_run_and_gather(world, w, o, jobs, n_jobs, &by_row)) != BR_OK) goto done;
 
     if (world->rank == 0) {
@@ -162,7 +155,7 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
             rc = h5log_scores_write(o->out, &out, &prov, meta.fingerprint_hex);
         }
         if (rc == BR_OK && !o->quiet) {
-            double dt = now_s() - t0;
+            double dt = driver_now() - t0;
             fprintf(stderr, "[bitroll score] wrote %s: %lld samples, %lld tokens scored, %.1f s, %.0f tokens/s (%d rank%s)\n",
                     o->out, (long long)r.n, (long long)T, dt, T / (dt + 1e-9), world->size, world->size > 1 ? "s" : "");
         }

@@ -51,6 +51,23 @@ typedef struct {
 br_status driver_generate(comm_world *world, const driver_opts *o, driver_generate_opts *g);
 br_status driver_score(comm_world *world, const driver_opts *o, const char *rollouts);
 
+/* generate with weights (and tokenizer, may be NULL) the caller already holds on every rank: the persistent worker
+ * (bitroll worker) keeps them between requests. o->model / o->random_weights only name them in messages and in the
+ * file's provenance. stats (rank 0; may be NULL) receives the run's figures. */
+typedef struct {
+    int64_t samples, tokens;
+    double seconds; /* from the first job to the file written */
+} driver_generate_stats;
+br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_generate_opts *g,
+                               const policy_weights *w, const tok_tokenizer *tok, driver_generate_stats *stats);
+
+/* The worker's weight update: rank 0 reads `path` (a .safetensors file of Hugging Face names, F32 or BF16, a subset
+ * of base's tensors), broadcasts its bytes to every rank over comm/, and every rank builds *out = base with those
+ * tensors replaced (policy_weights_update: the fingerprint is the one of base's checkpoint with them saved in).
+ * Every rank's fingerprint must equal rank 0's, and rank 0's must equal `expect_hex` when given. Agreed. */
+br_status driver_update_weights(comm_world *world, const policy_weights *base, const char *path,
+                                const char *expect_hex, policy_weights **out);
+
 /* ---- pieces the two drivers share (api/driver_common.c) */
 
 /* Monotonic seconds (progress lines and the final tokens/s). */

@@ -166,22 +166,29 @@ static br_status assemble(const rollout_requests *req, const rollout_job *jobs, 
 br_status driver_generate(comm_world *world, const driver_opts *o, driver_generate_opts *g) {
     policy_weights *w = NULL;
     tok_tokenizer *tok = NULL;
+    br_status rc = driver_load_weights(world, o, &w);
+    if (rc == BR_OK && !o->random_weights)
+        rc = comm_agree(world, driver_load_tokenizer(o->model, g->tokenizer, w, &tok));
+    if (rc == BR_OK && tok && tok_vocab_size(tok) < w->cfg.vocab && world->rank == 0 && !o->quiet)
+        fprintf(stderr, "bitroll generate: note: the tokenizer has %d tokens, the model's vocabulary %d; sampled ids "
+                        "without a token appear as <|bitroll:id=N|> in the texts (ids and log-probs are unaffected)\n",
+                tok_vocab_size(tok), w->cfg.vocab);
+    if (rc == BR_OK) rc = driver_generate_with(world, o, g, w, tok, NULL);
+    tok_free(tok);
+    policy_weights_free(w);
+    return rc;
+}
+
+br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_generate_opts *g,
+                               const policy_weights *w, const tok_tokenizer *tok, driver_generate_stats *stats) {
     rollout_requests *req = NULL;
     rollout_job *jobs = NULL;
     rollout_result *by_sid = NULL;
     char *text = NULL, *cfg = NULL;
     size_t text_len = 0;
     h5log_rollouts out = {0};
-    br_status rc;
+    br_status rc = BR_OK;
 
-    if ((rc = driver_load_weights(world, o, &w)) != BR_OK) goto done;
-    if (!o->random_weights &&
-        (rc = comm_agree(world, driver_load_tokenizer(o->model, g->tokenizer, w, &tok))) != BR_OK)
-        goto done;
-    if (tok && tok_vocab_size(tok) < w->cfg.vocab && world->rank == 0 && !o->quiet)
-        fprintf(stderr, "bitroll generate: note: the tokenizer has %d tokens, the model's vocabulary %d; sampled ids "
-                        "without a token appear as <|bitroll:id=N|> in the texts (ids and log-probs are unaffected)\n",
-                tok_vocab_size(tok), w->cfg.vocab);
     if (!g->no_stop && g->n_stops == 0) {
         int eos = tok && tok_eos_id(tok) >= 0 ? tok_eos_id(tok) : w->cfg.eos_id;
         if (eos >= 0) g->stops[g->n_stops++] = eos;
@@ -231,6 +238,11 @@ br_status driver_generate(comm_world *world, const driver_opts *o, driver_genera
             driver_provenance(&prov, &pb, o, w, cfg, world->size);
             rc = h5log_rollouts_write(o->out, &out, &prov);
         }
+        if (rc == BR_OK && stats) {
+            stats->samples = out.n;
+            stats->tokens = tokens;
+            stats->seconds = driver_now() - t0;
+        }
         if (rc == BR_OK && !o->quiet) {
             double dt = driver_now() - t0;
             fprintf(stderr, "[bitroll generate] wrote %s: %lld samples, %lld completion tokens, %.1f s, %.0f tokens/s (%d rank%s)\n",
@@ -247,8 +259,6 @@ done:
     free(jobs);
     h5log_rollouts_free(&out);
     rollout_requests_free(req);
-    tok_free(tok);
-    policy_weights_free(w);
     free(text);
     free(cfg);
     return rc;

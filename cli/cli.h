@@ -9,5 +9,6 @@ int cli_score_main(int argc, char **argv);
 int cli_verify_main(int argc, char **argv);
 int cli_show_main(int argc, char **argv);
 int cli_bench_main(int argc, char **argv);
+int cli_worker_main(int argc, char **argv);
 
 #endif

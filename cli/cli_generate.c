@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_common.h"
+#include "cli/cli_generate.h"
 #include "cli/cli_util.h"
 
 static void usage(FILE *f) {
@@ -36,58 +37,81 @@ static void usage(FILE *f) {
             BR_DEFAULT_MODEL);
 }
 
-static int generate_main_mpi(comm_world *world, int argc, char **argv) {
-    static const struct option opts[] = {
-        CLI_RUN_LONG_OPTS,
-        {"prompts", required_argument, 0, OPT_PROMPTS}, {"n", required_argument, 0, OPT_N},
-        {"temperature", required_argument, 0, OPT_TEMP}, {"top-p", required_argument, 0, OPT_TOPP},
-        {"top-k", required_argument, 0, OPT_TOPK}, {"max-new-tokens", required_argument, 0, OPT_MAXNEW},
-        {"seed", required_argument, 0, OPT_SEED}, {"stop-id", required_argument, 0, OPT_STOP},
-        {"no-stop", no_argument, 0, OPT_NOSTOP}, {"tokenizer", required_argument, 0, OPT_TOKENIZER}, {0, 0, 0, 0}};
-    driver_opts o;
-    driver_opts_default(&o, "generate");
-    driver_generate_opts g;
-    memset(&g, 0, sizeof g);
-    g.d = (rollout_defaults){1, 64, {1.0f, 1.0f, 0, 0}, NULL, 0};
-    br_status rc = br_tuning_from_env(&o.tuning);
+static const struct option GEN_OPTS[] = {
+    CLI_RUN_LONG_OPTS,
+    {"prompts", required_argument, 0, OPT_PROMPTS}, {"n", required_argument, 0, OPT_N},
+    {"temperature", required_argument, 0, OPT_TEMP}, {"top-p", required_argument, 0, OPT_TOPP},
+    {"top-k", required_argument, 0, OPT_TOPK}, {"max-new-tokens", required_argument, 0, OPT_MAXNEW},
+    {"seed", required_argument, 0, OPT_SEED}, {"stop-id", required_argument, 0, OPT_STOP},
+    {"no-stop", no_argument, 0, OPT_NOSTOP}, {"tokenizer", required_argument, 0, OPT_TOKENIZER}, {0, 0, 0, 0}};
+
+void cli_generate_defaults(driver_opts *o, driver_generate_opts *g, const char *verb) {
+    driver_opts_default(o, verb);
+    memset(g, 0, sizeof *g);
+    g->d = (rollout_defaults){1, 64, {1.0f, 1.0f, 0, 0}, NULL, 0};
+}
+
+br_status cli_generate_parse(int argc, char **argv, driver_opts *o, driver_generate_opts *g, int *help) {
+    br_status rc = BR_OK;
     int c;
-    optind = 1;
+    *help = 0;
+    optind = 0; /* full re-initialisation: the worker parses one argv per request */
     opterr = 0;
-    while (rc == BR_OK && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while (rc == BR_OK && (c = getopt_long(argc, argv, "h", GEN_OPTS, NULL)) != -1) {
         int64_t v;
-        int h = cli_run_opt(&o, c, optarg);
+        int h = cli_run_opt(o, c, optarg);
         if (h == 1) continue;
         if (h == -1) { rc = BR_EINVAL; break; }
         switch (c) {
-        case 'h': if (world->rank == 0) usage(stdout); return 0;
-        case OPT_PROMPTS: g.prompts = optarg; break;
-        case OPT_TOKENIZER: g.tokenizer = optarg; break;
-        case OPT_N: if ((rc = cli_parse_int("--n", optarg, 1, ROLLOUT_MAX_N, &v)) == BR_OK) g.d.n = (int32_t)v; break;
-        case OPT_TEMP: rc = cli_parse_float("--temperature", optarg, &g.d.sampling.temperature); break;
+        case 'h': *help = 1; return BR_OK;
+        case OPT_PROMPTS: g->prompts = optarg; break;
+        case OPT_TOKENIZER: g->tokenizer = optarg; break;
+        case OPT_N: if ((rc = cli_parse_int("--n", optarg, 1, ROLLOUT_MAX_N, &v)) == BR_OK) g->d.n = (int32_t)v; break;
+        case OPT_TEMP: rc = cli_parse_float("--temperature", optarg, &g->d.sampling.temperature); break;
         case OPT_TOPP:
-            rc = cli_parse_float("--top-p", optarg, &g.d.sampling.top_p);
+            rc = cli_parse_float("--top-p", optarg, &g->d.sampling.top_p);
             /* checked before the fp32 rounding too, so that 1.00000001 is rejected, not rounded to 1 */
             if (rc == BR_OK && !(strtod(optarg, NULL) <= 1.0))
                 rc = br_fail(BR_EINVAL, "--top-p: %s: expected 0 < top_p <= 1 (1 = off)", optarg);
             break;
-        case OPT_TOPK: if ((rc = cli_parse_int("--top-k", optarg, INT32_MIN, INT32_MAX, &v)) == BR_OK) g.d.sampling.top_k = (int32_t)v; break;
-        case OPT_MAXNEW: if ((rc = cli_parse_int("--max-new-tokens", optarg, 1, 1 << 24, &v)) == BR_OK) g.d.max_new_tokens = (int32_t)v; break;
-        case OPT_SEED: rc = cli_parse_u64("--seed", optarg, &g.d.sampling.seed); break;
+        case OPT_TOPK: if ((rc = cli_parse_int("--top-k", optarg, INT32_MIN, INT32_MAX, &v)) == BR_OK) g->d.sampling.top_k = (int32_t)v; break;
+        case OPT_MAXNEW: if ((rc = cli_parse_int("--max-new-tokens", optarg, 1, 1 << 24, &v)) == BR_OK) g->d.max_new_tokens = (int32_t)v; break;
+        case OPT_SEED: rc = cli_parse_u64("--seed", optarg, &g->d.sampling.seed); break;
         case OPT_STOP:
             if ((rc = cli_parse_int("--stop-id", optarg, 0, INT32_MAX, &v)) != BR_OK) break;
-            if (g.n_stops == 64) { rc = br_fail(BR_EINVAL, "--stop-id: at most 64 stop ids"); break; }
-            g.stops[g.n_stops++] = (int32_t)v;
+            if (g->n_stops == 64) { rc = br_fail(BR_EINVAL, "--stop-id: at most 64 stop ids"); break; }
+            g->stops[g->n_stops++] = (int32_t)v;
             break;
-        case OPT_NOSTOP: g.no_stop = 1; break;
+        case OPT_NOSTOP: g->no_stop = 1; break;
         default:
-            rc = br_fail(BR_EINVAL, "unknown or incomplete option '%s' (bitroll generate --help)", argv[optind - 1]);
+            rc = br_fail(BR_EINVAL, "unknown or incomplete option '%s' (bitroll %s --help)", argv[optind - 1], o->verb);
         }
     }
     if (rc == BR_OK && optind < argc) rc = br_fail(BR_EINVAL, "unexpected argument '%s'", argv[optind]);
-    if (rc == BR_OK && !g.prompts) rc = br_fail(BR_EINVAL, "--prompts FILE is required (bitroll generate --help)");
-    if (rc == BR_OK && !o.out) rc = br_fail(BR_EINVAL, "--out FILE is required (bitroll generate --help)");
-    if (rc == BR_OK && g.no_stop && g.n_stops) rc = br_fail(BR_EINVAL, "--no-stop and --stop-id contradict each other");
-    if (rc == BR_OK) rc = rollout_sampling_check(&g.d.sampling, INT32_MAX);
+    return rc;
+}
+
+br_status cli_generate_check(const driver_opts *o, const driver_generate_opts *g) {
+    br_status rc = BR_OK;
+    if (!g->prompts) rc = br_fail(BR_EINVAL, "--prompts FILE is required (bitroll %s --help)", o->verb);
+    if (rc == BR_OK && !o->out) rc = br_fail(BR_EINVAL, "--out FILE is required (bitroll %s --help)", o->verb);
+    if (rc == BR_OK && g->no_stop && g->n_stops) rc = br_fail(BR_EINVAL, "--no-stop and --stop-id contradict each other");
+    if (rc == BR_OK) rc = rollout_sampling_check(&g->d.sampling, INT32_MAX);
+    return rc;
+}
+
+static int generate_main_mpi(comm_world *world, int argc, char **argv) {
+    driver_opts o;
+    driver_generate_opts g;
+    cli_generate_defaults(&o, &g, "generate");
+    int help = 0;
+    br_status rc = br_tuning_from_env(&o.tuning);
+    if (rc == BR_OK) rc = cli_generate_parse(argc, argv, &o, &g, &help);
+    if (rc == BR_OK && help) {
+        if (world->rank == 0) usage(stdout);
+        return 0;
+    }
+    if (rc == BR_OK) rc = cli_generate_check(&o, &g);
     rc = comm_agree(world, rc);
     if (rc == BR_OK) rc = cli_run_prepare(world, &o, "--prompts", g.prompts);
     if (rc == BR_OK) rc = driver_generate(world, &o, &g);

@@ -18,6 +18,7 @@ static const verb VERBS[] = {
     {"score", cli_score_main, "recompute log-probs teacher-forced from a rollouts file -> scores file"},
     {"verify", cli_verify_main, "compare rollouts and scores bit for bit (exit 0 iff KL = 0 exactly)"},
     {"show", cli_show_main, "print the samples of a rollouts file as text (or ids)"},
+    {"worker", cli_worker_main, "a persistent generate job for RL loops: JSON requests on stdin, new weights by broadcast"},
     {"bench", cli_bench_main, "end-to-end generate/score throughput per kernel mode and batch (a benchmark)"},
     {"tokenize", cli_tokenize_main, "text on stdin -> token ids (tokenizer.json)"},
     {"detokenize", cli_detokenize_main, "token ids on stdin -> text"},

@@ -63,6 +63,9 @@ void comm_bcast_int(const comm_world *w, int *v);
 
 /* Rank 0's buffer reaches every rank (buf and len replaced on the others; caller frees). */
 br_status comm_bcast_bytes(const comm_world *w, void **buf, size_t *len);
+/* The same, for a broadcast that may come much later (a worker waiting for its next request): ranks other than 0
+ * wait with short sleeps instead of MPI's busy poll, so idle workers leave the cores to a trainer. */
+br_status comm_bcast_bytes_idle(const comm_world *w, void **buf, size_t *len);
 /* Concatenates every rank's buffer on rank 0 in rank order (out and out_len owned by the caller on rank 0;
  * NULL elsewhere). */
 br_status comm_gather_bytes(const comm_world *w, const void *buf, size_t len, void **out, size_t *out_len);

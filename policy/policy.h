@@ -66,6 +66,9 @@ typedef struct policy_st policy_st; /* opaque */
  * (the index wins when both exist). Validates the header JSON, dtypes, shapes vs byte sizes, offsets in
  * range and non-overlapping; any violation -> BR_EFORMAT naming file and tensor. */
 br_status policy_st_open(const char *path, policy_st **out);
+/* The same checks on a safetensors file held in memory (e.g. received over comm/): buf is malloc'd and owned by the
+ * result from the call on (freed on failure too); name appears in messages. */
+br_status policy_st_open_mem(const char *name, void *buf, size_t len, policy_st **out);
 void policy_st_free(policy_st *st);
 const st_tensor *policy_st_find(const policy_st *st, const char *name);
 int policy_st_count(const policy_st *st);

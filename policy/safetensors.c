@@ -20,8 +20,9 @@
 
 typedef struct {
     char *path;
-    const uint8_t *map; /* whole file, PROT_READ */
+    const uint8_t *map; /* whole file, PROT_READ (or, for policy_st_open_mem, the caller's malloc'd buffer) */
     size_t size;
+    int heap;           /* map is a malloc'd buffer owned by st: free(), not munmap() */
 } st_file;
 
 struct policy_st {
@@ -84,7 +85,8 @@ void policy_st_free(policy_st *st) {
     if (!st) return;
     for (int i = 0; i < st->n; i++) free(st->t[i].name);
     for (int i = 0; i < st->n_files; i++) {
-        if (st->files[i].map) munmap((void *)st->files[i].map, st->files[i].size);
+        if (st->files[i].heap) free((void *)st->files[i].map);
+        else if (st->files[i].map) munmap((void *)st->files[i].map, st->files[i].size);
         free(st->files[i].path);
     }
     free(st->t);
@@ -476,6 +478,33 @@ cleanup:
 static int st_ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+br_status policy_st_open_mem(const char *name, void *buf, size_t len, policy_st **out) {
+    br_status s = BR_OK;
+    *out = NULL;
+    policy_st *st = calloc(1, sizeof *st);
+    if (st) st->files = calloc(1, sizeof *st->files);
+    char *p1 = st_strdup(name), *p2 = st_strdup(name);
+    if (!st || !st->files || !p1 || !p2) {
+        free(buf);
+        free(p1);
+        free(p2);
+        policy_st_free(st);
+        return br_fail(BR_ENOMEM, "%s: out of memory", name);
+    }
+    st->path = p1;
+    st->cap_files = 1;
+    st->files[0] = (st_file){.path = p2, .map = buf, .size = len, .heap = 1};
+    st->n_files = 1;
+    if (len < 8) s = br_fail(BR_EFORMAT, "%s: %zu bytes, too short for a safetensors header (>= 8)", name, len);
+    if (s == BR_OK && (s = st_parse_file(st, 0)) == BR_OK) s = st_sort(st);
+    if (s != BR_OK) {
+        policy_st_free(st);
+        return s;
+    }
+    *out = st;
+    return BR_OK;
 }
 
 br_status policy_st_open(const char *path, policy_st **out) {

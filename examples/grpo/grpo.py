@@ -5,12 +5,17 @@ off-policy control (--off-policy: the trainer's own PyTorch log-probs, the usual
 
     PYTHONPATH=python BITROLL_LIB=build/libbitroll.so /usr/bin/python3 examples/grpo/grpo.py --out-dir /tmp/grpo
 
+The rollout workers are one `mpirun -np N bitroll worker` job for the whole run (--workers persistent, the default):
+it loads the base checkpoint once and serves one JSON request per step on its stdin (examples/grpo/workers.py).
+--workers relaunch starts `mpirun -np N bitroll generate` on a full checkpoint each step instead.
+
 Each step:
-  1. the current weights are written as a checkpoint directory (config.json copied, model.safetensors of
-     model.state_dict() in the base checkpoint's dtypes);
-  2. `mpirun -np N bitroll generate --model CKPT --n G --temperature 1 --seed SEED+step --weight-version step`
-     samples G completions per prompt into an HDF5 rollouts file; every rank loads CKPT and the file records the
-     weights' fingerprint, which must equal the trainer-side engine's;
+  1. the current weights are written as one .safetensors file (model.state_dict() in the base checkpoint's dtypes;
+     step 0 sends none: the workers hold the base checkpoint);
+  2. the workers' round: rank 0 reads the weights file, every rank receives its bytes over MPI (comm/) and checks
+     that its fingerprint equals rank 0's and the trainer's engine's; then G completions per prompt
+     (--n G --temperature 1 --seed SEED+step --weight-version step) go into an HDF5 rollouts file, which records
+     the weights' fingerprint (checked again by the trainer);
   3. rewards (examples/grpo/rewards.py) -> group-normalised advantages (per prompt, over its G samples);
   4. the trainer's log-probs: bitroll.torch.token_logprobs(engine, model, batch) (on-policy; values = the engine's
      kernels, gradient = the PyTorch model's), checked against the file: the loss mask, ratio exactly 1.0, KL
@@ -28,14 +33,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+sys.path.insert(0, HERE)
+import workers as W  # noqa: E402
 STORY_PROMPTS = [
     "Once upon a time, there was a little girl named Lily. She",
     "Tom had a big red ball. One day",
@@ -56,6 +60,20 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default=os.path.join(ROOT, "configs", "models", "stories260K"),
                    help="base checkpoint directory (config.json + safetensors)")
+    p.add_argument("--init-random", default=None, metavar="CONFIG.json",
+                   help="instead of --model: a model of this config's shape with random weights (torch.manual_seed("
+                        "--init-seed), N(0, 0.02) matrices, unit norms, BF16 like a released checkpoint) written to "
+                        "OUT_DIR/base (e.g. configs/shapes/qwen3-0.6b.json; use --reward tokens)")
+    p.add_argument("--init-seed", type=int, default=0, help="seed of --init-random")
+    p.add_argument("--device", default="cpu", help="the trainer's device (cpu, cuda, cuda:N) and the workers' "
+                                                   "(--device cpu|cuda)")
+    p.add_argument("--kernels", default="invariant", choices=("invariant", "fp32"),
+                   help="the kernel mode of the workers and of the trainer's engine")
+    p.add_argument("--workers", choices=("persistent", "relaunch"), default="persistent",
+                   help="persistent: one `bitroll worker` job for the run, new weights by broadcast; relaunch: "
+                        "`bitroll generate` per step on a written checkpoint")
+    p.add_argument("--num-prompts", type=int, default=4,
+                   help="--reward tokens without --prompts: this many random-id prompts")
     p.add_argument("--out-dir", default="grpo-out", help="checkpoints, rollouts files and log.jsonl go here")
     p.add_argument("--log", default=None, help="JSONL log (default OUT_DIR/log.jsonl)")
     p.add_argument("--steps", type=int, default=50, help="GRPO steps (rounds of generate + one update)")
@@ -76,6 +94,7 @@ def parse_args(argv=None):
     p.add_argument("--target-word", default="happy", help="--reward text's target word")
     p.add_argument("--np", type=int, default=2, help="mpirun -np of the rollout workers")
     p.add_argument("--max-batch-tokens", type=int, default=256, help="the workers' --max-batch-tokens")
+    p.add_argument("--max-seqs", type=int, default=64, help="the workers' --max-seqs")
     p.add_argument("--bitroll", default=None, help="the bitroll binary (default: $BITROLL_BIN, else next to the "
                                                     "loaded libbitroll, else build*/bitroll)")
     p.add_argument("--mpirun", default="mpirun")
@@ -93,6 +112,10 @@ def parse_args(argv=None):
         p.error("--plot-logs needs --plot OUT.png")
     if a.n < 2:
         p.error("--n must be >= 2 (group-normalised advantages)")
+    if a.num_prompts < 1:
+        p.error("--num-prompts must be >= 1")
+    if a.device != "cpu" and not a.device.startswith("cuda"):
+        p.error(f"--device {a.device}: expected cpu, cuda or cuda:N")
     return a
 
 
@@ -152,7 +175,7 @@ def find_bitroll(arg, lib_path):
     raise LoopError("no bitroll binary: pass --bitroll PATH (or set BITROLL_BIN)")
 
 
-def write_default_prompts(path, reward, vocab, bos, seed):
+def write_default_prompts(path, reward, vocab, bos, seed, count):
     import numpy as np
     with open(path, "w") as f:
         if reward == "text":
@@ -160,19 +183,58 @@ def write_default_prompts(path, reward, vocab, bos, seed):
                 f.write(json.dumps({"prompt": s}) + "\n")
         else:
             rng = np.random.default_rng(seed)
-            for length in (4, 7, 11, 16):
+            for k in range(count):
+                length = (4, 7, 11, 16)[k % 4]
                 ids = rng.integers(3, vocab, size=length).tolist()
                 f.write(json.dumps({"prompt_ids": ([bos] if bos >= 0 else []) + ids}) + "\n")
 
 
-def save_checkpoint(model, base_dir, out):
+def save_weights(model, path):
+    """model.state_dict() in the checkpoint's dtypes as one .safetensors file (written, then renamed). BF16 tensors
+    are rounded on the model's device (round to nearest even, as the engine's weight update rounds)."""
+    import torch
     import bitroll.safetensors
+    sd = {}
+    for k, v in model.state_dict().items():
+        v = v.detach()
+        if model.checkpoint_dtypes.get(k) == "BF16":
+            v = v.to(torch.bfloat16)
+        sd[k] = v
+    tmp = path + ".tmp"
+    bitroll.safetensors.save_file(sd, tmp, dtypes=model.checkpoint_dtypes)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model, base_dir, out):
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     shutil.copy(os.path.join(base_dir, "config.json"), tmp)
-    bitroll.safetensors.save_file(model.state_dict(), os.path.join(tmp, "model.safetensors"),
-                                  dtypes=model.checkpoint_dtypes)
+    save_weights(model, os.path.join(tmp, "model.safetensors"))
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(tmp, out)
+
+
+def init_random(config_path, out, seed):
+    """A base checkpoint of config_path's shape with random weights (deterministic on the CPU)."""
+    import torch
+    import bitroll.models
+    cfg = bitroll.models.load_config(config_path)
+    model = bitroll.models.from_config(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.fill_(1.0 if "norm" in name or name.endswith("ln_1.weight") or name.endswith("ln_2.weight")
+                        else 0.0)
+            else:
+                p.normal_(0.0, 0.02, generator=g)
+    model.checkpoint_dtypes = {n: "BF16" for n, _ in model.named_parameters()}
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    shutil.copy(config_path, os.path.join(tmp, "config.json"))
+    save_weights(model, os.path.join(tmp, "model.safetensors"))
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
 
@@ -225,66 +287,127 @@ def verify_on_policy(r, batch, lp, step):
 
 
 def run(a):
+    if a.device.startswith("cuda"):  # cuBLAS needs this for torch.use_deterministic_algorithms
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import numpy as np
     import torch
     import bitroll
     import bitroll.models
     import bitroll.torch as btorch
-    sys.path.insert(0, HERE)
     import rewards as R
 
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     np.random.seed(a.seed)
+    dev = torch.device(a.device)
+    wdev = "cpu" if dev.type == "cpu" else "cuda"
 
     out_dir = os.path.abspath(a.out_dir)
     os.makedirs(out_dir, exist_ok=True)
     log_path = os.path.abspath(a.log or os.path.join(out_dir, "log.jsonl"))
     binary = find_bitroll(a.bitroll, bitroll._lib.library_path())
-    base = os.path.abspath(a.model)
+    say = (lambda *x: None) if a.quiet else (lambda *x: print(*x, flush=True))
+    if a.init_random:
+        base = os.path.join(out_dir, "base")
+        t0 = time.perf_counter()
+        init_random(os.path.abspath(a.init_random), base, a.init_seed)
+        say(f"grpo: random base checkpoint {base} ({time.perf_counter() - t0:.1f} s)")
+    else:
+        base = os.path.abspath(a.model)
     tok_args = ["--tokenizer", base] if os.path.exists(os.path.join(base, "tokenizer.json")) else []
     if a.reward == "text" and not tok_args:
         raise LoopError(f"--reward text needs a tokenizer.json in {base} (use --reward tokens)")
 
-    model = bitroll.models.from_pretrained(base)
+    model = bitroll.models.from_pretrained(base).to(dev)
     model.train()
-    engine = bitroll.Engine(model=base)
+    engine = bitroll.Engine(model=base, device=a.device, kernels=a.kernels)
     info = engine.info
     prompts = os.path.abspath(a.prompts) if a.prompts else os.path.join(out_dir, "prompts.jsonl")
     if not a.prompts:
-        write_default_prompts(prompts, a.reward, info.vocab_size, info.bos_id, a.seed)
+        write_default_prompts(prompts, a.reward, info.vocab_size, info.bos_id, a.seed, a.num_prompts)
     stop_id = info.eos_id
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
     mode = "off-policy (PyTorch log-probs)" if a.off_policy else "on-policy (bitroll token_logprobs)"
-    say = (lambda *x: None) if a.quiet else (lambda *x: print(*x, flush=True))
-    say(f"grpo: {mode}; model {base} ({info.model_type}, fingerprint {engine.fingerprint}); {a.steps} steps; "
-        f"workers: {a.mpirun} -np {a.np} {binary} (--max-batch-tokens {a.max_batch_tokens}); log {log_path}")
+    say(f"grpo: {mode}; model {base} ({info.model_type}, fingerprint {engine.fingerprint}) on {a.device}; "
+        f"{a.steps} steps; workers ({a.workers}): {a.mpirun} -np {a.np} {binary} --device {wdev} "
+        f"(--max-batch-tokens {a.max_batch_tokens}); log {log_path}")
 
     # the engine starts with the base weights pushed from the PyTorch model, as every later step does
     engine.load_state_dict(model.state_dict(), version=0)
+    start_args = [*tok_args, "--device", wdev, "--kernels", a.kernels, "--max-batch-tokens", a.max_batch_tokens,
+                  "--max-seqs", a.max_seqs, "--quiet"]
+    workers = None
+    if a.workers == "persistent":
+        t0 = time.perf_counter()
+        workers = W.PersistentWorkers(a.mpirun, a.np, binary, ["--model", base, *map(str, start_args)],
+                                      os.path.join(out_dir, "workers.stderr"))
+        if workers.ready["fingerprint"] != engine.fingerprint:
+            raise LoopError(f"the workers loaded weights {workers.ready['fingerprint']}, the trainer's engine holds "
+                            f"{engine.fingerprint}")
+        say(f"grpo: workers ready in {time.perf_counter() - t0:.1f} s ({workers.ready})")
     open(log_path, "w").close()
+    try:
+        fp = _loop(a, np, torch, bitroll, btorch, R, model, engine, opt, workers, base, binary, start_args,
+                   prompts, stop_id, info, out_dir, log_path, say, dev)
+    finally:
+        if workers is not None:
+            code = workers.close()
+            if code != 0:
+                print(f"grpo: warning: the workers exited {code} (see {workers.stderr_path})", file=sys.stderr)
+    engine.close()
+    print(f"final weights fingerprint: {fp}", flush=True)
+    with open(os.path.join(out_dir, "final_fingerprint.txt"), "w") as f:
+        f.write(fp + "\n")
+    if a.plot:
+        plot([log_path], a.plot)
+        say(f"plot: {a.plot}")
+    return fp
+
+
+def _sync(dev):
+    import torch
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _loop(a, np, torch, bitroll, btorch, R, model, engine, opt, workers, base, binary, start_args, prompts, stop_id,
+          info, out_dir, log_path, say, dev):
     for step in range(a.steps):
         t = {}
         sd = os.path.join(out_dir, f"step{step:04d}")
         os.makedirs(sd, exist_ok=True)
-        ckpt = os.path.join(sd, "ckpt")
-        t0 = time.perf_counter()
-        save_checkpoint(model, base, ckpt)
-        t["checkpoint"] = time.perf_counter() - t0
-
-        # ---- rollouts: relaunched workers load the checkpoint
         rpath = os.path.join(sd, "rollouts.h5")
-        cmd = [a.mpirun, "-np", str(a.np), binary, "generate", "--quiet", "--model", ckpt, *tok_args,
-               "--prompts", prompts, "--n", str(a.n), "--temperature", repr(a.temperature),
-               "--seed", str(a.seed + step), "--max-new-tokens", str(a.max_new_tokens),
-               "--stop-id", str(stop_id), "--weight-version", str(step),
-               "--max-batch-tokens", str(a.max_batch_tokens), "--out", rpath]
+        round_args = ["--prompts", prompts, "--n", a.n, "--temperature", repr(a.temperature),
+                      "--seed", a.seed + step, "--max-new-tokens", a.max_new_tokens, "--stop-id", stop_id,
+                      "--weight-version", step, "--out", rpath]
+
+        # ---- the weights of this step reach the workers; then the rollouts
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, env={**os.environ, **MPI_ENV}, capture_output=True, text=True)
-        t["generate"] = time.perf_counter() - t0
-        if p.returncode != 0:
-            raise LoopError(f"step {step}: {' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
+        if workers is not None:
+            wpath = None
+            if step > 0:  # step 0: the workers hold the base checkpoint
+                wpath = os.path.join(sd, "weights.safetensors")
+                save_weights(model, wpath)
+            t["checkpoint"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:
+                ans = workers.round(round_args, weights=wpath, fingerprint=engine.fingerprint)
+            except W.WorkerError as e:
+                raise LoopError(f"step {step}: {e}") from None
+            t["generate"] = time.perf_counter() - t0
+            t["worker_weights"] = ans["seconds"]["weights"]
+            t["worker_generate"] = ans["seconds"]["generate"]
+        else:
+            ckpt = os.path.join(sd, "ckpt")
+            save_checkpoint(model, base, ckpt)
+            t["checkpoint"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            try:
+                W.relaunch_round(a.mpirun, a.np, binary, ["--model", ckpt, *map(str, start_args)], round_args)
+            except W.WorkerError as e:
+                raise LoopError(f"step {step}: {e}") from None
+            t["generate"] = time.perf_counter() - t0
         r = bitroll.read_rollouts(rpath)
         if r.model_fingerprint != engine.fingerprint:
             raise LoopError(f"step {step}: the rollouts were sampled by weights {r.model_fingerprint}, the trainer's "
@@ -298,21 +421,22 @@ def run(a):
         else:
             rew = R.token_reward(r, info.vocab_size)
         adv = group_advantages(rew, np.asarray(r.prompt_index))
-        batch = bitroll.to_torch(r)
+        batch = bitroll.to_torch(r, device=dev)
         mask = batch["loss_mask"].bool()
         old = batch["old_logprobs"]
-        adv_t = torch.from_numpy(adv.astype(np.float32))[:, None]
+        adv_t = torch.from_numpy(adv.astype(np.float32)).to(dev)[:, None]
 
         # ---- the trainer's log-probs (the "score" phase: the forward of the training step)
         t0 = time.perf_counter()
         if a.off_policy:
             lp = bitroll.models.token_logprobs_torch(model, batch["input_ids"], batch["temperature"])
-            lp = torch.where(mask, lp, torch.zeros(()))
+            lp = torch.where(mask, lp, torch.zeros((), device=dev))
         else:
             lp = btorch.token_logprobs(engine, model, batch)
+        _sync(dev)
         t["score"] = time.perf_counter() - t0
         if not a.off_policy:
-            verify_on_policy(r, batch, lp, step)
+            verify_on_policy(r, {k: v.cpu() for k, v in batch.items()}, lp.detach().cpu(), step)
         d = (lp.detach() - old)[mask]
         ratio_all = torch.exp(lp.detach() - old)[mask]
         kl = float((old[mask] - lp.detach()[mask]).double().mean()) if mask.any() else 0.0
@@ -329,9 +453,10 @@ def run(a):
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), a.max_grad_norm)) \
             if a.max_grad_norm > 0 else float("nan")
         opt.step()
+        _sync(dev)
         t["backward"] = time.perf_counter() - t0
 
-        # ---- the weight push to the trainer-side engine (the next round's workers load the checkpoint)
+        # ---- the weight push to the trainer-side engine (the workers get the weights file at the next round)
         t0 = time.perf_counter()
         fp_new, ver = engine.load_state_dict(model.state_dict(), version=step + 1)
         t["push"] = time.perf_counter() - t0
@@ -347,26 +472,17 @@ def run(a):
             "finished": int((r.finish_reason == 0).sum()),
             "seconds": {k: round(v, 4) for k, v in t.items()},
             "fingerprint": r.model_fingerprint, "fingerprint_after": fp_new, "np": a.np,
-            "max_batch_tokens": a.max_batch_tokens,
+            "max_batch_tokens": a.max_batch_tokens, "device": a.device, "workers": a.workers,
         }
         with open(log_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
         say(f"step {step:3d}: reward {rec['reward_mean']:.3f} ± {rec['reward_std']:.3f}  KL {kl:.3e}  "
             f"max|Δ| {rec['max_abs_delta']:.2e}  ratio [{rec['ratio_min']:.7f}, {rec['ratio_max']:.7f}]  "
-            f"{rec['tokens']} tok  gen {t['generate']:.2f}s score {t['score']:.2f}s bwd {t['backward']:.2f}s "
-            f"push {t['push']:.3f}s  -> {fp_new}")
+            f"{rec['tokens']} tok  ckpt {t['checkpoint']:.2f}s gen {t['generate']:.2f}s score {t['score']:.2f}s "
+            f"bwd {t['backward']:.2f}s push {t['push']:.3f}s  -> {fp_new}")
         if a.keep >= 0 and step - a.keep >= 0:
             shutil.rmtree(os.path.join(out_dir, f"step{step - a.keep:04d}"), ignore_errors=True)
-
-    fp = engine.fingerprint
-    engine.close()
-    print(f"final weights fingerprint: {fp}", flush=True)
-    with open(os.path.join(out_dir, "final_fingerprint.txt"), "w") as f:
-        f.write(fp + "\n")
-    if a.plot:
-        plot([log_path], a.plot)
-        say(f"plot: {a.plot}")
-    return fp
+    return engine.fingerprint
 
 
 def main(argv=None):

@@ -231,15 +231,24 @@ def save_file(tensors, path, dtypes=None, metadata=None):
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     for name, a in tensors.items():
+        raw = None
         if hasattr(a, "detach"):  # a torch tensor (torch itself is not needed here)
             a = a.detach().cpu()
-            a = (a.float() if str(a.dtype) == "torch.bfloat16" else a).numpy()
-        a = np.asarray(a)
-        dt = (dtypes or {}).get(name) or names.get(a.dtype)
-        if dt not in _DTYPES:
-            raise SafetensorsError(f"{path}: tensor '{name}': cannot store numpy dtype {a.dtype} (give dtypes=)")
-        raw = (_to_bf16_bits(a) if dt == "BF16" else np.ascontiguousarray(a, dtype=_DTYPES[dt][0])).tobytes()
-        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(raw)]}
+            if str(a.dtype) == "torch.bfloat16" and (dtypes or {}).get(name, "BF16") == "BF16":
+                # already bfloat16: its bits as they are (no widening and rounding back)
+                dt, shape = "BF16", list(a.shape)
+                import torch  # the tensor is one, so torch is there
+                raw = a.contiguous().view(torch.int16).numpy().tobytes()
+            else:
+                a = (a.float() if str(a.dtype) == "torch.bfloat16" else a).numpy()
+        if raw is None:
+            a = np.asarray(a)
+            shape = list(a.shape)
+            dt = (dtypes or {}).get(name) or names.get(a.dtype)
+            if dt not in _DTYPES:
+                raise SafetensorsError(f"{path}: tensor '{name}': cannot store numpy dtype {a.dtype} (give dtypes=)")
+            raw = (_to_bf16_bits(a) if dt == "BF16" else np.ascontiguousarray(a, dtype=_DTYPES[dt][0])).tobytes()
+        header[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)
         off += len(raw)
     h = json.dumps(header, separators=(",", ":")).encode("utf-8")

@@ -45,15 +45,17 @@ class TestGrpo(unittest.TestCase):
     def test_help(self):
         p = grpo("--help")
         self.check(p)
-        for opt in ("--off-policy", "--np", "--plot", "--max-batch-tokens", "--reward"):
+        for opt in ("--off-policy", "--np", "--plot", "--max-batch-tokens", "--reward", "--workers", "--device",
+                    "--init-random"):
             self.assertIn(opt, p.stdout)
 
     def test_on_policy_kl_zero_and_same_weights_for_any_np(self):
         with tempfile.TemporaryDirectory() as tmp:
             runs = {}
-            for np_, mbt in ((1, 256), (2, 37)):
+            for np_, mbt, workers in ((1, 256, "persistent"), (2, 37, "persistent"), (3, 64, "relaunch")):
                 out = os.path.join(tmp, f"np{np_}")
-                p = grpo("--steps", "3", "--np", str(np_), "--max-batch-tokens", str(mbt), "--out-dir", out, *FAST)
+                p = grpo("--steps", "3", "--np", str(np_), "--max-batch-tokens", str(mbt), "--workers", workers,
+                         "--out-dir", out, *FAST)
                 self.check(p)
                 recs = read_log(os.path.join(out, "log.jsonl"))
                 self.assertEqual([r["step"] for r in recs], [0, 1, 2])
@@ -65,6 +67,7 @@ class TestGrpo(unittest.TestCase):
                     self.assertEqual((r["ratio_min"], r["ratio_max"]), (1.0, 1.0), tag)
                     self.assertEqual(r["tokens_differ"], 0, tag)
                     self.assertGreater(r["tokens"], 0, tag)
+                    self.assertEqual(r["workers"], workers, tag)
                     for phase in ("generate", "score", "backward", "push"):
                         self.assertIn(phase, r["seconds"])
                 # the weights change every step
@@ -78,6 +81,35 @@ class TestGrpo(unittest.TestCase):
                 print(f"\nnp {np_} max-batch-tokens {mbt}: final fingerprint {final}, rewards {runs[np_][2]}",
                       flush=True)
             self.assertEqual(runs[1], runs[2], "the final weights depend on the workers' -np / --max-batch-tokens")
+            self.assertEqual(runs[1], runs[3], "persistent workers (weights by broadcast) and relaunched ones "
+                                               "(checkpoint per step) end with different weights")
+
+    def test_random_init_bf16_tokens_reward(self):
+        """--init-random: a random BF16 Qwen3-shaped base checkpoint (the GPU run's path at a tiny shape), the
+        synthetic token reward, weight updates in BF16 through the persistent workers: KL exactly 0 each step."""
+        cfg = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 32,
+               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+               "intermediate_size": 64, "vocab_size": 256, "max_position_embeddings": 128, "rms_norm_eps": 1e-6,
+               "rope_theta": 10000, "hidden_act": "silu", "tie_word_embeddings": True, "attention_bias": False,
+               "bos_token_id": 1, "eos_token_id": 2}
+        with tempfile.TemporaryDirectory() as tmp:
+            cpath = os.path.join(tmp, "tiny.json")
+            with open(cpath, "w") as f:
+                json.dump(cfg, f)
+            out = os.path.join(tmp, "run")
+            p = grpo("--init-random", cpath, "--reward", "tokens", "--steps", "3", "--np", "2", "--num-prompts", "3",
+                     "--lr", "1e-2", "--out-dir", out, *FAST)
+            self.check(p)
+            recs = read_log(os.path.join(out, "log.jsonl"))
+            self.assertEqual(len(recs), 3)
+            for r in recs:
+                self.assertEqual((r["kl"], r["max_abs_delta"], r["tokens_differ"]), (0.0, 0.0, 0), r["step"])
+                self.assertEqual(r["samples"], 3 * 4)
+            fps = [r["fingerprint"] for r in recs]
+            self.assertEqual(len(set(fps)), 3, fps)
+            from bitroll.safetensors import checkpoint_tensors
+            dts = {t.dtype for t in checkpoint_tensors(os.path.join(out, "base"))}
+            self.assertEqual(dts, {"BF16"})
 
     def test_off_policy_control(self):
         with tempfile.TemporaryDirectory() as tmp:

@@ -281,6 +281,232 @@ br_status h5log_scores_fingerprint(const h5log_scores *s, uint64_t *out) {
     return st;
 }
 
+/* ---------------------------------------------------------------- integrity header (docs/FORMAT.md) */
+
+/* libhdf5 trusts the lengths and addresses it finds in a file: one flipped bit can make it copy gigabytes, loop
+ * forever or allocate what the file claims. So a version 2 file starts with a 512-byte HDF5 user block that we
+ * fill once HDF5 has built the image, and check with plain reads before libhdf5 parses a byte of it.
+ * Layout (little-endian): magic "BITROLL\0" | u32 header version | u32 header size (512) | u64 file length |
+ * xxh3-128 of bytes [512, length) as u64 low, u64 high | "xxh3-128" NUL-padded to 16 | u64 xxh3-64 of the 512
+ * header bytes with this field zeroed | zeros. */
+#define UB_VERSION 1u
+#define UB_ALGO "xxh3-128"
+#define UB_OFF_VERSION 8
+#define UB_OFF_SIZE 12
+#define UB_OFF_LENGTH 16
+#define UB_OFF_DIGEST 24
+#define UB_OFF_ALGO 40
+#define UB_OFF_HDIGEST 56
+#define UB_END 64                   /* bytes [64, 512) are zero */
+#define IO_PIECE ((size_t)1 << 20) /* the check streams the file in pieces of this size */
+
+static const unsigned char ub_magic[8] = {'B', 'I', 'T', 'R', 'O', 'L', 'L', '\0'};
+static const unsigned char h5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+
+static void put_le(unsigned char *p, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_le(const unsigned char *p, int bytes) {
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t ub_header_digest(const unsigned char *ub) {
+    unsigned char h[H5LOG_HEADER_SIZE];
+    memcpy(h, ub, sizeof h);
+    memset(h + UB_OFF_HDIGEST, 0, 8);
+    return XXH3_64bits(h, sizeof h);
+}
+
+/* Fills the user block at the start of a complete file image of `size` bytes. */
+static void ub_stamp(unsigned char *image, size_t size) {
+    memset(image, 0, H5LOG_HEADER_SIZE);
+    memcpy(image, ub_magic, sizeof ub_magic);
+    put_le(image + UB_OFF_VERSION, UB_VERSION, 4);
+    put_le(image + UB_OFF_SIZE, H5LOG_HEADER_SIZE, 4);
+    put_le(image + UB_OFF_LENGTH, size, 8);
+    XXH128_hash_t h = XXH3_128bits(image + H5LOG_HEADER_SIZE, size - H5LOG_HEADER_SIZE);
+    put_le(image + UB_OFF_DIGEST, h.low64, 8);
+    put_le(image + UB_OFF_DIGEST + 8, h.high64, 8);
+    memcpy(image + UB_OFF_ALGO, UB_ALGO, strlen(UB_ALGO));
+    put_le(image + UB_OFF_HDIGEST, ub_header_digest(image), 8);
+}
+
+/* Bob Jenkins' lookup3 (hashlittle, initval 0), the checksum of HDF5's metadata (H5_checksum_metadata). */
+#define ROT32(x, k) (((x) << (k)) ^ ((x) >> (32 - (k))))
+static uint32_t lookup3(const unsigned char *k, size_t length) {
+    uint32_t a, b, c;
+    a = b = c = 0xdeadbeefu + (uint32_t)length;
+    while (length > 12) {
+        a += (uint32_t)k[0] | (uint32_t)k[1] << 8 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 24;
+        b += (uint32_t)k[4] | (uint32_t)k[5] << 8 | (uint32_t)k[6] << 16 | (uint32_t)k[7] << 24;
+        c += (uint32_t)k[8] | (uint32_t)k[9] << 8 | (uint32_t)k[10] << 16 | (uint32_t)k[11] << 24;
+        a -= c, a ^= ROT32(c, 4), c += b;
+        b -= a, b ^= ROT32(a, 6), a += c;
+        c -= b, c ^= ROT32(b, 8), b += a;
+        a -= c, a ^= ROT32(c, 16), c += b;
+        b -= a, b ^= ROT32(a, 19), a += c;
+        c -= b, c ^= ROT32(b, 4), b += a;
+        length -= 12;
+        k += 12;
+    }
+    if (length == 0) return c;
+    uint32_t *w[3] = {&a, &b, &c};
+    for (size_t i = 0; i < length; i++) *w[i / 4] += (uint32_t)k[i] << (8 * (i % 4));
+    c ^= b, c -= ROT32(b, 14);
+    a ^= c, a -= ROT32(c, 11);
+    b ^= a, b -= ROT32(a, 25);
+    c ^= b, c -= ROT32(b, 16);
+    a ^= c, a -= ROT32(c, 4);
+    b ^= a, b -= ROT32(a, 14);
+    c ^= b, c -= ROT32(b, 24);
+    return c;
+}
+
+/* HDF5 1.10's H5Fget_file_image clears the superblock's file-consistency flags (set while a file is open for
+ * writing) in the copy it returns, but leaves the checksum computed with them set: the image would not open
+ * ("incorrect metadata checksum"). Superblock v2/v3: signature (8), version, size of addresses (A), size of lengths,
+ * flags, four addresses, then the lookup3 checksum of all of that. We recompute it (a no-op where HDF5 got it
+ * right); versions 0 and 1 carry no checksum. */
+static br_status image_fix_superblock(unsigned char *sb, size_t n, const char *path) {
+    if (n < 12 || memcmp(sb, h5_signature, sizeof h5_signature) != 0)
+        return br_fail(BR_ERUNTIME, "%s: the HDF5 file image of %zu bytes does not start with a superblock", path, n);
+    if (sb[8] < 2) return BR_OK;
+    size_t len = 12 + 4 * (size_t)sb[9];
+    if (sb[8] > 3 || (sb[9] != 4 && sb[9] != 8) || n < len + 4)
+        return br_fail(BR_ERUNTIME, "%s: HDF5 superblock version %u with %u-byte addresses is not one this build writes",
+                       path, sb[8], sb[9]);
+    put_le(sb + len, lookup3(sb, len), 4);
+    return BR_OK;
+}
+
+/* Reads up to n bytes at off; returns the count read (short only at the end of the file) or -1 with errno. */
+static ssize_t pread_full(int fd, void *buf, size_t n, off_t off) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return -1;
+        if (k == 0) break;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
+}
+
+static const char *file_kind(mode_t m);
+
+/* The header is trusted only once its own checksum matches; then the length, then the digest of the rest. */
+static br_status ub_verify(int fd, const char *path, const unsigned char *ub, int64_t size) {
+    br_status st = BR_OK;
+    unsigned char *buf = NULL;
+    XXH3_state_t *xs = NULL;
+    if (get_le(ub + UB_OFF_HDIGEST, 8) != ub_header_digest(ub))
+        return br_fail(BR_EFORMAT, "%s: bitroll header damaged (its checksum does not match its first %d bytes)", path,
+                       H5LOG_HEADER_SIZE);
+    uint32_t ver = (uint32_t)get_le(ub + UB_OFF_VERSION, 4), hsize = (uint32_t)get_le(ub + UB_OFF_SIZE, 4);
+    if (ver != UB_VERSION || hsize != H5LOG_HEADER_SIZE)
+        return br_fail(BR_EFORMAT, "%s: bitroll header version %u of %u bytes is unknown (this build reads version %u of %d bytes)",
+                       path, ver, hsize, UB_VERSION, H5LOG_HEADER_SIZE);
+    char algo[17] = {0};
+    memcpy(algo, ub + UB_OFF_ALGO, 16);
+    if (strcmp(algo, UB_ALGO) != 0)
+        return br_fail(BR_EFORMAT, "%s: bitroll header names digest '%.16s', this build checks '%s'", path, algo, UB_ALGO);
+    uint64_t want = get_le(ub + UB_OFF_LENGTH, 8);
+    if ((uint64_t)size < want)
+        return br_fail(BR_EFORMAT, "%s: truncated: %lld of %llu bytes", path, (long long)size, (unsigned long long)want);
+    if ((uint64_t)size > want)
+        return br_fail(BR_EFORMAT, "%s: %lld bytes, but its header records %llu (bytes appended after the end)", path,
+                       (long long)size, (unsigned long long)want);
+    buf = malloc(IO_PIECE);
+    xs = XXH3_createState();
+    if (!buf || !xs) {
+        st = br_fail(BR_ENOMEM, "%s: cannot allocate %zu bytes to check the file", path, IO_PIECE);
+        goto cleanup;
+    }
+    if (XXH3_128bits_reset(xs) != XXH_OK) {
+        st = br_fail(BR_ERUNTIME, "%s: xxh3 reset failed", path);
+        goto cleanup;
+    }
+    for (int64_t off = H5LOG_HEADER_SIZE; off < size;) {
+        size_t n = (uint64_t)(size - off) < IO_PIECE ? (size_t)(size - off) : IO_PIECE;
+        ssize_t k = pread_full(fd, buf, n, (off_t)off);
+        if (k < 0) {
+            st = br_fail(BR_EIO, "%s: read failed at byte %lld: %s", path, (long long)off, strerror(errno));
+            goto cleanup;
+        }
+        if ((size_t)k < n) { /* shrank while we read it */
+            st = br_fail(BR_EFORMAT, "%s: truncated: %lld of %llu bytes", path, (long long)(off + k),
+                         (unsigned long long)want);
+            goto cleanup;
+        }
+        if (XXH3_128bits_update(xs, buf, n) != XXH_OK) {
+            st = br_fail(BR_ERUNTIME, "%s: xxh3 update failed", path);
+            goto cleanup;
+        }
+        off += (int64_t)n;
+    }
+    XXH128_hash_t h = XXH3_128bits_digest(xs);
+    uint64_t lo = get_le(ub + UB_OFF_DIGEST, 8), hi = get_le(ub + UB_OFF_DIGEST + 8, 8);
+    if (h.low64 != lo || h.high64 != hi)
+        st = br_fail(BR_EFORMAT, "%s: checksum mismatch: the file was damaged or changed after bitroll wrote it "
+                                 "(xxh3-128 of bytes %d..%lld is %016llx%016llx, its header records %016llx%016llx)",
+                     path, H5LOG_HEADER_SIZE, (long long)size, (unsigned long long)h.high64,
+                     (unsigned long long)h.low64, (unsigned long long)hi, (unsigned long long)lo);
+cleanup:
+    if (xs) (void)XXH3_freeState(xs);
+    free(buf);
+    return st;
+}
+
+br_status h5log_check_file(const char *path, int *has_header, int64_t *size) {
+    br_status st = BR_OK;
+    unsigned char ub[H5LOG_HEADER_SIZE];
+    struct stat sb;
+    if (has_header) *has_header = 0;
+    if (size) *size = 0;
+    if (!path) return br_fail(BR_EINVAL, "h5log_check_file: NULL path");
+    /* O_NONBLOCK: a FIFO is refused below instead of waiting for a writer */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return br_fail(BR_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0) {
+        st = br_fail(BR_EIO, "%s: cannot stat: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = br_fail(BR_EFORMAT, "%s: is %s, expected a bitroll HDF5 file", path, file_kind(sb.st_mode));
+        goto cleanup;
+    }
+    ssize_t n = pread_full(fd, ub, sizeof ub, 0);
+    if (n < 0) {
+        st = br_fail(BR_EIO, "%s: cannot read: %s", path, strerror(errno));
+        goto cleanup;
+    }
+    if (n >= 8 && memcmp(ub, ub_magic, 8) == 0) {
+        if (n < H5LOG_HEADER_SIZE) {
+            st = br_fail(BR_EFORMAT, "%s: truncated: %lld bytes, shorter than the %d-byte bitroll header", path,
+                         (long long)n, H5LOG_HEADER_SIZE);
+            goto cleanup;
+        }
+        if ((st = ub_verify(fd, path, ub, (int64_t)sb.st_size)) != BR_OK) goto cleanup;
+        if (has_header) *has_header = 1;
+    } else if (n < 8 || memcmp(ub, h5_signature, 8) != 0) {
+        /* A version 2 file has its HDF5 superblock right after the header: then the header's magic is damaged. */
+        unsigned char sig[8];
+        if (pread_full(fd, sig, sizeof sig, H5LOG_HEADER_SIZE) == (ssize_t)sizeof sig &&
+            memcmp(sig, h5_signature, 8) == 0)
+            st = br_fail(BR_EFORMAT, "%s: bitroll header damaged (bad magic; expected \"BITROLL\" at byte 0)", path);
+        else
+            st = br_fail(BR_EFORMAT, "%s: not an HDF5 file", path);
+        goto cleanup;
+    }
+    if (size) *size = (int64_t)sb.st_size;
+cleanup:
+    if (close(fd) != 0 && st == BR_OK) st = br_fail(BR_EIO, "%s: cannot close: %s", path, strerror(errno));
+    return st;
+}
+
 /* ---------------------------------------------------------------- writing */
 
 /* One scalar attribute: stored as file_type, written from *buf of mem_type. */
@@ -553,7 +779,10 @@ static br_status h5w_begin(h5w *w, const char *path, const char *format, const h
     size_t increment = size_hint + ((size_t)1 << 20);
     fcpl = H5Pcreate(H5P_FILE_CREATE);
     fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0) {
+    /* The user block holds the integrity header (ub_stamp). The 1.10 object formats carry HDF5's own metadata
+     * checksums (superblock v3, object header v2, B-tree v2); bounded by 1.10 so that HDF5 1.10 reads them. */
+    if (fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 || H5Pset_userblock(fcpl, H5LOG_HEADER_SIZE) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0) {
         st = br_fail(BR_EIO, "%s: cannot set up HDF5 file properties: %s", path, h5_detail());
         goto cleanup;
     }
@@ -607,29 +836,33 @@ static br_status write_all(int fd, const char *buf, size_t n, const char *path, 
 
 /* complete=1 goes last: a reader that finds it knows every dataset before it was written. */
 static br_status h5w_commit(h5w *w) {
-    char *image = NULL;
+    unsigned char *image = NULL;
     br_status st = write_int_attr(w->file, w->path, "/", "complete", 1);
     if (st != BR_OK) goto cleanup;
     if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
         st = br_fail(BR_EIO, "%s: cannot flush the HDF5 file in memory: %s", w->path, h5_detail());
         goto cleanup;
     }
+    /* The image HDF5 hands out starts at the superblock: the user block is ours to put in front of it. */
     ssize_t size = H5Fget_file_image(w->file, NULL, 0);
     if (size <= 0) {
         st = br_fail(BR_EIO, "%s: cannot get the size of the HDF5 file image: %s", w->path, h5_detail());
         goto cleanup;
     }
-    image = malloc((size_t)size);
+    size_t total = (size_t)size + H5LOG_HEADER_SIZE;
+    image = malloc(total);
     if (!image) {
-        st = br_fail(BR_ENOMEM, "%s: cannot allocate %zd bytes for the file image", w->path, size);
+        st = br_fail(BR_ENOMEM, "%s: cannot allocate %zu bytes for the file image", w->path, total);
         goto cleanup;
     }
-    if (H5Fget_file_image(w->file, image, (size_t)size) != size) {
+    if (H5Fget_file_image(w->file, image + H5LOG_HEADER_SIZE, (size_t)size) != size) {
         st = br_fail(BR_EIO, "%s: cannot copy the HDF5 file image: %s", w->path, h5_detail());
         goto cleanup;
     }
     if ((st = h5_close(&w->file, H5Fclose, w->path, "the in-memory file")) != BR_OK) goto cleanup;
-    if ((st = write_all(w->fd, image, (size_t)size, w->path, w->tmp)) != BR_OK) goto cleanup;
+    if ((st = image_fix_superblock(image + H5LOG_HEADER_SIZE, (size_t)size, w->path)) != BR_OK) goto cleanup;
+    ub_stamp(image, total);
+    if ((st = write_all(w->fd, (const char *)image, total, w->path, w->tmp)) != BR_OK) goto cleanup;
     free(image);
     image = NULL;
     if (fsync(w->fd) != 0) {
@@ -820,6 +1053,7 @@ cleanup:
 
 /* ---------------------------------------------------------------- reading */
 
+#define ATTR_FIXED_MAX (1 << 20) /* bitroll writes variable-length strings; a fixed-size one is another program's */
 static br_status read_str_attr(hid_t obj, const char *file, const char *name, char **out) {
     br_status st = BR_OK;
     hid_t attr = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID, space = H5I_INVALID_HID;
@@ -866,6 +1100,11 @@ static br_status read_str_attr(hid_t obj, const char *file, const char *name, ch
         }
     } else {
         size_t size = H5Tget_size(ftype);
+        if (size > ATTR_FIXED_MAX) {
+            st = br_fail(BR_EFORMAT, "%s: root attribute '%s': a fixed-size string of %zu bytes is too long (at most %d)",
+                         file, name, size, ATTR_FIXED_MAX);
+            goto cleanup;
+        }
         if (size == 0 || (buf = calloc(size + 1, 1)) == NULL) {
             st = br_fail(BR_ENOMEM, "%s: root attribute '%s': cannot allocate %zu bytes", file, name, size + 1);
             goto cleanup;
@@ -963,10 +1202,45 @@ static br_status open_1d(hid_t grp, const char *file, const char *dpath, const c
     return BR_OK;
 }
 
+/* What a dataset claims, checked before anything is allocated for it: its elements must fit in the file (bitroll
+ * never compresses, so a file holds at least the bytes of each of its datasets) and a chunk may not exceed
+ * CHUNK_MAX (HDF5 allocates a whole chunk to read one). A damaged or crafted file that declares 2e9 elements is
+ * refused here, by name, instead of costing gigabytes. esize: bytes per element the file must at least hold. */
+#define CHUNK_MAX ((hsize_t)64 << 20)
+static br_status check_claim(hid_t dset, const char *file, const char *dpath, int64_t count, size_t esize,
+                             int64_t fsize) {
+    br_status st = BR_OK;
+    hid_t dcpl = H5I_INVALID_HID;
+    if (count > fsize / (int64_t)esize)
+        return br_fail(BR_EFORMAT, "%s: dataset %s: %lld elements of %zu bytes cannot fit in a file of %lld bytes", file,
+                       dpath, (long long)count, esize, (long long)fsize);
+    dcpl = H5Dget_create_plist(dset);
+    H5D_layout_t layout = dcpl < 0 ? H5D_LAYOUT_ERROR : H5Pget_layout(dcpl);
+    if (layout < 0) {
+        st = br_fail(BR_EFORMAT, "%s: dataset %s: cannot read its layout: %s", file, dpath, h5_detail());
+        goto cleanup;
+    }
+    if (layout == H5D_CHUNKED) {
+        hsize_t chunk[H5S_MAX_RANK] = {0};
+        if (H5Pget_chunk(dcpl, 1, chunk) != 1) {
+            st = br_fail(BR_EFORMAT, "%s: dataset %s: cannot read its chunk shape: %s", file, dpath, h5_detail());
+            goto cleanup;
+        }
+        if (chunk[0] == 0 || chunk[0] > CHUNK_MAX / esize) {
+            st = br_fail(BR_EFORMAT, "%s: dataset %s: chunks of %llu elements of %zu bytes (at most %llu bytes accepted)",
+                         file, dpath, (unsigned long long)chunk[0], esize, (unsigned long long)CHUNK_MAX);
+            goto cleanup;
+        }
+    }
+cleanup:
+    h5_drop(&dcpl, H5Pclose);
+    return st;
+}
+
 /* Reads a 1-D numeric dataset of kind k; returns it, or NULL with *status set. expect < 0: any length,
  * reported in *count. The result always has room for one element, so empty arrays are non-NULL. */
-static void *read_array(hid_t grp, const char *file, const char *gname, const char *name, kind k, int64_t expect,
-                        int64_t *count, br_status *status) {
+static void *read_array(hid_t grp, const char *file, int64_t fsize, const char *gname, const char *name, kind k,
+                        int64_t expect, int64_t *count, br_status *status) {
     br_status st = BR_OK;
     void *res = NULL;
     hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID, ftype = H5I_INVALID_HID;
@@ -989,6 +1263,7 @@ static void *read_array(hid_t grp, const char *file, const char *gname, const ch
                      (long long)c);
         goto cleanup;
     }
+    if ((st = check_claim(dset, file, dpath, c, kind_size(k), fsize)) != BR_OK) goto cleanup;
     buf = malloc((size_t)(c > 0 ? c : 1) * kind_size(k));
     if (!buf) {
         st = br_fail(BR_ENOMEM, "%s: dataset %s: cannot allocate %lld elements", file, dpath, (long long)c);
@@ -1012,7 +1287,8 @@ cleanup:
 }
 
 /* Reads an optional variable-length string dataset of n entries; *out stays NULL when it is absent. */
-static br_status read_text(hid_t grp, const char *file, const char *gname, const char *name, int64_t n, char ***out) {
+static br_status read_text(hid_t grp, const char *file, int64_t fsize, const char *gname, const char *name, int64_t n,
+                           char ***out) {
     br_status st = BR_OK;
     hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID, ftype = H5I_INVALID_HID, mtype = H5I_INVALID_HID;
     char dpath[96], desc[64];
@@ -1035,6 +1311,8 @@ static br_status read_text(hid_t grp, const char *file, const char *gname, const
         st = br_fail(BR_EFORMAT, "%s: dataset %s: expected %lld elements, found %lld", file, dpath, (long long)n, (long long)c);
         goto cleanup;
     }
+    /* each element is a 16-byte reference into a global heap; 8 is a safe lower bound */
+    if ((st = check_claim(dset, file, dpath, c, 8, fsize)) != BR_OK) goto cleanup;
     H5T_cset_t cset = H5Tget_cset(ftype);
     mtype = H5Tcopy(H5T_C_S1);
     if (cset < 0 || mtype < 0 || H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Tset_cset(mtype, cset) < 0) {
@@ -1082,15 +1360,16 @@ cleanup:
     return st;
 }
 
-/* Opens `path` for reading and checks format, complete and format_version, in that order: a file
- * from another program is named as such before an interrupted bitroll write is. Fills meta's strings. */
-static br_status h5r_open(const char *path, const char *format, hid_t *file, h5log_meta *m) {
+/* Checks the integrity header with plain reads (h5log_check_file), then opens `path` with HDF5 and checks format,
+ * complete and format_version, in that order: a file from another program is named as such before an interrupted
+ * bitroll write is. Fills meta's strings; *fsize gets the file's length (what the datasets must fit in). */
+static br_status h5r_open(const char *path, const char *format, hid_t *file, h5log_meta *m, int64_t *fsize) {
     br_status st = BR_OK;
     hid_t fapl = H5I_INVALID_HID;
+    int has_header = 0;
     *file = H5I_INVALID_HID;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return br_fail(BR_EIO, "%s: cannot open: %s", path, strerror(errno));
-    if (close(fd) != 0) return br_fail(BR_EIO, "%s: cannot close: %s", path, strerror(errno));
+    if ((st = h5log_check_file(path, &has_header, fsize)) != BR_OK) return st;
+    m->checked = has_header;
     if (H5Fis_hdf5(path) <= 0) {
         (void)h5_detail(); /* clear the stack: "no HDF5 signature" is the whole story */
         return br_fail(BR_EFORMAT, "%s: not an HDF5 file", path);
@@ -1124,9 +1403,19 @@ static br_status h5r_open(const char *path, const char *format, hid_t *file, h5l
         goto cleanup;
     }
     if ((st = read_int_attr(*file, path, "format_version", NULL, &m->format_version)) != BR_OK) goto cleanup;
-    if (m->format_version != H5LOG_FORMAT_VERSION) {
-        st = br_fail(BR_EFORMAT, "%s: unknown format_version %d (this build reads version %d)", path, m->format_version,
-                     H5LOG_FORMAT_VERSION);
+    /* the header and the version go together: a version 2 file without its header lost it (or was rewritten
+     * by another program), and an old file's integrity cannot be claimed */
+    if (m->format_version != H5LOG_FORMAT_VERSION && m->format_version != H5LOG_FORMAT_VERSION_NO_HEADER) {
+        st = br_fail(BR_EFORMAT, "%s: unknown format_version %d (this build reads versions %d and %d)", path,
+                     m->format_version, H5LOG_FORMAT_VERSION_NO_HEADER, H5LOG_FORMAT_VERSION);
+        goto cleanup;
+    }
+    if (has_header != (m->format_version == H5LOG_FORMAT_VERSION)) {
+        st = has_header ? br_fail(BR_EFORMAT, "%s: format_version %d file with a bitroll header (only version %d has one)",
+                                  path, m->format_version, H5LOG_FORMAT_VERSION)
+                        : br_fail(BR_EFORMAT, "%s: format_version %d file without its %d-byte bitroll header (stripped, "
+                                              "or rewritten by another program)",
+                                  path, m->format_version, H5LOG_HEADER_SIZE);
         goto cleanup;
     }
     const char *names[] = {"engine_version", "git_rev", "compiler", "model_dir", "model_fingerprint", "kernel_mode",
@@ -1182,35 +1471,36 @@ br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta 
     h5log_rollouts r = {0};
     h5log_meta m = {0};
     hid_t file = H5I_INVALID_HID, g = H5I_INVALID_HID;
-    br_status st = h5r_open(path, H5LOG_ROLLOUTS_FORMAT, &file, &m);
+    int64_t fsize = 0;
+    br_status st = h5r_open(path, H5LOG_ROLLOUTS_FORMAT, &file, &m, &fsize);
     if (st != BR_OK) goto cleanup;
     if ((st = open_group(file, path, "samples", &g)) != BR_OK) goto cleanup;
     const char *G = "/samples";
     int64_t n = 0;
-    r.sample_id = read_array(g, path, G, "sample_id", K_I64, -1, &n, &st);
+    r.sample_id = read_array(g, path, fsize, G, "sample_id", K_I64, -1, &n, &st);
     if (st != BR_OK) goto cleanup;
     r.n = n;
     if ((st = check_ids_file(path, "/samples/sample_id", r.sample_id, n)) != BR_OK) goto cleanup;
-    r.prompt_index = read_array(g, path, G, "prompt_index", K_I64, n, NULL, &st);
+    r.prompt_index = read_array(g, path, fsize, G, "prompt_index", K_I64, n, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.sample_index = read_array(g, path, G, "sample_index", K_I32, n, NULL, &st);
+    r.sample_index = read_array(g, path, fsize, G, "sample_index", K_I32, n, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.prompt_offsets = read_array(g, path, G, "prompt_offsets", K_I64, n + 1, NULL, &st);
+    r.prompt_offsets = read_array(g, path, fsize, G, "prompt_offsets", K_I64, n + 1, NULL, &st);
     if (st != BR_OK) goto cleanup;
     if ((st = check_offsets_file(path, "/samples/prompt_offsets", r.prompt_offsets, n)) != BR_OK) goto cleanup;
-    r.prompt_tokens = read_array(g, path, G, "prompt_tokens", K_I32, r.prompt_offsets[n], NULL, &st);
+    r.prompt_tokens = read_array(g, path, fsize, G, "prompt_tokens", K_I32, r.prompt_offsets[n], NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.completion_offsets = read_array(g, path, G, "completion_offsets", K_I64, n + 1, NULL, &st);
+    r.completion_offsets = read_array(g, path, fsize, G, "completion_offsets", K_I64, n + 1, NULL, &st);
     if (st != BR_OK) goto cleanup;
     if ((st = check_offsets_file(path, "/samples/completion_offsets", r.completion_offsets, n)) != BR_OK) goto cleanup;
     int64_t T = r.completion_offsets[n];
-    r.completion_tokens = read_array(g, path, G, "completion_tokens", K_I32, T, NULL, &st);
+    r.completion_tokens = read_array(g, path, fsize, G, "completion_tokens", K_I32, T, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.logprobs = read_array(g, path, G, "logprobs", K_F32, T, NULL, &st);
+    r.logprobs = read_array(g, path, fsize, G, "logprobs", K_F32, T, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.logits_digest = read_array(g, path, G, "logits_digest", K_U64, T, NULL, &st);
+    r.logits_digest = read_array(g, path, fsize, G, "logits_digest", K_U64, T, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.finish_reason = read_array(g, path, G, "finish_reason", K_I8, n, NULL, &st);
+    r.finish_reason = read_array(g, path, fsize, G, "finish_reason", K_I8, n, NULL, &st);
     if (st != BR_OK) goto cleanup;
     int64_t i = finish_bad(r.finish_reason, n);
     if (i >= 0) {
@@ -1218,17 +1508,17 @@ br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta 
                      (long long)i, (int)r.finish_reason[i], BR_FINISH_ENUM);
         goto cleanup;
     }
-    r.temperature = read_array(g, path, G, "temperature", K_F32, n, NULL, &st);
+    r.temperature = read_array(g, path, fsize, G, "temperature", K_F32, n, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.top_p = read_array(g, path, G, "top_p", K_F32, n, NULL, &st);
+    r.top_p = read_array(g, path, fsize, G, "top_p", K_F32, n, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.top_k = read_array(g, path, G, "top_k", K_I32, n, NULL, &st);
+    r.top_k = read_array(g, path, fsize, G, "top_k", K_I32, n, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    r.seed = read_array(g, path, G, "seed", K_U64, n, NULL, &st);
+    r.seed = read_array(g, path, fsize, G, "seed", K_U64, n, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    if ((st = read_text(g, path, G, "prompt_text", n, &r.prompt_text)) != BR_OK) goto cleanup;
-    if ((st = read_text(g, path, G, "completion_text", n, &r.completion_text)) != BR_OK) goto cleanup;
-    if ((st = read_text(g, path, G, "full_text", n, &r.full_text)) != BR_OK) goto cleanup;
+    if ((st = read_text(g, path, fsize, G, "prompt_text", n, &r.prompt_text)) != BR_OK) goto cleanup;
+    if ((st = read_text(g, path, fsize, G, "completion_text", n, &r.completion_text)) != BR_OK) goto cleanup;
+    if ((st = read_text(g, path, fsize, G, "full_text", n, &r.full_text)) != BR_OK) goto cleanup;
     if ((st = h5_close(&g, H5Gclose, path, "group /samples")) != BR_OK) goto cleanup;
     if ((st = h5_close(&file, H5Fclose, path, "the file")) != BR_OK) goto cleanup;
     uint64_t fp = 0;
@@ -1258,7 +1548,8 @@ br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *met
     h5log_scores s = {0};
     h5log_meta m = {0};
     hid_t file = H5I_INVALID_HID, g = H5I_INVALID_HID;
-    br_status st = h5r_open(path, H5LOG_SCORES_FORMAT, &file, &m);
+    int64_t fsize = 0;
+    br_status st = h5r_open(path, H5LOG_SCORES_FORMAT, &file, &m, &fsize);
     if (st != BR_OK) goto cleanup;
     if ((st = read_str_attr(file, path, "rollouts_fingerprint", &m.rollouts_fingerprint)) != BR_OK) goto cleanup;
     if (!is_hex16(m.rollouts_fingerprint)) {
@@ -1269,17 +1560,17 @@ br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *met
     if ((st = open_group(file, path, "scores", &g)) != BR_OK) goto cleanup;
     const char *G = "/scores";
     int64_t n = 0;
-    s.sample_id = read_array(g, path, G, "sample_id", K_I64, -1, &n, &st);
+    s.sample_id = read_array(g, path, fsize, G, "sample_id", K_I64, -1, &n, &st);
     if (st != BR_OK) goto cleanup;
     s.n = n;
     if ((st = check_ids_file(path, "/scores/sample_id", s.sample_id, n)) != BR_OK) goto cleanup;
-    s.completion_offsets = read_array(g, path, G, "completion_offsets", K_I64, n + 1, NULL, &st);
+    s.completion_offsets = read_array(g, path, fsize, G, "completion_offsets", K_I64, n + 1, NULL, &st);
     if (st != BR_OK) goto cleanup;
     if ((st = check_offsets_file(path, "/scores/completion_offsets", s.completion_offsets, n)) != BR_OK) goto cleanup;
     int64_t T = s.completion_offsets[n];
-    s.logprobs = read_array(g, path, G, "logprobs", K_F32, T, NULL, &st);
+    s.logprobs = read_array(g, path, fsize, G, "logprobs", K_F32, T, NULL, &st);
     if (st != BR_OK) goto cleanup;
-    s.logits_digest = read_array(g, path, G, "logits_digest", K_U64, T, NULL, &st);
+    s.logits_digest = read_array(g, path, fsize, G, "logits_digest", K_U64, T, NULL, &st);
     if (st != BR_OK) goto cleanup;
     if ((st = h5_close(&g, H5Gclose, path, "group /scores")) != BR_OK) goto cleanup;
     if ((st = h5_close(&file, H5Fclose, path, "the file")) != BR_OK) goto cleanup;

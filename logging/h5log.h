@@ -10,7 +10,12 @@
 
 #define H5LOG_ROLLOUTS_FORMAT "bitroll-rollouts"
 #define H5LOG_SCORES_FORMAT "bitroll-scores"
-#define H5LOG_FORMAT_VERSION 1
+/* Version 2 files start with bitroll's 512-byte integrity header (an HDF5 user block: magic, length, xxh3-128
+ * of the rest of the file), checked with plain reads before libhdf5 opens the file. Version 1 files (no header)
+ * are still read, with the checks that do not need it. */
+#define H5LOG_FORMAT_VERSION 2
+#define H5LOG_FORMAT_VERSION_NO_HEADER 1
+#define H5LOG_HEADER_SIZE 512
 
 /* finish_reason values: br_finish (common/finish.h), stored as int8 with the attribute "enum" = BR_FINISH_ENUM. */
 
@@ -72,12 +77,20 @@ typedef struct {
     uint64_t fingerprint;       /* xxh3-64 over the contents of every /samples (or /scores) dataset */
     char fingerprint_hex[17];   /* "%016llx" of fingerprint */
     int64_t weight_version;     /* 0 when the file predates the attribute */
+    int checked;                /* 1: the integrity header was verified (version 2); 0: a version 1 file */
 } h5log_meta;
 
 /* Checks that `path` may be written: not empty, not ending in '/', and absent or a regular file (never a device,
  * directory, FIFO or symbolic link). BR_EINVAL naming the path and what it is. The writers check it before they
  * start and again just before the rename. */
 br_status h5log_check_out(const char *path);
+
+/* Checks a file's integrity header with plain reads (no libhdf5): magic, header checksum, recorded length against
+ * the file's size, and the xxh3-128 digest of every byte after the header, streamed in 1 MiB pieces. BR_EFORMAT
+ * naming the file and what failed ("truncated: 1234 of 5678 bytes", "checksum mismatch"); BR_EIO when it cannot
+ * be read. A file without the header (format_version 1, or not a bitroll file) passes with *has_header = 0 when
+ * it starts with the HDF5 signature. *size (may be NULL) gets the file's length. The readers call it first. */
+br_status h5log_check_file(const char *path, int *has_header, int64_t *size);
 
 /* Writes `path` atomically: path.tmp.<pid>, root attribute complete=1 last, fsync, rename.
  * On failure the temporary file is removed and an existing `path` is left untouched; a SIGTERM, SIGINT or SIGHUP

@@ -57,6 +57,7 @@ with h5py.File(sys.argv[3], "r+") as f:
     for k, v in (("prompt_tokens", new), ("prompt_offsets", off)):
         del g[k]; g.create_dataset(k, data=v, chunks=True)
 PY
+python3 "$(dirname "$0")/lib/h5seal.py" "$TMP/badtemp.h5" "$TMP/long.h5" # edited: re-sealed (docs/FORMAT.md)
 expect_exit 2 "badtemp.h5: sample 0: temperature = nan" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/badtemp.h5" --out "$TMP/s.h5"
 python3 - "$TMP/stories.h5" "$TMP/negtemp.h5" <<'PY'
 import shutil, sys, h5py
@@ -64,6 +65,7 @@ shutil.copy(sys.argv[1], sys.argv[2])
 with h5py.File(sys.argv[2], "r+") as f:
     t = f["/samples/temperature"][...]; t[0] = -1; f["/samples/temperature"][...] = t
 PY
+python3 "$(dirname "$0")/lib/h5seal.py" "$TMP/negtemp.h5"
 expect_exit 2 "negtemp.h5: sample 0: temperature = -1" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/negtemp.h5" --out "$TMP/s.h5"
 expect_exit 2 "long.h5: sample 0: prompt (10000003 tokens)" "$BITROLL" score --model "$MODEL" --rollouts "$TMP/long.h5" --out "$TMP/s.h5"
 [ ! -e "$TMP/s.h5" ] || fail "a failed score left $TMP/s.h5"

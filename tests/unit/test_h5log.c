@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include <xxhash.h>
 
 #include "common/br.h"
 #include "logging/h5log.h"
@@ -214,7 +215,8 @@ static void test_roundtrip(void **state) {
     assert_rollouts_equal(&r, &back);
 
     assert_string_equal(m.format, "bitroll-rollouts");
-    assert_int_equal(m.format_version, 1);
+    assert_int_equal(m.format_version, 2);
+    assert_int_equal(m.checked, 1);
     assert_string_equal(m.engine_version, g_prov.engine_version);
     assert_string_equal(m.git_rev, g_prov.git_rev);
     assert_string_equal(m.compiler, g_prov.compiler);
@@ -498,11 +500,41 @@ static void test_signal_removes_tmp(void **state) {
     h5log_rollouts_free(&r);
 }
 
-/* Damage helpers: open a good file with HDF5 and change one thing. */
+/* The integrity header as docs/FORMAT.md defines it, written here independently of h5log.c: a test edits a file
+ * with HDF5 and re-seals it, so that the readers' checks behind the header are reached. */
+static void put_le(unsigned char *p, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void reseal(const char *path) {
+    size_t len = 0;
+    unsigned char *b = (unsigned char *)slurp(path, &len);
+    assert_true(len > 512);
+    assert_memory_equal(b, "BITROLL", 8);
+    memset(b + 16, 0, 512 - 16);
+    put_le(b + 16, len, 8);
+    XXH128_hash_t h = XXH3_128bits(b + 512, len - 512);
+    put_le(b + 24, h.low64, 8);
+    put_le(b + 32, h.high64, 8);
+    memcpy(b + 40, "xxh3-128", 8);
+    put_le(b + 56, XXH3_64bits(b, 512), 8); /* bytes 56..63 are zero while it is computed */
+    FILE *fp = fopen(path, "r+b");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b, 1, 512, fp), 512);
+    assert_int_equal(fclose(fp), 0);
+    free(b);
+}
+
+/* Damage helpers: open a good file with HDF5, change one thing, close and re-seal it. */
 static hid_t open_rw(const char *path) {
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     assert_true(f >= 0);
     return f;
+}
+
+static void close_rw(hid_t f, const char *path) {
+    assert_true(H5Fclose(f) >= 0);
+    reseal(path);
 }
 
 static void replace_dataset(const char *path, const char *dpath, hid_t type, hsize_t count) {
@@ -514,7 +546,7 @@ static void replace_dataset(const char *path, const char *dpath, hid_t type, hsi
     assert_true(d >= 0);
     assert_true(H5Dclose(d) >= 0);
     assert_true(H5Sclose(sp) >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_rw(f, path);
 }
 
 static void replace_int_attr(const char *path, const char *name, int value, int keep) {
@@ -528,7 +560,7 @@ static void replace_int_attr(const char *path, const char *name, int value, int 
         assert_true(H5Aclose(a) >= 0);
         assert_true(H5Sclose(sp) >= 0);
     }
-    assert_true(H5Fclose(f) >= 0);
+    close_rw(f, path);
 }
 
 static void test_incomplete_rejected(void **state) {
@@ -549,8 +581,12 @@ static void test_incomplete_rejected(void **state) {
     assert_fails_with(h5log_rollouts_read(p, &back, NULL), "file is incomplete", p);
 
     write_ok(p, &r);
-    replace_int_attr(p, "format_version", 2, 1);
-    assert_fails_with(h5log_rollouts_read(p, &back, NULL), "unknown format_version 2", p);
+    replace_int_attr(p, "format_version", 3, 1);
+    assert_fails_with(h5log_rollouts_read(p, &back, NULL), "unknown format_version 3", p);
+    /* version 1 had no header: a header-bearing file that claims it was rewritten by something else */
+    write_ok(p, &r);
+    replace_int_attr(p, "format_version", 1, 1);
+    assert_fails_with(h5log_rollouts_read(p, &back, NULL), "format_version 1 file with a bitroll header", p);
     h5log_rollouts_free(&r);
 }
 
@@ -594,7 +630,7 @@ static void test_malformed_rejected(void **state) {
     write_ok(p, &r);
     hid_t f = open_rw(p);
     assert_true(H5Ldelete(f, "/samples/finish_reason", H5P_DEFAULT) >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_rw(f, p);
     assert_fails_with(h5log_rollouts_read(p, &back, NULL), "dataset /samples/finish_reason missing", NULL);
 
     /* offsets that do not start at 0 (all zeros after the first: non-decreasing fails at 1) */
@@ -607,7 +643,7 @@ static void test_malformed_rejected(void **state) {
     bad[0] = 1;
     assert_true(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, bad) >= 0);
     assert_true(H5Dclose(d) >= 0);
-    assert_true(H5Fclose(f) >= 0);
+    close_rw(f, p);
     assert_fails_with(h5log_rollouts_read(p, &back, NULL), "dataset /samples/completion_offsets: first offset is 1", NULL);
     free(bad);
 
@@ -841,6 +877,162 @@ static void test_full_text(void **state) {
     h5log_meta_free(&m);
 }
 
+
+/* ---------------------------------------------------------------- integrity (issue 16) */
+
+static void write_bytes(const char *path, const void *b, size_t n) {
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b, 1, n, fp), n);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* Every bit position class of a version 2 file: one flipped bit anywhere is refused, by the check that owns the
+ * byte, before libhdf5 reads the file (so it can neither crash nor spin). One bit per byte, every byte. */
+static void test_flipped_bits_refused(void **state) {
+    (void)state;
+    char p[320], q[320];
+    tpath(p, sizeof p, "flip.h5");
+    tpath(q, sizeof q, "flip_scores.h5");
+    h5log_rollouts r, back;
+    make_rollouts(&r, 13, 41);
+    r.full_text = xmalloc(13 * sizeof(char *));
+    for (int i = 0; i < 13; i++) r.full_text[i] = strdup("text in the global heap");
+    write_ok(p, &r);
+    h5log_scores s = {.n = r.n, .sample_id = r.sample_id, .completion_offsets = r.completion_offsets,
+                      .logprobs = r.logprobs, .logits_digest = r.logits_digest};
+    assert_int_equal(h5log_scores_write(q, &s, &g_prov, "0123456789abcdef"), BR_OK);
+    int has = 0;
+    int64_t size = 0;
+    assert_int_equal(h5log_check_file(p, &has, &size), BR_OK);
+    assert_int_equal(has, 1);
+
+    const char *paths[2] = {p, q};
+    for (int f = 0; f < 2; f++) {
+        size_t len = 0;
+        unsigned char *good = (unsigned char *)slurp(paths[f], &len);
+        assert_true(len > 4096);
+        if (f == 0) assert_int_equal((int64_t)len, size);
+        assert_memory_equal(good, "BITROLL", 8);
+        assert_memory_equal(good + 512, "\x89HDF\r\n\x1a\n", 8); /* the superblock right after the header */
+        for (size_t i = 0; i < len; i++) {
+            good[i] ^= (unsigned char)(1u << (i % 8));
+            write_bytes(paths[f], good, len);
+            good[i] ^= (unsigned char)(1u << (i % 8));
+            h5log_scores sb;
+            br_status st = f == 0 ? h5log_rollouts_read(paths[f], &back, NULL) : h5log_scores_read(paths[f], &sb, NULL);
+            if (st != BR_EFORMAT) fail_msg("byte %zu flipped: status %d, '%s'", i, (int)st, br_last_error());
+            const char *want = i < 8 ? "bad magic" : i < 512 ? "bitroll header damaged" : "checksum mismatch";
+            if (!strstr(br_last_error(), want) || !strstr(br_last_error(), paths[f]))
+                fail_msg("byte %zu flipped: '%s' lacks '%s'", i, br_last_error(), want);
+        }
+        write_bytes(paths[f], good, len);
+        free(good);
+    }
+    assert_int_equal(h5log_rollouts_read(p, &back, NULL), BR_OK);
+    assert_rollouts_equal(&r, &back);
+    h5log_rollouts_free(&back);
+    h5log_rollouts_free(&r);
+}
+
+/* A file cut short (or grown) is named with both lengths; cut inside the header it is still named. */
+static void test_truncated_refused(void **state) {
+    (void)state;
+    char p[320], q[320], want[200];
+    tpath(p, sizeof p, "whole.h5");
+    tpath(q, sizeof q, "cut.h5");
+    h5log_rollouts r, back;
+    make_rollouts(&r, 19, 43);
+    write_ok(p, &r);
+    size_t len = 0;
+    char *b = slurp(p, &len);
+    const size_t cuts[] = {0, 4, 8, 100, 511, 512, 520, 1000, len / 2, len - 4096, len - 1};
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        write_bytes(q, b, cuts[c]);
+        br_status st = h5log_rollouts_read(q, &back, NULL);
+        assert_int_equal(st, BR_EFORMAT);
+        if (cuts[c] < 8) snprintf(want, sizeof want, "not an HDF5 file");
+        else if (cuts[c] < 512) snprintf(want, sizeof want, "truncated: %zu bytes, shorter than the 512-byte", cuts[c]);
+        else snprintf(want, sizeof want, "truncated: %zu of %zu bytes", cuts[c], len);
+        assert_fails_with(st, want, q);
+    }
+    /* bytes appended after the end */
+    char *longer = xmalloc(len + 10);
+    memcpy(longer, b, len);
+    memset(longer + len, 0, 10);
+    write_bytes(q, longer, len + 10);
+    snprintf(want, sizeof want, "%zu bytes, but its header records %zu", len + 10, len);
+    assert_fails_with(h5log_rollouts_read(q, &back, NULL), want, q);
+    /* the header stripped off: what is left is not a version 2 file any more */
+    write_bytes(q, b + 512, len - 512);
+    br_status st = h5log_rollouts_read(q, &back, NULL);
+    assert_true(st == BR_EFORMAT || st == BR_EIO);
+    assert_fails_with(st, q, NULL);
+    assert_null(back.sample_id);
+    free(longer);
+    free(b);
+    h5log_rollouts_free(&r);
+}
+
+/* Version 1 files (no header: the golden files of commit 081e456) still read, unchecked; the size checks apply to
+ * them too: a dataset that claims more elements than the file could hold is refused before any allocation. */
+static void test_old_files_and_claims(void **state) {
+    (void)state;
+    char p[320], want[200];
+    h5log_rollouts back;
+    h5log_meta m;
+    int has = 1;
+    assert_int_equal(h5log_check_file(BR_TEST_DATA "/golden/stories-t1.rollouts.h5", &has, NULL), BR_OK);
+    assert_int_equal(has, 0);
+    br_status st = h5log_rollouts_read(BR_TEST_DATA "/golden/stories-t1.rollouts.h5", &back, &m);
+    if (st != BR_OK) fail_msg("%s", br_last_error());
+    assert_int_equal(m.format_version, 1);
+    assert_int_equal(m.checked, 0);
+    h5log_rollouts_free(&back);
+    h5log_meta_free(&m);
+
+    /* an old file whose sample_id claims 2e9 elements (chunked, nothing written: the file stays small) */
+    tpath(p, sizeof p, "old_claims.h5");
+    size_t len = 0;
+    char *b = slurp(BR_TEST_DATA "/golden/stories-t1.rollouts.h5", &len);
+    write_bytes(p, b, len);
+    free(b);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_true(H5Ldelete(f, "/samples/sample_id", H5P_DEFAULT) >= 0);
+    hsize_t dim = 2000000000ULL, chunk = 1 << 16;
+    hid_t sp = H5Screate_simple(1, &dim, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, &chunk) >= 0);
+    hid_t d = H5Dcreate2(f, "/samples/sample_id", H5T_STD_I64LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dclose(d) >= 0 && H5Pclose(dcpl) >= 0 && H5Sclose(sp) >= 0 && H5Fclose(f) >= 0);
+    assert_int_equal(h5log_check_file(p, &has, NULL), BR_OK);
+    assert_int_equal(has, 0);
+    st = h5log_rollouts_read(p, &back, NULL);
+    assert_int_equal(st, BR_EFORMAT);
+    snprintf(want, sizeof want, "dataset /samples/sample_id: 2000000000 elements of 8 bytes cannot fit in a file of");
+    assert_fails_with(st, want, p);
+
+    /* a version 2 file (re-sealed after the edit) with chunks far beyond what bitroll writes */
+    tpath(p, sizeof p, "big_chunks.h5");
+    h5log_rollouts r;
+    make_rollouts(&r, 21, 47);
+    write_ok(p, &r);
+    f = open_rw(p);
+    assert_true(H5Ldelete(f, "/samples/top_k", H5P_DEFAULT) >= 0);
+    hsize_t n21 = 21, unlimited = H5S_UNLIMITED, huge = 1ULL << 26;
+    sp = H5Screate_simple(1, &n21, &unlimited);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, &huge) >= 0);
+    d = H5Dcreate2(f, "/samples/top_k", H5T_STD_I32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(d >= 0);
+    assert_true(H5Dclose(d) >= 0 && H5Pclose(dcpl) >= 0 && H5Sclose(sp) >= 0);
+    close_rw(f, p);
+    assert_fails_with(h5log_rollouts_read(p, &back, NULL), "dataset /samples/top_k: chunks of 67108864 elements", p);
+    assert_null(back.sample_id);
+    h5log_rollouts_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
@@ -855,6 +1047,9 @@ int main(void) {
         cmocka_unit_test(test_scores_roundtrip),
         cmocka_unit_test(test_fingerprint_one_bit),
         cmocka_unit_test(test_full_text),
+        cmocka_unit_test(test_flipped_bits_refused),
+        cmocka_unit_test(test_truncated_refused),
+        cmocka_unit_test(test_old_files_and_claims),
     };
     /* The tests damage files with HDF5 directly and expect its calls to fail quietly too. */
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);

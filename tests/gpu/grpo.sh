@@ -42,4 +42,20 @@ print(f"steps {n}, KL == 0 at {sum(r['kl'] == 0.0 and r['max_abs_delta'] == 0.0 
       f"{[round(r['reward_mean'], 4) for r in recs[-3:]]}")
 EOF
 echo "grpo.sh: grpo.py exit $rc"
+# DET_STEPS > 0: the loop's determinism on the GPU: two short runs whose workers batch differently (token budget and
+# sequences in flight) must end with the same weights, bit for bit (the final fingerprint).
+DET_STEPS=${DET_STEPS:-3}
+if [ "$rc" = 0 ] && [ "$DET_STEPS" -gt 0 ]; then
+  fps=()
+  for budget in "2048 128" "301 7"; do
+    set -- $budget
+    PYTHONPATH=$ROOT/python BITROLL_LIB=$BUILD/libbitroll.so timeout 300 python3 examples/grpo/grpo.py \
+        --init-random configs/shapes/qwen3-0.6b.json --reward tokens --device cuda --np 1 --steps "$DET_STEPS" \
+        --num-prompts 16 --n 8 --max-new-tokens 64 --max-batch-tokens "$1" --max-seqs "$2" --lr "${LR:-3e-4}" \
+        --keep 0 --quiet --bitroll "$BUILD/bitroll" --out-dir "$WORK-det-$1" >"$LOGS/grpo_det_$1.log" 2>&1
+    fps+=("$(cat "$WORK-det-$1/final_fingerprint.txt" 2>/dev/null || echo "failed:$1")")
+  done
+  echo "determinism: final fingerprints after $DET_STEPS steps: --max-batch-tokens 2048 --max-seqs 128 -> ${fps[0]}; --max-batch-tokens 301 --max-seqs 7 -> ${fps[1]}"
+  [ "${fps[0]}" = "${fps[1]}" ] && echo "determinism: EQUAL" || { echo "determinism: DIFFERENT"; rc=1; }
+fi
 exit "$rc"

@@ -2,6 +2,7 @@
  * rejecting every option whose numerics the engine does not implement (RoPE scaling, sliding window, ...). */
 #include "policy/policy.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,19 @@ static br_status cfg_pos_num(const char *path, const cJSON *o, const char *key, 
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0.0)
         return br_fail(BR_EINVAL, "%s: field '%s' must be a positive number", path, key);
     *out = v->valuedouble;
+    return BR_OK;
+}
+
+/* A positive number used as fp32 (norm epsilons): it must stay positive and finite after rounding to float, so
+ * 1e-50 (-> 0) and 1e300 (-> inf) are rejected rather than silently changed. */
+static br_status cfg_pos_float(const char *path, const cJSON *o, const char *key, double def, float *out) {
+    double d = 0.0;
+    br_status st = cfg_pos_num(path, o, key, def, &d);
+    if (st != BR_OK) return st;
+    if (d > (double)FLT_MAX || (float)d == 0.0f)
+        return br_fail(BR_EINVAL, "%s: field '%s' = %.17g is %s as fp32 (expected a number in [%.9g, %.9g])", path,
+                       key, d, d > 1.0 ? "infinite" : "zero", (double)FLT_TRUE_MIN, (double)FLT_MAX);
+    *out = (float)d;
     return BR_OK;
 }
 
@@ -145,9 +159,7 @@ static br_status cfg_llama_family(const char *path, const cJSON *o, policy_confi
     if ((st = cfg_int_in(path, o, "intermediate_size", 1, 0, 1, CFG_MAX_FFN, &c->ffn_dim)) != BR_OK) return st;
     if ((st = cfg_int_in(path, o, "vocab_size", 1, 0, 1, CFG_MAX_VOCAB, &c->vocab)) != BR_OK) return st;
     if ((st = cfg_int_in(path, o, "max_position_embeddings", 1, 0, 1, CFG_MAX_POS, &c->max_pos)) != BR_OK) return st;
-    double eps = 0.0;
-    if ((st = cfg_pos_num(path, o, "rms_norm_eps", 1e-6, &eps)) != BR_OK) return st;
-    c->norm_eps = (float)eps;
+    if ((st = cfg_pos_float(path, o, "rms_norm_eps", 1e-6, &c->norm_eps)) != BR_OK) return st;
     if ((st = cfg_rope_theta(path, o, &c->rope_theta)) != BR_OK) return st;
     if ((st = cfg_bool(path, o, "tie_word_embeddings", 0, &c->tie_embeddings)) != BR_OK) return st;
 
@@ -200,9 +212,7 @@ static br_status cfg_gpt2(const char *path, const cJSON *o, policy_config *c) {
     if ((st = cfg_int_in(path, o, "n_inner", 0, 4 * c->dim, 1, CFG_MAX_FFN, &c->ffn_dim)) != BR_OK) return st;
     if ((st = cfg_int_in(path, o, "vocab_size", 1, 0, 1, CFG_MAX_VOCAB, &c->vocab)) != BR_OK) return st;
     if ((st = cfg_int_in(path, o, "n_positions", 1, 0, 1, CFG_MAX_POS, &c->max_pos)) != BR_OK) return st;
-    double eps = 0.0;
-    if ((st = cfg_pos_num(path, o, "layer_norm_epsilon", 1e-5, &eps)) != BR_OK) return st;
-    c->norm_eps = (float)eps;
+    if ((st = cfg_pos_float(path, o, "layer_norm_epsilon", 1e-5, &c->norm_eps)) != BR_OK) return st;
     if ((st = cfg_bool(path, o, "tie_word_embeddings", 1, &c->tie_embeddings)) != BR_OK) return st;
 
     const cJSON *act = cfg_get(o, "activation_function");

@@ -176,6 +176,23 @@ void cli_jsonl_put_record(cli_jsonl_buf *b, const char *s, const cli_jsonl_span 
     ob_str(b, "\n");
 }
 
+/* Offset of the first control byte (< 0x20) that is not JSON whitespace and lies outside a string; n when none. */
+static size_t ctl_outside_string(const char *s, size_t n) {
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c < 0x20 && c != '\t' && c != '\r' && c != '\n') {
+            return i;
+        }
+    }
+    return n;
+}
+
 br_status cli_jsonl_each(const char *in, size_t len, cli_jsonl_fn fn, const void *ctx, cli_jsonl_buf *out) {
     br_status st = BR_OK;
     char *buf = NULL;
@@ -191,6 +208,15 @@ br_status cli_jsonl_each(const char *in, size_t len, cli_jsonl_fn fn, const void
         if (k == n) continue; /* blank line */
         if (memchr(s, '\0', n)) {
             st = br_fail(BR_EINVAL, "stdin: line %d: NUL byte in the line: expected UTF-8 JSON text", line);
+            break;
+        }
+        /* cJSON skips every byte 0x01..0x20 between tokens as whitespace; JSON allows only space, tab, CR, LF. The
+         * scanner (cli_jsonl_scan) follows JSON, so a record cJSON accepted with another control byte there would be
+         * cut at the wrong place and echoed as broken JSON: reject it. */
+        size_t bad = ctl_outside_string(s, n);
+        if (bad < n) {
+            st = br_fail(BR_EINVAL, "stdin: line %d: control byte 0x%02x at column %zu outside a string: expected JSON",
+                         line, (unsigned char)s[bad], bad + 1);
             break;
         }
         char *nb = realloc(buf, n + 1);

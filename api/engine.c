@@ -128,8 +128,10 @@ bitroll_status bitroll_engine_open(const bitroll_engine_opts *o, bitroll_engine 
         goto fail;
     }
     if ((rc = api_engine_create(e, e->w, &e->eng)) != BR_OK) goto fail;
-    e->so = (rollout_sched_opts){o->max_batch_tokens, o->max_seqs, o->prefill_chunk, o->page_size, 0,
-                                 (rollout_device)o->device, (kern_mode)o->kernels, e->eng, NULL, NULL, e->tuning};
+    e->so = (rollout_sched_opts){.max_batch_tokens = o->max_batch_tokens, .max_seqs = o->max_seqs,
+                                 .prefill_chunk = o->prefill_chunk, .page_size = o->page_size,
+                                 .device = (rollout_device)o->device, .mode = (kern_mode)o->kernels, .engine = e->eng,
+                                 .tuning = e->tuning};
     *out = e;
     return api_fail_err(err, BR_OK);
 fail:

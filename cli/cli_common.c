@@ -29,8 +29,23 @@ int cli_run_opt(driver_opts *o, int c, const char *arg) {
         break;
     case OPT_QUIET: o->quiet = 1; return 1;
     case OPT_PRINTCFG: o->print_config = 1; return 1;
-    case OPT_MBT: rc = cli_parse_int("--max-batch-tokens", arg, 1, 1 << 24, &v); if (rc == BR_OK) o->sched.max_batch_tokens = (int)v; break;
-    case OPT_MAXSEQS: rc = cli_parse_int("--max-seqs", arg, 1, 1 << 20, &v); if (rc == BR_OK) o->sched.max_seqs = (int)v; break;
+    case OPT_MBT:
+        rc = cli_parse_int("--max-batch-tokens", arg, 1, 1 << 24, &v);
+        if (rc == BR_OK) o->sched.max_batch_tokens = (int)v, o->sched.sizes_given |= ROLLOUT_GIVEN_BATCH_TOKENS;
+        break;
+    case OPT_MAXSEQS:
+        rc = cli_parse_int("--max-seqs", arg, 1, 1 << 20, &v);
+        if (rc == BR_OK) o->sched.max_seqs = (int)v, o->sched.sizes_given |= ROLLOUT_GIVEN_MAX_SEQS;
+        break;
+    case OPT_GPUMEM: {
+        float f = 0.0f;
+        rc = cli_parse_float("--gpu-memory-utilization", arg, &f);
+        if (rc == BR_OK && !(strtod(arg, NULL) > 0.0 && strtod(arg, NULL) <= 1.0))
+            rc = br_fail(BR_EINVAL, "--gpu-memory-utilization: %s: expected a share of the free device memory in (0, 1]",
+                         arg);
+        if (rc == BR_OK) o->sched.gpu_memory_utilization = strtod(arg, NULL);
+        break;
+    }
     case OPT_CHUNK: rc = cli_parse_int("--prefill-chunk", arg, 1, 1 << 24, &v); if (rc == BR_OK) o->sched.prefill_chunk = (int)v; break;
     case OPT_PAGE: rc = cli_parse_int("--page-size", arg, 1, 1 << 16, &v); if (rc == BR_OK) o->sched.page_size = (int)v; break;
     default: return 0;
@@ -39,6 +54,8 @@ int cli_run_opt(driver_opts *o, int c, const char *arg) {
 }
 
 br_status cli_run_prepare(comm_world *world, driver_opts *o, const char *in_flag, const char *in_path) {
+    /* the memory plan's one line (rank 0's; every rank plans its own jobs) */
+    o->sched.report_plan = !o->quiet && world->rank == 0;
     br_status rc = driver_bind_device(world, o);
     if (rc == BR_OK && world->rank == 0) rc = driver_check_out(o->out, in_flag, in_path);
     if (rc == BR_OK && world->rank == 0) rc = cli_check_writable(o->out);

@@ -10,7 +10,7 @@
 enum {
     OPT_MODEL = 256, OPT_PROMPTS, OPT_OUT, OPT_N, OPT_TEMP, OPT_TOPP, OPT_TOPK, OPT_MAXNEW, OPT_SEED, OPT_STOP,
     OPT_NOSTOP, OPT_DEVICE, OPT_KERNELS, OPT_MBT, OPT_MAXSEQS, OPT_CHUNK, OPT_PAGE, OPT_PRINTCFG, OPT_QUIET,
-    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED, OPT_TP, OPT_WVERSION, OPT_OTHERPOLICY
+    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED, OPT_TP, OPT_WVERSION, OPT_OTHERPOLICY, OPT_GPUMEM
 };
 
 #define CLI_RUN_LONG_OPTS                                                                                  \
@@ -21,14 +21,15 @@ enum {
         {"print-config", no_argument, 0, OPT_PRINTCFG}, {"quiet", no_argument, 0, OPT_QUIET},              \
         {"random-weights", required_argument, 0, OPT_RANDOM}, {"weights-seed", required_argument, 0, OPT_WSEED}, \
         {"tp", required_argument, 0, OPT_TP}, {"weight-version", required_argument, 0, OPT_WVERSION},     \
-        {"help", no_argument, 0, 'h'}
+        {"gpu-memory-utilization", required_argument, 0, OPT_GPUMEM}, {"help", no_argument, 0, 'h'}
 
 /* The help lines of the shared options. */
 #define CLI_COMMON_HELP                                                                                        \
     "  --device cpu|cuda       (default cpu)\n"                                                             \
     "  --kernels MODE          invariant|fp32|standard (default invariant; standard: cuda only)\n"          \
-    "  --max-batch-tokens N    tokens per forward step (default 256)\n"                                     \
-    "  --max-seqs N            sequences in flight per rank (default 64)\n"                                 \
+    "  --max-batch-tokens N    tokens per forward step (default: cpu 256; cuda from the memory plan, <= 8192)\n" \
+    "  --max-seqs N            sequences in flight per rank (default: cpu 64; cuda as many as fit, <= 512)\n" \
+    "  --gpu-memory-utilization F  cuda: share of the free device memory to plan with (default 0.9)\n"       \
     "  --prefill-chunk N       prompt tokens per sequence per step (default 64)\n"                          \
     "  --page-size N           KV cache page size in tokens (default 16)\n"                                 \
     "  --tp N                  tensor parallelism over groups of N ranks (same bits for every N)\n"         \

@@ -10,6 +10,19 @@
 #include "kernels/cpu/kern_cpu.h"
 #include "kernels/cuda/kern_cuda.h"
 #include "rollout/engine.h"
+#include "rollout/scheduler.h"
+
+/* kernels/cuda/device.cu: cudaMemGetInfo of the current device (to move into kern_cuda.h) */
+void kern_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
+
+/* The scheduler's device memory query (rollout_device_memory): the bound device's free and total bytes. */
+void rollout_cuda_mem_info(int64_t *free_bytes, int64_t *total_bytes);
+void rollout_cuda_mem_info(int64_t *free_bytes, int64_t *total_bytes) {
+    size_t f = 0, t = 0;
+    kern_cuda_mem_info(&f, &t);
+    *free_bytes = (int64_t)f;
+    *total_bytes = (int64_t)t;
+}
 
 /* The engine's state in four parts (llama2.c's split): device weights (read-only once built), the KV cache, the run
  * state every step uses, and the CUDA graphs / profile; the engine struct aggregates them with the configuration.
@@ -603,13 +616,45 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
         e->chunks_d = rowpar_chunks(c->ffn_dim);
         e->T_slice = max_tokens < 2048 ? max_tokens : 2048;
     }
-    br_status rc = kv_build(&e->kv, c, n_pages, page_size, e->KVl);
+    /* The memory plan (rollout/scheduler.h: every buffer below, in bytes) against the device's free memory before
+     * anything is allocated: too little memory is a message naming the buffers, never a failed cudaMalloc. The
+     * scheduler has usually checked it already with --gpu-memory-utilization's margin and its own wording. */
+    rollout_mem_plan plan = {0};
+    plan.mode = mode;
+    plan.wdtype = w->dtype;
+    plan.tp_size = tps;
+    plan.max_tokens = max_tokens;
+    plan.page_size = page_size;
+    plan.n_pages = n_pages;
+    rollout_mem_plan_compute(c, &plan);
+    size_t free0 = 0, total0 = 0;
+    kern_cuda_mem_info(&free0, &total0);
+    br_status rc = BR_OK;
+    if (plan.total > (int64_t)free0) {
+        char line[768];
+        rollout_mem_plan_describe(&plan, line, sizeof line);
+        rc = br_fail(BR_EINVAL, "--device cuda: the engine needs %.2f GB, the device has %.2f GB free of %.2f GB (%s)",
+                     (double)plan.total / 1e9, (double)free0 / 1e9, (double)total0 / 1e9, line);
+    }
+    if (rc == BR_OK) rc = kv_build(&e->kv, c, n_pages, page_size, e->KVl);
     if (rc == BR_OK) {
         e->wt.receive_only = wb && !wb->is_root;
         rc = weights_build(&e->wt, w, mode, e->tp.size > 1 ? e->tp.rank : 0, e->Hl, e->KVl, e->Fl);
-        if (wb) rc = weights_receive(&e->wt, wb, rc); /* every rank gets here */
     }
+    if (wb) rc = weights_receive(&e->wt, wb, rc); /* every rank gets here, failed or not: the build is agreed */
     if (rc == BR_OK) rc = acts_build(&e->a, e, max_tokens);
+    if (rc == BR_OK) {
+        /* the plan must cover what was allocated (else its arithmetic no longer follows the builds above) */
+        int64_t wbytes = 0;
+        for (int i = 0; i < e->wt.n_bufs; i++) wbytes += (int64_t)e->wt.bufs[i].bytes;
+        size_t free1 = 0, total1 = 0;
+        kern_cuda_mem_info(&free1, &total1);
+        const int64_t used = (int64_t)free0 - (int64_t)free1;
+        if (wbytes > plan.weights || used > plan.total)
+            fprintf(stderr, "cuda engine: warning: the memory plan (rollout_mem_plan_compute) underestimates: weights "
+                            "%lld bytes allocated, %lld planned; %lld bytes of device memory taken, %lld planned\n",
+                    (long long)wbytes, (long long)plan.weights, (long long)used, (long long)plan.total);
+    }
     if (rc == BR_OK) {
         /* CUDA graphs for decode steps: on unless tuning.cuda_graphs = 0 or profiling; the standard mode is never
          * captured (cuBLAS; split-KV attention whose split count changes with the batch), nor are tensor parallel

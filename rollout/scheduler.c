@@ -6,8 +6,10 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 
 typedef struct {
@@ -41,6 +43,12 @@ static int job_done(const slot *s) {
     const rollout_job *j = s->job;
     if (j->forced) return s->res->n == j->n_forced;
     return s->res->n > 0 && s->res->finish >= 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void rollout_result_free(rollout_result *r) {
@@ -164,41 +172,82 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
                                   "page_size (%d) must be >= 1",
                        o->max_batch_tokens, o->max_seqs, o->prefill_chunk, o->page_size);
     int n_pages = o->engine ? rollout_engine_kv(o->engine)->n_pages : o->n_pages;
+    int T = o->max_batch_tokens, max_seqs = o->max_seqs;
+    rollout_run_stats st0 = {0}, *st = o->stats ? o->stats : &st0;
+    memset(st, 0, sizeof *st);
     if (o->engine && (rollout_engine_max_tokens(o->engine) < o->max_batch_tokens ||
                       rollout_engine_kv(o->engine)->page_size != o->page_size))
         return br_fail(BR_EINVAL, "scheduler: the engine holds %d tokens per step with pages of %d, asked for %d and %d",
                        rollout_engine_max_tokens(o->engine), rollout_engine_kv(o->engine)->page_size,
                        o->max_batch_tokens, o->page_size);
-    if (n_pages == 0) {
-        /* Sized for the longest job that fits the context: a longer one is rejected by check_job below, and must not
-         * first size the cache (a 10M-token prompt would ask for millions of pages). int64: most * max_seqs can
-         * exceed int. */
-        int64_t most = 1;
-        for (int64_t i = 0; i < n_jobs; i++) {
-            int64_t t = job_tokens(&jobs[i]);
-            if (t > c->max_pos) t = c->max_pos;
-            int64_t need = (t + o->page_size - 1) / o->page_size;
-            if (need > most) most = need;
-        }
-        if (most * o->max_seqs > INT_MAX)
-            return br_fail(BR_EINVAL, "scheduler: %lld KV pages per sequence x max_seqs %d = %lld pages, more than %d: "
-                                      "lower --max-seqs or raise --page-size",
-                           (long long)most, o->max_seqs, (long long)(most * o->max_seqs), INT_MAX);
-        n_pages = (int)(most * o->max_seqs);
-    }
     for (int64_t i = 0; i < n_jobs; i++) memset(&results[i], 0, sizeof results[i]);
+    /* Sized for the longest job that fits the context: a longer one is rejected by check_job below, and must not
+     * first size the cache (a 10M-token prompt would ask for millions of pages). int64: most * max_seqs can exceed
+     * int. */
+    int64_t most_tokens = 1;
+    for (int64_t i = 0; i < n_jobs; i++) {
+        int64_t t = job_tokens(&jobs[i]);
+        if (t > c->max_pos) t = c->max_pos;
+        if (t > most_tokens) most_tokens = t;
+    }
+    int64_t free_bytes = 0, total_bytes = 0;
+    if (!o->engine && n_pages == 0 && rollout_device_memory(o->device, &free_bytes, &total_bytes) == BR_OK) {
+        /* a device with its own memory: what fits it (max_seqs / max_batch_tokens chosen when auto), checked before
+         * anything is allocated, so too little memory is a message (exit 2), never a failed cudaMalloc */
+        rollout_mem_plan plan = {0};
+        plan.mode = o->mode;
+        plan.wdtype = w->dtype;
+        plan.tp_size = o->tp && o->tp->size > 1 ? o->tp->size : 1;
+        plan.max_tokens = T;
+        plan.max_seqs = max_seqs;
+        plan.page_size = o->page_size;
+        const double util = o->gpu_memory_utilization > 0 ? o->gpu_memory_utilization
+                                                           : ROLLOUT_GPU_MEMORY_UTILIZATION_DEFAULT;
+        const unsigned auto_size = (ROLLOUT_AUTO_MAX_SEQS | ROLLOUT_AUTO_BATCH_TOKENS) &
+                                   ~(o->sizes_given & (ROLLOUT_GIVEN_MAX_SEQS | ROLLOUT_GIVEN_BATCH_TOKENS));
+        rc = rollout_mem_fit(c, &plan, auto_size, free_bytes, util, most_tokens, n_jobs);
+        if (rc != BR_OK) {
+            /* the other ranks of a weights broadcast agree on their builds inside the engine's creation: join that
+             * agreement with this failure, so none of them waits for this rank */
+            if (o->wb) rc = o->wb->agree(o->wb->ctx, rc);
+            goto cleanup;
+        }
+        T = plan.max_tokens;
+        max_seqs = plan.max_seqs;
+        n_pages = plan.n_pages;
+        if (o->report_plan) {
+            char line[768];
+            rollout_mem_plan_describe(&plan, line, sizeof line);
+            fprintf(stderr, "%s; %.2f GB free of %.2f GB, x %.2f\n", line, (double)free_bytes / 1e9,
+                    (double)total_bytes / 1e9, util);
+        }
+        if (o->plan_out) *o->plan_out = plan;
+    }
+    if (n_pages == 0) {
+        const int64_t most = (most_tokens + o->page_size - 1) / o->page_size;
+        if (most * max_seqs > INT_MAX) {
+            rc = br_fail(BR_EINVAL, "scheduler: %lld KV pages per sequence x max_seqs %d = %lld pages, more than %d: "
+                                    "lower --max-seqs or raise --page-size",
+                         (long long)most, max_seqs, (long long)(most * max_seqs), INT_MAX);
+            if (o->wb) rc = o->wb->agree(o->wb->ctx, rc);
+            goto cleanup;
+        }
+        n_pages = (int)(most * max_seqs);
+    }
 
     /* the engine first: with a weights broadcast its creation is collective, so every rank must reach it whatever
      * its own jobs hold */
-    const int T = o->max_batch_tokens;
     rollout_engine_opts eo = {o->device, o->mode, T, n_pages,
                               o->page_size, o->tp, o->wb, o->tuning};
+    double t_mark = now_s();
     if (o->engine) eng = o->engine;
     else if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;
+    st->s_create = now_s() - t_mark;
+    t_mark = now_s();
     for (int64_t i = 0; i < n_jobs; i++)
         if ((rc = check_job(w, &jobs[i], o->page_size, n_pages)) != BR_OK) goto cleanup;
     kv = rollout_engine_kv(eng);
-    slots = calloc((size_t)o->max_seqs, sizeof *slots);
+    slots = calloc((size_t)max_seqs, sizeof *slots);
     rows = malloc((size_t)T * sizeof *rows);
     outs = malloc((size_t)T * sizeof *outs);
     tok = malloc((size_t)T * sizeof *tok);
@@ -211,13 +260,13 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         rc = br_fail(BR_ENOMEM, "scheduler: cannot allocate buffers for %d tokens", T);
         goto cleanup;
     }
-    for (int s = 0; s < o->max_seqs; s++)
+    for (int s = 0; s < max_seqs; s++)
         if ((rc = policy_seq_init(kv, &slots[s].seq)) != BR_OK) goto cleanup;
 
     int64_t next_job = 0, done = 0, tokens_out = 0;
     while (done < n_jobs) {
         /* Admit jobs in order while a slot and their pages are free. */
-        for (int s = 0; s < o->max_seqs && next_job < n_jobs; s++) {
+        for (int s = 0; s < max_seqs && next_job < n_jobs; s++) {
             if (slots[s].in_use) continue;
             rc = admit(kv, &slots[s], &jobs[next_job], &results[next_job]);
             if (rc == BR_ERUNTIME) break; /* cache full: wait for a sequence to end */
@@ -226,8 +275,9 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         }
         /* Build the step: decoding sequences first (one token each), then prefill chunks, under the budget. */
         int n = 0, n_rows = 0;
+        int64_t prefill_rows = 0; /* rows of sequences still in their prompt (the second pass) */
         for (int pass = 0; pass < 2; pass++)
-            for (int s = 0; s < o->max_seqs && n < T; s++) {
+            for (int s = 0; s < max_seqs && n < T; s++) {
                 slot *sl = &slots[s];
                 if (!sl->in_use) continue;
                 const int decoding = sl->fed >= sl->job->prompt_len;
@@ -249,6 +299,8 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
                     n++;
                 }
                 sl->fed += take;
+                if (take > 0) st->kv_read_tokens += sl->fed; /* its keys, read once per step (formula: bench rl) */
+                if (pass == 1) prefill_rows += take;
             }
         if (n == 0) {
             rc = br_fail(BR_ERUNTIME, "scheduler: no progress possible (%lld of %lld jobs done)", (long long)done,
@@ -256,12 +308,24 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
             goto cleanup;
         }
         policy_batch b = {n, tok, pos, seqs, want};
+        const double t_step = now_s();
+        st->s_host += t_step - t_mark;
         if ((rc = rollout_engine_step(eng, &b, rows, outs)) != BR_OK) goto cleanup;
+        t_mark = now_s();
+        if (prefill_rows) {
+            st->steps_prefill++;
+            st->s_prefill += t_mark - t_step;
+        } else {
+            st->steps_decode++;
+            st->s_decode += t_mark - t_step;
+        }
+        st->rows_prefill += prefill_rows;
+        st->rows_decode += n - prefill_rows;
         for (int r = 0; r < n_rows; r++) {
             if ((rc = emit(c, &slots[row_slot[r]], row_index[r], &outs[r])) != BR_OK) goto cleanup;
             tokens_out++;
         }
-        for (int s = 0; s < o->max_seqs; s++) {
+        for (int s = 0; s < max_seqs; s++) {
             slot *sl = &slots[s];
             if (!sl->in_use || !job_done(sl)) continue;
             policy_kv_release(kv, &sl->seq);
@@ -270,12 +334,14 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         }
         if (progress) progress(progress_ctx, done, n_jobs, tokens_out);
     }
+    st->tokens_out = tokens_out;
+    st->s_host += now_s() - t_mark;
 
 cleanup:
     if (rc != BR_OK)
         for (int64_t i = 0; i < n_jobs; i++) rollout_result_free(&results[i]);
     if (slots && kv)
-        for (int s = 0; s < o->max_seqs; s++) {
+        for (int s = 0; s < max_seqs; s++) {
             /* after a failure, sequences still in flight give their pages back (the engine may outlive us) */
             if (slots[s].in_use) policy_kv_release(kv, &slots[s].seq);
             policy_seq_free(&slots[s].seq);
@@ -291,4 +357,176 @@ cleanup:
     free(row_index);
     if (!o->engine) rollout_engine_free(eng);
     return rc;
+}
+
+/* ---- Device memory plan (scheduler.h). Mirrors, buffer by buffer, weights_build, kv_build and acts_build of
+ * rollout/engine_cuda.c; the engine allocates what this computes, so a change there must come here too. */
+
+static int64_t pad16_64(int64_t k) { return (k + 15) / 16 * 16; }
+
+void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
+    const int64_t D = c->dim, hd = c->head_dim, H = c->n_heads, KV = c->n_kv_heads, F = c->ffn_dim, V = c->vocab;
+    const int64_t tps = p->tp_size > 1 ? p->tp_size : 1, Hl = H / tps, KVl = KV / tps, Fl = F / tps;
+    const int64_t T = p->max_tokens > 0 ? p->max_tokens : 0;
+    const int bf = p->mode != KERN_MODE_FP32; /* K padded to 16 for the tensor-core / cuBLAS GEMMs */
+#define KP(k) (bf ? pad16_64(k) : (int64_t)(k))
+    const int64_t wes = p->mode == KERN_MODE_FP32 && p->wdtype == KERN_F32 ? 4 : 2; /* matrices */
+    const int64_t ees = p->wdtype == KERN_BF16 ? 2 : 4;                                /* embeddings */
+    const int glu = c->act == POLICY_ACT_SILU_GLU, ln = c->norm != POLICY_NORM_RMS;
+    /* weights: per layer q, k, v, o, (gate), up, down; biases; norms; q/k norms */
+    int64_t layer = (Hl * hd * KP(D) + 2 * KVl * hd * KP(D) + D * KP(Hl * hd)) * wes;
+    layer += ((glu ? 2 : 1) * Fl * KP(D) + D * KP(Fl)) * wes;
+    if (c->qkv_bias) layer += (Hl * hd + 2 * KVl * hd) * 4;
+    if (c->out_bias) layer += (D + Fl + D) * 4;
+    layer += (ln ? 4 : 2) * D * 4;
+    if (c->qk_norm) layer += 2 * hd * 4;
+    p->weights = layer * c->n_layers + V * D * ees + V * KP(D) * wes + (ln ? 2 : 1) * D * 4;
+    if (c->learned_pos) p->weights += (int64_t)c->max_pos * D * ees;
+    else p->weights += (int64_t)c->max_pos * (hd / 2) * 2 * 4; /* RoPE table */
+    /* KV cache: f32 K and V, every layer, this rank's KV heads */
+    p->kv_token = 2 * (int64_t)c->n_layers * KVl * hd * 4;
+    p->kv = (int64_t)p->n_pages * p->page_size * p->kv_token;
+    /* activations: sized for the whole model's heads and MLP (also under tensor parallelism) */
+    int64_t widest = D > H * hd ? D : H * hd;
+    if (F > widest) widest = F;
+    int64_t row = (D + D + H * hd + 2 * KV * hd + H * hd + D + 2 * F) * 4 + pad16_64(widest) * 2;
+    if (c->qk_norm) row += (H * hd + KV * hd) * 4;
+    p->acts = T * row;
+    p->logits = T * V * 4;
+    const int64_t max_pages = p->page_size > 0 ? ((int64_t)c->max_pos + p->page_size - 1) / p->page_size : 0;
+    p->step_io = T * (4 * 4 + max_pages * 4 + 32 /* kern_row_req */ + 32 /* kern_row_out */);
+    /* workspaces: vocabulary rows (32-byte partials per segment of 8192 entries), row-parallel GEMM partials (8
+     * chunks of up to 2048 rows, plus 64 KiB of tile counters), split-KV partials (standard mode: fewer rows than
+     * 4/5 of the SMs, at most 64 splits; 256 SMs assumed), tensor-parallel partials (8 chunks of 2048 rows) */
+    const int64_t Tr = T < 2048 ? T : 2048;
+    p->workspaces = T * ((V + 8191) / 8192) * 32;
+    if (p->mode == KERN_MODE_INVARIANT) {
+        p->workspaces += 8 * Tr * D * 4 + 65536;
+        if (tps > 1) p->workspaces += 8 * Tr * D * 4;
+    }
+    if (p->mode == KERN_MODE_STANDARD && hd >= 32) {
+        int64_t rows = (256 * 4 / 5) / (KV > 0 ? KV : 1) + 1;
+        if (rows > T) rows = T;
+        p->workspaces += rows * H * 64 * (hd + 2) * 4;
+    }
+#undef KP
+    /* not in a buffer: cuBLAS and the CUDA context's own growth, one graph per decode batch size (<= max_seqs),
+     * allocator rounding -- a guess, kept generous */
+    p->reserve = (int64_t)256 << 20;
+    p->reserve += (int64_t)(p->max_seqs > 0 ? p->max_seqs : 0) << 20;
+    p->total = p->weights + p->kv + rollout_mem_plan_step_bytes(p) + p->reserve;
+}
+
+int64_t rollout_mem_plan_step_bytes(const rollout_mem_plan *p) {
+    return p->acts + p->logits + p->step_io + p->workspaces;
+}
+
+static double gb(int64_t b) { return (double)b / 1e9; }
+
+/* n with thousands separators ("1,280") into buf. */
+static const char *group(int64_t n, char *buf, size_t cap) {
+    char d[32];
+    snprintf(d, sizeof d, "%lld", (long long)(n < 0 ? -n : n));
+    size_t len = strlen(d), o = 0;
+    if (n < 0 && o + 1 < cap) buf[o++] = '-';
+    for (size_t i = 0; i < len && o + 1 < cap; i++) {
+        buf[o++] = d[i];
+        if ((len - 1 - i) % 3 == 0 && i + 1 < len && o + 1 < cap) buf[o++] = ',';
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned auto_size, int64_t free_bytes,
+                          double utilization, int64_t seq_tokens, int64_t n_jobs) {
+    if (!(utilization > 0.0 && utilization <= 1.0))
+        return br_fail(BR_EINVAL, "--gpu-memory-utilization %.9g: expected a share of the free memory in (0, 1]",
+                       utilization);
+    if (p->page_size < 1) return br_fail(BR_EINVAL, "memory plan: page size %d must be >= 1", p->page_size);
+    if (seq_tokens < 1) seq_tokens = 1;
+    if (seq_tokens > c->max_pos) seq_tokens = c->max_pos;
+    const int64_t pages_seq = (seq_tokens + p->page_size - 1) / p->page_size;
+    p->seq_tokens = pages_seq * p->page_size;
+    const int64_t budget = (int64_t)((double)(free_bytes > 0 ? free_bytes : 0) * utilization);
+    const int auto_seqs = (auto_size & ROLLOUT_AUTO_MAX_SEQS) != 0, auto_tok = (auto_size & ROLLOUT_AUTO_BATCH_TOKENS) != 0;
+    const int64_t per_seq = pages_seq * p->page_size; /* KV slots of one sequence */
+    char a[32], b[32];
+    p->n_pages = 0;
+    if (auto_seqs) p->max_seqs = 0;
+    if (auto_tok) {
+        /* the largest budget whose step buffers take at most 1/8 of what the weights leave */
+        static const int Ts[] = {8192, 4096, 2048, 1024, 512, 256};
+        for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+            p->max_tokens = Ts[i];
+            rollout_mem_plan_compute(c, p);
+            if (rollout_mem_plan_step_bytes(p) <= (budget - p->weights - p->reserve) / 8) break;
+        }
+    }
+    if (p->max_tokens < 1) return br_fail(BR_EINVAL, "memory plan: max_batch_tokens %d must be >= 1", p->max_tokens);
+    const int given_seqs = p->max_seqs;
+    p->max_seqs = 0; /* the fixed part: no KV, the reserve without graphs */
+    rollout_mem_plan_compute(c, p);
+    p->max_seqs = given_seqs;
+    const int64_t fixed = p->weights + rollout_mem_plan_step_bytes(p) + p->reserve;
+    const int64_t seq_bytes = per_seq * p->kv_token + ((int64_t)1 << 20); /* its KV and its decode graph */
+    const int64_t fit = budget > fixed ? (budget - fixed) / seq_bytes : 0;
+    const int64_t fit_int = fit > INT_MAX / pages_seq ? INT_MAX / pages_seq : fit;
+    char tok_flag[96];
+    snprintf(tok_flag, sizeof tok_flag, "--max-batch-tokens %d%s", p->max_tokens, auto_tok ? " (chosen)" : "");
+    if (auto_seqs) {
+        int64_t want = n_jobs < 1 ? 1 : n_jobs;
+        if (want > 512) want = 512;
+        if (fit < 1)
+            return br_fail(BR_EINVAL, "--device cuda: not even one sequence of %s tokens fits: it needs %.2f GB of KV "
+                                      "cache (fp32), with %.2f GB of weights and %.2f GB of step buffers for %s; "
+                                      "%.2f GB free x %.2f (--gpu-memory-utilization) = %.2f GB (lower --max-batch-tokens "
+                                      "or --max-new-tokens, or raise --gpu-memory-utilization)",
+                           group(p->seq_tokens, a, sizeof a), gb(per_seq * p->kv_token), gb(p->weights),
+                           gb(rollout_mem_plan_step_bytes(p)), tok_flag, gb(free_bytes), utilization, gb(budget));
+        p->max_seqs = (int)(want < fit_int ? want : fit_int);
+    } else if (p->max_seqs > fit) {
+        return br_fail(BR_EINVAL, "--device cuda: --max-seqs %d needs %.1f GB of KV cache (fp32) at %s tokens/sequence, "
+                                  "plus %.2f GB of weights and %.2f GB of step buffers for %s; %.1f GB free x %.2f "
+                                  "(--gpu-memory-utilization) = %.1f GB: at most %s sequences fit (lower --max-seqs, "
+                                  "--max-batch-tokens or --max-new-tokens, or raise --gpu-memory-utilization)",
+                       p->max_seqs, gb((int64_t)p->max_seqs * per_seq * p->kv_token), group(p->seq_tokens, a, sizeof a),
+                       gb(p->weights), gb(rollout_mem_plan_step_bytes(p)), tok_flag, gb(free_bytes), utilization,
+                       gb(budget), group(fit, b, sizeof b));
+    }
+    if (p->max_seqs < 1) return br_fail(BR_EINVAL, "memory plan: max_seqs %d must be >= 1", p->max_seqs);
+    if ((int64_t)p->max_seqs * pages_seq > INT_MAX)
+        return br_fail(BR_EINVAL, "scheduler: %lld KV pages per sequence x max_seqs %d = %lld pages, more than %d: "
+                                  "lower --max-seqs or raise --page-size",
+                       (long long)pages_seq, p->max_seqs, (long long)(pages_seq * p->max_seqs), INT_MAX);
+    p->n_pages = (int)(p->max_seqs * pages_seq);
+    rollout_mem_plan_compute(c, p);
+    return BR_OK;
+}
+
+void rollout_mem_plan_describe(const rollout_mem_plan *p, char *buf, size_t cap) {
+    char a[32], b[32];
+    snprintf(buf, cap,
+             "cuda memory plan: max_seqs %d, max_batch_tokens %d, %s KV pages of %d tokens (%s tokens/sequence): "
+             "weights %.2f GB, KV cache %.2f GB (fp32), activations %.2f GB, logits %.2f GB, step inputs %.2f GB, "
+             "workspaces %.2f GB, reserve %.2f GB; total %.2f GB",
+             p->max_seqs, p->max_tokens, group(p->n_pages, a, sizeof a), p->page_size, group(p->seq_tokens, b, sizeof b),
+             gb(p->weights), gb(p->kv), gb(p->acts), gb(p->logits), gb(p->step_io), gb(p->workspaces), gb(p->reserve),
+             gb(p->total));
+}
+
+#ifdef BR_HAVE_CUDA
+/* rollout/engine_cuda.c: cudaMemGetInfo of the bound device */
+void rollout_cuda_mem_info(int64_t *free_bytes, int64_t *total_bytes);
+#endif
+
+br_status rollout_device_memory(rollout_device d, int64_t *free_bytes, int64_t *total_bytes) {
+    *free_bytes = *total_bytes = 0;
+#ifdef BR_HAVE_CUDA
+    if (d == ROLLOUT_DEVICE_CUDA && rollout_backend(d) && rollout_backend(d)->device_count() > 0) {
+        rollout_cuda_mem_info(free_bytes, total_bytes);
+        return BR_OK;
+    }
+#endif
+    return br_fail(BR_EINVAL, "device memory: no %s device with its own memory in this build",
+                   rollout_device_name(d));
 }

@@ -7,6 +7,7 @@
 #ifndef ROLLOUT_SCHEDULER_H
 #define ROLLOUT_SCHEDULER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/br.h"
@@ -51,7 +52,78 @@ typedef struct {
     const policy_tp *tp;    /* tensor parallelism for the engine it creates; NULL: none */
     const rollout_weights_bcast *wb; /* CUDA: device weights broadcast from a root rank; NULL: none */
     br_tuning tuning;       /* for the engine it creates (zeroed: set it with br_tuning_default or _from_env) */
+    /* --- device memory (CUDA engines this scheduler creates; see rollout_mem_fit below) */
+    double gpu_memory_utilization; /* share of the device's free memory the engine may take, (0, 1]; 0 = 0.9 */
+    unsigned sizes_given;   /* ROLLOUT_GIVEN_* bits: max_seqs / max_batch_tokens were given (--max-seqs,
+                             * --max-batch-tokens). On a device with its own memory (cuda) those not given are chosen
+                             * from the memory plan (their values above are then ignored); the CPU takes them as set */
+    struct rollout_mem_plan *plan_out; /* when not NULL: receives the plan the engine was created with */
+    int report_plan;        /* print the plan (one line) on stderr when the engine is created */
+    struct rollout_run_stats *stats; /* when not NULL: receives the run's step timings (rollout_run_stats) */
 } rollout_sched_opts;
+
+enum { ROLLOUT_GIVEN_MAX_SEQS = 1u, ROLLOUT_GIVEN_BATCH_TOKENS = 2u };
+enum { ROLLOUT_AUTO_MAX_SEQS = 1u, ROLLOUT_AUTO_BATCH_TOKENS = 2u }; /* rollout_mem_fit's auto_size bits */
+#define ROLLOUT_GPU_MEMORY_UTILIZATION_DEFAULT 0.9
+
+/* ---- Device memory plan of a CUDA engine: the bytes of every buffer rollout/engine_cuda.c allocates, computed
+ * before anything is allocated (plain C, so the arithmetic is unit-tested on the CPU). The engine checks it against
+ * the device's free memory and allocates exactly these buffers; the scheduler uses it to choose max_seqs and
+ * max_batch_tokens and for its messages. Bytes are int64; GB in messages are 10^9 bytes. */
+typedef struct rollout_mem_plan {
+    /* inputs */
+    kern_mode mode;
+    kern_dtype wdtype;      /* the weights' dtype (policy_weights.dtype): f32 matrices stay f32 in the fp32 mode */
+    int tp_size;            /* tensor-parallel degree (1: none): this rank's share of weights and KV heads */
+    int max_tokens;         /* T: tokens per step (max_batch_tokens) */
+    int max_seqs;           /* sequences in flight (the scheduler's; only for the graph reserve and messages) */
+    int page_size, n_pages;
+    int64_t seq_tokens;     /* KV slots per sequence the pages were sized for (pages x page_size; messages) */
+    /* bytes */
+    int64_t weights;        /* matrices (K padded to 16 in the bf16 modes), vectors, embeddings, LM head, RoPE table */
+    int64_t kv_token;       /* K and V of one cached token: all layers, this rank's KV heads, f32 */
+    int64_t kv;             /* the KV pages: n_pages x page_size x kv_token */
+    int64_t acts;           /* activations of a T-token step: x, xn, q, k, v, att, q2, k2, proj, ffa, ffb (f32), xb */
+    int64_t logits;         /* (T, V) f32: every row of a step may want logits (score) */
+    int64_t step_io;        /* tokens, positions, page-table offsets, page tables (T x max pages per sequence), gather,
+                             * row requests and results */
+    int64_t workspaces;     /* vocabulary rows, row-parallel GEMM, split-KV (standard), tensor-parallel partials;
+                             * upper bounds of what the kernels ask */
+    int64_t reserve;        /* in no buffer: cuBLAS, CUDA graphs (one per decode batch size), allocator rounding */
+    int64_t total;
+} rollout_mem_plan;
+
+/* Fills p's bytes from its inputs (mode, wdtype, tp_size, max_tokens, max_seqs, page_size, n_pages). */
+void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p);
+/* Bytes of a T-token step that do not depend on the KV cache: acts + logits + step_io + workspaces. */
+int64_t rollout_mem_plan_step_bytes(const rollout_mem_plan *p);
+
+/* Chooses what fits a device with free_bytes free, of which the engine may take utilization (0, 1]: jobs of up to
+ * seq_tokens KV slots each (the longest job, clipped to the context), n_jobs of them. p's inputs mode, wdtype,
+ * tp_size and page_size are set; p->max_seqs / p->max_tokens are the user's values, or chosen when auto (ROLLOUT_AUTO_*
+ * bits): max_batch_tokens the largest of 8192, 4096, ..., 256 whose step buffers take at most 1/8 of what the weights
+ * leave, max_seqs as many sequences as fit, at most 512 and at most n_jobs. n_pages = max_seqs x pages per sequence.
+ * Errors (BR_EINVAL, exit 2): what was asked, what is free and what fits, e.g. "--max-seqs 512 needs 150.3 GB of KV
+ * cache (fp32) at 1,280 tokens/sequence ...: at most 402 sequences fit". */
+br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned auto_size, int64_t free_bytes,
+                          double utilization, int64_t seq_tokens, int64_t n_jobs);
+/* One line: "max_seqs 402, max_batch_tokens 8192, KV 1,280 tokens/sequence: weights 1.50 GB, KV 118.0 GB, ..." */
+void rollout_mem_plan_describe(const rollout_mem_plan *p, char *buf, size_t cap);
+/* The device's free and total memory for an engine of device d; BR_EINVAL when this build has no such device or d
+ * is the CPU (whose KV cache is host memory). */
+br_status rollout_device_memory(rollout_device d, int64_t *free_bytes, int64_t *total_bytes);
+
+/* Wall-clock seconds of a run, split by what the step did (the engine step includes its device work: it waits for
+ * the step's results). Prefill steps are steps with at least one prompt row; decode steps have none. */
+typedef struct rollout_run_stats {
+    int64_t steps_prefill, steps_decode;
+    int64_t rows_prefill, rows_decode;  /* forward rows (input tokens) of each kind */
+    int64_t tokens_out;                 /* completion tokens produced */
+    double s_prefill, s_decode;         /* engine steps */
+    double s_host;                      /* the scheduler's own work between steps (admission, batching, results) */
+    double s_create;                    /* creating the engine (weights upload, allocation) */
+    int64_t kv_read_tokens;             /* per step, per sequence in it: its keys (positions 0..its last row) */
+} rollout_run_stats;
 
 /* Progress callback: called after each step with jobs done so far and tokens produced. */
 typedef void (*rollout_progress_fn)(void *ctx, int64_t jobs_done, int64_t jobs_total, int64_t tokens);

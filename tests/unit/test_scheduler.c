@@ -57,9 +57,9 @@ static void test_schedules_agree(void **state) {
     rollout_job jobs[NJ];
     make_jobs(jobs);
     rollout_result a[NJ], b[NJ], s[NJ];
-    rollout_sched_opts big = {256, 64, 64, 16, 0, 0, 0, NULL, NULL, NULL, {0}};
-    rollout_sched_opts tiny = {1, 1, 1, 5, 0, 0, 0, NULL, NULL, NULL, {0}};
-    rollout_sched_opts odd = {7, 3, 2, 3, 0, 0, 0, NULL, NULL, NULL, {0}};
+    rollout_sched_opts big = {.max_batch_tokens = 256, .max_seqs = 64, .prefill_chunk = 64, .page_size = 16};
+    rollout_sched_opts tiny = {.max_batch_tokens = 1, .max_seqs = 1, .prefill_chunk = 1, .page_size = 5};
+    rollout_sched_opts odd = {.max_batch_tokens = 7, .max_seqs = 3, .prefill_chunk = 2, .page_size = 3};
     assert_int_equal(rollout_run(w, &big, jobs, NJ, a, NULL, NULL), BR_OK);
     assert_int_equal(rollout_run(w, &tiny, jobs, NJ, b, NULL, NULL), BR_OK);
     expect_same(a, b);
@@ -104,7 +104,7 @@ static void test_shared_engine_and_errors(void **state) {
     rollout_job jobs[NJ];
     make_jobs(jobs);
     rollout_result r[NJ];
-    rollout_sched_opts o = {32, 4, 16, 8, 0, 0, 0, e, NULL, NULL, {0}};
+    rollout_sched_opts o = {.max_batch_tokens = 32, .max_seqs = 4, .prefill_chunk = 16, .page_size = 8, .engine = e};
     assert_int_equal(rollout_run(w, &o, jobs, NJ, r, NULL, NULL), BR_OK);
     free_all(r);
     assert_int_equal(rollout_engine_kv(e)->n_free, 20); /* every page came back */
@@ -116,7 +116,7 @@ static void test_shared_engine_and_errors(void **state) {
     jobs[3].max_new = 20;
     /* prompt + max_new beyond the context */
     jobs[5].max_new = 600;
-    rollout_sched_opts o2 = {32, 4, 16, 8, 0, 0, 0, NULL, NULL, NULL, {0}};
+    rollout_sched_opts o2 = {.max_batch_tokens = 32, .max_seqs = 4, .prefill_chunk = 16, .page_size = 8};
     assert_int_equal(rollout_run(w, &o2, jobs, NJ, r, NULL, NULL), BR_EINVAL);
     assert_non_null(strstr(br_last_error(), "context"));
     jobs[5].max_new = 20;
@@ -126,10 +126,115 @@ static void test_shared_engine_and_errors(void **state) {
     assert_non_null(strstr(br_last_error(), "sample 7"));
     jobs[7].sampling.top_p = 1.0f;
     /* an engine whose budget is smaller than asked */
-    rollout_sched_opts o3 = {64, 4, 16, 8, 0, 0, 0, e, NULL, NULL, {0}};
+    rollout_sched_opts o3 = {.max_batch_tokens = 64, .max_seqs = 4, .prefill_chunk = 16, .page_size = 8, .engine = e};
     assert_int_equal(rollout_run(w, &o3, jobs, NJ, r, NULL, NULL), BR_EINVAL);
     assert_int_equal(rollout_engine_kv(e)->n_free, 20);
     rollout_engine_free(e);
+    policy_weights_free(w);
+}
+
+/* The device memory plan on the Qwen3-0.6B shape, with a fake free-memory value (no device needed): the bytes of
+ * each buffer, what fits, the message when it does not, the choices made when nothing is given. */
+#define QWEN06 BR_TEST_DATA "/../../configs/shapes/qwen3-0.6b.json"
+static void test_mem_plan(void **state) {
+    (void)state;
+    policy_config c;
+    assert_int_equal(policy_config_load(QWEN06, &c), BR_OK);
+    rollout_mem_plan p = {.mode = KERN_MODE_INVARIANT, .wdtype = KERN_BF16, .tp_size = 1, .max_tokens = 8192,
+                          .max_seqs = 512, .page_size = 16, .n_pages = 512 * 80};
+    rollout_mem_plan_compute(&c, &p);
+    /* per layer: q/k/v/o (2048 + 1024 + 1024 rows of 1024, 1024 rows of 2048) + gate/up/down (3072 x 1024 twice,
+     * 1024 x 3072), bf16; two RMSNorms, q/k norms; x 28. Embedding and (untied copy of the) LM head bf16, the final
+     * norm, the RoPE table (40960 x 64 x 2 f32) */
+    const int64_t layer = (3 * 2097152 + 3 * 3145728) * 2 + 2 * 1024 * 4 + 2 * 128 * 4;
+    assert_int_equal(p.weights, layer * 28 + 2 * (int64_t)151936 * 1024 * 2 + 1024 * 4 + (int64_t)40960 * 128 * 4);
+    assert_int_equal(p.kv_token, 2 * 28 * 8 * 128 * 4);            /* 229,376 bytes: f32 K and V */
+    assert_int_equal(p.kv, (int64_t)512 * 1280 * 229376);          /* the run that aborted: 150.3 GB */
+    assert_int_equal(p.logits, (int64_t)8192 * 151936 * 4);       /* every row of a step may want logits */
+    assert_true(p.total == p.weights + p.kv + p.acts + p.logits + p.step_io + p.workspaces + p.reserve);
+
+    /* --max-seqs 512 (given) at 256 + 1,024 tokens on a 140 GB device x 0.9: refused, naming what fits */
+    const int64_t free_b = 140000000000LL;
+    rollout_mem_plan q = {.mode = KERN_MODE_INVARIANT, .wdtype = KERN_BF16, .tp_size = 1, .max_tokens = 8192,
+                          .max_seqs = 512, .page_size = 16};
+    assert_int_equal(rollout_mem_fit(&c, &q, 0, free_b, 0.9, 256 + 1024 - 1, 2048), BR_EINVAL);
+    const char *msg = br_last_error();
+    print_message("%s\n", msg);
+    assert_non_null(strstr(msg, "--max-seqs 512 needs 150.3 GB of KV cache (fp32) at 1,280 tokens/sequence"));
+    assert_non_null(strstr(msg, "140.0 GB free x 0.90"));
+    const char *at = strstr(msg, "at most ");
+    assert_non_null(at);
+    const int most = atoi(at + 8);
+    assert_true(most > 300 && most < 512);
+    /* exactly that many fit, one more does not */
+    q.max_seqs = most;
+    q.max_tokens = 8192;
+    assert_int_equal(rollout_mem_fit(&c, &q, 0, free_b, 0.9, 1279, 2048), BR_OK);
+    assert_int_equal(q.n_pages, most * 80);
+    assert_int_equal(q.seq_tokens, 1280);
+    assert_true(q.total <= (int64_t)(0.9 * (double)free_b));
+    q.max_seqs = most + 1;
+    assert_int_equal(rollout_mem_fit(&c, &q, 0, free_b, 0.9, 1279, 2048), BR_EINVAL);
+
+    /* nothing given: 8192 tokens per step, as many sequences as fit (at most 512, at most the jobs) */
+    rollout_mem_plan a = {.mode = KERN_MODE_INVARIANT, .wdtype = KERN_BF16, .tp_size = 1, .page_size = 16};
+    const unsigned both = ROLLOUT_AUTO_MAX_SEQS | ROLLOUT_AUTO_BATCH_TOKENS;
+    assert_int_equal(rollout_mem_fit(&c, &a, both, free_b, 0.9, 1279, 2048), BR_OK);
+    assert_int_equal(a.max_tokens, 8192);
+    assert_int_equal(a.max_seqs, most);
+    assert_true(a.total <= (int64_t)(0.9 * (double)free_b));
+    assert_int_equal(rollout_mem_fit(&c, &a, both, free_b, 0.9, 1279, 100), BR_OK);
+    assert_int_equal(a.max_seqs, 100); /* no more slots than jobs */
+    assert_int_equal(rollout_mem_fit(&c, &a, both, free_b, 0.9, 256 + 128 - 1, 4096), BR_OK);
+    assert_int_equal(a.max_seqs, 512); /* short jobs: the cap */
+    char line[768];
+    rollout_mem_plan_describe(&a, line, sizeof line);
+    print_message("%s\n", line);
+    assert_non_null(strstr(line, "max_seqs 512, max_batch_tokens 8192"));
+    /* a small share: a smaller step, a few sequences */
+    assert_int_equal(rollout_mem_fit(&c, &a, both, free_b, 0.02, 1279, 2048), BR_OK);
+    assert_int_equal(a.max_tokens, 256);
+    assert_true(a.max_seqs >= 1 && a.max_seqs < 10);
+    assert_true(a.total <= (int64_t)(0.02 * (double)free_b));
+    /* too little for one sequence, and bad shares */
+    assert_int_equal(rollout_mem_fit(&c, &a, both, 1500000000LL, 0.9, 1279, 2048), BR_EINVAL);
+    assert_non_null(strstr(br_last_error(), "not even one sequence of 1,280 tokens fits"));
+    assert_int_equal(rollout_mem_fit(&c, &a, both, free_b, 0.0, 1279, 2048), BR_EINVAL);
+    assert_int_equal(rollout_mem_fit(&c, &a, both, free_b, 1.5, 1279, 2048), BR_EINVAL);
+    assert_non_null(strstr(br_last_error(), "--gpu-memory-utilization"));
+    /* the fp32 mode keeps f32 weights f32 (no K padding); tensor parallelism halves the KV heads */
+    rollout_mem_plan f = {.mode = KERN_MODE_FP32, .wdtype = KERN_F32, .tp_size = 2, .max_tokens = 16, .page_size = 16};
+    rollout_mem_plan_compute(&c, &f);
+    assert_int_equal(f.kv_token, 2 * 28 * 4 * 128 * 4);
+    int64_t fs = 0, ft = 0;
+    assert_int_equal(rollout_device_memory(ROLLOUT_DEVICE_CPU, &fs, &ft), BR_EINVAL); /* host memory: no plan */
+}
+
+/* The run's step statistics on the CPU: every forward row counted once, as prefill or decode. */
+static void test_run_stats(void **state) {
+    (void)state;
+    policy_weights *w = NULL;
+    assert_int_equal(policy_weights_load(STORIES, &w), BR_OK);
+    rollout_job jobs[NJ];
+    make_jobs(jobs);
+    rollout_result r[NJ];
+    rollout_run_stats st;
+    rollout_sched_opts o = {.max_batch_tokens = 16, .max_seqs = 4, .prefill_chunk = 4, .page_size = 8, .stats = &st};
+    assert_int_equal(rollout_run(w, &o, jobs, NJ, r, NULL, NULL), BR_OK);
+    int64_t toks = 0, rows = 0;
+    for (int i = 0; i < NJ; i++) {
+        toks += r[i].n;
+        rows += jobs[i].prompt_len + r[i].n - 1; /* the last token is never fed */
+    }
+    assert_int_equal(st.tokens_out, toks);
+    assert_int_equal(st.rows_prefill + st.rows_decode, rows);
+    int64_t prompt = 0;
+    for (int i = 0; i < NJ; i++) prompt += jobs[i].prompt_len;
+    assert_int_equal(st.rows_prefill, prompt);
+    assert_true(st.steps_prefill > 0 && st.steps_decode > 0);
+    assert_true(st.kv_read_tokens >= rows);
+    assert_true(st.s_prefill >= 0 && st.s_decode > 0 && st.s_host >= 0);
+    free_all(r);
     policy_weights_free(w);
 }
 
@@ -137,6 +242,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schedules_agree),
         cmocka_unit_test(test_shared_engine_and_errors),
+        cmocka_unit_test(test_mem_plan),
+        cmocka_unit_test(test_run_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

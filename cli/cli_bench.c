@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "policy/policy.h"
 #include "cli/cli.h"
@@ -17,6 +18,7 @@ static void bench_usage(FILE *f) {
             "usage: bitroll bench [--random-weights CFG | --model DIR] [--device cuda|cpu] [--modes LIST]\n"
             "                     [--batches LIST] [--prompt-len N] [--new-tokens N] [--flip] [--json FILE]\n"
             "                     [--no-kernel-table | --kernel-table-only] [--kernel-json FILE]\n"
+            "       bitroll bench --workload rl [...]   (an RL rollout step: bitroll bench --workload rl --help)\n"
             "\n"
             "On a GPU (--device cuda) it first prints the kernel table: the copy roofline, invariant GEMM vs cuBLAS\n"
             "TFLOP/s on the same shapes, decode-shaped GEMM and paged-attention GB/s against the copy roofline.\n"
@@ -77,7 +79,284 @@ static void make_jobs(rollout_job *jobs, int32_t *ids, int B, int prompt_len, in
     }
 }
 
+/* ---- `bitroll bench --workload rl`: an RL rollout step -- P prompts x n samples, temperature 1, no stop token,
+ * completions of each --new-tokens length, for each top-p -- with the scheduler's step timings, the achieved HBM
+ * bandwidth against the copy bandwidth measured in the same run, and the device memory it took. */
+
+static void rl_usage(FILE *f) {
+    fprintf(f,
+            "usage: bitroll bench --workload rl [--random-weights CFG | --model DIR] [--device cuda|cpu]\n"
+            "                     [--kernels MODE] [--prompts-count P] [--n N] [--prompt-len L] [--new-tokens LIST]\n"
+            "                     [--top-p LIST] [--top-p-prompts P] [--max-seqs N] [--max-batch-tokens N]\n"
+            "                     [--gpu-memory-utilization F] [--seed S] [--json FILE]\n"
+            "\n"
+            "One RL rollout step per (new tokens, top-p): P prompts of L random tokens x N samples each, temperature\n"
+            "1.0, no stop token, every completion exactly the new-token count. Prints tokens/s, the share of the run's\n"
+            "wall time in prefill steps, decode steps and the scheduler's host work, the achieved HBM GB/s (per step\n"
+            "the weights + each sequence's keys and values read once, summed, / wall seconds) against the copy\n"
+            "bandwidth measured in the same run, and the peak device memory (total - the least free seen).\n"
+            "Sampling runs inside the steps (on the device at top-p 1; on the host, a logits row copied back per\n"
+            "token, at top-p < 1), so it is part of the prefill/decode shares, not a column of its own.\n"
+            "\n"
+            "  --random-weights CFG  model shape (default configs/shapes/qwen3-0.6b.json; cuda only)\n"
+            "  --model DIR           a checkpoint instead\n"
+            "  --device D            cuda (default) or cpu\n"
+            "  --kernels MODE        invariant (default), fp32, standard\n"
+            "  --prompts-count P     prompts (default 256)\n"
+            "  --n N                 samples per prompt (default 8)\n"
+            "  --prompt-len L        prompt tokens (default 256)\n"
+            "  --new-tokens LIST     comma-separated completion lengths (default 1024,4096)\n"
+            "  --top-p LIST          comma-separated top-p values (default 1.0,0.95)\n"
+            "  --top-p-prompts P     prompts of the top-p < 1 runs (default 8: their sampling is on the host)\n"
+            "  --max-seqs N, --max-batch-tokens N   as generate (default on cuda: from the memory plan)\n"
+            "  --gpu-memory-utilization F           as generate (default 0.9)\n"
+            "  --seed S              sampling seed (default 1)\n"
+            "  --json FILE           write the figures as JSON\n");
+}
+
+typedef struct {
+    rollout_device dev;
+    int64_t min_free; /* least free device memory seen after a step */
+} rl_progress;
+
+static void rl_on_step(void *ctx, int64_t done, int64_t total, int64_t tokens) {
+    (void)done, (void)total, (void)tokens;
+    rl_progress *p = ctx;
+    int64_t f = 0, t = 0;
+    if (rollout_device_memory(p->dev, &f, &t) == BR_OK && (p->min_free < 0 || f < p->min_free)) p->min_free = f;
+}
+
+/* The copy bandwidth of the kernel table (bench/kernel_bench.c), measured alone: its JSON record "copy". 0 when
+ * there is no CUDA device. */
+static double rl_copy_gbs(const br_tuning *t) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/bitroll-bench-copy-%ld.json", (long)getpid());
+    double gbs = 0;
+    if (bench_kernel_table(path, "copy", t) == 0) {
+        FILE *f = fopen(path, "r");
+        char buf[4096];
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        buf[n] = '\0';
+        const char *k = strstr(buf, "\"kind\": \"copy\"");
+        const char *g = k ? strstr(k, "\"gbs\": ") : NULL;
+        if (g) gbs = strtod(g + 7, NULL);
+        if (f) fclose(f);
+    }
+    remove(path);
+    return gbs;
+}
+
+static int parse_floats(const char *s, float *out, int cap) {
+    int n = 0;
+    while (*s && n < cap) {
+        char *end;
+        float v = strtof(s, &end);
+        if (end == s || !(v > 0.0f && v <= 1.0f)) return -1;
+        out[n++] = v;
+        if (*end && *end != ',') return -1;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+static int bench_rl(int argc, char **argv) {
+    const char *cfg = "configs/shapes/qwen3-0.6b.json", *model = NULL, *device = "cuda", *json = NULL, *kernels = "invariant";
+    int prompts = 256, n_per = 8, prompt_len = 256, new_tok[16] = {1024, 4096}, n_new = 2, topp_prompts = 8;
+    float topp[16] = {1.0f, 0.95f};
+    int n_topp = 2, max_seqs = 0, max_bt = 0;
+    double util = 0.0;
+    uint64_t seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int64_t x = 0;
+        br_status rc = BR_OK;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            rl_usage(stdout);
+            return 0;
+        } else if (v && !strcmp(a, "--workload")) {
+            i++; /* rl: how we got here */
+            continue;
+        } else if (!v) {
+            rc = br_fail(BR_EINVAL, "unexpected argument '%s' (bitroll bench --workload rl --help)", a);
+        } else if (!strcmp(a, "--random-weights")) cfg = v;
+        else if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--device")) device = v;
+        else if (!strcmp(a, "--kernels")) kernels = v;
+        else if (!strcmp(a, "--json")) json = v;
+        else if (!strcmp(a, "--seed")) rc = cli_parse_u64(a, v, &seed);
+        else if (!strcmp(a, "--gpu-memory-utilization")) {
+            util = strtod(v, NULL);
+            if (!(util > 0.0 && util <= 1.0)) rc = br_fail(BR_EINVAL, "%s: '%s': expected a share in (0, 1]", a, v);
+        } else if (!strcmp(a, "--new-tokens")) {
+            if ((n_new = parse_list(v, new_tok, 16)) < 1) rc = br_fail(BR_EINVAL, "%s: '%s' is not a list of positive integers", a, v);
+        } else if (!strcmp(a, "--top-p")) {
+            if ((n_topp = parse_floats(v, topp, 16)) < 1) rc = br_fail(BR_EINVAL, "%s: '%s' is not a list of values in (0, 1]", a, v);
+        } else if (!strcmp(a, "--prompts-count") || !strcmp(a, "--n") || !strcmp(a, "--prompt-len") ||
+                   !strcmp(a, "--top-p-prompts") || !strcmp(a, "--max-seqs") || !strcmp(a, "--max-batch-tokens")) {
+            if ((rc = cli_parse_int(a, v, 1, 1 << 24, &x)) == BR_OK) {
+                if (!strcmp(a, "--prompts-count")) prompts = (int)x;
+                else if (!strcmp(a, "--n")) n_per = (int)x;
+                else if (!strcmp(a, "--prompt-len")) prompt_len = (int)x;
+                else if (!strcmp(a, "--top-p-prompts")) topp_prompts = (int)x;
+                else if (!strcmp(a, "--max-seqs")) max_seqs = (int)x;
+                else max_bt = (int)x;
+            }
+        } else {
+            rc = br_fail(BR_EINVAL, "unexpected argument '%s' (bitroll bench --workload rl --help)", a);
+        }
+        if (rc != BR_OK) {
+            fprintf(stderr, "bitroll bench: %s\n", br_last_error());
+            return 2;
+        }
+        i++;
+    }
+    rollout_device dev = ROLLOUT_DEVICE_CPU;
+    kern_mode mode = KERN_MODE_INVARIANT;
+    if (rollout_device_parse(device, &dev) || kern_mode_parse(kernels, &mode)) {
+        fprintf(stderr, "bitroll bench: --device %s / --kernels %s: not one of cpu, cuda / invariant, fp32, standard\n",
+                device, kernels);
+        return 2;
+    }
+    if ((int64_t)prompts * n_per > (1 << 26)) {
+        fprintf(stderr, "bitroll bench: --prompts-count %d x --n %d: at most 67,108,864 samples\n", prompts, n_per);
+        return 2;
+    }
+    br_tuning tuning;
+    br_status rc = br_tuning_from_env(&tuning);
+    policy_weights *w = NULL;
+    if (rc == BR_OK) rc = model ? policy_weights_load(model, &w) : policy_weights_random(cfg, 0, &w);
+    if (rc != BR_OK) {
+        fprintf(stderr, "bitroll bench: %s\n", br_last_error());
+        return br_exit_code(rc);
+    }
+    const policy_config *c = &w->cfg;
+    for (int k = 0; k < n_new; k++)
+        if ((int64_t)prompt_len + new_tok[k] > c->max_pos) {
+            fprintf(stderr, "bitroll bench: --prompt-len %d + --new-tokens %d exceed the context length %d\n",
+                    prompt_len, new_tok[k], c->max_pos);
+            policy_weights_free(w);
+            return 2;
+        }
+    char dev_name[256] = "cpu";
+    if (dev != ROLLOUT_DEVICE_CPU && rollout_backend(dev) && rollout_backend(dev)->device_count() > 0)
+        rollout_backend(dev)->device_name(0, dev_name, sizeof dev_name);
+    const double copy_gbs = dev == ROLLOUT_DEVICE_CUDA ? rl_copy_gbs(&tuning) : 0.0;
+    const int64_t n_jobs = (int64_t)prompts * n_per;
+    rollout_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
+    rollout_result *res = calloc((size_t)n_jobs, sizeof *res);
+    int32_t *ids = malloc((size_t)prompts * prompt_len * sizeof *ids);
+    FILE *jf = json ? fopen(json, "w") : NULL;
+    if (!jobs || !res || !ids || (json && !jf)) {
+        fprintf(stderr, "bitroll bench: %s\n", json && !jf ? "cannot write the JSON file" : "out of memory");
+        free(jobs), free(res), free(ids), policy_weights_free(w);
+        if (jf) fclose(jf);
+        return json && !jf ? 2 : 3;
+    }
+    /* the prompts: random ids (as the end-to-end bench's), each prompt's n samples one after the other */
+    make_jobs(jobs, ids, prompts, prompt_len, 1, c->vocab, 1.0f, 3);
+    for (int64_t s = n_jobs - 1; s >= 0; s--) {
+        jobs[s] = jobs[s / n_per];
+        jobs[s].sample_id = s;
+    }
+    printf("bitroll bench --workload rl: %s, %s (%lld parameters, %s), device %s, kernels %s\n", model ? model : cfg,
+           policy_arch_name(c->arch), (long long)w->n_params, model ? "checkpoint" : "random weights", dev_name, kernels);
+    printf("%d prompts x n = %d, prompt %d tokens, temperature 1.0, no stop token; top-p < 1 runs: %d prompts x n "
+           "(host sampling)\n", prompts, n_per, prompt_len, topp_prompts < prompts ? topp_prompts : prompts);
+    if (copy_gbs > 0) printf("copy bandwidth measured in this run: %.0f GB/s\n", copy_gbs);
+    else printf("copy bandwidth: not measured (no CUDA device); HBM columns are bytes / s of the cost model\n");
+    if (jf)
+        fprintf(jf, "{\"workload\": \"rl\", \"model\": \"%s\", \"device\": \"%s\", \"kernels\": \"%s\", \"prompts\": %d, "
+                    "\"n\": %d, \"prompt_len\": %d, \"temperature\": 1.0, \"copy_gbs\": %.1f, \"runs\": [",
+                model ? model : cfg, dev_name, kernels, prompts, n_per, prompt_len, copy_gbs);
+    printf("\n%6s %5s %7s %10s %9s %10s %8s %8s %6s %9s %6s %8s %5s %6s\n", "new", "top_p", "samples", "tokens",
+           "seconds", "tok/s", "prefill%", "decode%", "host%", "HBM_GB/s", "%copy", "peak_GB", "seqs", "batch");
+    int first = 1;
+    for (int k = 0; rc == BR_OK && k < n_new; k++)
+        for (int q = 0; rc == BR_OK && q < n_topp; q++) {
+            const int P = topp[q] < 1.0f && topp_prompts < prompts ? topp_prompts : prompts;
+            const int64_t S = (int64_t)P * n_per;
+            for (int64_t s = 0; s < S; s++) {
+                jobs[s].max_new = new_tok[k];
+                jobs[s].sampling.top_p = topp[q];
+                jobs[s].sampling.seed = seed;
+                jobs[s].n_stop = 0;
+            }
+            rollout_mem_plan plan = {0};
+            rollout_run_stats st = {0};
+            rollout_sched_opts o = {.max_batch_tokens = max_bt ? max_bt : 256, .max_seqs = max_seqs ? max_seqs : 64,
+                                    .prefill_chunk = 512, .page_size = 16, .device = dev, .mode = mode,
+                                    .tuning = tuning, .gpu_memory_utilization = util, .plan_out = &plan,
+                                    .report_plan = 1, .stats = &st};
+            if (max_seqs) o.sizes_given |= ROLLOUT_GIVEN_MAX_SEQS;
+            if (max_bt) o.sizes_given |= ROLLOUT_GIVEN_BATCH_TOKENS;
+            rl_progress pr = {dev, -1};
+            int64_t free0 = 0, total = 0;
+            const int have_mem = rollout_device_memory(dev, &free0, &total) == BR_OK;
+            const double t0 = cli_now();
+            rc = rollout_run(w, &o, jobs, S, res, rl_on_step, &pr);
+            const double wall = cli_now() - t0 - st.s_create;
+            if (rc != BR_OK) {
+                fprintf(stderr, "bitroll bench: %d new tokens, top-p %g: %s\n", new_tok[k], (double)topp[q], br_last_error());
+                break;
+            }
+            int64_t toks = 0;
+            for (int64_t s = 0; s < S; s++) {
+                toks += res[s].n;
+                rollout_result_free(&res[s]);
+            }
+            /* the bytes a step must move at least: the weights once, each sequence's keys and values once */
+            if (!have_mem) { /* the CPU: the plan's arithmetic as the cost model (bf16-like weights of the mode) */
+                plan.mode = mode;
+                plan.wdtype = w->dtype;
+                plan.tp_size = 1;
+                rollout_mem_plan_compute(c, &plan);
+            }
+            const int64_t steps = st.steps_prefill + st.steps_decode;
+            const double bytes = (double)steps * (double)plan.weights + (double)st.kv_read_tokens * (double)plan.kv_token;
+            const double hbm = bytes / wall / 1e9;
+            const double peak = have_mem && pr.min_free >= 0 ? (double)(total - pr.min_free) / 1e9 : -1.0;
+            char peak_s[32], pct_s[32];
+            snprintf(peak_s, sizeof peak_s, peak >= 0 ? "%.1f" : "-", peak);
+            snprintf(pct_s, sizeof pct_s, copy_gbs > 0 ? "%.0f%%" : "-", 100.0 * hbm / (copy_gbs > 0 ? copy_gbs : 1));
+            printf("%6d %5.2f %7lld %10lld %9.2f %10.0f %7.1f%% %7.1f%% %5.1f%% %9.1f %6s %8s %5d %6d\n", new_tok[k],
+                   (double)topp[q], (long long)S, (long long)toks, wall, toks / wall, 100 * st.s_prefill / wall,
+                   100 * st.s_decode / wall, 100 * st.s_host / wall, hbm, pct_s, peak_s, have_mem ? plan.max_seqs : o.max_seqs,
+                   have_mem ? plan.max_tokens : o.max_batch_tokens);
+            fflush(stdout);
+            if (jf)
+                fprintf(jf, "%s\n  {\"new_tokens\": %d, \"top_p\": %.3f, \"prompts\": %d, \"samples\": %lld, \"tokens\": %lld, "
+                            "\"seconds\": %.4f, \"tokens_per_s\": %.1f, \"s_prefill\": %.4f, \"s_decode\": %.4f, "
+                            "\"s_host\": %.4f, \"s_create\": %.4f, \"steps_prefill\": %lld, \"steps_decode\": %lld, "
+                            "\"rows_prefill\": %lld, \"rows_decode\": %lld, \"kv_read_tokens\": %lld, \"weights_bytes\": %lld, "
+                            "\"kv_token_bytes\": %lld, \"hbm_bytes\": %.0f, \"hbm_gbs\": %.2f, \"peak_device_bytes\": %.0f, "
+                            "\"plan_total_bytes\": %lld, \"plan_kv_bytes\": %lld, \"max_seqs\": %d, \"max_batch_tokens\": %d}",
+                        first ? "" : ",", new_tok[k], (double)topp[q], P, (long long)S, (long long)toks, wall, toks / wall,
+                        st.s_prefill, st.s_decode, st.s_host, st.s_create, (long long)st.steps_prefill,
+                        (long long)st.steps_decode, (long long)st.rows_prefill, (long long)st.rows_decode,
+                        (long long)st.kv_read_tokens, (long long)plan.weights, (long long)plan.kv_token, bytes, hbm,
+                        peak >= 0 ? peak * 1e9 : -1.0, (long long)(have_mem ? plan.total : 0),
+                        (long long)(have_mem ? plan.kv : 0), have_mem ? plan.max_seqs : o.max_seqs,
+                        have_mem ? plan.max_tokens : o.max_batch_tokens);
+            first = 0;
+        }
+    if (jf) {
+        fprintf(jf, "\n]}\n");
+        fclose(jf);
+    }
+    free(jobs);
+    free(res);
+    free(ids);
+    policy_weights_free(w);
+    return rc == BR_OK ? 0 : br_exit_code(rc);
+}
+
 int cli_bench_main(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--workload")) {
+            if (!strcmp(argv[i + 1], "rl")) return bench_rl(argc, argv);
+            fprintf(stderr, "bitroll bench: --workload '%s': the only workload is rl\n", argv[i + 1]);
+            return 2;
+        }
     const char *cfg = "configs/shapes/qwen3-0.6b.json", *model = NULL, *device = "cuda", *json = NULL;
     char modes_buf[128] = "invariant,fp32,standard";
     int batches[16] = {1, 64, 256}, n_batches = 3, prompt_len = 64, new_tokens = 128, flip = 0;

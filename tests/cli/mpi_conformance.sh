@@ -1,7 +1,7 @@
 # The conformance suite's CPU subset (tests/conformance/conformance.py --quick --device cpu) on the bundled
 # stories260K: needle, batch 1 vs N, decode vs prefill, SGLang single/mixed/prefix, 200 completions at T = 0,
 # distractors, Div_Index / Std@Acc, mpirun -np 1 vs 2 and --tp 1 vs 2 (any differing bit fails the test), and the
-# sensitivity check (one weight moved by one ulp must change log-prob bits: the comparisons can fail).
+# sensitivity check (the final norm moved by one ulp must change log-prob bits: the comparisons can fail).
 source "$(dirname "$0")/lib/common.bash" "$@"
 LIB=$(dirname "$TOOLS")/libbitroll.so
 [ -f "$LIB" ] || fail "libbitroll.so not found beside the test directory ($LIB)"

@@ -24,7 +24,6 @@ show differences on a GPU; the table says whether each control "bites". Exit 0 i
 """
 import argparse
 import json
-import math
 import os
 import platform
 import random

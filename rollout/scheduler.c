@@ -203,8 +203,11 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         plan.page_size = o->page_size;
         const double util = o->gpu_memory_utilization > 0 ? o->gpu_memory_utilization
                                                            : ROLLOUT_GPU_MEMORY_UTILIZATION_DEFAULT;
-        const unsigned auto_size = (ROLLOUT_AUTO_MAX_SEQS | ROLLOUT_AUTO_BATCH_TOKENS) &
-                                   ~(o->sizes_given & (ROLLOUT_GIVEN_MAX_SEQS | ROLLOUT_GIVEN_BATCH_TOKENS));
+        /* Under tensor parallelism the ranks of a group run the same steps in lock step, so nothing may depend on
+         * a rank's own free memory: the sizes are taken as set (the CLI's 64 / 256 unless given), only checked. */
+        const unsigned auto_size = plan.tp_size > 1 ? 0u
+                                   : (ROLLOUT_AUTO_MAX_SEQS | ROLLOUT_AUTO_BATCH_TOKENS) &
+                                         ~(o->sizes_given & (ROLLOUT_GIVEN_MAX_SEQS | ROLLOUT_GIVEN_BATCH_TOKENS));
         rc = rollout_mem_fit(c, &plan, auto_size, free_bytes, util, most_tokens, n_jobs);
         if (rc != BR_OK) {
             /* the other ranks of a weights broadcast agree on their builds inside the engine's creation: join that

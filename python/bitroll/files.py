@@ -7,6 +7,10 @@ dtypes and values) plus per-sample views (``r.prompt(i)``, ``r.completion(i)``, 
 """
 
 import collections
+import ctypes
+import ctypes.util
+import os
+import struct
 
 import numpy as np
 
@@ -50,6 +54,77 @@ def _h5py():
     return h5py
 
 
+class _XXH128(ctypes.Structure):
+    _fields_ = [("low64", ctypes.c_uint64), ("high64", ctypes.c_uint64)]
+
+
+_xxh_lib = None
+
+
+def _xxhash():
+    """libxxhash (a dependency of libbitroll) through ctypes, for the integrity header."""
+    global _xxh_lib
+    if _xxh_lib is None:
+        name = ctypes.util.find_library("xxhash") or "libxxhash.so.0"
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError as e:
+            raise ImportError(f"bitroll.read_rollouts / read_scores check files with libxxhash ({name}; Debian: "
+                              f"apt-get install libxxhash0): {e}") from None
+        lib.XXH3_64bits.restype = ctypes.c_uint64
+        lib.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.XXH3_createState.restype = ctypes.c_void_p
+        lib.XXH3_freeState.argtypes = [ctypes.c_void_p]
+        lib.XXH3_128bits_reset.argtypes = [ctypes.c_void_p]
+        lib.XXH3_128bits_update.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+        lib.XXH3_128bits_digest.restype = _XXH128
+        lib.XXH3_128bits_digest.argtypes = [ctypes.c_void_p]
+        _xxh_lib = lib
+    return _xxh_lib
+
+
+def _check_header(path):
+    """The integrity header of a format_version 2 file (docs/FORMAT.md), checked with plain reads before h5py opens
+    the file, as logging/h5log.c does. Returns True when the file has one, False when it does not start with the
+    header's magic (then the version checks refuse a version 2 file whose magic is damaged)."""
+    bad = lambda what: BitrollError("BITROLL_EFORMAT", f"{path}: {what}")  # noqa: E731
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise BitrollError("BITROLL_EIO", f"{path}: cannot open: {e.strerror}") from None
+    with f:
+        head = f.read(512)
+        if head[:8] != b"BITROLL\0":
+            return False  # a version 1 file, or not one of ours: h5py and the attribute checks say which
+        if len(head) < 512:
+            raise bad(f"truncated: {len(head)} bytes, shorter than the 512-byte bitroll header")
+        x = _xxhash()
+        if x.XXH3_64bits(head[:56] + bytes(8) + head[64:], 512) != struct.unpack_from("<Q", head, 56)[0]:
+            raise bad("bitroll header damaged (its checksum does not match its first 512 bytes)")
+        version, hsize, length, lo, hi = struct.unpack_from("<IIQQQ", head, 8)
+        if version != 1 or hsize != 512 or head[40:56].rstrip(b"\0") != b"xxh3-128":
+            raise bad(f"bitroll header version {version} of {hsize} bytes is unknown (this reader knows 1 of 512)")
+        size = os.fstat(f.fileno()).st_size
+        if size < length:
+            raise bad(f"truncated: {size} of {length} bytes")
+        if size > length:
+            raise bad(f"{size} bytes, but its header records {length} (bytes appended after the end)")
+        state = x.XXH3_createState()
+        try:
+            x.XXH3_128bits_reset(state)
+            while True:
+                piece = f.read(1 << 20)
+                if not piece:
+                    break
+                x.XXH3_128bits_update(state, piece, len(piece))
+            d = x.XXH3_128bits_digest(state)
+        finally:
+            x.XXH3_freeState(state)
+        if (d.low64, d.high64) != (lo, hi):
+            raise bad("checksum mismatch: the file was damaged or changed after bitroll wrote it")
+    return True
+
+
 def _torch():
     try:
         import torch
@@ -72,6 +147,7 @@ def _attr(v):
 def _read(path, fmt, group, datasets, texts=()):
     h5py = _h5py()
     path = str(path)
+    has_header = _check_header(path)
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -82,9 +158,12 @@ def _read(path, fmt, group, datasets, texts=()):
             raise BitrollError("BITROLL_EFORMAT", f"{path}: format is {attrs.get('format')!r}, expected {fmt!r}")
         if attrs.get("complete") != 1:
             raise BitrollError("BITROLL_EFORMAT", f"{path}: file is incomplete (interrupted write)")
-        if attrs.get("format_version") != 1:
-            raise BitrollError("BITROLL_EFORMAT",
-                               f"{path}: format_version {attrs.get('format_version')!r}, this reader knows 1")
+        version = attrs.get("format_version")
+        if version not in (1, 2):
+            raise BitrollError("BITROLL_EFORMAT", f"{path}: format_version {version!r}, this reader knows 1 and 2")
+        if has_header != (version == 2):  # version 2 files carry the integrity header, version 1 files do not
+            raise BitrollError("BITROLL_EFORMAT", f"{path}: format_version {version} file "
+                                                  f"{'with' if has_header else 'without'} a bitroll header")
         if group not in f:
             raise BitrollError("BITROLL_EFORMAT", f"{path}: no group /{group}")
         g = f[group]

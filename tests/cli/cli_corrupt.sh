@@ -109,3 +109,30 @@ run_bad "2e9-element sample_id" claims.h5 "${LIMIT[@]}" "$BITROLL" show "$TMP/cl
 run_bad "2^40 tokens claimed" claims_t.h5 "${LIMIT[@]}" "$BITROLL" show "$TMP/claims_t.h5"
 [ ! -e "$TMP/x.h5" ] || fail "score of a file with false claims wrote $TMP/x.h5"
 echo "ok: false dataset sizes in a version 1 file: exit 2 under ulimit -v 2 GB"
+
+# the Python reader (python/bitroll/files.py, h5py) checks the header the same way before h5py opens the file
+PYTHONPATH=$DATA/../../python python3 - "$TMP" "$G" <<'PY'
+import glob, sys
+from bitroll.files import read_rollouts, read_scores
+from bitroll import BitrollError
+tmp, g = sys.argv[1], sys.argv[2]
+assert len(read_rollouts(f"{tmp}/r.h5").sample_id) == len(read_scores(f"{tmp}/s.h5").sample_id) == 4
+assert len(read_rollouts(f"{g}/stories-t0.rollouts.h5").sample_id) > 0  # version 1
+cases = {f"{tmp}/cut.h5": "truncated", f"{tmp}/stripped.h5": "without a bitroll header"}
+for f in sorted(glob.glob(f"{tmp}/flip_r/*.h5"))[::10]:
+    cases[f] = "header damaged" if int(f[-10:-3]) < 512 else "checksum mismatch"
+del cases[sorted(glob.glob(f"{tmp}/flip_r/*.h5"))[0]]  # byte 0: the magic (h5py then refuses it, checked below)
+for f, want in cases.items():
+    try:
+        read_rollouts(f)
+    except BitrollError as e:
+        assert e.status == "BITROLL_EFORMAT" and want in e.message and f in e.message, (f, e.message)
+    else:
+        raise SystemExit(f"FAIL: read_rollouts({f}) did not fail")
+try:
+    read_rollouts(f"{tmp}/flip_r/0000000.h5")
+    raise SystemExit("FAIL: a damaged magic read")
+except BitrollError as e:
+    assert "without a bitroll header" in e.message, e.message
+print(f"ok: bitroll.read_rollouts refuses {len(cases) + 1} damaged files")
+PY

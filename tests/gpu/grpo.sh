@@ -15,11 +15,13 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 WORK=/tmp/grpo-gpu
 rm -rf "$WORK"
 cd "$ROOT" || exit 1
+PLOT=()
+python3 -c "import matplotlib" 2>/dev/null && PLOT=(--plot "$LOGS/rl-gpu.png") || echo "grpo.sh: no matplotlib: no plot"
 PYTHONPATH=$ROOT/python BITROLL_LIB=$BUILD/libbitroll.so timeout "${GRPO_TIMEOUT:-420}" python3 examples/grpo/grpo.py \
     --init-random configs/shapes/qwen3-0.6b.json --reward tokens --device cuda --np 1 \
     --steps "$STEPS" --num-prompts 16 --n 8 --max-new-tokens 128 --temperature 1.0 \
     --max-batch-tokens 2048 --max-seqs 128 --lr "${LR:-3e-4}" --seed 0 --keep 1 \
-    --bitroll "$BUILD/bitroll" --out-dir "$WORK" --log "$LOGS/grpo_gpu.jsonl" --plot "$LOGS/rl-gpu.png" \
+    --bitroll "$BUILD/bitroll" --out-dir "$WORK" --log "$LOGS/grpo_gpu.jsonl" "${PLOT[@]}" \
     2>&1 | tee "$LOGS/grpo_gpu.log"
 rc=${PIPESTATUS[0]}
 cp "$WORK/workers.stderr" "$LOGS/grpo_workers.stderr" 2>/dev/null

@@ -1,5 +1,6 @@
-/* HDF5 rollouts and scores files (docs/FORMAT.md): atomic writes (temp file, complete=1 last, fsync,
- * rename) and readers that check every dataset's type and length before anything trusts it. */
+/* HDF5 rollouts and scores files (docs/FORMAT.md): atomic writes (temp file, complete=1 last, integrity header,
+ * fsync, rename) and readers that check the header with plain reads before libhdf5 sees the file, then every
+ * dataset's type and length, and what it claims against the file's size, before anything trusts it. */
 #include "logging/h5log.h"
 
 #include <errno.h>

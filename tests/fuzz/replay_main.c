@@ -4,8 +4,10 @@
  * splices of two inputs. The mutations come from a counter-based generator keyed by (seed, mutation index): the
  * same command runs the same inputs everywhere (no time(), no rand()).
  *
- *   replay_<target> [-n MUTATIONS] [-s SEED] [-o FILE] PATH...
+ *   replay_<target> [-n MUTATIONS] [-s SEED] [-o FILE] [-m MIN] PATH...
  *
+ * -m MIN: fail (exit 1) when fewer than MIN of the files given parse: a seed corpus the parser no longer accepts (a
+ * format change) would leave the mutations testing only the first rejection.
  * -o FILE: each input is written to FILE before it runs, so a crash leaves its input there (a reproducer for the
  * libFuzzer binary or for replay_<target> FILE). */
 #include <dirent.h>
@@ -223,16 +225,18 @@ int main(int argc, char **argv) {
     long mutations = 1000;
     uint64_t seed = 16;
     const char *save = NULL;
+    long min_ok = 0;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (i + 1 >= argc) break;
         if (strcmp(argv[i], "-n") == 0) mutations = strtol(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "-s") == 0) seed = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "-o") == 0) save = argv[++i];
+        else if (strcmp(argv[i], "-m") == 0) min_ok = strtol(argv[++i], NULL, 10);
         else break;
     }
     if (i >= argc || mutations < 0) {
-        fprintf(stderr, "usage: %s [-n MUTATIONS] [-s SEED] [-o FILE] FILE_OR_DIR...\n", argv[0]);
+        fprintf(stderr, "usage: %s [-n MUTATIONS] [-s SEED] [-o FILE] [-m MIN] FILE_OR_DIR...\n", argv[0]);
         return 2;
     }
     for (; i < argc; i++) add_path(argv[i]);
@@ -252,6 +256,11 @@ int main(int argc, char **argv) {
     }
     double t1 = now_s();
     long seeds_ok = fuzz_accepted;
+    if (seeds_ok < min_ok) {
+        fprintf(stderr, "replay: only %ld of %zu corpus files parse (at least %ld expected): regenerate the seeds "
+                        "(tests/fuzz/make_corpus.py)\n", seeds_ok, g_n, min_ok);
+        return 1;
+    }
     for (long k = 0; k < mutations; k++) {
         rng r = {.key = mix(seed) ^ (uint64_t)k * 0xd1342543de82ef95ull, .i = 0};
         const input *src = &g_in[below(&r, g_n)];

@@ -122,8 +122,21 @@ char *driver_config_json(const driver_opts *o, const rollout_defaults *d, const 
         cJSON *stops = cJSON_AddArrayToObject(j, "stop_ids");
         for (int i = 0; i < d->n_stop_ids; i++) cJSON_AddItemToArray(stops, cJSON_CreateNumber(d->stop_ids[i]));
     }
-    cJSON_AddNumberToObject(j, "max_batch_tokens", o->sched.max_batch_tokens);
-    cJSON_AddNumberToObject(j, "max_seqs", o->sched.max_seqs);
+    /* on a device with its own memory, sizes not given are chosen from its free memory (rollout_mem_fit), which can
+     * differ between runs that make the same bits: the file records "auto" (rank 0 prints the plan it chose) */
+    const int auto_sizes = o->device == ROLLOUT_DEVICE_CUDA && o->tp == 1;
+    if (auto_sizes && !(o->sched.sizes_given & ROLLOUT_GIVEN_BATCH_TOKENS))
+        cJSON_AddStringToObject(j, "max_batch_tokens", "auto");
+    else
+        cJSON_AddNumberToObject(j, "max_batch_tokens", o->sched.max_batch_tokens);
+    if (auto_sizes && !(o->sched.sizes_given & ROLLOUT_GIVEN_MAX_SEQS))
+        cJSON_AddStringToObject(j, "max_seqs", "auto");
+    else
+        cJSON_AddNumberToObject(j, "max_seqs", o->sched.max_seqs);
+    if (o->device == ROLLOUT_DEVICE_CUDA)
+        cJSON_AddNumberToObject(j, "gpu_memory_utilization", o->sched.gpu_memory_utilization > 0
+                                                                  ? o->sched.gpu_memory_utilization
+                                                                  : ROLLOUT_GPU_MEMORY_UTILIZATION_DEFAULT);
     cJSON_AddNumberToObject(j, "prefill_chunk", o->sched.prefill_chunk);
     cJSON_AddNumberToObject(j, "page_size", o->sched.page_size);
     cJSON_AddNumberToObject(j, "tp", o->tp);

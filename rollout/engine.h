@@ -74,6 +74,9 @@ typedef struct {
     /* Installs what a fatal device error calls before the process dies (comm_abort_job under MPI, so every rank
      * stops); NULL for the CPU, whose failures are ordinary statuses. */
     void (*set_abort_hook)(void (*hook)(void));
+    /* Free and total bytes of the bound device's own memory (the scheduler's memory plan); NULL for the CPU, which
+     * has none of its own. */
+    void (*mem_info)(int64_t *free_bytes, int64_t *total_bytes);
 } rollout_backend_i;
 
 /* The backend of device d, or NULL when this build has none (e.g. cuda without CUDA). */

@@ -92,5 +92,5 @@ static void cpu_device_name(int index, char *buf, int cap) {
 
 const rollout_backend_i rollout_backend_cpu = {
     "cpu", cpu_create, cpu_destroy, cpu_kv, cpu_step, cpu_last_logits, cpu_device_count, cpu_select_device,
-    cpu_device_name, NULL, NULL, NULL,
+    cpu_device_name, NULL, NULL, NULL, NULL,
 };

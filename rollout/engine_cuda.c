@@ -12,12 +12,8 @@
 #include "rollout/engine.h"
 #include "rollout/scheduler.h"
 
-/* kernels/cuda/device.cu: cudaMemGetInfo of the current device (to move into kern_cuda.h) */
-void kern_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
-
-/* The scheduler's device memory query (rollout_device_memory): the bound device's free and total bytes. */
-void rollout_cuda_mem_info(int64_t *free_bytes, int64_t *total_bytes);
-void rollout_cuda_mem_info(int64_t *free_bytes, int64_t *total_bytes) {
+/* The backend's mem_info: the bound device's free and total bytes (the scheduler's memory plan). */
+static void be_mem_info(int64_t *free_bytes, int64_t *total_bytes) {
     size_t f = 0, t = 0;
     kern_cuda_mem_info(&f, &t);
     *free_bytes = (int64_t)f;
@@ -907,5 +903,5 @@ static void be_select_device(int index) { kern_cuda_set_device(index); }
 const rollout_backend_i rollout_backend_cuda = {
     "cuda", be_create, be_destroy, be_kv, be_step, be_last_logits, kern_cuda_device_count,
     be_select_device, kern_cuda_device_name, kern_cuda_upload, kern_cuda_download,
-    kern_cuda_set_abort_hook,
+    kern_cuda_set_abort_hook, be_mem_info,
 };

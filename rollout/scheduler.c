@@ -517,19 +517,13 @@ void rollout_mem_plan_describe(const rollout_mem_plan *p, char *buf, size_t cap)
              gb(p->total));
 }
 
-#ifdef BR_HAVE_CUDA
-/* rollout/engine_cuda.c: cudaMemGetInfo of the bound device */
-void rollout_cuda_mem_info(int64_t *free_bytes, int64_t *total_bytes);
-#endif
-
 br_status rollout_device_memory(rollout_device d, int64_t *free_bytes, int64_t *total_bytes) {
     *free_bytes = *total_bytes = 0;
-#ifdef BR_HAVE_CUDA
-    if (d == ROLLOUT_DEVICE_CUDA && rollout_backend(d) && rollout_backend(d)->device_count() > 0) {
-        rollout_cuda_mem_info(free_bytes, total_bytes);
+    const rollout_backend_i *be = rollout_backend(d);
+    if (be && be->mem_info && be->device_count() > 0) {
+        be->mem_info(free_bytes, total_bytes);
         return BR_OK;
     }
-#endif
     return br_fail(BR_EINVAL, "device memory: no %s device with its own memory in this build",
                    rollout_device_name(d));
 }

@@ -35,6 +35,8 @@ int kern_cuda_device_count(void);
 void kern_cuda_device_name(int dev, char *buf, int len);
 /* Makes device `dev` current for this process (fatal on failure). */
 void kern_cuda_set_device(int dev);
+/* cudaMemGetInfo of the current device. */
+void kern_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 /* Multiprocessor count and L2 size in bytes of the current device. */
 void kern_cuda_device_props(int *n_sm, int *l2_bytes);
 void *kern_cuda_malloc(size_t bytes);  /* fatal on failure; never returns NULL for bytes > 0 */

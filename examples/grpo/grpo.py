@@ -95,6 +95,9 @@ def parse_args(argv=None):
     p.add_argument("--np", type=int, default=2, help="mpirun -np of the rollout workers")
     p.add_argument("--max-batch-tokens", type=int, default=256, help="the workers' --max-batch-tokens")
     p.add_argument("--max-seqs", type=int, default=64, help="the workers' --max-seqs")
+    p.add_argument("--max-seq-len", type=int, default=None,
+                   help="the trainer engine's longest prompt + completion, which sizes its KV cache (default: 512 + "
+                        "--max-new-tokens, at most the model's context)")
     p.add_argument("--bitroll", default=None, help="the bitroll binary (default: $BITROLL_BIN, else next to the "
                                                     "loaded libbitroll, else build*/bitroll)")
     p.add_argument("--mpirun", default="mpirun")
@@ -324,7 +327,8 @@ def run(a):
 
     model = bitroll.models.from_pretrained(base).to(dev)
     model.train()
-    engine = bitroll.Engine(model=base, device=a.device, kernels=a.kernels)
+    max_seq_len = min(model.config.max_pos, a.max_seq_len or 512 + a.max_new_tokens)
+    engine = bitroll.Engine(model=base, device=a.device, kernels=a.kernels, max_seq_len=max_seq_len)
     info = engine.info
     prompts = os.path.abspath(a.prompts) if a.prompts else os.path.join(out_dir, "prompts.jsonl")
     if not a.prompts:

@@ -192,19 +192,25 @@ def write_default_prompts(path, reward, vocab, bos, seed, count):
                 f.write(json.dumps({"prompt_ids": ([bos] if bos >= 0 else []) + ids}) + "\n")
 
 
-def save_weights(model, path):
-    """model.state_dict() in the checkpoint's dtypes as one .safetensors file (written, then renamed). BF16 tensors
-    are rounded on the model's device (round to nearest even, as the engine's weight update rounds)."""
+def checkpoint_state(model):
+    """model.state_dict() in the checkpoint's dtypes, on the model's device: BF16 tensors rounded there (round to
+    nearest even, as the engine's weight update rounds), so the weight file and the engine push move half the bytes
+    and convert nothing on the host."""
     import torch
-    import bitroll.safetensors
     sd = {}
     for k, v in model.state_dict().items():
         v = v.detach()
         if model.checkpoint_dtypes.get(k) == "BF16":
             v = v.to(torch.bfloat16)
         sd[k] = v
+    return sd
+
+
+def save_weights(model, path):
+    """checkpoint_state(model) as one .safetensors file (written, then renamed)."""
+    import bitroll.safetensors
     tmp = path + ".tmp"
-    bitroll.safetensors.save_file(sd, tmp, dtypes=model.checkpoint_dtypes)
+    bitroll.safetensors.save_file(checkpoint_state(model), tmp, dtypes=model.checkpoint_dtypes)
     os.replace(tmp, path)
 
 
@@ -341,7 +347,7 @@ def run(a):
         f"(--max-batch-tokens {a.max_batch_tokens}); log {log_path}")
 
     # the engine starts with the base weights pushed from the PyTorch model, as every later step does
-    engine.load_state_dict(model.state_dict(), version=0)
+    engine.load_state_dict(checkpoint_state(model), version=0)
     start_args = [*tok_args, "--device", wdev, "--kernels", a.kernels, "--max-batch-tokens", a.max_batch_tokens,
                   "--max-seqs", a.max_seqs, "--quiet"]
     workers = None
@@ -454,9 +460,10 @@ def _loop(a, np, torch, bitroll, btorch, R, model, engine, opt, workers, base, b
         ratio = torch.exp(lp - old)
         surr = torch.min(ratio * adv_t, torch.clamp(ratio, 1 - a.clip, 1 + a.clip) * adv_t)
         m = mask.to(torch.float32)
-        loss = -(surr * m).sum() / m.sum().clamp(min=1)
+        loss_t = -(surr * m).sum() / m.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_t.backward()
+        loss = float(loss_t)
         gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), a.max_grad_norm)) \
             if a.max_grad_norm > 0 else float("nan")
         opt.step()
@@ -465,13 +472,16 @@ def _loop(a, np, torch, bitroll, btorch, R, model, engine, opt, workers, base, b
 
         # ---- the weight push to the trainer-side engine (the workers get the weights file at the next round)
         t0 = time.perf_counter()
-        fp_new, ver = engine.load_state_dict(model.state_dict(), version=step + 1)
+        del lp, ratio, surr, loss_t
+        if dev.type == "cuda":  # the engine rebuilds its device buffers: give back what PyTorch's allocator caches
+            torch.cuda.empty_cache()
+        fp_new, ver = engine.load_state_dict(checkpoint_state(model), version=step + 1)
         t["push"] = time.perf_counter() - t0
 
         rec = {
             "step": step, "mode": "off-policy" if a.off_policy else "on-policy", "weight_version": r.weight_version,
             "samples": r.n, "tokens": int(mask.sum()), "reward_mean": float(rew.mean()),
-            "reward_std": float(rew.std()), "loss": float(loss), "grad_norm": gnorm,
+            "reward_std": float(rew.std()), "loss": loss, "grad_norm": gnorm,
             "kl": kl, "kl_k3": k3, "max_abs_delta": float(d.abs().max()) if d.numel() else 0.0,
             "tokens_differ": int((d != 0).sum()),
             "ratio_min": float(ratio_all.min()) if d.numel() else 1.0,

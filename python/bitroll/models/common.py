@@ -91,7 +91,9 @@ def causal_attention(q, k, v, scale):
     rep = H // k.shape[1]
     if rep > 1:
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    if USE_SDPA and scale == hd ** -0.5:
+    # fused SDPA's backward on CUDA has no deterministic kernel: with deterministic algorithms asked for, the
+    # explicit softmax (whose matmuls are deterministic) instead
+    if USE_SDPA and scale == hd ** -0.5 and not (q.is_cuda and torch.are_deterministic_algorithms_enabled()):
         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     else:
         s = torch.matmul(q, k.transpose(-1, -2)) * scale

@@ -107,6 +107,7 @@ def parse_args(argv=None):
     p.add_argument("--keep", type=int, default=2, help="checkpoints/rollouts of the last KEEP steps are kept")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the trainer")
     p.add_argument("--plot", default=None, metavar="OUT.png", help="draw reward and KL against step (matplotlib)")
+    p.add_argument("--plot-title", default=None, help="the plot's title")
     p.add_argument("--plot-logs", nargs="+", default=None, metavar="LOG.jsonl",
                    help="with --plot: plot these logs (one or two) and exit, without training")
     p.add_argument("--quiet", action="store_true")
@@ -129,7 +130,7 @@ def read_log(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot(logs, out):
+def plot(logs, out, title=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -158,7 +159,7 @@ def plot(logs, out):
     ax3.set_ylabel("max |Δ log-prob|\n(1e-12 = exactly 0)")
     ax3.set_xlabel("step")
     ax3.legend()
-    fig.suptitle("GRPO on stories260K: bitroll rollouts, on-policy (KL = 0) vs PyTorch log-probs")
+    fig.suptitle(title or "GRPO with bitroll rollouts: on-policy (KL = 0) vs PyTorch log-probs")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -373,7 +374,7 @@ def run(a):
     with open(os.path.join(out_dir, "final_fingerprint.txt"), "w") as f:
         f.write(fp + "\n")
     if a.plot:
-        plot([log_path], a.plot)
+        plot([log_path], a.plot, a.plot_title)
         say(f"plot: {a.plot}")
     return fp
 
@@ -505,7 +506,7 @@ def _loop(a, np, torch, bitroll, btorch, R, model, engine, opt, workers, base, b
 def main(argv=None):
     a = parse_args(argv)
     if a.plot_logs:
-        plot(a.plot_logs, a.plot)
+        plot(a.plot_logs, a.plot, a.plot_title)
         print(f"plot: {a.plot}")
         return 0
     try:

@@ -17,6 +17,34 @@
 
 #ifndef BR_DEFAULT_MODEL
 #define BR_DEFAULT_MODEL "configs/models/stories260K"
+/* ---- the results journal (api/driver_journal.c; docs/FORMAT.md "Journal") */
+
+typedef struct driver_journal driver_journal;
+/* xxh64 of everything that determines the results: verb, weights fingerprint, kernel mode and, for every job, its
+ * sample id, prompt ids, sampling parameters, max_new, stop ids and forced tokens (score). */
+uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const rollout_job *jobs, int64_t n_jobs);
+/* "OUT.parts" (caller frees; NULL when out of memory). */
+char *driver_parts_dir(const char *out);
+/* After OUT is written: removes OUT.parts. */
+br_status driver_out_done(const char *out);
+/* Creates the directory (an existing one is kept). */
+br_status driver_parts_create(const char *dir);
+/* Removes every shard g<group>.<attempt>.bin and the directory; an absent directory is BR_OK. */
+br_status driver_parts_remove(const char *dir);
+/* Reads every shard of dir: done[i] = 1 for each job with an intact record (n_jobs bytes, zeroed first); a torn or
+ * damaged record ends its shard's reading. by_job (may be NULL) receives the results (sample_id = jobs[i].sample_id).
+ * *next_attempt (may be NULL) = 1 + the highest attempt number found. A shard of another job (job key or job count)
+ * is BR_EINVAL naming it and saying so. An absent directory holds nothing. */
+br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
+                            rollout_result *by_job, int64_t *n_done, int *next_attempt);
+/* Creates dir/g<group>.<attempt>.bin with its header. */
+br_status driver_journal_open(const char *dir, int group, int attempt, uint64_t key, int64_t n_jobs,
+                              driver_journal **out);
+/* Appends job's result as one checksummed record, flushed to the kernel before it returns. */
+br_status driver_journal_append(driver_journal *j, uint64_t key, int64_t job, const rollout_result *r);
+/* Closes and frees; NULL is a no-op. */
+br_status driver_journal_close(driver_journal *j);
+
 #endif
 
 typedef struct {
@@ -34,6 +62,8 @@ typedef struct {
     int allow_other_policy;     /* score: the model may differ from the one that generated the rollouts (PPO's later
                                  * minibatches); the scores file then records the scoring model and weight_version */
     int quiet, print_config;
+    int resume;                 /* --resume: results already in the journal OUT.parts are not recomputed (not part of the
+                                 * resolved configuration: a resumed file equals an uninterrupted one bit for bit) */
 } driver_opts;
 
 void driver_opts_default(driver_opts *o, const char *verb);
@@ -94,8 +124,40 @@ typedef struct {
 void driver_provenance(h5log_provenance *p, driver_prov_bufs *bufs, const driver_opts *o, const policy_weights *w,
                        const char *cfg, int world_size);
 /* Runs this rank's share of jobs and gathers every result on rank 0 into *by_job (n_jobs, indexed by job; NULL on
- * the other ranks). Progress (the whole job's, summed over the groups) on rank 0's stderr unless quiet. */
+ * the other ranks). Results travel through the journal o->out.parts (below): each group's first rank appends each
+ * result as the scheduler finishes it, and rank 0 reads the shards back after the run. Without o->resume a stale
+ * journal is removed first; with it, the jobs the journal already holds are not run again and the others are dealt
+ * round-robin to this run's groups. Progress (the whole job's, summed over the groups) on rank 0's stderr unless
+ * quiet. The caller removes the journal (driver_parts_remove) once the output file is written. */
 br_status driver_run_and_gather(const comm_world *world, const policy_weights *w, const driver_opts *o,
                                 const rollout_job *jobs, int64_t n_jobs, rollout_result **by_job);
+
+/* ---- the results journal (api/driver_journal.c; docs/FORMAT.md "Journal") */
+
+typedef struct driver_journal driver_journal;
+/* xxh64 of everything that determines the results: verb, weights fingerprint, kernel mode and, for every job, its
+ * sample id, prompt ids, sampling parameters, max_new, stop ids and forced tokens (score). */
+uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const rollout_job *jobs, int64_t n_jobs);
+/* "OUT.parts" (caller frees; NULL when out of memory). */
+char *driver_parts_dir(const char *out);
+/* After OUT is written: removes OUT.parts. */
+br_status driver_out_done(const char *out);
+/* Creates the directory (an existing one is kept). */
+br_status driver_parts_create(const char *dir);
+/* Removes every shard g<group>.<attempt>.bin and the directory; an absent directory is BR_OK. */
+br_status driver_parts_remove(const char *dir);
+/* Reads every shard of dir: done[i] = 1 for each job with an intact record (n_jobs bytes, zeroed first); a torn or
+ * damaged record ends its shard's reading. by_job (may be NULL) receives the results (sample_id = jobs[i].sample_id).
+ * *next_attempt (may be NULL) = 1 + the highest attempt number found. A shard of another job (job key or job count)
+ * is BR_EINVAL naming it and saying so. An absent directory holds nothing. */
+br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
+                            rollout_result *by_job, int64_t *n_done, int *next_attempt);
+/* Creates dir/g<group>.<attempt>.bin with its header. */
+br_status driver_journal_open(const char *dir, int group, int attempt, uint64_t key, int64_t n_jobs,
+                              driver_journal **out);
+/* Appends job's result as one checksummed record, flushed to the kernel before it returns. */
+br_status driver_journal_append(driver_journal *j, uint64_t key, int64_t job, const rollout_result *r);
+/* Closes and frees; NULL is a no-op. */
+br_status driver_journal_close(driver_journal *j);
 
 #endif

@@ -198,74 +198,85 @@ static void progress_cb(void *ctx, int64_t done, int64_t total, int64_t tokens) 
             g == 1 ? "" : "s", g);
 }
 
-/* Results travel as: job index i64, n i32, finish i8, then n tokens, n logprobs, n digests. */
-static void pack_results(comm_buf *b, const rollout_result *r, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        comm_buf_put(b, &r[i].sample_id, 8);
-        comm_buf_put(b, &r[i].n, 4);
-        comm_buf_put(b, &r[i].finish, 1);
-        comm_buf_put(b, r[i].tokens, 4 * (size_t)r[i].n);
-        comm_buf_put(b, r[i].logprobs, 4 * (size_t)r[i].n);
-        comm_buf_put(b, r[i].digests, 8 * (size_t)r[i].n);
-    }
-}
+typedef struct {
+    driver_journal *journal; /* NULL on ranks that are not their group's first */
+    uint64_t key;
+    const int64_t *mine_idx; /* (n_mine) the job index of each of this group's jobs */
+} journal_ctx;
 
-/* Unpacks gathered results into by_job[i] (n_jobs slots), each filled exactly once. The wire carries the job index
- * in the sample_id field; it is replaced by the job's own sample id. */
-static br_status unpack_results(comm_buf *b, const rollout_job *jobs, rollout_result *by_job, int64_t n_jobs) {
-    int64_t got = 0;
-    while (b->rd < b->len) {
-        rollout_result r;
-        memset(&r, 0, sizeof r);
-        if (comm_buf_get(b, &r.sample_id, 8) || comm_buf_get(b, &r.n, 4) || comm_buf_get(b, &r.finish, 1)) break;
-        const int64_t i = r.sample_id;
-        if (i < 0 || i >= n_jobs || by_job[i].tokens || r.n < 0)
-            return br_fail(BR_ERUNTIME, "gather: bad or duplicate result for job %lld", (long long)i);
-        r.sample_id = jobs[i].sample_id;
-        r.tokens = malloc(4 * (size_t)r.n + 1);
-        r.logprobs = malloc(4 * (size_t)r.n + 1);
-        r.digests = malloc(8 * (size_t)r.n + 1);
-        if (!r.tokens || !r.logprobs || !r.digests) {
-            rollout_result_free(&r);
-            return br_fail(BR_ENOMEM, "gather: out of memory");
-        }
-        comm_buf_get(b, r.tokens, 4 * (size_t)r.n);
-        comm_buf_get(b, r.logprobs, 4 * (size_t)r.n);
-        comm_buf_get(b, r.digests, 8 * (size_t)r.n);
-        by_job[i] = r;
-        got++;
-    }
-    if (b->failed || got != n_jobs)
-        return br_fail(BR_ERUNTIME, "gather: %lld of %lld results arrived intact", (long long)got, (long long)n_jobs);
-    return BR_OK;
+/* The scheduler's per-result callback: the group's first rank appends the result to its shard; every rank then frees
+ * it, so a rank's memory does not grow with its share of the jobs. */
+static br_status on_result(void *ctx, int64_t job_index, rollout_result *r) {
+    journal_ctx *c = ctx;
+    br_status rc = c->journal ? driver_journal_append(c->journal, c->key, c->mine_idx[job_index], r) : BR_OK;
+    rollout_result_free(r);
+    return rc;
 }
 
 br_status driver_run_and_gather(const comm_world *world, const policy_weights *w, const driver_opts *o,
                                 const rollout_job *jobs, int64_t n_jobs, rollout_result **by_job_out) {
     *by_job_out = NULL;
     br_status rc = BR_OK;
-    int64_t n_mine = 0;
-    for (int64_t i = 0; i < n_jobs; i++) n_mine += comm_owner(world, i) == world->group;
-    rollout_job *mine = malloc((size_t)(n_mine + 1) * sizeof *mine);
-    int64_t *mine_idx = malloc((size_t)(n_mine + 1) * sizeof *mine_idx);
-    rollout_result *res = calloc((size_t)(n_mine + 1), sizeof *res);
-    comm_buf b = {0};
-    void *all = NULL;
-    size_t all_len = 0;
+    const uint64_t key = driver_job_key(w->fingerprint, o->verb, (int)o->mode, jobs, n_jobs);
+    char *dir = driver_parts_dir(o->out);
+    uint8_t *done = calloc((size_t)n_jobs + 1, 1);
+    rollout_job *mine = NULL;
+    int64_t *mine_idx = NULL;
+    rollout_result *res = NULL;
+    driver_journal *journal = NULL;
     comm_links *links = NULL;
+    int64_t n_done = 0, n_mine = 0;
+    int attempt = 0;
+    if (!dir || !done) rc = br_fail(BR_ENOMEM, "out of memory for %lld jobs", (long long)n_jobs);
+    /* rank 0 finds what the journal already holds (--resume) or clears a stale one */
+    if (rc == BR_OK && world->rank == 0) {
+        if (o->resume) rc = driver_parts_read(dir, key, jobs, n_jobs, done, NULL, &n_done, &attempt);
+        else rc = driver_parts_remove(dir);
+        if (rc == BR_OK) rc = driver_parts_create(dir);
+        if (rc == BR_OK && o->resume && !o->quiet)
+            fprintf(stderr, "[bitroll %s] --resume: %s holds %lld of %lld results; computing the other %lld\n", o->verb,
+                    dir, (long long)n_done, (long long)n_jobs, (long long)(n_jobs - n_done));
+    }
+    if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
+    {
+        void *buf = world->rank == 0 ? done : NULL;
+        size_t len = (size_t)n_jobs;
+        rc = comm_bcast_bytes(world, &buf, &len);
+        if (world->rank != 0) {
+            if (rc == BR_OK && len == (size_t)n_jobs) memcpy(done, buf, len);
+            else if (rc == BR_OK) rc = br_fail(BR_ERUNTIME, "journal: bad done-set broadcast");
+            free(buf);
+        }
+        uint64_t a = (uint64_t)attempt;
+        comm_bcast_u64(world, &a);
+        attempt = (int)a;
+    }
+    if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
+    /* the jobs not yet done are dealt round-robin to this run's groups (whatever the earlier run's count was) */
+    for (int64_t i = 0, k = 0; i < n_jobs; i++)
+        if (!done[i]) n_mine += comm_owner(world, k++) == world->group;
+    mine = malloc((size_t)(n_mine + 1) * sizeof *mine);
+    mine_idx = malloc((size_t)(n_mine + 1) * sizeof *mine_idx);
+    res = calloc((size_t)(n_mine + 1), sizeof *res);
     if (!mine || !mine_idx || !res) rc = br_fail(BR_ENOMEM, "out of memory for %lld jobs", (long long)n_mine);
     if (rc == BR_OK) {
-        int64_t k = 0;
-        for (int64_t i = 0; i < n_jobs; i++)
-            if (comm_owner(world, i) == world->group) {
-                mine_idx[k] = i;
-                mine[k++] = jobs[i];
+        for (int64_t i = 0, k = 0, m = 0; i < n_jobs; i++)
+            if (!done[i] && comm_owner(world, k++) == world->group) {
+                mine_idx[m] = i;
+                mine[m++] = jobs[i];
             }
+    }
+    if (rc == BR_OK && world->tp_rank == 0) rc = driver_journal_open(dir, world->group, attempt, key, n_jobs, &journal);
+    if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
+    {
         progress_ctx pc = {world, o->verb, o->quiet, driver_now(), 0};
+        journal_ctx jc = {journal, key, mine_idx};
         rollout_sched_opts so = o->sched;
         so.device = o->device;
         so.mode = o->mode;
         so.tuning = o->tuning;
+        so.on_result = on_result;
+        so.on_result_ctx = &jc;
         rc = comm_links_open(world, o->device == ROLLOUT_DEVICE_CUDA, &o->tuning, !o->quiet, &links);
         if (rc == BR_OK) {
             so.tp = comm_links_tp(links);
@@ -278,21 +289,19 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
     }
     br_status s2 = comm_links_close(links);
     if (rc == BR_OK) rc = s2;
-    rc = comm_agree(world, rc);
-    if (rc != BR_OK) goto cleanup;
-    if (world->tp_rank == 0) { /* one copy per group: its first rank's; the wire carries the job index */
-        for (int64_t i = 0; i < n_mine; i++) res[i].sample_id = mine_idx[i];
-        pack_results(&b, res, n_mine);
-    }
-    if (b.failed) rc = br_fail(BR_ENOMEM, "packing results: out of memory");
-    rc = comm_agree(world, rc);
-    if (rc != BR_OK) goto cleanup;
-    comm_gather_bytes(world, b.data, b.len, &all, &all_len);
+    s2 = driver_journal_close(journal);
+    journal = NULL;
+    if (rc == BR_OK) rc = s2;
+    if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
+    /* every shard is closed: rank 0 reads the results back in job order */
     if (world->rank == 0) {
         rollout_result *by_job = calloc((size_t)(n_jobs + 1), sizeof *by_job);
-        comm_buf g = {all, all_len, all_len, 0, 0};
         if (!by_job) rc = br_fail(BR_ENOMEM, "out of memory");
-        else rc = unpack_results(&g, jobs, by_job, n_jobs);
+        else rc = driver_parts_read(dir, key, jobs, n_jobs, done, by_job, &n_done, NULL);
+        if (rc == BR_OK && n_done != n_jobs)
+            rc = br_fail(BR_ERUNTIME, "%s: the journal holds %lld of %lld results after the run (is %s on a file system "
+                                      "every group's first rank shares?)",
+                         dir, (long long)n_done, (long long)n_jobs, dir);
         if (rc != BR_OK && by_job) {
             for (int64_t i = 0; i < n_jobs; i++) rollout_result_free(&by_job[i]);
             free(by_job);
@@ -302,12 +311,21 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
     }
     rc = comm_agree(world, rc);
 cleanup:
+    (void)driver_journal_close(journal);
     if (res)
         for (int64_t i = 0; i < n_mine; i++) rollout_result_free(&res[i]);
     free(res);
     free(mine);
     free(mine_idx);
-    free(all);
-    comm_buf_free(&b);
+    free(done);
+    free(dir);
+    return rc;
+}
+
+br_status driver_out_done(const char *out) {
+    char *dir = driver_parts_dir(out);
+    if (!dir) return br_fail(BR_ENOMEM, "out of memory");
+    br_status rc = driver_parts_remove(dir);
+    free(dir);
     return rc;
 }

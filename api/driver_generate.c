@@ -238,6 +238,7 @@ br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_g
             driver_provenance(&prov, &pb, o, w, cfg, world->size);
             rc = h5log_rollouts_write(o->out, &out, &prov);
         }
+        if (rc == BR_OK) rc = driver_out_done(o->out);
         if (rc == BR_OK && stats) {
             stats->samples = out.n;
             stats->tokens = tokens;

@@ -154,6 +154,7 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
             driver_provenance(&prov, &pb, &so, w, cfg, world->size);
             rc = h5log_scores_write(o->out, &out, &prov, meta.fingerprint_hex);
         }
+        if (rc == BR_OK) rc = driver_out_done(o->out);
         if (rc == BR_OK && !o->quiet) {
             double dt = driver_now() - t0;
             fprintf(stderr, "[bitroll score] wrote %s: %lld samples, %lld tokens scored, %.1f s, %.0f tokens/s (%d rank%s)\n",

@@ -28,6 +28,7 @@ int cli_run_opt(driver_opts *o, int c, const char *arg) {
             rc = br_fail(BR_EINVAL, "--kernels: '%s' is not one of invariant, fp32, standard", arg);
         break;
     case OPT_QUIET: o->quiet = 1; return 1;
+    case OPT_RESUME: o->resume = 1; return 1;
     case OPT_PRINTCFG: o->print_config = 1; return 1;
     case OPT_MBT:
         rc = cli_parse_int("--max-batch-tokens", arg, 1, 1 << 24, &v);

@@ -10,7 +10,7 @@
 enum {
     OPT_MODEL = 256, OPT_PROMPTS, OPT_OUT, OPT_N, OPT_TEMP, OPT_TOPP, OPT_TOPK, OPT_MAXNEW, OPT_SEED, OPT_STOP,
     OPT_NOSTOP, OPT_DEVICE, OPT_KERNELS, OPT_MBT, OPT_MAXSEQS, OPT_CHUNK, OPT_PAGE, OPT_PRINTCFG, OPT_QUIET,
-    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED, OPT_TP, OPT_WVERSION, OPT_OTHERPOLICY, OPT_GPUMEM
+    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED, OPT_TP, OPT_WVERSION, OPT_OTHERPOLICY, OPT_GPUMEM, OPT_RESUME
 };
 
 #define CLI_RUN_LONG_OPTS                                                                                  \
@@ -21,7 +21,8 @@ enum {
         {"print-config", no_argument, 0, OPT_PRINTCFG}, {"quiet", no_argument, 0, OPT_QUIET},              \
         {"random-weights", required_argument, 0, OPT_RANDOM}, {"weights-seed", required_argument, 0, OPT_WSEED}, \
         {"tp", required_argument, 0, OPT_TP}, {"weight-version", required_argument, 0, OPT_WVERSION},     \
-        {"gpu-memory-utilization", required_argument, 0, OPT_GPUMEM}, {"help", no_argument, 0, 'h'}
+        {"gpu-memory-utilization", required_argument, 0, OPT_GPUMEM}, {"resume", no_argument, 0, OPT_RESUME},   \
+        {"help", no_argument, 0, 'h'}
 
 /* The help lines of the shared options. */
 #define CLI_COMMON_HELP                                                                                        \
@@ -35,6 +36,8 @@ enum {
     "  --tp N                  tensor parallelism over groups of N ranks (same bits for every N)\n"         \
     "  --print-config          print the resolved configuration (JSON) and continue\n"                      \
     "  --quiet                 no progress on stderr\n"                                                     \
+    "  --resume                continue an interrupted run from its journal OUT.parts: results already there are\n" \
+    "                          not recomputed; the file equals an uninterrupted run's bit for bit\n"         \
     "  -h, --help              this help\n"
 
 /* Options common to generate and score; returns 1 if handled, 0 if not, -1 on a bad value (message set). */

@@ -334,6 +334,11 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
             policy_kv_release(kv, &sl->seq);
             sl->in_use = 0;
             done++;
+            if (o->on_result) { /* the callee takes the arrays: the slot's result is zeroed whatever it returns */
+                rollout_result r = *sl->res;
+                memset(sl->res, 0, sizeof *sl->res);
+                if ((rc = o->on_result(o->on_result_ctx, (int64_t)(sl->job - jobs), &r)) != BR_OK) goto cleanup;
+            }
         }
         if (progress) progress(progress_ctx, done, n_jobs, tokens_out);
     }

@@ -60,6 +60,11 @@ typedef struct {
     struct rollout_mem_plan *plan_out; /* when not NULL: receives the plan the engine was created with */
     int report_plan;        /* print the plan (one line) on stderr when the engine is created */
     struct rollout_run_stats *stats; /* when not NULL: receives the run's step timings (rollout_run_stats) */
+    /* when not NULL: called once per job as it completes, with its index into jobs and its result; the callee owns
+     * the result's arrays from then on (results[i] is left zeroed), so the caller's memory does not grow with the
+     * jobs done. A failure it returns stops the run. */
+    br_status (*on_result)(void *ctx, int64_t job_index, rollout_result *r);
+    void *on_result_ctx;
 } rollout_sched_opts;
 
 enum { ROLLOUT_GIVEN_MAX_SEQS = 1u, ROLLOUT_GIVEN_BATCH_TOKENS = 2u };

@@ -1,0 +1,275 @@
+/* The results journal (api/driver.h, docs/FORMAT.md "Journal"): each data-parallel group's first rank appends every
+ * finished job to its own shard OUT.parts/g<group>.<attempt>.bin, so results reach disk as they complete and a run
+ * killed at any point can be resumed (--resume) without recomputing them. Records carry an xxh64 checksum: a torn
+ * last record (kill -9 in the middle of a write) is detected and ignored. Plain stdio; nothing here knows HDF5. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "api/driver.h"
+
+#define JOURNAL_MAGIC "BRJOURN1"
+#define JOURNAL_VERSION 1u
+#define JOURNAL_HEADER 32 /* magic[8], u32 version, u32 group, u64 job key, u64 n_jobs */
+#define RECORD_HEADER 16  /* i64 job index, i32 n, i8 finish, 3 zero bytes */
+#define RECORD_MAX_TOKENS (1 << 26)
+
+struct driver_journal {
+    FILE *f;
+    char *path;
+    int64_t records;
+    int64_t kill_after; /* test fault injection (BITROLL_INJECT_KILL_AFTER_RECORDS); 0: off */
+};
+
+static void key_add(XXH64_state_t *s, const void *p, size_t n) {
+    if (n) XXH64_update(s, p, n);
+}
+
+uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const rollout_job *jobs, int64_t n_jobs) {
+    XXH64_state_t *s = XXH64_createState();
+    if (!s) return 0;
+    XXH64_reset(s, 0x626974726f6c6cULL);
+    key_add(s, verb, strlen(verb) + 1);
+    key_add(s, &weights_fp, 8);
+    int32_t m = mode;
+    key_add(s, &m, 4);
+    key_add(s, &n_jobs, 8);
+    for (int64_t i = 0; i < n_jobs; i++) {
+        const rollout_job *j = &jobs[i];
+        int32_t hdr[5] = {j->prompt_len, j->max_new, j->n_stop, j->forced ? j->n_forced : -1, j->sampling.top_k};
+        key_add(s, &j->sample_id, 8);
+        key_add(s, hdr, sizeof hdr);
+        key_add(s, &j->sampling.temperature, 4);
+        key_add(s, &j->sampling.top_p, 4);
+        key_add(s, &j->sampling.seed, 8);
+        key_add(s, j->prompt, 4 * (size_t)j->prompt_len);
+        if (j->n_stop > 0) key_add(s, j->stop_ids, 4 * (size_t)j->n_stop);
+        if (j->forced && j->n_forced > 0) key_add(s, j->forced, 4 * (size_t)j->n_forced);
+    }
+    uint64_t k = XXH64_digest(s);
+    XXH64_freeState(s);
+    return k;
+}
+
+char *driver_parts_dir(const char *out) {
+    size_t n = strlen(out) + 8;
+    char *d = malloc(n);
+    if (d) snprintf(d, n, "%s.parts", out);
+    return d;
+}
+
+static int shard_name(const char *name, int *group, int *attempt) {
+    char tail[8] = "";
+    return sscanf(name, "g%d.%d.%4s", group, attempt, tail) == 3 && !strcmp(tail, "bin") && *group >= 0 &&
+           *attempt >= 0;
+}
+
+br_status driver_parts_remove(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? BR_OK : br_fail(BR_EIO, "%s: cannot open: %s", dir, strerror(errno));
+    br_status rc = BR_OK;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        int g, a;
+        if (!shard_name(e->d_name, &g, &a)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) != 0 && rc == BR_OK) rc = br_fail(BR_EIO, "%s: cannot remove: %s", path, strerror(errno));
+    }
+    closedir(d);
+    if (rc == BR_OK && rmdir(dir) != 0 && errno != ENOENT)
+        rc = br_fail(BR_EIO, "%s: cannot remove the journal directory (does it hold other files?): %s", dir,
+                     strerror(errno));
+    return rc;
+}
+
+br_status driver_parts_create(const char *dir) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return br_fail(BR_EIO, "%s: cannot create the journal directory: %s", dir, strerror(errno));
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return br_fail(BR_EIO, "%s: exists and is not a directory (the journal of --out lives there)", dir);
+    return BR_OK;
+}
+
+/* Reads one shard: every intact record until the first torn or invalid one. */
+static br_status read_shard(const char *path, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
+                            rollout_result *by_job, int64_t *n_done) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return br_fail(BR_EIO, "%s: cannot open: %s", path, strerror(errno));
+    br_status rc = BR_OK;
+    unsigned char h[JOURNAL_HEADER];
+    unsigned char *buf = NULL;
+    size_t cap = 0;
+    if (fread(h, 1, sizeof h, f) != sizeof h) goto cleanup; /* killed before its header was written: empty */
+    uint32_t ver;
+    uint64_t k, nj;
+    memcpy(&ver, h + 8, 4);
+    memcpy(&k, h + 16, 8);
+    memcpy(&nj, h + 24, 8);
+    if (memcmp(h, JOURNAL_MAGIC, 8) != 0 || ver != JOURNAL_VERSION) {
+        rc = br_fail(BR_EINVAL, "%s: not a bitroll journal of version %u (remove it, or run without --resume)", path,
+                     JOURNAL_VERSION);
+        goto cleanup;
+    }
+    if (k != key || (int64_t)nj != n_jobs) {
+        rc = br_fail(BR_EINVAL, "%s: the journal belongs to another job (job key %016llx, %lld jobs; this job's: "
+                                "%016llx, %lld jobs): other weights, prompts or sampling options; run without --resume "
+                                "to start over (the journal is then removed)",
+                     path, (unsigned long long)k, (long long)nj, (unsigned long long)key, (long long)n_jobs);
+        goto cleanup;
+    }
+    for (;;) {
+        unsigned char rh[RECORD_HEADER];
+        if (fread(rh, 1, sizeof rh, f) != sizeof rh) break;
+        int64_t job;
+        int32_t n;
+        memcpy(&job, rh, 8);
+        memcpy(&n, rh + 8, 4);
+        if (job < 0 || job >= n_jobs || n < 0 || n > RECORD_MAX_TOKENS) break;
+        size_t len = 16 * (size_t)n + 8;
+        if (len > cap) {
+            unsigned char *t = realloc(buf, len);
+            if (!t) {
+                rc = br_fail(BR_ENOMEM, "%s: out of memory for a record of %d tokens", path, n);
+                goto cleanup;
+            }
+            buf = t;
+            cap = len;
+        }
+        if (fread(buf, 1, len, f) != len) break;
+        XXH64_state_t *s = XXH64_createState();
+        if (!s) {
+            rc = br_fail(BR_ENOMEM, "out of memory");
+            goto cleanup;
+        }
+        XXH64_reset(s, key);
+        XXH64_update(s, rh, sizeof rh);
+        XXH64_update(s, buf, len - 8);
+        uint64_t sum = XXH64_digest(s), want;
+        XXH64_freeState(s);
+        memcpy(&want, buf + len - 8, 8);
+        if (sum != want) break; /* torn or damaged: it and what follows are not trusted */
+        if (done[job]) continue;
+        done[job] = 1;
+        (*n_done)++;
+        if (!by_job) continue;
+        rollout_result *r = &by_job[job];
+        r->sample_id = jobs ? jobs[job].sample_id : job;
+        r->n = n;
+        r->finish = (int8_t)rh[12];
+        r->tokens = malloc(4 * (size_t)n + 1);
+        r->logprobs = malloc(4 * (size_t)n + 1);
+        r->digests = malloc(8 * (size_t)n + 1);
+        if (!r->tokens || !r->logprobs || !r->digests) {
+            rc = br_fail(BR_ENOMEM, "%s: out of memory", path);
+            goto cleanup;
+        }
+        memcpy(r->tokens, buf, 4 * (size_t)n);
+        memcpy(r->logprobs, buf + 4 * (size_t)n, 4 * (size_t)n);
+        memcpy(r->digests, buf + 8 * (size_t)n, 8 * (size_t)n);
+    }
+cleanup:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
+                            rollout_result *by_job, int64_t *n_done, int *next_attempt) {
+    *n_done = 0;
+    if (next_attempt) *next_attempt = 0;
+    memset(done, 0, (size_t)n_jobs);
+    DIR *d = opendir(dir);
+    if (!d) return errno == ENOENT ? BR_OK : br_fail(BR_EIO, "%s: cannot open: %s", dir, strerror(errno));
+    br_status rc = BR_OK;
+    struct dirent *e;
+    char path[4096];
+    while (rc == BR_OK && (e = readdir(d)) != NULL) {
+        int g, a;
+        if (!shard_name(e->d_name, &g, &a)) continue;
+        if (next_attempt && a + 1 > *next_attempt) *next_attempt = a + 1;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        rc = read_shard(path, key, jobs, n_jobs, done, by_job, n_done);
+    }
+    closedir(d);
+    return rc;
+}
+
+br_status driver_journal_open(const char *dir, int group, int attempt, uint64_t key, int64_t n_jobs,
+                              driver_journal **out) {
+    *out = NULL;
+    driver_journal *j = calloc(1, sizeof *j);
+    size_t n = strlen(dir) + 48;
+    if (!j || !(j->path = malloc(n))) {
+        free(j);
+        return br_fail(BR_ENOMEM, "out of memory");
+    }
+    snprintf(j->path, n, "%s/g%d.%d.bin", dir, group, attempt);
+    j->f = fopen(j->path, "wb");
+    if (!j->f) {
+        br_status rc = br_fail(BR_EIO, "%s: cannot create the journal shard: %s", j->path, strerror(errno));
+        free(j->path);
+        free(j);
+        return rc;
+    }
+    unsigned char h[JOURNAL_HEADER] = {0};
+    const uint32_t ver = JOURNAL_VERSION, g = (uint32_t)group;
+    const uint64_t nj = (uint64_t)n_jobs;
+    memcpy(h, JOURNAL_MAGIC, 8);
+    memcpy(h + 8, &ver, 4);
+    memcpy(h + 12, &g, 4);
+    memcpy(h + 16, &key, 8);
+    memcpy(h + 24, &nj, 8);
+    /* The tests' fault injection: this process kills itself (SIGKILL) after that many records are on disk. */
+    const char *kill_env = getenv("BITROLL_INJECT_KILL_AFTER_RECORDS");
+    j->kill_after = kill_env ? strtoll(kill_env, NULL, 10) : 0;
+    *out = j;
+    if (fwrite(h, 1, sizeof h, j->f) != sizeof h || fflush(j->f) != 0)
+        return br_fail(BR_ERUNTIME, "%s: writing the journal header failed: %s", j->path, strerror(errno));
+    return BR_OK;
+}
+
+br_status driver_journal_append(driver_journal *j, uint64_t key, int64_t job, const rollout_result *r) {
+    unsigned char rh[RECORD_HEADER] = {0};
+    const int32_t n = r->n;
+    memcpy(rh, &job, 8);
+    memcpy(rh + 8, &n, 4);
+    rh[12] = (unsigned char)r->finish;
+    XXH64_state_t *s = XXH64_createState();
+    if (!s) return br_fail(BR_ENOMEM, "out of memory");
+    XXH64_reset(s, key);
+    XXH64_update(s, rh, sizeof rh);
+    if (n > 0) {
+        XXH64_update(s, r->tokens, 4 * (size_t)n);
+        XXH64_update(s, r->logprobs, 4 * (size_t)n);
+        XXH64_update(s, r->digests, 8 * (size_t)n);
+    }
+    uint64_t sum = XXH64_digest(s);
+    XXH64_freeState(s);
+    /* one fflush per record: a killed process leaves every earlier record in the kernel's hands (no fsync: a machine
+     * crash may lose the tail, which the checksums then reject) */
+    if (fwrite(rh, 1, sizeof rh, j->f) != sizeof rh || (n > 0 && (fwrite(r->tokens, 4, (size_t)n, j->f) != (size_t)n ||
+                                                                  fwrite(r->logprobs, 4, (size_t)n, j->f) != (size_t)n ||
+                                                                  fwrite(r->digests, 8, (size_t)n, j->f) != (size_t)n)) ||
+        fwrite(&sum, 8, 1, j->f) != 1 || fflush(j->f) != 0)
+        return br_fail(BR_ERUNTIME, "%s: appending a record failed: %s", j->path, strerror(errno));
+    j->records++;
+    if (j->kill_after > 0 && j->records >= j->kill_after) raise(SIGKILL);
+    return BR_OK;
+}
+
+br_status driver_journal_close(driver_journal *j) {
+    if (!j) return BR_OK;
+    br_status rc = BR_OK;
+    if (j->f && fclose(j->f) != 0) rc = br_fail(BR_ERUNTIME, "%s: closing the journal failed: %s", j->path, strerror(errno));
+    free(j->path);
+    free(j);
+    return rc;
+}

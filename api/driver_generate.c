@@ -106,8 +106,9 @@ static br_status tokenize_prompts(rollout_requests *req, const tok_tokenizer *to
     return rc;
 }
 
-/* Rank 0: the rollouts set of every sample, in sample-id order. */
-static br_status assemble(const rollout_requests *req, const rollout_job *jobs, const rollout_result *by_sid,
+/* Rank 0: the rollouts set of every sample, in sample-id order. Each result's arrays are freed once copied, so the
+ * results and the set are not both held whole. */
+static br_status assemble(const rollout_requests *req, const rollout_job *jobs, rollout_result *by_sid,
                           h5log_rollouts *out, int64_t *tokens_out) {
     const int64_t n = req->n_samples;
     int64_t P = 0, T = 0;
@@ -139,7 +140,7 @@ static br_status assemble(const rollout_requests *req, const rollout_job *jobs, 
         for (int32_t s = 0; s < req->prompts[p].n; s++) {
             int64_t i = req->prompts[p].first_sample_id + s;
             const rollout_job *j = &jobs[i];
-            const rollout_result *r = &by_sid[i];
+            rollout_result *r = &by_sid[i];
             out->sample_id[i] = i;
             out->prompt_index[i] = p;
             out->sample_index[i] = s;
@@ -156,6 +157,7 @@ static br_status assemble(const rollout_requests *req, const rollout_job *jobs, 
             out->top_p[i] = j->sampling.top_p;
             out->top_k[i] = j->sampling.top_k;
             out->seed[i] = j->sampling.seed;
+            rollout_result_free(r);
         }
     out->prompt_offsets[n] = po;
     out->completion_offsets[n] = co;

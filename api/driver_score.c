@@ -139,9 +139,10 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
             out.sample_id[i] = r.sample_id[i];
             out.completion_offsets[i] = a;
             if (lc == 0) continue;
-            const rollout_result *res = &by_row[k++];
+            rollout_result *res = &by_row[k++];
             memcpy(out.logprobs + a, res->logprobs, 4 * (size_t)lc);
             memcpy(out.logits_digest + a, res->digests, 8 * (size_t)lc);
+            rollout_result_free(res); /* copied: not held twice */
         }
         if (rc == BR_OK) {
             out.completion_offsets[r.n] = T;

@@ -17,34 +17,6 @@
 
 #ifndef BR_DEFAULT_MODEL
 #define BR_DEFAULT_MODEL "configs/models/stories260K"
-/* ---- the results journal (api/driver_journal.c; docs/FORMAT.md "Journal") */
-
-typedef struct driver_journal driver_journal;
-/* xxh64 of everything that determines the results: verb, weights fingerprint, kernel mode and, for every job, its
- * sample id, prompt ids, sampling parameters, max_new, stop ids and forced tokens (score). */
-uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const rollout_job *jobs, int64_t n_jobs);
-/* "OUT.parts" (caller frees; NULL when out of memory). */
-char *driver_parts_dir(const char *out);
-/* After OUT is written: removes OUT.parts. */
-br_status driver_out_done(const char *out);
-/* Creates the directory (an existing one is kept). */
-br_status driver_parts_create(const char *dir);
-/* Removes every shard g<group>.<attempt>.bin and the directory; an absent directory is BR_OK. */
-br_status driver_parts_remove(const char *dir);
-/* Reads every shard of dir: done[i] = 1 for each job with an intact record (n_jobs bytes, zeroed first); a torn or
- * damaged record ends its shard's reading. by_job (may be NULL) receives the results (sample_id = jobs[i].sample_id).
- * *next_attempt (may be NULL) = 1 + the highest attempt number found. A shard of another job (job key or job count)
- * is BR_EINVAL naming it and saying so. An absent directory holds nothing. */
-br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
-                            rollout_result *by_job, int64_t *n_done, int *next_attempt);
-/* Creates dir/g<group>.<attempt>.bin with its header. */
-br_status driver_journal_open(const char *dir, int group, int attempt, uint64_t key, int64_t n_jobs,
-                              driver_journal **out);
-/* Appends job's result as one checksummed record, flushed to the kernel before it returns. */
-br_status driver_journal_append(driver_journal *j, uint64_t key, int64_t job, const rollout_result *r);
-/* Closes and frees; NULL is a no-op. */
-br_status driver_journal_close(driver_journal *j);
-
 #endif
 
 typedef struct {
@@ -153,8 +125,10 @@ br_status driver_parts_remove(const char *dir);
 br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
                             rollout_result *by_job, int64_t *n_done, int *next_attempt);
 /* Creates dir/g<group>.<attempt>.bin with its header. */
+/* kill_after > 0 (the tests' fault injection, br_tuning.inject_kill_after_records): the process sends itself SIGKILL
+ * once that many records are on disk. */
 br_status driver_journal_open(const char *dir, int group, int attempt, uint64_t key, int64_t n_jobs,
-                              driver_journal **out);
+                              int64_t kill_after, driver_journal **out);
 /* Appends job's result as one checksummed record, flushed to the kernel before it returns. */
 br_status driver_journal_append(driver_journal *j, uint64_t key, int64_t job, const rollout_result *r);
 /* Closes and frees; NULL is a no-op. */

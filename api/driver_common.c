@@ -266,7 +266,8 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
                 mine[m++] = jobs[i];
             }
     }
-    if (rc == BR_OK && world->tp_rank == 0) rc = driver_journal_open(dir, world->group, attempt, key, n_jobs, &journal);
+    if (rc == BR_OK && world->tp_rank == 0) rc = driver_journal_open(dir, world->group, attempt, key, n_jobs,
+                                                                       o->tuning.inject_kill_after_records, &journal);
     if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
     {
         progress_ctx pc = {world, o->verb, o->quiet, driver_now(), 0};

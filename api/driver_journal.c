@@ -203,7 +203,7 @@ br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jo
 }
 
 br_status driver_journal_open(const char *dir, int group, int attempt, uint64_t key, int64_t n_jobs,
-                              driver_journal **out) {
+                              int64_t kill_after, driver_journal **out) {
     *out = NULL;
     driver_journal *j = calloc(1, sizeof *j);
     size_t n = strlen(dir) + 48;
@@ -228,8 +228,7 @@ br_status driver_journal_open(const char *dir, int group, int attempt, uint64_t 
     memcpy(h + 16, &key, 8);
     memcpy(h + 24, &nj, 8);
     /* The tests' fault injection: this process kills itself (SIGKILL) after that many records are on disk. */
-    const char *kill_env = getenv("BITROLL_INJECT_KILL_AFTER_RECORDS");
-    j->kill_after = kill_env ? strtoll(kill_env, NULL, 10) : 0;
+    j->kill_after = kill_after;
     *out = j;
     if (fwrite(h, 1, sizeof h, j->f) != sizeof h || fflush(j->f) != 0)
         return br_fail(BR_ERUNTIME, "%s: writing the journal header failed: %s", j->path, strerror(errno));

@@ -6,7 +6,7 @@
 #include <string.h>
 
 br_tuning br_tuning_default(void) {
-    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1};
+    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0};
     return t;
 }
 
@@ -45,6 +45,14 @@ br_status br_tuning_from_env(br_tuning *out) {
         if (*end || v < 0 || v > 1 << 20)
             return br_fail(BR_EINVAL, "environment: BITROLL_INJECT_FAILURE_RANK='%s' must be a rank number", r);
         t.inject_failure_rank = (int)v;
+    }
+    const char *k = getenv("BITROLL_INJECT_KILL_AFTER_RECORDS");
+    if (k && *k) {
+        char *end = NULL;
+        long long v = strtoll(k, &end, 10);
+        if (*end || v < 0)
+            return br_fail(BR_EINVAL, "environment: BITROLL_INJECT_KILL_AFTER_RECORDS='%s' must be a count >= 0", k);
+        t.inject_kill_after_records = (int64_t)v;
     }
     *out = t;
     return BR_OK;

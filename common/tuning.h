@@ -12,6 +12,8 @@
  *   BITROLL_NCCL=0                 device collectives through MPI host buffers         (nccl, default 1)
  *   BITROLL_WEIGHTS_BCAST=0        every rank builds its own device weights            (weights_bcast, default 1)
  *   BITROLL_INJECT_FAILURE_RANK=r  rank r fails after its work (fault-injection tests) (inject_failure_rank, -1)
+ *   BITROLL_INJECT_KILL_AFTER_RECORDS=K  each group's journal writer SIGKILLs itself after K records (resume tests)
+ *                                  (inject_kill_after_records, 0 = never)
  */
 #ifndef COMMON_TUNING_H
 #define COMMON_TUNING_H
@@ -27,6 +29,7 @@ typedef struct {
     br_attn_decode attn_decode;
     int share_gpus, nccl, weights_bcast;
     int inject_failure_rank;
+    int64_t inject_kill_after_records;
 } br_tuning;
 
 /* The defaults (no variable set). */

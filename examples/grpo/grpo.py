@@ -215,11 +215,13 @@ def save_weights(model, path):
     os.replace(tmp, path)
 
 
-def save_checkpoint(model, base_dir, out):
+def save_checkpoint(model, config_path, out):
+    """A checkpoint directory out/: config_path copied as config.json and save_weights' model.safetensors (written
+    as out.tmp, then renamed)."""
     tmp = out + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    shutil.copy(os.path.join(base_dir, "config.json"), tmp)
+    shutil.copy(config_path, os.path.join(tmp, "config.json"))
     save_weights(model, os.path.join(tmp, "model.safetensors"))
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
@@ -240,13 +242,7 @@ def init_random(config_path, out, seed):
             else:
                 p.normal_(0.0, 0.02, generator=g)
     model.checkpoint_dtypes = {n: "BF16" for n, _ in model.named_parameters()}
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    shutil.copy(config_path, os.path.join(tmp, "config.json"))
-    save_weights(model, os.path.join(tmp, "model.safetensors"))
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(tmp, out)
+    save_checkpoint(model, config_path, out)
 
 
 def group_advantages(rewards, prompt_index, eps=1e-6):
@@ -303,8 +299,6 @@ def run(a):
     import torch
     import bitroll
     import bitroll.models
-    import bitroll.torch as btorch
-    import rewards as R
 
     dev = torch.device(a.device)
     # CPU: every op deterministic (the final weights are the same bits for any worker layout, as the tests check).
@@ -362,7 +356,7 @@ def run(a):
         say(f"grpo: workers ready in {time.perf_counter() - t0:.1f} s ({workers.ready})")
     open(log_path, "w").close()
     try:
-        fp = _loop(a, np, torch, bitroll, btorch, R, model, engine, opt, workers, base, binary, start_args,
+        fp = _loop(a, model, engine, opt, workers, base, binary, start_args,
                    prompts, stop_id, info, out_dir, log_path, say, dev)
     finally:
         if workers is not None:
@@ -385,8 +379,14 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def _loop(a, np, torch, bitroll, btorch, R, model, engine, opt, workers, base, binary, start_args, prompts, stop_id,
-          info, out_dir, log_path, say, dev):
+def _loop(a, model, engine, opt, workers, base, binary, start_args, prompts, stop_id, info, out_dir, log_path, say,
+          dev):
+    import numpy as np
+    import torch
+    import bitroll
+    import bitroll.models
+    import bitroll.torch as btorch
+    import rewards as R
     for step in range(a.steps):
         t = {}
         sd = os.path.join(out_dir, f"step{step:04d}")
@@ -414,7 +414,7 @@ def _loop(a, np, torch, bitroll, btorch, R, model, engine, opt, workers, base, b
             t["worker_generate"] = ans["seconds"]["generate"]
         else:
             ckpt = os.path.join(sd, "ckpt")
-            save_checkpoint(model, base, ckpt)
+            save_checkpoint(model, os.path.join(base, "config.json"), ckpt)
             t["checkpoint"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             try:

@@ -321,18 +321,17 @@ static uint64_t ub_header_digest(const unsigned char *ub) {
     return XXH3_64bits(h, sizeof h);
 }
 
-/* Fills the user block at the start of a complete file image of `size` bytes. */
-static void ub_stamp(unsigned char *image, size_t size) {
-    memset(image, 0, H5LOG_HEADER_SIZE);
-    memcpy(image, ub_magic, sizeof ub_magic);
-    put_le(image + UB_OFF_VERSION, UB_VERSION, 4);
-    put_le(image + UB_OFF_SIZE, H5LOG_HEADER_SIZE, 4);
-    put_le(image + UB_OFF_LENGTH, size, 8);
-    XXH128_hash_t h = XXH3_128bits(image + H5LOG_HEADER_SIZE, size - H5LOG_HEADER_SIZE);
-    put_le(image + UB_OFF_DIGEST, h.low64, 8);
-    put_le(image + UB_OFF_DIGEST + 8, h.high64, 8);
-    memcpy(image + UB_OFF_ALGO, UB_ALGO, strlen(UB_ALGO));
-    put_le(image + UB_OFF_HDIGEST, ub_header_digest(image), 8);
+/* Fills the 512-byte header of a file of `size` bytes whose bytes [512, size) have the xxh3-128 digest h. */
+static void ub_stamp(unsigned char *ub, uint64_t size, XXH128_hash_t h) {
+    memset(ub, 0, H5LOG_HEADER_SIZE);
+    memcpy(ub, ub_magic, sizeof ub_magic);
+    put_le(ub + UB_OFF_VERSION, UB_VERSION, 4);
+    put_le(ub + UB_OFF_SIZE, H5LOG_HEADER_SIZE, 4);
+    put_le(ub + UB_OFF_LENGTH, size, 8);
+    put_le(ub + UB_OFF_DIGEST, h.low64, 8);
+    put_le(ub + UB_OFF_DIGEST + 8, h.high64, 8);
+    memcpy(ub + UB_OFF_ALGO, UB_ALGO, strlen(UB_ALGO));
+    put_le(ub + UB_OFF_HDIGEST, ub_header_digest(ub), 8);
 }
 
 /* Bob Jenkins' lookup3 (hashlittle, initval 0), the checksum of HDF5's metadata (H5_checksum_metadata). */
@@ -364,23 +363,6 @@ static uint32_t lookup3(const unsigned char *k, size_t length) {
     b ^= a, b -= ROT32(a, 14);
     c ^= b, c -= ROT32(b, 24);
     return c;
-}
-
-/* HDF5 1.10's H5Fget_file_image clears the superblock's file-consistency flags (set while a file is open for
- * writing) in the copy it returns, but leaves the checksum computed with them set: the image would not open
- * ("incorrect metadata checksum"). Superblock v2/v3: signature (8), version, size of addresses (A), size of lengths,
- * flags, four addresses, then the lookup3 checksum of all of that. We recompute it (a no-op where HDF5 got it
- * right); versions 0 and 1 carry no checksum. */
-static br_status image_fix_superblock(unsigned char *sb, size_t n, const char *path) {
-    if (n < 12 || memcmp(sb, h5_signature, sizeof h5_signature) != 0)
-        return br_fail(BR_ERUNTIME, "%s: the HDF5 file image of %zu bytes does not start with a superblock", path, n);
-    if (sb[8] < 2) return BR_OK;
-    size_t len = 12 + 4 * (size_t)sb[9];
-    if (sb[8] > 3 || (sb[9] != 4 && sb[9] != 8) || n < len + 4)
-        return br_fail(BR_ERUNTIME, "%s: HDF5 superblock version %u with %u-byte addresses is not one this build writes",
-                       path, sb[8], sb[9]);
-    put_le(sb + len, lookup3(sb, len), 4);
-    return BR_OK;
 }
 
 /* Reads up to n bytes at off; returns the count read (short only at the end of the file) or -1 with errno. */
@@ -576,79 +558,6 @@ fail:
     return H5I_INVALID_HID;
 }
 
-/* Writes grp/name as a 1-D dataset; attr_name/attr_value (both or neither) add one string attribute. */
-static br_status write_array(hid_t grp, const char *file, const char *gname, const char *name, kind k,
-                             const void *data, hsize_t count, const char *attr_name, const char *attr_value) {
-    br_status st = BR_OK;
-    hid_t space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-    char dpath[96];
-    snprintf(dpath, sizeof dpath, "%s/%s", gname, name);
-    space = H5Screate_simple(1, &count, NULL);
-    dcpl = make_dcpl(count, kind_size(k));
-    if (space < 0 || dcpl < 0) {
-        st = br_fail(BR_EIO, "%s: dataset %s: cannot set up %llu elements: %s", file, dpath, (unsigned long long)count,
-                     h5_detail());
-        goto cleanup;
-    }
-    dset = H5Dcreate2(grp, name, kind_file(k), space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (dset < 0) {
-        st = br_fail(BR_EIO, "%s: dataset %s: cannot create: %s", file, dpath, h5_detail());
-        goto cleanup;
-    }
-    if (count > 0 && H5Dwrite(dset, kind_mem(k), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
-        st = br_fail(BR_EIO, "%s: dataset %s: cannot write %llu elements: %s", file, dpath, (unsigned long long)count,
-                     h5_detail());
-        goto cleanup;
-    }
-    if (attr_name) {
-        st = write_str_attr(dset, file, dpath, attr_name, attr_value);
-        if (st != BR_OK) goto cleanup;
-    }
-    st = h5_close(&dset, H5Dclose, file, dpath);
-cleanup:
-    h5_drop(&dset, H5Dclose);
-    h5_drop(&dcpl, H5Pclose);
-    h5_drop(&space, H5Sclose);
-    return st;
-}
-
-static br_status write_text(hid_t grp, const char *file, const char *gname, const char *name, char *const *s,
-                            hsize_t count) {
-    br_status st = BR_OK;
-    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, dcpl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
-    char dpath[96];
-    snprintf(dpath, sizeof dpath, "%s/%s", gname, name);
-    type = H5Tcopy(H5T_C_S1);
-    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
-        st = br_fail(BR_EIO, "%s: dataset %s: cannot make a string type: %s", file, dpath, h5_detail());
-        goto cleanup;
-    }
-    space = H5Screate_simple(1, &count, NULL);
-    dcpl = make_dcpl(count, sizeof(char *));
-    if (space < 0 || dcpl < 0) {
-        st = br_fail(BR_EIO, "%s: dataset %s: cannot set up %llu strings: %s", file, dpath, (unsigned long long)count,
-                     h5_detail());
-        goto cleanup;
-    }
-    dset = H5Dcreate2(grp, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (dset < 0) {
-        st = br_fail(BR_EIO, "%s: dataset %s: cannot create: %s", file, dpath, h5_detail());
-        goto cleanup;
-    }
-    if (count > 0 && H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, s) < 0) {
-        st = br_fail(BR_EIO, "%s: dataset %s: cannot write %llu strings: %s", file, dpath, (unsigned long long)count,
-                     h5_detail());
-        goto cleanup;
-    }
-    st = h5_close(&dset, H5Dclose, file, dpath);
-cleanup:
-    h5_drop(&dset, H5Dclose);
-    h5_drop(&dcpl, H5Pclose);
-    h5_drop(&space, H5Sclose);
-    h5_drop(&type, H5Tclose);
-    return st;
-}
-
 static void hdf5_version_string(char *buf, size_t cap) {
     unsigned maj = 0, min = 0, rel = 0;
     if (H5get_libversion(&maj, &min, &rel) < 0) {
@@ -658,11 +567,170 @@ static void hdf5_version_string(char *buf, size_t cap) {
     snprintf(buf, cap, "%u.%u.%u", maj, min, rel);
 }
 
-/* A file being written. HDF5 builds the whole file in memory (core driver, no backing store) and we
- * write the image to path.tmp.<pid> ourselves, then fsync and rename. Why: when a write fails inside
- * HDF5's own file driver (disk full, EFBIG), HDF5 1.10 leaves the file id half-closed and crashes at
- * library shutdown; with the image in memory every disk failure is a plain write()/fsync() error.
- * Cost: the image (about the size of the data) is held in memory once more while it is written. */
+/* ---------------------------------------------------------------- the file driver of the writers */
+
+/* A file being written goes straight to path.tmp.<pid> through this small HDF5 file driver ("bitroll-sink"), so the
+ * writer's memory does not grow with the file. Why not HDF5's sec2 driver: when a write fails inside it (disk full:
+ * ENOSPC, EFBIG), libhdf5 1.10.8 cannot close the file (H5Fclose fails, the id stays registered) and then crashes at
+ * process exit (H5F__close_cb from H5_term_library). This driver never reports a failed write to HDF5: it keeps the
+ * first errno, drops every later write, and the writer checks it after each piece and after H5Fclose, which thus
+ * always runs to its end; the temporary is then removed. Reads beyond what is on disk return zeros, as sec2's do.
+ * Its feature flags are those of the core driver the writers used before (metadata and small-data aggregation,
+ * metadata accumulation, sieving), so HDF5 places every object at the same address: the files are the same bytes.
+ * Offsets are absolute (HDF5 adds the 512-byte user block); bytes [0, 512) are written last, by h5w_commit. */
+typedef struct {
+    int fd;         /* the temporary file (owned by the writer) */
+    int err;        /* first errno of a failed write or truncate; 0: none */
+    int64_t err_at; /* where it happened */
+    haddr_t eoa;    /* HDF5's end of allocated space (absolute) */
+    haddr_t keep;   /* the file is never truncated below this (h5w_commit) */
+} sink_state;
+
+typedef struct {
+    H5FD_t pub; /* first: HDF5 sees this */
+    sink_state *st;
+    haddr_t eoa, eof;
+} sink_file;
+
+static H5FD_t *sink_open(const char *name, unsigned flags, hid_t fapl, haddr_t maxaddr) {
+    (void)name;
+    (void)flags;
+    (void)maxaddr;
+    sink_state *const *info = H5Pget_driver_info(fapl);
+    if (!info || !*info) return NULL;
+    sink_file *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    f->st = *info;
+    struct stat sb;
+    f->eof = fstat(f->st->fd, &sb) == 0 ? (haddr_t)sb.st_size : 0;
+    return &f->pub;
+}
+
+static herr_t sink_close(H5FD_t *file) {
+    free(file);
+    return 0;
+}
+
+static int sink_cmp(const H5FD_t *a, const H5FD_t *b) {
+    const int fa = ((const sink_file *)a)->st->fd, fb = ((const sink_file *)b)->st->fd;
+    return fa < fb ? -1 : fa > fb;
+}
+
+static herr_t sink_query(const H5FD_t *file, unsigned long *flags) {
+    (void)file;
+    if (flags)
+        *flags = H5FD_FEAT_AGGREGATE_METADATA | H5FD_FEAT_ACCUMULATE_METADATA | H5FD_FEAT_DATA_SIEVE |
+                 H5FD_FEAT_AGGREGATE_SMALLDATA;
+    return 0;
+}
+
+static haddr_t sink_get_eoa(const H5FD_t *file, H5FD_mem_t type) {
+    (void)type;
+    return ((const sink_file *)file)->eoa;
+}
+
+static herr_t sink_set_eoa(H5FD_t *file, H5FD_mem_t type, haddr_t addr) {
+    (void)type;
+    ((sink_file *)file)->eoa = addr;
+    ((sink_file *)file)->st->eoa = addr;
+    return 0;
+}
+
+static haddr_t sink_get_eof(const H5FD_t *file, H5FD_mem_t type) {
+    (void)type;
+    return ((const sink_file *)file)->eof;
+}
+
+static herr_t sink_get_handle(H5FD_t *file, hid_t fapl, void **handle) {
+    (void)fapl;
+    *handle = &((sink_file *)file)->st->fd;
+    return 0;
+}
+
+static void sink_fail(sink_file *f, int err, haddr_t at) {
+    if (f->st->err) return;
+    f->st->err = err ? err : EIO;
+    f->st->err_at = (int64_t)at;
+}
+
+static herr_t sink_read(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr, size_t size, void *buf) {
+    (void)type;
+    (void)dxpl;
+    sink_file *f = (sink_file *)file;
+    unsigned char *p = buf;
+    while (size > 0) {
+        ssize_t k = pread(f->st->fd, p, size > ((size_t)1 << 30) ? ((size_t)1 << 30) : size, (off_t)addr);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) return -1; /* HDF5 reports a failed read as an error: nothing is left half-done by it */
+        if (k == 0) {         /* beyond the end of what is on disk */
+            memset(p, 0, size);
+            break;
+        }
+        p += k;
+        addr += (haddr_t)k;
+        size -= (size_t)k;
+    }
+    return 0;
+}
+
+static herr_t sink_write(H5FD_t *file, H5FD_mem_t type, hid_t dxpl, haddr_t addr, size_t size, const void *buf) {
+    (void)type;
+    (void)dxpl;
+    sink_file *f = (sink_file *)file;
+    const haddr_t end = addr + size;
+    const unsigned char *p = buf;
+    while (!f->st->err && size > 0) {
+        ssize_t k = pwrite(f->st->fd, p, size > ((size_t)1 << 30) ? ((size_t)1 << 30) : size, (off_t)addr);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            sink_fail(f, k < 0 ? errno : EIO, addr);
+            break;
+        }
+        p += k;
+        addr += (haddr_t)k;
+        size -= (size_t)k;
+    }
+    if (end > f->eof) f->eof = end;
+    return 0; /* see above: the failure is the writer's to report */
+}
+
+static herr_t sink_truncate(H5FD_t *file, hid_t dxpl, hbool_t closing) {
+    (void)dxpl;
+    (void)closing;
+    sink_file *f = (sink_file *)file;
+    const haddr_t len = f->eoa > f->st->keep ? f->eoa : f->st->keep;
+    if (len == f->eof) return 0;
+    if (!f->st->err && ftruncate(f->st->fd, (off_t)len) != 0) sink_fail(f, errno, len);
+    f->eof = len;
+    return 0;
+}
+
+static const H5FD_class_t sink_class = {
+    .name = "bitroll-sink",
+    .maxaddr = (haddr_t)INT64_MAX,
+    .fc_degree = H5F_CLOSE_WEAK,
+    .fapl_size = sizeof(sink_state *),
+    .open = sink_open,
+    .close = sink_close,
+    .cmp = sink_cmp,
+    .query = sink_query,
+    .get_eoa = sink_get_eoa,
+    .set_eoa = sink_set_eoa,
+    .get_eof = sink_get_eof,
+    .get_handle = sink_get_handle,
+    .read = sink_read,
+    .write = sink_write,
+    .truncate = sink_truncate,
+    .fl_map = H5FD_FLMAP_DICHOTOMY,
+};
+
+/* Registered once per process (the id lives until the library shuts down). */
+static hid_t sink_driver(void) {
+    static hid_t id = H5I_INVALID_HID;
+    if (id < 0 || H5Iis_valid(id) <= 0) id = H5FDregister(&sink_class);
+    return id;
+}
+
 /* ---------------------------------------------------------------- output safety */
 
 void (*h5log_test_after_tmp)(const char *tmp) = NULL;
@@ -750,19 +818,28 @@ static void guard_disarm(int armed) {
 typedef struct {
     const char *path;
     char *tmp;
-    int fd;      /* the temporary file, opened first so a bad directory fails before any work */
-    hid_t file;  /* the in-memory HDF5 file */
-    int created; /* tmp exists on disk and is ours to remove */
-    int guarded; /* the signal guard removes tmp if the process is terminated */
+    int fd;          /* the temporary file, opened first so a bad directory fails before any work */
+    hid_t file;      /* the HDF5 file, written to fd through the sink driver */
+    sink_state sink; /* the driver's record of a failed write */
+    int created;     /* tmp exists on disk and is ours to remove */
+    int guarded;     /* the signal guard removes tmp if the process is terminated */
 } h5w;
 
-static br_status h5w_begin(h5w *w, const char *path, const char *format, const h5log_provenance *p, size_t size_hint) {
+/* A failed write of the sink (disk full): BR_ERUNTIME naming the file, errno and offset. */
+static br_status h5w_sink_status(const h5w *w) {
+    if (!w->sink.err) return BR_OK;
+    return br_fail(BR_ERUNTIME, "%s: writing %s failed at byte %lld: %s", w->path, w->tmp, (long long)w->sink.err_at,
+                   strerror(w->sink.err));
+}
+
+static br_status h5w_begin(h5w *w, const char *path, const char *format, const h5log_provenance *p) {
     br_status st = BR_OK;
     hid_t fcpl = H5I_INVALID_HID, fapl = H5I_INVALID_HID;
     char ver[512];
     w->path = path;
     w->fd = -1;
     w->file = H5I_INVALID_HID;
+    w->sink = (sink_state){.fd = -1};
     w->created = 0;
     w->guarded = 0;
     if ((st = h5log_check_out(path)) != BR_OK) return st;
@@ -771,25 +848,27 @@ static br_status h5w_begin(h5w *w, const char *path, const char *format, const h
     if (!w->tmp) return br_fail(BR_ENOMEM, "%s: cannot allocate the temporary name", path);
     snprintf(w->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
     w->guarded = guard_arm(w->tmp); /* before the file exists, so no moment leaves it behind */
-    w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    w->fd = open(w->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (w->fd < 0) return br_fail(BR_EIO, "%s: cannot create temporary file %s: %s", path, w->tmp, strerror(errno));
     w->created = 1;
+    w->sink.fd = w->fd;
     if (h5log_test_after_tmp) h5log_test_after_tmp(w->tmp);
 
-    /* One increment of about the expected size, so the image is rarely reallocated while it grows. */
-    size_t increment = size_hint + ((size_t)1 << 20);
+    const sink_state *sp = &w->sink;
+    const hid_t driver = sink_driver();
     fcpl = H5Pcreate(H5P_FILE_CREATE);
     fapl = H5Pcreate(H5P_FILE_ACCESS);
-    /* The user block holds the integrity header (ub_stamp). The 1.10 object formats carry HDF5's own metadata
+    /* The user block holds the integrity header (h5w_commit). The 1.10 object formats carry HDF5's own metadata
      * checksums (superblock v3, object header v2, B-tree v2); bounded by 1.10 so that HDF5 1.10 reads them. */
-    if (fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 || H5Pset_userblock(fcpl, H5LOG_HEADER_SIZE) < 0 ||
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0) {
+    if (driver < 0 || fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
+        H5Pset_userblock(fcpl, H5LOG_HEADER_SIZE) < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
+        H5Pset_driver(fapl, driver, &sp) < 0) {
         st = br_fail(BR_EIO, "%s: cannot set up HDF5 file properties: %s", path, h5_detail());
         goto cleanup;
     }
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (w->file < 0) {
-        st = br_fail(BR_EIO, "%s: cannot create the HDF5 file in memory: %s", path, h5_detail());
+        st = br_fail(BR_EIO, "%s: cannot create the HDF5 file %s: %s", path, w->tmp, h5_detail());
         goto cleanup;
     }
     if ((st = write_str_attr(w->file, w->path, "/", "format", format)) != BR_OK) goto cleanup;
@@ -805,6 +884,7 @@ static br_status h5w_begin(h5w *w, const char *path, const char *format, const h
     if ((st = write_str_attr(w->file, w->path, "/", "hdf5_version", ver)) != BR_OK) goto cleanup;
     if ((st = write_str_attr(w->file, w->path, "/", "mpi_version", p->mpi_version)) != BR_OK) goto cleanup;
     if ((st = write_i64_attr(w->file, w->path, "/", "weight_version", p->weight_version)) != BR_OK) goto cleanup;
+    st = h5w_sink_status(w);
 cleanup:
     h5_drop(&fapl, H5Pclose);
     h5_drop(&fcpl, H5Pclose);
@@ -823,49 +903,93 @@ static hid_t h5w_group(h5w *w, const char *name, br_status *st) {
     return g;
 }
 
-static br_status write_all(int fd, const char *buf, size_t n, const char *path, const char *tmp) {
-    while (n > 0) {
-        ssize_t k = write(fd, buf, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return br_fail(BR_ERUNTIME, "%s: writing %s failed: %s", path, tmp, strerror(errno));
-        if (k == 0) return br_fail(BR_ERUNTIME, "%s: writing %s made no progress", path, tmp);
-        buf += k;
-        n -= (size_t)k;
+/* After H5Fclose: sets the superblock's end-of-file address back to `flushed` (absolute) when the close lowered it,
+ * recomputing its checksum, and makes the file that long. Superblock v2/v3 (what the 1.10 bounds write): signature
+ * (8), version, size of addresses (8), size of lengths, flags, then base, extension, end-of-file and root addresses,
+ * then the lookup3 checksum of the 44 bytes before it. */
+static br_status superblock_keep_eoa(h5w *w, haddr_t flushed) {
+    unsigned char sb[48];
+    if (pread_full(w->fd, sb, sizeof sb, H5LOG_HEADER_SIZE) != (ssize_t)sizeof sb || memcmp(sb, h5_signature, 8) != 0 ||
+        sb[8] < 2 || sb[8] > 3 || sb[9] != 8)
+        return br_fail(BR_ERUNTIME, "%s: %s does not start with an HDF5 superblock of version 2 or 3 after the header",
+                       w->path, w->tmp);
+    if (get_le(sb + 28, 8) < (uint64_t)flushed) { /* stored as the file's length, user block included */
+        put_le(sb + 28, (uint64_t)flushed, 8);
+        put_le(sb + 44, lookup3(sb, 44), 4);
+        if (pwrite(w->fd, sb, sizeof sb, H5LOG_HEADER_SIZE) != (ssize_t)sizeof sb)
+            return br_fail(BR_ERUNTIME, "%s: writing the superblock of %s failed: %s", w->path, w->tmp, strerror(errno));
     }
+    struct stat st;
+    if (fstat(w->fd, &st) != 0 || ((uint64_t)st.st_size < flushed && ftruncate(w->fd, (off_t)flushed) != 0))
+        return br_fail(BR_ERUNTIME, "%s: cannot extend %s to %llu bytes: %s", w->path, w->tmp,
+                       (unsigned long long)flushed, strerror(errno));
     return BR_OK;
 }
 
-/* complete=1 goes last: a reader that finds it knows every dataset before it was written. */
+/* complete=1 goes last: a reader that finds it knows every dataset before it was written. Then the file is closed
+ * (HDF5 writes the superblock with its write-access flags cleared), the xxh3-128 of bytes [512, end) is computed by
+ * reading the file back in 1 MiB pieces, the header is written in front, fsync, rename. */
 static br_status h5w_commit(h5w *w) {
-    unsigned char *image = NULL;
+    unsigned char *buf = NULL, ub[H5LOG_HEADER_SIZE];
+    XXH3_state_t *xs = NULL;
     br_status st = write_int_attr(w->file, w->path, "/", "complete", 1);
     if (st != BR_OK) goto cleanup;
     if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
-        st = br_fail(BR_EIO, "%s: cannot flush the HDF5 file in memory: %s", w->path, h5_detail());
+        st = br_fail(BR_EIO, "%s: cannot flush the HDF5 file: %s", w->path, h5_detail());
         goto cleanup;
     }
-    /* The image HDF5 hands out starts at the superblock: the user block is ours to put in front of it. */
-    ssize_t size = H5Fget_file_image(w->file, NULL, 0);
-    if (size <= 0) {
-        st = br_fail(BR_EIO, "%s: cannot get the size of the HDF5 file image: %s", w->path, h5_detail());
+    /* Files keep the length they have after this flush: H5Fclose would then give back the free space at the end (the
+     * last ~1 KiB) and write a shorter end-of-file address into the superblock. The writers of format version 2 have
+     * always written the flushed file (until 2026-12 as an in-memory image), so the same rows give the same bytes. */
+    const haddr_t flushed = w->sink.eoa;
+    w->sink.keep = flushed;
+    /* the sink never fails HDF5's writes, so this close runs to its end whatever the disk did */
+    if ((st = h5_close(&w->file, H5Fclose, w->path, "the HDF5 file")) != BR_OK) goto cleanup;
+    if ((st = h5w_sink_status(w)) != BR_OK) goto cleanup;
+    if ((st = superblock_keep_eoa(w, flushed)) != BR_OK) goto cleanup;
+    struct stat sb;
+    if (fstat(w->fd, &sb) != 0) {
+        st = br_fail(BR_ERUNTIME, "%s: cannot stat %s: %s", w->path, w->tmp, strerror(errno));
         goto cleanup;
     }
-    size_t total = (size_t)size + H5LOG_HEADER_SIZE;
-    image = malloc(total);
-    if (!image) {
-        st = br_fail(BR_ENOMEM, "%s: cannot allocate %zu bytes for the file image", w->path, total);
+    const int64_t size = (int64_t)sb.st_size;
+    unsigned char sig[8];
+    if (size <= H5LOG_HEADER_SIZE || pread_full(w->fd, sig, sizeof sig, H5LOG_HEADER_SIZE) != (ssize_t)sizeof sig ||
+        memcmp(sig, h5_signature, sizeof sig) != 0) {
+        st = br_fail(BR_ERUNTIME, "%s: %s (%lld bytes) does not hold an HDF5 superblock after the header", w->path,
+                     w->tmp, (long long)size);
         goto cleanup;
     }
-    if (H5Fget_file_image(w->file, image + H5LOG_HEADER_SIZE, (size_t)size) != size) {
-        st = br_fail(BR_EIO, "%s: cannot copy the HDF5 file image: %s", w->path, h5_detail());
+    buf = malloc(IO_PIECE);
+    xs = XXH3_createState();
+    if (!buf || !xs || XXH3_128bits_reset(xs) != XXH_OK) {
+        st = br_fail(BR_ENOMEM, "%s: cannot set up the file digest", w->path);
         goto cleanup;
     }
-    if ((st = h5_close(&w->file, H5Fclose, w->path, "the in-memory file")) != BR_OK) goto cleanup;
-    if ((st = image_fix_superblock(image + H5LOG_HEADER_SIZE, (size_t)size, w->path)) != BR_OK) goto cleanup;
-    ub_stamp(image, total);
-    if ((st = write_all(w->fd, (const char *)image, total, w->path, w->tmp)) != BR_OK) goto cleanup;
-    free(image);
-    image = NULL;
+    for (int64_t off = H5LOG_HEADER_SIZE; off < size;) {
+        const size_t n = (uint64_t)(size - off) < IO_PIECE ? (size_t)(size - off) : IO_PIECE;
+        if (pread_full(w->fd, buf, n, (off_t)off) != (ssize_t)n) {
+            st = br_fail(BR_ERUNTIME, "%s: reading %s back at byte %lld failed: %s", w->path, w->tmp, (long long)off,
+                         strerror(errno));
+            goto cleanup;
+        }
+        if (XXH3_128bits_update(xs, buf, n) != XXH_OK) {
+            st = br_fail(BR_ERUNTIME, "%s: xxh3 update failed", w->path);
+            goto cleanup;
+        }
+        off += (int64_t)n;
+    }
+    ub_stamp(ub, (uint64_t)size, XXH3_128bits_digest(xs));
+    for (size_t done = 0; done < sizeof ub;) {
+        ssize_t k = pwrite(w->fd, ub + done, sizeof ub - done, (off_t)done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            st = br_fail(BR_ERUNTIME, "%s: writing the header of %s failed: %s", w->path, w->tmp,
+                         k < 0 ? strerror(errno) : "no progress");
+            goto cleanup;
+        }
+        done += (size_t)k;
+    }
     if (fsync(w->fd) != 0) {
         st = br_fail(BR_ERUNTIME, "%s: fsync of %s failed: %s", w->path, w->tmp, strerror(errno));
         goto cleanup;
@@ -905,11 +1029,13 @@ static br_status h5w_commit(h5w *w) {
         free(dir);
     }
 cleanup:
-    free(image);
+    if (xs) (void)XXH3_freeState(xs);
+    free(buf);
     return st;
 }
 
-/* Ends a write: after a failure, drops the in-memory file and removes the temporary. */
+/* Ends a write: after a failure, closes the HDF5 file (the sink makes that close succeed: nothing of it stays
+ * registered with the library) and removes the temporary. */
 static void h5w_end(h5w *w) {
     h5_drop(&w->file, H5Fclose);
     if (w->fd >= 0) (void)close(w->fd); /* already failing; the first error is the one reported */
@@ -921,6 +1047,7 @@ static void h5w_end(h5w *w) {
     free(w->tmp);
     w->tmp = NULL;
 }
+
 static br_status check_rollouts(const char *path, const h5log_rollouts *r) {
     int64_t n = r->n;
     if (n < 0) return br_fail(BR_EINVAL, "%s: cannot write: n = %lld < 0", path, (long long)n);
@@ -959,46 +1086,215 @@ static br_status check_rollouts(const char *path, const h5log_rollouts *r) {
     return BR_OK;
 }
 
-br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const h5log_provenance *p) {
-    static const int64_t zero = 0;
-    if (!path || !r || !p) return br_fail(BR_EINVAL, "h5log_rollouts_write: NULL argument");
-    br_status st = check_rollouts(path, r);
+/* ---------------------------------------------------------------- the datasets, piece by piece */
+
+/* Each dataset is created whole (its size is known) and filled by H5Dwrite calls of at most piece_bytes, in
+ * increasing order, so the writer holds one piece, never the set. The bytes do not depend on the piece size:
+ * a numeric dataset's chunks are 1 MiB, exactly HDF5's default chunk cache, so a chunk is allocated in the file when
+ * the next one is first written (or at the dataset's close), however the writes were cut. A text dataset's
+ * global-heap objects are inserted as each piece is converted; its one chunk (<= 65536 strings: 16 bytes each in the
+ * file, <= 1 MiB) is allocated at the dataset's close, after every string. A larger text dataset gets a chunk cache
+ * that holds all its chunks, so that stays true (its chunks would otherwise go to disk as each piece is written). */
+#define TEXT_PIECE_DIV 256 /* a text piece is piece_bytes / this many strings */
+#define VLEN_FILE_SIZE 16  /* a variable-length string's reference in a dataset: length, heap address, index */
+
+typedef struct {
+    const char *name;
+    kind k;
+    int text;
+    const char *attr_name, *attr_value;
+} field_desc;
+
+static const field_desc g_fields[H5LOG_F_COUNT] = {
+    [H5LOG_F_SAMPLE_ID] = {"sample_id", K_I64, 0, NULL, NULL},
+    [H5LOG_F_PROMPT_INDEX] = {"prompt_index", K_I64, 0, NULL, NULL},
+    [H5LOG_F_SAMPLE_INDEX] = {"sample_index", K_I32, 0, NULL, NULL},
+    [H5LOG_F_PROMPT_OFFSETS] = {"prompt_offsets", K_I64, 0, NULL, NULL},
+    [H5LOG_F_PROMPT_TOKENS] = {"prompt_tokens", K_I32, 0, NULL, NULL},
+    [H5LOG_F_COMPLETION_OFFSETS] = {"completion_offsets", K_I64, 0, NULL, NULL},
+    [H5LOG_F_COMPLETION_TOKENS] = {"completion_tokens", K_I32, 0, NULL, NULL},
+    [H5LOG_F_LOGPROBS] = {"logprobs", K_F32, 0, NULL, NULL},
+    [H5LOG_F_LOGITS_DIGEST] = {"logits_digest", K_U64, 0, NULL, NULL},
+    [H5LOG_F_FINISH_REASON] = {"finish_reason", K_I8, 0, "enum", BR_FINISH_ENUM},
+    [H5LOG_F_TEMPERATURE] = {"temperature", K_F32, 0, NULL, NULL},
+    [H5LOG_F_TOP_P] = {"top_p", K_F32, 0, NULL, NULL},
+    [H5LOG_F_TOP_K] = {"top_k", K_I32, 0, NULL, NULL},
+    [H5LOG_F_SEED] = {"seed", K_U64, 0, NULL, NULL},
+    [H5LOG_F_PROMPT_TEXT] = {"prompt_text", K_I8, 1, NULL, NULL},
+    [H5LOG_F_COMPLETION_TEXT] = {"completion_text", K_I8, 1, NULL, NULL},
+    [H5LOG_F_FULL_TEXT] = {"full_text", K_I8, 1, NULL, NULL},
+};
+
+/* What a piece must satisfy beyond its type (the checks check_rollouts makes on whole arrays): sample ids strictly
+ * increase, offsets start at 0, never decrease and end at `last`, finish reasons are known, strings are not NULL. */
+typedef struct {
+    int64_t prev;   /* last sample id / offset seen */
+    int64_t last;   /* offsets: the final value (P or T) */
+} piece_check;
+
+static br_status check_piece(const char *path, h5log_field f, const void *buf, int64_t start, int64_t m,
+                             int64_t count, piece_check *c) {
+    const char *name = g_fields[f].name;
+    if (f == H5LOG_F_SAMPLE_ID) {
+        const int64_t *id = buf;
+        for (int64_t i = 0; i < m; i++) {
+            if (start + i > 0 && id[i] <= c->prev)
+                return br_fail(BR_EINVAL, "%s: cannot write: sample_id[%lld] = %lld follows %lld (rows must be sorted by "
+                                          "increasing sample_id)",
+                               path, (long long)(start + i), (long long)id[i], (long long)c->prev);
+            c->prev = id[i];
+        }
+    } else if (f == H5LOG_F_PROMPT_OFFSETS || f == H5LOG_F_COMPLETION_OFFSETS) {
+        const int64_t *off = buf;
+        for (int64_t i = 0; i < m; i++) {
+            const int64_t j = start + i;
+            if (j == 0 && off[i] != 0)
+                return br_fail(BR_EINVAL, "%s: cannot write: %s[0] = %lld, expected 0", path, name, (long long)off[i]);
+            if (j > 0 && off[i] < c->prev)
+                return br_fail(BR_EINVAL, "%s: cannot write: %s[%lld] = %lld < %s[%lld] = %lld (offsets must not "
+                                          "decrease)",
+                               path, name, (long long)j, (long long)off[i], name, (long long)(j - 1), (long long)c->prev);
+            if (j == count - 1 && off[i] != c->last)
+                return br_fail(BR_EINVAL, "%s: cannot write: %s[%lld] = %lld, expected the element count %lld", path,
+                               name, (long long)j, (long long)off[i], (long long)c->last);
+            c->prev = off[i];
+        }
+    } else if (f == H5LOG_F_FINISH_REASON) {
+        int64_t i = finish_bad(buf, m);
+        if (i >= 0)
+            return br_fail(BR_EINVAL, "%s: cannot write: finish_reason[%lld] = %d is not one of %s", path,
+                           (long long)(start + i), (int)((const int8_t *)buf)[i], BR_FINISH_ENUM);
+    } else if (g_fields[f].text) {
+        char *const *s = buf;
+        for (int64_t i = 0; i < m; i++)
+            if (!s[i]) return br_fail(BR_EINVAL, "%s: cannot write: %s[%lld] is NULL", path, name, (long long)(start + i));
+    }
+    return BR_OK;
+}
+
+/* Creates grp/<field> of `count` elements and fills it from src, piece by piece. */
+static br_status write_field(h5w *w, hid_t grp, const char *gname, const h5log_source *src, h5log_field f,
+                             int64_t count, int64_t last) {
+    const field_desc *d = &g_fields[f];
+    br_status st = BR_OK;
+    hid_t type = H5I_INVALID_HID, space = H5I_INVALID_HID, mspace = H5I_INVALID_HID, dcpl = H5I_INVALID_HID,
+          dapl = H5I_INVALID_HID, dset = H5I_INVALID_HID;
+    void *buf = NULL;
+    int64_t m = 0;
+    char dpath[96];
+    const char *file = w->path;
+    snprintf(dpath, sizeof dpath, "%s/%s", gname, d->name);
+    const hsize_t hcount = (hsize_t)count;
+    const size_t esize = d->text ? sizeof(char *) : kind_size(d->k);
+    const int64_t budget = src->piece_bytes > 0 ? src->piece_bytes : H5LOG_PIECE_BYTES;
+    int64_t piece = d->text ? budget / TEXT_PIECE_DIV : budget / (int64_t)esize;
+    if (piece < 1) piece = 1;
+    if (piece > count) piece = count;
+    if (d->text) {
+        type = H5Tcopy(H5T_C_S1);
+        if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0) {
+            st = br_fail(BR_EIO, "%s: dataset %s: cannot make a string type: %s", file, dpath, h5_detail());
+            goto cleanup;
+        }
+    }
+    space = H5Screate_simple(1, &hcount, NULL);
+    dcpl = make_dcpl(hcount, esize);
+    dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (space < 0 || dcpl < 0 || dapl < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot set up %llu elements: %s", file, dpath, (unsigned long long)count,
+                     h5_detail());
+        goto cleanup;
+    }
+    if (d->text && hcount > 0) { /* see above: every chunk of a text dataset stays cached until its close */
+        hsize_t chunk = CHUNK_BYTES / esize < hcount ? CHUNK_BYTES / esize : hcount;
+        const size_t bytes = (size_t)chunk * VLEN_FILE_SIZE, n_chunks = (size_t)((hcount + chunk - 1) / chunk);
+        if (bytes > CHUNK_BYTES && H5Pset_chunk_cache(dapl, 2 * n_chunks + 1, bytes * n_chunks, 1.0) < 0) {
+            st = br_fail(BR_EIO, "%s: dataset %s: cannot size its chunk cache: %s", file, dpath, h5_detail());
+            goto cleanup;
+        }
+    }
+    dset = H5Dcreate2(grp, d->name, d->text ? type : kind_file(d->k), space, H5P_DEFAULT, dcpl, dapl);
+    if (dset < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot create: %s", file, dpath, h5_detail());
+        goto cleanup;
+    }
+    if (count > 0 && !(buf = calloc((size_t)piece, esize))) {
+        st = br_fail(BR_ENOMEM, "%s: dataset %s: cannot allocate a piece of %lld elements", file, dpath, (long long)piece);
+        goto cleanup;
+    }
+    piece_check pc = {0, last};
+    for (int64_t start = 0; start < count; start += m) {
+        m = count - start < piece ? count - start : piece;
+        if ((st = src->fill(src->ctx, f, start, m, buf)) != BR_OK) goto cleanup;
+        if ((st = check_piece(file, f, buf, start, m, count, &pc)) != BR_OK) goto cleanup;
+        const hsize_t hs = (hsize_t)start, hm = (hsize_t)m;
+        mspace = H5Screate_simple(1, &hm, NULL);
+        if (mspace < 0 || H5Sselect_hyperslab(space, H5S_SELECT_SET, &hs, NULL, &hm, NULL) < 0 ||
+            H5Dwrite(dset, d->text ? type : kind_mem(d->k), mspace, space, H5P_DEFAULT, buf) < 0) {
+            st = br_fail(BR_EIO, "%s: dataset %s: cannot write elements %lld..%lld: %s", file, dpath, (long long)start,
+                         (long long)(start + m - 1), h5_detail());
+            goto cleanup;
+        }
+        h5_drop(&mspace, H5Sclose);
+        if (d->text)
+            for (int64_t i = 0; i < m; i++) {
+                free(((char **)buf)[i]);
+                ((char **)buf)[i] = NULL;
+            }
+        if ((st = h5w_sink_status(w)) != BR_OK) goto cleanup;
+    }
+    m = 0;
+    if (d->attr_name && (st = write_str_attr(dset, file, dpath, d->attr_name, d->attr_value)) != BR_OK) goto cleanup;
+    if ((st = h5_close(&dset, H5Dclose, file, dpath)) != BR_OK) goto cleanup;
+    st = h5w_sink_status(w);
+cleanup:
+    if (d->text && buf)
+        for (int64_t i = 0; i < piece; i++) free(((char **)buf)[i]);
+    free(buf);
+    h5_drop(&mspace, H5Sclose);
+    h5_drop(&dset, H5Dclose);
+    h5_drop(&dapl, H5Pclose);
+    h5_drop(&dcpl, H5Pclose);
+    h5_drop(&space, H5Sclose);
+    h5_drop(&type, H5Tclose);
+    return st;
+}
+
+static br_status check_source(const char *path, const h5log_source *src) {
+    if (!src->fill) return br_fail(BR_EINVAL, "%s: cannot write: the source has no fill function", path);
+    if (src->n < 0 || src->P < 0 || src->T < 0)
+        return br_fail(BR_EINVAL, "%s: cannot write: n = %lld, prompt tokens %lld, completion tokens %lld: expected >= 0",
+                       path, (long long)src->n, (long long)src->P, (long long)src->T);
+    if (src->piece_bytes < 0)
+        return br_fail(BR_EINVAL, "%s: cannot write: piece_bytes = %lld < 0", path, (long long)src->piece_bytes);
+    return BR_OK;
+}
+
+br_status h5log_rollouts_write_from(const char *path, const h5log_source *src, const h5log_provenance *p) {
+    if (!path || !src || !p) return br_fail(BR_EINVAL, "h5log_rollouts_write_from: NULL argument");
+    br_status st = check_source(path, src);
     if (st != BR_OK) return st;
     quiet_state q;
     quiet_begin(&q);
     h5w w = {.fd = -1, .file = H5I_INVALID_HID};
     hid_t g = H5I_INVALID_HID;
-    hsize_t n = (hsize_t)r->n;
-    const int64_t *po = r->prompt_offsets ? r->prompt_offsets : &zero;
-    const int64_t *co = r->completion_offsets ? r->completion_offsets : &zero;
-    hsize_t P = (hsize_t)po[r->n], T = (hsize_t)co[r->n];
-    size_t hint = (size_t)n * 57 + (size_t)P * 4 + (size_t)T * 16;
-    for (hsize_t i = 0; r->prompt_text && i < n; i++) hint += strlen(r->prompt_text[i]) + 16;
-    for (hsize_t i = 0; r->completion_text && i < n; i++) hint += strlen(r->completion_text[i]) + 16;
-    for (hsize_t i = 0; r->full_text && i < n; i++) hint += strlen(r->full_text[i]) + 16;
-    if ((st = h5w_begin(&w, path, H5LOG_ROLLOUTS_FORMAT, p, hint)) != BR_OK) goto cleanup;
+    if ((st = h5w_begin(&w, path, H5LOG_ROLLOUTS_FORMAT, p)) != BR_OK) goto cleanup;
     g = h5w_group(&w, "samples", &st);
     if (g < 0) goto cleanup;
-    const char *G = "/samples", *f = path;
-    if ((st = write_array(g, f, G, "sample_id", K_I64, r->sample_id, n, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "prompt_index", K_I64, r->prompt_index, n, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "sample_index", K_I32, r->sample_index, n, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "prompt_offsets", K_I64, po, n + 1, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "prompt_tokens", K_I32, r->prompt_tokens, P, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "completion_offsets", K_I64, co, n + 1, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "completion_tokens", K_I32, r->completion_tokens, T, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "logprobs", K_F32, r->logprobs, T, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "logits_digest", K_U64, r->logits_digest, T, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "finish_reason", K_I8, r->finish_reason, n, "enum", BR_FINISH_ENUM)) != BR_OK)
-        goto cleanup;
-    if ((st = write_array(g, f, G, "temperature", K_F32, r->temperature, n, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "top_p", K_F32, r->top_p, n, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "top_k", K_I32, r->top_k, n, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "seed", K_U64, r->seed, n, NULL, NULL)) != BR_OK) goto cleanup;
-    if (r->prompt_text && (st = write_text(g, f, G, "prompt_text", r->prompt_text, n)) != BR_OK) goto cleanup;
-    if (r->completion_text && (st = write_text(g, f, G, "completion_text", r->completion_text, n)) != BR_OK) goto cleanup;
-    if (r->full_text && (st = write_text(g, f, G, "full_text", r->full_text, n)) != BR_OK) goto cleanup;
-    if ((st = h5_close(&g, H5Gclose, f, "group /samples")) != BR_OK) goto cleanup;
+    const int64_t n = src->n;
+    const int64_t count[H5LOG_F_COUNT] = {
+        [H5LOG_F_SAMPLE_ID] = n, [H5LOG_F_PROMPT_INDEX] = n, [H5LOG_F_SAMPLE_INDEX] = n,
+        [H5LOG_F_PROMPT_OFFSETS] = n + 1, [H5LOG_F_PROMPT_TOKENS] = src->P, [H5LOG_F_COMPLETION_OFFSETS] = n + 1,
+        [H5LOG_F_COMPLETION_TOKENS] = src->T, [H5LOG_F_LOGPROBS] = src->T, [H5LOG_F_LOGITS_DIGEST] = src->T,
+        [H5LOG_F_FINISH_REASON] = n, [H5LOG_F_TEMPERATURE] = n, [H5LOG_F_TOP_P] = n, [H5LOG_F_TOP_K] = n,
+        [H5LOG_F_SEED] = n, [H5LOG_F_PROMPT_TEXT] = n, [H5LOG_F_COMPLETION_TEXT] = n, [H5LOG_F_FULL_TEXT] = n};
+    /* the file's order of datasets (which fixes every address in it) */
+    for (int f = 0; f < H5LOG_F_COUNT; f++) {
+        if (g_fields[f].text && !(src->texts & (1 << (f - H5LOG_F_PROMPT_TEXT)))) continue;
+        const int64_t last = f == H5LOG_F_PROMPT_OFFSETS ? src->P : src->T;
+        if ((st = write_field(&w, g, "/samples", src, (h5log_field)f, count[f], last)) != BR_OK) goto cleanup;
+    }
+    if ((st = h5_close(&g, H5Gclose, path, "group /samples")) != BR_OK) goto cleanup;
     st = h5w_commit(&w);
 cleanup:
     h5_drop(&g, H5Gclose);
@@ -1007,13 +1303,102 @@ cleanup:
     return st;
 }
 
-br_status h5log_scores_write(const char *path, const h5log_scores *s, const h5log_provenance *p,
-                             const char *rollouts_fingerprint_hex) {
-    static const int64_t zero = 0;
-    if (!path || !s || !p) return br_fail(BR_EINVAL, "h5log_scores_write: NULL argument");
+br_status h5log_scores_write_from(const char *path, const h5log_source *src, const h5log_provenance *p,
+                                  const char *rollouts_fingerprint_hex) {
+    if (!path || !src || !p) return br_fail(BR_EINVAL, "h5log_scores_write_from: NULL argument");
     if (!is_hex16(rollouts_fingerprint_hex))
         return br_fail(BR_EINVAL, "%s: cannot write: rollouts fingerprint '%s' is not 16 lowercase hex digits", path,
                        rollouts_fingerprint_hex ? rollouts_fingerprint_hex : "(null)");
+    br_status st = check_source(path, src);
+    if (st != BR_OK) return st;
+    quiet_state q;
+    quiet_begin(&q);
+    h5w w = {.fd = -1, .file = H5I_INVALID_HID};
+    hid_t g = H5I_INVALID_HID;
+    if ((st = h5w_begin(&w, path, H5LOG_SCORES_FORMAT, p)) != BR_OK) goto cleanup;
+    if ((st = write_str_attr(w.file, path, "/", "rollouts_fingerprint", rollouts_fingerprint_hex)) != BR_OK) goto cleanup;
+    g = h5w_group(&w, "scores", &st);
+    if (g < 0) goto cleanup;
+    const char *G = "/scores";
+    if ((st = write_field(&w, g, G, src, H5LOG_F_SAMPLE_ID, src->n, 0)) != BR_OK) goto cleanup;
+    if ((st = write_field(&w, g, G, src, H5LOG_F_COMPLETION_OFFSETS, src->n + 1, src->T)) != BR_OK) goto cleanup;
+    if ((st = write_field(&w, g, G, src, H5LOG_F_LOGPROBS, src->T, 0)) != BR_OK) goto cleanup;
+    if ((st = write_field(&w, g, G, src, H5LOG_F_LOGITS_DIGEST, src->T, 0)) != BR_OK) goto cleanup;
+    if ((st = h5_close(&g, H5Gclose, path, "group /scores")) != BR_OK) goto cleanup;
+    st = h5w_commit(&w);
+cleanup:
+    h5_drop(&g, H5Gclose);
+    h5w_end(&w);
+    quiet_end(&q);
+    return st;
+}
+
+/* The one-shot writers: their arrays are checked whole before the file is created, then read through a source. */
+typedef struct {
+    const h5log_rollouts *r;
+    const h5log_scores *s;
+} mem_source;
+
+static br_status mem_fill(void *ctx, h5log_field f, int64_t start, int64_t count, void *buf) {
+    static const int64_t zero = 0;
+    const mem_source *ms = ctx;
+    const h5log_rollouts *r = ms->r;
+    const h5log_scores *s = ms->s;
+    const void *a = NULL;
+    if (g_fields[f].text) {
+        char **const t = f == H5LOG_F_PROMPT_TEXT ? r->prompt_text
+                         : f == H5LOG_F_COMPLETION_TEXT ? r->completion_text : r->full_text;
+        char **out = buf;
+        for (int64_t i = 0; i < count; i++) {
+            out[i] = strdup(t[start + i]);
+            if (!out[i]) return br_fail(BR_ENOMEM, "out of memory copying %s[%lld]", g_fields[f].name, (long long)(start + i));
+        }
+        return BR_OK;
+    }
+    switch (f) {
+    case H5LOG_F_SAMPLE_ID: a = r ? (const void *)r->sample_id : (const void *)s->sample_id; break;
+    case H5LOG_F_PROMPT_INDEX: a = r->prompt_index; break;
+    case H5LOG_F_SAMPLE_INDEX: a = r->sample_index; break;
+    case H5LOG_F_PROMPT_OFFSETS: a = r->prompt_offsets ? r->prompt_offsets : &zero; break;
+    case H5LOG_F_PROMPT_TOKENS: a = r->prompt_tokens; break;
+    case H5LOG_F_COMPLETION_OFFSETS: {
+        const int64_t *co = r ? r->completion_offsets : s->completion_offsets;
+        a = co ? co : &zero;
+        break;
+    }
+    case H5LOG_F_COMPLETION_TOKENS: a = r->completion_tokens; break;
+    case H5LOG_F_LOGPROBS: a = r ? (const void *)r->logprobs : (const void *)s->logprobs; break;
+    case H5LOG_F_LOGITS_DIGEST: a = r ? (const void *)r->logits_digest : (const void *)s->logits_digest; break;
+    case H5LOG_F_FINISH_REASON: a = r->finish_reason; break;
+    case H5LOG_F_TEMPERATURE: a = r->temperature; break;
+    case H5LOG_F_TOP_P: a = r->top_p; break;
+    case H5LOG_F_TOP_K: a = r->top_k; break;
+    case H5LOG_F_SEED: a = r->seed; break;
+    default: return br_fail(BR_EINVAL, "h5log: no field %d", (int)f);
+    }
+    const size_t es = kind_size(g_fields[f].k);
+    memcpy(buf, (const char *)a + (size_t)start * es, (size_t)count * es);
+    return BR_OK;
+}
+
+br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const h5log_provenance *p) {
+    if (!path || !r || !p) return br_fail(BR_EINVAL, "h5log_rollouts_write: NULL argument");
+    br_status st = check_rollouts(path, r);
+    if (st != BR_OK) return st;
+    mem_source ms = {r, NULL};
+    h5log_source src = {.n = r->n,
+                        .P = r->prompt_offsets ? r->prompt_offsets[r->n] : 0,
+                        .T = r->completion_offsets ? r->completion_offsets[r->n] : 0,
+                        .texts = (r->prompt_text ? H5LOG_TEXT_PROMPT : 0) |
+                                 (r->completion_text ? H5LOG_TEXT_COMPLETION : 0) | (r->full_text ? H5LOG_TEXT_FULL : 0),
+                        .fill = mem_fill,
+                        .ctx = &ms};
+    return h5log_rollouts_write_from(path, &src, p);
+}
+
+br_status h5log_scores_write(const char *path, const h5log_scores *s, const h5log_provenance *p,
+                             const char *rollouts_fingerprint_hex) {
+    if (!path || !s || !p) return br_fail(BR_EINVAL, "h5log_scores_write: NULL argument");
     int64_t n = s->n;
     if (n < 0) return br_fail(BR_EINVAL, "%s: cannot write: n = %lld < 0", path, (long long)n);
     if (n > 0 && (!s->sample_id || !s->completion_offsets))
@@ -1021,35 +1406,16 @@ br_status h5log_scores_write(const char *path, const h5log_scores *s, const h5lo
     br_status st = BR_OK;
     if (s->completion_offsets && (st = check_offsets_in(path, "completion_offsets", s->completion_offsets, n)) != BR_OK)
         return st;
-    const int64_t *co = s->completion_offsets ? s->completion_offsets : &zero;
-    int64_t T = co[n];
+    const int64_t T = s->completion_offsets ? s->completion_offsets[n] : 0;
     if (T > 0 && (!s->logprobs || !s->logits_digest))
         return br_fail(BR_EINVAL, "%s: cannot write: logprobs or logits_digest is NULL with %lld tokens", path, (long long)T);
     int64_t i = n > 0 ? ids_unsorted(s->sample_id, n) : -1;
     if (i >= 0)
         return br_fail(BR_EINVAL, "%s: cannot write: sample_id[%lld] = %lld follows %lld (rows must be sorted by increasing sample_id)",
                        path, (long long)i, (long long)s->sample_id[i], (long long)s->sample_id[i - 1]);
-
-    quiet_state q;
-    quiet_begin(&q);
-    h5w w = {.fd = -1, .file = H5I_INVALID_HID};
-    hid_t g = H5I_INVALID_HID;
-    if ((st = h5w_begin(&w, path, H5LOG_SCORES_FORMAT, p, (size_t)n * 16 + (size_t)T * 12)) != BR_OK) goto cleanup;
-    if ((st = write_str_attr(w.file, path, "/", "rollouts_fingerprint", rollouts_fingerprint_hex)) != BR_OK) goto cleanup;
-    g = h5w_group(&w, "scores", &st);
-    if (g < 0) goto cleanup;
-    const char *G = "/scores", *f = path;
-    if ((st = write_array(g, f, G, "sample_id", K_I64, s->sample_id, (hsize_t)n, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "completion_offsets", K_I64, co, (hsize_t)n + 1, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "logprobs", K_F32, s->logprobs, (hsize_t)T, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = write_array(g, f, G, "logits_digest", K_U64, s->logits_digest, (hsize_t)T, NULL, NULL)) != BR_OK) goto cleanup;
-    if ((st = h5_close(&g, H5Gclose, f, "group /scores")) != BR_OK) goto cleanup;
-    st = h5w_commit(&w);
-cleanup:
-    h5_drop(&g, H5Gclose);
-    h5w_end(&w);
-    quiet_end(&q);
-    return st;
+    mem_source ms = {NULL, s};
+    h5log_source src = {.n = n, .T = T, .fill = mem_fill, .ctx = &ms};
+    return h5log_scores_write_from(path, &src, p, rollouts_fingerprint_hex);
 }
 
 /* ---------------------------------------------------------------- reading */

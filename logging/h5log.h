@@ -92,7 +92,8 @@ br_status h5log_check_out(const char *path);
  * it starts with the HDF5 signature. *size (may be NULL) gets the file's length. The readers call it first. */
 br_status h5log_check_file(const char *path, int *has_header, int64_t *size);
 
-/* Writes `path` atomically: path.tmp.<pid>, root attribute complete=1 last, fsync, rename.
+/* Writes `path` atomically: path.tmp.<pid> (written on disk as it is built), root attribute complete=1 last, the
+ * integrity header, fsync, rename.
  * On failure the temporary file is removed and an existing `path` is left untouched; a SIGTERM, SIGINT or SIGHUP
  * left at its default action removes it too (the process then ends as the signal says). Failures to write the
  * temporary file (disk full: ENOSPC, EIO, EFBIG) are BR_ERUNTIME; a path that cannot be created is BR_EIO. */
@@ -110,6 +111,42 @@ br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *met
 /* For tests: when set, called right after a writer has created its temporary file (a test raises a signal there). */
 extern void (*h5log_test_after_tmp)(const char *tmp);
 br_status h5log_scores_fingerprint(const h5log_scores *s, uint64_t *out);
+
+/* ---- streaming writers: the file is written on disk as it is built (the writer holds one piece of one dataset, never
+ * the set), so the caller can produce the rows from wherever they are (the results journal) in bounded memory. The
+ * bytes are those h5log_rollouts_write / h5log_scores_write write for the same rows, whatever piece_bytes is. */
+
+/* The datasets, in the order they are written (scores files: sample_id, completion_offsets, logprobs, logits_digest). */
+typedef enum {
+    H5LOG_F_SAMPLE_ID, H5LOG_F_PROMPT_INDEX, H5LOG_F_SAMPLE_INDEX, H5LOG_F_PROMPT_OFFSETS, H5LOG_F_PROMPT_TOKENS,
+    H5LOG_F_COMPLETION_OFFSETS, H5LOG_F_COMPLETION_TOKENS, H5LOG_F_LOGPROBS, H5LOG_F_LOGITS_DIGEST,
+    H5LOG_F_FINISH_REASON, H5LOG_F_TEMPERATURE, H5LOG_F_TOP_P, H5LOG_F_TOP_K, H5LOG_F_SEED,
+    H5LOG_F_PROMPT_TEXT, H5LOG_F_COMPLETION_TEXT, H5LOG_F_FULL_TEXT, H5LOG_F_COUNT
+} h5log_field;
+
+#define H5LOG_TEXT_PROMPT 1
+#define H5LOG_TEXT_COMPLETION 2
+#define H5LOG_TEXT_FULL 4
+#define H5LOG_PIECE_BYTES ((int64_t)1 << 20) /* the default piece: 1 MiB of elements (texts: 4096 strings) */
+
+typedef struct {
+    int64_t n, P, T; /* rows, prompt tokens (rollouts only), completion tokens */
+    int texts;       /* rollouts: H5LOG_TEXT_* bits of the text datasets to write */
+    /* Fills elements [start, start + count) of dataset f into buf, typed as the h5log_rollouts / h5log_scores array of
+     * that name. Text datasets: buf is (count) char *, each a malloc'd UTF-8 string the writer frees. Called dataset by
+     * dataset in h5log_field order, each from start 0 upwards without gaps or overlaps. A failure ends the write. */
+    br_status (*fill)(void *ctx, h5log_field f, int64_t start, int64_t count, void *buf);
+    void *ctx;
+    int64_t piece_bytes; /* the most bytes asked for at once (texts: piece_bytes / 256 strings); 0: H5LOG_PIECE_BYTES */
+} h5log_source;
+
+/* As h5log_rollouts_write / h5log_scores_write (atomic: temp file, complete=1 last, integrity header, fsync, rename;
+ * on any failure the temporary is removed and an existing path is untouched), the rows coming from src. What the
+ * one-shot writers check before they start is checked piece by piece here (sample ids increase, offsets start at 0,
+ * never decrease and end at P / T, finish reasons are known, no string is NULL): BR_EINVAL naming the element. */
+br_status h5log_rollouts_write_from(const char *path, const h5log_source *src, const h5log_provenance *p);
+br_status h5log_scores_write_from(const char *path, const h5log_source *src, const h5log_provenance *p,
+                                  const char *rollouts_fingerprint_hex);
 
 /* Free the arrays/strings (not the struct itself) and zero it; NULL is a no-op. */
 void h5log_rollouts_free(h5log_rollouts *r);

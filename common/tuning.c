@@ -6,7 +6,7 @@
 #include <string.h>
 
 br_tuning br_tuning_default(void) {
-    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0};
+    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0};
     return t;
 }
 
@@ -53,6 +53,14 @@ br_status br_tuning_from_env(br_tuning *out) {
         if (*end || v < 0)
             return br_fail(BR_EINVAL, "environment: BITROLL_INJECT_KILL_AFTER_RECORDS='%s' must be a count >= 0", k);
         t.inject_kill_after_records = (int64_t)v;
+    }
+    const char *wp = getenv("BITROLL_WRITE_PIECE_BYTES");
+    if (wp && *wp) {
+        char *end = NULL;
+        long long v = strtoll(wp, &end, 10);
+        if (*end || v < 1)
+            return br_fail(BR_EINVAL, "environment: BITROLL_WRITE_PIECE_BYTES='%s' must be a byte count >= 1", wp);
+        t.write_piece_bytes = (int64_t)v;
     }
     *out = t;
     return BR_OK;

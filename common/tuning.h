@@ -14,6 +14,8 @@
  *   BITROLL_INJECT_FAILURE_RANK=r  rank r fails after its work (fault-injection tests) (inject_failure_rank, -1)
  *   BITROLL_INJECT_KILL_AFTER_RECORDS=K  each group's journal writer SIGKILLs itself after K records (resume tests)
  *                                  (inject_kill_after_records, 0 = never)
+ *   BITROLL_WRITE_PIECE_BYTES=B    output files are written in pieces of at most B bytes (tests; the bytes of the file
+ *                                  do not depend on it, so it is not in br_tuning_json) (write_piece_bytes, 0 = 1 MiB)
  */
 #ifndef COMMON_TUNING_H
 #define COMMON_TUNING_H
@@ -30,6 +32,7 @@ typedef struct {
     int share_gpus, nccl, weights_bcast;
     int inject_failure_rank;
     int64_t inject_kill_after_records;
+    int64_t write_piece_bytes; /* BITROLL_WRITE_PIECE_BYTES; 0: the writer's default */
 } br_tuning;
 
 /* The defaults (no variable set). */

@@ -29,6 +29,7 @@ int cli_run_opt(driver_opts *o, int c, const char *arg) {
         break;
     case OPT_QUIET: o->quiet = 1; return 1;
     case OPT_RESUME: o->resume = 1; return 1;
+    case OPT_COMMTIMEOUT: rc = br_comm_timeout_parse("--comm-timeout", arg, &o->tuning.comm_timeout_s); break;
     case OPT_PRINTCFG: o->print_config = 1; return 1;
     case OPT_MBT:
         rc = cli_parse_int("--max-batch-tokens", arg, 1, 1 << 24, &v);
@@ -57,7 +58,10 @@ int cli_run_opt(driver_opts *o, int c, const char *arg) {
 br_status cli_run_prepare(comm_world *world, driver_opts *o, const char *in_flag, const char *in_path) {
     /* the memory plan's one line (rank 0's; every rank plans its own jobs) */
     o->sched.report_plan = !o->quiet && world->rank == 0;
-    br_status rc = driver_bind_device(world, o);
+    /* first: a rank that stops from here on cannot hang the others (collective; every rank parsed the same argv) */
+    br_status rc = comm_agree(world, comm_watch_start(world, o->tuning.comm_timeout_s, o->verb));
+    if (rc != BR_OK) return rc;
+    rc = driver_bind_device(world, o);
     if (rc == BR_OK && world->rank == 0) rc = driver_check_out(o->out, in_flag, in_path);
     if (rc == BR_OK && world->rank == 0) rc = cli_check_writable(o->out);
     rc = comm_agree(world, rc);

@@ -10,7 +10,7 @@
 enum {
     OPT_MODEL = 256, OPT_PROMPTS, OPT_OUT, OPT_N, OPT_TEMP, OPT_TOPP, OPT_TOPK, OPT_MAXNEW, OPT_SEED, OPT_STOP,
     OPT_NOSTOP, OPT_DEVICE, OPT_KERNELS, OPT_MBT, OPT_MAXSEQS, OPT_CHUNK, OPT_PAGE, OPT_PRINTCFG, OPT_QUIET,
-    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED, OPT_TP, OPT_WVERSION, OPT_OTHERPOLICY, OPT_GPUMEM, OPT_RESUME
+    OPT_ROLLOUTS, OPT_TOKENIZER, OPT_RANDOM, OPT_WSEED, OPT_TP, OPT_WVERSION, OPT_OTHERPOLICY, OPT_GPUMEM, OPT_RESUME, OPT_COMMTIMEOUT
 };
 
 #define CLI_RUN_LONG_OPTS                                                                                  \
@@ -22,7 +22,7 @@ enum {
         {"random-weights", required_argument, 0, OPT_RANDOM}, {"weights-seed", required_argument, 0, OPT_WSEED}, \
         {"tp", required_argument, 0, OPT_TP}, {"weight-version", required_argument, 0, OPT_WVERSION},     \
         {"gpu-memory-utilization", required_argument, 0, OPT_GPUMEM}, {"resume", no_argument, 0, OPT_RESUME},   \
-        {"help", no_argument, 0, 'h'}
+        {"comm-timeout", required_argument, 0, OPT_COMMTIMEOUT}, {"help", no_argument, 0, 'h'}
 
 /* The help lines of the shared options. */
 #define CLI_COMMON_HELP                                                                                        \
@@ -38,11 +38,14 @@ enum {
     "  --quiet                 no progress on stderr\n"                                                     \
     "  --resume                continue an interrupted run from its journal OUT.parts: results already there are\n" \
     "                          not recomputed; the file equals an uninterrupted run's bit for bit\n"         \
+    "  --comm-timeout SECONDS  several ranks: a rank that does not answer for SECONDS (stopped, dead) makes\n" \
+    "                          every rank exit with code 3 naming it (default 30; 0 = off)\n"               \
     "  -h, --help              this help\n"
 
 /* Options common to generate and score; returns 1 if handled, 0 if not, -1 on a bad value (message set). */
 int cli_run_opt(driver_opts *o, int c, const char *arg);
-/* After parsing: the checks every rank makes before any work (backend, device binding, output path: a regular file
+/* After parsing: starts the rank watchdog (comm_watch_start, o->tuning.comm_timeout_s), then the checks every rank
+ * makes before any work (backend, device binding, output path: a regular file
  * path in a writable directory that is not the input in_path, --tp split), agreed over the world. */
 br_status cli_run_prepare(comm_world *world, driver_opts *o, const char *in_flag, const char *in_path);
 /* Prints the failure once (rank 0) and maps it to the exit code. */

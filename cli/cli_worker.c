@@ -27,7 +27,7 @@ static void usage(FILE *f) {
             "  fingerprint  optional: the fingerprint the weights must have after the update (the trainer's)\n"
             "  args         generate's options for this round, on top of the start-up ones (--prompts and --out\n"
             "               required; --model, --random-weights, --weights-seed, --tokenizer, --device, --kernels,\n"
-            "               --tp and --print-config are fixed at start-up)\n"
+            "               --tp, --print-config and --comm-timeout are fixed at start-up)\n"
             "For each request rank 0 writes one JSON line on stdout: {\"id\": 7, \"ok\": true, \"out\": ...,\n"
             "\"fingerprint\": ..., \"weight_version\": ..., \"samples\": ..., \"tokens\": ..., \"seconds\": {\"weights\": ...,\n"
             "\"generate\": ...}} or {\"id\": 7, \"ok\": false, \"exit_code\": 2, \"error\": \"...\"}. A bad request (exit_code 2)\n"
@@ -42,7 +42,7 @@ static void usage(FILE *f) {
 
 /* Options a request may not change: they define the engine the job was started with. */
 static const char *const FIXED[] = {"--model", "--random-weights", "--weights-seed", "--tokenizer", "--device",
-                                    "--kernels", "--tp", "--print-config"};
+                                    "--kernels", "--tp", "--print-config", "--comm-timeout"};
 
 static br_status check_fixed(const char *arg) {
     if (strncmp(arg, "--", 2) != 0) return BR_OK;
@@ -215,6 +215,7 @@ static int worker_main_mpi(comm_world *world, int argc, char **argv) {
                      g.prompts ? "--prompts" : "--out");
     if (rc == BR_OK) rc = rollout_sampling_check(&g.d.sampling, INT32_MAX);
     rc = comm_agree(world, rc);
+    if (rc == BR_OK) rc = comm_agree(world, comm_watch_start(world, o.tuning.comm_timeout_s, "worker"));
     if (rc == BR_OK) rc = comm_agree(world, driver_bind_device(world, &o));
     if (rc == BR_OK) rc = comm_agree(world, comm_tp_split(world, o.tp));
     if (rc == BR_OK) rc = driver_load_weights(world, &o, &w);

@@ -14,7 +14,10 @@ br_status comm_init(int *argc, char ***argv, comm_world *w) {
     memset(w, 0, sizeof *w);
     MPI_Initialized(&inited);
     if (!inited) {
-        if (MPI_Init(argc, argv) != MPI_SUCCESS) return br_fail(BR_ERUNTIME, "MPI_Init failed");
+        /* MPI_THREAD_MULTIPLE for the watchdog thread (comm_watch_start checks what was provided) */
+        int provided = MPI_THREAD_SINGLE;
+        if (MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
+            return br_fail(BR_ERUNTIME, "MPI_Init_thread failed");
         w->owns_mpi = 1;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
@@ -33,6 +36,7 @@ br_status comm_init(int *argc, char ***argv, comm_world *w) {
 }
 
 void comm_finalize(comm_world *w) {
+    comm_watch_stop();
     if (w && w->tp_comm) {
         MPI_Comm_free((MPI_Comm *)w->tp_comm);
         free(w->tp_comm);
@@ -105,19 +109,36 @@ static br_status agree_on(const comm_world *w, MPI_Comm comm, br_status st) {
     return br_fail((br_status)code_rank[0], "%s", msg);
 }
 
-br_status comm_agree(const comm_world *w, br_status st) { return agree_on(w, MPI_COMM_WORLD, st); }
-
-br_status comm_tp_agree(const comm_world *w, br_status st) {
-    return agree_on(w, w->tp_comm ? *(MPI_Comm *)w->tp_comm : MPI_COMM_SELF, st);
+br_status comm_agree_in(const comm_world *w, br_status st, const char *caller) {
+    comm_watch_enter("comm_agree", caller);
+    st = agree_on(w, MPI_COMM_WORLD, st);
+    comm_watch_leave();
+    return st;
 }
 
-void comm_bcast_u64(const comm_world *w, uint64_t *v) { MPI_CHECK(w, MPI_Bcast(v, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD)); }
-void comm_bcast_int(const comm_world *w, int *v) { MPI_CHECK(w, MPI_Bcast(v, 1, MPI_INT, 0, MPI_COMM_WORLD)); }
+br_status comm_tp_agree_in(const comm_world *w, br_status st, const char *caller) {
+    comm_watch_enter("comm_tp_agree", caller);
+    st = agree_on(w, w->tp_comm ? *(MPI_Comm *)w->tp_comm : MPI_COMM_SELF, st);
+    comm_watch_leave();
+    return st;
+}
+
+void comm_bcast_u64_in(const comm_world *w, uint64_t *v, const char *caller) {
+    comm_watch_enter("comm_bcast_u64", caller);
+    MPI_CHECK(w, MPI_Bcast(v, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD));
+    comm_watch_leave();
+}
+void comm_bcast_int_in(const comm_world *w, int *v, const char *caller) {
+    comm_watch_enter("comm_bcast_int", caller);
+    MPI_CHECK(w, MPI_Bcast(v, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    comm_watch_leave();
+}
 
 /* Large buffers move in pieces of at most INT_MAX bytes (MPI counts are int). */
 #define COMM_PIECE ((size_t)1 << 30)
 
-br_status comm_bcast_bytes(const comm_world *w, void **buf, size_t *len) {
+br_status comm_bcast_bytes_in(const comm_world *w, void **buf, size_t *len, const char *caller) {
+    comm_watch_enter("comm_bcast_bytes", caller);
     uint64_t n = w->rank == 0 ? (uint64_t)*len : 0;
     MPI_CHECK(w, MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD));
     if (w->rank != 0) {
@@ -129,10 +150,12 @@ br_status comm_bcast_bytes(const comm_world *w, void **buf, size_t *len) {
         size_t piece = n - off < COMM_PIECE ? n - off : COMM_PIECE;
         MPI_CHECK(w, MPI_Bcast((uint8_t *)*buf + off, (int)piece, MPI_BYTE, 0, MPI_COMM_WORLD));
     }
+    comm_watch_leave();
     return BR_OK;
 }
 
-br_status comm_bcast_bytes_idle(const comm_world *w, void **buf, size_t *len) {
+br_status comm_bcast_bytes_idle_in(const comm_world *w, void **buf, size_t *len, const char *caller) {
+    comm_watch_enter("comm_bcast_bytes_idle", caller);
     uint64_t n = w->rank == 0 ? (uint64_t)*len : 0;
     MPI_Request req;
     MPI_CHECK(w, MPI_Ibcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD, &req));
@@ -145,10 +168,12 @@ br_status comm_bcast_bytes_idle(const comm_world *w, void **buf, size_t *len) {
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    return comm_bcast_bytes(w, buf, len); /* the bytes themselves (and the length again) on the usual path */
+    return comm_bcast_bytes_in(w, buf, len, caller); /* the bytes themselves (and the length again) on the usual path */
 }
 
-br_status comm_gather_bytes(const comm_world *w, const void *buf, size_t len, void **out, size_t *out_len) {
+br_status comm_gather_bytes_in(const comm_world *w, const void *buf, size_t len, void **out, size_t *out_len,
+                               const char *caller) {
+    comm_watch_enter("comm_gather_bytes", caller);
     *out = NULL;
     *out_len = 0;
     uint64_t mine = len;
@@ -181,6 +206,7 @@ br_status comm_gather_bytes(const comm_world *w, const void *buf, size_t len, vo
             MPI_CHECK(w, MPI_Send((const uint8_t *)buf + sent, (int)piece, MPI_BYTE, 0, 7, MPI_COMM_WORLD));
         }
     }
+    comm_watch_leave();
     return BR_OK;
 }
 
@@ -247,7 +273,9 @@ static br_status chunk_sum_on(const comm_world *w, MPI_Comm comm, const float *m
         counts[r] = (int)((size_t)(c1 - c0) * n);
         displs[r] = (int)((size_t)c0 * n);
     }
+    comm_watch_enter("comm_chunk_sum", "the forward pass");
     MPI_CHECK(w, MPI_Allgatherv(mine, counts[rank], MPI_FLOAT, all, counts, displs, MPI_FLOAT, comm));
+    comm_watch_leave();
     comm_chunk_tree(all, C, n, out);
     free(counts);
     free(displs);

@@ -18,8 +18,29 @@ typedef struct {
     int owns_mpi; /* MPI_Init was ours: comm_finalize calls MPI_Finalize */
 } comm_world;
 
+/* MPI_Init_thread asks for MPI_THREAD_MULTIPLE: the rank watchdog (comm_watch_start) calls MPI from its own thread. */
 br_status comm_init(int *argc, char ***argv, comm_world *w);
+/* Stops the watchdog (comm_watch_stop), then MPI_Finalize when MPI_Init was ours. */
 void comm_finalize(comm_world *w);
+
+/* ---- No silent hang (docs/RELIABILITY.md): the rank watchdog. Each rank runs a thread that sends a heartbeat to
+ * rank - 1 every min(timeout / 5, 1 s) and expects one from rank + 1 (a ring over a duplicate of MPI_COMM_WORLD);
+ * a rank that has not heard from rank + 1 for timeout_s seconds -- stopped (SIGSTOP, a debugger), dead, its node
+ * gone -- prints "[rank r] rank r+1 did not answer for T s during VERB: rank r+1 last reported ...; rank r is ..."
+ * and calls MPI_Abort(MPI_COMM_WORLD, 3), so every rank exits instead of waiting forever in a collective. A busy
+ * rank keeps answering: the thread does not depend on what the main thread does.
+ * Collective over MPI_COMM_WORLD (every rank passes the same timeout). timeout_s <= 0, one rank, or an MPI without
+ * MPI_THREAD_MULTIPLE (rank 0 prints a warning): no watchdog. Started once per process; later calls do nothing. */
+br_status comm_watch_start(const comm_world *w, int timeout_s, const char *verb);
+/* Says goodbye to the watcher and waits for the watched rank's goodbye (still under its deadline); comm_finalize
+ * calls it. No-op when not started. */
+void comm_watch_stop(void);
+/* What the main thread is doing, carried by each heartbeat and printed in the report: the collectives of comm/
+ * call these with their own name and their caller's (string literals). */
+void comm_watch_enter(const char *what, const char *caller);
+void comm_watch_leave(void);
+/* The heartbeat period for a timeout: min(timeout / 5, 1 s). */
+double comm_watch_period(double timeout_s);
 
 /* Aborts the whole job after a fatal error found below comm/ (a CUDA failure on one rank must stop every rank): the
  * NCCL communicators of this process are aborted first (comm_nccl_abort_all: peers blocked in a collective are
@@ -49,26 +70,34 @@ _Noreturn void comm_mpi_fail(const comm_world *w, const char *file, int line, co
 
 /* Collective: every rank passes its status; returns BR_OK on all ranks when all are ok, otherwise the status
  * and message of the lowest failing rank ("[rank r] ...") on all ranks, so the job stops together. */
-br_status comm_agree(const comm_world *w, br_status st);
+br_status comm_agree_in(const comm_world *w, br_status st, const char *caller);
+#define comm_agree(w, st) comm_agree_in((w), (st), __func__) /* the caller's name goes into the watchdog's report */
 /* The same within this rank's tensor-parallel group (collective over the group only; alone without tensor
  * parallelism); the message names the failing rank by its world rank. */
-br_status comm_tp_agree(const comm_world *w, br_status st);
+br_status comm_tp_agree_in(const comm_world *w, br_status st, const char *caller);
+#define comm_tp_agree(w, st) comm_tp_agree_in((w), (st), __func__)
 
 /* "MPI 3.1; Open MPI v4.1.4, ..." (callable before MPI_Init): recorded in every file's provenance. */
 void comm_mpi_version(char *buf, size_t cap);
 
 /* Rank 0's value reaches every rank. */
-void comm_bcast_u64(const comm_world *w, uint64_t *v);
-void comm_bcast_int(const comm_world *w, int *v);
+void comm_bcast_u64_in(const comm_world *w, uint64_t *v, const char *caller);
+void comm_bcast_int_in(const comm_world *w, int *v, const char *caller);
+#define comm_bcast_u64(w, v) comm_bcast_u64_in((w), (v), __func__)
+#define comm_bcast_int(w, v) comm_bcast_int_in((w), (v), __func__)
 
 /* Rank 0's buffer reaches every rank (buf and len replaced on the others; caller frees). */
-br_status comm_bcast_bytes(const comm_world *w, void **buf, size_t *len);
+br_status comm_bcast_bytes_in(const comm_world *w, void **buf, size_t *len, const char *caller);
+#define comm_bcast_bytes(w, buf, len) comm_bcast_bytes_in((w), (buf), (len), __func__)
 /* The same, for a broadcast that may come much later (a worker waiting for its next request): ranks other than 0
  * wait with short sleeps instead of MPI's busy poll, so idle workers leave the cores to a trainer. */
-br_status comm_bcast_bytes_idle(const comm_world *w, void **buf, size_t *len);
+br_status comm_bcast_bytes_idle_in(const comm_world *w, void **buf, size_t *len, const char *caller);
+#define comm_bcast_bytes_idle(w, buf, len) comm_bcast_bytes_idle_in((w), (buf), (len), __func__)
 /* Concatenates every rank's buffer on rank 0 in rank order (out and out_len owned by the caller on rank 0;
  * NULL elsewhere). */
-br_status comm_gather_bytes(const comm_world *w, const void *buf, size_t len, void **out, size_t *out_len);
+br_status comm_gather_bytes_in(const comm_world *w, const void *buf, size_t len, void **out, size_t *out_len,
+                               const char *caller);
+#define comm_gather_bytes(w, buf, len, out, out_len) comm_gather_bytes_in((w), (buf), (len), (out), (out_len), __func__)
 
 /* ---- Fixed-order sums (DESIGN 7): a sum that gives the same bits whatever the number of ranks.
  * The summands are C chunk partials (C fixed by the caller, independent of the rank count), each a vector of n

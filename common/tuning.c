@@ -6,7 +6,7 @@
 #include <string.h>
 
 br_tuning br_tuning_default(void) {
-    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0};
+    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0, BR_COMM_TIMEOUT_DEFAULT};
     return t;
 }
 
@@ -63,6 +63,24 @@ br_status br_tuning_from_env(br_tuning *out) {
         t.write_piece_bytes = (int64_t)v;
     }
     *out = t;
+    return BR_OK;
+}
+
+br_status br_comm_timeout_parse(const char *flag, const char *s, int *out) {
+    long v = 0;
+    int digits = 0;
+    /* digits only: strtol would take " 5", "+5" and "-0" */
+    for (const char *p = s; *p; p++, digits++) {
+        if (*p < '0' || *p > '9' || digits >= 9) {
+            digits = -1;
+            break;
+        }
+        v = v * 10 + (*p - '0');
+    }
+    if (digits <= 0 || v > BR_COMM_TIMEOUT_MAX)
+        return br_fail(BR_EINVAL, "%s: '%s' is not a number of seconds in [0, %d] (0 = no rank watchdog)", flag, s,
+                       BR_COMM_TIMEOUT_MAX);
+    *out = (int)v;
     return BR_OK;
 }
 

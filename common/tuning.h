@@ -16,6 +16,11 @@
  *                                  (inject_kill_after_records, 0 = never)
  *   BITROLL_WRITE_PIECE_BYTES=B    output files are written in pieces of at most B bytes (tests; the bytes of the file
  *                                  do not depend on it, so it is not in br_tuning_json) (write_piece_bytes, 0 = 1 MiB)
+ *
+ * One field is a command-line option, not a variable: comm_timeout_s, set from --comm-timeout SECONDS by the
+ * generate/score/worker verbs (default BR_COMM_TIMEOUT_DEFAULT; 0 = no rank watchdog, comm_watch_start). Like the
+ * switches it changes no bit of any result, and it is not part of br_tuning_json (the files of a run with and
+ * without the watchdog are identical).
  */
 #ifndef COMMON_TUNING_H
 #define COMMON_TUNING_H
@@ -33,12 +38,21 @@ typedef struct {
     int inject_failure_rank;
     int64_t inject_kill_after_records;
     int64_t write_piece_bytes; /* BITROLL_WRITE_PIECE_BYTES; 0: the writer's default */
+    int comm_timeout_s; /* --comm-timeout: seconds without a heartbeat from a peer rank before the job aborts; 0 = off */
 } br_tuning;
+
+/* 30 s: a live rank answers within a second whatever it computes, and a stop is reported well inside a minute. */
+#define BR_COMM_TIMEOUT_DEFAULT 30
+/* The largest --comm-timeout: one day. */
+#define BR_COMM_TIMEOUT_MAX 86400
 
 /* The defaults (no variable set). */
 br_tuning br_tuning_default(void);
 /* Reads every variable above; a value outside its set -> BR_EINVAL naming the variable and the value. */
 br_status br_tuning_from_env(br_tuning *out);
+/* --comm-timeout's value: whole seconds in [0, BR_COMM_TIMEOUT_MAX] ("0" = no watchdog). Anything else -- a sign, a
+ * unit, a fraction, spaces, empty -- is BR_EINVAL naming `flag` and the value; *out is unchanged then. */
+br_status br_comm_timeout_parse(const char *flag, const char *s, int *out);
 /* {"cuda_graphs":1,...} into buf (NUL-terminated, truncated to cap). */
 void br_tuning_json(const br_tuning *t, char *buf, size_t cap);
 

@@ -31,11 +31,15 @@ static void usage(FILE *f) {
             "  --stop-id ID            stop token, repeatable (default: the tokenizer's EOS, else the model's eos_token_id)\n"
             "  --no-stop               no stop tokens at all (only --max-new-tokens ends a sample)\n"
             "  --weight-version V      recorded in the file: the trainer step that produced the weights (default 0)\n"
+            "  --no-share-prompt-kv    every sample prefills its prompt itself (default: a prompt's samples share its\n"
+            "                          prefilled KV pages; the same bits either way)\n"
             CLI_COMMON_HELP
             "\n"
             "Exit: 0 ok, 2 bad input (the message names the file, line and field), 3 runtime failure.\n",
             BR_DEFAULT_MODEL);
 }
+
+enum { OPT_NOSHAREKV = 1024 }; /* generate's own, after cli_common.h's */
 
 static const struct option GEN_OPTS[] = {
     CLI_RUN_LONG_OPTS,
@@ -43,7 +47,8 @@ static const struct option GEN_OPTS[] = {
     {"temperature", required_argument, 0, OPT_TEMP}, {"top-p", required_argument, 0, OPT_TOPP},
     {"top-k", required_argument, 0, OPT_TOPK}, {"max-new-tokens", required_argument, 0, OPT_MAXNEW},
     {"seed", required_argument, 0, OPT_SEED}, {"stop-id", required_argument, 0, OPT_STOP},
-    {"no-stop", no_argument, 0, OPT_NOSTOP}, {"tokenizer", required_argument, 0, OPT_TOKENIZER}, {0, 0, 0, 0}};
+    {"no-stop", no_argument, 0, OPT_NOSTOP}, {"tokenizer", required_argument, 0, OPT_TOKENIZER},
+    {"no-share-prompt-kv", no_argument, 0, OPT_NOSHAREKV}, {0, 0, 0, 0}};
 
 void cli_generate_defaults(driver_opts *o, driver_generate_opts *g, const char *verb) {
     driver_opts_default(o, verb);
@@ -83,6 +88,7 @@ br_status cli_generate_parse(int argc, char **argv, driver_opts *o, driver_gener
             g->stops[g->n_stops++] = (int32_t)v;
             break;
         case OPT_NOSTOP: g->no_stop = 1; break;
+        case OPT_NOSHAREKV: o->sched.no_share_prompt_kv = 1; break;
         default:
             rc = br_fail(BR_EINVAL, "unknown or incomplete option '%s' (bitroll %s --help)", argv[optind - 1], o->verb);
         }

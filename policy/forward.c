@@ -44,7 +44,10 @@ br_status policy_kv_create_pages(const policy_config *cfg, int n_pages, int page
     kv->hd = cfg->head_dim;
     kv->max_pages_per_seq = (cfg->max_pos + page_size - 1) / page_size;
     kv->free_pages = malloc((size_t)n_pages * sizeof(int32_t));
-    if (!kv->free_pages) {
+    kv->refs = calloc((size_t)n_pages, sizeof(int32_t));
+    if (!kv->free_pages || !kv->refs) {
+        free(kv->free_pages);
+        free(kv->refs);
         free(kv);
         return br_fail(BR_ENOMEM, "kv cache: out of memory for %d pages", n_pages);
     }
@@ -81,6 +84,7 @@ void policy_kv_free(policy_kvcache *kv) {
     free(kv->k);
     free(kv->v);
     free(kv->free_pages);
+    free(kv->refs);
     free(kv);
 }
 
@@ -104,13 +108,44 @@ br_status policy_kv_reserve(policy_kvcache *kv, policy_seq *seq, int n_tokens) {
                        kv->max_pages_per_seq, kv->page_size);
     if (need - seq->n_pages > kv->n_free)
         return br_fail(BR_ERUNTIME, "kv cache full: need %d more pages, %d free", need - seq->n_pages, kv->n_free);
-    while (seq->n_pages < need) seq->pages[seq->n_pages++] = kv->free_pages[--kv->n_free];
+    while (seq->n_pages < need) {
+        const int32_t p = kv->free_pages[--kv->n_free];
+        kv->refs[p] = 1;
+        seq->pages[seq->n_pages++] = p;
+    }
     return BR_OK;
 }
 
 void policy_kv_release(policy_kvcache *kv, policy_seq *seq) {
-    while (seq->n_pages > 0) kv->free_pages[kv->n_free++] = seq->pages[--seq->n_pages];
+    while (seq->n_pages > 0) {
+        const int32_t p = seq->pages[--seq->n_pages];
+        if (--kv->refs[p] == 0) kv->free_pages[kv->n_free++] = p;
+    }
     seq->len = 0;
+}
+
+br_status policy_kv_fork(policy_kvcache *kv, policy_seq *dst, const policy_seq *src, int n_tokens, int32_t *copy_src,
+                         int32_t *copy_dst) {
+    *copy_src = *copy_dst = -1;
+    if (dst->n_pages != 0 || n_tokens < 1 || n_tokens > src->len)
+        return br_fail(BR_EINVAL, "kv cache: fork of %d tokens from a sequence of %d into one holding %d pages", n_tokens,
+                       src->len, dst->n_pages);
+    const int full = n_tokens / kv->page_size, part = n_tokens % kv->page_size != 0;
+    if (part && kv->n_free < 1) return br_fail(BR_ERUNTIME, "kv cache full: need 1 more page, 0 free");
+    for (int i = 0; i < full; i++) {
+        dst->pages[i] = src->pages[i];
+        kv->refs[src->pages[i]]++;
+    }
+    dst->n_pages = full;
+    if (part) {
+        const int32_t p = kv->free_pages[--kv->n_free];
+        kv->refs[p] = 1;
+        dst->pages[dst->n_pages++] = p;
+        *copy_src = src->pages[full];
+        *copy_dst = p;
+    }
+    dst->len = n_tokens;
+    return BR_OK;
 }
 
 /* ---------------------------------------------------------------- run state */

@@ -21,6 +21,7 @@ typedef struct {
     float *k, *v;     /* (n_layers, n_pages, page_size, n_kv, hd) f32 */
     int32_t *free_pages; /* stack of free page ids, (n_pages) */
     int n_free;
+    int32_t *refs;    /* (n_pages) holders of each page (sequences sharing a prompt prefix); 0: free */
     int max_pages_per_seq; /* ceil(max_pos / page_size) */
 } policy_kvcache;
 
@@ -41,8 +42,17 @@ br_status policy_seq_init(const policy_kvcache *kv, policy_seq *seq);
 void policy_seq_free(policy_seq *seq);
 /* Makes sure positions < n_tokens have pages; BR_ERUNTIME (cache full) leaves the sequence as it was. */
 br_status policy_kv_reserve(policy_kvcache *kv, policy_seq *seq, int n_tokens);
-/* Returns the sequence's pages to the pool and empties it (len = 0). */
+/* Drops the sequence's hold on its pages (a page returns to the pool when its last holder lets go) and empties it
+ * (len = 0). */
 void policy_kv_release(policy_kvcache *kv, policy_seq *seq);
+/* Shared prompt KV: makes the empty sequence dst start as a copy of src's first n_tokens cached tokens
+ * (1 <= n_tokens <= src->len). The n_tokens / page_size full pages are shared (reference-counted, never written
+ * again: a sequence only writes positions >= its len); a last, partly filled page is not shared but given a fresh
+ * page of dst's own, returned in *copy_dst with its source in *copy_src, whose contents the caller must copy (every
+ * layer's K and V: rollout_engine_kv_copy_page) before dst's next step; both are -1 when n_tokens fills whole pages.
+ * dst->len = n_tokens. BR_ERUNTIME (no free page for the copy) leaves dst empty. */
+br_status policy_kv_fork(policy_kvcache *kv, policy_seq *dst, const policy_seq *src, int n_tokens, int32_t *copy_src,
+                         int32_t *copy_dst);
 
 /* ---- Tensor parallelism (DESIGN 7). Attention heads and MLP columns are split over the `size` ranks of a group;
  * the row-parallel layers (attention output, MLP down projection) sum fixed K-chunks -- one per attention head,

@@ -70,6 +70,14 @@ const policy_weights *rollout_engine_weights(const rollout_engine *e) { return e
 const rollout_engine_opts *rollout_engine_options(const rollout_engine *e) { return &e->o; }
 policy_kvcache *rollout_engine_kv(rollout_engine *e) { return e->be->kv(e->ctx); }
 
+br_status rollout_engine_kv_copy_page(rollout_engine *e, int32_t dst, int32_t src) {
+    const policy_kvcache *kv = e->be->kv(e->ctx);
+    if (dst < 0 || src < 0 || dst >= kv->n_pages || src >= kv->n_pages)
+        return br_fail(BR_EINVAL, "engine: KV page copy %d -> %d outside the cache's %d pages", src, dst, kv->n_pages);
+    if (dst == src) return BR_OK;
+    return e->be->kv_copy_page(e->ctx, dst, src);
+}
+
 br_status rollout_engine_step(rollout_engine *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
     return e->be->step(e->ctx, b, rows, out);
 }

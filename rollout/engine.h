@@ -77,6 +77,10 @@ typedef struct {
     /* Free and total bytes of the bound device's own memory (the scheduler's memory plan); NULL for the CPU, which
      * has none of its own. */
     void (*mem_info)(int64_t *free_bytes, int64_t *total_bytes);
+    /* Copies KV page src over page dst, K and V of every layer (shared prompt KV: a sequence's own copy of the
+     * partly filled last page of a shared prompt, policy_kv_fork). Ordered before the next step (CUDA: on the
+     * engine's stream). */
+    br_status (*kv_copy_page)(void *ctx, int32_t dst, int32_t src);
 } rollout_backend_i;
 
 /* The backend of device d, or NULL when this build has none (e.g. cuda without CUDA). */
@@ -93,6 +97,8 @@ const policy_weights *rollout_engine_weights(const rollout_engine *e);
 const rollout_engine_opts *rollout_engine_options(const rollout_engine *e);
 /* The page allocator (host side) of the engine's KV cache. */
 policy_kvcache *rollout_engine_kv(rollout_engine *e);
+/* Copies KV page src over page dst (every layer's K and V), before the next step reads dst. */
+br_status rollout_engine_kv_copy_page(rollout_engine *e, int32_t dst, int32_t src);
 /* Runs batch b; rows[r] describes the r-th row of b with want_logits set (batch order); fills out[r]. */
 br_status rollout_engine_step(rollout_engine *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out);
 /* The fp32 logits of the last step's first `rows` rows, (rows, V), to host memory (tests). */

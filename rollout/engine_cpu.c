@@ -83,6 +83,16 @@ static br_status cpu_last_logits(void *ctx, float *out, int rows) {
     return BR_OK;
 }
 
+static br_status cpu_kv_copy_page(void *ctx, int32_t dst, int32_t src) {
+    const policy_kvcache *kv = ((cpu_engine *)ctx)->kv;
+    const size_t page = (size_t)kv->page_size * kv->n_kv * kv->hd, layer = (size_t)kv->n_pages * page;
+    for (int l = 0; l < kv->n_layers; l++) {
+        memcpy(kv->k + l * layer + (size_t)dst * page, kv->k + l * layer + (size_t)src * page, page * sizeof(float));
+        memcpy(kv->v + l * layer + (size_t)dst * page, kv->v + l * layer + (size_t)src * page, page * sizeof(float));
+    }
+    return BR_OK;
+}
+
 static int cpu_device_count(void) { return 1; }
 static void cpu_select_device(int index) { (void)index; }
 static void cpu_device_name(int index, char *buf, int cap) {
@@ -92,5 +102,5 @@ static void cpu_device_name(int index, char *buf, int cap) {
 
 const rollout_backend_i rollout_backend_cpu = {
     "cpu", cpu_create, cpu_destroy, cpu_kv, cpu_step, cpu_last_logits, cpu_device_count, cpu_select_device,
-    cpu_device_name, NULL, NULL, NULL, NULL,
+    cpu_device_name, NULL, NULL, NULL, NULL, cpu_kv_copy_page,
 };

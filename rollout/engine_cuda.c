@@ -899,9 +899,17 @@ static br_status be_last_logits(void *ctx, float *out, int rows) {
     return BR_OK;
 }
 static void be_select_device(int index) { kern_cuda_set_device(index); }
+/* shared prompt KV: on the engine's stream, so it lands after the prefill that wrote src and before the next step */
+static br_status be_kv_copy_page(void *ctx, int32_t dst, int32_t src) {
+    rollout_cuda *e = ctx;
+    const policy_kvcache *p = e->kv.pages;
+    kern_cuda_kv_copy_page(e->kv.k, e->kv.v, p->n_layers, (int64_t)e->kv.layer,
+                           (int64_t)p->page_size * p->n_kv * p->hd, dst, src, e->stream);
+    return BR_OK;
+}
 
 const rollout_backend_i rollout_backend_cuda = {
     "cuda", be_create, be_destroy, be_kv, be_step, be_last_logits, kern_cuda_device_count,
     be_select_device, kern_cuda_device_name, kern_cuda_upload, kern_cuda_download,
-    kern_cuda_set_abort_hook, be_mem_info,
+    kern_cuda_set_abort_hook, be_mem_info, be_kv_copy_page,
 };

@@ -93,9 +93,44 @@ static br_status check_job(const policy_weights *w, const rollout_job *j, int pa
     return BR_OK;
 }
 
-static br_status admit(policy_kvcache *kv, slot *s, const rollout_job *j, rollout_result *r) {
-    br_status rc = policy_kv_reserve(kv, &s->seq, (int)job_tokens(j)); /* <= max_pos: check_job */
-    if (rc != BR_OK) return rc;
+/* Shared prompt KV (scheduler.h, rollout_run): the prefix sequence of the group being admitted. Jobs are admitted
+ * in order and a prefix lives from its group's first admission to its last, so one is ever needed. */
+typedef struct {
+    policy_seq seq;
+    const rollout_job *job; /* the group's first job: its prompt */
+    int64_t next, end;      /* the group's jobs [next, end) are still to be admitted */
+    int len;                /* tokens it holds: the prompt but its last token */
+    int fed;                /* of them, fed to a step */
+    int active;
+} prefix;
+
+static int same_prompt(const rollout_job *a, const rollout_job *b) {
+    return !a->forced && !b->forced && a->prompt_len == b->prompt_len &&
+           (a->prompt == b->prompt || !memcmp(a->prompt, b->prompt, (size_t)a->prompt_len * sizeof *a->prompt));
+}
+
+static int copy_needed(const prefix *pf, const policy_kvcache *kv) { return pf->len % kv->page_size != 0; }
+
+static int64_t pages_for(int64_t tokens, int page_size) { return (tokens + page_size - 1) / page_size; }
+
+/* Job j may join a group whose prefix holds len tokens when the prefix's pages and j's own (all but the shared full
+ * pages) fit the cache together: then a fork waiting for pages is served once the other sequences end. */
+static int share_fits(const rollout_job *j, int len, const policy_kvcache *kv) {
+    const int64_t own = pages_for(job_tokens(j), kv->page_size) - len / kv->page_size;
+    return pages_for(len, kv->page_size) + own <= kv->n_pages;
+}
+
+/* Admits job j into slot s; with pf, as a fork of the prefix (its len tokens are cached already, s->fed = len). */
+static br_status admit(rollout_engine *eng, policy_kvcache *kv, slot *s, const rollout_job *j, rollout_result *r,
+                       const prefix *pf) {
+    int32_t copy_src = -1, copy_dst = -1;
+    br_status rc = pf ? policy_kv_fork(kv, &s->seq, &pf->seq, pf->len, &copy_src, &copy_dst) : BR_OK;
+    if (rc == BR_OK) rc = policy_kv_reserve(kv, &s->seq, (int)job_tokens(j)); /* <= max_pos: check_job */
+    if (rc == BR_OK && copy_dst >= 0) rc = rollout_engine_kv_copy_page(eng, copy_dst, copy_src);
+    if (rc != BR_OK) {
+        policy_kv_release(kv, &s->seq);
+        return rc;
+    }
     int cap = j->forced ? j->n_forced : j->max_new;
     memset(r, 0, sizeof *r);
     r->sample_id = j->sample_id;
@@ -110,8 +145,43 @@ static br_status admit(policy_kvcache *kv, slot *s, const rollout_job *j, rollou
     }
     s->job = j;
     s->res = r;
-    s->fed = 0;
+    s->fed = pf ? pf->len : 0;
     s->in_use = 1;
+    return BR_OK;
+}
+
+/* Admits jobs[idx] into slot s, sharing its prompt's KV when it belongs to a group (rollout_run). BR_ERUNTIME: not
+ * now (the cache is full, or its group's prefix is still being prefilled). */
+static br_status admit_next(rollout_engine *eng, policy_kvcache *kv, prefix *pf, int share, slot *s,
+                            const rollout_job *jobs, int64_t n_jobs, int64_t idx, rollout_result *results,
+                            rollout_run_stats *st) {
+    const rollout_job *j = &jobs[idx];
+    br_status rc;
+    if (share && !pf->active) {
+        const int len = j->prompt_len - 1;
+        int64_t end = idx + 1;
+        if (!j->forced && len >= 1 && share_fits(j, len, kv))
+            while (end < n_jobs && same_prompt(j, &jobs[end]) && share_fits(&jobs[end], len, kv)) end++;
+        if (end - idx >= 2) {
+            if ((rc = policy_kv_reserve(kv, &pf->seq, len)) != BR_OK) return rc;
+            pf->job = j;
+            pf->next = idx;
+            pf->end = end;
+            pf->len = len;
+            pf->fed = 0;
+            pf->active = 1;
+            st->prompt_groups++;
+        }
+    }
+    if (!pf->active || idx != pf->next) return admit(eng, kv, s, j, &results[idx], NULL);
+    if (pf->seq.len < pf->len) return BR_ERUNTIME; /* its prefill has not run yet */
+    if ((rc = admit(eng, kv, s, j, &results[idx], pf)) != BR_OK) return rc;
+    if (copy_needed(pf, kv)) st->pages_copied++;
+    if (pf->job != j) st->rows_saved += pf->len;
+    if (++pf->next == pf->end) { /* the group's last job: the prefix lets go of its pages */
+        policy_kv_release(kv, &pf->seq);
+        pf->active = 0;
+    }
     return BR_OK;
 }
 
@@ -166,6 +236,8 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
     policy_seq **seqs = NULL;
     uint8_t *want = NULL;
     int *row_slot = NULL, *row_index = NULL;
+    prefix pf = {0};
+    const int share = !o->no_share_prompt_kv;
 
     if (o->max_batch_tokens < 1 || o->max_seqs < 1 || o->prefill_chunk < 1 || o->page_size < 1 || o->n_pages < 0)
         return br_fail(BR_EINVAL, "scheduler: max_batch_tokens (%d), max_seqs (%d), prefill_chunk (%d) and "
@@ -265,21 +337,37 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
     }
     for (int s = 0; s < max_seqs; s++)
         if ((rc = policy_seq_init(kv, &slots[s].seq)) != BR_OK) goto cleanup;
+    if ((rc = policy_seq_init(kv, &pf.seq)) != BR_OK) goto cleanup;
+    const int free_at_start = kv->n_free;
 
     int64_t next_job = 0, done = 0, tokens_out = 0;
     while (done < n_jobs) {
         /* Admit jobs in order while a slot and their pages are free. */
         for (int s = 0; s < max_seqs && next_job < n_jobs; s++) {
             if (slots[s].in_use) continue;
-            rc = admit(kv, &slots[s], &jobs[next_job], &results[next_job]);
-            if (rc == BR_ERUNTIME) break; /* cache full: wait for a sequence to end */
+            rc = admit_next(eng, kv, &pf, share, &slots[s], jobs, n_jobs, next_job, results, st);
+            if (rc == BR_ERUNTIME) break; /* cache full, or a shared prompt's prefill to come: wait a step */
             if (rc != BR_OK) goto cleanup;
             next_job++;
         }
         /* Build the step: decoding sequences first (one token each), then prefill chunks, under the budget. */
         int n = 0, n_rows = 0;
         int64_t prefill_rows = 0; /* rows of sequences still in their prompt (the second pass) */
-        for (int pass = 0; pass < 2; pass++)
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1 && pf.active && pf.fed < pf.len && n < T) { /* a shared prompt first: its group waits */
+                int take = pf.len - pf.fed;
+                if (take > o->prefill_chunk) take = o->prefill_chunk;
+                if (take > T - n) take = T - n;
+                for (int t = 0; t < take; t++, n++) {
+                    tok[n] = pf.job->prompt[pf.fed + t];
+                    pos[n] = pf.fed + t;
+                    seqs[n] = &pf.seq;
+                    want[n] = 0;
+                }
+                pf.fed += take;
+                st->kv_read_tokens += pf.fed;
+                prefill_rows += take;
+            }
             for (int s = 0; s < max_seqs && n < T; s++) {
                 slot *sl = &slots[s];
                 if (!sl->in_use) continue;
@@ -305,6 +393,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
                 if (take > 0) st->kv_read_tokens += sl->fed; /* its keys, read once per step (formula: bench rl) */
                 if (pass == 1) prefill_rows += take;
             }
+        }
         if (n == 0) {
             rc = br_fail(BR_ERUNTIME, "scheduler: no progress possible (%lld of %lld jobs done)", (long long)done,
                          (long long)n_jobs);
@@ -344,6 +433,9 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
     }
     st->tokens_out = tokens_out;
     st->s_host += now_s() - t_mark;
+    if (pf.active || kv->n_free != free_at_start) /* every sequence ended, every prefix was let go */
+        rc = br_fail(BR_ERUNTIME, "scheduler: %d of %d KV pages were not returned at the end of the run",
+                     free_at_start - kv->n_free, free_at_start);
 
 cleanup:
     if (rc != BR_OK)
@@ -354,6 +446,8 @@ cleanup:
             if (slots[s].in_use) policy_kv_release(kv, &slots[s].seq);
             policy_seq_free(&slots[s].seq);
         }
+    if (pf.active && kv) policy_kv_release(kv, &pf.seq);
+    policy_seq_free(&pf.seq);
     free(slots);
     free(rows);
     free(outs);

@@ -2,8 +2,8 @@
  *
  * Sequences join and leave at every step; prompts are prefilled in chunks; each sequence's KV pages are
  * reserved when it is admitted (prompt + max_new_tokens, so no preemption is ever needed) and returned when it
- * ends. Which jobs share a step never changes a job's numbers (policy/forward.h), so the schedule is free to
- * pack however it likes. */
+ * ends; the samples of one prompt share its prefilled pages (rollout_run, "Shared prompt KV"). Which jobs share a
+ * step never changes a job's numbers (policy/forward.h), so the schedule is free to pack however it likes. */
 #ifndef ROLLOUT_SCHEDULER_H
 #define ROLLOUT_SCHEDULER_H
 
@@ -65,6 +65,10 @@ typedef struct {
      * jobs done. A failure it returns stops the run. */
     br_status (*on_result)(void *ctx, int64_t job_index, rollout_result *r);
     void *on_result_ctx;
+    /* Shared prompt KV (the default, zero): consecutive generate jobs with the same prompt (a prompt's n samples)
+     * prefill it once and share its KV pages; see rollout_run. 1: every job prefills its own prompt (the equality
+     * tests' reference; --no-share-prompt-kv). The results are the same bits either way. */
+    int no_share_prompt_kv;
 } rollout_sched_opts;
 
 enum { ROLLOUT_GIVEN_MAX_SEQS = 1u, ROLLOUT_GIVEN_BATCH_TOKENS = 2u };
@@ -128,13 +132,28 @@ typedef struct rollout_run_stats {
     double s_host;                      /* the scheduler's own work between steps (admission, batching, results) */
     double s_create;                    /* creating the engine (weights upload, allocation) */
     int64_t kv_read_tokens;             /* per step, per sequence in it: its keys (positions 0..its last row) */
+    int64_t prompt_groups;              /* shared prompt KV: prompts prefilled once for several jobs */
+    int64_t rows_saved;                 /* prompt rows not computed: (jobs of a group - 1) x (prompt length - 1) each */
+    int64_t pages_copied;               /* partly filled prompt pages copied, one per job of a group */
 } rollout_run_stats;
 
 /* Progress callback: called after each step with jobs done so far and tokens produced. */
 typedef void (*rollout_progress_fn)(void *ctx, int64_t jobs_done, int64_t jobs_total, int64_t tokens);
 
 /* Runs n_jobs jobs to completion; results[i] belongs to jobs[i] (arrays owned by the caller's
- * rollout_result_free). Errors: BR_EINVAL when a job cannot fit the cache or context (names the sample). */
+ * rollout_result_free). Errors: BR_EINVAL when a job cannot fit the cache or context (names the sample).
+ *
+ * Shared prompt KV (unless o->no_share_prompt_kv): a run of consecutive generate jobs whose prompts are the same
+ * tokens (length P >= 2) forms a group. Its first P - 1 prompt tokens are prefilled once, into a prefix sequence
+ * that is no job's; each job of the group is then admitted as a fork of it (policy_kv_fork): the prefix's full
+ * pages are shared by reference count, its partly filled last page (if any) is copied for each job at fork time
+ * (rollout_engine_kv_copy_page) -- never copied on write: a copy per job when it is admitted is the simplest correct
+ * choice, one page per job. Each job then feeds its last prompt token itself, so its first completion token comes
+ * from its own row (its own sample id and position for the sampler), exactly as without sharing. The prefix holds
+ * its pages until the group's last job is admitted (a group may span several admissions when max_seqs < n); a page
+ * returns to the pool when its last holder ends. Prefill == decode bitwise and rows are independent of their batch
+ * neighbours, so the results are the same bits as with no sharing. A group falls back to unshared jobs when the
+ * prefix and one job's own pages do not fit the cache together. Score (teacher-forced) jobs never share. */
 br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, const rollout_job *jobs, int64_t n_jobs,
                       rollout_result *results, rollout_progress_fn progress, void *progress_ctx);
 void rollout_result_free(rollout_result *r);

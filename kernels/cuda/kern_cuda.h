@@ -194,6 +194,10 @@ void kern_cuda_gather_rows(float *dst, const float *src, const int32_t *idx, int
 void kern_cuda_kv_write(float *k_cache, float *v_cache, const float *k_new, const float *v_new, const int32_t *pages,
                         const int32_t *pt_off, const int32_t *pos, int M, int page_size, int n_kv, int hd,
                         cudaStream_t stream);
+/* kv_write.cu: page src over page dst (page_elems f32 each) in K and V of every layer; caches (n_layers,
+ * layer_elems). Shared prompt KV: a sample's own copy of the prompt's partly filled last page. */
+void kern_cuda_kv_copy_page(float *k_cache, float *v_cache, int n_layers, int64_t layer_elems, int64_t page_elems,
+                            int32_t dst, int32_t src, cudaStream_t stream);
 /* attention.cu: causal GQA attention: row m, head h attends to keys 0..pos[m] of its sequence, kv head
  * h / (n_heads/n_kv). q, out (M, n_heads, hd) f32. Keys are visited in chunks of KERN_ATTN_CHUNK (32) ascending
  * with one online-softmax step per chunk, by the same warp routine in both launchers, so a (row, head) gives the

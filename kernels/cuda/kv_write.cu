@@ -1,5 +1,5 @@
 // K/V cache write: the new tokens' K and V rows (M, n_kv, hd) f32 go to their paged slots (pt_off[m], pos[m]):
-// kern_cuda_kv_write.
+// kern_cuda_kv_write. And the page copy of shared prompt KV: kern_cuda_kv_copy_page.
 //
 // Purpose/Why. A copy: no arithmetic, so the cache holds exactly the fp32 values the projections produced. It runs
 // before attention reads the cache (DESIGN 2): prefill rows then read their own keys from the cache, exactly as a
@@ -29,5 +29,31 @@ extern "C" void kern_cuda_kv_write(float *k_cache, float *v_cache, const float *
     KERN_REQUIRE(M >= 0 && page_size > 0 && n_kv > 0 && hd > 0, "kv_write: bad shape");
     if (M == 0) return;
     kv_write_kernel<<<M, 128, 0, stream>>>(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, page_size, n_kv * hd);
+    CUDA_CHECK_LAUNCH();
+}
+
+// One page (page_elems floats) of K and of V, every layer: blockIdx.y = layer, blockIdx.z = 0 (K) / 1 (V).
+__global__ void kv_copy_page_kernel(float *kc, float *vc, int64_t layer_elems, int64_t page_elems, int32_t dst,
+                                    int32_t src) {
+    float *c = blockIdx.z ? vc : kc;
+    float *to = c + blockIdx.y * layer_elems + (int64_t)dst * page_elems;
+    const float *from = c + blockIdx.y * layer_elems + (int64_t)src * page_elems;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < page_elems; e += (int64_t)gridDim.x * blockDim.x)
+        to[e] = from[e];
+}
+
+// Shared prompt KV (rollout/scheduler.c): a sample forked from a shared prompt gets its own copy of the prompt's
+// partly filled last page. A copy, no arithmetic: the sample then reads exactly the bits the prompt's prefill wrote.
+extern "C" void kern_cuda_kv_copy_page(float *k_cache, float *v_cache, int n_layers, int64_t layer_elems,
+                                       int64_t page_elems, int32_t dst, int32_t src, cudaStream_t stream) {
+    KERN_REQUIRE(n_layers > 0 && n_layers <= 65535 && page_elems > 0 && layer_elems >= page_elems && dst >= 0 &&
+                     src >= 0 && ((int64_t)dst + 1) * page_elems <= layer_elems &&
+                     ((int64_t)src + 1) * page_elems <= layer_elems,
+                 "kv_copy_page: bad shape");
+    if (dst == src) return;
+    int64_t blocks = (page_elems + 255) / 256;
+    if (blocks > 1024) blocks = 1024;
+    kv_copy_page_kernel<<<dim3((unsigned)blocks, (unsigned)n_layers, 2), 256, 0, stream>>>(k_cache, v_cache, layer_elems,
+                                                                                          page_elems, dst, src);
     CUDA_CHECK_LAUNCH();
 }

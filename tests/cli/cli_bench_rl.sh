@@ -19,7 +19,8 @@ j = json.load(open(sys.argv[1]))
 assert j["workload"] == "rl" and j["n"] == 2 and len(j["runs"]) == 4, j
 for r in j["runs"]:
     assert r["tokens"] == r["samples"] * r["new_tokens"], r
-    assert r["rows_prefill"] == r["samples"] * 5, r
+    # shared prompt KV (the default): each prompt's first 4 tokens once, then each sample's last prompt token
+    assert r["rows_prefill"] == r["prompts"] * 4 + r["samples"], r
     assert r["tokens_per_s"] > 0 and r["hbm_bytes"] > 0 and r["weights_bytes"] > 0, r
 PY
 write_prompts "$TMP/p.jsonl"

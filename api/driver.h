@@ -95,21 +95,39 @@ typedef struct {
 } driver_prov_bufs;
 void driver_provenance(h5log_provenance *p, driver_prov_bufs *bufs, const driver_opts *o, const policy_weights *w,
                        const char *cfg, int world_size);
-/* Runs this rank's share of jobs and gathers every result on rank 0 into *by_job (n_jobs, indexed by job; NULL on
- * the other ranks). Results travel through the journal o->out.parts (below): each group's first rank appends each
- * result as the scheduler finishes it, and rank 0 reads the shards back after the run. Without o->resume a stale
- * journal is removed first; with it, the jobs the journal already holds are not run again and the others are dealt
- * round-robin to this run's groups. Progress (the whole job's, summed over the groups) on rank 0's stderr unless
- * quiet. The caller removes the journal (driver_parts_remove) once the output file is written. */
+/* The jobs of a run, produced on demand (get fills *out for job i, 0 <= i < n), so that no array of every job need
+ * exist: generate derives them from its requests, score wraps its array (driver_jobs_array). */
+typedef struct {
+    int64_t n;
+    void (*get)(void *ctx, int64_t i, rollout_job *out);
+    void *ctx;
+} driver_jobs;
+driver_jobs driver_jobs_array(const rollout_job *jobs, int64_t n);
+
+typedef struct driver_parts driver_parts;
+/* Runs this rank's share of jobs; rank 0 then opens the journal's index in *parts (NULL on the other ranks).
+ * Results travel through the journal o->out.parts (below): each group's first rank appends each result as the
+ * scheduler finishes it, and rank 0 indexes the shards after the run (every job's record checked). Without
+ * o->resume a stale journal is removed first; with it, the jobs the journal already holds are not run again and the
+ * others are dealt round-robin to this run's groups. A group runs its share in windows of at most
+ * DRIVER_WINDOW_JOBS(device, max_seqs) jobs, so its memory does not grow with the share either. Progress (the whole
+ * job's, summed over the groups) on rank 0's stderr unless quiet. The caller closes *parts (driver_parts_close) and
+ * removes the journal (driver_out_done) once the output file is written. */
 br_status driver_run_and_gather(const comm_world *world, const policy_weights *w, const driver_opts *o,
-                                const rollout_job *jobs, int64_t n_jobs, rollout_result **by_job);
+                                const driver_jobs *jobs, driver_parts **parts);
+/* Jobs handed to the scheduler at once (each window ends with a batch that drains, and makes its own engine): 64 x
+ * max_seqs, at least 4096 on the CPU and 65536 on a GPU (whose max_seqs may be chosen later, from its memory).
+ * 128 bytes a job: 0.5 MiB and 8 MiB. */
+#define DRIVER_WINDOW_MIN(device) ((device) == ROLLOUT_DEVICE_CUDA ? (int64_t)65536 : (int64_t)4096)
+#define DRIVER_WINDOW_JOBS(device, max_seqs)                                                                         \
+    ((int64_t)(max_seqs) * 64 > DRIVER_WINDOW_MIN(device) ? (int64_t)(max_seqs) * 64 : DRIVER_WINDOW_MIN(device))
 
 /* ---- the results journal (api/driver_journal.c; docs/FORMAT.md "Journal") */
 
 typedef struct driver_journal driver_journal;
 /* xxh64 of everything that determines the results: verb, weights fingerprint, kernel mode and, for every job, its
  * sample id, prompt ids, sampling parameters, max_new, stop ids and forced tokens (score). */
-uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const rollout_job *jobs, int64_t n_jobs);
+uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const driver_jobs *jobs);
 /* "OUT.parts" (caller frees; NULL when out of memory). */
 char *driver_parts_dir(const char *out);
 /* After OUT is written: removes OUT.parts. */
@@ -119,11 +137,24 @@ br_status driver_parts_create(const char *dir);
 /* Removes every shard g<group>.<attempt>.bin and the directory; an absent directory is BR_OK. */
 br_status driver_parts_remove(const char *dir);
 /* Reads every shard of dir: done[i] = 1 for each job with an intact record (n_jobs bytes, zeroed first); a torn or
- * damaged record ends its shard's reading. by_job (may be NULL) receives the results (sample_id = jobs[i].sample_id).
- * *next_attempt (may be NULL) = 1 + the highest attempt number found. A shard of another job (job key or job count)
- * is BR_EINVAL naming it and saying so. An absent directory holds nothing. */
-br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
-                            rollout_result *by_job, int64_t *n_done, int *next_attempt);
+ * damaged record ends its shard's reading. *next_attempt (may be NULL) = 1 + the highest attempt number found. A shard
+ * of another job (job key or job count) is BR_EINVAL naming it and saying so. An absent directory holds nothing. */
+br_status driver_parts_read(const char *dir, uint64_t key, int64_t n_jobs, uint8_t *done, int64_t *n_done,
+                            int *next_attempt);
+/* As driver_parts_read, keeping every shard open and where each job's (first intact) record is: 16 bytes a job, and
+ * one record in memory at a time while the checksums are checked. *n_done counts the jobs found; the others must not
+ * be asked for. */
+#define DRIVER_PARTS_MAX_SHARDS 1024
+br_status driver_parts_open(const char *dir, uint64_t key, int64_t n_jobs, driver_parts **out, int64_t *n_done);
+typedef enum { DRIVER_PART_TOKENS, DRIVER_PART_LOGPROBS, DRIVER_PART_DIGESTS } driver_part;
+/* Job's completion length and finish reason (br_finish). */
+int32_t driver_parts_count(const driver_parts *p, int64_t job);
+int8_t driver_parts_finish(const driver_parts *p, int64_t job);
+/* Elements [from, from + count) of job's tokens (int32), logprobs (float) or digests (uint64) into buf. */
+br_status driver_parts_load(const driver_parts *p, int64_t job, driver_part what, int64_t from, int64_t count,
+                            void *buf);
+/* Closes the shards and frees; NULL is a no-op. */
+void driver_parts_close(driver_parts *p);
 /* Creates dir/g<group>.<attempt>.bin with its header. */
 /* kill_after > 0 (the tests' fault injection, br_tuning.inject_kill_after_records): the process sends itself SIGKILL
  * once that many records are on disk. */

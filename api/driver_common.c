@@ -182,15 +182,18 @@ typedef struct {
     const char *verb;
     int quiet;
     double t0, last;
+    int64_t base_done, base_tokens, total; /* the earlier windows' figures; this group's whole share */
 } progress_ctx;
 
 /* Rank 0 reports the job's total: groups deal jobs round-robin and run at about the same pace, so rank 0's share
  * scaled by the group count is the estimate (exact at the end, when every group's count is known). */
-static void progress_cb(void *ctx, int64_t done, int64_t total, int64_t tokens) {
+static void progress_cb(void *ctx, int64_t done_w, int64_t total_w, int64_t tokens_w) {
     progress_ctx *p = ctx;
+    (void)total_w;
     if (p->quiet || p->world->rank != 0) return;
+    const int64_t done = p->base_done + done_w, tokens = p->base_tokens + tokens_w;
     double now = driver_now();
-    if (done < total && now - p->last < 1.0) return;
+    if (done < p->total && now - p->last < 1.0) return;
     p->last = now;
     const int g = p->world->n_groups;
     fprintf(stderr, "[bitroll %s] ~%lld samples done, ~%lld tokens, ~%.0f tokens/s (%d group%s; rank 0's share x %d)\n",
@@ -201,7 +204,8 @@ static void progress_cb(void *ctx, int64_t done, int64_t total, int64_t tokens) 
 typedef struct {
     driver_journal *journal; /* NULL on ranks that are not their group's first */
     uint64_t key;
-    const int64_t *mine_idx; /* (n_mine) the job index of each of this group's jobs */
+    const int64_t *mine_idx; /* (window) the job index of each job of the window */
+    int64_t tokens;          /* completion tokens of the window so far */
 } journal_ctx;
 
 /* The scheduler's per-result callback: the group's first rank appends the result to its shard; every rank then frees
@@ -209,15 +213,18 @@ typedef struct {
 static br_status on_result(void *ctx, int64_t job_index, rollout_result *r) {
     journal_ctx *c = ctx;
     br_status rc = c->journal ? driver_journal_append(c->journal, c->key, c->mine_idx[job_index], r) : BR_OK;
+    c->tokens += r->n;
     rollout_result_free(r);
     return rc;
 }
 
 br_status driver_run_and_gather(const comm_world *world, const policy_weights *w, const driver_opts *o,
-                                const rollout_job *jobs, int64_t n_jobs, rollout_result **by_job_out) {
-    *by_job_out = NULL;
+                                const driver_jobs *jobs, driver_parts **parts_out) {
+    *parts_out = NULL;
     br_status rc = BR_OK;
-    const uint64_t key = driver_job_key(w->fingerprint, o->verb, (int)o->mode, jobs, n_jobs);
+    const int64_t n_jobs = jobs->n;
+    const uint64_t key = driver_job_key(w->fingerprint, o->verb, (int)o->mode, jobs);
+    const int64_t window = DRIVER_WINDOW_JOBS(o->device, o->sched.max_seqs);
     char *dir = driver_parts_dir(o->out);
     uint8_t *done = calloc((size_t)n_jobs + 1, 1);
     rollout_job *mine = NULL;
@@ -230,7 +237,7 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
     if (!dir || !done) rc = br_fail(BR_ENOMEM, "out of memory for %lld jobs", (long long)n_jobs);
     /* rank 0 finds what the journal already holds (--resume) or clears a stale one */
     if (rc == BR_OK && world->rank == 0) {
-        if (o->resume) rc = driver_parts_read(dir, key, jobs, n_jobs, done, NULL, &n_done, &attempt);
+        if (o->resume) rc = driver_parts_read(dir, key, n_jobs, done, &n_done, &attempt);
         else rc = driver_parts_remove(dir);
         if (rc == BR_OK) rc = driver_parts_create(dir);
         if (rc == BR_OK && o->resume && !o->quiet)
@@ -255,23 +262,17 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
     /* the jobs not yet done are dealt round-robin to this run's groups (whatever the earlier run's count was) */
     for (int64_t i = 0, k = 0; i < n_jobs; i++)
         if (!done[i]) n_mine += comm_owner(world, k++) == world->group;
-    mine = malloc((size_t)(n_mine + 1) * sizeof *mine);
-    mine_idx = malloc((size_t)(n_mine + 1) * sizeof *mine_idx);
-    res = calloc((size_t)(n_mine + 1), sizeof *res);
-    if (!mine || !mine_idx || !res) rc = br_fail(BR_ENOMEM, "out of memory for %lld jobs", (long long)n_mine);
-    if (rc == BR_OK) {
-        for (int64_t i = 0, k = 0, m = 0; i < n_jobs; i++)
-            if (!done[i] && comm_owner(world, k++) == world->group) {
-                mine_idx[m] = i;
-                mine[m++] = jobs[i];
-            }
-    }
+    const int64_t cap = n_mine < window ? n_mine : window;
+    mine = malloc((size_t)(cap + 1) * sizeof *mine);
+    mine_idx = malloc((size_t)(cap + 1) * sizeof *mine_idx);
+    res = calloc((size_t)(cap + 1), sizeof *res);
+    if (!mine || !mine_idx || !res) rc = br_fail(BR_ENOMEM, "out of memory for %lld jobs", (long long)cap);
     if (rc == BR_OK && world->tp_rank == 0) rc = driver_journal_open(dir, world->group, attempt, key, n_jobs,
                                                                        o->tuning.inject_kill_after_records, &journal);
     if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
     {
-        progress_ctx pc = {world, o->verb, o->quiet, driver_now(), 0};
-        journal_ctx jc = {journal, key, mine_idx};
+        progress_ctx pc = {world, o->verb, o->quiet, driver_now(), 0, 0, 0, n_mine};
+        journal_ctx jc = {journal, key, mine_idx, 0};
         rollout_sched_opts so = o->sched;
         so.device = o->device;
         so.mode = o->mode;
@@ -282,8 +283,23 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
         if (rc == BR_OK) {
             so.tp = comm_links_tp(links);
             so.wb = comm_links_wb(links);
-            rc = rollout_run(w, &so, mine, n_mine, res, progress_cb, &pc);
         }
+        /* This group's share, window by window, in job order (the ranks of a tensor-parallel group see the same
+         * windows). A sample's bits depend on no batch (DESIGN 1), so the windows change none of them. */
+        int64_t i = 0, k = 0;
+        do {
+            int64_t m = 0;
+            for (; i < n_jobs && m < cap; i++)
+                if (!done[i] && comm_owner(world, k++) == world->group) {
+                    mine_idx[m] = i;
+                    jobs->get(jobs->ctx, i, &mine[m++]);
+                }
+            if (rc != BR_OK) break;
+            jc.tokens = 0;
+            rc = rollout_run(w, &so, mine, m, res, progress_cb, &pc);
+            pc.base_done += m;
+            pc.base_tokens += jc.tokens;
+        } while (rc == BR_OK && i < n_jobs);
         /* Fault injection for the tests: one rank fails after its work, the others must stop with its reason. */
         if (rc == BR_OK && o->tuning.inject_failure_rank == world->rank)
             rc = br_fail(BR_ERUNTIME, "injected failure (BITROLL_INJECT_FAILURE_RANK=%d)", world->rank);
@@ -293,28 +309,37 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
     s2 = driver_journal_close(journal);
     journal = NULL;
     if (rc == BR_OK) rc = s2;
+    /* the window is not needed any more: the merge must not hold it */
+    free(mine);
+    free(mine_idx);
+    free(res);
+    mine = NULL;
+    mine_idx = NULL;
+    res = NULL;
     if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
-    /* every shard is closed: rank 0 reads the results back in job order */
+    /* every shard is closed: rank 0 indexes the results (the output is written from there, record by record) */
     if (world->rank == 0) {
-        rollout_result *by_job = calloc((size_t)(n_jobs + 1), sizeof *by_job);
-        if (!by_job) rc = br_fail(BR_ENOMEM, "out of memory");
-        else rc = driver_parts_read(dir, key, jobs, n_jobs, done, by_job, &n_done, NULL);
+        driver_parts *parts = NULL;
+        free(done);
+        done = NULL;
+        rc = driver_parts_open(dir, key, n_jobs, &parts, &n_done);
         if (rc == BR_OK && n_done != n_jobs)
             rc = br_fail(BR_ERUNTIME, "%s: the journal holds %lld of %lld results after the run (is %s on a file system "
                                       "every group's first rank shares?)",
                          dir, (long long)n_done, (long long)n_jobs, dir);
-        if (rc != BR_OK && by_job) {
-            for (int64_t i = 0; i < n_jobs; i++) rollout_result_free(&by_job[i]);
-            free(by_job);
-            by_job = NULL;
+        if (rc != BR_OK) {
+            driver_parts_close(parts);
+            parts = NULL;
         }
-        *by_job_out = by_job;
+        *parts_out = parts;
     }
     rc = comm_agree(world, rc);
+    if (rc != BR_OK && *parts_out) {
+        driver_parts_close(*parts_out);
+        *parts_out = NULL;
+    }
 cleanup:
     (void)driver_journal_close(journal);
-    if (res)
-        for (int64_t i = 0; i < n_mine; i++) rollout_result_free(&res[i]);
     free(res);
     free(mine);
     free(mine_idx);

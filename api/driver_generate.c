@@ -49,41 +49,6 @@ static br_status decode_text(const tok_tokenizer *tok, const int32_t *ids, int64
     return BR_OK;
 }
 
-/* prompt_text / completion_text / full_text: the ids decoded with special tokens skipped (docs/FORMAT.md).
- * full_text decodes prompt + completion in one call: decoding is not additive (a SentencePiece decoder drops
- * the leading space of a completion decoded alone), so reward code must never have to join the halves. */
-static br_status add_texts(h5log_rollouts *r, const tok_tokenizer *tok) {
-    br_status rc = BR_OK;
-    int32_t *seq = NULL; /* (prompt + completion) ids of one sample */
-    size_t cap = 0;
-    r->prompt_text = calloc((size_t)r->n + 1, sizeof(char *));
-    r->completion_text = calloc((size_t)r->n + 1, sizeof(char *));
-    r->full_text = calloc((size_t)r->n + 1, sizeof(char *));
-    if (!r->prompt_text || !r->completion_text || !r->full_text) return br_fail(BR_ENOMEM, "out of memory for texts");
-    for (int64_t i = 0; rc == BR_OK && i < r->n; i++) {
-        const int64_t pa = r->prompt_offsets[i], ca = r->completion_offsets[i];
-        const int64_t np = r->prompt_offsets[i + 1] - pa, nc = r->completion_offsets[i + 1] - ca;
-        rc = decode_text(tok, r->prompt_tokens + pa, np, &r->prompt_text[i]);
-        if (rc == BR_OK) rc = decode_text(tok, r->completion_tokens + ca, nc, &r->completion_text[i]);
-        if (rc == BR_OK && (size_t)(np + nc) > cap) {
-            int32_t *q = realloc(seq, (size_t)(np + nc) * sizeof *q);
-            if (!q) {
-                rc = br_fail(BR_ENOMEM, "out of memory for the ids of sample %lld", (long long)i);
-            } else {
-                seq = q;
-                cap = (size_t)(np + nc);
-            }
-        }
-        if (rc == BR_OK && np + nc > 0) {
-            memcpy(seq, r->prompt_tokens + pa, (size_t)np * sizeof *seq);
-            memcpy(seq + np, r->completion_tokens + ca, (size_t)nc * sizeof *seq);
-        }
-        if (rc == BR_OK) rc = decode_text(tok, seq, np + nc, &r->full_text[i]);
-    }
-    free(seq);
-    return rc;
-}
-
 /* Tokenizes every text prompt (every rank: the same bytes give the same ids). */
 static br_status tokenize_prompts(rollout_requests *req, const tok_tokenizer *tok, const char *prompts,
                                   const char *model) {
@@ -106,63 +71,131 @@ static br_status tokenize_prompts(rollout_requests *req, const tok_tokenizer *to
     return rc;
 }
 
-/* Rank 0: the rollouts set of every sample, in sample-id order. Each result's arrays are freed once copied, so the
- * results and the set are not both held whole. */
-static br_status assemble(const rollout_requests *req, const rollout_job *jobs, rollout_result *by_sid,
-                          h5log_rollouts *out, int64_t *tokens_out) {
-    const int64_t n = req->n_samples;
-    int64_t P = 0, T = 0;
-    for (int64_t i = 0; i < n; i++) {
-        P += jobs[i].prompt_len;
-        T += by_sid[i].n;
-    }
-    out->n = n;
-    out->sample_id = malloc(8 * (size_t)n + 8);
-    out->prompt_index = malloc(8 * (size_t)n + 8);
-    out->sample_index = malloc(4 * (size_t)n + 4);
-    out->prompt_offsets = malloc(8 * (size_t)n + 8);
-    out->prompt_tokens = malloc(4 * (size_t)P + 4);
-    out->completion_offsets = malloc(8 * (size_t)n + 8);
-    out->completion_tokens = malloc(4 * (size_t)T + 4);
-    out->logprobs = malloc(4 * (size_t)T + 4);
-    out->logits_digest = malloc(8 * (size_t)T + 8);
-    out->finish_reason = malloc((size_t)n + 1);
-    out->temperature = malloc(4 * (size_t)n + 4);
-    out->top_p = malloc(4 * (size_t)n + 4);
-    out->top_k = malloc(4 * (size_t)n + 4);
-    out->seed = malloc(8 * (size_t)n + 8);
-    if (!out->sample_id || !out->prompt_index || !out->sample_index || !out->prompt_offsets || !out->prompt_tokens ||
-        !out->completion_offsets || !out->completion_tokens || !out->logprobs || !out->logits_digest ||
-        !out->finish_reason || !out->temperature || !out->top_p || !out->top_k || !out->seed)
-        return br_fail(BR_ENOMEM, "out of memory assembling %lld samples", (long long)n);
-    int64_t po = 0, co = 0;
-    for (int p = 0; p < req->n_prompts; p++)
-        for (int32_t s = 0; s < req->prompts[p].n; s++) {
-            int64_t i = req->prompts[p].first_sample_id + s;
-            const rollout_job *j = &jobs[i];
-            rollout_result *r = &by_sid[i];
-            out->sample_id[i] = i;
-            out->prompt_index[i] = p;
-            out->sample_index[i] = s;
-            out->prompt_offsets[i] = po;
-            memcpy(out->prompt_tokens + po, j->prompt, 4 * (size_t)j->prompt_len);
-            po += j->prompt_len;
-            out->completion_offsets[i] = co;
-            memcpy(out->completion_tokens + co, r->tokens, 4 * (size_t)r->n);
-            memcpy(out->logprobs + co, r->logprobs, 4 * (size_t)r->n);
-            memcpy(out->logits_digest + co, r->digests, 8 * (size_t)r->n);
-            co += r->n;
-            out->finish_reason[i] = r->finish;
-            out->temperature[i] = j->sampling.temperature;
-            out->top_p[i] = j->sampling.top_p;
-            out->top_k[i] = j->sampling.top_k;
-            out->seed[i] = j->sampling.seed;
-            rollout_result_free(r);
-        }
-    out->prompt_offsets[n] = po;
-    out->completion_offsets[n] = co;
-    *tokens_out = co;
+/* Job i of the run, derived from the requests (no array of every job: its memory would grow with the output). */
+static void job_get(void *ctx, int64_t i, rollout_job *j) {
+    const rollout_requests *req = ctx;
+    int p = 0;
+    int32_t s = 0;
+    (void)rollout_requests_locate(req, i, &p, &s); /* i < n_samples: always found */
+    const rollout_prompt *pr = &req->prompts[p];
+    memset(j, 0, sizeof *j);
+    j->sample_id = i;
+    j->prompt = pr->ids;
+    j->prompt_len = pr->n_ids;
+    j->max_new = pr->max_new_tokens;
+    j->sampling = pr->sampling;
+    j->stop_ids = pr->stop_ids;
+    j->n_stop = pr->n_stop_ids;
+}
+
+/* Rank 0: the rollouts file's rows, dataset by dataset in sample-id order, read from the requests and the journal
+ * (h5log_source). Rows of a dataset are asked for in increasing order, so each dataset keeps a cursor: the sample and
+ * the position inside it where the last piece ended. */
+typedef struct {
+    const rollout_requests *req;
+    const driver_parts *parts;
+    const tok_tokenizer *tok;
+    int64_t row, pos; /* cursor: the sample, and the element inside it (token-indexed datasets) */
+    int64_t acc;      /* offsets datasets: the running sum */
+    int32_t *ids;     /* (cap) one sample's prompt + completion ids (texts) */
+    int64_t cap;
+    int64_t tokens;   /* completion tokens in all */
+} gen_source;
+
+static br_status ids_fit(gen_source *g, int64_t n) {
+    if (n <= g->cap) return BR_OK;
+    int32_t *t = realloc(g->ids, (size_t)n * sizeof *t);
+    if (!t) return br_fail(BR_ENOMEM, "out of memory for %lld ids", (long long)n);
+    g->ids = t;
+    g->cap = n;
     return BR_OK;
+}
+
+static br_status gen_fill(void *ctx, h5log_field f, int64_t start, int64_t count, void *buf) {
+    gen_source *g = ctx;
+    const rollout_requests *req = g->req;
+    br_status rc = BR_OK;
+    if (start == 0) g->row = g->pos = g->acc = 0;
+    /* per-sample datasets: sample i = start + k */
+    for (int64_t k = 0; k < count && f != H5LOG_F_PROMPT_TOKENS && f != H5LOG_F_COMPLETION_TOKENS &&
+                        f != H5LOG_F_LOGPROBS && f != H5LOG_F_LOGITS_DIGEST && rc == BR_OK;
+         k++) {
+        const int64_t i = start + k;
+        int p = 0;
+        int32_t s = 0;
+        if (i < req->n_samples) (void)rollout_requests_locate(req, i, &p, &s);
+        const rollout_prompt *pr = &req->prompts[p];
+        switch (f) {
+        case H5LOG_F_SAMPLE_ID: ((int64_t *)buf)[k] = i; break;
+        case H5LOG_F_PROMPT_INDEX: ((int64_t *)buf)[k] = p; break;
+        case H5LOG_F_SAMPLE_INDEX: ((int32_t *)buf)[k] = s; break;
+        case H5LOG_F_PROMPT_OFFSETS: /* n + 1 elements: the last is the total */
+            ((int64_t *)buf)[k] = g->acc;
+            if (i < req->n_samples) g->acc += pr->n_ids;
+            break;
+        case H5LOG_F_COMPLETION_OFFSETS:
+            ((int64_t *)buf)[k] = g->acc;
+            if (i < req->n_samples) g->acc += driver_parts_count(g->parts, i);
+            break;
+        case H5LOG_F_FINISH_REASON: ((int8_t *)buf)[k] = driver_parts_finish(g->parts, i); break;
+        case H5LOG_F_TEMPERATURE: ((float *)buf)[k] = pr->sampling.temperature; break;
+        case H5LOG_F_TOP_P: ((float *)buf)[k] = pr->sampling.top_p; break;
+        case H5LOG_F_TOP_K: ((int32_t *)buf)[k] = pr->sampling.top_k; break;
+        case H5LOG_F_SEED: ((uint64_t *)buf)[k] = pr->sampling.seed; break;
+        case H5LOG_F_PROMPT_TEXT:
+        case H5LOG_F_COMPLETION_TEXT:
+        case H5LOG_F_FULL_TEXT: {
+            /* special tokens skipped; full_text decodes prompt + completion in one call: decoding is not additive (a
+             * SentencePiece decoder drops the leading space of a completion decoded alone), so reward code must never
+             * have to join the halves */
+            const int64_t np = f == H5LOG_F_COMPLETION_TEXT ? 0 : pr->n_ids;
+            const int64_t nc = f == H5LOG_F_PROMPT_TEXT ? 0 : driver_parts_count(g->parts, i);
+            rc = ids_fit(g, np + nc + 1);
+            if (rc == BR_OK && np) memcpy(g->ids, pr->ids, (size_t)np * sizeof *g->ids);
+            if (rc == BR_OK && nc) rc = driver_parts_load(g->parts, i, DRIVER_PART_TOKENS, 0, nc, g->ids + np);
+            if (rc == BR_OK) rc = decode_text(g->tok, g->ids, np + nc, &((char **)buf)[k]);
+            break;
+        }
+        default: rc = br_fail(BR_EINVAL, "generate: no per-sample field %d", (int)f); break;
+        }
+    }
+    if (f == H5LOG_F_PROMPT_TOKENS) { /* a piece may begin or end inside a prompt */
+        int32_t *out = buf;
+        for (int64_t k = 0; k < count;) {
+            int p = 0;
+            int32_t s = 0;
+            if (g->row >= req->n_samples) return br_fail(BR_ERUNTIME, "generate: prompt tokens beyond the last sample");
+            (void)rollout_requests_locate(req, g->row, &p, &s);
+            const rollout_prompt *pr = &req->prompts[p];
+            int64_t take = pr->n_ids - g->pos < count - k ? pr->n_ids - g->pos : count - k;
+            memcpy(out + k, pr->ids + g->pos, (size_t)take * sizeof *out);
+            k += take;
+            g->pos += take;
+            if (g->pos == pr->n_ids) {
+                g->row++;
+                g->pos = 0;
+            }
+        }
+    } else if (f == H5LOG_F_COMPLETION_TOKENS || f == H5LOG_F_LOGPROBS || f == H5LOG_F_LOGITS_DIGEST) {
+        const driver_part what = f == H5LOG_F_COMPLETION_TOKENS ? DRIVER_PART_TOKENS
+                                 : f == H5LOG_F_LOGPROBS       ? DRIVER_PART_LOGPROBS
+                                                               : DRIVER_PART_DIGESTS;
+        const size_t esize = what == DRIVER_PART_DIGESTS ? 8 : 4;
+        for (int64_t k = 0; k < count && rc == BR_OK;) {
+            if (g->row >= req->n_samples)
+                return br_fail(BR_ERUNTIME, "generate: completion tokens beyond the last sample");
+            const int64_t n = driver_parts_count(g->parts, g->row);
+            const int64_t take = n - g->pos < count - k ? n - g->pos : count - k;
+            if (take > 0) rc = driver_parts_load(g->parts, g->row, what, g->pos, take, (char *)buf + (size_t)k * esize);
+            k += take;
+            g->pos += take;
+            if (g->pos == n) {
+                g->row++;
+                g->pos = 0;
+            }
+        }
+    }
+    return rc;
 }
 
 br_status driver_generate(comm_world *world, const driver_opts *o, driver_generate_opts *g) {
@@ -184,11 +217,10 @@ br_status driver_generate(comm_world *world, const driver_opts *o, driver_genera
 br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_generate_opts *g,
                                const policy_weights *w, const tok_tokenizer *tok, driver_generate_stats *stats) {
     rollout_requests *req = NULL;
-    rollout_job *jobs = NULL;
-    rollout_result *by_sid = NULL;
+    driver_parts *parts = NULL;
+    gen_source src = {0};
     char *text = NULL, *cfg = NULL;
     size_t text_len = 0;
-    h5log_rollouts out = {0};
     br_status rc = BR_OK;
 
     if (!g->no_stop && g->n_stops == 0) {
@@ -204,63 +236,56 @@ br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_g
     comm_bcast_bytes(world, (void **)&text, &text_len);
     rc = rollout_requests_parse(text, text_len, g->prompts, &g->d, w->cfg.vocab, w->cfg.max_pos, &req);
     if (rc == BR_OK) rc = tokenize_prompts(req, tok, g->prompts, o->model);
+    free(text); /* parsed: the requests hold what is needed */
+    text = NULL;
     if ((rc = comm_agree(world, rc)) != BR_OK) goto done;
 
     cfg = driver_config_json(o, &g->d, g->prompts, NULL, world->size);
     if (o->print_config && world->rank == 0) printf("%s\n", cfg);
 
-    jobs = calloc((size_t)req->n_samples + 1, sizeof *jobs);
-    if (!jobs) {
-        rc = comm_agree(world, br_fail(BR_ENOMEM, "out of memory"));
-        goto done;
-    }
-    for (int p = 0; p < req->n_prompts; p++) {
-        const rollout_prompt *pr = &req->prompts[p];
-        for (int32_t s = 0; s < pr->n; s++) {
-            rollout_job *j = &jobs[pr->first_sample_id + s];
-            j->sample_id = pr->first_sample_id + s;
-            j->prompt = pr->ids;
-            j->prompt_len = pr->n_ids;
-            j->max_new = pr->max_new_tokens;
-            j->sampling = pr->sampling;
-            j->stop_ids = pr->stop_ids;
-            j->n_stop = pr->n_stop_ids;
-        }
-    }
     const double t0 = driver_now();
-    if ((rc = driver_run_and_gather(world, w, o, jobs, req->n_samples, &by_sid)) != BR_OK) goto done;
+    const driver_jobs jobs = {req->n_samples, job_get, req};
+    if ((rc = driver_run_and_gather(world, w, o, &jobs, &parts)) != BR_OK) goto done;
 
     if (world->rank == 0) {
-        int64_t tokens = 0;
-        rc = assemble(req, jobs, by_sid, &out, &tokens);
-        if (rc == BR_OK && tok) rc = add_texts(&out, tok);
-        if (rc == BR_OK) {
-            h5log_provenance prov;
-            driver_prov_bufs pb;
-            driver_provenance(&prov, &pb, o, w, cfg, world->size);
-            rc = h5log_rollouts_write(o->out, &out, &prov);
-        }
+        /* the file is written from the journal, piece by piece: rank 0 holds the index, never the results */
+        src.req = req;
+        src.parts = parts;
+        src.tok = tok;
+        int64_t P = 0;
+        for (int p = 0; p < req->n_prompts; p++) P += (int64_t)req->prompts[p].n * req->prompts[p].n_ids;
+        for (int64_t i = 0; i < req->n_samples; i++) src.tokens += driver_parts_count(parts, i);
+        h5log_source hs = {.n = req->n_samples,
+                           .P = P,
+                           .T = src.tokens,
+                           .texts = tok ? H5LOG_TEXT_PROMPT | H5LOG_TEXT_COMPLETION | H5LOG_TEXT_FULL : 0,
+                           .fill = gen_fill,
+                           .ctx = &src,
+                           .piece_bytes = o->tuning.write_piece_bytes};
+        h5log_provenance prov;
+        driver_prov_bufs pb;
+        driver_provenance(&prov, &pb, o, w, cfg, world->size);
+        rc = h5log_rollouts_write_from(o->out, &hs, &prov);
+        driver_parts_close(parts);
+        parts = NULL;
         if (rc == BR_OK) rc = driver_out_done(o->out);
         if (rc == BR_OK && stats) {
-            stats->samples = out.n;
-            stats->tokens = tokens;
+            stats->samples = req->n_samples;
+            stats->tokens = src.tokens;
             stats->seconds = driver_now() - t0;
         }
         if (rc == BR_OK && !o->quiet) {
             double dt = driver_now() - t0;
             fprintf(stderr, "[bitroll generate] wrote %s: %lld samples, %lld completion tokens, %.1f s, %.0f tokens/s (%d rank%s)\n",
-                    o->out, (long long)out.n, (long long)tokens, dt, tokens / (dt + 1e-9), world->size,
+                    o->out, (long long)req->n_samples, (long long)src.tokens, dt, src.tokens / (dt + 1e-9), world->size,
                     world->size > 1 ? "s" : "");
         }
     }
     rc = comm_agree(world, rc);
 
 done:
-    if (by_sid && req)
-        for (int64_t i = 0; i < req->n_samples; i++) rollout_result_free(&by_sid[i]);
-    free(by_sid);
-    free(jobs);
-    h5log_rollouts_free(&out);
+    driver_parts_close(parts);
+    free(src.ids);
     rollout_requests_free(req);
     free(text);
     free(cfg);

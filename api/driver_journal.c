@@ -4,6 +4,7 @@
  * last record (kill -9 in the middle of a write) is detected and ignored. Plain stdio; nothing here knows HDF5. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,9 +32,10 @@ static void key_add(XXH64_state_t *s, const void *p, size_t n) {
     if (n) XXH64_update(s, p, n);
 }
 
-uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const rollout_job *jobs, int64_t n_jobs) {
+uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const driver_jobs *jobs) {
     XXH64_state_t *s = XXH64_createState();
     if (!s) return 0;
+    const int64_t n_jobs = jobs->n;
     XXH64_reset(s, 0x626974726f6c6cULL);
     key_add(s, verb, strlen(verb) + 1);
     key_add(s, &weights_fp, 8);
@@ -41,7 +43,9 @@ uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const r
     key_add(s, &m, 4);
     key_add(s, &n_jobs, 8);
     for (int64_t i = 0; i < n_jobs; i++) {
-        const rollout_job *j = &jobs[i];
+        rollout_job job;
+        jobs->get(jobs->ctx, i, &job);
+        const rollout_job *j = &job;
         int32_t hdr[5] = {j->prompt_len, j->max_new, j->n_stop, j->forced ? j->n_forced : -1, j->sampling.top_k};
         key_add(s, &j->sample_id, 8);
         key_add(s, hdr, sizeof hdr);
@@ -55,6 +59,13 @@ uint64_t driver_job_key(uint64_t weights_fp, const char *verb, int mode, const r
     uint64_t k = XXH64_digest(s);
     XXH64_freeState(s);
     return k;
+}
+
+static void array_get(void *ctx, int64_t i, rollout_job *out) { *out = ((const rollout_job *)ctx)[i]; }
+
+driver_jobs driver_jobs_array(const rollout_job *jobs, int64_t n) {
+    driver_jobs d = {n, array_get, (void *)jobs};
+    return d;
 }
 
 char *driver_parts_dir(const char *out) {
@@ -98,15 +109,40 @@ br_status driver_parts_create(const char *dir) {
     return BR_OK;
 }
 
-/* Reads one shard: every intact record until the first torn or invalid one. */
-static br_status read_shard(const char *path, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
-                            rollout_result *by_job, int64_t *n_done) {
+/* Where each job's record is (driver_parts_open): 16 bytes a job, so the index of a million samples is 16 MB. */
+typedef struct {
+    int64_t offset; /* of the record's header in its shard */
+    int32_t n;      /* completion tokens */
+    int16_t shard;  /* into driver_parts.fd */
+    int8_t finish;
+    int8_t pad;
+} parts_rec;
+
+struct driver_parts {
+    int n_shards;
+    int fd[DRIVER_PARTS_MAX_SHARDS];
+    char *path[DRIVER_PARTS_MAX_SHARDS];
+    int64_t n_jobs;
+    parts_rec *rec; /* (n_jobs) */
+};
+
+/* Reads one shard: every intact record until the first torn or invalid one. Each job's first intact record (over the
+ * shards, in the order read) counts; rec (may be NULL) gets where it is. The checksum is checked here, record by
+ * record (one record in memory at a time), so the readers of driver_parts_load trust the offsets. */
+static br_status read_shard(const char *path, int shard, uint64_t key, int64_t n_jobs, uint8_t *done, parts_rec *rec,
+                            int64_t *n_done) {
     FILE *f = fopen(path, "rb");
     if (!f) return br_fail(BR_EIO, "%s: cannot open: %s", path, strerror(errno));
     br_status rc = BR_OK;
     unsigned char h[JOURNAL_HEADER];
     unsigned char *buf = NULL;
     size_t cap = 0;
+    int64_t at = JOURNAL_HEADER;
+    XXH64_state_t *s = XXH64_createState();
+    if (!s) {
+        rc = br_fail(BR_ENOMEM, "out of memory");
+        goto cleanup;
+    }
     if (fread(h, 1, sizeof h, f) != sizeof h) goto cleanup; /* killed before its header was written: empty */
     uint32_t ver;
     uint64_t k, nj;
@@ -144,45 +180,29 @@ static br_status read_shard(const char *path, uint64_t key, const rollout_job *j
             cap = len;
         }
         if (fread(buf, 1, len, f) != len) break;
-        XXH64_state_t *s = XXH64_createState();
-        if (!s) {
-            rc = br_fail(BR_ENOMEM, "out of memory");
-            goto cleanup;
-        }
         XXH64_reset(s, key);
         XXH64_update(s, rh, sizeof rh);
         XXH64_update(s, buf, len - 8);
         uint64_t sum = XXH64_digest(s), want;
-        XXH64_freeState(s);
         memcpy(&want, buf + len - 8, 8);
         if (sum != want) break; /* torn or damaged: it and what follows are not trusted */
+        const int64_t here = at;
+        at += RECORD_HEADER + (int64_t)len;
         if (done[job]) continue;
         done[job] = 1;
         (*n_done)++;
-        if (!by_job) continue;
-        rollout_result *r = &by_job[job];
-        r->sample_id = jobs ? jobs[job].sample_id : job;
-        r->n = n;
-        r->finish = (int8_t)rh[12];
-        r->tokens = malloc(4 * (size_t)n + 1);
-        r->logprobs = malloc(4 * (size_t)n + 1);
-        r->digests = malloc(8 * (size_t)n + 1);
-        if (!r->tokens || !r->logprobs || !r->digests) {
-            rc = br_fail(BR_ENOMEM, "%s: out of memory", path);
-            goto cleanup;
-        }
-        memcpy(r->tokens, buf, 4 * (size_t)n);
-        memcpy(r->logprobs, buf + 4 * (size_t)n, 4 * (size_t)n);
-        memcpy(r->digests, buf + 8 * (size_t)n, 8 * (size_t)n);
+        if (rec) rec[job] = (parts_rec){here, n, (int16_t)shard, (int8_t)rh[12], 0};
     }
 cleanup:
+    if (s) XXH64_freeState(s);
     free(buf);
     fclose(f);
     return rc;
 }
 
-br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jobs, int64_t n_jobs, uint8_t *done,
-                            rollout_result *by_job, int64_t *n_done, int *next_attempt) {
+/* Every shard of dir, in readdir order; rec/p may be NULL (the done-set only). */
+static br_status read_dir(const char *dir, uint64_t key, int64_t n_jobs, uint8_t *done, int64_t *n_done,
+                          int *next_attempt, driver_parts *p) {
     *n_done = 0;
     if (next_attempt) *next_attempt = 0;
     memset(done, 0, (size_t)n_jobs);
@@ -196,10 +216,94 @@ br_status driver_parts_read(const char *dir, uint64_t key, const rollout_job *jo
         if (!shard_name(e->d_name, &g, &a)) continue;
         if (next_attempt && a + 1 > *next_attempt) *next_attempt = a + 1;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        rc = read_shard(path, key, jobs, n_jobs, done, by_job, n_done);
+        if (p) {
+            if (p->n_shards == DRIVER_PARTS_MAX_SHARDS) {
+                rc = br_fail(BR_EINVAL, "%s: more than %d journal shards (groups x resumed attempts); run without "
+                                        "--resume to start over",
+                             dir, DRIVER_PARTS_MAX_SHARDS);
+                break;
+            }
+            /* opened before it is read, so the offsets found are offsets in this very file */
+            const int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                rc = br_fail(BR_EIO, "%s: cannot open: %s", path, strerror(errno));
+                break;
+            }
+            p->fd[p->n_shards] = fd;
+            p->path[p->n_shards] = strdup(path);
+            if (!p->path[p->n_shards++]) {
+                rc = br_fail(BR_ENOMEM, "out of memory");
+                break;
+            }
+        }
+        rc = read_shard(path, p ? p->n_shards - 1 : 0, key, n_jobs, done, p ? p->rec : NULL, n_done);
     }
     closedir(d);
     return rc;
+}
+
+br_status driver_parts_read(const char *dir, uint64_t key, int64_t n_jobs, uint8_t *done, int64_t *n_done,
+                            int *next_attempt) {
+    return read_dir(dir, key, n_jobs, done, n_done, next_attempt, NULL);
+}
+
+br_status driver_parts_open(const char *dir, uint64_t key, int64_t n_jobs, driver_parts **out, int64_t *n_done) {
+    *out = NULL;
+    *n_done = 0;
+    br_status rc = BR_OK;
+    uint8_t *done = malloc((size_t)n_jobs + 1);
+    driver_parts *p = calloc(1, sizeof *p);
+    if (p) p->rec = malloc(((size_t)n_jobs + 1) * sizeof *p->rec);
+    if (!done || !p || !p->rec) {
+        rc = br_fail(BR_ENOMEM, "out of memory for the journal index of %lld jobs", (long long)n_jobs);
+        goto cleanup;
+    }
+    p->n_jobs = n_jobs;
+    rc = read_dir(dir, key, n_jobs, done, n_done, NULL, p);
+cleanup:
+    free(done);
+    if (rc == BR_OK) *out = p;
+    else driver_parts_close(p);
+    return rc;
+}
+
+int32_t driver_parts_count(const driver_parts *p, int64_t job) { return p->rec[job].n; }
+
+int8_t driver_parts_finish(const driver_parts *p, int64_t job) { return p->rec[job].finish; }
+
+br_status driver_parts_load(const driver_parts *p, int64_t job, driver_part what, int64_t from, int64_t count,
+                            void *buf) {
+    const parts_rec *r = &p->rec[job];
+    if (from < 0 || count < 0 || from + count > r->n)
+        return br_fail(BR_EINVAL, "journal: job %lld: elements %lld..%lld of a record of %d", (long long)job,
+                       (long long)from, (long long)(from + count), r->n);
+    /* a record: header (16), tokens (4n), logprobs (4n), digests (8n), checksum (8) */
+    const int64_t esize = what == DRIVER_PART_DIGESTS ? 8 : 4;
+    const int64_t base = what == DRIVER_PART_TOKENS     ? 0
+                         : what == DRIVER_PART_LOGPROBS ? 4 * (int64_t)r->n
+                                                        : 8 * (int64_t)r->n;
+    const size_t len = (size_t)(count * esize);
+    off_t off = (off_t)(r->offset + RECORD_HEADER + base + from * esize);
+    size_t got = 0;
+    while (got < len) {
+        ssize_t k = pread(p->fd[r->shard], (char *)buf + got, len - got, off + (off_t)got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            return br_fail(BR_EIO, "%s: reading the record of job %lld back failed: %s", p->path[r->shard],
+                           (long long)job, k < 0 ? strerror(errno) : "the file is shorter than when it was read");
+        got += (size_t)k;
+    }
+    return BR_OK;
+}
+
+void driver_parts_close(driver_parts *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n_shards; i++) {
+        if (p->fd[i] >= 0) close(p->fd[i]);
+        free(p->path[i]);
+    }
+    free(p->rec);
+    free(p);
 }
 
 br_status driver_journal_open(const char *dir, int group, int attempt, uint64_t key, int64_t n_jobs,

@@ -78,15 +78,61 @@ static br_status check_samples(const char *path, const h5log_rollouts *r, const 
     return BR_OK;
 }
 
+/* Rank 0: the scores file's rows, read from the rollouts (sample ids, offsets) and the journal (logprobs, digests).
+ * Job k is the k-th sample with a non-empty completion (unpack_jobs); the token datasets keep a cursor. */
+typedef struct {
+    const h5log_rollouts *r;
+    const driver_parts *parts;
+    int64_t row, job, pos; /* cursor: the sample, its job, and the token inside it */
+} score_source;
+
+static br_status score_fill(void *ctx, h5log_field f, int64_t start, int64_t count, void *buf) {
+    score_source *c = ctx;
+    const h5log_rollouts *r = c->r;
+    if (f == H5LOG_F_SAMPLE_ID) {
+        memcpy(buf, r->sample_id + start, (size_t)count * sizeof *r->sample_id);
+        return BR_OK;
+    }
+    if (f == H5LOG_F_COMPLETION_OFFSETS) {
+        memcpy(buf, r->completion_offsets + start, (size_t)count * sizeof *r->completion_offsets);
+        return BR_OK;
+    }
+    if (f != H5LOG_F_LOGPROBS && f != H5LOG_F_LOGITS_DIGEST) return br_fail(BR_EINVAL, "score: no field %d", (int)f);
+    const driver_part what = f == H5LOG_F_LOGPROBS ? DRIVER_PART_LOGPROBS : DRIVER_PART_DIGESTS;
+    const size_t esize = f == H5LOG_F_LOGPROBS ? 4 : 8;
+    if (start == 0) c->row = c->job = c->pos = 0;
+    br_status rc = BR_OK;
+    for (int64_t k = 0; k < count && rc == BR_OK;) {
+        if (c->row >= r->n) return br_fail(BR_ERUNTIME, "score: tokens beyond the last sample");
+        const int64_t lc = r->completion_offsets[c->row + 1] - r->completion_offsets[c->row];
+        if (lc == 0) { /* no job, nothing scored */
+            c->row++;
+            continue;
+        }
+        if (driver_parts_count(c->parts, c->job) != lc)
+            return br_fail(BR_ERUNTIME, "score: sample %lld: the journal holds %d scores for %lld tokens",
+                           (long long)r->sample_id[c->row], driver_parts_count(c->parts, c->job), (long long)lc);
+        const int64_t take = lc - c->pos < count - k ? lc - c->pos : count - k;
+        rc = driver_parts_load(c->parts, c->job, what, c->pos, take, (char *)buf + (size_t)k * esize);
+        k += take;
+        c->pos += take;
+        if (c->pos == lc) {
+            c->row++;
+            c->job++;
+            c->pos = 0;
+        }
+    }
+    return rc;
+}
+
 br_status driver_score(comm_world *world, const driver_opts *o, const char *rollouts) {
     policy_weights *w = NULL;
     h5log_rollouts r = {0};
     h5log_meta meta = {0};
-    h5log_scores out = {0};
     comm_buf work = {0};
     rollout_job *jobs = NULL;
     int64_t n_jobs = 0;
-    rollout_result *by_row = NULL;
+    driver_parts *parts = NULL;
     char *cfg = NULL;
     br_status rc;
 
@@ -122,39 +168,23 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
     if (o->print_config && world->rank == 0) printf("%s\n", cfg);
 
     const double t0 = driver_now();
-    if ((rc = driver_run_and_gather(world, w, o, jobs, n_jobs, &by_row)) != BR_OK) goto done;
+    const driver_jobs dj = driver_jobs_array(jobs, n_jobs);
+    if ((rc = driver_run_and_gather(world, w, o, &dj, &parts)) != BR_OK) goto done;
 
     if (world->rank == 0) {
-        int64_t T = r.completion_offsets[r.n];
-        out.n = r.n;
-        out.sample_id = malloc(8 * (size_t)r.n + 8);
-        out.completion_offsets = malloc(8 * (size_t)r.n + 8);
-        out.logprobs = malloc(4 * (size_t)T + 4);
-        out.logits_digest = malloc(8 * (size_t)T + 8);
-        if (!out.sample_id || !out.completion_offsets || !out.logprobs || !out.logits_digest)
-            rc = br_fail(BR_ENOMEM, "out of memory");
-        int64_t k = 0;
-        for (int64_t i = 0; rc == BR_OK && i < r.n; i++) {
-            int64_t a = r.completion_offsets[i], lc = r.completion_offsets[i + 1] - a;
-            out.sample_id[i] = r.sample_id[i];
-            out.completion_offsets[i] = a;
-            if (lc == 0) continue;
-            rollout_result *res = &by_row[k++];
-            memcpy(out.logprobs + a, res->logprobs, 4 * (size_t)lc);
-            memcpy(out.logits_digest + a, res->digests, 8 * (size_t)lc);
-            rollout_result_free(res); /* copied: not held twice */
-        }
-        if (rc == BR_OK) {
-            out.completion_offsets[r.n] = T;
-            h5log_provenance prov;
-            driver_prov_bufs pb;
-            driver_opts so = *o;
-            /* same weights: the rollouts' version; another policy: the version given for the scoring weights */
-            if (!o->allow_other_policy || !strcmp(meta.model_fingerprint ? meta.model_fingerprint : "", w->fingerprint_hex))
-                so.weight_version = meta.weight_version;
-            driver_provenance(&prov, &pb, &so, w, cfg, world->size);
-            rc = h5log_scores_write(o->out, &out, &prov, meta.fingerprint_hex);
-        }
+        const int64_t T = r.completion_offsets[r.n];
+        score_source c = {&r, parts, 0, 0, 0};
+        h5log_source src = {.n = r.n, .T = T, .fill = score_fill, .ctx = &c, .piece_bytes = o->tuning.write_piece_bytes};
+        h5log_provenance prov;
+        driver_prov_bufs pb;
+        driver_opts so = *o;
+        /* same weights: the rollouts' version; another policy: the version given for the scoring weights */
+        if (!o->allow_other_policy || !strcmp(meta.model_fingerprint ? meta.model_fingerprint : "", w->fingerprint_hex))
+            so.weight_version = meta.weight_version;
+        driver_provenance(&prov, &pb, &so, w, cfg, world->size);
+        rc = h5log_scores_write_from(o->out, &src, &prov, meta.fingerprint_hex);
+        driver_parts_close(parts);
+        parts = NULL;
         if (rc == BR_OK) rc = driver_out_done(o->out);
         if (rc == BR_OK && !o->quiet) {
             double dt = driver_now() - t0;
@@ -165,12 +195,9 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
     rc = comm_agree(world, rc);
 
 done:
-    if (by_row)
-        for (int64_t i = 0; i < n_jobs; i++) rollout_result_free(&by_row[i]);
-    free(by_row);
+    driver_parts_close(parts);
     free(jobs);
     comm_buf_free(&work);
-    h5log_scores_free(&out);
     h5log_rollouts_free(&r);
     h5log_meta_free(&meta);
     policy_weights_free(w);

@@ -1088,15 +1088,25 @@ static br_status check_rollouts(const char *path, const h5log_rollouts *r) {
 
 /* ---------------------------------------------------------------- the datasets, piece by piece */
 
-/* Each dataset is created whole (its size is known) and filled by H5Dwrite calls of at most piece_bytes, in
- * increasing order, so the writer holds one piece, never the set. The bytes do not depend on the piece size:
- * a numeric dataset's chunks are 1 MiB, exactly HDF5's default chunk cache, so a chunk is allocated in the file when
- * the next one is first written (or at the dataset's close), however the writes were cut. A text dataset's
- * global-heap objects are inserted as each piece is converted; its one chunk (<= 65536 strings: 16 bytes each in the
- * file, <= 1 MiB) is allocated at the dataset's close, after every string. A larger text dataset gets a chunk cache
- * that holds all its chunks, so that stays true (its chunks would otherwise go to disk as each piece is written). */
+/* Each dataset is created whole (its size is known) and filled by H5Dwrite calls of at most piece_bytes, so the
+ * writer holds one piece, never the set. The bytes do not depend on the piece size, and are those of one H5Dwrite of
+ * the whole array (what the writers did before):
+ * - numeric datasets: pieces in increasing order. Their chunks are 1 MiB, exactly HDF5's default chunk cache, so a
+ *   chunk is allocated in the file when the next one is first written (or at the dataset's close), however the
+ *   writes were cut; the types need no conversion.
+ * - text datasets: a variable-length string is converted into a global-heap object inside H5Dwrite, in strips of
+ *   TEXT_STRIP strings (HDF5's 1 MiB conversion buffer / 16 bytes a reference) and, within a strip, from the last
+ *   string down (the file's element is larger than the memory one). So the pieces of a strip are written from the
+ *   last one down, which inserts the strings in the same order. Up to TEXT_STRIP strings the dataset's one chunk
+ *   (<= 1 MiB) is allocated at its close, after every string, as before.
+ * Checked against the one-call writer (tests/cli/cli_write_pieces.sh, and by hand for 12 to 70,000 rows and budgets
+ * of 64 bytes to 1 MiB). One exception: a text dataset of more than TEXT_STRIP strings has 2 MiB chunks, which one
+ * H5Dwrite wrote through HDF5's default cache at the end of each strip; here the chunk is cached (a cache of one
+ * chunk) and flushed (H5Dflush) at the end of each strip. Such files (more than 65,536 samples with texts) hold the
+ * same datasets as before but not the same bytes; their bytes still do not depend on the piece size. */
 #define TEXT_PIECE_DIV 256 /* a text piece is piece_bytes / this many strings */
 #define VLEN_FILE_SIZE 16  /* a variable-length string's reference in a dataset: length, heap address, index */
+#define TEXT_STRIP ((int64_t)(((size_t)1 << 20) / VLEN_FILE_SIZE)) /* H5D_TEMP_BUF_SIZE / VLEN_FILE_SIZE */
 
 typedef struct {
     const char *name;
@@ -1133,7 +1143,7 @@ typedef struct {
 } piece_check;
 
 static br_status check_piece(const char *path, h5log_field f, const void *buf, int64_t start, int64_t m,
-                             int64_t count, piece_check *c) {
+                             int64_t count, piece_check *c) { /* c may be NULL for a text dataset */
     const char *name = g_fields[f].name;
     if (f == H5LOG_F_SAMPLE_ID) {
         const int64_t *id = buf;
@@ -1172,6 +1182,109 @@ static br_status check_piece(const char *path, h5log_field f, const void *buf, i
     return BR_OK;
 }
 
+/* The order in which one H5Dwrite of n variable-length strings converts them, so inserts them into the global heap
+ * (H5T__conv_vlen, libhdf5 1.10: the file's element, 16 bytes, is larger than the memory one, 8, so it walks the
+ * buffer in place from the end): while more than one element is "safe" (its destination does not overlap any source
+ * not yet converted), the last `safe` elements forward, then the rest backwards. ord gets the n positions in that
+ * order; returns the length of the leading forward blocks' part (the rest, at most 3 positions, is the backward
+ * tail). */
+static int64_t vlen_order(int64_t n, int64_t *ord) {
+    int64_t k = 0, nel = n, fwd = 0;
+    while (nel > 0) {
+        const int64_t safe = nel - (nel * (int64_t)sizeof(char *) + VLEN_FILE_SIZE - 1) / VLEN_FILE_SIZE;
+        if (safe < 2) {
+            for (int64_t j = nel - 1; j >= 0; j--) ord[k++] = j;
+            break;
+        }
+        for (int64_t j = nel - safe; j < nel; j++) ord[k++] = j;
+        fwd += safe;
+        nel -= safe;
+    }
+    return fwd;
+}
+
+/* One text piece: rows [start, start + m), filled in row order, written with one H5Dwrite whose element order is
+ * arranged (a point selection in the file, the memory buffer permuted to match) so that its conversion, in
+ * vlen_order(m), meets the rows in increasing order: the strings reach the heap in row order. */
+static br_status write_text_piece(h5w *w, hid_t dset, hid_t type, hid_t space, const h5log_source *src, h5log_field f,
+                                  int64_t start, int64_t m, char **rows, char **mem, hsize_t *pts, int64_t *ord,
+                                  const char *dpath) {
+    br_status st = BR_OK;
+    hid_t mspace = H5I_INVALID_HID;
+    for (int64_t i = 0; i < m; i++) rows[i] = NULL;
+    if ((st = src->fill(src->ctx, f, start, m, rows)) != BR_OK) goto cleanup;
+    if ((st = check_piece(w->path, f, rows, start, m, 0, NULL)) != BR_OK) goto cleanup;
+    (void)vlen_order(m, ord);
+    for (int64_t k = 0; k < m; k++) {
+        mem[ord[k]] = rows[k];
+        pts[ord[k]] = (hsize_t)(start + k);
+    }
+    const hsize_t hm = (hsize_t)m;
+    mspace = H5Screate_simple(1, &hm, NULL);
+    if (mspace < 0 || H5Sselect_elements(space, H5S_SELECT_SET, (size_t)m, pts) < 0 ||
+        H5Dwrite(dset, type, mspace, space, H5P_DEFAULT, mem) < 0) {
+        st = br_fail(BR_EIO, "%s: dataset %s: cannot write strings %lld..%lld: %s", w->path, dpath, (long long)start,
+                     (long long)(start + m - 1), h5_detail());
+        goto cleanup;
+    }
+    st = h5w_sink_status(w);
+cleanup:
+    for (int64_t i = 0; i < m; i++) {
+        free(rows[i]);
+        rows[i] = NULL;
+    }
+    h5_drop(&mspace, H5Sclose);
+    return st;
+}
+
+/* A text dataset, strip by strip (TEXT_STRIP strings: what one H5Dwrite converts at once), each strip's rows in the
+ * order one H5Dwrite of the strip would insert them: vlen_order's forward blocks, cut into pieces of at most `piece`
+ * rows, then its backward tail row by row. A dataset of more than one strip has its chunk flushed after each. */
+static br_status write_text_pieces(h5w *w, hid_t dset, hid_t type, hid_t space, const h5log_source *src,
+                                   h5log_field f, int64_t count, int64_t piece, const char *dpath) {
+    br_status st = BR_OK;
+    const int64_t strip_max = count < TEXT_STRIP ? count : TEXT_STRIP;
+    const int64_t cap = piece > strip_max ? strip_max : piece;
+    char **rows = calloc((size_t)cap + 1, sizeof *rows), **mem = calloc((size_t)cap + 1, sizeof *mem);
+    hsize_t *pts = calloc((size_t)cap + 1, sizeof *pts);
+    int64_t *ord = calloc((size_t)cap + 1, sizeof *ord), *sord = calloc((size_t)strip_max + 1, sizeof *sord);
+    if (!rows || !mem || !pts || !ord || !sord) {
+        st = br_fail(BR_ENOMEM, "%s: dataset %s: cannot allocate a piece of %lld strings", w->path, dpath, (long long)cap);
+        goto cleanup;
+    }
+    for (int64_t s0 = 0; s0 < count; s0 += TEXT_STRIP) {
+        const int64_t n = count - s0 < TEXT_STRIP ? count - s0 : TEXT_STRIP;
+        const int64_t fwd = vlen_order(n, sord);
+        /* the forward blocks: runs of consecutive positions */
+        for (int64_t k = 0; k < fwd;) {
+            int64_t run = 1;
+            while (k + run < fwd && sord[k + run] == sord[k] + run) run++;
+            for (int64_t a = 0; a < run; a += cap) {
+                const int64_t m = run - a < cap ? run - a : cap;
+                if ((st = write_text_piece(w, dset, type, space, src, f, s0 + sord[k] + a, m, rows, mem, pts, ord,
+                                           dpath)) != BR_OK)
+                    goto cleanup;
+            }
+            k += run;
+        }
+        for (int64_t k = fwd; k < n; k++)
+            if ((st = write_text_piece(w, dset, type, space, src, f, s0 + sord[k], 1, rows, mem, pts, ord, dpath)) !=
+                BR_OK)
+                goto cleanup;
+        if (count > TEXT_STRIP && H5Dflush(dset) < 0) {
+            st = br_fail(BR_EIO, "%s: dataset %s: cannot flush: %s", w->path, dpath, h5_detail());
+            goto cleanup;
+        }
+    }
+cleanup:
+    free(rows);
+    free(mem);
+    free(pts);
+    free(ord);
+    free(sord);
+    return st;
+}
+
 /* Creates grp/<field> of `count` elements and fills it from src, piece by piece. */
 static br_status write_field(h5w *w, hid_t grp, const char *gname, const h5log_source *src, h5log_field f,
                              int64_t count, int64_t last) {
@@ -1186,7 +1299,10 @@ static br_status write_field(h5w *w, hid_t grp, const char *gname, const h5log_s
     snprintf(dpath, sizeof dpath, "%s/%s", gname, d->name);
     const hsize_t hcount = (hsize_t)count;
     const size_t esize = d->text ? sizeof(char *) : kind_size(d->k);
-    const int64_t budget = src->piece_bytes > 0 ? src->piece_bytes : H5LOG_PIECE_BYTES;
+    /* at least H5LOG_PIECE_MIN: pieces of one to four numbers (hundreds of thousands of H5Dwrite calls) change
+     * how libhdf5's metadata cache adapts and evicts, and with that where it puts objects */
+    const int64_t budget = src->piece_bytes <= 0 ? H5LOG_PIECE_BYTES
+                           : src->piece_bytes < H5LOG_PIECE_MIN ? H5LOG_PIECE_MIN : src->piece_bytes;
     int64_t piece = d->text ? budget / TEXT_PIECE_DIV : budget / (int64_t)esize;
     if (piece < 1) piece = 1;
     if (piece > count) piece = count;
@@ -1205,10 +1321,10 @@ static br_status write_field(h5w *w, hid_t grp, const char *gname, const h5log_s
                      h5_detail());
         goto cleanup;
     }
-    if (d->text && hcount > 0) { /* see above: every chunk of a text dataset stays cached until its close */
+    if (d->text && hcount > 0) { /* see above: a text chunk of more than 1 MiB is cached too */
         hsize_t chunk = CHUNK_BYTES / esize < hcount ? CHUNK_BYTES / esize : hcount;
-        const size_t bytes = (size_t)chunk * VLEN_FILE_SIZE, n_chunks = (size_t)((hcount + chunk - 1) / chunk);
-        if (bytes > CHUNK_BYTES && H5Pset_chunk_cache(dapl, 2 * n_chunks + 1, bytes * n_chunks, 1.0) < 0) {
+        const size_t bytes = (size_t)chunk * VLEN_FILE_SIZE;
+        if (bytes > CHUNK_BYTES && H5Pset_chunk_cache(dapl, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, bytes, 1.0) < 0) {
             st = br_fail(BR_EIO, "%s: dataset %s: cannot size its chunk cache: %s", file, dpath, h5_detail());
             goto cleanup;
         }
@@ -1218,29 +1334,28 @@ static br_status write_field(h5w *w, hid_t grp, const char *gname, const h5log_s
         st = br_fail(BR_EIO, "%s: dataset %s: cannot create: %s", file, dpath, h5_detail());
         goto cleanup;
     }
-    if (count > 0 && !(buf = calloc((size_t)piece, esize))) {
+    if (!d->text && count > 0 && !(buf = calloc((size_t)piece, esize))) {
         st = br_fail(BR_ENOMEM, "%s: dataset %s: cannot allocate a piece of %lld elements", file, dpath, (long long)piece);
         goto cleanup;
     }
     piece_check pc = {0, last};
-    for (int64_t start = 0; start < count; start += m) {
+    if (d->text) {
+        st = write_text_pieces(w, dset, type, space, src, f, count, piece, dpath);
+        if (st != BR_OK) goto cleanup;
+    }
+    for (int64_t start = 0; !d->text && start < count; start += m) {
         m = count - start < piece ? count - start : piece;
         if ((st = src->fill(src->ctx, f, start, m, buf)) != BR_OK) goto cleanup;
         if ((st = check_piece(file, f, buf, start, m, count, &pc)) != BR_OK) goto cleanup;
         const hsize_t hs = (hsize_t)start, hm = (hsize_t)m;
         mspace = H5Screate_simple(1, &hm, NULL);
         if (mspace < 0 || H5Sselect_hyperslab(space, H5S_SELECT_SET, &hs, NULL, &hm, NULL) < 0 ||
-            H5Dwrite(dset, d->text ? type : kind_mem(d->k), mspace, space, H5P_DEFAULT, buf) < 0) {
+            H5Dwrite(dset, kind_mem(d->k), mspace, space, H5P_DEFAULT, buf) < 0) {
             st = br_fail(BR_EIO, "%s: dataset %s: cannot write elements %lld..%lld: %s", file, dpath, (long long)start,
                          (long long)(start + m - 1), h5_detail());
             goto cleanup;
         }
         h5_drop(&mspace, H5Sclose);
-        if (d->text)
-            for (int64_t i = 0; i < m; i++) {
-                free(((char **)buf)[i]);
-                ((char **)buf)[i] = NULL;
-            }
         if ((st = h5w_sink_status(w)) != BR_OK) goto cleanup;
     }
     m = 0;
@@ -1248,8 +1363,6 @@ static br_status write_field(h5w *w, hid_t grp, const char *gname, const h5log_s
     if ((st = h5_close(&dset, H5Dclose, file, dpath)) != BR_OK) goto cleanup;
     st = h5w_sink_status(w);
 cleanup:
-    if (d->text && buf)
-        for (int64_t i = 0; i < piece; i++) free(((char **)buf)[i]);
     free(buf);
     h5_drop(&mspace, H5Sclose);
     h5_drop(&dset, H5Dclose);

@@ -114,7 +114,8 @@ br_status h5log_scores_fingerprint(const h5log_scores *s, uint64_t *out);
 
 /* ---- streaming writers: the file is written on disk as it is built (the writer holds one piece of one dataset, never
  * the set), so the caller can produce the rows from wherever they are (the results journal) in bounded memory. The
- * bytes are those h5log_rollouts_write / h5log_scores_write write for the same rows, whatever piece_bytes is. */
+ * bytes do not depend on piece_bytes, and (but for a rollouts file of more than 65,536 rows with texts: logging/h5log.c
+ * says why) are those the one-call writers wrote for the same rows before they went through these. */
 
 /* The datasets, in the order they are written (scores files: sample_id, completion_offsets, logprobs, logits_digest). */
 typedef enum {
@@ -128,16 +129,19 @@ typedef enum {
 #define H5LOG_TEXT_COMPLETION 2
 #define H5LOG_TEXT_FULL 4
 #define H5LOG_PIECE_BYTES ((int64_t)1 << 20) /* the default piece: 1 MiB of elements (texts: 4096 strings) */
+#define H5LOG_PIECE_MIN ((int64_t)64)        /* smaller budgets are raised to this (h5log.c says why) */
 
 typedef struct {
     int64_t n, P, T; /* rows, prompt tokens (rollouts only), completion tokens */
     int texts;       /* rollouts: H5LOG_TEXT_* bits of the text datasets to write */
     /* Fills elements [start, start + count) of dataset f into buf, typed as the h5log_rollouts / h5log_scores array of
      * that name. Text datasets: buf is (count) char *, each a malloc'd UTF-8 string the writer frees. Called dataset by
-     * dataset in h5log_field order, each from start 0 upwards without gaps or overlaps. A failure ends the write. */
+     * dataset in h5log_field order; a numeric dataset's pieces from start 0 upwards without gaps or overlaps, a text
+     * dataset's in an order of the writer's (every row once). A failure ends the write. */
     br_status (*fill)(void *ctx, h5log_field f, int64_t start, int64_t count, void *buf);
     void *ctx;
-    int64_t piece_bytes; /* the most bytes asked for at once (texts: piece_bytes / 256 strings); 0: H5LOG_PIECE_BYTES */
+    int64_t piece_bytes; /* the most bytes asked for at once (texts: piece_bytes / 256 strings, at least one); 0:
+                          * H5LOG_PIECE_BYTES; at least H5LOG_PIECE_MIN */
 } h5log_source;
 
 /* As h5log_rollouts_write / h5log_scores_write (atomic: temp file, complete=1 last, integrity header, fsync, rename;

@@ -832,6 +832,25 @@ static br_status h5w_sink_status(const h5w *w) {
                    strerror(w->sink.err));
 }
 
+/* libhdf5's metadata cache starts at 2 MiB and may grow to 32 MiB; the global heap of the text datasets (every
+ * string) passes through it, so left alone it may grow with the output. Kept at its initial size (no increase, no
+ * flash increase): the files are the same bytes (checked as in write_field's comment), the memory is bounded. */
+#ifndef MDC_BYTES
+#define MDC_BYTES ((size_t)2 << 20)
+#endif
+static herr_t mdc_bounded(hid_t fapl) {
+    H5AC_cache_config_t c;
+    memset(&c, 0, sizeof c);
+    c.version = H5AC__CURR_CACHE_CONFIG_VERSION;
+    if (H5Pget_mdc_config(fapl, &c) < 0) return -1;
+    c.incr_mode = H5C_incr__off;
+    c.flash_incr_mode = H5C_flash_incr__off;
+    c.max_size = c.initial_size = MDC_BYTES;
+    if (c.min_size > MDC_BYTES) c.min_size = MDC_BYTES;
+    c.set_initial_size = 1;
+    return H5Pset_mdc_config(fapl, &c);
+}
+
 static br_status h5w_begin(h5w *w, const char *path, const char *format, const h5log_provenance *p) {
     br_status st = BR_OK;
     hid_t fcpl = H5I_INVALID_HID, fapl = H5I_INVALID_HID;
@@ -862,7 +881,7 @@ static br_status h5w_begin(h5w *w, const char *path, const char *format, const h
      * checksums (superblock v3, object header v2, B-tree v2); bounded by 1.10 so that HDF5 1.10 reads them. */
     if (driver < 0 || fcpl < 0 || fapl < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
         H5Pset_userblock(fcpl, H5LOG_HEADER_SIZE) < 0 || H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
-        H5Pset_driver(fapl, driver, &sp) < 0) {
+        H5Pset_driver(fapl, driver, &sp) < 0 || mdc_bounded(fapl) < 0) {
         st = br_fail(BR_EIO, "%s: cannot set up HDF5 file properties: %s", path, h5_detail());
         goto cleanup;
     }
@@ -1210,7 +1229,7 @@ static br_status write_text_piece(h5w *w, hid_t dset, hid_t type, hid_t space, c
                                   int64_t start, int64_t m, char **rows, char **mem, hsize_t *pts, int64_t *ord,
                                   const char *dpath) {
     br_status st = BR_OK;
-    hid_t mspace = H5I_INVALID_HID;
+    hid_t mspace = H5I_INVALID_HID, dxpl = H5I_INVALID_HID;
     for (int64_t i = 0; i < m; i++) rows[i] = NULL;
     if ((st = src->fill(src->ctx, f, start, m, rows)) != BR_OK) goto cleanup;
     if ((st = check_piece(w->path, f, rows, start, m, 0, NULL)) != BR_OK) goto cleanup;
@@ -1221,18 +1240,26 @@ static br_status write_text_piece(h5w *w, hid_t dset, hid_t type, hid_t space, c
     }
     const hsize_t hm = (hsize_t)m;
     mspace = H5Screate_simple(1, &hm, NULL);
-    if (mspace < 0 || H5Sselect_elements(space, H5S_SELECT_SET, (size_t)m, pts) < 0 ||
-        H5Dwrite(dset, type, mspace, space, H5P_DEFAULT, mem) < 0) {
+    /* a conversion buffer of the piece's size, not libhdf5's 1 MiB (twice, with the background buffer): the piece is
+     * still converted in one go, so in vlen_order(m) */
+    dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (mspace < 0 || dxpl < 0 || H5Pset_buffer(dxpl, (size_t)m * VLEN_FILE_SIZE, NULL, NULL) < 0 ||
+        H5Sselect_elements(space, H5S_SELECT_SET, (size_t)m, pts) < 0 ||
+        H5Dwrite(dset, type, mspace, space, dxpl, mem) < 0) {
         st = br_fail(BR_EIO, "%s: dataset %s: cannot write strings %lld..%lld: %s", w->path, dpath, (long long)start,
                      (long long)(start + m - 1), h5_detail());
         goto cleanup;
     }
+    /* libhdf5 keeps the blocks it frees (global-heap collections evicted from its cache, conversion buffers) on free
+     * lists of its own, up to 16 MiB: hand them back, so the writer's memory stays what one piece needs */
+    (void)H5garbage_collect();
     st = h5w_sink_status(w);
 cleanup:
     for (int64_t i = 0; i < m; i++) {
         free(rows[i]);
         rows[i] = NULL;
     }
+    h5_drop(&dxpl, H5Pclose);
     h5_drop(&mspace, H5Sclose);
     return st;
 }

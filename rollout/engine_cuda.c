@@ -9,6 +9,7 @@
 
 #include "kernels/cpu/kern_cpu.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "policy/forward.h"
 #include "rollout/engine.h"
 #include "rollout/scheduler.h"
 
@@ -99,6 +100,7 @@ typedef struct {
     size_t rp_ws_bytes;
     float *tp_ws;              /* tensor parallelism: (C, T_slice, D) f32 all-gathered chunk partials */
     size_t tp_ws_bytes;
+    float *f32_parts;          /* fp32 mode: (C, F32_SLICE, D) f32 chunk partials of a row-parallel layer (CPU order) */
     /* host staging: pinned copies of pages, ptoff, gather, req, out; one logits row for the host sampler */
     int32_t *h_pages, *h_ptoff, *h_gather;
     kern_row_req *h_req;
@@ -261,10 +263,42 @@ static int rowpar_chunks(int K) {
     return c;
 }
 
+/* Rows per slice of the fp32 mode's row-parallel layers (bounds e->a.f32_parts). */
+#define F32_SLICE 64
+
+/* The fp32 mode's row-parallel layer in the CPU reference's order (policy/forward.c row_parallel): the partial
+ * product of each K-chunk -- one per head for o_proj, POLICY_MLP_CHUNKS of the MLP width for down_proj, chunk c of
+ * the MLP covering columns [F c / 16, F (c + 1) / 16) -- summed by the pairwise chunk tree, then + bias. */
+static void gemm_rowpar_f32(rollout_cuda *e, float *out, const float *x, void *W, const float *bias, int M, int N, int K,
+                            int mlp) {
+    const policy_config *c = &e->w->cfg;
+    const int C = mlp ? POLICY_MLP_CHUNKS : c->n_heads;
+    const size_t wes = e->wt.wdt == KERN_F32 ? 4 : 2;
+    for (int m0 = 0; m0 < M; m0 += F32_SLICE) {
+        const int Ms = M - m0 < F32_SLICE ? M - m0 : F32_SLICE;
+        for (int k = 0; k < C; k++) {
+            const int k0 = mlp ? (int)((int64_t)K * k / C) : k * c->head_dim;
+            const int k1 = mlp ? (int)((int64_t)K * (k + 1) / C) : (k + 1) * c->head_dim;
+            if (k1 == k0) { /* an empty chunk (K < 16) is an exact zero on the CPU */
+                kern_cuda_memset_async(e->a.f32_parts + (size_t)k * Ms * N, 0, (size_t)Ms * N * sizeof(float), e->stream);
+                continue;
+            }
+            kern_cuda_gemm_f32_ld(e->a.f32_parts + (size_t)k * Ms * N, x + (size_t)m0 * K + k0, K,
+                                  (const char *)W + (size_t)k0 * wes, K, e->wt.wdt, NULL, Ms, N, k1 - k0, e->stream);
+        }
+        kern_cuda_chunk_tree(out + (size_t)m0 * N, e->a.f32_parts, C, (size_t)Ms * N, e->stream);
+    }
+    if (bias) kern_cuda_add_rows(out, bias, M, N, e->stream);
+}
+
 /* A row-parallel GEMM (o_proj, down_proj): in the invariant mode its K in `chunks` fixed chunks summed left to
  * right (kern_cuda_gemm_bf16_rowpar); the other modes as gemm(). */
 static void gemm_rowpar(rollout_cuda *e, float *out, const float *x, int x_in_xb, void *W, const float *bias, int M,
-                        int N, int K, int chunks) {
+                        int N, int K, int chunks, int mlp) {
+    if (e->mode == KERN_MODE_FP32) {
+        gemm_rowpar_f32(e, out, x, W, bias, M, N, K, mlp);
+        return;
+    }
     if (e->mode != KERN_MODE_INVARIANT || chunks <= 1 || K % 16) {
         gemm(e, out, x, x_in_xb, W, bias, M, N, K);
         return;
@@ -294,6 +328,10 @@ static void gemm_rowpar(rollout_cuda *e, float *out, const float *x, int x_in_xb
  * the result is in e->a.xb. */
 static int norm_in(rollout_cuda *e, float *x, const float *y, const float *w, const float *b, int M) {
     const policy_config *c = &e->w->cfg;
+    if (e->mode == KERN_MODE_FP32) { /* the CPU's 8-lane order (cpu_order.cu) */
+        kern_cuda_cpuo_norm(e->a.xn, x, y, w, c->norm == POLICY_NORM_RMS ? NULL : b, M, c->dim, c->norm_eps, e->stream);
+        return 0;
+    }
     const int bf = writes_bf16(e, c->dim);
     float *of = bf ? NULL : e->a.xn;
     uint16_t *ob = bf ? e->a.xb : NULL;
@@ -462,6 +500,10 @@ static br_status acts_build(cuda_acts *a, const rollout_cuda *e, int T_) {
         a->splitkv_ws_bytes = kern_cuda_attn_splitkv_workspace_max(T_, H, KV, hd, e->n_sm);
         if (a->splitkv_ws_bytes) a->splitkv_ws = kern_cuda_malloc(a->splitkv_ws_bytes);
     }
+    if (e->mode == KERN_MODE_FP32) {
+        const int cmax = H > POLICY_MLP_CHUNKS ? H : POLICY_MLP_CHUNKS;
+        a->f32_parts = kern_cuda_malloc((size_t)cmax * (T < F32_SLICE ? T : F32_SLICE) * D * sizeof(float));
+    }
     if (e->mode == KERN_MODE_INVARIANT) {
         if (e->tp.size > 1) {
             const int cmax = e->chunks_o > e->chunks_d ? e->chunks_o : e->chunks_d;
@@ -494,7 +536,7 @@ static br_status acts_build(cuda_acts *a, const rollout_cuda *e, int T_) {
 static void acts_free(cuda_acts *a) {
     void *dev[] = {a->x,     a->xn,    a->q,     a->k,        a->v,     a->q2,     a->k2,         a->att,
                    a->proj,  a->ffa,   a->ffb,   a->logits,   a->xb,    a->tok,    a->pos,        a->ptoff,
-                   a->gather, a->pages, a->req,  a->out,      a->splitkv_ws, a->vocab_ws, a->rp_ws, a->tp_ws};
+                   a->gather, a->pages, a->req,  a->out,      a->splitkv_ws, a->vocab_ws, a->rp_ws, a->tp_ws, a->f32_parts};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
     kern_cuda_host_free(a->h_pages);
     kern_cuda_host_free(a->h_ptoff);
@@ -713,7 +755,16 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
         }
         prof(e, P_QKV);
         float *q = e->a.q, *k = e->a.k;
-        if (c->qk_norm && !c->learned_pos) { /* one launch: bit for bit the two norms and the two RoPEs */
+        if (c->qk_norm && e->mode == KERN_MODE_FP32) { /* the CPU's order: per-head norms, then RoPE */
+            kern_cuda_cpuo_norm(e->a.q2, e->a.q, NULL, L->q_norm, NULL, M * H, hd, c->norm_eps, st);
+            kern_cuda_cpuo_norm(e->a.k2, e->a.k, NULL, L->k_norm, NULL, M * KV, hd, c->norm_eps, st);
+            q = e->a.q2;
+            k = e->a.k2;
+            if (!c->learned_pos) {
+                kern_cuda_rope(q, e->a.pos, e->wt.rope, M, H, hd, st);
+                kern_cuda_rope(k, e->a.pos, e->wt.rope, M, KV, hd, st);
+            }
+        } else if (c->qk_norm && !c->learned_pos) { /* one launch: bit for bit the two norms and the two RoPEs */
             kern_cuda_qk_norm_rope(e->a.q2, e->a.k2, e->a.q, e->a.k, L->q_norm, L->k_norm, e->a.pos, e->wt.rope, M, H, KV, hd,
                                    c->norm_eps, st);
             q = e->a.q2;
@@ -733,14 +784,17 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
         prof(e, P_QKNORM_ROPE);
         /* K/V reach the cache before any row's attention reads it. A pure decode step (invariant and fp32 modes)
          * writes them inside its attention launch, which in the bf16 mode also writes o_proj's bf16 input. */
-        const int fused = !multi && hd >= 32 && e->mode != KERN_MODE_STANDARD;
+        const int fused = !multi && hd >= 32 && e->mode == KERN_MODE_INVARIANT;
         const int att_bf = fused && writes_bf16(e, H * hd);
         if (fused) {
             kern_cuda_attn_decode_fused(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc, vc, k, e->a.v, q,
                                         e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, e->kv.pages->page_size, scale, st);
         } else {
             kern_cuda_kv_write(kc, vc, k, e->a.v, e->a.pages, e->a.ptoff, e->a.pos, M, e->kv.pages->page_size, KV, hd, st);
-            if (hd < 32)
+            if (e->mode == KERN_MODE_FP32) /* the CPU's order (cpu_order.cu) */
+                kern_cuda_cpuo_attention(e->a.att, q, kc, vc, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd,
+                                         e->kv.pages->page_size, scale, st);
+            else if (hd < 32)
                 kern_cuda_attn_small(e->a.att, q, kc, vc, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd,
                                      e->kv.pages->page_size, scale, st);
             else if (e->mode == KERN_MODE_STANDARD)
@@ -752,7 +806,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
                                        e->kv.pages->page_size, scale, st);
         }
         prof(e, P_ATTN);
-        gemm_rowpar(e, e->a.proj, e->a.att, att_bf, L->wo, L->bo, M, D, H * hd, e->chunks_o);
+        gemm_rowpar(e, e->a.proj, e->a.att, att_bf, L->wo, L->bo, M, D, H * hd, e->chunks_o, 0);
         prof(e, P_OPROJ);
         in_xb = norm_in(e, e->a.x, e->a.proj, L->mlp_norm_w, L->mlp_norm_b, M);
         prof(e, P_NORM);
@@ -771,7 +825,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
             kern_cuda_gelu_tanh(e->a.ffa, act_bf ? e->a.xb : NULL, (int64_t)M * F, st);
         }
         prof(e, P_ACT);
-        gemm_rowpar(e, e->a.proj, e->a.ffa, act_bf, L->wd, L->b_down, M, D, F, e->chunks_d);
+        gemm_rowpar(e, e->a.proj, e->a.ffa, act_bf, L->wd, L->b_down, M, D, F, e->chunks_d, 1);
         prof(e, P_DOWN);
         pending = e->a.proj;
     }
@@ -783,6 +837,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
     gemm(e, e->a.logits, e->a.xn, in_xb, e->wt.lm_head, NULL, R, V, D);
     prof(e, P_HEAD);
     kern_cuda_vocab_rows(e->a.out, e->a.logits, e->a.req, R, V, e->a.vocab_ws, e->a.vocab_ws_bytes, st);
+    if (e->mode == KERN_MODE_FP32) kern_cuda_cpuo_lse(e->a.out, e->a.logits, e->a.req, R, V, st);
     prof(e, P_VOCAB);
 }
 

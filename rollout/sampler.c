@@ -8,6 +8,7 @@
 
 #include "common/philox.h"
 #include "kernels/cpu/kern_cpu.h"
+#include "kernels/kern_math.h"
 
 br_status rollout_sampling_check(const rollout_sampling *s, int vocab) {
     if (!isfinite(s->temperature) || s->temperature < 0.0f)
@@ -96,7 +97,7 @@ int rollout_filter(const float *logits, int V, const rollout_sampling *s, int32_
     kern_cpu_logsoftmax(lp, logits, V, s->temperature);
     float mass = 0.0f;
     for (int i = 0; i < k; i++) {
-        mass += expf(lp[kept[i]]);
+        mass += kern_expf(lp[kept[i]]);
         if (mass >= s->top_p) return i + 1;
     }
     return k;
@@ -142,7 +143,7 @@ void rollout_gumbel(float *g, int V, uint64_t seed, uint64_t sample_id, int32_t 
     uint32_t r[4];
     for (int j0 = 0; j0 < V; j0 += 4) { /* one Philox block serves token ids 4b .. 4b+3 */
         br_rand_u32x4(seed, sample_id, (uint32_t)position, (uint32_t)j0 / 4u, r);
-        for (int i = 0; i < 4 && j0 + i < V; i++) g[j0 + i] = -logf(-logf(br_uniform01(r[i])));
+        for (int i = 0; i < 4 && j0 + i < V; i++) g[j0 + i] = -kern_logf(-kern_logf(br_uniform01(r[i])));
     }
 }
 

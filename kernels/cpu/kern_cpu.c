@@ -2,6 +2,7 @@
  * These define the numbers: the CUDA fp32 mode and every test compare against them. */
 #include "common/chunk_tree.h"
 #include "kernels/cpu/kern_cpu.h"
+#include "kernels/kern_math.h"
 
 #include <math.h>
 #include <string.h>
@@ -193,7 +194,7 @@ void kern_cpu_rope(float *x, const int32_t *pos, const float *rope, int M, int n
 void kern_cpu_swiglu(float *out, const float *gate, const float *up, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = (g / (1.0f + expf(-g))) * up[i];
+        out[i] = (g / (1.0f + kern_expf(-g))) * up[i];
     }
 }
 
@@ -201,7 +202,7 @@ void kern_cpu_gelu_tanh(float *x, int64_t n) {
     const float k = 0.7978845608028654f; /* sqrt(2/pi) */
     for (int64_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
+        x[i] = 0.5f * v * (1.0f + kern_tanhf(k * (v + 0.044715f * v * v * v)));
     }
 }
 
@@ -262,11 +263,11 @@ void kern_cpu_attention(float *out, const float *q, const kern_kv_layer *kv, con
                 if (s[j] > cmax) cmax = s[j];
             }
             const float mnew = cmax > mx ? cmax : mx;
-            const float alpha = mx == -INFINITY ? 0.0f : expf(mx - mnew);
+            const float alpha = mx == -INFINITY ? 0.0f : kern_expf(mx - mnew);
             float psum = 0.0f;
             for (int d = 0; d < hd; d++) cs[d] = 0.0f;
             for (int j = 0; j < len; j++) {
-                const float p = expf(s[j] - mnew);
+                const float p = kern_expf(s[j] - mnew);
                 const float *vj = kv_slot(kv->v, kv, page_tables[m], c0 + j) + (int64_t)kvh * hd;
                 psum += p;
                 for (int d = 0; d < hd; d++) cs[d] += p * vj[d];
@@ -287,7 +288,7 @@ int kern_cpu_argmax(const float *x, int n) {
     return best < 0 ? 0 : best;
 }
 
-/* m = max_j x_j/T and lse = logf(sum_j expf(x_j/T - m)) in the 8-lane order. */
+/* m = max_j x_j/T and lse = kern_logf(sum_j kern_expf(x_j/T - m)) in the 8-lane order. */
 static void row_lse(const float *x, int n, float temperature, float *m_out, float *lse_out) {
     float m = -INFINITY;
     for (int i = 0; i < n; i++) {
@@ -297,10 +298,10 @@ static void row_lse(const float *x, int n, float temperature, float *m_out, floa
     float l[8] = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) l[j] += expf(x[i + j] / temperature - m);
-    for (int j = 0; i + j < n; j++) l[j] += expf(x[i + j] / temperature - m);
+        for (int j = 0; j < 8; j++) l[j] += kern_expf(x[i + j] / temperature - m);
+    for (int j = 0; i + j < n; j++) l[j] += kern_expf(x[i + j] / temperature - m);
     *m_out = m;
-    *lse_out = logf(lanes_combine(l));
+    *lse_out = kern_logf(lanes_combine(l));
 }
 
 float kern_cpu_logprob(const float *x, int n, float temperature, int token) {

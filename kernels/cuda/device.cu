@@ -81,6 +81,9 @@ extern "C" void kern_cuda_download(void *dst, const void *src, size_t bytes) {
 }
 
 extern "C" void kern_cuda_memset(void *dst, int byte, size_t bytes) { CUDA_CHECK(cudaMemset(dst, byte, bytes)); }
+extern "C" void kern_cuda_memset_async(void *dst, int byte, size_t bytes, cudaStream_t s) {
+    CUDA_CHECK(cudaMemsetAsync(dst, byte, bytes, s));
+}
 
 extern "C" void kern_cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
 

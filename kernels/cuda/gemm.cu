@@ -607,7 +607,7 @@ template <> __device__ __forceinline__ float wload<__nv_bfloat16>(const __nv_bfl
 template <typename WT>
 __global__ void __launch_bounds__(256)
     gemm_f32_kernel(float *__restrict__ out, const float *__restrict__ x, const WT *__restrict__ w,
-                    const float *__restrict__ bias, int M, int N, int K) {
+                    const float *__restrict__ bias, int M, int N, int K, int64_t ldx, int64_t ldw) {
     constexpr int T = 32;
     __shared__ float xs[T][T + 1], ws[T][T + 1];
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
@@ -624,8 +624,8 @@ __global__ void __launch_bounds__(256)
         // 32 x 32 elements of each tile, 4 per thread; past-the-end elements are +0 and never accumulated.
         for (int c = threadIdx.x; c < T * T; c += 256) {
             int r = c / T, kc = c % T, gk = k0 + kc;
-            xs[r][kc] = (m0 + r < M && gk < K) ? x[(int64_t)(m0 + r) * K + gk] : 0.0f;
-            ws[r][kc] = (n0 + r < N && gk < K) ? wload(w, (int64_t)(n0 + r) * K + gk) : 0.0f;
+            xs[r][kc] = (m0 + r < M && gk < K) ? x[(int64_t)(m0 + r) * ldx + gk] : 0.0f;
+            ws[r][kc] = (n0 + r < N && gk < K) ? wload(w, (int64_t)(n0 + r) * ldw + gk) : 0.0f;
         }
         __syncthreads();
         const int kn = K - k0 < T ? K - k0 : T;
@@ -668,17 +668,23 @@ __global__ void __launch_bounds__(256)
         }
 }
 
-extern "C" void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M,
-                                  int N, int K, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && N > 0 && K > 0, "gemm_f32: bad shape");
+extern "C" void kern_cuda_gemm_f32_ld(float *out, const float *x, int64_t ldx, const void *w, int64_t ldw, kern_dtype wdt,
+                                     const float *bias, int M, int N, int K, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && N > 0 && K > 0 && ldx >= K && ldw >= K, "gemm_f32: bad shape");
     KERN_REQUIRE(wdt == KERN_F32 || wdt == KERN_BF16, "gemm_f32: weights must be f32 or bf16");
     if (M == 0) return;
     dim3 grid((N + 31) / 32, (M + 31) / 32);
     if (wdt == KERN_F32)
-        gemm_f32_kernel<float><<<grid, 256, 0, stream>>>(out, x, (const float *)w, bias, M, N, K);
+        gemm_f32_kernel<float><<<grid, 256, 0, stream>>>(out, x, (const float *)w, bias, M, N, K, ldx, ldw);
     else
-        gemm_f32_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(out, x, (const __nv_bfloat16 *)w, bias, M, N, K);
+        gemm_f32_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(out, x, (const __nv_bfloat16 *)w, bias, M, N, K, ldx,
+                                                                 ldw);
     CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M,
+                                  int N, int K, cudaStream_t stream) {
+    kern_cuda_gemm_f32_ld(out, x, K, w, K, wdt, bias, M, N, K, stream);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 /* C interface to the CUDA backend (the .cu files in kernels/cuda, one per operation). Plain C: included by C11 code,
  * no CUDA headers. Sections follow the files: device.cu, gemm.cu, norm.cu, rope.cu, activation.cu, add.cu, cast.cu,
- * embed.cu, gather.cu, kv_write.cu, attention.cu, attention_small.cu, attention_splitkv.cu, vocab.cu, chunk_tree.cu,
+ * embed.cu, gather.cu, kv_write.cu, attention.cu, attention_small.cu, attention_splitkv.cu, vocab.cu, cpu_order.cu,
+ * chunk_tree.cu,
  * fill_random.cu.
  *
  * Conventions (docs/CUDA.md has the reduction order of every kernel):
@@ -44,6 +45,7 @@ void kern_cuda_free(void *p);          /* NULL is a no-op */
 void kern_cuda_upload(void *dst_dev, const void *src_host, size_t bytes);   /* synchronous */
 void kern_cuda_download(void *dst_host, const void *src_dev, size_t bytes); /* synchronous */
 void kern_cuda_memset(void *dst_dev, int byte, size_t bytes);
+void kern_cuda_memset_async(void *dst_dev, int byte, size_t bytes, cudaStream_t s); /* on s, capturable */
 void kern_cuda_sync(void); /* cudaDeviceSynchronize + error check */
 /* Called (then abort()) on a fatal device error; the driver installs one that aborts the whole MPI job
  * (comm_abort_job). */
@@ -137,6 +139,10 @@ void kern_cuda_chunk_seq(float *out, const float *parts, int C, int M, int N, co
  * (kern_cpu_matmul): the result is bit-identical to the CPU reference (tested). Any K >= 1. */
 void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M, int N,
                         int K, cudaStream_t stream);
+/* kern_cuda_gemm_f32 with row strides (in elements): x (M, ldx) and W (N, ldw), of which the first K columns are
+ * used -- the CPU's column chunk of a row-parallel layer (kern_cpu_matmul_ld on cols_of(W)). */
+void kern_cuda_gemm_f32_ld(float *out, const float *x, int64_t ldx, const void *w, int64_t ldw, kern_dtype wdt,
+                           const float *bias, int M, int N, int K, cudaStream_t stream);
 /* standard mode: cublasGemmEx bf16 x bf16 -> f32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT (cuBLAS picks the
  * algorithm by shape, split-K included): the fast baseline, NOT batch invariant. */
 void kern_cuda_gemm_standard(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N,
@@ -174,6 +180,8 @@ void kern_cuda_swiglu(float *out_f32, uint16_t *out_bf16, const float *gate, con
 void kern_cuda_gelu_tanh(float *x, uint16_t *out_bf16, int64_t n, cudaStream_t stream);
 /* add.cu: x += y, (n) f32. */
 void kern_cuda_add(float *x, const float *y, int64_t n, cudaStream_t stream);
+/* add.cu: x (M, N) f32 += b (N) f32 on every row (the CPU's bias add after a row-parallel layer's chunk sum). */
+void kern_cuda_add_rows(float *x, const float *b, int M, int N, cudaStream_t stream);
 /* cast.cu: out = RNE bf16 of x, (n). */
 void kern_cuda_cast_bf16(uint16_t *out, const float *x, int64_t n, cudaStream_t stream);
 /* cast.cu: out (M, Kp) bf16 = RNE(x (M, K) f32), columns K..Kp-1 zero: the padded input of kern_cuda_gemm_bf16 when
@@ -279,6 +287,19 @@ typedef struct {
 size_t kern_cuda_vocab_rows_workspace(int R, int V);
 void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V, void *workspace,
                           size_t workspace_bytes, cudaStream_t stream);
+
+/* ---- The fp32 mode's reductions in the CPU reference's order (cpu_order.cu): bitwise equal to kernels/cpu.
+ * kern_cuda_cpuo_norm: [x += y;] out = kern_cpu_rmsnorm(x) (b == NULL) or kern_cpu_layernorm(x) (b (D) f32); x, y,
+ * out (M, D) f32, w (D) f32; out may be x when y is NULL. */
+void kern_cuda_cpuo_norm(float *out, float *x, const float *y, const float *w, const float *b, int M, int D, float eps,
+                         cudaStream_t stream);
+/* kern_cpu_attention over the paged cache (arguments as kern_cuda_attn_small's); hd <= 512, any row mix. */
+void kern_cuda_cpuo_attention(float *out, const float *q, const float *k_cache, const float *v_cache,
+                              const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                              int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
+/* Rewrites out[r].lse (out from kern_cuda_vocab_rows on the same x, req) as the CPU's row_lse:
+ * kern_logf(8-lane sum of kern_expf(x_j / T - m)). x (R, V) f32. */
+void kern_cuda_cpuo_lse(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V, cudaStream_t stream);
 
 /* ---- Fixed-order chunk sum (chunk_tree.cu), the device half of comm_nccl's chunk sum: out (n) f32 = sum of the
  * chunks of all (C, n) f32 (chunk c at all + c * n), for every element i: sum(lo, hi) = sum(lo, mid) +

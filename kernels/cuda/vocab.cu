@@ -14,7 +14,9 @@
 // and a fixed pairwise tree over the warp sums; the segment sums are then added in ascending segment order. None of
 // this depends on R, on which rows share the launch, or on the path (generate or score) that asked for the row.
 // Gumbel noise: one Philox call (common/philox.h, shared with the host sampler) gives the 4 uniforms of an aligned
-// quad of ids (j >> 2), so each thread visits whole quads in pass (1).
+// quad of ids (j >> 2), so each thread visits whole quads in pass (1); g = -kern_logf(-kern_logf(u)) (kern_math.h),
+// the host sampler's function, so a row's sampled token is the CPU's whenever its logits are (the fp32 mode).
+// The fp32 mode then replaces lse by the CPU's 8-lane order (kern_cuda_cpuo_lse, cpu_order.cu).
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -23,6 +25,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/kern.h"
+#include "kernels/kern_math.h"
 
 #define VOCAB_THREADS 256
 #define VOCAB_WARPS (VOCAB_THREADS / 32)
@@ -63,7 +66,7 @@ __device__ __forceinline__ void visit(int j, float v, const kern_row_req &q, flo
         bi = j;
     }
     if (q.mode == KERN_ROW_GUMBEL) {
-        const float g = __fadd_rn(vt, -logf(-logf(gu)));
+        const float g = __fadd_rn(vt, -kern_logf(-kern_logf(gu))); // the host sampler's noise, bit for bit
         if (beats(g, j, gbest, gi)) {
             gbest = g;
             gi = j;

@@ -1,5 +1,5 @@
-# Golden files: tests/data/golden/ holds rollouts and scores files made by the code before the library rebuild
-# (commit 081e456, tests/data/golden/make.sh). Today's code, run with the same commands (1 rank, and 2 ranks with
+# Golden files: tests/data/golden/ holds rollouts and scores files made by tests/data/golden/make.sh (first by commit
+# 081e456; remade when exp/log became bitroll's own, see make.sh). Today's code, run with the same commands (1 rank, and 2 ranks with
 # other budgets), must reproduce every /samples and /scores dataset bit for bit (rollouts_cmp / scores_cmp: memcmp).
 source "$(dirname "$0")/lib/common.bash" "$@"
 G=$DATA/golden

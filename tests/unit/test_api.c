@@ -1,6 +1,6 @@
 /* Tests of the public C API (include/bitroll/bitroll.h), against references the API did not make:
  * - generate and score through the API reproduce, bit for bit, the golden rollouts and scores files made by the
- *   CLI of commit 081e456 (tests/data/golden), whatever the engine's budgets;
+ *   CLI (tests/data/golden/make.sh), whatever the engine's budgets;
  * - bitroll_verify_files: exit status and report on the golden pair, on a scores file with one flipped bit, on
  *   files that do not belong together;
  * - weights round trip: tensors set through the API and committed give the fingerprint and the completions of the

@@ -860,15 +860,15 @@ static void test_full_text(void **state) {
     assert_null(back.sample_id);
     h5log_rollouts_free(&r);
 
-    /* a file written before full_text existed (the golden files, commit 081e456) still reads, with the
+    /* a file written before full_text existed (tests/data/golden-v1, commit 081e456) still reads, with the
      * fingerprint its scores file recorded */
     h5log_scores sc;
     h5log_meta sm;
-    st = h5log_rollouts_read(BR_TEST_DATA "/golden/stories-t0.rollouts.h5", &back, &m);
+    st = h5log_rollouts_read(BR_TEST_DATA "/golden-v1/stories-t0.rollouts.h5", &back, &m);
     if (st != BR_OK) fail_msg("%s", br_last_error());
     assert_null(back.full_text);
     assert_non_null(back.completion_text);
-    st = h5log_scores_read(BR_TEST_DATA "/golden/stories-t0.scores.h5", &sc, &sm);
+    st = h5log_scores_read(BR_TEST_DATA "/golden-v1/stories-t0.scores.h5", &sc, &sm);
     if (st != BR_OK) fail_msg("%s", br_last_error());
     assert_string_equal(m.fingerprint_hex, sm.rollouts_fingerprint);
     h5log_scores_free(&sc);
@@ -974,7 +974,7 @@ static void test_truncated_refused(void **state) {
     h5log_rollouts_free(&r);
 }
 
-/* Version 1 files (no header: the golden files of commit 081e456) still read, unchecked; the size checks apply to
+/* Version 1 files (no header: tests/data/golden-v1, commit 081e456) still read, unchecked; the size checks apply to
  * them too: a dataset that claims more elements than the file could hold is refused before any allocation. */
 static void test_old_files_and_claims(void **state) {
     (void)state;
@@ -982,9 +982,9 @@ static void test_old_files_and_claims(void **state) {
     h5log_rollouts back;
     h5log_meta m;
     int has = 1;
-    assert_int_equal(h5log_check_file(BR_TEST_DATA "/golden/stories-t1.rollouts.h5", &has, NULL), BR_OK);
+    assert_int_equal(h5log_check_file(BR_TEST_DATA "/golden-v1/stories-t1.rollouts.h5", &has, NULL), BR_OK);
     assert_int_equal(has, 0);
-    br_status st = h5log_rollouts_read(BR_TEST_DATA "/golden/stories-t1.rollouts.h5", &back, &m);
+    br_status st = h5log_rollouts_read(BR_TEST_DATA "/golden-v1/stories-t1.rollouts.h5", &back, &m);
     if (st != BR_OK) fail_msg("%s", br_last_error());
     assert_int_equal(m.format_version, 1);
     assert_int_equal(m.checked, 0);
@@ -994,7 +994,7 @@ static void test_old_files_and_claims(void **state) {
     /* an old file whose sample_id claims 2e9 elements (chunked, nothing written: the file stays small) */
     tpath(p, sizeof p, "old_claims.h5");
     size_t len = 0;
-    char *b = slurp(BR_TEST_DATA "/golden/stories-t1.rollouts.h5", &len);
+    char *b = slurp(BR_TEST_DATA "/golden-v1/stories-t1.rollouts.h5", &len);
     write_bytes(p, b, len);
     free(b);
     hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);

@@ -1,0 +1,40 @@
+# CPU == GPU in the fp32 kernel mode, bitwise (issue 17 item 3; docs/REPRODUCIBILITY.md): for every bundled checkpoint
+# (stories260K and tiny-{llama,qwen3,gpt2} in f32 and bf16), greedy and T = 1 with top-p 0.9:
+# - `generate --device cuda --kernels fp32` writes the same /samples datasets as `generate --device cpu` (memcmp:
+#   tokens, log-probs, logits digests);
+# - `score --device cpu` of the GPU's rollouts, then `verify`, exits 0 (the log-probs re-score bit for bit);
+# - `score --device cuda --kernels fp32` equals `score --device cpu` (scores_cmp).
+# Skipped (exit 77, "skipped") without a CUDA device or a CUDA build.
+source "$(dirname "$0")/lib/common.bash" "$@"
+echo '{"prompt_ids": [1]}' >"$TMP/bos.jsonl"
+code=0
+"$BITROLL" generate --device cuda --model "$MODEL" --prompts "$TMP/bos.jsonl" --out "$TMP/probe.h5" \
+    --max-new-tokens 4 --quiet 2>"$TMP/probe.txt" || code=$?
+if [ "$code" != 0 ] && grep -qE "no CUDA device|built without CUDA" "$TMP/probe.txt"; then
+    echo "skipped: $(cat "$TMP/probe.txt")"
+    exit 77
+fi
+[ "$code" = 0 ] || { cat "$TMP/probe.txt"; fail "generate --device cuda failed"; }
+write_prompts "$TMP/p.jsonl"
+ids=1
+for k in $(seq 1 70); do ids="$ids, $(( (k * 37) % 500 + 3 ))"; done
+echo "{\"prompt_ids\": [$ids], \"id\": \"long\"}" >>"$TMP/p.jsonl"
+n_ok=0
+for m in "$MODEL" "$DATA"/models/tiny-{llama,qwen3,gpt2}/{f32,bf16}; do
+    for t in "--temperature 0" "--temperature 1 --top-p 0.9"; do
+        # shellcheck disable=SC2086
+        G=(--model "$m" --prompts "$TMP/p.jsonl" --n 3 --max-new-tokens 40 --seed 5 --no-stop --quiet $t)
+        "$BITROLL" generate --device cuda --kernels fp32 "${G[@]}" --out "$TMP/gpu.h5"
+        "$BITROLL" generate --device cpu "${G[@]}" --out "$TMP/cpu.h5"
+        same_rollouts "$TMP/cpu.h5" "$TMP/gpu.h5"
+        "$BITROLL" score --device cpu --model "$m" --rollouts "$TMP/gpu.h5" --out "$TMP/cpu.s.h5" --quiet
+        "$BITROLL" verify "$TMP/gpu.h5" "$TMP/cpu.s.h5" >"$TMP/v.txt" || { cat "$TMP/v.txt"; fail "$m ($t): GPU rollouts do not verify against CPU scores"; }
+        "$BITROLL" score --device cuda --kernels fp32 --model "$m" --rollouts "$TMP/gpu.h5" --out "$TMP/gpu.s.h5" \
+            --max-batch-tokens 37 --quiet
+        "$TOOLS/scores_cmp" "$TMP/cpu.s.h5" "$TMP/gpu.s.h5" || fail "$m ($t): GPU fp32 scores differ from the CPU's"
+        n_ok=$((n_ok + 1))
+        echo "ok: $(basename "$(dirname "$m")")/$(basename "$m") $t: GPU fp32 == CPU (generate, score), verify exit 0"
+    done
+done
+[ "$n_ok" = 14 ] || fail "expected 14 cases, ran $n_ok"
+echo "ok: $n_ok cases, CPU == GPU bitwise in the fp32 mode"

@@ -36,7 +36,8 @@ for k in invariant fp32; do
         echo "ok: --kernels $k, n = $n, page sizes 1 16 17 13 5: shared == unshared on the GPU"
     done
 done
-"$BITROLL" score --device cuda --model "$MODEL" --rollouts "$TMP/on.h5" --out "$TMP/on.s.h5" --max-batch-tokens 37 --quiet
+# on.h5 is the last run: --kernels fp32, so it is scored in that mode
+"$BITROLL" score --device cuda --kernels fp32 --model "$MODEL" --rollouts "$TMP/on.h5" --out "$TMP/on.s.h5" --max-batch-tokens 37 --quiet
 "$BITROLL" verify "$TMP/on.h5" "$TMP/on.s.h5" | tee "$TMP/v.txt"
 grep -q "bitwise equal" "$TMP/v.txt" || fail "verify of shared rollouts on the GPU"
 Q="$DATA/models/tiny-qwen3/bf16"

@@ -27,7 +27,7 @@ size_t rollout_sample_scratch_bytes(int V);
  * 1. candidates ordered by (logit desc, id asc); NaN logits rank after every number;
  * 2. top_k > 0: the first top_k of that order are kept (a bounded heap, O(V log k));
  * 3. top_p < 1: of those, the smallest prefix whose probability mass reaches top_p is kept, where
- *    p_j = expf(kern_cpu_logsoftmax(logits, V, T)[j]) is the softmax over the FULL vocabulary (not
+ *    p_j = kern_expf(kern_cpu_logsoftmax(logits, V, T)[j]) is the softmax over the FULL vocabulary (not
  *    renormalised over the top k), summed in fp32 in the order of step 1 starting from the top, and the
  *    prefix ends at the first i with sum_{0..i} p >= top_p (always >= 1 token; when rounding leaves the
  *    sum of all kept tokens below top_p, all of them are kept).
@@ -46,7 +46,7 @@ int rollout_filter(const float *logits /* (V) fp32 */, int V, const rollout_samp
 int32_t rollout_sample_with_noise(const float *logits /* (V) fp32 */, int V, const rollout_sampling *s,
                                   const float *gumbel /* (V) fp32 */, void *scratch);
 
-/* Gumbel noise of one (sample, position) row: g_j = -logf(-logf(br_uniform01(
+/* Gumbel noise of one (sample, position) row: g_j = -kern_logf(-kern_logf(br_uniform01(
  * br_rand_u32(seed, sample_id, position, j)))) for j < V (finite: br_uniform01 is in the open (0,1)). */
 void rollout_gumbel(float *g /* (V) fp32 */, int V, uint64_t seed, uint64_t sample_id, int32_t position);
 

@@ -50,9 +50,9 @@ void kern_cpu_rope(float *x, const int32_t *pos, const float *rope, int M, int n
  * computed in double and rounded once to f32. */
 void kern_cpu_rope_table(float *rope, int max_pos, int hd, double theta, kern_dtype inv_freq_dtype);
 
-/* out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + expf(-g)). */
+/* out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + kern_expf(-g)) (exp, log, tanh here: kernels/kern_math.h). */
 void kern_cpu_swiglu(float *out, const float *gate, const float *up, int64_t n);
-/* x[i] = 0.5 x (1 + tanhf(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2 "gelu_new"), in place. */
+/* x[i] = 0.5 x (1 + kern_tanhf(sqrt(2/pi) (x + 0.044715 x^3))) (GPT-2 "gelu_new"), in place. */
 void kern_cpu_gelu_tanh(float *x, int64_t n);
 /* x[i] += y[i]. */
 void kern_cpu_add(float *x, const float *y, int64_t n);
@@ -81,7 +81,7 @@ void kern_cpu_kv_write(kern_kv_layer *kv, const float *k_new, const float *v_new
  * q (M, n_heads, hd), out (M, n_heads, hd); head h reads kv head h / (n_heads / n_kv).
  * Per (row, head): keys visited in chunks of KERN_ATTN_CHUNK in ascending order; scores
  * s_j = dot(q, k_j) * scale (8-lane dot); online softmax per chunk: m' = max(m, max_j s_j),
- * l = l * expf(m - m') + sum_j expf(s_j - m') (ascending j), acc = acc * expf(m - m') + sum_j p_j v_j
+ * l = l * kern_expf(m - m') + sum_j kern_expf(s_j - m') (ascending j), acc = acc * expf(m - m') + sum_j p_j v_j
  * (ascending j, per output element); out = acc / l. Keys beyond pos[m] are not visited. */
 void kern_cpu_attention(float *out, const float *q, const kern_kv_layer *kv, const int32_t *const *page_tables,
                         const int32_t *pos, int M, int n_heads, float scale);
@@ -89,7 +89,7 @@ void kern_cpu_attention(float *out, const float *q, const kern_kv_layer *kv, con
 /* ---- Vocabulary rows. */
 /* Index of the largest value; ties -> the lowest index; NaN never wins. */
 int kern_cpu_argmax(const float *x, int n);
-/* log-softmax(x / temperature)[token] over the whole row: (x_t/T - m) - logf(sum_j expf(x_j/T - m)),
+/* log-softmax(x / temperature)[token] over the whole row: (x_t/T - m) - kern_logf(sum_j kern_expf(x_j/T - m)),
  * m = max_j x_j/T, the sum in the 8-lane order. temperature must be > 0. */
 float kern_cpu_logprob(const float *x, int n, float temperature, int token);
 /* out[j] = log-softmax(x / temperature)[j] for the whole row (same arithmetic as kern_cpu_logprob). */

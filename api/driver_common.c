@@ -285,9 +285,16 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
             so.wb = comm_links_wb(links);
         }
         /* This group's share, window by window, in job order (the ranks of a tensor-parallel group see the same
-         * windows). A sample's bits depend on no batch (DESIGN 1), so the windows change none of them. */
+         * windows). A sample's bits depend on no batch (DESIGN 1), so the windows change none of them. Every rank
+         * runs the same number of windows -- enough for the largest share, ceil(undone / groups) jobs; a window may
+         * hold no job -- because building the engine can be collective (the GPU's device weights broadcast): a
+         * rank that ran one window more than the others waited forever in that broadcast (seen on an H200). */
+        int64_t undone = 0;
+        for (int64_t j = 0; j < n_jobs; j++) undone += !done[j];
+        const int64_t most = (undone + world->n_groups - 1) / world->n_groups;
+        const int64_t n_windows = most <= window ? 1 : (most + window - 1) / window;
         int64_t i = 0, k = 0;
-        do {
+        for (int64_t win = 0; win < n_windows && rc == BR_OK; win++) {
             int64_t m = 0;
             for (; i < n_jobs && m < cap; i++)
                 if (!done[i] && comm_owner(world, k++) == world->group) {
@@ -299,7 +306,7 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
             rc = rollout_run(w, &so, mine, m, res, progress_cb, &pc);
             pc.base_done += m;
             pc.base_tokens += jc.tokens;
-        } while (rc == BR_OK && i < n_jobs);
+        }
         /* Fault injection for the tests: one rank fails after its work, the others must stop with its reason. */
         if (rc == BR_OK && o->tuning.inject_failure_rank == world->rank)
             rc = br_fail(BR_ERUNTIME, "injected failure (BITROLL_INJECT_FAILURE_RANK=%d)", world->rank);

@@ -9,33 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_host.h"
 #include "rollout/scheduler.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void cpu_model(char *out, size_t n) {
-    snprintf(out, n, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "model name", 10)) {
-            const char *c = strchr(line, ':');
-            if (c) {
-                c++;
-                while (*c == ' ') c++;
-                snprintf(out, n, "%s", c);
-                out[strcspn(out, "\n")] = 0;
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
 
 static int arg_int(int argc, char **argv, int i, int dflt) { return argc > i ? atoi(argv[i]) : dflt; }
 
@@ -70,7 +45,7 @@ int main(int argc, char **argv) {
         jobs[j].sampling = (rollout_sampling){1.0f, 1.0f, 0, 11};
     }
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    bench_cpu_model(cpu, sizeof cpu);
     double load[1] = {-1};
     FILE *la = fopen("/proc/loadavg", "r");
     if (la) {
@@ -93,12 +68,12 @@ int main(int argc, char **argv) {
             rollout_sched_opts o = {.max_batch_tokens = 256, .max_seqs = 64, .prefill_chunk = 64, .page_size = page,
                                     .stats = &st, .no_share_prompt_kv = mode == 0};
             for (int64_t j = 0; j < nj; j++) rollout_result_free(&res[mode][j]);
-            const double t0 = now_s();
+            const double t0 = bench_now_s();
             if (rollout_run(w, &o, jobs, nj, res[mode], NULL, NULL) != BR_OK) {
                 fprintf(stderr, "bench_share_kv: %s\n", br_last_error());
                 return 3;
             }
-            const double t = now_s() - t0;
+            const double t = bench_now_s() - t0;
             if (r == 0 || t < best[mode]) best[mode] = t, keep[mode] = st;
         }
     for (int mode = 0; mode < 2; mode++) {

@@ -6,34 +6,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_host.h"
 #include "common/br.h"
 #include "policy/tokenizer/tokenizer.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void cpu_model(char *out, size_t n) {
-    snprintf(out, n, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "model name", 10)) {
-            const char *c = strchr(line, ':');
-            if (c) {
-                c++;
-                while (*c == ' ') c++;
-                snprintf(out, n, "%s", c);
-                out[strcspn(out, "\n")] = 0;
-            }
-            break;
-        }
-    }
-    fclose(f);
-}
 
 /* English corpus: the ASCII lines of the reference encodings (prose, code, numbers), repeated to
  * `bytes`, each line followed by a newline. */
@@ -89,7 +64,7 @@ int main(int argc, char **argv) {
         return 3;
     }
     char cpu[256];
-    cpu_model(cpu, sizeof cpu);
+    bench_cpu_model(cpu, sizeof cpu);
     const char *names[3] = {"qwen3", "gpt2", "stories260K"};
     const char *paths[3] = {BR_TEST_DATA "/tokenizers/qwen3", BR_TEST_DATA "/tokenizers/gpt2",
                             BR_TEST_DATA "/../../configs/models/stories260K"};
@@ -100,19 +75,19 @@ int main(int argc, char **argv) {
     int rc = 0;
     for (int k = 0; k < 3; k++) {
         tok_tokenizer *tok = NULL;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (tok_load(paths[k], &tok)) {
             fprintf(stderr, "bench_tokenize: %s\n", br_last_error());
             rc = 3;
             continue;
         }
-        double load = now_s() - t0, best = 1e30;
+        double load = bench_now_s() - t0, best = 1e30;
         size_t n = 0;
         for (int r = 0; r < reps; r++) {
             int32_t *ids = NULL;
-            t0 = now_s();
+            t0 = bench_now_s();
             br_status st = tok_encode(tok, text, bytes, 0, &ids, &n);
-            double dt = now_s() - t0;
+            double dt = bench_now_s() - t0;
             free(ids);
             if (st) {
                 fprintf(stderr, "bench_tokenize: %s\n", br_last_error());

@@ -6,15 +6,7 @@
 # - `score --device cuda --kernels fp32` equals `score --device cpu` (scores_cmp).
 # Skipped (exit 77, "skipped") without a CUDA device or a CUDA build.
 source "$(dirname "$0")/lib/common.bash" "$@"
-echo '{"prompt_ids": [1]}' >"$TMP/bos.jsonl"
-code=0
-"$BITROLL" generate --device cuda --model "$MODEL" --prompts "$TMP/bos.jsonl" --out "$TMP/probe.h5" \
-    --max-new-tokens 4 --quiet 2>"$TMP/probe.txt" || code=$?
-if [ "$code" != 0 ] && grep -qE "no CUDA device|built without CUDA" "$TMP/probe.txt"; then
-    echo "skipped: $(cat "$TMP/probe.txt")"
-    exit 77
-fi
-[ "$code" = 0 ] || { cat "$TMP/probe.txt"; fail "generate --device cuda failed"; }
+require_cuda
 write_prompts "$TMP/p.jsonl"
 ids=1
 for k in $(seq 1 70); do ids="$ids, $(( (k * 37) % 500 + 3 ))"; done

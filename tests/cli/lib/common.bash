@@ -40,6 +40,20 @@ expect_exit() {
     echo "ok: exit $code, '$(head -c 200 "$TMP/err.txt" | tr '\n' ' ')'"
 }
 
+# require_cuda: exits 77 ("skipped") unless a one-token generate --device cuda runs (no CUDA device or no CUDA
+# build); fails if it errs otherwise.
+require_cuda() {
+    echo '{"prompt_ids": [1]}' >"$TMP/bos.jsonl"
+    local code=0
+    "$BITROLL" generate --device cuda --model "$MODEL" --prompts "$TMP/bos.jsonl" --out "$TMP/probe.h5" \
+        --max-new-tokens 4 --quiet 2>"$TMP/probe.txt" || code=$?
+    if [ "$code" != 0 ] && grep -qE "no CUDA device|built without CUDA" "$TMP/probe.txt"; then
+        echo "skipped: $(cat "$TMP/probe.txt")"
+        exit 77
+    fi
+    [ "$code" = 0 ] || { cat "$TMP/probe.txt"; fail "generate --device cuda failed"; }
+}
+
 same_rollouts() { # same_rollouts A B
     "$TOOLS/rollouts_cmp" "$1" "$2" || fail "$1 and $2 differ"
 }

@@ -40,9 +40,12 @@ cmake --build "$BUILD" --target bitroll bitroll_shared -j "$(nproc)" >"$LOGDIR/b
   || { tail -40 "$LOGDIR/build.log"; echo "build FAILED"; exit 1; }
 stage "build done"
 
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=$(command -v python3)
-"$PY" -c "import numpy, h5py" || { echo "the suite needs numpy and h5py for $PY"; exit 1; }
+# the first python3 with numpy and h5py: PATH's (the GPU machine's has them), then Debian's
+PY=
+for p in "${PYTHON:-}" "$(command -v python3)" /usr/bin/python3; do
+  [ -n "$p" ] && [ -x "$p" ] && "$p" -c "import numpy, h5py" 2>/dev/null && { PY=$p; break; }
+done
+[ -n "$PY" ] || { echo "the suite needs a python3 with numpy and h5py (tried \$PYTHON, PATH's python3, /usr/bin/python3)"; exit 1; }
 "$PY" -c "import matplotlib" 2>/dev/null || echo "note: matplotlib missing: results.json and tables only, no plots"
 
 TARGETS=("$@")

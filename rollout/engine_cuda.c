@@ -268,23 +268,35 @@ static int rowpar_chunks(int K) {
 
 /* The fp32 mode's row-parallel layer in the CPU reference's order (policy/forward.c row_parallel): the partial
  * product of each K-chunk -- one per head for o_proj, POLICY_MLP_CHUNKS of the MLP width for down_proj, chunk c of
- * the MLP covering columns [F c / 16, F (c + 1) / 16) -- summed by the pairwise chunk tree, then + bias. */
+ * the MLP covering columns [F c / 16, F (c + 1) / 16) -- summed by the pairwise chunk tree, then + bias. Under tensor
+ * parallelism a rank holds K = the whole K / size columns, i.e. chunks / size whole chunks (rank r: chunks r Cl ..);
+ * it computes their partials into its slot of f32_parts, the group all-gathers the slots (rank order = chunk order)
+ * and every rank sums all chunks by the same tree: the bits of one rank, whatever the size. */
 static void gemm_rowpar_f32(rollout_cuda *e, float *out, const float *x, void *W, const float *bias, int M, int N, int K,
                             int mlp) {
     const policy_config *c = &e->w->cfg;
-    const int C = mlp ? POLICY_MLP_CHUNKS : c->n_heads;
+    const int size = e->tp.size, rank = size > 1 ? e->tp.rank : 0;
+    const int C = mlp ? POLICY_MLP_CHUNKS : c->n_heads, Cl = C / size;
+    const int64_t Fall = (int64_t)K * size, f0 = (int64_t)K * rank; /* the MLP's whole width, this rank's first column */
     const size_t wes = e->wt.wdt == KERN_F32 ? 4 : 2;
     for (int m0 = 0; m0 < M; m0 += F32_SLICE) {
         const int Ms = M - m0 < F32_SLICE ? M - m0 : F32_SLICE;
-        for (int k = 0; k < C; k++) {
-            const int k0 = mlp ? (int)((int64_t)K * k / C) : k * c->head_dim;
-            const int k1 = mlp ? (int)((int64_t)K * (k + 1) / C) : (k + 1) * c->head_dim;
+        float *slot = e->a.f32_parts + (size_t)rank * Cl * Ms * N;
+        for (int k = 0; k < Cl; k++) {
+            const int g = rank * Cl + k; /* the chunk's index in the whole layer */
+            const int k0 = mlp ? (int)(Fall * g / C - f0) : k * c->head_dim;
+            const int k1 = mlp ? (int)(Fall * (g + 1) / C - f0) : (k + 1) * c->head_dim;
             if (k1 == k0) { /* an empty chunk (K < 16) is an exact zero on the CPU */
-                kern_cuda_memset_async(e->a.f32_parts + (size_t)k * Ms * N, 0, (size_t)Ms * N * sizeof(float), e->stream);
+                kern_cuda_memset_async(slot + (size_t)k * Ms * N, 0, (size_t)Ms * N * sizeof(float), e->stream);
                 continue;
             }
-            kern_cuda_gemm_f32_ld(e->a.f32_parts + (size_t)k * Ms * N, x + (size_t)m0 * K + k0, K,
+            kern_cuda_gemm_f32_ld(slot + (size_t)k * Ms * N, x + (size_t)m0 * K + k0, K,
                                   (const char *)W + (size_t)k0 * wes, K, e->wt.wdt, NULL, Ms, N, k1 - k0, e->stream);
+        }
+        if (size > 1) {
+            br_status st = e->tp.dev_allgather(e->tp.dev_ctx, slot, (size_t)Cl * Ms * N * sizeof(float), e->a.f32_parts,
+                                               e->stream);
+            if (st != BR_OK && e->tp_status == BR_OK) e->tp_status = st;
         }
         kern_cuda_chunk_tree(out + (size_t)m0 * N, e->a.f32_parts, C, (size_t)Ms * N, e->stream);
     }
@@ -625,12 +637,17 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
     if (tps > 1) {
         br_status rc = policy_tp_check(c, tps);
         if (rc != BR_OK) return rc;
-        if (mode != KERN_MODE_INVARIANT)
-            return br_fail(BR_EINVAL, "--tp %d on --device cuda: only --kernels invariant is tensor parallel", tps);
+        if (mode == KERN_MODE_STANDARD)
+            return br_fail(BR_EINVAL, "--tp %d on --device cuda: --kernels standard is not tensor parallel (invariant and "
+                                      "fp32 are)", tps);
         if (!tp->dev_allgather || !tp->dev_wait)
             return br_fail(BR_EINVAL, "--tp %d on --device cuda: no device all-gather", tps);
+        /* fp32: a rank's MLP columns must be whole chunks of the CPU's split (columns F c / 16 ..) */
+        if (mode == KERN_MODE_FP32 && (POLICY_MLP_CHUNKS % tps || c->ffn_dim % tps))
+            return br_fail(BR_EINVAL, "--tp %d on --device cuda --kernels fp32: the MLP's %d chunks and width %d must both "
+                                      "divide by it", tps, POLICY_MLP_CHUNKS, c->ffn_dim);
         const int co = rowpar_chunks(c->n_heads * hd), cd = rowpar_chunks(c->ffn_dim);
-        if (co % tps || cd % tps || c->ffn_dim % (16 * tps))
+        if (mode == KERN_MODE_INVARIANT && (co % tps || cd % tps || c->ffn_dim % (16 * tps)))
             return br_fail(BR_EINVAL, "--tp %d on --device cuda: the attention output (K = %d, %d chunks) and the MLP "
                                       "(K = %d, %d chunks) must split into whole chunks of a multiple of 16 columns",
                            tps, c->n_heads * hd, co, c->ffn_dim, cd);

@@ -49,24 +49,6 @@ check_verify "$MODEL" stories_topp --top-p 0.9 --top-k 50
 check_verify "$DATA/models/tiny-qwen3/bf16" qwen3
 check_verify "$DATA/models/tiny-llama/bf16" llama
 check_verify "$DATA/models/tiny-gpt2/f32" gpt2
-# Two ranks: with two GPUs or more visible, one GPU each and NCCL (the messages must name it); on a one-GPU machine
-# the two ranks share it (BITROLL_SHARE_GPUS=1) and the device collectives go through MPI host buffers.
-# GPUs this process may use: CUDA_VISIBLE_DEVICES's entries when it is set, else nvidia-smi's list
-visible_gpus() {
-    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c '[^ ]' || true
-    else nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true; fi
-}
-NGPU=$(visible_gpus)
-two_ranks_env() {
-    if [ "${NGPU:-0}" -ge 2 ]; then
-        unset BITROLL_SHARE_GPUS
-        BACKEND=nccl
-    else
-        export BITROLL_SHARE_GPUS=1
-        BACKEND=mpi-host-staging
-    fi
-    echo "two ranks on $NGPU GPU(s): expecting the $BACKEND backend"
-}
 # Data parallel on the GPU: generate on 2 ranks == generate on 1 rank (bitwise), and verify across rank counts
 # (generate on 2, score on 1, and the reverse): the work distribution and the gathering in sample-id order.
 # Rank 0 fills its device weights and broadcasts them, every rank's copy is fingerprinted against rank 0's: the

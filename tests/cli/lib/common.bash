@@ -54,6 +54,26 @@ require_cuda() {
     [ "$code" = 0 ] || { cat "$TMP/probe.txt"; fail "generate --device cuda failed"; }
 }
 
+# Two ranks on the GPU machine: with two GPUs or more visible, one GPU each and NCCL; on a one-GPU machine the two
+# ranks share it (BITROLL_SHARE_GPUS=1) and the device collectives go through MPI host buffers. Sets BACKEND.
+# GPUs this process may use: CUDA_VISIBLE_DEVICES's entries when it is set, else nvidia-smi's list.
+visible_gpus() {
+    if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c '[^ ]' || true
+    else nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true; fi
+}
+two_ranks_env() {
+    local ngpu
+    ngpu=$(visible_gpus)
+    if [ "${ngpu:-0}" -ge 2 ]; then
+        unset BITROLL_SHARE_GPUS
+        BACKEND=nccl
+    else
+        export BITROLL_SHARE_GPUS=1
+        BACKEND=mpi-host-staging
+    fi
+    echo "two ranks on $ngpu GPU(s): expecting the $BACKEND backend"
+}
+
 same_rollouts() { # same_rollouts A B
     "$TOOLS/rollouts_cmp" "$1" "$2" || fail "$1 and $2 differ"
 }

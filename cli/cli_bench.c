@@ -117,13 +117,21 @@ static void rl_usage(FILE *f) {
 typedef struct {
     rollout_device dev;
     int64_t min_free; /* least free device memory seen after a step */
+    double t0, last;  /* the run's start and the last progress line (cli_now seconds) */
 } rl_progress;
 
+/* Every step: the least free device memory; every 10 s a progress line on stderr (a run of minutes shows its rate,
+ * and a run cut short by a timeout still tells how far it got). */
 static void rl_on_step(void *ctx, int64_t done, int64_t total, int64_t tokens) {
-    (void)done, (void)total, (void)tokens;
     rl_progress *p = ctx;
     int64_t f = 0, t = 0;
     if (rollout_device_memory(p->dev, &f, &t) == BR_OK && (p->min_free < 0 || f < p->min_free)) p->min_free = f;
+    const double now = cli_now();
+    if (now - p->last >= 10.0) {
+        p->last = now;
+        fprintf(stderr, "bench rl: %.0f s: %lld/%lld samples done, %lld tokens, %.0f tokens/s so far\n", now - p->t0,
+                (long long)done, (long long)total, (long long)tokens, (double)tokens / (now - p->t0));
+    }
 }
 
 /* The copy bandwidth of the kernel table (bench/kernel_bench.c), measured alone: its JSON record "copy". 0 when
@@ -289,10 +297,10 @@ static int bench_rl(int argc, char **argv) {
                                     .report_plan = 1, .stats = &st};
             if (max_seqs) o.sizes_given |= ROLLOUT_GIVEN_MAX_SEQS;
             if (max_bt) o.sizes_given |= ROLLOUT_GIVEN_BATCH_TOKENS;
-            rl_progress pr = {dev, -1};
             int64_t free0 = 0, total = 0;
             const int have_mem = rollout_device_memory(dev, &free0, &total) == BR_OK;
             const double t0 = cli_now();
+            rl_progress pr = {dev, -1, t0, t0};
             rc = rollout_run(w, &o, jobs, S, res, rl_on_step, &pr);
             const double wall = cli_now() - t0 - st.s_create;
             if (rc != BR_OK) {

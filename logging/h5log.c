@@ -3,6 +3,7 @@
  * dataset's type and length, and what it claims against the file's size, before anything trusts it. */
 #include "logging/h5log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -761,6 +762,46 @@ br_status h5log_check_out(const char *path) {
     return BR_OK;
 }
 
+/* Temporary files path.tmp.<pid> left by writers that died without cleaning up (SIGKILL, a crash, a machine that went
+ * down: no handler runs) are removed before the next write of `path`, so a killed run followed by a rerun or --resume
+ * leaves nothing behind. Only those whose process no longer exists on this host (kill(pid, 0): ESRCH) go: a file of a
+ * live process, or of a process of that number on another host sharing the directory, is left alone. */
+static void remove_stale_tmps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dlen = slash ? (size_t)(slash - path) : 1;
+    char dir[4096], prefix[4096], full[8192];
+    if (dlen >= sizeof dir || strlen(base) + 6 >= sizeof prefix) return;
+    if (slash) {
+        memcpy(dir, path, dlen);
+        dir[dlen] = 0;
+        if (dlen == 0) strcpy(dir, "/");
+    } else {
+        strcpy(dir, ".");
+    }
+    snprintf(prefix, sizeof prefix, "%s.tmp.", base);
+    const size_t plen = strlen(prefix);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, plen) != 0) continue;
+        const char *num = e->d_name + plen;
+        char *end = NULL;
+        errno = 0;
+        const long pid = strtol(num, &end, 10);
+        if (*num < '0' || *num > '9' || *end || errno || pid <= 0 || (pid_t)pid != pid || (pid_t)pid == getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(full, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (unlink(full) == 0)
+            fprintf(stderr, "bitroll: removed %s, the temporary file of a run (process %ld) that did not finish\n", full,
+                    pid);
+    }
+    closedir(d);
+}
+
 /* The temporary file of the write in progress is removed by a SIGTERM, SIGINT or SIGHUP that would end the process
  * (only signals left at their default action are taken over; the handler then re-raises with that default). One
  * write at a time is guarded; the handler uses only async-signal-safe calls (unlink, sigaction, raise). */
@@ -866,6 +907,7 @@ static br_status h5w_begin(h5w *w, const char *path, const char *format, const h
     w->tmp = malloc(cap);
     if (!w->tmp) return br_fail(BR_ENOMEM, "%s: cannot allocate the temporary name", path);
     snprintf(w->tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+    remove_stale_tmps(path);
     w->guarded = guard_arm(w->tmp); /* before the file exists, so no moment leaves it behind */
     w->fd = open(w->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (w->fd < 0) return br_fail(BR_EIO, "%s: cannot create temporary file %s: %s", path, w->tmp, strerror(errno));

@@ -936,6 +936,41 @@ static void test_flipped_bits_refused(void **state) {
 }
 
 /* A file cut short (or grown) is named with both lengths; cut inside the header it is still named. */
+/* A writer killed with SIGKILL leaves path.tmp.<pid>: the next write of path removes it when no process <pid> lives
+ * (a reaped child's pid), and leaves alone the temporary file of a live process (our parent's) and other names. */
+static void test_stale_tmp_removed(void **state) {
+    (void)state;
+    char p[512], dead[600], live[600], other[600];
+    snprintf(p, sizeof p, "%s/stale.h5", g_dir);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) _exit(0);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child); /* reaped: kill(child, 0) now fails with ESRCH */
+    snprintf(dead, sizeof dead, "%s.tmp.%ld", p, (long)child);
+    snprintf(live, sizeof live, "%s.tmp.%ld", p, (long)getppid());
+    snprintf(other, sizeof other, "%s.tmp.12x", p);
+    const char *names[3] = {dead, live, other};
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(names[i], "w");
+        assert_non_null(f);
+        fputs("partial", f);
+        fclose(f);
+    }
+    h5log_rollouts r;
+    make_rollouts(&r, 5, 3);
+    assert_int_equal(h5log_rollouts_write(p, &r, &g_prov), BR_OK);
+    h5log_rollouts_free(&r);
+    struct stat st;
+    assert_int_equal(stat(dead, &st), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(stat(live, &st), 0);
+    assert_int_equal(stat(other, &st), 0);
+    assert_int_equal(unlink(live), 0);
+    assert_int_equal(unlink(other), 0);
+    assert_int_equal(count_tmp_files(), 0);
+}
+
 static void test_truncated_refused(void **state) {
     (void)state;
     char p[320], q[320], want[200];
@@ -1049,6 +1084,7 @@ int main(void) {
         cmocka_unit_test(test_full_text),
         cmocka_unit_test(test_flipped_bits_refused),
         cmocka_unit_test(test_truncated_refused),
+        cmocka_unit_test(test_stale_tmp_removed),
         cmocka_unit_test(test_old_files_and_claims),
     };
     /* The tests damage files with HDF5 directly and expect its calls to fail quietly too. */

@@ -100,7 +100,7 @@ typedef struct {
     size_t rp_ws_bytes;
     float *tp_ws;              /* tensor parallelism: (C, T_slice, D) f32 all-gathered chunk partials */
     size_t tp_ws_bytes;
-    float *f32_parts;          /* fp32 mode: (C, F32_SLICE, D) f32 chunk partials of a row-parallel layer (CPU order) */
+    float *f32_parts;          /* fp32 mode: (C, ROLLOUT_F32_SLICE, D) f32 chunk partials of a row-parallel layer (CPU order) */
     /* host staging: pinned copies of pages, ptoff, gather, req, out; one logits row for the host sampler */
     int32_t *h_pages, *h_ptoff, *h_gather;
     kern_row_req *h_req;
@@ -263,8 +263,6 @@ static int rowpar_chunks(int K) {
     return c;
 }
 
-/* Rows per slice of the fp32 mode's row-parallel layers (bounds e->a.f32_parts). */
-#define F32_SLICE 64
 
 /* The fp32 mode's row-parallel layer in the CPU reference's order (policy/forward.c row_parallel): the partial
  * product of each K-chunk -- one per head for o_proj, POLICY_MLP_CHUNKS of the MLP width for down_proj, chunk c of
@@ -279,8 +277,8 @@ static void gemm_rowpar_f32(rollout_cuda *e, float *out, const float *x, void *W
     const int C = mlp ? POLICY_MLP_CHUNKS : c->n_heads, Cl = C / size;
     const int64_t Fall = (int64_t)K * size, f0 = (int64_t)K * rank; /* the MLP's whole width, this rank's first column */
     const size_t wes = e->wt.wdt == KERN_F32 ? 4 : 2;
-    for (int m0 = 0; m0 < M; m0 += F32_SLICE) {
-        const int Ms = M - m0 < F32_SLICE ? M - m0 : F32_SLICE;
+    for (int m0 = 0; m0 < M; m0 += ROLLOUT_F32_SLICE) {
+        const int Ms = M - m0 < ROLLOUT_F32_SLICE ? M - m0 : ROLLOUT_F32_SLICE;
         float *slot = e->a.f32_parts + (size_t)rank * Cl * Ms * N;
         for (int k = 0; k < Cl; k++) {
             const int g = rank * Cl + k; /* the chunk's index in the whole layer */
@@ -514,7 +512,7 @@ static br_status acts_build(cuda_acts *a, const rollout_cuda *e, int T_) {
     }
     if (e->mode == KERN_MODE_FP32) {
         const int cmax = H > POLICY_MLP_CHUNKS ? H : POLICY_MLP_CHUNKS;
-        a->f32_parts = kern_cuda_malloc((size_t)cmax * (T < F32_SLICE ? T : F32_SLICE) * D * sizeof(float));
+        a->f32_parts = kern_cuda_malloc((size_t)cmax * (T < ROLLOUT_F32_SLICE ? T : ROLLOUT_F32_SLICE) * D * sizeof(float));
     }
     if (e->mode == KERN_MODE_INVARIANT) {
         if (e->tp.size > 1) {

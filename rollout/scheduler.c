@@ -499,12 +499,18 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
     p->step_io = T * (4 * 4 + max_pages * 4 + 32 /* kern_row_req */ + 32 /* kern_row_out */);
     /* workspaces: vocabulary rows (32-byte partials per segment of 8192 entries), row-parallel GEMM partials (8
      * chunks of up to 2048 rows, plus 64 KiB of tile counters), split-KV partials (standard mode: fewer rows than
-     * 4/5 of the SMs, at most 64 splits; 256 SMs assumed), tensor-parallel partials (8 chunks of 2048 rows) */
+     * 4/5 of the SMs, at most 64 splits; 256 SMs assumed), tensor-parallel partials (8 chunks of 2048 rows); the
+     * fp32 mode's row-parallel chunk partials (engine_cuda.c f32_parts: max(heads, 16) chunks of up to 64 rows, also
+     * its tensor-parallel all-gather buffer) */
     const int64_t Tr = T < 2048 ? T : 2048;
     p->workspaces = T * ((V + 8191) / 8192) * 32;
     if (p->mode == KERN_MODE_INVARIANT) {
         p->workspaces += 8 * Tr * D * 4 + 65536;
         if (tps > 1) p->workspaces += 8 * Tr * D * 4;
+    }
+    if (p->mode == KERN_MODE_FP32) {
+        const int64_t cmax = H > POLICY_MLP_CHUNKS ? H : POLICY_MLP_CHUNKS;
+        p->workspaces += cmax * (T < ROLLOUT_F32_SLICE ? T : ROLLOUT_F32_SLICE) * D * 4;
     }
     if (p->mode == KERN_MODE_STANDARD && hd >= 32) {
         int64_t rows = (256 * 4 / 5) / (KV > 0 ? KV : 1) + 1;

@@ -206,6 +206,9 @@ static void test_mem_plan(void **state) {
     rollout_mem_plan f = {.mode = KERN_MODE_FP32, .wdtype = KERN_F32, .tp_size = 2, .max_tokens = 16, .page_size = 16};
     rollout_mem_plan_compute(&c, &f);
     assert_int_equal(f.kv_token, 2 * 28 * 4 * 128 * 4);
+    /* its workspaces: the vocabulary rows' partials (19 segments of 8192 entries, 32 bytes each, per row) and the
+     * row-parallel chunk partials: 16 chunks (16 heads, 16 MLP chunks) x 16 rows x 1024 floats */
+    assert_int_equal(f.workspaces, 16 * 19 * 32 + 16 * 16 * 1024 * 4);
     int64_t fs = 0, ft = 0;
     assert_int_equal(rollout_device_memory(ROLLOUT_DEVICE_CPU, &fs, &ft), BR_EINVAL); /* host memory: no plan */
 }

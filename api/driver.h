@@ -109,12 +109,27 @@ typedef struct driver_parts driver_parts;
  * Results travel through the journal o->out.parts (below): each group's first rank appends each result as the
  * scheduler finishes it, and rank 0 indexes the shards after the run (every job's record checked). Without
  * o->resume a stale journal is removed first; with it, the jobs the journal already holds are not run again and the
- * others are dealt round-robin to this run's groups. A group runs its share in windows of at most
+ * others are dealt to this run's groups (driver_dealer: a prompt's samples together). A group runs its share in windows of at most
  * DRIVER_WINDOW_JOBS(device, max_seqs) jobs, so its memory does not grow with the share either. Progress (the whole
  * job's, summed over the groups) on rank 0's stderr unless quiet. The caller closes *parts (driver_parts_close) and
  * removes the journal (driver_out_done) once the output file is written. */
 br_status driver_run_and_gather(const comm_world *world, const policy_weights *w, const driver_opts *o,
                                 const driver_jobs *jobs, driver_parts **parts);
+/* The dealing of a run's undone jobs to its groups, the same on every rank. Runs of consecutive jobs with the same
+ * prompt (a request's n samples) go to one group whole, so that they share the prompt's KV pages, and the runs go
+ * round-robin -- when there are at least as many runs as groups; else (few prompts, many samples) the jobs go
+ * round-robin one by one, as they did before, so that every group gets work. init counts the runs (one pass, get()
+ * on every undone job); next is called for each undone job in increasing order and returns its group. */
+typedef struct {
+    const driver_jobs *jobs;
+    int n_groups, whole_runs;
+    int64_t unit;     /* the current run (whole_runs) or job's index among the dealt units */
+    rollout_job prev; /* the previous undone job */
+    int have_prev;
+} driver_dealer;
+void driver_deal_init(driver_dealer *d, const driver_jobs *jobs, const uint8_t *done, int n_groups);
+int driver_deal_next(driver_dealer *d, int64_t i);
+
 /* Jobs handed to the scheduler at once (each window ends with a batch that drains, and makes its own engine): 64 x
  * max_seqs, at least 4096 on the CPU and 65536 on a GPU (whose max_seqs may be chosen later, from its memory).
  * 128 bytes a job: 0.5 MiB and 8 MiB. */

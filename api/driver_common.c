@@ -218,6 +218,27 @@ static br_status on_result(void *ctx, int64_t job_index, rollout_result *r) {
     return rc;
 }
 
+static int64_t deal_unit(driver_dealer *d, int64_t i) {
+    rollout_job j;
+    d->jobs->get(d->jobs->ctx, i, &j);
+    if (d->have_prev && (!d->whole_runs || !rollout_same_prompt(&d->prev, &j))) d->unit++;
+    d->prev = j;
+    d->have_prev = 1;
+    return d->unit;
+}
+
+void driver_deal_init(driver_dealer *d, const driver_jobs *jobs, const uint8_t *done, int n_groups) {
+    *d = (driver_dealer){.jobs = jobs, .n_groups = n_groups > 1 ? n_groups : 1, .whole_runs = 1};
+    int64_t runs = 0;
+    for (int64_t i = 0; i < jobs->n && d->n_groups > 1; i++)
+        if (!done || !done[i]) runs = deal_unit(d, i) + 1;
+    *d = (driver_dealer){.jobs = jobs, .n_groups = d->n_groups, .whole_runs = runs >= d->n_groups};
+}
+
+int driver_deal_next(driver_dealer *d, int64_t i) {
+    return d->n_groups > 1 ? (int)(deal_unit(d, i) % d->n_groups) : 0;
+}
+
 br_status driver_run_and_gather(const comm_world *world, const policy_weights *w, const driver_opts *o,
                                 const driver_jobs *jobs, driver_parts **parts_out) {
     *parts_out = NULL;
@@ -259,9 +280,21 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
         attempt = (int)a;
     }
     if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
-    /* the jobs not yet done are dealt round-robin to this run's groups (whatever the earlier run's count was) */
-    for (int64_t i = 0, k = 0; i < n_jobs; i++)
-        if (!done[i]) n_mine += comm_owner(world, k++) == world->group;
+    /* the jobs not yet done are dealt to this run's groups (whatever the earlier run's count was); each group's
+     * share: this rank's, and the largest (every rank runs as many windows as the largest needs) */
+    driver_dealer dealer;
+    int64_t most = 0;
+    int64_t *share = calloc((size_t)world->n_groups, sizeof *share);
+    if (!share) {
+        rc = br_fail(BR_ENOMEM, "out of memory for %d groups", world->n_groups);
+    } else {
+        driver_deal_init(&dealer, jobs, done, world->n_groups);
+        for (int64_t i = 0; i < n_jobs; i++)
+            if (!done[i]) share[driver_deal_next(&dealer, i)]++;
+        n_mine = share[world->group];
+        for (int g = 0; g < world->n_groups; g++) most = share[g] > most ? share[g] : most;
+        free(share);
+    }
     const int64_t cap = n_mine < window ? n_mine : window;
     mine = malloc((size_t)(cap + 1) * sizeof *mine);
     mine_idx = malloc((size_t)(cap + 1) * sizeof *mine_idx);
@@ -286,18 +319,16 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
         }
         /* This group's share, window by window, in job order (the ranks of a tensor-parallel group see the same
          * windows). A sample's bits depend on no batch (DESIGN 1), so the windows change none of them. Every rank
-         * runs the same number of windows -- enough for the largest share, ceil(undone / groups) jobs; a window may
-         * hold no job -- because building the engine can be collective (the GPU's device weights broadcast): a
+         * runs the same number of windows -- enough for the largest share (`most`); a window may hold no job --
+         * because building the engine can be collective (the GPU's device weights broadcast): a
          * rank that ran one window more than the others waited forever in that broadcast (seen on an H200). */
-        int64_t undone = 0;
-        for (int64_t j = 0; j < n_jobs; j++) undone += !done[j];
-        const int64_t most = (undone + world->n_groups - 1) / world->n_groups;
         const int64_t n_windows = most <= window ? 1 : (most + window - 1) / window;
-        int64_t i = 0, k = 0;
+        int64_t i = 0;
+        driver_deal_init(&dealer, jobs, done, world->n_groups);
         for (int64_t win = 0; win < n_windows && rc == BR_OK; win++) {
             int64_t m = 0;
             for (; i < n_jobs && m < cap; i++)
-                if (!done[i] && comm_owner(world, k++) == world->group) {
+                if (!done[i] && driver_deal_next(&dealer, i) == world->group) {
                     mine_idx[m] = i;
                     jobs->get(jobs->ctx, i, &mine[m++]);
                 }

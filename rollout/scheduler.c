@@ -104,7 +104,7 @@ typedef struct {
     int active;
 } prefix;
 
-static int same_prompt(const rollout_job *a, const rollout_job *b) {
+int rollout_same_prompt(const rollout_job *a, const rollout_job *b) {
     return !a->forced && !b->forced && a->prompt_len == b->prompt_len &&
            (a->prompt == b->prompt || !memcmp(a->prompt, b->prompt, (size_t)a->prompt_len * sizeof *a->prompt));
 }
@@ -161,7 +161,7 @@ static br_status admit_next(rollout_engine *eng, policy_kvcache *kv, prefix *pf,
         const int len = j->prompt_len - 1;
         int64_t end = idx + 1;
         if (!j->forced && len >= 1 && share_fits(j, len, kv))
-            while (end < n_jobs && same_prompt(j, &jobs[end]) && share_fits(&jobs[end], len, kv)) end++;
+            while (end < n_jobs && rollout_same_prompt(j, &jobs[end]) && share_fits(&jobs[end], len, kv)) end++;
         if (end - idx >= 2) {
             if ((rc = policy_kv_reserve(kv, &pf->seq, len)) != BR_OK) return rc;
             pf->job = j;

@@ -102,6 +102,9 @@ typedef struct rollout_mem_plan {
     int64_t total;
 } rollout_mem_plan;
 
+/* Whether two jobs share their prompt (the same tokens; neither teacher-forced): consecutive such jobs share its
+ * prefilled KV pages (rollout_run), and the driver deals them to one group. */
+int rollout_same_prompt(const rollout_job *a, const rollout_job *b);
 /* Rows per slice of the CUDA fp32 mode's row-parallel layers: its chunk-partials buffer holds max(heads, 16) chunks
  * of this many rows (rollout/engine_cuda.c, counted by rollout_mem_plan_compute). */
 #define ROLLOUT_F32_SLICE 64

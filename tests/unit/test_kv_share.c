@@ -12,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "api/driver.h"
 #include "rollout/scheduler.h"
 
 #define STORIES BR_TEST_DATA "/../../configs/models/stories260K"
@@ -350,11 +351,66 @@ static void test_qwen3(void **state) {
     policy_weights_free(w);
 }
 
+/* The driver deals a prompt's samples to one group (so that they can share its KV pages) when there are at least as
+ * many prompts as groups, else job by job; teacher-forced jobs (score) never form runs. Expected groups written out. */
+static void expect_deal(const rollout_job *jobs, int64_t n, const uint8_t *done, int groups, const int *want) {
+    driver_jobs dj = driver_jobs_array(jobs, n);
+    driver_dealer d;
+    driver_deal_init(&d, &dj, done, groups);
+    for (int64_t i = 0; i < n; i++) {
+        if (done && done[i]) continue;
+        const int g = driver_deal_next(&d, i);
+        if (g != want[i]) print_message("job %lld: group %d, expected %d\n", (long long)i, g, want[i]);
+        assert_int_equal(g, want[i]);
+    }
+}
+
+static void test_dealing(void **state) {
+    (void)state;
+    static const int32_t pa[3] = {1, 5, 6}, pb[3] = {1, 7, 8}, pc[3] = {1, 9, 9}, pa2[3] = {1, 5, 6};
+    rollout_job j[12];
+    memset(j, 0, sizeof j);
+    for (int i = 0; i < 12; i++) {
+        j[i].prompt = i < 4 ? pa : i < 8 ? pb : i < 10 ? pc : pa2; /* runs of 4, 4 and 2 + 2 (pc, then pa's tokens) */
+        j[i].prompt_len = 3;
+        j[i].sample_id = i;
+        j[i].max_new = 4;
+    }
+    /* 4 runs (pc and the copy of pa are different prompts), 2 groups: whole runs, round-robin */
+    const int w2[12] = {0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1};
+    expect_deal(j, 12, NULL, 2, w2);
+    /* 3 groups: still whole runs */
+    const int w3[12] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 0, 0};
+    expect_deal(j, 12, NULL, 3, w3);
+    /* 5 groups > 4 runs: job by job, as before */
+    const int w5[12] = {0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1};
+    expect_deal(j, 12, NULL, 5, w5);
+    /* one group: everything to it */
+    const int w1[12] = {0};
+    expect_deal(j, 12, NULL, 1, w1);
+    /* a resumed run: the done jobs are skipped; the undone ones of the first two prompts form runs 0 and 1 */
+    const uint8_t done[12] = {1, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1};
+    const int wd[12] = {-1, 0, -1, 0, -1, -1, -1, 1, -1, -1, -1, -1};
+    expect_deal(j, 12, done, 2, wd);
+    /* one undone run left for 2 groups: job by job */
+    const uint8_t done1[12] = {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1};
+    const int wd1[12] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1, -1};
+    expect_deal(j, 12, done1, 2, wd1);
+    /* teacher-forced jobs (score) never share a prompt: job by job */
+    static const int32_t forced[2] = {3, 4};
+    for (int i = 0; i < 12; i++) {
+        j[i].forced = forced;
+        j[i].n_forced = 2;
+    }
+    const int wf[12] = {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1};
+    expect_deal(j, 12, NULL, 2, wf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allocator_refcounts), cmocka_unit_test(test_engine_copy_page),
         cmocka_unit_test(test_shared_equals_unshared), cmocka_unit_test(test_split_groups_and_score),
-        cmocka_unit_test(test_pages_return), cmocka_unit_test(test_qwen3),
+        cmocka_unit_test(test_pages_return), cmocka_unit_test(test_qwen3), cmocka_unit_test(test_dealing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,6 +39,9 @@ struct bitroll_engine {
 bitroll_status api_status(br_status st);
 /* Copies the calling thread's last br_fail message into err (when non-NULL); returns api_status(st). */
 bitroll_status api_fail_err(bitroll_error *err, br_status st);
+/* The entry points that read files without an engine (bitroll_rollouts_read, bitroll_verify_files) read the BITROLL_*
+ * switches at the call (an engine reads them at bitroll_open) and hand the read guard its seconds (h5log_guard_set). */
+br_status api_guard_from_env(void);
 /* The same into the engine's message (cleared on BR_OK). */
 bitroll_status api_fail(bitroll_engine *e, br_status st);
 /* Binds the calling thread to the engine's device (CUDA: its GPU). */

@@ -138,6 +138,7 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
 
     if ((rc = driver_load_weights(world, o, &w)) != BR_OK) goto done;
     if (world->rank == 0) {
+        (void)h5log_guard_set(o->tuning.h5_guard_s);
         rc = h5log_rollouts_read(rollouts, &r, &meta);
         if (rc == BR_OK && !o->allow_other_policy &&
             strcmp(meta.model_fingerprint ? meta.model_fingerprint : "", w->fingerprint_hex))

@@ -23,13 +23,22 @@ void bitroll_rollouts_free(bitroll_rollouts *p) {
     free(a);
 }
 
+br_status api_guard_from_env(void) {
+    br_tuning t;
+    br_status rc = br_tuning_from_env(&t);
+    if (rc == BR_OK) (void)h5log_guard_set(t.h5_guard_s);
+    return rc;
+}
+
 bitroll_status bitroll_rollouts_read(const char *path, bitroll_rollouts **out, bitroll_error *err) {
     if (!out) return api_fail_err(err, br_fail(BR_EINVAL, "bitroll_rollouts_read: out is NULL"));
     *out = NULL;
     if (!path) return api_fail_err(err, br_fail(BR_EINVAL, "bitroll_rollouts_read: path is NULL"));
+    br_status rc = api_guard_from_env();
+    if (rc != BR_OK) return api_fail_err(err, rc);
     api_rollouts *a = calloc(1, sizeof *a);
     if (!a) return api_fail_err(err, br_fail(BR_ENOMEM, "bitroll_rollouts_read: out of memory"));
-    br_status rc = h5log_rollouts_read(path, &a->r, &a->m);
+    rc = h5log_rollouts_read(path, &a->r, &a->m);
     if (rc != BR_OK) {
         bitroll_rollouts_free(&a->pub);
         return api_fail_err(err, rc);

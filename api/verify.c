@@ -56,6 +56,7 @@ bitroll_status bitroll_verify_files(const char *rollouts_path, const char *score
     report->first_sample_id = report->first_token = -1;
     br_status rc = BR_OK;
     if (!rollouts_path || !scores_path) rc = br_fail(BR_EINVAL, "verify: a file path is NULL");
+    if (rc == BR_OK) rc = api_guard_from_env();
     if (rc == BR_OK) rc = h5log_rollouts_read(rollouts_path, &r, &mr);
     if (rc == BR_OK) rc = h5log_scores_read(scores_path, &s, &ms);
     if (rc == BR_OK && (!ms.rollouts_fingerprint || strcmp(ms.rollouts_fingerprint, mr.fingerprint_hex)))

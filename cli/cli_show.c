@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "common/tuning.h"
 #include "logging/h5log.h"
 #include "rollout/scheduler.h"
 
@@ -60,7 +61,12 @@ int cli_show_main(int argc, char **argv) {
         return 2;
     }
     h5log_rollouts r = {0};
-    br_status rc = h5log_rollouts_read(path, &r, NULL);
+    br_tuning tuning; /* BITROLL_H5_GUARD_SECONDS: the read guard of files without the integrity header */
+    br_status rc = br_tuning_from_env(&tuning);
+    if (rc == BR_OK) {
+        (void)h5log_guard_set(tuning.h5_guard_s);
+        rc = h5log_rollouts_read(path, &r, NULL);
+    }
     if (rc != BR_OK) {
         fprintf(stderr, "bitroll show: %s\n", br_last_error());
         return br_exit_code(rc);

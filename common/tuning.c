@@ -6,7 +6,7 @@
 #include <string.h>
 
 br_tuning br_tuning_default(void) {
-    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0, BR_COMM_TIMEOUT_DEFAULT};
+    br_tuning t = {1, 0, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0, BR_COMM_TIMEOUT_DEFAULT, BR_H5_GUARD_SECONDS_DEFAULT};
     return t;
 }
 
@@ -62,6 +62,11 @@ br_status br_tuning_from_env(br_tuning *out) {
             return br_fail(BR_EINVAL, "environment: BITROLL_WRITE_PIECE_BYTES='%s' must be a byte count >= 1", wp);
         t.write_piece_bytes = (int64_t)v;
     }
+    const char *hg = getenv("BITROLL_H5_GUARD_SECONDS");
+    if (hg && *hg && br_comm_timeout_parse("environment: BITROLL_H5_GUARD_SECONDS", hg, &t.h5_guard_s) != BR_OK)
+        return br_fail(BR_EINVAL, "environment: BITROLL_H5_GUARD_SECONDS='%s' must be whole seconds in [0, %d] (0 = "
+                                  "read files without the integrity header in-process, unguarded)", hg,
+                       BR_COMM_TIMEOUT_MAX);
     *out = t;
     return BR_OK;
 }

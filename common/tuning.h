@@ -16,6 +16,12 @@
  *                                  (inject_kill_after_records, 0 = never)
  *   BITROLL_WRITE_PIECE_BYTES=B    output files are written in pieces of at most B bytes (tests; the bytes of the file
  *                                  do not depend on it, so it is not in br_tuning_json) (write_piece_bytes, 0 = 1 MiB)
+ *   BITROLL_H5_GUARD_SECONDS=S     a rollouts/scores file without the integrity header (format_version 1) is first read
+ *                                  in a child process that gets S seconds (+1 s per 64 MiB of file), logging/h5log.h;
+ *                                  0 = no child (libhdf5 then parses such a file in-process, as before the guard; for
+ *                                  debuggers). Whole seconds in [0, 86400]. Not in br_tuning_json: it changes no
+ *                                  result, only which damaged files are refused rather than crashing the process
+ *                                  (h5_guard_s, default BR_H5_GUARD_SECONDS_DEFAULT)
  *
  * One field is a command-line option, not a variable: comm_timeout_s, set from --comm-timeout SECONDS by the
  * generate/score/worker verbs (default BR_COMM_TIMEOUT_DEFAULT; 0 = no rank watchdog, comm_watch_start). Like the
@@ -39,7 +45,11 @@ typedef struct {
     int64_t inject_kill_after_records;
     int64_t write_piece_bytes; /* BITROLL_WRITE_PIECE_BYTES; 0: the writer's default */
     int comm_timeout_s; /* --comm-timeout: seconds without a heartbeat from a peer rank before the job aborts; 0 = off */
+    int h5_guard_s;     /* BITROLL_H5_GUARD_SECONDS: wall seconds for the read guard's child; 0 = no guard */
 } br_tuning;
+
+/* 20 s: the golden version 1 files read in milliseconds; libhdf5's endless loops never end. */
+#define BR_H5_GUARD_SECONDS_DEFAULT 20
 
 /* 30 s: a live rank answers within a second whatever it computes, and a stop is reported well inside a minute. */
 #define BR_COMM_TIMEOUT_DEFAULT 30

@@ -3,15 +3,21 @@
  * dataset's type and length, and what it claims against the file's size, before anything trusts it. */
 #include "logging/h5log.h"
 
+#include "common/tuning.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -1909,15 +1915,13 @@ cleanup:
     return st;
 }
 
-/* Checks the integrity header with plain reads (h5log_check_file), then opens `path` with HDF5 and checks format,
- * complete and format_version, in that order: a file from another program is named as such before an interrupted
- * bitroll write is. Fills meta's strings; *fsize gets the file's length (what the datasets must fit in). */
-static br_status h5r_open(const char *path, const char *format, hid_t *file, h5log_meta *m, int64_t *fsize) {
+/* Opens `path`, whose integrity header (has_header) was checked with plain reads by the caller (h5log_check_file),
+ * with HDF5 and checks format, complete and format_version, in that order: a file from another program is named as
+ * such before an interrupted bitroll write is. Fills meta's strings. */
+static br_status h5r_open(const char *path, const char *format, int has_header, hid_t *file, h5log_meta *m) {
     br_status st = BR_OK;
     hid_t fapl = H5I_INVALID_HID;
-    int has_header = 0;
     *file = H5I_INVALID_HID;
-    if ((st = h5log_check_file(path, &has_header, fsize)) != BR_OK) return st;
     m->checked = has_header;
     if (H5Fis_hdf5(path) <= 0) {
         (void)h5_detail(); /* clear the stack: "no HDF5 signature" is the whole story */
@@ -2011,17 +2015,16 @@ static void set_fingerprint(h5log_meta *m, uint64_t fp) {
     snprintf(m->fingerprint_hex, sizeof m->fingerprint_hex, "%016llx", (unsigned long long)fp);
 }
 
-br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta *meta) {
-    if (!path || !out) return br_fail(BR_EINVAL, "h5log_rollouts_read: NULL argument");
-    memset(out, 0, sizeof *out);
-    if (meta) memset(meta, 0, sizeof *meta);
+/* The validating read of a rollouts file whose header the caller checked (has_header; fsize: the file's length, what
+ * the datasets must fit in). In this process, or in the guard's child (rg_child). */
+static br_status rollouts_read_in(const char *path, int has_header, int64_t fsize, h5log_rollouts *out,
+                                  h5log_meta *meta) {
     quiet_state q;
     quiet_begin(&q);
     h5log_rollouts r = {0};
     h5log_meta m = {0};
     hid_t file = H5I_INVALID_HID, g = H5I_INVALID_HID;
-    int64_t fsize = 0;
-    br_status st = h5r_open(path, H5LOG_ROLLOUTS_FORMAT, &file, &m, &fsize);
+    br_status st = h5r_open(path, H5LOG_ROLLOUTS_FORMAT, has_header, &file, &m);
     if (st != BR_OK) goto cleanup;
     if ((st = open_group(file, path, "samples", &g)) != BR_OK) goto cleanup;
     const char *G = "/samples";
@@ -2088,17 +2091,14 @@ cleanup:
     return st;
 }
 
-br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *meta) {
-    if (!path || !out) return br_fail(BR_EINVAL, "h5log_scores_read: NULL argument");
-    memset(out, 0, sizeof *out);
-    if (meta) memset(meta, 0, sizeof *meta);
+/* As rollouts_read_in, for a scores file. */
+static br_status scores_read_in(const char *path, int has_header, int64_t fsize, h5log_scores *out, h5log_meta *meta) {
     quiet_state q;
     quiet_begin(&q);
     h5log_scores s = {0};
     h5log_meta m = {0};
     hid_t file = H5I_INVALID_HID, g = H5I_INVALID_HID;
-    int64_t fsize = 0;
-    br_status st = h5r_open(path, H5LOG_SCORES_FORMAT, &file, &m, &fsize);
+    br_status st = h5r_open(path, H5LOG_SCORES_FORMAT, has_header, &file, &m);
     if (st != BR_OK) goto cleanup;
     if ((st = read_str_attr(file, path, "rollouts_fingerprint", &m.rollouts_fingerprint)) != BR_OK) goto cleanup;
     if (!is_hex16(m.rollouts_fingerprint)) {
@@ -2139,6 +2139,217 @@ cleanup:
     h5log_meta_free(&m);
     quiet_end(&q);
     return st;
+}
+
+/* ---------------------------------------------------------------- the read guard (files without the header) */
+
+/* libhdf5 1.10.8 can crash, corrupt its heap or loop forever on a damaged file (docs/RELIABILITY.md, Findings 3). A
+ * version 2 file reaches it only after its digest matched; a version 1 file has no digest, so it is first read by the
+ * same code in a child process, where a crash, a hang or a runaway allocation ends the child, not the caller. The
+ * child is forked before this process makes any HDF5 call on the file, ends with _exit (no atexit handler, no stdio
+ * flush, no H5close of the parent's state) and does nothing else: no MPI, no CUDA. */
+
+typedef enum { RG_ROLLOUTS, RG_SCORES } rg_kind;
+
+_Static_assert(H5LOG_GUARD_SECONDS_DEFAULT == BR_H5_GUARD_SECONDS_DEFAULT, "one default for the read guard");
+
+#define RG_MEM_BASE ((uint64_t)2 << 30) /* the child may map 2 GiB + 4 x the file's size more than the caller has */
+
+static int g_rg_seconds = H5LOG_GUARD_SECONDS_DEFAULT;
+static h5log_guard_counts g_rg_counts;
+void (*h5log_test_in_guard_child)(void) = NULL;
+
+int h5log_guard_set(int seconds) {
+    const int old = g_rg_seconds;
+    g_rg_seconds = seconds > 0 ? seconds : 0;
+    return old;
+}
+
+h5log_guard_counts h5log_guard_stats(void) { return g_rg_counts; }
+
+static double rg_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The bytes of address space this process has mapped (/proc/self/statm); 0 when unknown (then no RLIMIT_AS). Taken
+ * in the parent: a sanitizer reserves terabytes at start, so the child's bound is relative to what is mapped. */
+static uint64_t rg_vm_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%llu", &pages) != 1) pages = 0;
+    fclose(f);
+    const long ps = sysconf(_SC_PAGESIZE);
+    return (uint64_t)pages * (uint64_t)(ps > 0 ? ps : 4096);
+}
+
+/* Lowers the soft limit of res to want (never raises it: a caller's ulimit stays the tighter bound). */
+static void rg_lower(int res, rlim_t want) {
+    struct rlimit rl;
+    if (getrlimit(res, &rl) != 0) return;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= want) return;
+    rl.rlim_cur = want;
+    (void)setrlimit(res, &rl);
+}
+
+/* The child: default actions for the signals a crash raises (the caller's handlers, a fuzzer's or a writer's, must
+ * not run here), bounds, the read, one record (status byte + message) on wfd, _exit. */
+static void rg_child(int wfd, const char *path, rg_kind k, int64_t fsize, uint64_t as_bytes, int seconds) {
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGALRM, SIGXCPU, SIGTERM, SIGINT, SIGHUP,
+                               SIGPIPE};
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        (void)sigaction(sigs[i], &dfl, NULL);
+        sigaddset(&set, sigs[i]);
+    }
+    (void)sigprocmask(SIG_UNBLOCK, &set, NULL);
+    if (h5log_test_in_guard_child) h5log_test_in_guard_child();
+    const struct rlimit no_core = {0, 0};
+    (void)setrlimit(RLIMIT_CORE, &no_core); /* a crash here is expected: no core file */
+    if (as_bytes) rg_lower(RLIMIT_AS, (rlim_t)as_bytes);
+    rg_lower(RLIMIT_CPU, (rlim_t)seconds + 1);
+    (void)alarm((unsigned)seconds + 2); /* ends the child should the parent be gone before its deadline */
+    br_status st;
+    if (k == RG_ROLLOUTS) {
+        h5log_rollouts r;
+        st = rollouts_read_in(path, 0, fsize, &r, NULL);
+        if (st == BR_OK) h5log_rollouts_free(&r);
+    } else {
+        h5log_scores s;
+        st = scores_read_in(path, 0, fsize, &s, NULL);
+        if (st == BR_OK) h5log_scores_free(&s);
+    }
+    char rec[1024];
+    rec[0] = (char)st;
+    snprintf(rec + 1, sizeof rec - 1, "%s", st == BR_OK ? "" : br_last_error());
+    const size_t n = 1 + strlen(rec + 1);
+    size_t done = 0;
+    while (done < n) {
+        const ssize_t w = write(wfd, rec + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        done += (size_t)w;
+    }
+    _exit(st == BR_OK ? 0 : 2);
+}
+
+/* Reads the file at path (no integrity header; fsize bytes) in a child first. BR_OK: the child finished the validating
+ * read, so this process may read it. Otherwise the file is refused with what happened to the child. */
+static br_status rg_read(const char *path, rg_kind k, int64_t fsize) {
+    const int secs = g_rg_seconds;
+    if (secs <= 0) return BR_OK;
+    const int limit = secs + (int)(fsize >> 26); /* + 1 s per 64 MiB: a large old file is not taken for a hang */
+    const uint64_t vm = rg_vm_bytes();
+    const uint64_t as_bytes = vm ? vm + RG_MEM_BASE + 4 * (uint64_t)fsize : 0;
+    const char *what = "format_version 1 file (no integrity header)";
+    int fds[2];
+    if (pipe(fds) != 0)
+        return br_fail(BR_ERUNTIME, "%s: cannot start the read guard (pipe): %s", path, strerror(errno));
+    (void)fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    (void)fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+    const pid_t pid = fork();
+    if (pid < 0) {
+        const int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return br_fail(BR_ERUNTIME, "%s: cannot start the read guard (fork): %s", path, strerror(e));
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        rg_child(fds[1], path, k, fsize, as_bytes, limit);
+    }
+    close(fds[1]);
+    g_rg_counts.runs++;
+    char rec[1024];
+    size_t got = 0;
+    int timed_out = 0;
+    const double deadline = rg_now() + limit;
+    for (;;) { /* the record, then EOF when the child ends */
+        const double left = deadline - rg_now();
+        if (left <= 0) {
+            timed_out = 1;
+            break;
+        }
+        struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+        const int pr = poll(&pf, 1, (int)(left * 1000) + 1);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr < 0) break;
+        if (pr == 0) continue;
+        char tmp[256];
+        const ssize_t r = read(fds[0], tmp, sizeof tmp);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        const size_t keep = got + (size_t)r < sizeof rec - 1 ? (size_t)r : sizeof rec - 1 - got;
+        memcpy(rec + got, tmp, keep);
+        got += keep;
+    }
+    close(fds[0]);
+    rec[got] = '\0';
+    if (timed_out) (void)kill(pid, SIGKILL);
+    int ws = 0;
+    pid_t w;
+    while ((w = waitpid(pid, &ws, 0)) < 0 && errno == EINTR) {
+    }
+    if (timed_out) {
+        g_rg_counts.timeouts++;
+        return br_fail(BR_EFORMAT, "%s: %s: libhdf5 did not finish reading it within %d s (a damaged file can make "
+                                   "libhdf5 1.10 loop forever; BITROLL_H5_GUARD_SECONDS sets the limit)",
+                       path, what, limit);
+    }
+    const int reported = got >= 1 && rec[0] >= (char)BR_OK && rec[0] <= (char)BR_ERUNTIME;
+    /* w < 0: the caller reaps its children itself (SIGCHLD ignored); the record is then all there is */
+    const int exited = w < 0 || WIFEXITED(ws);
+    if (w == pid && WIFSIGNALED(ws)) {
+        const int sig = WTERMSIG(ws);
+        g_rg_counts.signaled++;
+        if (sig == SIGXCPU)
+            return br_fail(BR_EFORMAT, "%s: corrupt %s: libhdf5 used more than %d s of CPU reading it", path, what,
+                           limit + 1);
+        return br_fail(BR_EFORMAT, "%s: corrupt %s: libhdf5 crashed (signal %d, %s) while reading it (in a guard "
+                                   "process)", path, what, sig, strsignal(sig));
+    }
+    if (exited && reported && (br_status)rec[0] == BR_OK && (w < 0 || WEXITSTATUS(ws) == 0)) {
+        g_rg_counts.clean++;
+        return BR_OK;
+    }
+    if (exited && reported && (br_status)rec[0] != BR_OK) {
+        g_rg_counts.failed++;
+        return br_fail((br_status)rec[0], "%s", rec + 1);
+    }
+    g_rg_counts.other++;
+    return br_fail(BR_EFORMAT, "%s: corrupt %s: the guard process reading it ended without a report (exit status %d: "
+                               "a library aborted it)", path, what, w == pid && WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
+}
+
+br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta *meta) {
+    if (!path || !out) return br_fail(BR_EINVAL, "h5log_rollouts_read: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (meta) memset(meta, 0, sizeof *meta);
+    int has_header = 0;
+    int64_t fsize = 0;
+    br_status st = h5log_check_file(path, &has_header, &fsize);
+    if (st == BR_OK && !has_header) st = rg_read(path, RG_ROLLOUTS, fsize);
+    if (st != BR_OK) return st;
+    return rollouts_read_in(path, has_header, fsize, out, meta);
+}
+
+br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *meta) {
+    if (!path || !out) return br_fail(BR_EINVAL, "h5log_scores_read: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (meta) memset(meta, 0, sizeof *meta);
+    int has_header = 0;
+    int64_t fsize = 0;
+    br_status st = h5log_check_file(path, &has_header, &fsize);
+    if (st == BR_OK && !has_header) st = rg_read(path, RG_SCORES, fsize);
+    if (st != BR_OK) return st;
+    return scores_read_in(path, has_header, fsize, out, meta);
 }
 
 /* ---------------------------------------------------------------- freeing */

@@ -92,6 +92,32 @@ br_status h5log_check_out(const char *path);
  * it starts with the HDF5 signature. *size (may be NULL) gets the file's length. The readers call it first. */
 br_status h5log_check_file(const char *path, int *has_header, int64_t *size);
 
+/* ---- the read guard for files without the integrity header (format_version 1). libhdf5 1.10.8 crashes, corrupts its
+ * heap or loops forever on some damaged files (docs/RELIABILITY.md, Findings 3), and a version 1 file has no checksum
+ * to refuse them before libhdf5 parses it. So the readers first read such a file completely in a child process
+ * (fork; address space, CPU time and wall time bounded; no core file), and only when that child finished the read
+ * cleanly do they read it again in this process. A child killed by a signal, one past its deadline or one that failed
+ * is BR_EFORMAT naming the file and what happened (a failed read: the child's own status and message). A version 2
+ * file (header checked) is read in-process at once: libhdf5 only sees bytes whose digest matched. */
+#define H5LOG_GUARD_SECONDS_DEFAULT 20 /* wall seconds for the child's read, plus 1 s per 64 MiB of file */
+/* Seconds for the guard's child (br_tuning.h5_guard_s, BITROLL_H5_GUARD_SECONDS); 0 turns the guard off (version 1
+ * files are then read by libhdf5 in this process directly, as before the guard; for debuggers). Process-wide: set it
+ * before reading, not while another thread reads. Returns the previous value. */
+int h5log_guard_set(int seconds);
+/* What the guard did in this process (the fuzz harness prints it: contained libhdf5 crashes are counted, not hidden). */
+typedef struct {
+    long runs;     /* children started */
+    long clean;    /* finished the read: the file is then read in-process */
+    long failed;   /* the read failed cleanly in the child (its message is returned; libhdf5 is not run here) */
+    long signaled; /* killed by a signal: a crash inside libhdf5 (or the CPU / memory bounds) */
+    long timeouts; /* killed at the wall deadline: libhdf5 did not finish */
+    long other;    /* exited without reporting (a sanitizer's report, exit() from a library) */
+} h5log_guard_counts;
+h5log_guard_counts h5log_guard_stats(void);
+/* For tests: when set, called in the guard's child right after fork (the fuzz harness drops libFuzzer's death
+ * callback there, so a sanitizer report in the child is printed but not saved as a finding of the harness). */
+extern void (*h5log_test_in_guard_child)(void);
+
 /* Writes `path` atomically: path.tmp.<pid> (written on disk as it is built), root attribute complete=1 last, the
  * integrity header, fsync, rename.
  * On failure the temporary file is removed and an existing `path` is left untouched; a SIGTERM, SIGINT or SIGHUP
@@ -99,7 +125,7 @@ br_status h5log_check_file(const char *path, int *has_header, int64_t *size);
  * temporary file (disk full: ENOSPC, EIO, EFBIG) are BR_ERUNTIME; a path that cannot be created is BR_EIO. */
 br_status h5log_rollouts_write(const char *path, const h5log_rollouts *r, const h5log_provenance *p);
 /* Reads and validates a rollouts file into *out (zeroed first; freed again on failure).
- * meta may be NULL. */
+ * meta may be NULL. A file without the integrity header is read in the guard's child first (h5log_guard_set). */
 br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta *meta);
 /* The file fingerprint of a rollouts set, as h5log_rollouts_read reports it (docs/FORMAT.md). */
 br_status h5log_rollouts_fingerprint(const h5log_rollouts *r, uint64_t *out);

@@ -15,7 +15,7 @@
  *   BITROLL_INJECT_KILL_AFTER_RECORDS=K  each group's journal writer SIGKILLs itself after K records (resume tests)
  *                                  (inject_kill_after_records, 0 = never)
  *   BITROLL_WRITE_PIECE_BYTES=B    output files are written in pieces of at most B bytes (tests; the bytes of the file
- *                                  do not depend on it, so it is not in br_tuning_json) (write_piece_bytes, 0 = 1 MiB)
+ *                                  do not depend on it, so it is not in br_tuning_json) (write_piece_bytes, 0 = 64 KiB)
  *   BITROLL_H5_GUARD_SECONDS=S     a rollouts/scores file without the integrity header (format_version 1) is first read
  *                                  in a child process that gets S seconds (+1 s per 64 MiB of file), logging/h5log.h;
  *                                  0 = no child (libhdf5 then parses such a file in-process, as before the guard; for

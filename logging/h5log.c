@@ -26,7 +26,9 @@
 #error "h5log fingerprints assume a little-endian host"
 #endif
 
-#define CHUNK_BYTES ((hsize_t)1 << 20) /* 1 MiB chunks: small files stay small, big ones stream */
+/* 64 KiB chunks (in the file: a text dataset's 16-byte references included), each dataset written through a chunk
+ * cache of exactly one chunk: small files stay small, and writing a big one holds one chunk, whatever its size. */
+#define CHUNK_BYTES ((hsize_t)1 << 16)
 
 /* ---------------------------------------------------------------- element kinds */
 
@@ -306,7 +308,7 @@ br_status h5log_scores_fingerprint(const h5log_scores *s, uint64_t *out) {
 #define UB_OFF_ALGO 40
 #define UB_OFF_HDIGEST 56
 #define UB_END 64                   /* bytes [64, 512) are zero */
-#define IO_PIECE ((size_t)1 << 20) /* the check streams the file in pieces of this size */
+#define IO_PIECE ((size_t)1 << 16) /* the digest streams the file in pieces of this size */
 
 static const unsigned char ub_magic[8] = {'B', 'I', 'T', 'R', 'O', 'L', 'L', '\0'};
 static const unsigned char h5_signature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
@@ -880,10 +882,13 @@ static br_status h5w_sink_status(const h5w *w) {
 }
 
 /* libhdf5's metadata cache starts at 2 MiB and may grow to 32 MiB; the global heap of the text datasets (every
- * string) passes through it, so left alone it may grow with the output. Kept at its initial size (no increase, no
- * flash increase): the files are the same bytes (checked as in write_field's comment), the memory is bounded. */
+ * string, in collections of up to 64 KiB) passes through it, and at 2 MiB it held 2 MiB of collections and as much
+ * again in their serialized images (bench/rss_scaling.sh: 6-7 MB more at 50,000 samples than at 500). Kept at
+ * 128 KiB, never increased: two or three collections and the objects being written. A smaller cache evicts
+ * collections sooner, which changes where later ones go (an evicted collection's free space is not reused), so this
+ * size is part of the file layout: the bytes do not depend on the piece size (write_field), but do on MDC_BYTES. */
 #ifndef MDC_BYTES
-#define MDC_BYTES ((size_t)2 << 20)
+#define MDC_BYTES ((size_t)128 << 10)
 #endif
 static herr_t mdc_bounded(hid_t fapl) {
     H5AC_cache_config_t c;
@@ -995,7 +1000,7 @@ static br_status superblock_keep_eoa(h5w *w, haddr_t flushed) {
 
 /* complete=1 goes last: a reader that finds it knows every dataset before it was written. Then the file is closed
  * (HDF5 writes the superblock with its write-access flags cleared), the xxh3-128 of bytes [512, end) is computed by
- * reading the file back in 1 MiB pieces, the header is written in front, fsync, rename. */
+ * reading the file back in IO_PIECE pieces, the header is written in front, fsync, rename. */
 static br_status h5w_commit(h5w *w) {
     unsigned char *buf = NULL, ub[H5LOG_HEADER_SIZE];
     XXH3_state_t *xs = NULL;
@@ -1156,24 +1161,24 @@ static br_status check_rollouts(const char *path, const h5log_rollouts *r) {
 /* ---------------------------------------------------------------- the datasets, piece by piece */
 
 /* Each dataset is created whole (its size is known) and filled by H5Dwrite calls of at most piece_bytes, so the
- * writer holds one piece, never the set. The bytes do not depend on the piece size, and are those of one H5Dwrite of
- * the whole array (what the writers did before):
- * - numeric datasets: pieces in increasing order. Their chunks are 1 MiB, exactly HDF5's default chunk cache, so a
- *   chunk is allocated in the file when the next one is first written (or at the dataset's close), however the
- *   writes were cut; the types need no conversion.
- * - text datasets: a variable-length string is converted into a global-heap object inside H5Dwrite, in strips of
- *   TEXT_STRIP strings (HDF5's 1 MiB conversion buffer / 16 bytes a reference) and, within a strip, from the last
- *   string down (the file's element is larger than the memory one). So the pieces of a strip are written from the
- *   last one down, which inserts the strings in the same order. Up to TEXT_STRIP strings the dataset's one chunk
- *   (<= 1 MiB) is allocated at its close, after every string, as before.
- * Checked against the one-call writer (tests/cli/cli_write_pieces.sh, and by hand for 12 to 70,000 rows and budgets
- * of 64 bytes to 1 MiB). One exception: a text dataset of more than TEXT_STRIP strings has 2 MiB chunks, which one
- * H5Dwrite wrote through HDF5's default cache at the end of each strip; here the chunk is cached (a cache of one
- * chunk) and flushed (H5Dflush) at the end of each strip. Such files (more than 65,536 samples with texts) hold the
- * same datasets as before but not the same bytes; their bytes still do not depend on the piece size. */
+ * writer holds one piece, never the set. Its chunks are CHUNK_BYTES in the file and it is written through a chunk
+ * cache of exactly one chunk, so the writer holds one chunk too (until 2026-12: 1 MiB chunks and HDF5's 1 MiB cache,
+ * which a text dataset's 2 MiB chunks exceeded). The bytes do not depend on the piece size, because every allocation
+ * in the file happens at a point the pieces do not move:
+ * - numeric datasets: pieces in increasing order; a chunk is allocated in the file when the next one is first
+ *   written (the cache holds one) or at the dataset's close, however the writes were cut; the types need no
+ *   conversion, so nothing else is allocated meanwhile.
+ * - text datasets: a variable-length string is converted into a global-heap object (allocated in the file as its
+ *   collection is made or extended) inside H5Dwrite, before the chunk is touched. So the dataset is written in strips
+ *   of TEXT_STRIP strings, one chunk each, and the chunk is flushed (allocated) at the end of its strip, after every
+ *   string of the strip and before any of the next. Within a strip the rows go in the order one H5Dwrite of the whole
+ *   strip converts them (from the last string down: the file's element is larger than the memory one), what the
+ *   one-call writer did before; each piece's order is arranged so that its strings too reach the heap in row order.
+ * Checked: tests/cli/cli_write_pieces.sh (budgets of 1 to 1 MiB bytes), and by hand for 20,000 and 70,000 rows with
+ * texts (rollouts and scores, budgets of 1,000 bytes to 1 MiB). */
 #define TEXT_PIECE_DIV 256 /* a text piece is piece_bytes / this many strings */
 #define VLEN_FILE_SIZE 16  /* a variable-length string's reference in a dataset: length, heap address, index */
-#define TEXT_STRIP ((int64_t)(((size_t)1 << 20) / VLEN_FILE_SIZE)) /* H5D_TEMP_BUF_SIZE / VLEN_FILE_SIZE */
+#define TEXT_STRIP ((int64_t)(CHUNK_BYTES / VLEN_FILE_SIZE)) /* a text dataset's chunk: 4,096 strings */
 
 typedef struct {
     const char *name;
@@ -1312,7 +1317,7 @@ cleanup:
     return st;
 }
 
-/* A text dataset, strip by strip (TEXT_STRIP strings: what one H5Dwrite converts at once), each strip's rows in the
+/* A text dataset, strip by strip (TEXT_STRIP strings: one chunk), each strip's rows in the
  * order one H5Dwrite of the strip would insert them: vlen_order's forward blocks, cut into pieces of at most `piece`
  * rows, then its backward tail row by row. A dataset of more than one strip has its chunk flushed after each. */
 static br_status write_text_pieces(h5w *w, hid_t dset, hid_t type, hid_t space, const h5log_source *src,
@@ -1389,17 +1394,18 @@ static br_status write_field(h5w *w, hid_t grp, const char *gname, const h5log_s
         }
     }
     space = H5Screate_simple(1, &hcount, NULL);
-    dcpl = make_dcpl(hcount, esize);
+    dcpl = make_dcpl(hcount, d->text ? VLEN_FILE_SIZE : esize);
     dapl = H5Pcreate(H5P_DATASET_ACCESS);
     if (space < 0 || dcpl < 0 || dapl < 0) {
         st = br_fail(BR_EIO, "%s: dataset %s: cannot set up %llu elements: %s", file, dpath, (unsigned long long)count,
                      h5_detail());
         goto cleanup;
     }
-    if (d->text && hcount > 0) { /* see above: a text chunk of more than 1 MiB is cached too */
-        hsize_t chunk = CHUNK_BYTES / esize < hcount ? CHUNK_BYTES / esize : hcount;
-        const size_t bytes = (size_t)chunk * VLEN_FILE_SIZE;
-        if (bytes > CHUNK_BYTES && H5Pset_chunk_cache(dapl, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, bytes, 1.0) < 0) {
+    if (hcount > 0) {
+        const size_t fesize = d->text ? VLEN_FILE_SIZE : esize;
+        hsize_t chunk = CHUNK_BYTES / fesize < hcount ? CHUNK_BYTES / fesize : hcount;
+        const size_t bytes = (size_t)chunk * fesize;
+        if (H5Pset_chunk_cache(dapl, H5D_CHUNK_CACHE_NSLOTS_DEFAULT, bytes, 1.0) < 0) {
             st = br_fail(BR_EIO, "%s: dataset %s: cannot size its chunk cache: %s", file, dpath, h5_detail());
             goto cleanup;
         }

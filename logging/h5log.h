@@ -86,7 +86,7 @@ typedef struct {
 br_status h5log_check_out(const char *path);
 
 /* Checks a file's integrity header with plain reads (no libhdf5): magic, header checksum, recorded length against
- * the file's size, and the xxh3-128 digest of every byte after the header, streamed in 1 MiB pieces. BR_EFORMAT
+ * the file's size, and the xxh3-128 digest of every byte after the header, streamed in 64 KiB pieces. BR_EFORMAT
  * naming the file and what failed ("truncated: 1234 of 5678 bytes", "checksum mismatch"); BR_EIO when it cannot
  * be read. A file without the header (format_version 1, or not a bitroll file) passes with *has_header = 0 when
  * it starts with the HDF5 signature. *size (may be NULL) gets the file's length. The readers call it first. */
@@ -154,7 +154,7 @@ typedef enum {
 #define H5LOG_TEXT_PROMPT 1
 #define H5LOG_TEXT_COMPLETION 2
 #define H5LOG_TEXT_FULL 4
-#define H5LOG_PIECE_BYTES ((int64_t)1 << 20) /* the default piece: 1 MiB of elements (texts: 4096 strings) */
+#define H5LOG_PIECE_BYTES ((int64_t)1 << 16) /* the default piece: 64 KiB of elements, one chunk (texts: 256 strings) */
 #define H5LOG_PIECE_MIN ((int64_t)64)        /* smaller budgets are raised to this (h5log.c says why) */
 
 typedef struct {

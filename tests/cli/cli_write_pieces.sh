@@ -1,5 +1,5 @@
 # The streaming output writers (issue 16 item 2, docs/RELIABILITY.md "Streaming output"): rank 0 writes the rollouts
-# and scores files from the journal piece by piece, BITROLL_WRITE_PIECE_BYTES at a time (default 1 MiB). Files
+# and scores files from the journal piece by piece, BITROLL_WRITE_PIECE_BYTES at a time (default 64 KiB). Files
 # written in the smallest pieces (64 bytes: 8 to 64 elements, one string), which cut samples, offsets and texts at
 # every kind of place, and in pieces of other sizes must be byte for byte (cmp) the file written in default pieces --
 # which for these few samples is one piece a dataset, what the one-call writer did before.

@@ -156,18 +156,17 @@ br_status driver_parts_remove(const char *dir);
  * of another job (job key or job count) is BR_EINVAL naming it and saying so. An absent directory holds nothing. */
 br_status driver_parts_read(const char *dir, uint64_t key, int64_t n_jobs, uint8_t *done, int64_t *n_done,
                             int *next_attempt);
-/* As driver_parts_read, keeping every shard open and where each job's (first intact) record is: 16 bytes a job, and
- * one record in memory at a time while the checksums are checked. *n_done counts the jobs found; the others must not
- * be asked for. */
+/* As driver_parts_read, keeping every shard open and where each job's (first intact) record is: 16 bytes a job, in
+ * an unnamed file of dir read through a 64 KiB page (rank 0's memory does not grow with the jobs), and one record in
+ * memory at a time while the checksums are checked. *n_done counts the jobs found; the others must not be asked for. */
 #define DRIVER_PARTS_MAX_SHARDS 1024
 br_status driver_parts_open(const char *dir, uint64_t key, int64_t n_jobs, driver_parts **out, int64_t *n_done);
 typedef enum { DRIVER_PART_TOKENS, DRIVER_PART_LOGPROBS, DRIVER_PART_DIGESTS } driver_part;
-/* Job's completion length and finish reason (br_finish). */
-int32_t driver_parts_count(const driver_parts *p, int64_t job);
-int8_t driver_parts_finish(const driver_parts *p, int64_t job);
+/* Job's completion length (*n) and finish reason (*finish, br_finish); either may be NULL. Jobs asked for in
+ * increasing order are cheapest (one page read per 4,096 jobs). */
+br_status driver_parts_get(driver_parts *p, int64_t job, int32_t *n, int8_t *finish);
 /* Elements [from, from + count) of job's tokens (int32), logprobs (float) or digests (uint64) into buf. */
-br_status driver_parts_load(const driver_parts *p, int64_t job, driver_part what, int64_t from, int64_t count,
-                            void *buf);
+br_status driver_parts_load(driver_parts *p, int64_t job, driver_part what, int64_t from, int64_t count, void *buf);
 /* Closes the shards and frees; NULL is a no-op. */
 void driver_parts_close(driver_parts *p);
 /* Creates dir/g<group>.<attempt>.bin with its header. */

@@ -93,7 +93,7 @@ static void job_get(void *ctx, int64_t i, rollout_job *j) {
  * the position inside it where the last piece ended. */
 typedef struct {
     const rollout_requests *req;
-    const driver_parts *parts;
+    driver_parts *parts;
     const tok_tokenizer *tok;
     int64_t row, pos; /* cursor: the sample, and the element inside it (token-indexed datasets) */
     int64_t acc;      /* offsets datasets: the running sum */
@@ -122,9 +122,14 @@ static br_status gen_fill(void *ctx, h5log_field f, int64_t start, int64_t count
          k++) {
         const int64_t i = start + k;
         int p = 0;
-        int32_t s = 0;
+        int32_t s = 0, n = 0;
+        int8_t finish = 0;
         if (i < req->n_samples) (void)rollout_requests_locate(req, i, &p, &s);
         const rollout_prompt *pr = &req->prompts[p];
+        if (i < req->n_samples && (f == H5LOG_F_COMPLETION_OFFSETS || f == H5LOG_F_FINISH_REASON ||
+                                   f == H5LOG_F_COMPLETION_TEXT || f == H5LOG_F_FULL_TEXT) &&
+            (rc = driver_parts_get(g->parts, i, &n, &finish)) != BR_OK)
+            break;
         switch (f) {
         case H5LOG_F_SAMPLE_ID: ((int64_t *)buf)[k] = i; break;
         case H5LOG_F_PROMPT_INDEX: ((int64_t *)buf)[k] = p; break;
@@ -135,9 +140,9 @@ static br_status gen_fill(void *ctx, h5log_field f, int64_t start, int64_t count
             break;
         case H5LOG_F_COMPLETION_OFFSETS:
             ((int64_t *)buf)[k] = g->acc;
-            if (i < req->n_samples) g->acc += driver_parts_count(g->parts, i);
+            g->acc += n; /* 0 for the total */
             break;
-        case H5LOG_F_FINISH_REASON: ((int8_t *)buf)[k] = driver_parts_finish(g->parts, i); break;
+        case H5LOG_F_FINISH_REASON: ((int8_t *)buf)[k] = finish; break;
         case H5LOG_F_TEMPERATURE: ((float *)buf)[k] = pr->sampling.temperature; break;
         case H5LOG_F_TOP_P: ((float *)buf)[k] = pr->sampling.top_p; break;
         case H5LOG_F_TOP_K: ((int32_t *)buf)[k] = pr->sampling.top_k; break;
@@ -149,7 +154,7 @@ static br_status gen_fill(void *ctx, h5log_field f, int64_t start, int64_t count
              * SentencePiece decoder drops the leading space of a completion decoded alone), so reward code must never
              * have to join the halves */
             const int64_t np = f == H5LOG_F_COMPLETION_TEXT ? 0 : pr->n_ids;
-            const int64_t nc = f == H5LOG_F_PROMPT_TEXT ? 0 : driver_parts_count(g->parts, i);
+            const int64_t nc = f == H5LOG_F_PROMPT_TEXT ? 0 : n;
             rc = ids_fit(g, np + nc + 1);
             if (rc == BR_OK && np) memcpy(g->ids, pr->ids, (size_t)np * sizeof *g->ids);
             if (rc == BR_OK && nc) rc = driver_parts_load(g->parts, i, DRIVER_PART_TOKENS, 0, nc, g->ids + np);
@@ -184,7 +189,8 @@ static br_status gen_fill(void *ctx, h5log_field f, int64_t start, int64_t count
         for (int64_t k = 0; k < count && rc == BR_OK;) {
             if (g->row >= req->n_samples)
                 return br_fail(BR_ERUNTIME, "generate: completion tokens beyond the last sample");
-            const int64_t n = driver_parts_count(g->parts, g->row);
+            int32_t n = 0;
+            if ((rc = driver_parts_get(g->parts, g->row, &n, NULL)) != BR_OK) break;
             const int64_t take = n - g->pos < count - k ? n - g->pos : count - k;
             if (take > 0) rc = driver_parts_load(g->parts, g->row, what, g->pos, take, (char *)buf + (size_t)k * esize);
             k += take;
@@ -254,7 +260,11 @@ br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_g
         src.tok = tok;
         int64_t P = 0;
         for (int p = 0; p < req->n_prompts; p++) P += (int64_t)req->prompts[p].n * req->prompts[p].n_ids;
-        for (int64_t i = 0; i < req->n_samples; i++) src.tokens += driver_parts_count(parts, i);
+        for (int64_t i = 0; i < req->n_samples && rc == BR_OK; i++) {
+            int32_t n = 0;
+            rc = driver_parts_get(parts, i, &n, NULL);
+            src.tokens += n;
+        }
         h5log_source hs = {.n = req->n_samples,
                            .P = P,
                            .T = src.tokens,
@@ -265,7 +275,7 @@ br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_g
         h5log_provenance prov;
         driver_prov_bufs pb;
         driver_provenance(&prov, &pb, o, w, cfg, world->size);
-        rc = h5log_rollouts_write_from(o->out, &hs, &prov);
+        if (rc == BR_OK) rc = h5log_rollouts_write_from(o->out, &hs, &prov);
         driver_parts_close(parts);
         parts = NULL;
         if (rc == BR_OK) rc = driver_out_done(o->out);

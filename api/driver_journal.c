@@ -81,6 +81,14 @@ static int shard_name(const char *name, int *group, int *attempt) {
            *attempt >= 0;
 }
 
+/* index.<pid>.tmp: the journal index where the file system has no O_TMPFILE, left behind only by a kill between its
+ * creation and its removal a moment later (index_create) */
+static int index_name(const char *name) {
+    long pid = 0;
+    char tail[8] = "";
+    return sscanf(name, "index.%ld.%4s", &pid, tail) == 2 && !strcmp(tail, "tmp");
+}
+
 br_status driver_parts_remove(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? BR_OK : br_fail(BR_EIO, "%s: cannot open: %s", dir, strerror(errno));
@@ -89,7 +97,7 @@ br_status driver_parts_remove(const char *dir) {
     char path[4096];
     while ((e = readdir(d)) != NULL) {
         int g, a;
-        if (!shard_name(e->d_name, &g, &a)) continue;
+        if (!shard_name(e->d_name, &g, &a) && !index_name(e->d_name)) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (unlink(path) != 0 && rc == BR_OK) rc = br_fail(BR_EIO, "%s: cannot remove: %s", path, strerror(errno));
     }
@@ -109,27 +117,86 @@ br_status driver_parts_create(const char *dir) {
     return BR_OK;
 }
 
-/* Where each job's record is (driver_parts_open): 16 bytes a job, so the index of a million samples is 16 MB. */
+/* Where each job's record is (driver_parts_open): 16 bytes a job. The index lives in a file of the journal's directory
+ * (unlinked as soon as it is open: nothing is left behind) and is read through one cached page, so rank 0's memory
+ * does not grow with the jobs: the writer asks for jobs in increasing order, dataset by dataset (a text dataset's
+ * strips go backwards by blocks: a page is read again now and then). offset 0 marks a job without a record (a
+ * record's header is never at 0: the shard's header is). */
 typedef struct {
-    int64_t offset; /* of the record's header in its shard */
+    int64_t offset; /* of the record's header in its shard; 0: none */
     int32_t n;      /* completion tokens */
     int16_t shard;  /* into driver_parts.fd */
     int8_t finish;
     int8_t pad;
 } parts_rec;
 
+#define INDEX_PAGE 4096 /* records a page: 64 KiB */
+
 struct driver_parts {
     int n_shards;
     int fd[DRIVER_PARTS_MAX_SHARDS];
     char *path[DRIVER_PARTS_MAX_SHARDS];
     int64_t n_jobs;
-    parts_rec *rec; /* (n_jobs) */
+    char *dir;                   /* for messages */
+    int ifd;                     /* the index file, -1: none */
+    int64_t page;                /* the page held in buf, -1: none */
+    int dirty;                   /* buf differs from the file */
+    parts_rec buf[INDEX_PAGE];   /* (INDEX_PAGE) records page * INDEX_PAGE .. */
 };
 
+static br_status index_io(driver_parts *p, int write, int64_t page) {
+    const off_t at = (off_t)page * (off_t)sizeof p->buf;
+    size_t done = 0;
+    while (done < sizeof p->buf) {
+        ssize_t k = write ? pwrite(p->ifd, (const char *)p->buf + done, sizeof p->buf - done, at + (off_t)done)
+                          : pread(p->ifd, (char *)p->buf + done, sizeof p->buf - done, at + (off_t)done);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 || (write && k == 0))
+            return br_fail(BR_EIO, "%s: %s the journal index failed: %s", p->dir, write ? "writing" : "reading",
+                           k < 0 ? strerror(errno) : "no progress");
+        if (k == 0) { /* beyond what was written: no records */
+            memset((char *)p->buf + done, 0, sizeof p->buf - done);
+            break;
+        }
+        done += (size_t)k;
+    }
+    return BR_OK;
+}
+
+/* *r = job's entry in the cached page (the page that holds it is read first, the previous one written back). */
+static br_status index_at(driver_parts *p, int64_t job, parts_rec **r) {
+    const int64_t page = job / INDEX_PAGE;
+    if (page != p->page) {
+        br_status rc = p->dirty && p->page >= 0 ? index_io(p, 1, p->page) : BR_OK;
+        p->dirty = 0;
+        p->page = -1;
+        if (rc == BR_OK) rc = index_io(p, 0, page);
+        if (rc != BR_OK) return rc;
+        p->page = page;
+    }
+    *r = &p->buf[job % INDEX_PAGE];
+    return BR_OK;
+}
+
+/* An unnamed file in dir: O_TMPFILE where the file system has it, else a name that is removed at once. */
+static br_status index_create(driver_parts *p, const char *dir) {
+#ifdef O_TMPFILE
+    p->ifd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (p->ifd >= 0) return BR_OK;
+#endif
+    char path[4096];
+    snprintf(path, sizeof path, "%s/index.%ld.tmp", dir, (long)getpid());
+    p->ifd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (p->ifd < 0) return br_fail(BR_EIO, "%s: cannot create the journal index: %s", path, strerror(errno));
+    if (unlink(path) != 0) return br_fail(BR_EIO, "%s: cannot remove the journal index: %s", path, strerror(errno));
+    return BR_OK;
+}
+
 /* Reads one shard: every intact record until the first torn or invalid one. Each job's first intact record (over the
- * shards, in the order read) counts; rec (may be NULL) gets where it is. The checksum is checked here, record by
- * record (one record in memory at a time), so the readers of driver_parts_load trust the offsets. */
-static br_status read_shard(const char *path, int shard, uint64_t key, int64_t n_jobs, uint8_t *done, parts_rec *rec,
+ * shards, in the order read) counts: done[job] is set or, when done is NULL, p's index gets where it is. The checksum
+ * is checked here, record by record (one record in memory at a time), so the readers of driver_parts_load trust the
+ * offsets. */
+static br_status read_shard(const char *path, int shard, uint64_t key, int64_t n_jobs, uint8_t *done, driver_parts *p,
                             int64_t *n_done) {
     FILE *f = fopen(path, "rb");
     if (!f) return br_fail(BR_EIO, "%s: cannot open: %s", path, strerror(errno));
@@ -188,10 +255,17 @@ static br_status read_shard(const char *path, int shard, uint64_t key, int64_t n
         if (sum != want) break; /* torn or damaged: it and what follows are not trusted */
         const int64_t here = at;
         at += RECORD_HEADER + (int64_t)len;
-        if (done[job]) continue;
-        done[job] = 1;
+        if (done) {
+            if (done[job]) continue;
+            done[job] = 1;
+        } else {
+            parts_rec *r = NULL;
+            if ((rc = index_at(p, job, &r)) != BR_OK) goto cleanup;
+            if (r->offset) continue;
+            *r = (parts_rec){here, n, (int16_t)shard, (int8_t)rh[12], 0};
+            p->dirty = 1;
+        }
         (*n_done)++;
-        if (rec) rec[job] = (parts_rec){here, n, (int16_t)shard, (int8_t)rh[12], 0};
     }
 cleanup:
     if (s) XXH64_freeState(s);
@@ -200,12 +274,12 @@ cleanup:
     return rc;
 }
 
-/* Every shard of dir, in readdir order; rec/p may be NULL (the done-set only). */
+/* Every shard of dir, in readdir order, into done (p NULL) or p's index (done NULL). */
 static br_status read_dir(const char *dir, uint64_t key, int64_t n_jobs, uint8_t *done, int64_t *n_done,
                           int *next_attempt, driver_parts *p) {
     *n_done = 0;
     if (next_attempt) *next_attempt = 0;
-    memset(done, 0, (size_t)n_jobs);
+    if (done) memset(done, 0, (size_t)n_jobs);
     DIR *d = opendir(dir);
     if (!d) return errno == ENOENT ? BR_OK : br_fail(BR_EIO, "%s: cannot open: %s", dir, strerror(errno));
     br_status rc = BR_OK;
@@ -236,7 +310,7 @@ static br_status read_dir(const char *dir, uint64_t key, int64_t n_jobs, uint8_t
                 break;
             }
         }
-        rc = read_shard(path, p ? p->n_shards - 1 : 0, key, n_jobs, done, p ? p->rec : NULL, n_done);
+        rc = read_shard(path, p ? p->n_shards - 1 : 0, key, n_jobs, done, p, n_done);
     }
     closedir(d);
     return rc;
@@ -251,29 +325,52 @@ br_status driver_parts_open(const char *dir, uint64_t key, int64_t n_jobs, drive
     *out = NULL;
     *n_done = 0;
     br_status rc = BR_OK;
-    uint8_t *done = malloc((size_t)n_jobs + 1);
     driver_parts *p = calloc(1, sizeof *p);
-    if (p) p->rec = malloc(((size_t)n_jobs + 1) * sizeof *p->rec);
-    if (!done || !p || !p->rec) {
-        rc = br_fail(BR_ENOMEM, "out of memory for the journal index of %lld jobs", (long long)n_jobs);
+    if (p) {
+        p->ifd = -1;
+        p->page = -1;
+        p->dir = strdup(dir);
+    }
+    if (!p || !p->dir) {
+        rc = br_fail(BR_ENOMEM, "out of memory for the journal index");
         goto cleanup;
     }
     p->n_jobs = n_jobs;
-    rc = read_dir(dir, key, n_jobs, done, n_done, NULL, p);
+    if ((rc = index_create(p, dir)) != BR_OK) goto cleanup;
+    rc = read_dir(dir, key, n_jobs, NULL, n_done, NULL, p);
 cleanup:
-    free(done);
     if (rc == BR_OK) *out = p;
     else driver_parts_close(p);
     return rc;
 }
 
-int32_t driver_parts_count(const driver_parts *p, int64_t job) { return p->rec[job].n; }
+/* *out = job's entry, which must exist. */
+static br_status rec_of(driver_parts *p, int64_t job, parts_rec *out) {
+    parts_rec *r = NULL;
+    if (job < 0 || job >= p->n_jobs)
+        return br_fail(BR_EINVAL, "journal: job %lld of %lld", (long long)job, (long long)p->n_jobs);
+    br_status rc = index_at(p, job, &r);
+    if (rc != BR_OK) return rc;
+    if (!r->offset) return br_fail(BR_ERUNTIME, "%s: job %lld has no record", p->dir, (long long)job);
+    *out = *r;
+    return BR_OK;
+}
 
-int8_t driver_parts_finish(const driver_parts *p, int64_t job) { return p->rec[job].finish; }
+br_status driver_parts_get(driver_parts *p, int64_t job, int32_t *n, int8_t *finish) {
+    parts_rec r = {0};
+    br_status rc = rec_of(p, job, &r);
+    if (rc != BR_OK) return rc;
+    if (n) *n = r.n;
+    if (finish) *finish = r.finish;
+    return BR_OK;
+}
 
-br_status driver_parts_load(const driver_parts *p, int64_t job, driver_part what, int64_t from, int64_t count,
+br_status driver_parts_load(driver_parts *p, int64_t job, driver_part what, int64_t from, int64_t count,
                             void *buf) {
-    const parts_rec *r = &p->rec[job];
+    parts_rec rec = {0};
+    br_status rc = rec_of(p, job, &rec);
+    if (rc != BR_OK) return rc;
+    const parts_rec *r = &rec;
     if (from < 0 || count < 0 || from + count > r->n)
         return br_fail(BR_EINVAL, "journal: job %lld: elements %lld..%lld of a record of %d", (long long)job,
                        (long long)from, (long long)(from + count), r->n);
@@ -302,7 +399,8 @@ void driver_parts_close(driver_parts *p) {
         if (p->fd[i] >= 0) close(p->fd[i]);
         free(p->path[i]);
     }
-    free(p->rec);
+    if (p->ifd >= 0) close(p->ifd);
+    free(p->dir);
     free(p);
 }
 

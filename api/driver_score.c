@@ -82,7 +82,7 @@ static br_status check_samples(const char *path, const h5log_rollouts *r, const 
  * Job k is the k-th sample with a non-empty completion (unpack_jobs); the token datasets keep a cursor. */
 typedef struct {
     const h5log_rollouts *r;
-    const driver_parts *parts;
+    driver_parts *parts;
     int64_t row, job, pos; /* cursor: the sample, its job, and the token inside it */
 } score_source;
 
@@ -109,9 +109,11 @@ static br_status score_fill(void *ctx, h5log_field f, int64_t start, int64_t cou
             c->row++;
             continue;
         }
-        if (driver_parts_count(c->parts, c->job) != lc)
+        int32_t n = 0;
+        if ((rc = driver_parts_get(c->parts, c->job, &n, NULL)) != BR_OK) return rc;
+        if (n != lc)
             return br_fail(BR_ERUNTIME, "score: sample %lld: the journal holds %d scores for %lld tokens",
-                           (long long)r->sample_id[c->row], driver_parts_count(c->parts, c->job), (long long)lc);
+                           (long long)r->sample_id[c->row], n, (long long)lc);
         const int64_t take = lc - c->pos < count - k ? lc - c->pos : count - k;
         rc = driver_parts_load(c->parts, c->job, what, c->pos, take, (char *)buf + (size_t)k * esize);
         k += take;

@@ -115,10 +115,8 @@ expect_exit 2 "fingerprint" "$EX/score_verify" "$TMP/other-model" "$TMP/rollouts
 PYDIR=$PREFIX/lib/python3/dist-packages
 [ -f "$PYDIR/bitroll/__init__.py" ] || fail "the Python package is not installed under $PYDIR"
 [ -z "$(find "$PYDIR/bitroll" -name __pycache__)" ] || fail "__pycache__ was installed"
-# a sanitizer build's libbitroll needs its runtime loaded first; Python's own allocations are not ours to leak-check
-SAN_ENV=()
-SAN_LIBS=$(ldd "$PREFIX/lib/libbitroll.so" | awk '/lib(asan|ubsan)\.so/ {print $3}' | tr '\n' ':')
-[ -z "$SAN_LIBS" ] || SAN_ENV=(LD_PRELOAD="${SAN_LIBS%:}" ASAN_OPTIONS=detect_leaks=0)
+# a sanitizer build's libbitroll needs its runtime loaded first
+san_env "$PREFIX/lib/libbitroll.so"
 env -u BITROLL_LIB "${SAN_ENV[@]}" PYTHONPATH="$PYDIR" "$PYTHON" - "$PREFIX" "$TMP/rollouts.h5" "$TMP/scores.score_verify.h5" <<'PY' || fail "installed Python package"
 import os, sys
 import bitroll

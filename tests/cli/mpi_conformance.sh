@@ -9,8 +9,9 @@ LIB=$(dirname "$TOOLS")/libbitroll.so
 # One OpenMP thread per process: the ranks and the Python engine share the CI machine's cores, and spinning OpenMP
 # teams on oversubscribed cores cost more than they save (the bits do not depend on it).
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+san_env "$LIB" # a sanitizer build: its runtimes preloaded into Python (and so into the CLI runs it starts)
 code=0
-"$PYTHON" "$(dirname "$0")/../conformance/conformance.py" --bitroll "$BITROLL" --lib "$LIB" --device cpu \
+env "${SAN_ENV[@]}" "$PYTHON" "$(dirname "$0")/../conformance/conformance.py" --bitroll "$BITROLL" --lib "$LIB" --device cpu \
     --model "$MODEL" --out "$TMP/out" --quick | tee "$TMP/log.txt" || code=$?
 [ "$code" = 0 ] || fail "conformance.py exited $code (see the table above)"
 grep -q "^RESULT: PASS" "$TMP/log.txt" || fail "no 'RESULT: PASS' line"

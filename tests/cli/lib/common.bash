@@ -74,6 +74,16 @@ two_ranks_env() {
     echo "two ranks on $ngpu GPU(s): expecting the $BACKEND backend"
 }
 
+# san_env LIB: sets SAN_ENV, the environment a Python process needs to load LIB when LIB is a sanitizer build's
+# (its ASan / UBSan runtimes preloaded, as they must come first; Python's own allocations are not ours to leak-check);
+# empty otherwise. Use as: env "${SAN_ENV[@]}" python3 ...
+san_env() {
+    SAN_ENV=()
+    local libs
+    libs=$(ldd "$1" | awk '/lib(asan|ubsan)\.so/ {print $3}' | tr '\n' ':')
+    [ -z "$libs" ] || SAN_ENV=(LD_PRELOAD="${libs%:}" ASAN_OPTIONS=detect_leaks=0)
+}
+
 same_rollouts() { # same_rollouts A B
     "$TOOLS/rollouts_cmp" "$1" "$2" || fail "$1 and $2 differ"
 }

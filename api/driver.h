@@ -72,9 +72,6 @@ br_status driver_update_weights(comm_world *world, const policy_weights *base, c
 
 /* ---- pieces the two drivers share (api/driver_common.c) */
 
-/* Monotonic seconds (progress lines and the final tokens/s). */
-double driver_now(void);
-
 /* Checks the device/mode pair, binds the rank to its GPU (comm_gpu rule) and installs the abort hook. */
 br_status driver_bind_device(const comm_world *world, const driver_opts *o);
 /* Checks --out before any work: a file path (h5log_check_out: absent or a regular file, never a device or directory)

@@ -8,7 +8,6 @@
 #include <malloc.h>
 #endif
 #include <sys/stat.h>
-#include <time.h>
 
 #include "api/driver.h"
 #include "comm/comm_links.h"
@@ -26,12 +25,6 @@ void driver_opts_default(driver_opts *o, const char *verb) {
     o->sched.n_pages = 0;
     o->tuning = br_tuning_default();
     o->tp = 1;
-}
-
-double driver_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 br_status driver_bind_device(const comm_world *world, const driver_opts *o) {
@@ -195,7 +188,7 @@ static void progress_cb(void *ctx, int64_t done_w, int64_t total_w, int64_t toke
     (void)total_w;
     if (p->quiet || p->world->rank != 0) return;
     const int64_t done = p->base_done + done_w, tokens = p->base_tokens + tokens_w;
-    double now = driver_now();
+    double now = br_now_s();
     if (done < p->total && now - p->last < 1.0) return;
     p->last = now;
     const int g = p->world->n_groups;
@@ -307,7 +300,7 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
                                                                        o->tuning.inject_kill_after_records, &journal);
     if ((rc = comm_agree(world, rc)) != BR_OK) goto cleanup;
     {
-        progress_ctx pc = {world, o->verb, o->quiet, driver_now(), 0, 0, 0, n_mine};
+        progress_ctx pc = {world, o->verb, o->quiet, br_now_s(), 0, 0, 0, n_mine};
         journal_ctx jc = {journal, key, mine_idx, 0};
         rollout_sched_opts so = o->sched;
         so.device = o->device;

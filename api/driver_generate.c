@@ -249,7 +249,7 @@ br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_g
     cfg = driver_config_json(o, &g->d, g->prompts, NULL, world->size);
     if (o->print_config && world->rank == 0) printf("%s\n", cfg);
 
-    const double t0 = driver_now();
+    const double t0 = br_now_s();
     const driver_jobs jobs = {req->n_samples, job_get, req};
     if ((rc = driver_run_and_gather(world, w, o, &jobs, &parts)) != BR_OK) goto done;
 
@@ -282,10 +282,10 @@ br_status driver_generate_with(comm_world *world, const driver_opts *o, driver_g
         if (rc == BR_OK && stats) {
             stats->samples = req->n_samples;
             stats->tokens = src.tokens;
-            stats->seconds = driver_now() - t0;
+            stats->seconds = br_now_s() - t0;
         }
         if (rc == BR_OK && !o->quiet) {
-            double dt = driver_now() - t0;
+            double dt = br_now_s() - t0;
             fprintf(stderr, "[bitroll generate] wrote %s: %lld samples, %lld completion tokens, %.1f s, %.0f tokens/s (%d rank%s)\n",
                     o->out, (long long)req->n_samples, (long long)src.tokens, dt, src.tokens / (dt + 1e-9), world->size,
                     world->size > 1 ? "s" : "");

@@ -170,7 +170,7 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
     cfg = driver_config_json(o, NULL, NULL, rollouts, world->size);
     if (o->print_config && world->rank == 0) printf("%s\n", cfg);
 
-    const double t0 = driver_now();
+    const double t0 = br_now_s();
     const driver_jobs dj = driver_jobs_array(jobs, n_jobs);
     if ((rc = driver_run_and_gather(world, w, o, &dj, &parts)) != BR_OK) goto done;
 
@@ -190,7 +190,7 @@ br_status driver_score(comm_world *world, const driver_opts *o, const char *roll
         parts = NULL;
         if (rc == BR_OK) rc = driver_out_done(o->out);
         if (rc == BR_OK && !o->quiet) {
-            double dt = driver_now() - t0;
+            double dt = br_now_s() - t0;
             fprintf(stderr, "[bitroll score] wrote %s: %lld samples, %lld tokens scored, %.1f s, %.0f tokens/s (%d rank%s)\n",
                     o->out, (long long)r.n, (long long)T, dt, T / (dt + 1e-9), world->size, world->size > 1 ? "s" : "");
         }

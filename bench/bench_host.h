@@ -1,17 +1,11 @@
-/* Host helpers of the benchmark programs (bench/bench_*.c): a monotonic clock and the CPU's name for the table
- * header. Header-only: each benchmark is its own executable. */
+/* Host helpers of the benchmark programs (bench/bench_*.c): the CPU's name for the table header (the clock is
+ * common/br.h's br_now_s). Header-only: each benchmark is its own executable. */
 #ifndef BENCH_HOST_H
 #define BENCH_HOST_H
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-
-static inline double bench_now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "common/br.h"
 
 /* The "model name" line of /proc/cpuinfo, or "unknown CPU". */
 static inline void bench_cpu_model(char *out, size_t n) {

@@ -68,12 +68,12 @@ int main(int argc, char **argv) {
             rollout_sched_opts o = {.max_batch_tokens = 256, .max_seqs = 64, .prefill_chunk = 64, .page_size = page,
                                     .stats = &st, .no_share_prompt_kv = mode == 0};
             for (int64_t j = 0; j < nj; j++) rollout_result_free(&res[mode][j]);
-            const double t0 = bench_now_s();
+            const double t0 = br_now_s();
             if (rollout_run(w, &o, jobs, nj, res[mode], NULL, NULL) != BR_OK) {
                 fprintf(stderr, "bench_share_kv: %s\n", br_last_error());
                 return 3;
             }
-            const double t = bench_now_s() - t0;
+            const double t = br_now_s() - t0;
             if (r == 0 || t < best[mode]) best[mode] = t, keep[mode] = st;
         }
     for (int mode = 0; mode < 2; mode++) {

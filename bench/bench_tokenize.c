@@ -75,19 +75,19 @@ int main(int argc, char **argv) {
     int rc = 0;
     for (int k = 0; k < 3; k++) {
         tok_tokenizer *tok = NULL;
-        double t0 = bench_now_s();
+        double t0 = br_now_s();
         if (tok_load(paths[k], &tok)) {
             fprintf(stderr, "bench_tokenize: %s\n", br_last_error());
             rc = 3;
             continue;
         }
-        double load = bench_now_s() - t0, best = 1e30;
+        double load = br_now_s() - t0, best = 1e30;
         size_t n = 0;
         for (int r = 0; r < reps; r++) {
             int32_t *ids = NULL;
-            t0 = bench_now_s();
+            t0 = br_now_s();
             br_status st = tok_encode(tok, text, bytes, 0, &ids, &n);
-            double dt = bench_now_s() - t0;
+            double dt = br_now_s() - t0;
             free(ids);
             if (st) {
                 fprintf(stderr, "bench_tokenize: %s\n", br_last_error());

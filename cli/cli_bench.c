@@ -117,7 +117,7 @@ static void rl_usage(FILE *f) {
 typedef struct {
     rollout_device dev;
     int64_t min_free; /* least free device memory seen after a step */
-    double t0, last;  /* the run's start and the last progress line (cli_now seconds) */
+    double t0, last;  /* the run's start and the last progress line (br_now_s seconds) */
 } rl_progress;
 
 /* Every step: the least free device memory; every 10 s a progress line on stderr (a run of minutes shows its rate,
@@ -126,7 +126,7 @@ static void rl_on_step(void *ctx, int64_t done, int64_t total, int64_t tokens) {
     rl_progress *p = ctx;
     int64_t f = 0, t = 0;
     if (rollout_device_memory(p->dev, &f, &t) == BR_OK && (p->min_free < 0 || f < p->min_free)) p->min_free = f;
-    const double now = cli_now();
+    const double now = br_now_s();
     if (now - p->last >= 10.0) {
         p->last = now;
         fprintf(stderr, "bench rl: %.0f s: %lld/%lld samples done, %lld tokens, %.0f tokens/s so far\n", now - p->t0,
@@ -299,10 +299,10 @@ static int bench_rl(int argc, char **argv) {
             if (max_bt) o.sizes_given |= ROLLOUT_GIVEN_BATCH_TOKENS;
             int64_t free0 = 0, total = 0;
             const int have_mem = rollout_device_memory(dev, &free0, &total) == BR_OK;
-            const double t0 = cli_now();
+            const double t0 = br_now_s();
             rl_progress pr = {dev, -1, t0, t0};
             rc = rollout_run(w, &o, jobs, S, res, rl_on_step, &pr);
-            const double wall = cli_now() - t0 - st.s_create;
+            const double wall = br_now_s() - t0 - st.s_create;
             if (rc != BR_OK) {
                 fprintf(stderr, "bitroll bench: %d new tokens, top-p %g: %s\n", new_tok[k], (double)topp[q], br_last_error());
                 break;
@@ -506,9 +506,9 @@ int cli_bench_main(int argc, char **argv) {
             o.max_seqs = B;
             make_jobs(jobs, ids, B, prompt_len, new_tokens, V, 1.0f, 7);
             for (int b = 0; b < B; b++) jobs[b].n_stop = 0;
-            double t0 = cli_now();
+            double t0 = br_now_s();
             if ((rc = rollout_run(w, &o, jobs, B, res, NULL, NULL)) != BR_OK) break;
-            double dt = cli_now() - t0;
+            double dt = br_now_s() - t0;
             int64_t toks = 0;
             for (int b = 0; b < B; b++) toks += res[b].n;
             /* score the same samples, teacher-forced */
@@ -516,9 +516,9 @@ int cli_bench_main(int argc, char **argv) {
                 jobs[b].forced = res[b].tokens;
                 jobs[b].n_forced = res[b].n;
             }
-            double t1 = cli_now();
+            double t1 = br_now_s();
             if ((rc = rollout_run(w, &o, jobs, B, scored, NULL, NULL)) != BR_OK) break;
-            double ds = cli_now() - t1;
+            double ds = br_now_s() - t1;
             int64_t differ = 0, ddiffer = 0;
             for (int b = 0; b < B; b++) {
                 for (int t = 0; t < res[b].n; t++) {

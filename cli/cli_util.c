@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 br_status cli_parse_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
@@ -44,12 +43,6 @@ br_status cli_parse_u64(const char *flag, const char *s, uint64_t *out) {
     if (errno || end == s || *end != '\0') return br_fail(BR_EINVAL, "%s: '%s' is not a non-negative integer", flag, s);
     *out = v;
     return BR_OK;
-}
-
-double cli_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 br_status cli_check_writable(const char *path) {

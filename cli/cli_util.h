@@ -12,9 +12,6 @@ br_status cli_parse_int(const char *flag, const char *s, int64_t lo, int64_t hi,
 br_status cli_parse_float(const char *flag, const char *s, float *out);
 br_status cli_parse_u64(const char *flag, const char *s, uint64_t *out);
 
-/* Monotonic seconds. */
-double cli_now(void);
-
 /* Checks that `path` can be created: its directory exists and is writable. */
 br_status cli_check_writable(const char *path);
 

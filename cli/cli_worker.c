@@ -162,9 +162,9 @@ static void serve(comm_world *world, const driver_opts *o0, const driver_generat
     if (rc == BR_OK && world->rank == 0) rc = cli_check_writable(o.out);
     rc = comm_agree(world, rc);
     if (rc == BR_OK && r.weights) {
-        const double t0 = driver_now();
+        const double t0 = br_now_s();
         rc = driver_update_weights(world, *w, r.weights, r.fingerprint, &nw);
-        t_w = driver_now() - t0;
+        t_w = br_now_s() - t0;
         if (rc == BR_OK) {
             policy_weights_free(*w);
             *w = nw;

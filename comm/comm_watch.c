@@ -56,12 +56,6 @@ void comm_watch_enter(const char *what, const char *caller) {
 
 void comm_watch_leave(void) { atomic_store(&g_waiting, 0); }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 double comm_watch_period(double timeout_s) {
     double p = timeout_s / 5.0;
     return p < 1.0 ? p : 1.0;
@@ -122,7 +116,7 @@ static void *watch_main(void *arg) {
     MPI_Request rreq = MPI_REQUEST_NULL, sreq = MPI_REQUEST_NULL;
     hb_msg last = {0};
     int heard = 0, peer_bye = 0, sent_bye = 0;
-    double last_heard = now_s(), last_sent = -1e30;
+    double last_heard = br_now_s(), last_sent = -1e30;
     const double tick = s->period / 10.0 < 0.01 ? s->period / 10.0 : 0.01;
     /* a changed step goes out at most every `soon` (a tensor-parallel decode changes it at every chunk sum) */
     const double soon = s->period / 10.0 < 0.1 ? s->period / 10.0 : 0.1;
@@ -134,7 +128,7 @@ static void *watch_main(void *arg) {
             int got = 0;
             MPI_Test(&rreq, &got, MPI_STATUS_IGNORE);
             if (!got) break;
-            last_heard = now_s();
+            last_heard = br_now_s();
             last = s->recv_buf;
             heard = 1;
             if (last.kind == HB_BYE) peer_bye = 1;
@@ -144,7 +138,7 @@ static void *watch_main(void *arg) {
             int done = 0;
             MPI_Test(&sreq, &done, MPI_STATUS_IGNORE);
         }
-        const double t = now_s();
+        const double t = br_now_s();
         const step x = step_now();
         const int changed = x.waiting != sent.waiting || x.what != sent.what || x.caller != sent.caller;
         if (sreq == MPI_REQUEST_NULL && !sent_bye &&

@@ -46,4 +46,7 @@ uint64_t br_hash64(const void *data, size_t n, uint64_t seed);
 /* Reads a whole file; *out is NUL-terminated, caller frees. */
 br_status br_read_file(const char *path, char **out, size_t *len);
 
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC): for durations and deadlines, never for results. */
+double br_now_s(void);
+
 #endif

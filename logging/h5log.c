@@ -17,7 +17,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -770,23 +769,28 @@ br_status h5log_check_out(const char *path) {
     return BR_OK;
 }
 
+/* The directory of path into dir ("." or "/" where path names none); returns path's last component, NULL when dir
+ * is too small. */
+static const char *parent_dir(const char *path, char *dir, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    const size_t n = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (n + 2 > cap) return NULL;
+    if (!slash) strcpy(dir, ".");
+    else {
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    return slash ? slash + 1 : path;
+}
+
 /* Temporary files path.tmp.<pid> left by writers that died without cleaning up (SIGKILL, a crash, a machine that went
  * down: no handler runs) are removed before the next write of `path`, so a killed run followed by a rerun or --resume
  * leaves nothing behind. Only those whose process no longer exists on this host (kill(pid, 0): ESRCH) go: a file of a
  * live process, or of a process of that number on another host sharing the directory, is left alone. */
 static void remove_stale_tmps(const char *path) {
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t dlen = slash ? (size_t)(slash - path) : 1;
     char dir[4096], prefix[4096], full[8192];
-    if (dlen >= sizeof dir || strlen(base) + 6 >= sizeof prefix) return;
-    if (slash) {
-        memcpy(dir, path, dlen);
-        dir[dlen] = 0;
-        if (dlen == 0) strcpy(dir, "/");
-    } else {
-        strcpy(dir, ".");
-    }
+    const char *base = parent_dir(path, dir, sizeof dir);
+    if (!base || strlen(base) + 6 >= sizeof prefix) return;
     snprintf(prefix, sizeof prefix, "%s.tmp.", base);
     const size_t plen = strlen(prefix);
     DIR *d = opendir(dir);
@@ -1083,22 +1087,13 @@ static br_status h5w_commit(h5w *w) {
     w->guarded = 0;
     /* Make the rename durable too. Best effort: the file is already in place and complete, and some
      * file systems refuse fsync on a directory, so failing here would misreport a good write. */
-    char *dir = strdup(w->path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d = ".";
-        if (slash == dir) {
-            d = "/";
-        } else if (slash) {
-            *slash = '\0';
-            d = dir;
-        }
-        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char dir[4096];
+    if (parent_dir(w->path, dir, sizeof dir)) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
             (void)fsync(dfd);
             (void)close(dfd);
         }
-        free(dir);
     }
 cleanup:
     if (xs) (void)XXH3_freeState(xs);
@@ -2173,12 +2168,6 @@ int h5log_guard_set(int seconds) {
 
 h5log_guard_counts h5log_guard_stats(void) { return g_rg_counts; }
 
-static double rg_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The bytes of address space this process has mapped (/proc/self/statm); 0 when unknown (then no RLIMIT_AS). Taken
  * in the parent: a sanitizer reserves terabytes at start, so the child's bound is relative to what is mapped. */
 static uint64_t rg_vm_bytes(void) {
@@ -2276,9 +2265,9 @@ static br_status rg_read(const char *path, rg_kind k, int64_t fsize) {
     char rec[1024];
     size_t got = 0;
     int timed_out = 0;
-    const double deadline = rg_now() + limit;
+    const double deadline = br_now_s() + limit;
     for (;;) { /* the record, then EOF when the child ends */
-        const double left = deadline - rg_now();
+        const double left = deadline - br_now_s();
         if (left <= 0) {
             timed_out = 1;
             break;
@@ -2334,16 +2323,22 @@ static br_status rg_read(const char *path, rg_kind k, int64_t fsize) {
                                "a library aborted it)", path, what, w == pid && WIFEXITED(ws) ? WEXITSTATUS(ws) : -1);
 }
 
+/* What both readers do before libhdf5 opens the file in this process: the integrity header with plain reads, then,
+ * for a file without it, the guarded read in a child. */
+static br_status read_checks(const char *path, rg_kind k, int *has_header, int64_t *fsize) {
+    br_status st = h5log_check_file(path, has_header, fsize);
+    if (st == BR_OK && !*has_header) st = rg_read(path, k, *fsize);
+    return st;
+}
+
 br_status h5log_rollouts_read(const char *path, h5log_rollouts *out, h5log_meta *meta) {
     if (!path || !out) return br_fail(BR_EINVAL, "h5log_rollouts_read: NULL argument");
     memset(out, 0, sizeof *out);
     if (meta) memset(meta, 0, sizeof *meta);
     int has_header = 0;
     int64_t fsize = 0;
-    br_status st = h5log_check_file(path, &has_header, &fsize);
-    if (st == BR_OK && !has_header) st = rg_read(path, RG_ROLLOUTS, fsize);
-    if (st != BR_OK) return st;
-    return rollouts_read_in(path, has_header, fsize, out, meta);
+    br_status st = read_checks(path, RG_ROLLOUTS, &has_header, &fsize);
+    return st != BR_OK ? st : rollouts_read_in(path, has_header, fsize, out, meta);
 }
 
 br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *meta) {
@@ -2352,10 +2347,8 @@ br_status h5log_scores_read(const char *path, h5log_scores *out, h5log_meta *met
     if (meta) memset(meta, 0, sizeof *meta);
     int has_header = 0;
     int64_t fsize = 0;
-    br_status st = h5log_check_file(path, &has_header, &fsize);
-    if (st == BR_OK && !has_header) st = rg_read(path, RG_SCORES, fsize);
-    if (st != BR_OK) return st;
-    return scores_read_in(path, has_header, fsize, out, meta);
+    br_status st = read_checks(path, RG_SCORES, &has_header, &fsize);
+    return st != BR_OK ? st : scores_read_in(path, has_header, fsize, out, meta);
 }
 
 /* ---------------------------------------------------------------- freeing */

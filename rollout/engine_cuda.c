@@ -100,7 +100,8 @@ typedef struct {
     size_t rp_ws_bytes;
     float *tp_ws;              /* tensor parallelism: (C, T_slice, D) f32 all-gathered chunk partials */
     size_t tp_ws_bytes;
-    float *f32_parts;          /* fp32 mode: (C, ROLLOUT_F32_SLICE, D) f32 chunk partials of a row-parallel layer (CPU order) */
+    float *f32_parts;          /* fp32 mode: (C, ROLLOUT_F32_SLICE, D) f32 chunk partials of a row-parallel layer (CPU
+                                * order; under TP also the all-gather's buffer) */
     /* host staging: pinned copies of pages, ptoff, gather, req, out; one logits row for the host sampler */
     int32_t *h_pages, *h_ptoff, *h_gather;
     kern_row_req *h_req;
@@ -262,7 +263,6 @@ static int rowpar_chunks(int K) {
     while (c > 1 && K % (16 * c)) c /= 2;
     return c;
 }
-
 
 /* The fp32 mode's row-parallel layer in the CPU reference's order (policy/forward.c row_parallel): the partial
  * product of each K-chunk -- one per head for o_proj, POLICY_MLP_CHUNKS of the MLP width for down_proj, chunk c of

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 
 typedef struct {
@@ -43,12 +42,6 @@ static int job_done(const slot *s) {
     const rollout_job *j = s->job;
     if (j->forced) return s->res->n == j->n_forced;
     return s->res->n > 0 && s->res->finish >= 0;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void rollout_result_free(rollout_result *r) {
@@ -314,11 +307,11 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
      * its own jobs hold */
     rollout_engine_opts eo = {o->device, o->mode, T, n_pages,
                               o->page_size, o->tp, o->wb, o->tuning};
-    double t_mark = now_s();
+    double t_mark = br_now_s();
     if (o->engine) eng = o->engine;
     else if ((rc = rollout_engine_create(w, &eo, &eng)) != BR_OK) goto cleanup;
-    st->s_create = now_s() - t_mark;
-    t_mark = now_s();
+    st->s_create = br_now_s() - t_mark;
+    t_mark = br_now_s();
     for (int64_t i = 0; i < n_jobs; i++)
         if ((rc = check_job(w, &jobs[i], o->page_size, n_pages)) != BR_OK) goto cleanup;
     kv = rollout_engine_kv(eng);
@@ -400,10 +393,10 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
             goto cleanup;
         }
         policy_batch b = {n, tok, pos, seqs, want};
-        const double t_step = now_s();
+        const double t_step = br_now_s();
         st->s_host += t_step - t_mark;
         if ((rc = rollout_engine_step(eng, &b, rows, outs)) != BR_OK) goto cleanup;
-        t_mark = now_s();
+        t_mark = br_now_s();
         if (prefill_rows) {
             st->steps_prefill++;
             st->s_prefill += t_mark - t_step;
@@ -432,7 +425,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         if (progress) progress(progress_ctx, done, n_jobs, tokens_out);
     }
     st->tokens_out = tokens_out;
-    st->s_host += now_s() - t_mark;
+    st->s_host += br_now_s() - t_mark;
     if (pf.active || kv->n_free != free_at_start) /* every sequence ended, every prefix was let go */
         rc = br_fail(BR_ERUNTIME, "scheduler: %d of %d KV pages were not returned at the end of the run",
                      free_at_start - kv->n_free, free_at_start);

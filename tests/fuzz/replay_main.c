@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "common/br.h"
 #include "fuzz_util.h"
 
 typedef struct {
@@ -215,12 +215,6 @@ static void save_input(const char *path, const uint8_t *data, size_t n) {
     }
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int main(int argc, char **argv) {
     long mutations = 1000;
     uint64_t seed = 16;
@@ -244,7 +238,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "replay: no input files\n");
         return 2;
     }
-    double t0 = now_s();
+    double t0 = br_now_s();
     for (size_t k = 0; k < g_n; k++) {
         /* a copy of exactly the input's size, so an over-read is an ASan report in sanitizer builds */
         uint8_t *c = malloc(g_in[k].size ? g_in[k].size : 1);
@@ -254,7 +248,7 @@ int main(int argc, char **argv) {
         LLVMFuzzerTestOneInput(c, g_in[k].size);
         free(c);
     }
-    double t1 = now_s();
+    double t1 = br_now_s();
     long seeds_ok = fuzz_accepted;
     if (seeds_ok < min_ok) {
         fprintf(stderr, "replay: only %ld of %zu corpus files parse (at least %ld expected): regenerate the seeds "
@@ -272,7 +266,7 @@ int main(int argc, char **argv) {
         LLVMFuzzerTestOneInput(c, n);
         free(c);
     }
-    double t2 = now_s();
+    double t2 = br_now_s();
     printf("replay: %zu corpus files (%ld accepted) in %.2f s, %ld mutations (seed %llu; %ld accepted) in %.2f s: "
            "no failure\n", g_n, seeds_ok, t1 - t0, mutations, (unsigned long long)seed, fuzz_accepted - seeds_ok, t2 - t1);
     for (size_t k = 0; k < g_n; k++) {

@@ -157,8 +157,9 @@ static void gemm_teardown(gemm_arg *g) {
 
 /* ---- attention */
 typedef struct {
-    int B, ctx, n_heads, n_kv, hd, page, prefill;
-    float *kc, *vc, *q, *out;
+    int B, ctx, n_heads, n_kv, hd, page, prefill, b16; /* b16: a bf16 cache (the invariant mode's), else f32 */
+    void *kc, *vc;
+    float *q, *out;
     int32_t *pages, *pt_off, *pos;
     int M;
 } attn_arg;
@@ -166,22 +167,39 @@ static void run_attn(void *p, int rep) {
     (void)rep;
     attn_arg *a = p;
     const float scale = 1.0f / sqrtf((float)a->hd);
-    if (a->prefill)
+    if (a->prefill && a->b16)
+        kern_cuda_attn_prefill_bf16(a->out, a->q, a->kc, a->vc, a->pages, a->pt_off, a->pos, a->M, a->n_heads, a->n_kv,
+                                    a->hd, a->page, scale, NULL);
+    else if (a->prefill)
         kern_cuda_attn_prefill(a->out, a->q, a->kc, a->vc, a->pages, a->pt_off, a->pos, a->M, a->n_heads, a->n_kv,
                                a->hd, a->page, scale, NULL);
+    else if (a->b16)
+        kern_cuda_attn_decode_bf16(a->out, a->q, a->kc, a->vc, a->pages, a->pt_off, a->pos, a->M, a->n_heads, a->n_kv,
+                                   a->hd, a->page, scale, NULL);
     else
         kern_cuda_attn_decode(a->out, a->q, a->kc, a->vc, a->pages, a->pt_off, a->pos, a->M, a->n_heads, a->n_kv,
                               a->hd, a->page, scale, NULL);
 }
 /* B sequences of ctx tokens in a paged pool; decode: one query per sequence at position ctx-1; prefill: every
  * position of every sequence. */
-static void attn_setup(attn_arg *a, int B, int ctx, int n_heads, int n_kv, int hd, int page, int prefill) {
+static void attn_setup(attn_arg *a, int B, int ctx, int n_heads, int n_kv, int hd, int page, int prefill, int b16) {
     memset(a, 0, sizeof *a);
     a->B = B, a->ctx = ctx, a->n_heads = n_heads, a->n_kv = n_kv, a->hd = hd, a->page = page, a->prefill = prefill;
+    a->b16 = b16;
     const int pps = (ctx + page - 1) / page, n_pages = B * pps;
     const size_t pool = (size_t)n_pages * page * n_kv * hd;
     a->kc = dev_rand_f32(pool, 1.0f);
     a->vc = dev_rand_f32(pool, 1.0f);
+    if (b16) { /* the same values rounded to a bf16 cache */
+        void *f[2] = {a->kc, a->vc};
+        for (int i = 0; i < 2; i++) {
+            uint16_t *h = kern_cuda_malloc(pool * 2);
+            kern_cuda_cast_bf16_pad(h, f[i], (int)(pool / ((size_t)n_kv * hd)), n_kv * hd, n_kv * hd, NULL);
+            kern_cuda_free(f[i]);
+            if (i == 0) a->kc = h;
+            else a->vc = h;
+        }
+    }
     int32_t *pages = malloc(sizeof(int32_t) * n_pages);
     /* Scattered pages: i -> (7 i + 3) mod n is a permutation when 7 does not divide n. */
     for (int i = 0; i < n_pages; i++) pages[i] = n_pages % 7 ? (int32_t)(((int64_t)i * 7 + 3) % n_pages) : i;
@@ -354,23 +372,26 @@ int bench_kernel_table(const char *json_path, const char *sections, const br_tun
             {1, 192, 16, 8, 128, 16, 0},   {1, 4096, 32, 8, 128, 16, 0},  {8, 1024, 16, 8, 128, 16, 1},
             {1, 4096, 32, 8, 128, 16, 1},
         };
-        printf("\npaged attention (fp32 KV cache, chunk 32)\n%-40s %10s %12s\n", "case", "ms", "KV GB/s");
-        for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        printf("\npaged attention (KV cache f32 or bf16, chunk 32)\n%-46s %10s %12s\n", "case", "ms", "KV GB/s");
+        for (size_t i = 0; i < 2 * (sizeof at / sizeof at[0]); i++) {
+            const size_t ci = i / 2;
+            const int b16 = (int)(i % 2);
             attn_arg a;
-            attn_setup(&a, at[i][0], at[i][1], at[i][2], at[i][3], at[i][4], at[i][5], at[i][6]);
+            attn_setup(&a, at[ci][0], at[ci][1], at[ci][2], at[ci][3], at[ci][4], at[ci][5], at[ci][6], b16);
             double t = time_ms(run_attn, &a, 2, a.prefill ? 1 : 5, a.prefill ? 5 : 11);
-            const double kv_bytes = 2.0 * a.B * a.ctx * a.n_kv * a.hd * 4;
+            const double kv_bytes = 2.0 * a.B * a.ctx * a.n_kv * a.hd * (b16 ? 2 : 4);
             char desc[96];
-            snprintf(desc, sizeof desc, "%s B=%d ctx=%d H=%d KV=%d hd=%d", a.prefill ? "prefill" : "decode", a.B, a.ctx,
-                     a.n_heads, a.n_kv, a.hd);
+            snprintf(desc, sizeof desc, "%s %s B=%d ctx=%d H=%d KV=%d hd=%d", a.prefill ? "prefill" : "decode",
+                     b16 ? "bf16" : "f32", a.B, a.ctx, a.n_heads, a.n_kv, a.hd);
             if (a.prefill)
-                printf("%-40s %10.3f %12s\n", desc, t, "-");
+                printf("%-46s %10.3f %12s\n", desc, t, "-");
             else
-                printf("%-40s %10.3f %12.0f (%3.0f%% of copy)\n", desc, t, kv_bytes / (t * 1e-3) / 1e9,
+                printf("%-46s %10.3f %12.0f (%3.0f%% of copy)\n", desc, t, kv_bytes / (t * 1e-3) / 1e9,
                        100 * kv_bytes / (t * 1e-3) / 1e9 / copy_gbs);
-            json_rec("\"kind\": \"attention\", \"mode\": \"%s\", \"B\": %d, \"ctx\": %d, \"heads\": %d, \"kv\": %d, "
+            json_rec("\"kind\": \"attention\", \"cache\": \"%s\", \"mode\": \"%s\", \"B\": %d, \"ctx\": %d, \"heads\": %d, \"kv\": %d, "
                      "\"hd\": %d, \"ms\": %.5f, \"kv_bytes\": %.0f",
-                     a.prefill ? "prefill" : "decode", a.B, a.ctx, a.n_heads, a.n_kv, a.hd, t, kv_bytes);
+                     b16 ? "bf16" : "f32", a.prefill ? "prefill" : "decode", a.B, a.ctx, a.n_heads, a.n_kv, a.hd, t,
+                     kv_bytes);
             attn_teardown(&a);
         }
     }

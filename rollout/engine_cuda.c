@@ -62,11 +62,13 @@ typedef struct {
     br_status status;          /* the first failure to note a buffer (host memory) */
 } cuda_weights;
 
-/* KV cache: the pages in device memory, their allocator on the host. */
+/* KV cache: the pages in device memory, their allocator on the host. Elements are bf16 in the invariant and standard
+ * modes (half the bytes each decode step reads; kernels/cuda/kv_elem.cuh), f32 in the fp32 mode (the CPU's cache). */
 typedef struct {
     policy_kvcache *pages;     /* host page allocator (policy_kv_create_pages; n_kv = KVl) */
-    float *k, *v;              /* (n_layers, n_pages, page_size, KVl, hd) f32 */
+    void *k, *v;               /* (n_layers, n_pages, page_size, KVl, hd) f32 or bf16 */
     size_t layer;              /* elements of one layer's K (or V) */
+    int bf16;                  /* element: bf16 (2 bytes) or f32 (4) */
 } cuda_kv;
 
 /* Run state: every buffer a step uses, allocated once at creation (a step allocates nothing). R <= T rows of a step
@@ -454,15 +456,17 @@ static void weights_free(cuda_weights *wt) {
 }
 
 /* The page allocator (host) and the pages (device, zeroed) of this rank's KVl key/value heads. */
-static br_status kv_build(cuda_kv *kv, const policy_config *c, int n_pages, int page_size, int KVl) {
+static br_status kv_build(cuda_kv *kv, const policy_config *c, int n_pages, int page_size, int KVl, kern_mode mode) {
     br_status rc = policy_kv_create_pages(c, n_pages, page_size, &kv->pages);
     if (rc != BR_OK) return rc;
     kv->pages->n_kv = KVl;
     kv->layer = (size_t)n_pages * page_size * KVl * c->head_dim;
-    kv->k = kern_cuda_malloc(kv->layer * c->n_layers * sizeof(float));
-    kv->v = kern_cuda_malloc(kv->layer * c->n_layers * sizeof(float));
-    kern_cuda_memset(kv->k, 0, kv->layer * c->n_layers * sizeof(float));
-    kern_cuda_memset(kv->v, 0, kv->layer * c->n_layers * sizeof(float));
+    kv->bf16 = mode != KERN_MODE_FP32;
+    const size_t bytes = kv->layer * c->n_layers * (kv->bf16 ? 2 : 4);
+    kv->k = kern_cuda_malloc(bytes);
+    kv->v = kern_cuda_malloc(bytes);
+    kern_cuda_memset(kv->k, 0, bytes);
+    kern_cuda_memset(kv->v, 0, bytes);
     return BR_OK;
 }
 
@@ -689,7 +693,7 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
         rc = br_fail(BR_EINVAL, "--device cuda: the engine needs %.2f GB, the device has %.2f GB free of %.2f GB (%s)",
                      (double)plan.total / 1e9, (double)free0 / 1e9, (double)total0 / 1e9, line);
     }
-    if (rc == BR_OK) rc = kv_build(&e->kv, c, n_pages, page_size, e->KVl);
+    if (rc == BR_OK) rc = kv_build(&e->kv, c, n_pages, page_size, e->KVl, mode);
     if (rc == BR_OK) {
         e->wt.receive_only = wb && !wb->is_root;
         rc = weights_build(&e->wt, w, mode, e->tp.size > 1 ? e->tp.rank : 0, e->Hl, e->KVl, e->Fl);
@@ -758,7 +762,10 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
     const float *pending = NULL;
     for (int l = 0; l < c->n_layers; l++) {
         const cuda_layer *L = &e->wt.L[l];
-        float *kc = e->kv.k + e->kv.layer * l, *vc = e->kv.v + e->kv.layer * l;
+        /* this layer's cache: f32 (fp32 mode) or bf16 (kc16, vc16) */
+        float *kc = (float *)e->kv.k + e->kv.layer * l, *vc = (float *)e->kv.v + e->kv.layer * l;
+        uint16_t *kc16 = (uint16_t *)e->kv.k + e->kv.layer * l, *vc16 = (uint16_t *)e->kv.v + e->kv.layer * l;
+        const int b16 = e->kv.bf16;
         int in_xb = norm_in(e, e->a.x, pending, L->attn_norm_w, L->attn_norm_b, M);
         prof(e, P_NORM);
         {
@@ -801,24 +808,25 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
          * writes them inside its attention launch, which in the bf16 mode also writes o_proj's bf16 input. */
         const int fused = !multi && hd >= 32 && e->mode == KERN_MODE_INVARIANT;
         const int att_bf = fused && writes_bf16(e, H * hd);
-        if (fused) {
-            kern_cuda_attn_decode_fused(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc, vc, k, e->a.v, q,
-                                        e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, e->kv.pages->page_size, scale, st);
+        const int ps = e->kv.pages->page_size;
+        if (fused) { /* the invariant mode: a bf16 cache */
+            kern_cuda_attn_decode_fused_bf16(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc16, vc16, k, e->a.v,
+                                             q, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps, scale, st);
         } else {
-            kern_cuda_kv_write(kc, vc, k, e->a.v, e->a.pages, e->a.ptoff, e->a.pos, M, e->kv.pages->page_size, KV, hd, st);
-            if (e->mode == KERN_MODE_FP32) /* the CPU's order (cpu_order.cu) */
-                kern_cuda_cpuo_attention(e->a.att, q, kc, vc, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd,
-                                         e->kv.pages->page_size, scale, st);
+            if (b16) kern_cuda_kv_write_bf16(kc16, vc16, k, e->a.v, e->a.pages, e->a.ptoff, e->a.pos, M, ps, KV, hd, st);
+            else kern_cuda_kv_write(kc, vc, k, e->a.v, e->a.pages, e->a.ptoff, e->a.pos, M, ps, KV, hd, st);
+            if (e->mode == KERN_MODE_FP32) /* the CPU's order (cpu_order.cu), on the f32 cache */
+                kern_cuda_cpuo_attention(e->a.att, q, kc, vc, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps, scale,
+                                         st);
             else if (hd < 32)
-                kern_cuda_attn_small(e->a.att, q, kc, vc, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd,
-                                     e->kv.pages->page_size, scale, st);
+                kern_cuda_attn_small_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps,
+                                          scale, st);
             else if (e->mode == KERN_MODE_STANDARD)
-                kern_cuda_attn_splitkv(e->a.att, q, kc, vc, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd,
-                                       e->kv.pages->page_size, scale, e->splitkv_splits, multi, e->a.splitkv_ws,
-                                       e->a.splitkv_ws_bytes, st);
+                kern_cuda_attn_splitkv_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps,
+                                            scale, e->splitkv_splits, multi, e->a.splitkv_ws, e->a.splitkv_ws_bytes, st);
             else /* rows of several sequences or several rows of one: the prefill launcher */
-                kern_cuda_attn_prefill(e->a.att, q, kc, vc, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd,
-                                       e->kv.pages->page_size, scale, st);
+                kern_cuda_attn_prefill_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps,
+                                            scale, st);
         }
         prof(e, P_ATTN);
         gemm_rowpar(e, e->a.proj, e->a.att, att_bf, L->wo, L->bo, M, D, H * hd, e->chunks_o, 0);
@@ -973,8 +981,9 @@ static void be_select_device(int index) { kern_cuda_set_device(index); }
 static br_status be_kv_copy_page(void *ctx, int32_t dst, int32_t src) {
     rollout_cuda *e = ctx;
     const policy_kvcache *p = e->kv.pages;
-    kern_cuda_kv_copy_page(e->kv.k, e->kv.v, p->n_layers, (int64_t)e->kv.layer,
-                           (int64_t)p->page_size * p->n_kv * p->hd, dst, src, e->stream);
+    const int64_t es = e->kv.bf16 ? 2 : 4;
+    kern_cuda_kv_copy_page(e->kv.k, e->kv.v, p->n_layers, (int64_t)e->kv.layer * es,
+                           (int64_t)p->page_size * p->n_kv * p->hd * es, dst, src, e->stream);
     return BR_OK;
 }
 

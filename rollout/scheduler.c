@@ -478,8 +478,8 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
     p->weights = layer * c->n_layers + V * D * ees + V * KP(D) * wes + (ln ? 2 : 1) * D * 4;
     if (c->learned_pos) p->weights += (int64_t)c->max_pos * D * ees;
     else p->weights += (int64_t)c->max_pos * (hd / 2) * 2 * 4; /* RoPE table */
-    /* KV cache: f32 K and V, every layer, this rank's KV heads */
-    p->kv_token = 2 * (int64_t)c->n_layers * KVl * hd * 4;
+    /* KV cache: K and V, every layer, this rank's KV heads; bf16 elements, f32 in the fp32 mode (rollout_mem_kv_name) */
+    p->kv_token = 2 * (int64_t)c->n_layers * KVl * hd * (p->mode == KERN_MODE_FP32 ? 4 : 2);
     p->kv = (int64_t)p->n_pages * p->page_size * p->kv_token;
     /* activations: sized for the whole model's heads and MLP (also under tensor parallelism) */
     int64_t widest = D > H * hd ? D : H * hd;
@@ -523,6 +523,8 @@ int64_t rollout_mem_plan_step_bytes(const rollout_mem_plan *p) {
 }
 
 static double gb(int64_t b) { return (double)b / 1e9; }
+
+const char *rollout_mem_kv_name(kern_mode mode) { return mode == KERN_MODE_FP32 ? "fp32" : "bf16"; }
 
 /* n with thousands separators ("1,280") into buf. */
 static const char *group(int64_t n, char *buf, size_t cap) {
@@ -579,18 +581,20 @@ br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned 
         if (want > 512) want = 512;
         if (fit < 1)
             return br_fail(BR_EINVAL, "--device cuda: not even one sequence of %s tokens fits: it needs %.2f GB of KV "
-                                      "cache (fp32), with %.2f GB of weights and %.2f GB of step buffers for %s; "
+                                      "cache (%s), with %.2f GB of weights and %.2f GB of step buffers for %s; "
                                       "%.2f GB free x %.2f (--gpu-memory-utilization) = %.2f GB (lower --max-batch-tokens "
                                       "or --max-new-tokens, or raise --gpu-memory-utilization)",
-                           group(p->seq_tokens, a, sizeof a), gb(per_seq * p->kv_token), gb(p->weights),
+                           group(p->seq_tokens, a, sizeof a), gb(per_seq * p->kv_token), rollout_mem_kv_name(p->mode),
+                           gb(p->weights),
                            gb(rollout_mem_plan_step_bytes(p)), tok_flag, gb(free_bytes), utilization, gb(budget));
         p->max_seqs = (int)(want < fit_int ? want : fit_int);
     } else if (p->max_seqs > fit) {
-        return br_fail(BR_EINVAL, "--device cuda: --max-seqs %d needs %.1f GB of KV cache (fp32) at %s tokens/sequence, "
+        return br_fail(BR_EINVAL, "--device cuda: --max-seqs %d needs %.1f GB of KV cache (%s) at %s tokens/sequence, "
                                   "plus %.2f GB of weights and %.2f GB of step buffers for %s; %.1f GB free x %.2f "
                                   "(--gpu-memory-utilization) = %.1f GB: at most %s sequences fit (lower --max-seqs, "
                                   "--max-batch-tokens or --max-new-tokens, or raise --gpu-memory-utilization)",
-                       p->max_seqs, gb((int64_t)p->max_seqs * per_seq * p->kv_token), group(p->seq_tokens, a, sizeof a),
+                       p->max_seqs, gb((int64_t)p->max_seqs * per_seq * p->kv_token), rollout_mem_kv_name(p->mode),
+                       group(p->seq_tokens, a, sizeof a),
                        gb(p->weights), gb(rollout_mem_plan_step_bytes(p)), tok_flag, gb(free_bytes), utilization,
                        gb(budget), group(fit, b, sizeof b));
     }
@@ -608,10 +612,10 @@ void rollout_mem_plan_describe(const rollout_mem_plan *p, char *buf, size_t cap)
     char a[32], b[32];
     snprintf(buf, cap,
              "cuda memory plan: max_seqs %d, max_batch_tokens %d, %s KV pages of %d tokens (%s tokens/sequence): "
-             "weights %.2f GB, KV cache %.2f GB (fp32), activations %.2f GB, logits %.2f GB, step inputs %.2f GB, "
+             "weights %.2f GB, KV cache %.2f GB (%s), activations %.2f GB, logits %.2f GB, step inputs %.2f GB, "
              "workspaces %.2f GB, reserve %.2f GB; total %.2f GB",
              p->max_seqs, p->max_tokens, group(p->n_pages, a, sizeof a), p->page_size, group(p->seq_tokens, b, sizeof b),
-             gb(p->weights), gb(p->kv), gb(p->acts), gb(p->logits), gb(p->step_io), gb(p->workspaces), gb(p->reserve),
+             gb(p->weights), gb(p->kv), rollout_mem_kv_name(p->mode), gb(p->acts), gb(p->logits), gb(p->step_io), gb(p->workspaces), gb(p->reserve),
              gb(p->total));
 }
 

@@ -90,7 +90,7 @@ typedef struct rollout_mem_plan {
     int64_t seq_tokens;     /* KV slots per sequence the pages were sized for (pages x page_size; messages) */
     /* bytes */
     int64_t weights;        /* matrices (K padded to 16 in the bf16 modes), vectors, embeddings, LM head, RoPE table */
-    int64_t kv_token;       /* K and V of one cached token: all layers, this rank's KV heads, f32 */
+    int64_t kv_token;       /* K and V of one cached token: all layers, this rank's KV heads, bf16 (fp32 mode: f32) */
     int64_t kv;             /* the KV pages: n_pages x page_size x kv_token */
     int64_t acts;           /* activations of a T-token step: x, xn, q, k, v, att, q2, k2, proj, ffa, ffb (f32), xb */
     int64_t logits;         /* (T, V) f32: every row of a step may want logits (score) */
@@ -124,6 +124,8 @@ br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned 
                           double utilization, int64_t seq_tokens, int64_t n_jobs);
 /* One line: "max_seqs 402, max_batch_tokens 8192, KV 1,280 tokens/sequence: weights 1.50 GB, KV 118.0 GB, ..." */
 void rollout_mem_plan_describe(const rollout_mem_plan *p, char *buf, size_t cap);
+/* The KV cache's element in a kernel mode: "bf16" (invariant, standard) or "fp32" (fp32). */
+const char *rollout_mem_kv_name(kern_mode mode);
 /* The device's free and total memory for an engine of device d; BR_EINVAL when this build has no such device or d
  * is the CPU (whose KV cache is host memory). */
 br_status rollout_device_memory(rollout_device d, int64_t *free_bytes, int64_t *total_bytes);

@@ -31,7 +31,10 @@
 // (this block is the slot's only reader; __syncthreads orders the write before the reads) and the output as the
 // bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad). It runs when the call has at most one block per
 // SM (M * n_kv <= SMs: small batches); larger calls keep the walk (attn_kernel, one row per block), which fills the
-// GPU with blocks and shares each K/V chunk between the G heads.
+// GPU with blocks and shares each K/V chunk between the G heads -- with an f32 cache. With a bf16 cache (the
+// invariant mode's; kv_elem.cuh: elements widened exactly on load, so the arithmetic above is unchanged) the window
+// takes half the shared memory and the parallel kernel runs at every batch size (faster than the walk everywhere
+// measured, docs/PERFORMANCE.md).
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -41,6 +44,7 @@
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kv_elem.cuh" // the cache element: f32, or bf16 widened exactly on load
 
 #define CHUNK KERN_ATTN_CHUNK
 static_assert(CHUNK == 32, "attention: one key per lane of a warp");
@@ -48,20 +52,20 @@ static_assert(CHUNK == 32, "attention: one key per lane of a warp");
 // The pieces of one online-softmax step, shared by the chunk walk (attn_chunk_step) and the decode kernel's
 // parallel schedule (attn_decode_kernel), so that both run the same operations in the same order by construction.
 
-// s = dot8(q, k) * scale: 8 accumulators, d ascending, no FMA (kern_cpu_dot's order). VEC: k read as float4
-// (16-byte aligned rows); the operations are the same.
-template <int HD, bool VEC>
-__device__ __forceinline__ float attn_score(const float *qs, const float *krow, float scale) {
+// s = dot8(q, k) * scale: 8 accumulators, d ascending, no FMA (kern_cpu_dot's order). VEC: k read four elements at
+// a time (rows aligned to 4 elements); the operations are the same. T: the key's element (kv_elem.cuh).
+template <int HD, bool VEC, typename T>
+__device__ __forceinline__ float attn_score(const float *qs, const T *krow, float scale) {
     float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
     for (int d = 0; d < HD; d += 4) {
         float k4[4];
         if (VEC) {
-            const float4 t = *(const float4 *)(krow + d);
+            const float4 t = kv_ld4(krow + d);
             k4[0] = t.x, k4[1] = t.y, k4[2] = t.z, k4[3] = t.w;
         } else {
 #pragma unroll
-            for (int u = 0; u < 4; u++) k4[u] = krow[d + u];
+            for (int u = 0; u < 4; u++) k4[u] = kv_ld(krow + d + u);
         }
 #pragma unroll
         for (int u = 0; u < 4; u++) p8[(d + u) & 7] = __fadd_rn(p8[(d + u) & 7], __fmul_rn(qs[d + u], k4[u]));
@@ -83,7 +87,8 @@ __device__ __forceinline__ float warp_sum_xor(float v) {
     return v;
 }
 
-// cs[i] = sum over j < len, ascending, of p_j * v_j[lane + 32 i]; p_j is lane j's p, vrow_of(j) key j's value row.
+// cs[i] = sum over j < len, ascending, of p_j * v_j[lane + 32 i]; p_j is lane j's p, vrow_of(j) key j's value row
+// (f32 or bf16 elements: kv_ld).
 template <int NI, typename VRow>
 __device__ __forceinline__ void attn_chunk_pv(float (&cs)[NI], float p, int len, int lane, VRow vrow_of) {
 #pragma unroll
@@ -92,16 +97,16 @@ __device__ __forceinline__ void attn_chunk_pv(float (&cs)[NI], float p, int len,
 #pragma unroll 8
         for (int j = 0; j < CHUNK; j++) {
             const float pj = __shfl_sync(0xffffffffu, p, j);
-            const float *vj = vrow_of(j);
+            const auto *vj = vrow_of(j);
 #pragma unroll
-            for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
+            for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, kv_ld(vj + lane + 32 * i)));
         }
     } else {
         for (int j = 0; j < len; j++) {
             const float pj = __shfl_sync(0xffffffffu, p, j);
-            const float *vj = vrow_of(j);
+            const auto *vj = vrow_of(j);
 #pragma unroll
-            for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, vj[lane + 32 * i]));
+            for (int i = 0; i < NI; i++) cs[i] = __fadd_rn(cs[i], __fmul_rn(pj, kv_ld(vj + lane + 32 * i)));
         }
     }
 }
@@ -117,11 +122,11 @@ __device__ __forceinline__ void attn_fold(float &l, float (&acc)[NI], float alph
 
 // One online-softmax step over one chunk for one (query row, head), by one warp (the order in the header).
 // qs: the query (HD) in shared memory; krow: this lane's key row (valid when lane < len); vrow: this lane's value
-// row; len: keys of this chunk that the row attends to (1..32).
-template <int HD>
-__device__ __forceinline__ void attn_chunk_step(const float *qs, const float *krow, const float *vrow, int len,
+// row; len: keys of this chunk that the row attends to (1..32). T: f32 (shared memory, an f32 cache) or bf16 (cache).
+template <int HD, typename T>
+__device__ __forceinline__ void attn_chunk_step(const float *qs, const T *krow, const T *vrow, int len,
                                                 float scale, float &mx, float &l, float (&acc)[HD / 32], int lane) {
-    const float s = lane < len ? attn_score<HD, false>(qs, krow, scale) : -INFINITY;
+    const float s = lane < len ? attn_score<HD, false, T>(qs, krow, scale) : -INFINITY;
     const float cmax = warp_max_xor(s);
     const float mnew = cmax > mx ? cmax : mx;
     const float alpha = mx == -INFINITY ? 0.0f : expf(__fsub_rn(mx, mnew));
@@ -129,18 +134,19 @@ __device__ __forceinline__ void attn_chunk_step(const float *qs, const float *kr
     const float psum = warp_sum_xor(p);
     float cs[HD / 32];
     attn_chunk_pv(cs, p, len, lane,
-                  [&](int j) { return (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j); });
+                  [&](int j) { return (const T *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j); });
     attn_fold(l, acc, alpha, psum, cs, 1);
     mx = mnew;
 }
 
 // grid (ceil(M / QT), n_kv); block max(QT * G, 8) warps, G = n_heads / n_kv: warp w < QT * G handles row
 // m0 + w / G and head kvh * G + w % G (the others only help load K/V). Rows of the block that share the first row's page table read each K/V chunk from shared memory.
-// Shared memory: Ks (32, HD+1) (padded: lane j reads row j, conflict-free), Vs (32, HD), qs (warps, HD).
-template <int HD>
+// Shared memory: Ks (32, HD+1) (padded: lane j reads row j, conflict-free), Vs (32, HD), qs (warps, HD), all f32
+// (a bf16 cache is widened when a chunk is stored: kv_elem.cuh).
+template <int HD, typename T>
 __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf,
-                                                   const float *__restrict__ q, const float *__restrict__ kc,
-                            const float *__restrict__ vc, const int32_t *__restrict__ pages,
+                                                   const float *__restrict__ q, const T *__restrict__ kc,
+                            const T *__restrict__ vc, const int32_t *__restrict__ pages,
                             const int32_t *__restrict__ pt_off, const int32_t *__restrict__ pos, int M, int n_heads,
                             int n_kv, int page_size, float scale, int QT, int G) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
@@ -151,7 +157,7 @@ __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint
     const int r = m0 + warp / G, h = kvh * G + warp % G;
     const bool active = warp < QT * G && r < M; // warps past QT * G only help load the K/V chunks
     const int seq0 = pt_off[m0];
-    const int row = n_kv * HD; // floats per cache slot
+    const int row = n_kv * HD; // elements per cache slot
     float *qs = qs_all + warp * HD;
 
     // Keys needed by the block's rows of the first row's sequence (the shared K/V loads cover those).
@@ -181,8 +187,8 @@ __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint
             if (e < total) {
                 const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
                 const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
-                pk[u] = *(const float4 *)(kc + slot * row + kvh * HD + d);
-                pv[u] = *(const float4 *)(vc + slot * row + kvh * HD + d);
+                pk[u] = kv_ld4(kc + slot * row + kvh * HD + d);
+                pv[u] = kv_ld4(vc + slot * row + kvh * HD + d);
             }
         }
     };
@@ -201,10 +207,10 @@ __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint
         for (int e = threadIdx.x + 4 * nthreads; e < total; e += nthreads) {
             const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
             const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
-            const float4 kv4 = *(const float4 *)(kc + slot * row + kvh * HD + d);
+            const float4 kv4 = kv_ld4(kc + slot * row + kvh * HD + d);
             float *kd = Ks + j * (HD + 1) + d;
             kd[0] = kv4.x, kd[1] = kv4.y, kd[2] = kv4.z, kd[3] = kv4.w;
-            *(float4 *)(Vs + j * HD + d) = *(const float4 *)(vc + slot * row + kvh * HD + d);
+            *(float4 *)(Vs + j * HD + d) = kv_ld4(vc + slot * row + kvh * HD + d);
         }
     };
     if (shared_len > 0) fetch(0, shared_len < CHUNK ? shared_len : CHUNK);
@@ -217,7 +223,7 @@ __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint
         if (n0 < shared_len) fetch(n0, shared_len - n0 < CHUNK ? shared_len - n0 : CHUNK);
         if (shared && c0 < n_keys) {
             const int rlen = n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK;
-            attn_chunk_step<HD>(qs, Ks + lane * (HD + 1), Vs + lane * HD, rlen, scale, mx, l, acc, lane);
+            attn_chunk_step<HD, float>(qs, Ks + lane * (HD + 1), Vs + lane * HD, rlen, scale, mx, l, acc, lane);
         }
     }
     if (active && !shared) {
@@ -226,8 +232,8 @@ __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint
             const int rlen = n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK;
             const int t = c0 + (lane < rlen ? lane : 0);
             const int64_t slot = (int64_t)pages[my + t / page_size] * page_size + t % page_size;
-            attn_chunk_step<HD>(qs, kc + slot * row + kvh * HD, vc + slot * row + kvh * HD, rlen, scale, mx, l, acc,
-                                lane);
+            attn_chunk_step<HD, T>(qs, kc + slot * row + kvh * HD, vc + slot * row + kvh * HD, rlen, scale, mx, l, acc,
+                                   lane);
         }
     }
     if (active) {
@@ -243,66 +249,69 @@ __global__ void __launch_bounds__(512) attn_kernel(float *__restrict__ out, uint
 
 static size_t attn_smem(int hd, int warps) { return sizeof(float) * ((size_t)CHUNK * (hd + 1) + CHUNK * hd + (size_t)warps * hd); }
 
-template <int HD>
-static void launch_attn(float *out, uint16_t *out_bf, const float *q, const float *kc, const float *vc, const int32_t *pages,
+template <int HD, typename T>
+static void launch_attn(float *out, uint16_t *out_bf, const float *q, const T *kc, const T *vc, const int32_t *pages,
                         const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int page_size,
                         float scale, int QT, cudaStream_t stream) {
     static bool attr_set = false;
     if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_CHECK(cudaFuncSetAttribute(attn_kernel<HD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)attn_smem(HD, 32)));
         attr_set = true;
     }
     const int G = n_heads / n_kv, warps = QT * G < 8 ? 8 : QT * G; // at least 8 warps to load K/V chunks
     dim3 grid((M + QT - 1) / QT, n_kv);
-    attn_kernel<HD><<<grid, warps * 32, attn_smem(HD, warps), stream>>>(out, out_bf, q, kc, vc, pages, pt_off, pos, M,
+    attn_kernel<HD, T><<<grid, warps * 32, attn_smem(HD, warps), stream>>>(out, out_bf, q, kc, vc, pages, pt_off, pos, M,
                                                                          n_heads, n_kv, page_size, scale, QT, G);
     CUDA_CHECK_LAUNCH();
 }
 
-static void attn_dispatch(float *out, uint16_t *out_bf, const float *q, const float *kc, const float *vc, const int32_t *pages,
+template <typename T>
+static void attn_dispatch(float *out, uint16_t *out_bf, const float *q, const T *kc, const T *vc, const int32_t *pages,
                           const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                           int page_size, float scale, int QT, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
                  "attention: bad head counts or page size (at most 16 query heads per KV head)");
     if (M == 0) return;
     switch (hd) {
-    case 32: launch_attn<32>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
-    case 64: launch_attn<64>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
-    case 128: launch_attn<128>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
-    case 256: launch_attn<256>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 32: launch_attn<32, T>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 64: launch_attn<64, T>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 128: launch_attn<128, T>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
+    case 256: launch_attn<256, T>(out, out_bf, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, QT, stream); break;
     default: KERN_REQUIRE(false, "attention: head dim must be 32, 64, 128 or 256");
     }
 }
 
 // ---- decode: the chunks of a window in parallel (see the header)
 // Warps per block (= chunks per window) by head dim: the window's K and V stay under ~135 KB of shared memory.
-template <int HD> struct dec_cfg {
+// The window's K and V are kept as cache elements T (a bf16 window takes half the bytes; widened on load).
+template <int HD, typename T> struct dec_cfg {
     static constexpr int W = HD >= 256 ? 2 : HD == 128 ? 4 : 8;
     static constexpr int HPW = 16 / W; // heads per owner warp: G <= 16
-    static constexpr int KS = HD + 4;  // K row stride: 16-byte rows for cp.async, float4 reads conflict-free
+    static constexpr int EPC = 16 / (int)sizeof(T); // elements per 16-byte cp.async
+    static constexpr int KS = HD + EPC; // K row stride: 16-byte rows for cp.async, 4-element reads conflict-free
     static size_t smem(int G) {
-        return sizeof(float) * ((size_t)W * CHUNK * (KS + HD) + (size_t)G * HD + (size_t)G * W * CHUNK +
-                                (size_t)G * W * HD + 3 * (size_t)G * W + G);
+        return sizeof(T) * (size_t)W * CHUNK * (KS + HD) +
+               sizeof(float) * ((size_t)G * HD + (size_t)G * W * CHUNK + (size_t)G * W * HD + 3 * (size_t)G * W + G);
     }
 };
 
 // grid (M, n_kv), W warps. Row r = blockIdx.x (one row per sequence), heads kvh * G .. kvh * G + G - 1. Each window
 // of W chunks is copied into shared memory at once (cp.async, every thread), then phases 1-3 of the header.
-template <int HD>
-__global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
-    attn_decode_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, float *kc, float *vc,
+template <int HD, typename T>
+__global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
+    attn_decode_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, T *kc, T *vc,
                        const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
                        const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
                        const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
-    using C = dec_cfg<HD>;
-    constexpr int W = C::W, WK = W * CHUNK, NI = HD / 32, KS = C::KS, HPW = C::HPW;
+    using C = dec_cfg<HD, T>;
+    constexpr int W = C::W, WK = W * CHUNK, NI = HD / 32, KS = C::KS, HPW = C::HPW, EPC = C::EPC;
     extern __shared__ __align__(16) float sm[];
-    float *Kw = sm;               // (WK, KS) the window's keys
-    float *Vw = Kw + WK * KS;     // (WK, HD) its values
-    float *qs = Vw + WK * HD;     // (G, HD) queries
+    T *Kw = (T *)sm;              // (WK, KS) the window's keys
+    T *Vw = Kw + WK * KS;         // (WK, HD) its values
+    float *qs = (float *)(Vw + WK * HD); // (G, HD) queries (16-byte aligned: WK * (KS + HD) * sizeof(T) is)
     float *S = qs + G * HD;       // (G, WK) scores
     float *CS = S + G * WK;       // (G, W, HD) sum_j p_j v_j per chunk
     float *CM = CS + G * W * HD;  // (G, W) chunk max
@@ -312,12 +321,12 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int r = blockIdx.x, kvh = blockIdx.y;
     const int t_last = pos[r], n_keys = t_last + 1, pt = pt_off[r];
-    const int row = n_kv * HD; // floats per cache slot
+    const int row = n_kv * HD; // elements per cache slot
     if (k_new) {
         const int64_t slot = (int64_t)pages[pt + t_last / page_size] * page_size + t_last % page_size;
         for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-            kc[slot * row + kvh * HD + d] = k_new[(int64_t)r * row + kvh * HD + d];
-            vc[slot * row + kvh * HD + d] = v_new[(int64_t)r * row + kvh * HD + d];
+            kv_st(kc + slot * row + kvh * HD + d, k_new[(int64_t)r * row + kvh * HD + d]);
+            kv_st(vc + slot * row + kvh * HD + d, v_new[(int64_t)r * row + kvh * HD + d]);
         }
         __threadfence(); // the stores reach L2, where the block's cp.async reads them
     }
@@ -335,8 +344,8 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
     const int nch = (n_keys + CHUNK - 1) / CHUNK;
     for (int cw = 0; cw < nch; cw += W) {
         const int k0 = cw * CHUNK, nk = n_keys - k0 < WK ? n_keys - k0 : WK;
-        for (int e = threadIdx.x; e < nk * (HD / 4); e += blockDim.x) {
-            const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = k0 + j;
+        for (int e = threadIdx.x; e < nk * (HD / EPC); e += blockDim.x) {
+            const int j = e / (HD / EPC), d = (e % (HD / EPC)) * EPC, t = k0 + j;
             const int64_t slot = (int64_t)pages[pt + t / page_size] * page_size + t % page_size;
             cp_async16(Kw + j * KS + d, kc + slot * row + kvh * HD + d, true);
             cp_async16(Vw + j * HD + d, vc + slot * row + kvh * HD + d, true);
@@ -347,11 +356,11 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
         const int c = cw + warp;
         const int c0 = c * CHUNK;
         const int len = c < nch ? (n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK) : 0;
-        const float *krow = Kw + (warp * CHUNK + lane) * KS;
+        const T *krow = Kw + (warp * CHUNK + lane) * KS;
         // phase 1: scores and chunk max, per head (the dot of attn_chunk_step: 8 accumulators, d ascending)
         if (len > 0) {
             for (int g = 0; g < G; g++) {
-                const float s = lane < len ? attn_score<HD, true>(qs + g * HD, krow, scale) : -INFINITY;
+                const float s = lane < len ? attn_score<HD, true, T>(qs + g * HD, krow, scale) : -INFINITY;
                 const float cmax = warp_max_xor(s);
                 S[g * WK + warp * CHUNK + lane] = s;
                 if (lane == 0) CM[g * W + warp] = cmax;
@@ -360,7 +369,7 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
         __syncthreads();
         // phase 2: this chunk's alpha, p_j, psum and sum_j p_j v_j, from the running max before it
         if (len > 0) {
-            const float *vch = Vw + warp * CHUNK * HD;
+            const T *vch = Vw + warp * CHUNK * HD;
             for (int g = 0; g < G; g++) {
                 float mprev = MX[g];
                 for (int w2 = 0; w2 < warp; w2++) {
@@ -418,19 +427,72 @@ __global__ void __launch_bounds__(dec_cfg<HD>::W * 32)
     }
 }
 
-template <int HD>
-static void launch_decode(float *out, uint16_t *out_bf, float *kc, float *vc, const float *k_new, const float *v_new,
+template <int HD, typename T>
+static void launch_decode(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
                           const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
                           int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
     static size_t attr_bytes = 0;
     const int G = n_heads / n_kv;
-    const size_t smem = dec_cfg<HD>::smem(G);
+    const size_t smem = dec_cfg<HD, T>::smem(G);
     if (smem > attr_bytes) {
-        CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_bytes = smem;
     }
-    kern_launch_pdl(attn_decode_kernel<HD>, dim3(M, n_kv), dim3(dec_cfg<HD>::W * 32), smem, stream, out, out_bf, kc, vc,
+    kern_launch_pdl(attn_decode_kernel<HD, T>, dim3(M, n_kv), dim3(dec_cfg<HD, T>::W * 32), smem, stream, out, out_bf, kc, vc,
                     k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
+}
+
+// The cache write of a decode call that takes the walk (kv_write.cu), by element type.
+static void kv_write_t(float *kc, float *vc, const float *k_new, const float *v_new, const int32_t *pages,
+                       const int32_t *pt_off, const int32_t *pos, int M, int page_size, int n_kv, int hd,
+                       cudaStream_t stream) {
+    kern_cuda_kv_write(kc, vc, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
+}
+static void kv_write_t(uint16_t *kc, uint16_t *vc, const float *k_new, const float *v_new, const int32_t *pages,
+                       const int32_t *pt_off, const int32_t *pos, int M, int page_size, int n_kv, int hd,
+                       cudaStream_t stream) {
+    kern_cuda_kv_write_bf16(kc, vc, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
+}
+
+template <typename T>
+static void attn_decode_fused(float *out, uint16_t *out_bf16, T *k_cache, T *v_cache, const float *k_new,
+                              const float *v_new, const float *q, const int32_t *pages, const int32_t *pt_off,
+                              const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size, float scale,
+                              cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
+                 "attention decode: bad head counts or page size (at most 16 query heads per KV head)");
+    KERN_REQUIRE(out || out_bf16, "attention decode: no output");
+    KERN_REQUIRE((k_new == NULL) == (v_new == NULL), "attention decode: k_new and v_new go together");
+    if (M == 0) return;
+    // A bf16 cache: the parallel-chunk kernel at every batch (its window takes ~70 KB of shared memory at hd 128, so
+    // three blocks share an SM; measured on an H200, docs/PERFORMANCE.md: 0.208 ms against the walk's 0.609 at
+    // B = 256, 512 keys). An f32 cache: the parallel-chunk kernel for few blocks (small batch; one block per SM at
+    // most, ~140 KB), the walk once there are enough blocks to fill the GPU. The same bits either way.
+    static int n_sm = 0;
+    if (!n_sm) {
+        int l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
+    }
+    const int choice = kern_tuning().attn_decode; // 0 by the block count, 1 the walk, 2 the parallel chunks
+    if (choice == 1 || (choice == 0 && sizeof(T) == sizeof(float) && (int64_t)M * n_kv > n_sm)) {
+        if (k_new) kv_write_t(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
+        attn_dispatch<T>(out, out_bf16, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size,
+                         scale, 1, stream);
+        return;
+    }
+    switch (hd) {
+    case 32: launch_decode<32, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 64: launch_decode<64, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 128: launch_decode<128, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 256: launch_decode<256, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    default: KERN_REQUIRE(false, "attention decode: head dim must be 32, 64, 128 or 256");
+    }
+}
+
+// Up to 8 warps per prefill block: 8 / G consecutive rows share each K/V chunk.
+static int prefill_rows(int n_heads, int n_kv) {
+    const int G = n_kv > 0 ? n_heads / n_kv : 1;
+    return G >= 8 ? 1 : 8 / (G > 0 ? G : 1);
 }
 
 extern "C" void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, float *k_cache, float *v_cache,
@@ -438,50 +500,48 @@ extern "C" void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, floa
                                             const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
                                             int n_heads, int n_kv, int hd, int page_size, float scale,
                                             cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
-                 "attention decode: bad head counts or page size (at most 16 query heads per KV head)");
-    KERN_REQUIRE(out || out_bf16, "attention decode: no output");
-    KERN_REQUIRE((k_new == NULL) == (v_new == NULL), "attention decode: k_new and v_new go together");
-    if (M == 0) return;
-    // Few blocks (small batch): the parallel-chunk kernel (one block per SM at most, ~140 KB of shared memory);
-    // enough blocks to fill the GPU: the walk, which shares K/V loads between a block's G heads with 8+ warps. The
-    // same bits either way.
-    static int n_sm = 0;
-    if (!n_sm) {
-        int l2 = 0;
-        kern_cuda_device_props(&n_sm, &l2);
-    }
-    const int choice = kern_tuning().attn_decode; // 0 by the block count, 1 the walk, 2 the parallel chunks
-    if (choice == 1 || (choice == 0 && (int64_t)M * n_kv > n_sm)) {
-        if (k_new) kern_cuda_kv_write(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
-        attn_dispatch(out, out_bf16, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale,
-                      1, stream);
-        return;
-    }
-    switch (hd) {
-    case 32: launch_decode<32>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
-    case 64: launch_decode<64>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
-    case 128: launch_decode<128>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
-    case 256: launch_decode<256>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
-    default: KERN_REQUIRE(false, "attention decode: head dim must be 32, 64, 128 or 256");
-    }
+    attn_decode_fused(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, hd,
+                      page_size, scale, stream);
+}
+
+extern "C" void kern_cuda_attn_decode_fused_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache, uint16_t *v_cache,
+                                                 const float *k_new, const float *v_new, const float *q,
+                                                 const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                                                 int n_heads, int n_kv, int hd, int page_size, float scale,
+                                                 cudaStream_t stream) {
+    attn_decode_fused(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, hd,
+                      page_size, scale, stream);
 }
 
 extern "C" void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, const float *v_cache,
                                        const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
                                        int n_heads, int n_kv, int hd, int page_size, float scale,
                                        cudaStream_t stream) {
-    // Up to 8 warps per block: 8 / G consecutive rows share each K/V chunk.
-    int G = n_kv > 0 ? n_heads / n_kv : 1;
-    int QT = G >= 8 ? 1 : 8 / (G > 0 ? G : 1);
-    attn_dispatch(out, nullptr, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, QT, stream);
+    attn_dispatch<float>(out, nullptr, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale,
+                         prefill_rows(n_heads, n_kv), stream);
 }
 
+extern "C" void kern_cuda_attn_prefill_bf16(float *out, const float *q, const uint16_t *k_cache,
+                                            const uint16_t *v_cache, const int32_t *pages, const int32_t *pt_off,
+                                            const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
+                                            float scale, cudaStream_t stream) {
+    attn_dispatch<uint16_t>(out, nullptr, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size,
+                            scale, prefill_rows(n_heads, n_kv), stream);
+}
+
+// The cache is only read (k_new = NULL): the const is dropped for the shared signature.
 extern "C" void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, const float *v_cache,
                                       const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
                                       int n_heads, int n_kv, int hd, int page_size, float scale,
                                       cudaStream_t stream) {
-    // The cache is only read (k_new = NULL): the const is dropped for the shared signature.
-    kern_cuda_attn_decode_fused(out, NULL, (float *)k_cache, (float *)v_cache, NULL, NULL, q, pages, pt_off, pos, M,
-                                n_heads, n_kv, hd, page_size, scale, stream);
+    attn_decode_fused(out, (uint16_t *)NULL, (float *)k_cache, (float *)v_cache, NULL, NULL, q, pages, pt_off, pos, M,
+                      n_heads, n_kv, hd, page_size, scale, stream);
+}
+
+extern "C" void kern_cuda_attn_decode_bf16(float *out, const float *q, const uint16_t *k_cache,
+                                           const uint16_t *v_cache, const int32_t *pages, const int32_t *pt_off,
+                                           const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
+                                           float scale, cudaStream_t stream) {
+    attn_decode_fused(out, (uint16_t *)NULL, (uint16_t *)k_cache, (uint16_t *)v_cache, NULL, NULL, q, pages, pt_off,
+                      pos, M, n_heads, n_kv, hd, page_size, scale, stream);
 }

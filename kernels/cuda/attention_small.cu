@@ -15,6 +15,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kv_elem.cuh" // f32 or bf16 cache elements, widened exactly on load
 
 #define SMALL_CHUNK 32
 
@@ -27,7 +28,8 @@ __device__ __forceinline__ float warp_sum_fixed(float v) {
 // One warp per (row, head); lane d < hd holds element d. Keys visited in chunks of 32, ascending; within a
 // chunk the scores, then one online-softmax update: m' = max(m, max_j s_j), l = l*e^(m-m') + sum_j e^(s_j-m')
 // (ascending j), acc = acc*e^(m-m') + sum_j p_j v_j (ascending j).
-__global__ void attn_small_kernel(float *out, const float *q, const float *kc, const float *vc, const int32_t *pages,
+template <typename T>
+__global__ void attn_small_kernel(float *out, const float *q, const T *kc, const T *vc, const int32_t *pages,
                                   const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                                   int page_size, float scale) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
@@ -45,7 +47,7 @@ __global__ void attn_small_kernel(float *out, const float *q, const float *kc, c
         for (int j = 0; j < len; j++) {
             const int t = c0 + j;
             const size_t slot = (size_t)pt[t / page_size] * page_size + t % page_size;
-            const float kd = lane < hd ? kc[(slot * n_kv + kvh) * hd + lane] : 0.0f;
+            const float kd = lane < hd ? kv_ld(kc + (slot * n_kv + kvh) * hd + lane) : 0.0f;
             s[j] = __fmul_rn(warp_sum_fixed(__fmul_rn(qd, kd)), scale);
             cmax = fmaxf(cmax, s[j]);
         }
@@ -56,7 +58,7 @@ __global__ void attn_small_kernel(float *out, const float *q, const float *kc, c
             const int t = c0 + j;
             const size_t slot = (size_t)pt[t / page_size] * page_size + t % page_size;
             const float p = expf(__fsub_rn(s[j], mnew));
-            const float vd = lane < hd ? vc[(slot * n_kv + kvh) * hd + lane] : 0.0f;
+            const float vd = lane < hd ? kv_ld(vc + (slot * n_kv + kvh) * hd + lane) : 0.0f;
             psum = __fadd_rn(psum, p);
             cs = __fadd_rn(cs, __fmul_rn(p, vd));
         }
@@ -67,13 +69,27 @@ __global__ void attn_small_kernel(float *out, const float *q, const float *kc, c
     if (lane < hd) out[((size_t)m * n_heads + h) * hd + lane] = __fdiv_rn(acc, l);
 }
 
-extern "C" void kern_cuda_attn_small(float *out, const float *q, const float *k_cache, const float *v_cache,
-                                     const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                                     int n_heads, int n_kv, int hd, int page_size, float scale, cudaStream_t stream) {
+template <typename T>
+static void attn_small(float *out, const float *q, const T *k_cache, const T *v_cache, const int32_t *pages,
+                       const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
+                       float scale, cudaStream_t stream) {
     KERN_REQUIRE(hd > 0 && hd <= 32 && n_kv > 0 && n_heads % n_kv == 0 && page_size > 0, "attn_small: bad shape");
     if (M == 0) return;
     const int warps = M * n_heads, threads = 256;
-    attn_small_kernel<<<(warps * 32 + threads - 1) / threads, threads, 0, stream>>>(
+    attn_small_kernel<T><<<(warps * 32 + threads - 1) / threads, threads, 0, stream>>>(
         out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale);
     CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void kern_cuda_attn_small(float *out, const float *q, const float *k_cache, const float *v_cache,
+                                     const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                                     int n_heads, int n_kv, int hd, int page_size, float scale, cudaStream_t stream) {
+    attn_small(out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, stream);
+}
+
+extern "C" void kern_cuda_attn_small_bf16(float *out, const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
+                                          const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                                          int n_heads, int n_kv, int hd, int page_size, float scale,
+                                          cudaStream_t stream) {
+    attn_small(out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, stream);
 }

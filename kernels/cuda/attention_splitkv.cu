@@ -1,4 +1,4 @@
-// Split-KV ("flash-decoding") attention over the paged f32 KV cache: the `standard` kernel mode's attention, the
+// Split-KV ("flash-decoding") attention over the paged KV cache (f32 or bf16 elements): the `standard` kernel mode's attention, the
 // fast NON-invariant baseline that other engines use.
 //
 // Purpose/Why (a reduction order that depends on the batch, on purpose). The invariant kernels (attention.cu)
@@ -34,6 +34,7 @@
 #include "kernels/cpu/kern_cpu.h" // KERN_ATTN_CHUNK
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/kv_elem.cuh" // f32 or bf16 cache elements, widened exactly on load
 
 #define CHUNK KERN_ATTN_CHUNK
 static_assert(CHUNK == 32, "split-KV attention: one key per lane of a warp");
@@ -51,15 +52,15 @@ __device__ __forceinline__ void split_range(int len, int S, int z, int *k0, int 
 // One online-softmax step over one chunk (len keys, 1..32) for one (row, head), by one warp, in the log2 domain.
 // qs: the query (HD) in shared memory; krow: this lane's key row (read when lane < len); vrow: this lane's value
 // row (the warp shuffles the pointers, so it may point into shared memory or into the cache).
-template <int HD>
-__device__ __forceinline__ void splitkv_step(const float *qs, const float *krow, const float *vrow, int len,
+template <int HD, typename T>
+__device__ __forceinline__ void splitkv_step(const float *qs, const T *krow, const T *vrow, int len,
                                              float scale_log2, float &mx, float &l, float (&acc)[HD / 32],
                                              int lane) {
     float s = -INFINITY;
     if (lane < len) {
         float dot = 0.0f;
 #pragma unroll
-        for (int d = 0; d < HD; d++) dot = fmaf(qs[d], krow[d], dot);
+        for (int d = 0; d < HD; d++) dot = fmaf(qs[d], kv_ld(krow + d), dot);
         s = dot * scale_log2;
     }
     float cmax = s;
@@ -75,9 +76,9 @@ __device__ __forceinline__ void splitkv_step(const float *qs, const float *krow,
     for (int i = 0; i < HD / 32; i++) acc[i] *= alpha;
     for (int j = 0; j < len; j++) {
         const float pj = __shfl_sync(0xffffffffu, p, j);
-        const float *vj = (const float *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j);
+        const T *vj = (const T *)__shfl_sync(0xffffffffu, (unsigned long long)vrow, j);
 #pragma unroll
-        for (int i = 0; i < HD / 32; i++) acc[i] = fmaf(pj, vj[lane + 32 * i], acc[i]);
+        for (int i = 0; i < HD / 32; i++) acc[i] = fmaf(pj, kv_ld(vj + lane + 32 * i), acc[i]);
     }
     l = fmaf(l, alpha, psum);
     mx = mnew;
@@ -85,10 +86,10 @@ __device__ __forceinline__ void splitkv_step(const float *qs, const float *krow,
 
 // Pass 1 (the layout in the header). Shared memory: Ks (32, HD+1) (padded: lane j reads row j, conflict-free),
 // Vs (32, HD), qs (warps, HD). ws_stat (M, n_heads, S, 2) = (m, l), ws_acc (M, n_heads, S, HD); unused when S == 1.
-template <int HD>
+template <int HD, typename T>
 __global__ void splitkv_kernel(float *__restrict__ out, float *__restrict__ ws_stat, float *__restrict__ ws_acc,
-                               const float *__restrict__ q, const float *__restrict__ kc,
-                               const float *__restrict__ vc, const int32_t *__restrict__ pages,
+                               const float *__restrict__ q, const T *__restrict__ kc,
+                               const T *__restrict__ vc, const int32_t *__restrict__ pages,
                                const int32_t *__restrict__ pt_off, const int32_t *__restrict__ pos, int M,
                                int n_heads, int n_kv, int page_size, float scale_log2, int QT, int G, int S) {
     extern __shared__ float sm[];
@@ -98,7 +99,7 @@ __global__ void splitkv_kernel(float *__restrict__ out, float *__restrict__ ws_s
     const int r = m0 + warp / G, h = kvh * G + warp % G;
     const bool active = r < M;
     const int seq0 = pt_off[m0];
-    const int row = n_kv * HD; // floats per cache slot
+    const int row = n_kv * HD; // elements per cache slot
     float *qs = qs_all + warp * HD;
 
     int shared_len = 0;
@@ -123,15 +124,15 @@ __global__ void splitkv_kernel(float *__restrict__ out, float *__restrict__ ws_s
         for (int e = threadIdx.x; e < len * (HD / 4); e += nthreads) {
             const int j = e / (HD / 4), d = (e % (HD / 4)) * 4, t = c0 + j;
             const int64_t slot = (int64_t)pages[seq0 + t / page_size] * page_size + t % page_size;
-            const float4 kv4 = *(const float4 *)(kc + slot * row + kvh * HD + d);
-            const float4 vv4 = *(const float4 *)(vc + slot * row + kvh * HD + d);
+            const float4 kv4 = kv_ld4(kc + slot * row + kvh * HD + d);
+            const float4 vv4 = kv_ld4(vc + slot * row + kvh * HD + d);
             float *kd = Ks + j * (HD + 1) + d;
             kd[0] = kv4.x, kd[1] = kv4.y, kd[2] = kv4.z, kd[3] = kv4.w;
             *(float4 *)(Vs + j * HD + d) = vv4;
         }
         __syncthreads();
         if (shared && c0 < n_keys)
-            splitkv_step<HD>(qs, Ks + lane * (HD + 1), Vs + lane * HD, min(CHUNK, n_keys - c0), scale_log2, mx, l,
+            splitkv_step<HD, float>(qs, Ks + lane * (HD + 1), Vs + lane * HD, min(CHUNK, n_keys - c0), scale_log2, mx, l,
                              acc, lane);
     }
     if (!active) return;
@@ -143,7 +144,7 @@ __global__ void splitkv_kernel(float *__restrict__ out, float *__restrict__ ws_s
             const int rlen = min(CHUNK, k1 - c0);
             const int t = c0 + (lane < rlen ? lane : 0);
             const int64_t slot = (int64_t)pages[my + t / page_size] * page_size + t % page_size;
-            splitkv_step<HD>(qs, kc + slot * row + kvh * HD, vc + slot * row + kvh * HD, rlen, scale_log2, mx, l,
+            splitkv_step<HD, T>(qs, kc + slot * row + kvh * HD, vc + slot * row + kvh * HD, rlen, scale_log2, mx, l,
                              acc, lane);
         }
     }
@@ -193,20 +194,20 @@ static size_t splitkv_smem(int hd, int warps) {
     return sizeof(float) * ((size_t)CHUNK * (hd + 1) + CHUNK * hd + (size_t)warps * hd);
 }
 
-template <int HD>
-static void launch_splitkv(float *out, float *ws_stat, float *ws_acc, const float *q, const float *kc,
-                           const float *vc, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+template <int HD, typename T>
+static void launch_splitkv(float *out, float *ws_stat, float *ws_acc, const float *q, const T *kc,
+                           const T *vc, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
                            int n_heads, int n_kv, int page_size, float scale_log2, int QT, int S,
                            cudaStream_t stream) {
     static bool attr_set = false;
     if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(splitkv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_CHECK(cudaFuncSetAttribute(splitkv_kernel<HD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)splitkv_smem(HD, 32)));
         attr_set = true;
     }
     const int G = n_heads / n_kv, warps = QT * G;
     dim3 grid((M + QT - 1) / QT, n_kv, S);
-    splitkv_kernel<HD><<<grid, warps * 32, splitkv_smem(HD, warps), stream>>>(
+    splitkv_kernel<HD, T><<<grid, warps * 32, splitkv_smem(HD, warps), stream>>>(
         out, ws_stat, ws_acc, q, kc, vc, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, G, S);
     CUDA_CHECK_LAUNCH();
 }
@@ -238,10 +239,11 @@ extern "C" size_t kern_cuda_attn_splitkv_workspace_max(int max_rows, int n_heads
     return most;
 }
 
-extern "C" void kern_cuda_attn_splitkv(float *out, const float *q, const float *k_cache, const float *v_cache,
-                                       const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                                       int n_heads, int n_kv, int hd, int page_size, float scale, int n_splits,
-                                       int prefill, float *workspace, size_t workspace_bytes, cudaStream_t stream) {
+template <typename T>
+static void attn_splitkv(float *out, const float *q, const T *k_cache, const T *v_cache, const int32_t *pages,
+                         const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
+                         float scale, int n_splits, int prefill, float *workspace, size_t workspace_bytes,
+                         cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 32 && page_size > 0,
                  "attn_splitkv: bad head counts or page size");
     KERN_REQUIRE(n_splits >= 1 && n_splits <= KERN_CUDA_SPLITKV_MAX, "attn_splitkv: n_splits out of range");
@@ -255,10 +257,10 @@ extern "C" void kern_cuda_attn_splitkv(float *out, const float *q, const float *
     float *ws_stat = n_splits > 1 ? workspace : nullptr;
     float *ws_acc = n_splits > 1 ? workspace + (size_t)M * n_heads * n_splits * 2 : nullptr;
     switch (hd) {
-    case 32: launch_splitkv<32>(out, ws_stat, ws_acc, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, n_splits, stream); break;
-    case 64: launch_splitkv<64>(out, ws_stat, ws_acc, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, n_splits, stream); break;
-    case 128: launch_splitkv<128>(out, ws_stat, ws_acc, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, n_splits, stream); break;
-    case 256: launch_splitkv<256>(out, ws_stat, ws_acc, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, n_splits, stream); break;
+    case 32: launch_splitkv<32, T>(out, ws_stat, ws_acc, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, n_splits, stream); break;
+    case 64: launch_splitkv<64, T>(out, ws_stat, ws_acc, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, n_splits, stream); break;
+    case 128: launch_splitkv<128, T>(out, ws_stat, ws_acc, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, n_splits, stream); break;
+    case 256: launch_splitkv<256, T>(out, ws_stat, ws_acc, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale_log2, QT, n_splits, stream); break;
     default: KERN_REQUIRE(false, "attn_splitkv: head dim must be 32, 64, 128 or 256");
     }
     if (n_splits > 1) {
@@ -267,4 +269,21 @@ extern "C" void kern_cuda_attn_splitkv(float *out, const float *q, const float *
                                  stream>>>(out, ws_stat, ws_acc, rows_heads, hd, n_splits);
         CUDA_CHECK_LAUNCH();
     }
+}
+
+extern "C" void kern_cuda_attn_splitkv(float *out, const float *q, const float *k_cache, const float *v_cache,
+                                       const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                                       int n_heads, int n_kv, int hd, int page_size, float scale, int n_splits,
+                                       int prefill, float *workspace, size_t workspace_bytes, cudaStream_t stream) {
+    attn_splitkv(out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, n_splits,
+                 prefill, workspace, workspace_bytes, stream);
+}
+
+extern "C" void kern_cuda_attn_splitkv_bf16(float *out, const float *q, const uint16_t *k_cache,
+                                            const uint16_t *v_cache, const int32_t *pages, const int32_t *pt_off,
+                                            const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
+                                            float scale, int n_splits, int prefill, float *workspace,
+                                            size_t workspace_bytes, cudaStream_t stream) {
+    attn_splitkv(out, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size, scale, n_splits,
+                 prefill, workspace, workspace_bytes, stream);
 }

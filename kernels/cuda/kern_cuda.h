@@ -194,7 +194,9 @@ void kern_cuda_embed(float *out, const void *emb, const void *pos_emb, kern_dtyp
 /* gather.cu: dst[r, :] = src[idx[r], :] for r < R; rows of D f32. idx (R) int32. */
 void kern_cuda_gather_rows(float *dst, const float *src, const int32_t *idx, int R, int D, cudaStream_t stream);
 
-/* ---- Attention over a paged KV cache (one layer). K and V pools: (n_pages, page_size, n_kv, hd) f32.
+/* ---- Attention over a paged KV cache (one layer). K and V pools: (n_pages, page_size, n_kv, hd) f32, or bf16 for
+ * the _bf16 entry points (kv_elem.cuh: stored rounded to nearest even, widened exactly on load, so the arithmetic is
+ * the f32 cache's; for K/V values that are bf16 numbers the outputs equal the f32 cache's bit for bit).
  * Row m of a call belongs to the sequence whose page table starts at pages[pt_off[m]]: its token t lives in
  * page pages[pt_off[m] + t / page_size], slot t % page_size. pages (total) int32, pt_off (M) int32, pos (M) int32.
  * hd in {32, 64, 128, 256} (attention_small.cu: hd <= 32); n_heads % n_kv == 0; n_heads / n_kv <= 16. */
@@ -202,9 +204,12 @@ void kern_cuda_gather_rows(float *dst, const float *src, const int32_t *idx, int
 void kern_cuda_kv_write(float *k_cache, float *v_cache, const float *k_new, const float *v_new, const int32_t *pages,
                         const int32_t *pt_off, const int32_t *pos, int M, int page_size, int n_kv, int hd,
                         cudaStream_t stream);
-/* kv_write.cu: page src over page dst (page_elems f32 each) in K and V of every layer; caches (n_layers,
- * layer_elems). Shared prompt KV: a sample's own copy of the prompt's partly filled last page. */
-void kern_cuda_kv_copy_page(float *k_cache, float *v_cache, int n_layers, int64_t layer_elems, int64_t page_elems,
+void kern_cuda_kv_write_bf16(uint16_t *k_cache, uint16_t *v_cache, const float *k_new, const float *v_new,
+                             const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int page_size,
+                             int n_kv, int hd, cudaStream_t stream);
+/* kv_write.cu: page src over page dst (page_bytes each, even) in K and V of every layer; caches (n_layers,
+ * layer_bytes), either element type. Shared prompt KV: a sample's own copy of the prompt's partly filled last page. */
+void kern_cuda_kv_copy_page(void *k_cache, void *v_cache, int n_layers, int64_t layer_bytes, int64_t page_bytes,
                             int32_t dst, int32_t src, cudaStream_t stream);
 /* attention.cu: causal GQA attention: row m, head h attends to keys 0..pos[m] of its sequence, kv head
  * h / (n_heads/n_kv). q, out (M, n_heads, hd) f32. Keys are visited in chunks of KERN_ATTN_CHUNK (32) ascending
@@ -217,6 +222,12 @@ void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, co
 void kern_cuda_attn_decode(float *out, const float *q, const float *k_cache, const float *v_cache,
                            const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
                            int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
+void kern_cuda_attn_prefill_bf16(float *out, const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
+                                 const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                                 int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
+void kern_cuda_attn_decode_bf16(float *out, const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
+                                const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                                int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
 /* Decode with fusions: when k_new / v_new (M, n_kv, hd) are given, row m's own K/V are first written to the cache
  * at (pt_off[m], pos[m]) (instead of kern_cuda_kv_write; every row must be a different sequence, as in any decode
  * call); out (f32) and/or out_bf16 (M, n_heads * hd; the rounding of kern_cuda_cast_bf16_pad) receive the result,
@@ -227,12 +238,19 @@ void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, float *k_cache,
                                  const float *v_new, const float *q, const int32_t *pages, const int32_t *pt_off,
                                  const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
                                  float scale, cudaStream_t stream);
+void kern_cuda_attn_decode_fused_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache, uint16_t *v_cache,
+                                      const float *k_new, const float *v_new, const float *q, const int32_t *pages,
+                                      const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
+                                      int page_size, float scale, cudaStream_t stream);
 /* attention_small.cu: attention for head dims the tiled kernels do not take (hd <= 32, e.g. 8 or 16): one warp per
  * (row, head), the same chunked online softmax (chunks of 32 keys, ascending), the same arguments as
  * kern_cuda_attn_prefill. Any row mix; a (row, head) gives the same bits whatever else is in the call. */
 void kern_cuda_attn_small(float *out, const float *q, const float *k_cache, const float *v_cache, const int32_t *pages,
                           const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                           int page_size, float scale, cudaStream_t stream);
+void kern_cuda_attn_small_bf16(float *out, const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
+                               const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                               int n_kv, int hd, int page_size, float scale, cudaStream_t stream);
 
 /* attention_splitkv.cu, standard mode: split-KV ("flash-decoding") attention, NOT batch invariant. Same arguments and
  * result as kern_cuda_attn_prefill/decode up to rounding (FMA, exp2), but each row's keys are cut into n_splits
@@ -247,6 +265,10 @@ void kern_cuda_attn_splitkv(float *out, const float *q, const float *k_cache, co
                             const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
                             int n_kv, int hd, int page_size, float scale, int n_splits, int prefill,
                             float *workspace, size_t workspace_bytes, cudaStream_t stream);
+void kern_cuda_attn_splitkv_bf16(float *out, const float *q, const uint16_t *k_cache, const uint16_t *v_cache,
+                                 const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                                 int n_kv, int hd, int page_size, float scale, int n_splits, int prefill,
+                                 float *workspace, size_t workspace_bytes, cudaStream_t stream);
 /* n_splits "by count" (host, pure): with P = M * n_kv (row, KV head) pairs -- the pass-1 blocks per split --
  * 1 when P >= 0.8 * n_sm or max_keys <= 32 (the longest row of the call); otherwise ceil(n_sm / P), so that
  * P * n_splits fills one wave of the SMs, capped by the longest row's chunks of 32 keys and KERN_CUDA_SPLITKV_MAX. */

@@ -553,6 +553,8 @@ static void attn_case_free(attn_case *a) { free(a->pages), free(a->q), free(a->k
 /* bf16 outputs of the fused decode that differ from kern_cuda_cast_bf16_pad of its f32 output (attn_gpu_run with
  * chunk -1 adds to it). */
 static long attn_bf16_mismatch;
+/* 1: attn_gpu_run and splitkv_gpu_run use a bf16 KV cache and the _bf16 entry points (test_attention_bf16_cache). */
+static int attn_kv_bf16;
 
 /* Runs all tokens through the GPU in calls built round-robin: each call takes the next `chunk` tokens of every
  * unfinished sequence (so calls mix sequences); chunk 0 = decode (one token per sequence per call, decode kernel);
@@ -563,8 +565,9 @@ static long attn_bf16_mismatch;
 static float *attn_gpu_run(const attn_case *a, int chunk) {
     const attn_cfg c = a->c;
     const size_t slot = (size_t)c.n_kv * c.hd, qrow = (size_t)c.n_heads * c.hd;
-    const size_t pool = (size_t)a->n_pages * c.page_size * slot * 4;
-    float *dk = kern_cuda_malloc(pool), *dv = kern_cuda_malloc(pool);
+    const int b16 = attn_kv_bf16;
+    const size_t pool = (size_t)a->n_pages * c.page_size * slot * (b16 ? 2 : 4);
+    void *dk = kern_cuda_malloc(pool), *dv = kern_cuda_malloc(pool);
     kern_cuda_memset(dk, 0x7f, pool), kern_cuda_memset(dv, 0x7f, pool); /* unwritten slots would be huge */
     void *dpages = dev_copy(a->pages, sizeof(int32_t) * a->n_seqs * a->max_pages);
     float *dout = dev_poison(a->total * qrow * 4);
@@ -598,9 +601,17 @@ static float *attn_gpu_run(const attn_case *a, int chunk) {
         if (chunk < 0) {
             uint16_t *bb = kern_cuda_malloc(M * qrow * 2), *bc = kern_cuda_malloc(M * qrow * 2);
             kern_cuda_memset(bb, 0xff, M * qrow * 2);
-            if (chunk == -1) {
+            if (chunk == -1 && b16) {
+                kern_cuda_attn_decode_fused_bf16(bo, bb, dk, dv, bk, bv, bq, dpages, dpt, dpos, M, c.n_heads, c.n_kv,
+                                                 c.hd, c.page_size, scale, NULL);
+            } else if (chunk == -1) {
                 kern_cuda_attn_decode_fused(bo, bb, dk, dv, bk, bv, bq, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd,
                                             c.page_size, scale, NULL);
+            } else if (b16) {
+                kern_cuda_attn_decode_fused_bf16(NULL, bb, dk, dv, bk, bv, bq, dpages, dpt, dpos, M, c.n_heads, c.n_kv,
+                                                 c.hd, c.page_size, scale, NULL);
+                kern_cuda_attn_decode_bf16(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size,
+                                           scale, NULL);
             } else { /* the engine's call: bf16 output only; the f32 comes from a plain decode of the same cache */
                 kern_cuda_attn_decode_fused(NULL, bb, dk, dv, bk, bv, bq, dpages, dpt, dpos, M, c.n_heads, c.n_kv,
                                             c.hd, c.page_size, scale, NULL);
@@ -616,6 +627,10 @@ static float *attn_gpu_run(const attn_case *a, int chunk) {
             for (size_t i = 0; i < M * qrow; i++) attn_bf16_mismatch += hb[i] != hc[i];
             free(hb), free(hc);
             kern_cuda_free(bb), kern_cuda_free(bc);
+        } else if (b16) {
+            kern_cuda_kv_write_bf16(dk, dv, bk, bv, dpages, dpt, dpos, M, c.page_size, c.n_kv, c.hd, NULL);
+            if (chunk) kern_cuda_attn_prefill_bf16(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
+            else kern_cuda_attn_decode_bf16(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
         } else {
             kern_cuda_kv_write(dk, dv, bk, bv, dpages, dpt, dpos, M, c.page_size, c.n_kv, c.hd, NULL);
             if (chunk) kern_cuda_attn_prefill(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
@@ -742,8 +757,9 @@ static void rows_last(splitkv_rows *r, const attn_case *a) {
 static float *splitkv_gpu_run(const attn_case *a, const splitkv_rows *r, int n_splits) {
     const attn_cfg c = a->c;
     const size_t slot = (size_t)c.n_kv * c.hd, qrow = (size_t)c.n_heads * c.hd;
-    const size_t pool = (size_t)a->n_pages * c.page_size * slot * 4;
-    float *dk = kern_cuda_malloc(pool), *dv = kern_cuda_malloc(pool);
+    const int b16 = attn_kv_bf16;
+    const size_t pool = (size_t)a->n_pages * c.page_size * slot * (b16 ? 2 : 4);
+    void *dk = kern_cuda_malloc(pool), *dv = kern_cuda_malloc(pool);
     kern_cuda_memset(dk, 0x7f, pool), kern_cuda_memset(dv, 0x7f, pool); /* unwritten slots would be huge */
     void *dpages = dev_copy(a->pages, sizeof(int32_t) * a->n_seqs * a->max_pages);
     int32_t *hpt = malloc(sizeof(int32_t) * a->total), *hpos = malloc(sizeof(int32_t) * a->total);
@@ -751,7 +767,8 @@ static float *splitkv_gpu_run(const attn_case *a, const splitkv_rows *r, int n_s
         for (int t = 0; t < a->lens[s]; t++) hpt[a->first[s] + t] = s * a->max_pages, hpos[a->first[s] + t] = t;
     int32_t *dpt = dev_copy(hpt, sizeof(int32_t) * a->total), *dpos = dev_copy(hpos, sizeof(int32_t) * a->total);
     float *dkn = dev_copy(a->k, a->total * slot * 4), *dvn = dev_copy(a->v, a->total * slot * 4);
-    kern_cuda_kv_write(dk, dv, dkn, dvn, dpages, dpt, dpos, a->total, c.page_size, c.n_kv, c.hd, NULL);
+    if (b16) kern_cuda_kv_write_bf16(dk, dv, dkn, dvn, dpages, dpt, dpos, a->total, c.page_size, c.n_kv, c.hd, NULL);
+    else kern_cuda_kv_write(dk, dv, dkn, dvn, dpages, dpt, dpos, a->total, c.page_size, c.n_kv, c.hd, NULL);
     /* this call's rows */
     const int M = r->M;
     float *hq = malloc(M * qrow * 4);
@@ -765,8 +782,12 @@ static float *splitkv_gpu_run(const attn_case *a, const splitkv_rows *r, int n_s
     float *dout = dev_poison(M * qrow * 4);
     const size_t ws_bytes = kern_cuda_attn_splitkv_workspace_bytes(M, c.n_heads, c.hd, n_splits);
     float *ws = ws_bytes ? dev_poison(ws_bytes) : NULL; /* NaN: a partial read before written fails the checks */
-    kern_cuda_attn_splitkv(dout, dq, dk, dv, dpages, drpt, drpos, M, c.n_heads, c.n_kv, c.hd, c.page_size,
-                           1.0f / sqrtf((float)c.hd), n_splits, r->prefill, ws, ws_bytes, NULL);
+    if (b16)
+        kern_cuda_attn_splitkv_bf16(dout, dq, dk, dv, dpages, drpt, drpos, M, c.n_heads, c.n_kv, c.hd, c.page_size,
+                                    1.0f / sqrtf((float)c.hd), n_splits, r->prefill, ws, ws_bytes, NULL);
+    else
+        kern_cuda_attn_splitkv(dout, dq, dk, dv, dpages, drpt, drpos, M, c.n_heads, c.n_kv, c.hd, c.page_size,
+                               1.0f / sqrtf((float)c.hd), n_splits, r->prefill, ws, ws_bytes, NULL);
     float *out = host_of(dout, M * qrow);
     kern_cuda_free(dk), kern_cuda_free(dv), kern_cuda_free(dpages), kern_cuda_free(dpt), kern_cuda_free(dpos);
     kern_cuda_free(dkn), kern_cuda_free(dvn), kern_cuda_free(dq), kern_cuda_free(drpt), kern_cuda_free(drpos);
@@ -893,6 +914,191 @@ static void test_attention_splitkv_choice(void **state) {
     }
 }
 
+/* ---- bf16 KV cache (the invariant and standard modes' cache: kv_elem.cuh)
+ *
+ * kern_cuda_kv_write_bf16 stores br_f32_to_bf16 (the host's rounding, a separate implementation) of every value,
+ * specials included. Then, for every attention entry point, a bf16 cache filled from UNROUNDED K/V gives exactly the
+ * bits of the f32 entry point on a cache filled from the host-rounded K/V (the kernels widen exactly and do the same
+ * arithmetic); decode == prefill chunks 1 / 16 / 256 == the fused decode (each kernel choice) on the bf16 cache; and
+ * the result is within 1e-5 + 1e-4 |ref| of kern_cpu_attention on the host-rounded K/V. */
+static void round_kv(attn_case *a) {
+    const size_t n = (size_t)a->total * a->c.n_kv * a->c.hd;
+    free(to_bf16(a->k, n));
+    free(to_bf16(a->v, n));
+}
+
+static void test_kv_write_bf16(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    enum { NV = 4096 };
+    static const uint32_t special[] = {0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u,
+                                       0x00000001u, 0x807fffffu, 0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x7f7fffffu,
+                                       0x3f807fffu, 0xff7fffffu, 0x00008000u, 0x00018000u};
+    float *x = rand_f32(NV, 3.0f);
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) memcpy(x + i, special + i, 4);
+    for (int i = 64; i < NV; i += 7) x[i] *= 1.1e38f; /* magnitudes up to 3.3e38: the largest round to inf */
+    /* NV values as 64 tokens x (2 KV heads x hd 32) of one sequence, pages of 16 in a shuffled order */
+    const int hd = 32, n_kv = 2, T = NV / (hd * n_kv), P = 16, n_pages = T / P;
+    int32_t pages[4] = {2, 0, 3, 1}, pt[64], pos[64];
+    for (int t = 0; t < T; t++) pt[t] = 0, pos[t] = t;
+    float *dx = dev_copy(x, NV * 4);
+    void *dpages = dev_copy(pages, sizeof pages), *dpt = dev_copy(pt, sizeof pt), *dpos = dev_copy(pos, sizeof pos);
+    uint16_t *dk = kern_cuda_malloc((size_t)n_pages * P * n_kv * hd * 2), *dv = kern_cuda_malloc((size_t)n_pages * P * n_kv * hd * 2);
+    kern_cuda_kv_write_bf16(dk, dv, dx, dx, dpages, dpt, dpos, T, P, n_kv, hd, NULL);
+    uint16_t *hk = malloc(NV * 2), *hv = malloc(NV * 2);
+    assert_true(hk && hv);
+    kern_cuda_download(hk, dk, NV * 2);
+    kern_cuda_download(hv, dv, NV * 2);
+    int bad = 0;
+    for (int t = 0; t < T; t++)
+        for (int e = 0; e < n_kv * hd; e++) {
+            const size_t slot = ((size_t)pages[t / P] * P + t % P) * n_kv * hd + e;
+            const float v = x[t * n_kv * hd + e];
+            const uint16_t want = br_f32_to_bf16(v);
+            const int nan = v != v;
+            const int ok_k = nan ? (hk[slot] & 0x7fff) > 0x7f80 : hk[slot] == want;
+            const int ok_v = nan ? (hv[slot] & 0x7fff) > 0x7f80 : hv[slot] == want;
+            if (!(ok_k && ok_v)) {
+                if (bad < 5) printf("  kv_write_bf16: %a -> %04x / %04x, want %04x\n", v, hk[slot], hv[slot], want);
+                bad++;
+            }
+        }
+    printf("  kv_write_bf16: %d of %d values (%zu specials) differ from the host's rounding\n", bad, NV,
+           sizeof special / sizeof special[0]);
+    kern_cuda_free(dx), kern_cuda_free(dpages), kern_cuda_free(dpt), kern_cuda_free(dpos), kern_cuda_free(dk);
+    kern_cuda_free(dv);
+    free(x), free(hk), free(hv);
+    assert_int_equal(bad, 0);
+}
+
+/* attn_small on a bf16 or f32 cache, every token of every sequence in one call. out (total, n_heads, hd). */
+static float *small_run(const attn_case *a, int b16) {
+    const attn_cfg c = a->c;
+    const size_t slot = (size_t)c.n_kv * c.hd, qrow = (size_t)c.n_heads * c.hd;
+    const size_t pool = (size_t)a->n_pages * c.page_size * slot * (b16 ? 2 : 4);
+    void *dk = kern_cuda_malloc(pool), *dv = kern_cuda_malloc(pool);
+    kern_cuda_memset(dk, 0x7f, pool), kern_cuda_memset(dv, 0x7f, pool);
+    void *dpages = dev_copy(a->pages, sizeof(int32_t) * a->n_seqs * a->max_pages);
+    int32_t *hpt = malloc(sizeof(int32_t) * a->total), *hpos = malloc(sizeof(int32_t) * a->total);
+    assert_true(hpt && hpos);
+    for (int s = 0; s < a->n_seqs; s++)
+        for (int t = 0; t < a->lens[s]; t++) hpt[a->first[s] + t] = s * a->max_pages, hpos[a->first[s] + t] = t;
+    int32_t *dpt = dev_copy(hpt, sizeof(int32_t) * a->total), *dpos = dev_copy(hpos, sizeof(int32_t) * a->total);
+    float *dkn = dev_copy(a->k, a->total * slot * 4), *dvn = dev_copy(a->v, a->total * slot * 4);
+    float *dq = dev_copy(a->q, a->total * qrow * 4), *dout = dev_poison(a->total * qrow * 4);
+    const float scale = 1.0f / sqrtf((float)c.hd);
+    if (b16) {
+        kern_cuda_kv_write_bf16(dk, dv, dkn, dvn, dpages, dpt, dpos, a->total, c.page_size, c.n_kv, c.hd, NULL);
+        kern_cuda_attn_small_bf16(dout, dq, dk, dv, dpages, dpt, dpos, a->total, c.n_heads, c.n_kv, c.hd, c.page_size,
+                                  scale, NULL);
+    } else {
+        kern_cuda_kv_write(dk, dv, dkn, dvn, dpages, dpt, dpos, a->total, c.page_size, c.n_kv, c.hd, NULL);
+        kern_cuda_attn_small(dout, dq, dk, dv, dpages, dpt, dpos, a->total, c.n_heads, c.n_kv, c.hd, c.page_size, scale,
+                             NULL);
+    }
+    float *out = host_of(dout, a->total * qrow);
+    kern_cuda_free(dk), kern_cuda_free(dv), kern_cuda_free(dpages), kern_cuda_free(dpt), kern_cuda_free(dpos);
+    kern_cuda_free(dkn), kern_cuda_free(dvn), kern_cuda_free(dq), kern_cuda_free(dout);
+    free(hpt), free(hpos);
+    return out;
+}
+
+static void test_attention_bf16_cache(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {32, 4, 256, 16}, {16, 1, 32, 16},
+                                    {32, 32, 64, 16}, {8, 4, 16, 16}, {4, 2, 8, 7}};
+    static const int lens[] = {300, 77, 1, 513, 33};
+    int bad = 0;
+    attn_bf16_mismatch = 0;
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+        const attn_cfg c = cfgs[ci];
+        attn_case a, r; /* the same draw, unrounded (a) and with K/V rounded on the host (r) */
+        const uint64_t seed = g_rng;
+        attn_case_init(&a, c, lens, 5);
+        g_rng = seed;
+        attn_case_init(&r, c, lens, 5);
+        round_kv(&r);
+        const size_t n = (size_t)a.total * c.n_heads * c.hd;
+        float *ref = attn_cpu_run(&r);
+        char what[112];
+        if (c.hd < 32) { /* attention_small.cu */
+            float *got = small_run(&a, 1), *f32 = small_run(&r, 0);
+            snprintf(what, sizeof what, "small bf16 cache vs CPU (H=%d KV=%d hd=%d)", c.n_heads, c.n_kv, c.hd);
+            bad += check_close(what, got, ref, n, 1e-5, 1e-4);
+            snprintf(what, sizeof what, "small bf16 cache vs f32 cache (H=%d KV=%d hd=%d)", c.n_heads, c.n_kv, c.hd);
+            const int diff = check_same(what, got, f32, n);
+            printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+            bad += diff;
+            free(got), free(f32), free(ref);
+            attn_case_free(&a), attn_case_free(&r);
+            continue;
+        }
+        attn_kv_bf16 = 1;
+        float *dec = attn_gpu_run(&a, 0);
+        attn_kv_bf16 = 0;
+        float *dec32 = attn_gpu_run(&r, 0);
+        snprintf(what, sizeof what, "attn decode bf16 cache vs CPU (H=%d KV=%d hd=%d)", c.n_heads, c.n_kv, c.hd);
+        bad += check_close(what, dec, ref, n, 1e-5, 1e-4);
+        snprintf(what, sizeof what, "attn decode bf16 cache vs f32 cache (H=%d KV=%d hd=%d)", c.n_heads, c.n_kv, c.hd);
+        int diff = check_same(what, dec, dec32, n);
+        printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+        bad += diff;
+        attn_kv_bf16 = 1;
+        static const int chunks[] = {1, 16, 256};
+        for (int k = 0; k < 3; k++) {
+            float *pre = attn_gpu_run(&a, chunks[k]);
+            snprintf(what, sizeof what, "attn bf16 cache prefill chunk %d vs decode (H=%d KV=%d hd=%d)", chunks[k],
+                     c.n_heads, c.n_kv, c.hd);
+            diff = check_same(what, pre, dec, n);
+            printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+            bad += diff;
+            free(pre);
+        }
+        static const char *const kname[3] = {"default", "walk", "parallel"};
+        for (int run = 0; run < 4; run++) {
+            const int which = run < 3 ? run : 0, bf_only = run == 3;
+            kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
+            t.attn_decode = which;
+            const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
+            float *fus = attn_gpu_run(&a, bf_only ? -2 : -1);
+            kern_cuda_set_tuning(&prev);
+            snprintf(what, sizeof what, "attn bf16 cache decode fused (%s%s) vs decode (H=%d KV=%d hd=%d)",
+                     kname[which], bf_only ? ", bf16 only" : "", c.n_heads, c.n_kv, c.hd);
+            diff = check_same(what, fus, dec, n);
+            printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+            bad += diff;
+            free(fus);
+        }
+        /* split-KV (standard mode): the same kernel on either cache, for 1 and 7 splits */
+        splitkv_rows *rows = malloc(sizeof *rows);
+        assert_non_null(rows);
+        for (int k = 0; k < 2 && c.n_heads / c.n_kv <= 32; k++) {
+            if (k == 0) rows_last(rows, &a);
+            else rows_mixed(rows, &a);
+            for (int S = 1; S <= 7; S += 6) {
+                attn_kv_bf16 = 1;
+                float *g16 = splitkv_gpu_run(&a, rows, S);
+                attn_kv_bf16 = 0;
+                float *g32 = splitkv_gpu_run(&r, rows, S);
+                snprintf(what, sizeof what, "splitkv S=%d %s bf16 cache vs f32 cache (H=%d KV=%d hd=%d)", S,
+                         rows->name, c.n_heads, c.n_kv, c.hd);
+                diff = check_same(what, g16, g32, (size_t)rows->M * c.n_heads * c.hd);
+                printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+                bad += diff;
+                free(g16), free(g32);
+            }
+        }
+        attn_kv_bf16 = 0;
+        free(rows), free(ref), free(dec), free(dec32);
+        attn_case_free(&a), attn_case_free(&r);
+    }
+    printf("  attn bf16 cache decode fused: %ld bf16 outputs differ from the cast of the f32 output\n",
+           attn_bf16_mismatch);
+    assert_int_equal(attn_bf16_mismatch, 0);
+    assert_int_equal(bad, 0);
+}
+
 /* ---- Vocabulary rows (kern_cuda_vocab_rows, the engine's one vocabulary kernel) against the CPU reference:
  * the log-prob formed as the engine forms it, (x_t / T - m) - lse, within 1e-5 of kern_cpu_logprob; the greedy
  * token == kern_cpu_argmax exactly (ties, a NaN, an all-equal row); the digest == kern_cpu_digest exactly; a row
@@ -985,7 +1191,8 @@ int main(void) {
         cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
-        cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_vocab),
+        cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_kv_write_bf16),
+        cmocka_unit_test(test_attention_bf16_cache), cmocka_unit_test(test_vocab),
     };
     const char *filter = getenv("BR_TEST_FILTER"); /* e.g. BR_TEST_FILTER='test_gemm_rowpar' */
     if (filter && *filter) cmocka_set_test_filter(filter);

@@ -22,31 +22,34 @@
 static void test_copy_page_kernel(void **state) {
     (void)state;
     if (kern_cuda_device_count() == 0) skip();
+    /* page 7, 2 KV heads, hd 16; the same geometry with f32 (4-byte) and bf16 (2-byte) elements */
     const int n_layers = 3, n_pages = 5;
-    const int64_t page = 7 * 2 * 16, layer = n_pages * page, all = n_layers * layer; /* page 7, 2 KV heads, hd 16 */
-    float *hk = malloc(sizeof(float) * (size_t)all), *hv = malloc(sizeof(float) * (size_t)all);
-    float *gk = malloc(sizeof(float) * (size_t)all), *gv = malloc(sizeof(float) * (size_t)all);
-    assert_true(hk && hv && gk && gv);
-    for (int64_t i = 0; i < all; i++) hk[i] = (float)i, hv[i] = -0.5f * (float)i;
-    float *dk = kern_cuda_malloc(sizeof(float) * (size_t)all), *dv = kern_cuda_malloc(sizeof(float) * (size_t)all);
-    kern_cuda_upload(dk, hk, sizeof(float) * (size_t)all);
-    kern_cuda_upload(dv, hv, sizeof(float) * (size_t)all);
-    kern_cuda_kv_copy_page(dk, dv, n_layers, layer, page, 3, 1, (cudaStream_t)0);
-    kern_cuda_stream_sync((cudaStream_t)0);
-    kern_cuda_download(gk, dk, sizeof(float) * (size_t)all);
-    kern_cuda_download(gv, dv, sizeof(float) * (size_t)all);
-    for (int l = 0; l < n_layers; l++) { /* the reference: engine_cpu.c's memcpy */
-        memcpy(hk + l * layer + 3 * page, hk + l * layer + 1 * page, sizeof(float) * (size_t)page);
-        memcpy(hv + l * layer + 3 * page, hv + l * layer + 1 * page, sizeof(float) * (size_t)page);
+    const int64_t page = 7 * 2 * 16, layer = n_pages * page, all = n_layers * layer * 4; /* bytes of the f32 cache */
+    for (int64_t es = 4; es >= 2; es -= 2) {
+        unsigned char *hk = malloc((size_t)all), *hv = malloc((size_t)all), *gk = malloc((size_t)all),
+                      *gv = malloc((size_t)all);
+        assert_true(hk && hv && gk && gv);
+        for (int64_t i = 0; i < all; i++) hk[i] = (unsigned char)(i * 7 + 1), hv[i] = (unsigned char)(i * 13 + 5);
+        void *dk = kern_cuda_malloc((size_t)all), *dv = kern_cuda_malloc((size_t)all);
+        kern_cuda_upload(dk, hk, (size_t)all);
+        kern_cuda_upload(dv, hv, (size_t)all);
+        kern_cuda_kv_copy_page(dk, dv, n_layers, layer * es, page * es, 3, 1, (cudaStream_t)0);
+        kern_cuda_stream_sync((cudaStream_t)0);
+        kern_cuda_download(gk, dk, (size_t)all);
+        kern_cuda_download(gv, dv, (size_t)all);
+        for (int l = 0; l < n_layers; l++) { /* the reference: engine_cpu.c's memcpy of one page of each layer */
+            memcpy(hk + (l * layer + 3 * page) * es, hk + (l * layer + 1 * page) * es, (size_t)(page * es));
+            memcpy(hv + (l * layer + 3 * page) * es, hv + (l * layer + 1 * page) * es, (size_t)(page * es));
+        }
+        assert_memory_equal(gk, hk, (size_t)all); /* the copied pages, and every other byte untouched */
+        assert_memory_equal(gv, hv, (size_t)all);
+        kern_cuda_free(dk);
+        kern_cuda_free(dv);
+        free(hk);
+        free(hv);
+        free(gk);
+        free(gv);
     }
-    assert_memory_equal(gk, hk, sizeof(float) * (size_t)all);
-    assert_memory_equal(gv, hv, sizeof(float) * (size_t)all);
-    kern_cuda_free(dk);
-    kern_cuda_free(dv);
-    free(hk);
-    free(hv);
-    free(gk);
-    free(gv);
 }
 
 enum { NP = 4, N = 8, NJ = NP * N };

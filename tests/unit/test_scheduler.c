@@ -148,24 +148,29 @@ static void test_mem_plan(void **state) {
      * norm, the RoPE table (40960 x 64 x 2 f32) */
     const int64_t layer = (3 * 2097152 + 3 * 3145728) * 2 + 2 * 1024 * 4 + 2 * 128 * 4;
     assert_int_equal(p.weights, layer * 28 + 2 * (int64_t)151936 * 1024 * 2 + 1024 * 4 + (int64_t)40960 * 128 * 4);
-    assert_int_equal(p.kv_token, 2 * 28 * 8 * 128 * 4);            /* 229,376 bytes: f32 K and V */
-    assert_int_equal(p.kv, (int64_t)512 * 1280 * 229376);          /* the run that aborted: 150.3 GB */
+    assert_int_equal(p.kv_token, 2 * 28 * 8 * 128 * 2);            /* 114,688 bytes: bf16 K and V */
+    assert_int_equal(p.kv, (int64_t)512 * 1280 * 114688);          /* the run that aborted (f32 then): 75.2 GB */
     assert_int_equal(p.logits, (int64_t)8192 * 151936 * 4);       /* every row of a step may want logits */
     assert_true(p.total == p.weights + p.kv + p.acts + p.logits + p.step_io + p.workspaces + p.reserve);
 
-    /* --max-seqs 512 (given) at 256 + 1,024 tokens on a 140 GB device x 0.9: refused, naming what fits */
+    /* --max-seqs 1024 (given) at 256 + 1,024 tokens on a 140 GB device x 0.9: refused, naming what fits */
     const int64_t free_b = 140000000000LL;
     rollout_mem_plan q = {.mode = KERN_MODE_INVARIANT, .wdtype = KERN_BF16, .tp_size = 1, .max_tokens = 8192,
-                          .max_seqs = 512, .page_size = 16};
+                          .max_seqs = 1024, .page_size = 16};
     assert_int_equal(rollout_mem_fit(&c, &q, 0, free_b, 0.9, 256 + 1024 - 1, 2048), BR_EINVAL);
     const char *msg = br_last_error();
     print_message("%s\n", msg);
-    assert_non_null(strstr(msg, "--max-seqs 512 needs 150.3 GB of KV cache (fp32) at 1,280 tokens/sequence"));
+    assert_non_null(strstr(msg, "--max-seqs 1024 needs 150.3 GB of KV cache (bf16) at 1,280 tokens/sequence"));
     assert_non_null(strstr(msg, "140.0 GB free x 0.90"));
     const char *at = strstr(msg, "at most ");
     assert_non_null(at);
     const int most = atoi(at + 8);
-    assert_true(most > 300 && most < 512);
+    assert_true(most > 600 && most < 1024);
+    /* the fp32 mode's cache is f32: 512 of them is the same 150.3 GB */
+    rollout_mem_plan q32 = {.mode = KERN_MODE_FP32, .wdtype = KERN_BF16, .tp_size = 1, .max_tokens = 256,
+                            .max_seqs = 512, .page_size = 16};
+    assert_int_equal(rollout_mem_fit(&c, &q32, 0, free_b, 0.9, 1279, 2048), BR_EINVAL);
+    assert_non_null(strstr(br_last_error(), "--max-seqs 512 needs 150.3 GB of KV cache (fp32) at 1,280 tokens/sequence"));
     /* exactly that many fit, one more does not */
     q.max_seqs = most;
     q.max_tokens = 8192;
@@ -176,12 +181,25 @@ static void test_mem_plan(void **state) {
     q.max_seqs = most + 1;
     assert_int_equal(rollout_mem_fit(&c, &q, 0, free_b, 0.9, 1279, 2048), BR_EINVAL);
 
-    /* nothing given: 8192 tokens per step, as many sequences as fit (at most 512, at most the jobs) */
+    /* nothing given: 8192 tokens per step, as many sequences as fit (at most 512, at most the jobs): 512 here; on
+     * a 70 GB device, the count its refusal names */
     rollout_mem_plan a = {.mode = KERN_MODE_INVARIANT, .wdtype = KERN_BF16, .tp_size = 1, .page_size = 16};
     const unsigned both = ROLLOUT_AUTO_MAX_SEQS | ROLLOUT_AUTO_BATCH_TOKENS;
     assert_int_equal(rollout_mem_fit(&c, &a, both, free_b, 0.9, 1279, 2048), BR_OK);
     assert_int_equal(a.max_tokens, 8192);
-    assert_int_equal(a.max_seqs, most);
+    assert_int_equal(a.max_seqs, 512);
+    assert_true(a.total <= (int64_t)(0.9 * (double)free_b));
+    const int64_t free_70 = 70000000000LL;
+    q.max_seqs = 512;
+    q.max_tokens = 8192;
+    assert_int_equal(rollout_mem_fit(&c, &q, 0, free_70, 0.9, 1279, 2048), BR_EINVAL);
+    at = strstr(br_last_error(), "at most ");
+    assert_non_null(at);
+    const int most70 = atoi(at + 8);
+    assert_true(most70 > 300 && most70 < 512);
+    assert_int_equal(rollout_mem_fit(&c, &a, both, free_70, 0.9, 1279, 2048), BR_OK);
+    assert_int_equal(a.max_tokens, 8192);
+    assert_int_equal(a.max_seqs, most70);
     assert_true(a.total <= (int64_t)(0.9 * (double)free_b));
     assert_int_equal(rollout_mem_fit(&c, &a, both, free_b, 0.9, 1279, 100), BR_OK);
     assert_int_equal(a.max_seqs, 100); /* no more slots than jobs */

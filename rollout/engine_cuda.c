@@ -743,10 +743,10 @@ static void rollout_cuda_free(rollout_cuda *e) {
 static policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv.pages; }
 
 /* Every launch of one step, on e->stream, from the device-side inputs (tokens, positions, page tables, gather
- * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi), so a pure decode
+ * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi, lead), so a pure decode
  * step of M sequences can be captured once and replayed as a CUDA graph -- except in the standard mode, whose
  * split-KV attention also takes e->splitkv_splits (chosen from the batch); that mode is never captured. */
-static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
+static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
     const policy_config *c = &e->w->cfg;
     const int D = c->dim, H = e->Hl, KV = e->KVl, hd = c->head_dim, F = e->Fl, V = c->vocab; /* H, KV, F: this rank's */
     const float scale = 1.0f / sqrtf((float)hd);
@@ -824,9 +824,18 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi) {
             else if (e->mode == KERN_MODE_STANDARD)
                 kern_cuda_attn_splitkv_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps,
                                             scale, e->splitkv_splits, multi, e->a.splitkv_ws, e->a.splitkv_ws_bytes, st);
-            else /* rows of several sequences or several rows of one: the prefill launcher */
-                kern_cuda_attn_prefill_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps,
-                                            scale, st);
+            else { /* invariant, a step with several rows of some sequence (prefill chunks, a shared prompt) */
+                /* its leading rows of one row a sequence (the decoding sequences: the scheduler puts them first) take
+                 * the decode kernel, the rest the prefill launcher: the same bits as one prefill call (decode ==
+                 * prefill, attention.cu), without walking hundreds of decode rows one chunk at a time */
+                if (lead > 0)
+                    kern_cuda_attn_decode_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, lead, H, KV, hd,
+                                               ps, scale, st);
+                if (lead < M)
+                    kern_cuda_attn_prefill_bf16(e->a.att + (size_t)lead * H * hd, q + (size_t)lead * H * hd, kc16, vc16,
+                                                e->a.pages, e->a.ptoff + lead, e->a.pos + lead, M - lead, H, KV, hd, ps,
+                                                scale, st);
+            }
         }
         prof(e, P_ATTN);
         gemm_rowpar(e, e->a.proj, e->a.att, att_bf, L->wo, L->bo, M, D, H * hd, e->chunks_o, 0);
@@ -872,14 +881,17 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
     const int M = b->n, V = c->vocab;
     cudaStream_t st = e->stream;
 
-    /* page tables: each distinct sequence's pages once; rows point at their sequence's table */
-    int n_pages = 0, multi = 0, R = 0;
+    /* page tables: each distinct sequence's pages once; rows point at their sequence's table. lead: rows 0 .. lead-1
+     * are the only row of their sequence in this step (the first row of a repeated sequence ends the run; a match
+     * at j is its sequence's first row or a later one, and its second row matched the first) */
+    int n_pages = 0, multi = 0, R = 0, lead = M;
     for (int i = 0; i < M; i++) {
         int j = i - 1;
         while (j >= 0 && b->seqs[j] != b->seqs[i]) j--;
         if (j >= 0) {
             e->a.h_ptoff[i] = e->a.h_ptoff[j];
             multi = 1;
+            if (j < lead) lead = j;
             continue;
         }
         e->a.h_ptoff[i] = n_pages;
@@ -917,12 +929,12 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
     if (e->gr.use && !multi && R == M && e->gr.seen[M]) {
         if (!e->gr.g[M]) {
             kern_cuda_capture_begin(st);
-            run_kernels(e, M, R, multi);
+            run_kernels(e, M, R, multi, lead);
             e->gr.g[M] = kern_cuda_capture_end(st);
         }
         kern_cuda_graph_launch(e->gr.g[M], st);
     } else {
-        run_kernels(e, M, R, multi);
+        run_kernels(e, M, R, multi, lead);
         if (!multi && R == M) e->gr.seen[M] = 1;
     }
     kern_cuda_download_async(e->a.h_out, e->a.out, (size_t)R * sizeof(kern_row_out), st);

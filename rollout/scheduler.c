@@ -266,6 +266,7 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
         plan.max_tokens = T;
         plan.max_seqs = max_seqs;
         plan.page_size = o->page_size;
+        if (share) rollout_mem_share(jobs, n_jobs, o->page_size, &plan);
         const double util = o->gpu_memory_utilization > 0 ? o->gpu_memory_utilization
                                                            : ROLLOUT_GPU_MEMORY_UTILIZATION_DEFAULT;
         /* Under tensor parallelism the ranks of a group run the same steps in lock step, so nothing may depend on
@@ -540,6 +541,35 @@ static const char *group(int64_t n, char *buf, size_t cap) {
     return buf;
 }
 
+void rollout_mem_share(const rollout_job *jobs, int64_t n_jobs, int page_size, rollout_mem_plan *p) {
+    p->share_group = 0;
+    p->share_pages_min = p->share_pages_max = 0;
+    if (page_size < 1 || n_jobs < 2) return;
+    int64_t g_min = INT64_MAX, s_min = INT64_MAX, s_max = 0;
+    for (int64_t i = 0; i < n_jobs;) { /* one run of same-prompt jobs: a group of admit_next */
+        int64_t end = i + 1;
+        while (end < n_jobs && rollout_same_prompt(&jobs[i], &jobs[end])) end++;
+        const int64_t len = jobs[i].prompt_len - 1, full = len / page_size;
+        if (jobs[i].forced || end - i < 2 || full < 1) return; /* a job that shares nothing: no sharing model */
+        if (end - i < g_min) g_min = end - i;
+        if (full < s_min) s_min = full;
+        if (full > s_max) s_max = full;
+        i = end;
+    }
+    p->share_group = g_min > INT_MAX ? INT_MAX : (int)g_min;
+    p->share_pages_min = s_min;
+    p->share_pages_max = s_max;
+}
+
+/* KV pages for s sequences of pages_seq pages each: s x pages_seq, or with shared prompt KV (rollout_mem_plan) each
+ * sequence's own pages, the shared full pages of the at most ceil(s / g) + 1 groups they belong to, and the partly
+ * filled last page of the one prompt being shared at a time (the scheduler's prefix). */
+static int64_t kv_pages_for(const rollout_mem_plan *p, int64_t pages_seq, int64_t s) {
+    if (p->share_group < 2 || p->share_pages_min < 1 || p->share_pages_min >= pages_seq) return s * pages_seq;
+    const int64_t g = p->share_group;
+    return s * (pages_seq - p->share_pages_min) + ((s + g - 1) / g + 1) * p->share_pages_max + 1;
+}
+
 br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned auto_size, int64_t free_bytes,
                           double utilization, int64_t seq_tokens, int64_t n_jobs) {
     if (!(utilization > 0.0 && utilization <= 1.0))
@@ -571,8 +601,13 @@ br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned 
     rollout_mem_plan_compute(c, p);
     p->max_seqs = given_seqs;
     const int64_t fixed = p->weights + rollout_mem_plan_step_bytes(p) + p->reserve;
-    const int64_t seq_bytes = per_seq * p->kv_token + ((int64_t)1 << 20); /* its KV and its decode graph */
-    const int64_t fit = budget > fixed ? (budget - fixed) / seq_bytes : 0;
+    /* the most sequences whose KV pages (kv_pages_for) and decode graphs (1 MiB each) fit what the fixed part leaves */
+    const int64_t page_bytes = (int64_t)p->page_size * p->kv_token, avail = budget - fixed;
+#define SEQS_BYTES(n) (kv_pages_for(p, pages_seq, (n)) * page_bytes + (n) * ((int64_t)1 << 20))
+    int64_t fit = avail > 0 ? avail / (per_seq * p->kv_token + ((int64_t)1 << 20)) : 0; /* without sharing */
+    while (avail > 0 && SEQS_BYTES(fit + 1) <= avail) fit++; /* sharing: a few more (steps of 1, from below) */
+    while (fit > 0 && SEQS_BYTES(fit) > avail) fit--;
+#undef SEQS_BYTES
     const int64_t fit_int = fit > INT_MAX / pages_seq ? INT_MAX / pages_seq : fit;
     char tok_flag[96];
     snprintf(tok_flag, sizeof tok_flag, "--max-batch-tokens %d%s", p->max_tokens, auto_tok ? " (chosen)" : "");
@@ -584,7 +619,8 @@ br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned 
                                       "cache (%s), with %.2f GB of weights and %.2f GB of step buffers for %s; "
                                       "%.2f GB free x %.2f (--gpu-memory-utilization) = %.2f GB (lower --max-batch-tokens "
                                       "or --max-new-tokens, or raise --gpu-memory-utilization)",
-                           group(p->seq_tokens, a, sizeof a), gb(per_seq * p->kv_token), rollout_mem_kv_name(p->mode),
+                           group(p->seq_tokens, a, sizeof a), gb(kv_pages_for(p, pages_seq, 1) * page_bytes),
+                           rollout_mem_kv_name(p->mode),
                            gb(p->weights),
                            gb(rollout_mem_plan_step_bytes(p)), tok_flag, gb(free_bytes), utilization, gb(budget));
         p->max_seqs = (int)(want < fit_int ? want : fit_int);
@@ -593,17 +629,18 @@ br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned 
                                   "plus %.2f GB of weights and %.2f GB of step buffers for %s; %.1f GB free x %.2f "
                                   "(--gpu-memory-utilization) = %.1f GB: at most %s sequences fit (lower --max-seqs, "
                                   "--max-batch-tokens or --max-new-tokens, or raise --gpu-memory-utilization)",
-                       p->max_seqs, gb((int64_t)p->max_seqs * per_seq * p->kv_token), rollout_mem_kv_name(p->mode),
+                       p->max_seqs, gb(kv_pages_for(p, pages_seq, p->max_seqs) * page_bytes), rollout_mem_kv_name(p->mode),
                        group(p->seq_tokens, a, sizeof a),
                        gb(p->weights), gb(rollout_mem_plan_step_bytes(p)), tok_flag, gb(free_bytes), utilization,
                        gb(budget), group(fit, b, sizeof b));
     }
     if (p->max_seqs < 1) return br_fail(BR_EINVAL, "memory plan: max_seqs %d must be >= 1", p->max_seqs);
-    if ((int64_t)p->max_seqs * pages_seq > INT_MAX)
+    const int64_t n_pages = kv_pages_for(p, pages_seq, p->max_seqs);
+    if (n_pages > INT_MAX)
         return br_fail(BR_EINVAL, "scheduler: %lld KV pages per sequence x max_seqs %d = %lld pages, more than %d: "
                                   "lower --max-seqs or raise --page-size",
-                       (long long)pages_seq, p->max_seqs, (long long)(pages_seq * p->max_seqs), INT_MAX);
-    p->n_pages = (int)(p->max_seqs * pages_seq);
+                       (long long)pages_seq, p->max_seqs, (long long)n_pages, INT_MAX);
+    p->n_pages = (int)n_pages;
     rollout_mem_plan_compute(c, p);
     return BR_OK;
 }
@@ -617,6 +654,12 @@ void rollout_mem_plan_describe(const rollout_mem_plan *p, char *buf, size_t cap)
              p->max_seqs, p->max_tokens, group(p->n_pages, a, sizeof a), p->page_size, group(p->seq_tokens, b, sizeof b),
              gb(p->weights), gb(p->kv), rollout_mem_kv_name(p->mode), gb(p->acts), gb(p->logits), gb(p->step_io), gb(p->workspaces), gb(p->reserve),
              gb(p->total));
+    if (p->share_group >= 2 && p->share_pages_min >= 1) {
+        const size_t len = strlen(buf);
+        if (len < cap)
+            snprintf(buf + len, cap - len, " (prompt pages shared: %lld-%lld full pages per group of >= %d samples)",
+                     (long long)p->share_pages_min, (long long)p->share_pages_max, p->share_group);
+    }
 }
 
 br_status rollout_device_memory(rollout_device d, int64_t *free_bytes, int64_t *total_bytes) {

@@ -88,6 +88,13 @@ typedef struct rollout_mem_plan {
     int max_seqs;           /* sequences in flight (the scheduler's; only for the graph reserve and messages) */
     int page_size, n_pages;
     int64_t seq_tokens;     /* KV slots per sequence the pages were sized for (pages x page_size; messages) */
+    /* shared prompt KV (inputs; 0 = none): every job is in a group of at least share_group >= 2 samples of one prompt
+     * whose full pages, between share_pages_min and share_pages_max of them, the group holds once
+     * (rollout_mem_share: from the jobs). rollout_mem_fit then sizes the pool for s sequences as
+     * s x (pages a sequence - share_pages_min) + (ceil(s / share_group) + 1) x share_pages_max: at most that many
+     * groups hold their shared pages at once (the sequences of a group are admitted one after the other). */
+    int share_group;
+    int64_t share_pages_min, share_pages_max;
     /* bytes */
     int64_t weights;        /* matrices (K padded to 16 in the bf16 modes), vectors, embeddings, LM head, RoPE table */
     int64_t kv_token;       /* K and V of one cached token: all layers, this rank's KV heads, bf16 (fp32 mode: f32) */
@@ -124,6 +131,10 @@ br_status rollout_mem_fit(const policy_config *c, rollout_mem_plan *p, unsigned 
                           double utilization, int64_t seq_tokens, int64_t n_jobs);
 /* One line: "max_seqs 402, max_batch_tokens 8192, KV 1,280 tokens/sequence: weights 1.50 GB, KV 118.0 GB, ..." */
 void rollout_mem_plan_describe(const rollout_mem_plan *p, char *buf, size_t cap);
+/* The sharing inputs of a plan (share_group, share_pages_min / _max) from the jobs, as rollout_run will group them
+ * (consecutive same-prompt jobs, none teacher-forced): all 0 when some job is in no group of 2 or more, or a group
+ * shares no full page. */
+void rollout_mem_share(const rollout_job *jobs, int64_t n_jobs, int page_size, rollout_mem_plan *p);
 /* The KV cache's element in a kernel mode: "bf16" (invariant, standard) or "fp32" (fp32). */
 const char *rollout_mem_kv_name(kern_mode mode);
 /* The device's free and total memory for an engine of device d; BR_EINVAL when this build has no such device or d

@@ -329,6 +329,51 @@ static void test_pages_return(void **state) {
     policy_weights_free(w);
 }
 
+/* The memory plan's pool with shared prompt KV (rollout_mem_share, rollout_mem_fit): the pages it counts for
+ * max_seqs sequences (fewer than max_seqs x a sequence's pages) run the jobs to the end with sharing, the same bits
+ * as unshared with ample pages, and every page comes back. */
+static void test_plan_pool_runs(void **state) {
+    (void)state;
+    fill_prompts();
+    policy_weights *w = NULL;
+    assert_int_equal(policy_weights_load(STORIES, &w), BR_OK);
+    rollout_job jobs[MAXJ];
+    rollout_result ref[MAXJ], got[MAXJ];
+    const int which[] = {4, 3, 4}; /* 40, 17, 40 tokens: 9, 4, 9 full pages of 4 shared by 8 samples each */
+    const int nj = make_jobs(jobs, which, 3, 8, 1, NULL);
+    rollout_mem_plan p = {.mode = KERN_MODE_INVARIANT, .wdtype = w->dtype, .tp_size = 1, .max_tokens = 32,
+                          .max_seqs = 6, .page_size = 4};
+    rollout_mem_share(jobs, nj, 4, &p);
+    assert_int_equal(p.share_group, 8);
+    assert_int_equal(p.share_pages_min, 4);
+    assert_int_equal(p.share_pages_max, 9);
+    const int64_t most = 40 + 12 + 2 * 7 - 1; /* the longest job: 65 slots, 17 pages of 4 */
+    assert_int_equal(rollout_mem_fit(&w->cfg, &p, 0, 1000000000000LL, 0.9, most, nj), BR_OK);
+    /* 6 sequences' own pages (17 - 4 each), the full pages of ceil(6 / 8) + 1 = 2 groups (9 each), one prefix page */
+    assert_int_equal(p.n_pages, 6 * (17 - 4) + 2 * 9 + 1);
+    assert_true(p.n_pages < 6 * 17);
+    rollout_sched_opts o = {.max_batch_tokens = 32, .max_seqs = 6, .prefill_chunk = 16, .page_size = 4};
+    o.no_share_prompt_kv = 1;
+    assert_int_equal(rollout_run(w, &o, jobs, nj, ref, NULL, NULL), BR_OK);
+    o.no_share_prompt_kv = 0;
+    rollout_engine *e = NULL;
+    rollout_engine_opts eo = {ROLLOUT_DEVICE_CPU, KERN_MODE_INVARIANT, 32, p.n_pages, 4, NULL, NULL, br_tuning_default()};
+    assert_int_equal(rollout_engine_create(w, &eo, &e), BR_OK);
+    rollout_run_stats st;
+    o.engine = e;
+    o.stats = &st;
+    assert_int_equal(rollout_run(w, &o, jobs, nj, got, NULL, NULL), BR_OK);
+    expect_same(ref, got, nj);
+    assert_int_equal(st.prompt_groups, 3);
+    assert_int_equal(rollout_engine_kv(e)->n_free, p.n_pages);
+    printf("  %d jobs in groups of 8 ran to the end in the plan's %d pages (unshared: %d), bitwise equal\n", nj,
+           p.n_pages, 6 * 17);
+    free_all(got, nj);
+    free_all(ref, nj);
+    rollout_engine_free(e);
+    policy_weights_free(w);
+}
+
 /* tiny-qwen3 (GQA, q/k norms, bf16 weights): the same equality. */
 static void test_qwen3(void **state) {
     (void)state;
@@ -410,7 +455,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allocator_refcounts), cmocka_unit_test(test_engine_copy_page),
         cmocka_unit_test(test_shared_equals_unshared), cmocka_unit_test(test_split_groups_and_score),
-        cmocka_unit_test(test_pages_return), cmocka_unit_test(test_qwen3), cmocka_unit_test(test_dealing),
+        cmocka_unit_test(test_pages_return), cmocka_unit_test(test_plan_pool_runs), cmocka_unit_test(test_qwen3),
+        cmocka_unit_test(test_dealing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -227,6 +227,58 @@ static void test_mem_plan(void **state) {
     /* its workspaces: the vocabulary rows' partials (19 segments of 8192 entries, 32 bytes each, per row) and the
      * row-parallel chunk partials: 16 chunks (16 heads, 16 MLP chunks) x 16 rows x 1024 floats */
     assert_int_equal(f.workspaces, 16 * 19 * 32 + 16 * 16 * 1024 * 4);
+    /* shared prompt KV: 32 prompts of 256 tokens x 8 samples of 4,096 new tokens (4,352 slots: 272 pages of 16, of
+     * which 255 / 16 = 15 full prompt pages shared) -- more sequences fit than with a whole copy each */
+    static int32_t prompts[32][256];
+    static rollout_job jobs[256];
+    for (int g = 0; g < 32; g++)
+        for (int t = 0; t < 256; t++) prompts[g][t] = 1000 + (g * 257 + t * 31) % 1000;
+    for (int i = 0; i < 256; i++)
+        jobs[i] = (rollout_job){.sample_id = i, .prompt = prompts[i / 8], .prompt_len = 256, .max_new = 4096};
+    rollout_mem_plan sh = {.mode = KERN_MODE_INVARIANT, .wdtype = KERN_BF16, .tp_size = 1, .page_size = 16};
+    rollout_mem_share(jobs, 256, 16, &sh);
+    assert_int_equal(sh.share_group, 8);
+    assert_int_equal(sh.share_pages_min, 15);
+    assert_int_equal(sh.share_pages_max, 15);
+    rollout_mem_plan un = sh;
+    un.share_group = 0, un.share_pages_min = un.share_pages_max = 0;
+    const int64_t free_h200 = 149560000000LL; /* what the H200 run of that shape reported free */
+    assert_int_equal(rollout_mem_fit(&c, &un, both, free_h200, 0.9, 256 + 4096 - 1, 256), BR_OK);
+    assert_int_equal(rollout_mem_fit(&c, &sh, both, free_h200, 0.9, 256 + 4096 - 1, 256), BR_OK);
+    print_message("4,352-token sequences on 149.56 GB x 0.9: %d unshared, %d with shared prompt pages\n",
+                  un.max_seqs, sh.max_seqs);
+    assert_int_equal(un.max_seqs, 253); /* the H200 run's plan, which left 3 samples for a second wave */
+    assert_int_equal(sh.max_seqs, 256); /* all of them: at most the jobs */
+    assert_int_equal(sh.n_pages, 256 * (272 - 15) + (32 + 1) * 15 + 1);
+    assert_true(sh.total <= (int64_t)(0.9 * (double)free_h200));
+    /* given: the largest count that fits, and one more is refused with the shared pages counted */
+    sh.max_seqs = 1000;
+    sh.max_tokens = 8192;
+    assert_int_equal(rollout_mem_fit(&c, &sh, 0, free_h200, 0.9, 256 + 4096 - 1, 2000), BR_EINVAL);
+    at = strstr(br_last_error(), "at most ");
+    assert_non_null(at);
+    const int most_sh = atoi(at + 8);
+    assert_true(most_sh > un.max_seqs);
+    sh.max_seqs = most_sh;
+    assert_int_equal(rollout_mem_fit(&c, &sh, 0, free_h200, 0.9, 256 + 4096 - 1, 2000), BR_OK);
+    assert_true(sh.total <= (int64_t)(0.9 * (double)free_h200));
+    sh.max_seqs = most_sh + 1;
+    assert_int_equal(rollout_mem_fit(&c, &sh, 0, free_h200, 0.9, 256 + 4096 - 1, 2000), BR_EINVAL);
+    /* no sharing model when a job shares nothing: a lone sample, a teacher-forced job, a prompt under one page */
+    jobs[255].prompt = prompts[0]; /* the last group: 7 samples, then one of prompt 0 alone */
+    rollout_mem_share(jobs, 256, 16, &sh);
+    assert_int_equal(sh.share_group, 0);
+    jobs[255].prompt = prompts[31];
+    const int32_t forced[1] = {5};
+    jobs[0].forced = forced, jobs[0].n_forced = 1;
+    rollout_mem_share(jobs, 256, 16, &sh);
+    assert_int_equal(sh.share_group, 0);
+    jobs[0].forced = NULL, jobs[0].n_forced = 0;
+    rollout_mem_share(jobs, 256, 512, &sh); /* 255 prompt slots: no full page of 512 */
+    assert_int_equal(sh.share_group, 0);
+    rollout_mem_share(jobs, 256, 16, &sh);
+    assert_int_equal(sh.share_group, 8);
+
     int64_t fs = 0, ft = 0;
     assert_int_equal(rollout_device_memory(ROLLOUT_DEVICE_CPU, &fs, &ft), BR_EINVAL); /* host memory: no plan */
 }

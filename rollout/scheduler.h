@@ -91,8 +91,10 @@ typedef struct rollout_mem_plan {
     /* shared prompt KV (inputs; 0 = none): every job is in a group of at least share_group >= 2 samples of one prompt
      * whose full pages, between share_pages_min and share_pages_max of them, the group holds once
      * (rollout_mem_share: from the jobs). rollout_mem_fit then sizes the pool for s sequences as
-     * s x (pages a sequence - share_pages_min) + (ceil(s / share_group) + 1) x share_pages_max: at most that many
-     * groups hold their shared pages at once (the sequences of a group are admitted one after the other). */
+     * s x (pages a sequence - share_pages_min) + (ceil(s / share_group) + 1) x share_pages_max + 1: the groups that
+     * hold shared pages at once when samples end about in the order they started (equal lengths, as RL rounds
+     * without a stop token); when stragglers of many groups outlive the rest, admission waits for pages (never an
+     * error: one sequence and a prefix always fit). */
     int share_group;
     int64_t share_pages_min, share_pages_max;
     /* bytes */

@@ -2235,6 +2235,28 @@ static void rg_child(int wfd, const char *path, rg_kind k, int64_t fsize, uint64
     _exit(st == BR_OK ? 0 : 2);
 }
 
+/* CPU seconds process pid has used so far (/proc/<pid>/stat: utime + stime); -1 when unknown. */
+static double rg_cpu_s(pid_t pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    const size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *r = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    unsigned long long ut = 0, st = 0;
+    if (!r || sscanf(r + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2) return -1;
+    const long tck = sysconf(_SC_CLK_TCK);
+    return (double)(ut + st) / (double)(tck > 0 ? tck : 100);
+}
+
+/* CPU the child may use before its read is taken for one of libhdf5's endless loops: 0.75 s + 1 s per 64 MiB. An
+ * undamaged version 1 file of ~50 KB takes ~10 ms (show, whole process); libhdf5's loops on a damaged one spin a core,
+ * so they end here in under a second, while a read merely slowed by a loaded machine (little CPU, much wall time)
+ * runs on to the wall deadline. */
+#define RG_CPU_BASE_S 0.75
+
 /* Reads the file at path (no integrity header; fsize bytes) in a child first. BR_OK: the child finished the validating
  * read, so this process may read it. Otherwise the file is refused with what happened to the child. */
 static br_status rg_read(const char *path, rg_kind k, int64_t fsize) {
@@ -2264,16 +2286,21 @@ static br_status rg_read(const char *path, rg_kind k, int64_t fsize) {
     g_rg_counts.runs++;
     char rec[1024];
     size_t got = 0;
-    int timed_out = 0;
-    const double deadline = br_now_s() + limit;
+    int timed_out = 0, spun = 0;
+    const double deadline = br_now_s() + limit, cpu_limit = RG_CPU_BASE_S + (double)fsize / (double)(1 << 26);
+    double cpu = 0;
     for (;;) { /* the record, then EOF when the child ends */
         const double left = deadline - br_now_s();
         if (left <= 0) {
             timed_out = 1;
             break;
         }
+        if ((cpu = rg_cpu_s(pid)) > cpu_limit) {
+            spun = 1;
+            break;
+        }
         struct pollfd pf = {.fd = fds[0], .events = POLLIN};
-        const int pr = poll(&pf, 1, (int)(left * 1000) + 1);
+        const int pr = poll(&pf, 1, left < 0.05 ? (int)(left * 1000) + 1 : 50); /* the CPU is looked at every 50 ms */
         if (pr < 0 && errno == EINTR) continue;
         if (pr < 0) break;
         if (pr == 0) continue;
@@ -2287,10 +2314,16 @@ static br_status rg_read(const char *path, rg_kind k, int64_t fsize) {
     }
     close(fds[0]);
     rec[got] = '\0';
-    if (timed_out) (void)kill(pid, SIGKILL);
+    if (timed_out || spun) (void)kill(pid, SIGKILL);
     int ws = 0;
     pid_t w;
     while ((w = waitpid(pid, &ws, 0)) < 0 && errno == EINTR) {
+    }
+    if (spun) {
+        g_rg_counts.timeouts++;
+        return br_fail(BR_EFORMAT, "%s: %s: libhdf5 used %.2f s of CPU reading it without finishing (the limit for "
+                                   "%lld bytes is %.2f s; a damaged file can make libhdf5 1.10 loop forever)",
+                       path, what, cpu, (long long)fsize, cpu_limit);
     }
     if (timed_out) {
         g_rg_counts.timeouts++;

@@ -1068,6 +1068,43 @@ static void test_old_files_and_claims(void **state) {
     h5log_rollouts_free(&r);
 }
 
+/* The read guard's two limits on the child that reads a file without the integrity header (an undamaged format
+ * version 1 file here; the child runs a test hook first): a child that makes no progress without using CPU (a read
+ * slowed down, or stuck in a wait) ends at the wall deadline (h5log_guard_set: 1 s), a child spinning a core (libhdf5's
+ * endless loops on damaged files: tests/cli/cli_h5_guard.sh) at the CPU limit, long before a 20 s deadline. */
+static void guard_child_sleeps(void) {
+    for (;;) pause();
+}
+static void guard_child_spins(void) {
+    volatile unsigned long x = 0;
+    for (;;) x++;
+}
+static void test_guard_limits(void **state) {
+    (void)state;
+    const char *v1 = BR_TEST_DATA "/golden-v1/stories-t1.rollouts.h5";
+    h5log_rollouts r;
+    const int old = h5log_guard_set(1);
+    assert_int_equal(h5log_rollouts_read(v1, &r, NULL), BR_OK); /* undamaged: the guarded read succeeds */
+    h5log_rollouts_free(&r);
+    h5log_test_in_guard_child = guard_child_sleeps;
+    const double t0 = br_now_s();
+    assert_int_equal(h5log_rollouts_read(v1, &r, NULL), BR_EFORMAT);
+    const double slept = br_now_s() - t0;
+    print_message("sleeping child: %.2f s: %s\n", slept, br_last_error());
+    assert_non_null(strstr(br_last_error(), "did not finish reading it within 1 s"));
+    assert_true(slept >= 1.0); /* not before its deadline */
+    (void)h5log_guard_set(20);
+    h5log_test_in_guard_child = guard_child_spins;
+    const double t1 = br_now_s();
+    assert_int_equal(h5log_rollouts_read(v1, &r, NULL), BR_EFORMAT);
+    print_message("spinning child: %.2f s: %s\n", br_now_s() - t1, br_last_error());
+    assert_non_null(strstr(br_last_error(), "s of CPU reading it without finishing"));
+    h5log_test_in_guard_child = NULL;
+    (void)h5log_guard_set(old);
+    assert_int_equal(h5log_rollouts_read(v1, &r, NULL), BR_OK);
+    h5log_rollouts_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
@@ -1085,6 +1122,7 @@ int main(void) {
         cmocka_unit_test(test_flipped_bits_refused),
         cmocka_unit_test(test_truncated_refused),
         cmocka_unit_test(test_stale_tmp_removed),
+        cmocka_unit_test(test_guard_limits),
         cmocka_unit_test(test_old_files_and_claims),
     };
     /* The tests damage files with HDF5 directly and expect its calls to fail quietly too. */

@@ -668,6 +668,42 @@ static float *attn_cpu_run(const attn_case *a) {
     return out;
 }
 
+/* Prefill calls of 1, 16 and 256 rows per sequence and the engine's fused decode call (K/V written by the attention
+ * launch itself, bf16 output for o_proj; by each decode kernel choice, and the bf16-only call) against `dec`, the
+ * decode call's output, bitwise; prints each comparison under `tag`. Returns how many differ. */
+static int attn_same_as_decode(const attn_case *a, const float *dec, const char *tag) {
+    const attn_cfg c = a->c;
+    const size_t n = (size_t)a->total * c.n_heads * c.hd;
+    char what[112];
+    int bad = 0;
+    static const int chunks[] = {1, 16, 256};
+    for (int k = 0; k < 3; k++) {
+        float *pre = attn_gpu_run(a, chunks[k]);
+        snprintf(what, sizeof what, "attn %sprefill chunk %d vs decode (H=%d KV=%d hd=%d)", tag, chunks[k], c.n_heads,
+                 c.n_kv, c.hd);
+        const int diff = check_same(what, pre, dec, n);
+        printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+        bad += diff;
+        free(pre);
+    }
+    static const char *const kname[3] = {"default", "walk", "parallel"};
+    for (int run = 0; run < 4; run++) {
+        const int which = run < 3 ? run : 0, bf_only = run == 3;
+        kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
+        t.attn_decode = which;
+        const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
+        float *fus = attn_gpu_run(a, bf_only ? -2 : -1);
+        kern_cuda_set_tuning(&prev);
+        snprintf(what, sizeof what, "attn %sdecode fused (%s%s) vs decode (H=%d KV=%d hd=%d)", tag, kname[which],
+                 bf_only ? ", bf16 only" : "", c.n_heads, c.n_kv, c.hd);
+        const int diff = check_same(what, fus, dec, n);
+        printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
+        bad += diff;
+        free(fus);
+    }
+    return bad;
+}
+
 static void test_attention(void **state) {
     (void)state;
     if (!have_gpu()) skip();
@@ -690,33 +726,9 @@ static void test_attention(void **state) {
         char what[96];
         snprintf(what, sizeof what, "attn decode H=%d KV=%d hd=%d page=%d", c.n_heads, c.n_kv, c.hd, c.page_size);
         bad += check_close(what, dec, ref, n, 1e-5, 1e-4);
-        static const int chunks[] = {1, 16, 256};
-        for (int k = 0; k < 3; k++) {
-            float *pre = attn_gpu_run(&a, chunks[k]);
-            snprintf(what, sizeof what, "attn prefill chunk %d vs decode (H=%d KV=%d hd=%d)", chunks[k], c.n_heads,
-                     c.n_kv, c.hd);
-            int diff = check_same(what, pre, dec, n);
-            printf("  %-60s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
-            bad += diff;
-            free(pre);
-        }
-        /* the engine's decode call: K/V written by the attention launch itself, bf16 output for o_proj; by each of
-         * the two decode kernels (these 5-sequence calls choose the parallel one by default) */
-        static const char *const kname[3] = {"default", "walk", "parallel"};
-        for (int run = 0; run < 4; run++) {
-            const int which = run < 3 ? run : 0, bf_only = run == 3;
-            kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
-            t.attn_decode = which;
-            const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
-            float *fus = attn_gpu_run(&a, bf_only ? -2 : -1);
-            kern_cuda_set_tuning(&prev);
-            snprintf(what, sizeof what, "attn decode fused (%s%s) vs decode (H=%d KV=%d hd=%d)", kname[which],
-                     bf_only ? ", bf16 only" : "", c.n_heads, c.n_kv, c.hd);
-            int diff = check_same(what, fus, dec, n);
-            printf("  %-60s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
-            bad += diff;
-            free(fus);
-        }
+        /* prefill == decode; the engine's decode call (these 5-sequence calls choose the parallel kernel by
+         * default) == decode */
+        bad += attn_same_as_decode(&a, dec, "");
         free(ref), free(dec);
         attn_case_free(&a);
     }
@@ -1045,31 +1057,7 @@ static void test_attention_bf16_cache(void **state) {
         printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
         bad += diff;
         attn_kv_bf16 = 1;
-        static const int chunks[] = {1, 16, 256};
-        for (int k = 0; k < 3; k++) {
-            float *pre = attn_gpu_run(&a, chunks[k]);
-            snprintf(what, sizeof what, "attn bf16 cache prefill chunk %d vs decode (H=%d KV=%d hd=%d)", chunks[k],
-                     c.n_heads, c.n_kv, c.hd);
-            diff = check_same(what, pre, dec, n);
-            printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
-            bad += diff;
-            free(pre);
-        }
-        static const char *const kname[3] = {"default", "walk", "parallel"};
-        for (int run = 0; run < 4; run++) {
-            const int which = run < 3 ? run : 0, bf_only = run == 3;
-            kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
-            t.attn_decode = which;
-            const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
-            float *fus = attn_gpu_run(&a, bf_only ? -2 : -1);
-            kern_cuda_set_tuning(&prev);
-            snprintf(what, sizeof what, "attn bf16 cache decode fused (%s%s) vs decode (H=%d KV=%d hd=%d)",
-                     kname[which], bf_only ? ", bf16 only" : "", c.n_heads, c.n_kv, c.hd);
-            diff = check_same(what, fus, dec, n);
-            printf("  %-66s %s\n", what, diff ? "DIFFERENT" : "bitwise equal");
-            bad += diff;
-            free(fus);
-        }
+        bad += attn_same_as_decode(&a, dec, "bf16 cache ");
         /* split-KV (standard mode): the same kernel on either cache, for 1 and 7 splits */
         splitkv_rows *rows = malloc(sizeof *rows);
         assert_non_null(rows);

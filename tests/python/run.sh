@@ -31,6 +31,14 @@ export BITROLL_BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 export PYTHONPATH=$ROOT/python:$HERE${PYTHONPATH:+:$PYTHONPATH}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the source tree
+# A sanitizer build's library needs its ASan / UBSan runtimes loaded first (tests/cli/lib/common.bash san_env): they
+# are preloaded into Python (and so into the bitroll / mpirun processes it starts), with leak checking off, since
+# Python's and torch's own allocations at exit are not ours to report.
+SAN_LIBS=$(ldd "$BITROLL_LIB" | awk '/lib(asan|ubsan)\.so/ {print $3}' | tr '\n' ':')
+if [ -n "$SAN_LIBS" ]; then
+  export LD_PRELOAD=${SAN_LIBS%:}${LD_PRELOAD:+:$LD_PRELOAD}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+fi
 
 if [ $# -eq 0 ]; then
   set -- $(cd "$HERE" && ls test_*.py | sed 's/\.py$//')

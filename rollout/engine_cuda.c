@@ -2,6 +2,7 @@
  * and KV pages in device memory, and the vocabulary work on the device (kern_cuda_vocab_rows), so a step copies
  * back only (token, logits[token], max, log-sum-exp, digest) per row. Rows with top-k/top-p copy their logits row
  * back and use the host sampler. Buffers are allocated once; a step allocates nothing. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -713,11 +714,11 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
                     (long long)wbytes, (long long)plan.weights, (long long)used, (long long)plan.total);
     }
     if (rc == BR_OK) {
-        /* CUDA graphs for decode steps: on unless tuning.cuda_graphs = 0 or profiling; the standard mode is never
-         * captured (cuBLAS; split-KV attention whose split count changes with the batch), nor are tensor parallel
-         * steps (the all-gather may be MPI through host buffers) */
+        /* CUDA graphs for decode steps: on unless tuning.cuda_graphs = 0 or profiling; the standard mode's only at
+         * batch sizes whose split-KV count is always 1 (rollout_cuda_step), tensor parallel steps never (the
+         * all-gather may be MPI through host buffers) */
         const int prof = tu->cuda_profile != 0;
-        const int use = mode != KERN_MODE_STANDARD && tu->cuda_graphs && !prof && e->tp.size <= 1;
+        const int use = tu->cuda_graphs && !prof && e->tp.size <= 1;
         rc = graphs_build(&e->gr, max_tokens, use, prof, c->n_layers);
     }
     if (rc != BR_OK) {
@@ -744,8 +745,8 @@ static policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv.pages; }
 
 /* Every launch of one step, on e->stream, from the device-side inputs (tokens, positions, page tables, gather
  * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi, lead), so a pure decode
- * step of M sequences can be captured once and replayed as a CUDA graph -- except in the standard mode, whose
- * split-KV attention also takes e->splitkv_splits (chosen from the batch); that mode is never captured. */
+ * step of M sequences can be captured once and replayed as a CUDA graph -- in the standard mode only where
+ * e->splitkv_splits (chosen from the batch and the keys) is 1 whatever the keys (rollout_cuda_step). */
 static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
     const policy_config *c = &e->w->cfg;
     const int D = c->dim, H = e->Hl, KV = e->KVl, hd = c->head_dim, F = e->Fl, V = c->vocab; /* H, KV, F: this rank's */
@@ -806,7 +807,10 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
         prof(e, P_QKNORM_ROPE);
         /* K/V reach the cache before any row's attention reads it. A pure decode step (invariant and fp32 modes)
          * writes them inside its attention launch, which in the bf16 mode also writes o_proj's bf16 input. */
-        const int fused = !multi && hd >= 32 && e->mode == KERN_MODE_INVARIANT;
+        /* the standard mode's split-KV with one split is the invariant kernels' job done slower (one warp walks a
+         * row's chunks): with one split it takes them too, and split-KV keeps the steps that split */
+        const int std1 = e->mode == KERN_MODE_STANDARD && e->splitkv_splits == 1;
+        const int fused = !multi && hd >= 32 && (e->mode == KERN_MODE_INVARIANT || std1);
         const int att_bf = fused && writes_bf16(e, H * hd);
         const int ps = e->kv.pages->page_size;
         if (fused) { /* the invariant mode: a bf16 cache */
@@ -821,10 +825,18 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
             else if (hd < 32)
                 kern_cuda_attn_small_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps,
                                           scale, st);
-            else if (e->mode == KERN_MODE_STANDARD)
+            else if (e->mode == KERN_MODE_STANDARD && !std1)
                 kern_cuda_attn_splitkv_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps,
                                             scale, e->splitkv_splits, multi, e->a.splitkv_ws, e->a.splitkv_ws_bytes, st);
-            else { /* invariant, a step with several rows of some sequence (prefill chunks, a shared prompt) */
+            else if (e->mode == KERN_MODE_STANDARD) { /* one split, a step with prefill rows: decode rows as below */
+                if (lead > 0)
+                    kern_cuda_attn_decode_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, lead, H, KV, hd,
+                                               ps, scale, st);
+                if (lead < M)
+                    kern_cuda_attn_splitkv_bf16(e->a.att + (size_t)lead * H * hd, q + (size_t)lead * H * hd, kc16, vc16,
+                                                e->a.pages, e->a.ptoff + lead, e->a.pos + lead, M - lead, H, KV, hd, ps,
+                                                scale, 1, multi, e->a.splitkv_ws, e->a.splitkv_ws_bytes, st);
+            } else { /* invariant, a step with several rows of some sequence (prefill chunks, a shared prompt) */
                 /* its leading rows of one row a sequence (the decoding sequences: the scheduler puts them first) take
                  * the decode kernel, the rest the prefill launcher: the same bits as one prefill call (decode ==
                  * prefill, attention.cu), without walking hundreds of decode rows one chunk at a time */
@@ -926,7 +938,10 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
     kern_cuda_upload_async(e->a.req, e->a.h_req, (size_t)R * sizeof(kern_row_req), st);
 
     e->tp_status = BR_OK;
-    if (e->gr.use && !multi && R == M && e->gr.seen[M]) {
+    /* the standard mode's steps are captured where their split count cannot change with the keys (one split) */
+    const int capturable = e->mode != KERN_MODE_STANDARD ||
+                           kern_cuda_attn_splitkv_splits(M, c->n_kv_heads, INT_MAX, e->n_sm) == 1;
+    if (e->gr.use && capturable && !multi && R == M && e->gr.seen[M]) {
         if (!e->gr.g[M]) {
             kern_cuda_capture_begin(st);
             run_kernels(e, M, R, multi, lead);

@@ -27,7 +27,9 @@
 // chunks (what the sequential walk holds at that point: max is exact), and computes alpha, p_j, psum and the
 // ascending sum_j p_j * v_j of its chunk (phase 2); the warp that owns a head then folds the chunks in ascending c:
 // l = l * alpha + psum, acc = acc * alpha + cs (phase 3). Every rounding is the one `attn_chunk_step` does, in the
-// same order, so decode == prefill bit for bit (tested). It can also write the row's own K/V to the cache first
+// same order, so decode == prefill bit for bit (tested). The window's keys and values are two cp.async groups: the
+// next window's keys load once phase 1 has read this window's, its values once phase 2 has (a software pipeline
+// that moves loads, never an operation). It can also write the row's own K/V to the cache first
 // (this block is the slot's only reader; __syncthreads orders the write before the reads) and the output as the
 // bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad). It runs when the call has at most one block per
 // SM (M * n_kv <= SMs: small batches); larger calls keep the walk (attn_kernel, one row per block), which fills the
@@ -342,16 +344,26 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
     __syncthreads();
 
     const int nch = (n_keys + CHUNK - 1) / CHUNK;
-    for (int cw = 0; cw < nch; cw += W) {
-        const int k0 = cw * CHUNK, nk = n_keys - k0 < WK ? n_keys - k0 : WK;
+    // The window's keys (vals = 0) or values (vals = 1) into shared memory, as one cp.async group; a window past the
+    // last chunk commits an empty group, so that every thread's group count stays the same.
+    auto fetch = [&](int cw, int vals) {
+        const int k0 = cw * CHUNK, nk = cw < nch ? (n_keys - k0 < WK ? n_keys - k0 : WK) : 0;
+        const T *src = (vals ? vc : kc) + kvh * HD;
+        T *dst = vals ? Vw : Kw;
+        const int stride = vals ? HD : KS;
         for (int e = threadIdx.x; e < nk * (HD / EPC); e += blockDim.x) {
             const int j = e / (HD / EPC), d = (e % (HD / EPC)) * EPC, t = k0 + j;
             const int64_t slot = (int64_t)pages[pt + t / page_size] * page_size + t % page_size;
-            cp_async16(Kw + j * KS + d, kc + slot * row + kvh * HD + d, true);
-            cp_async16(Vw + j * HD + d, vc + slot * row + kvh * HD + d, true);
+            cp_async16(dst + j * stride + d, src + slot * row + d, true);
         }
         cp_async_commit();
-        cp_async_wait<0>();
+    };
+    // Software pipeline (the arithmetic is untouched): the next window's keys load while this window's values are
+    // used (phases 2-3), and its values while phase 3 and the next phase 1 run. Groups in flight: K(w), V(w).
+    fetch(0, 0);
+    fetch(0, 1);
+    for (int cw = 0; cw < nch; cw += W) {
+        cp_async_wait<1>(); // K(w) has landed; V(w) may still be in flight
         __syncthreads();
         const int c = cw + warp;
         const int c0 = c * CHUNK;
@@ -366,6 +378,9 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
                 if (lane == 0) CM[g * W + warp] = cmax;
             }
         }
+        __syncthreads(); // every read of Kw is done: the next window's keys may overwrite it
+        fetch(cw + W, 0);
+        cp_async_wait<1>(); // V(w) has landed (K(w + W) is the one group left in flight)
         __syncthreads();
         // phase 2: this chunk's alpha, p_j, psum and sum_j p_j v_j, from the running max before it
         if (len > 0) {
@@ -393,7 +408,8 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
                 }
             }
         }
-        __syncthreads();
+        __syncthreads(); // every read of Vw is done: the next window's values may overwrite it
+        fetch(cw + W, 1);
         // phase 3: the owner of head g folds the window's chunks in ascending order
         const int nw = nch - cw < W ? nch - cw : W;
 #pragma unroll

@@ -107,7 +107,7 @@ static void rl_usage(FILE *f) {
             "  --prompt-len L        prompt tokens (default 256)\n"
             "  --new-tokens LIST     comma-separated completion lengths (default 1024,4096)\n"
             "  --top-p LIST          comma-separated top-p values (default 1.0,0.95)\n"
-            "  --top-p-prompts P     prompts of the top-p < 1 runs (default 8: their sampling is on the host)\n"
+            "  --top-p-prompts P     prompts of the top-p < 1 runs (default: all, as the top-p 1 runs)\n"
             "  --max-seqs N, --max-batch-tokens N   as generate (default on cuda: from the memory plan)\n"
             "  --gpu-memory-utilization F           as generate (default 0.9)\n"
             "  --seed S              sampling seed (default 1)\n"
@@ -169,7 +169,7 @@ static int parse_floats(const char *s, float *out, int cap) {
 
 static int bench_rl(int argc, char **argv) {
     const char *cfg = "configs/shapes/qwen3-0.6b.json", *model = NULL, *device = "cuda", *json = NULL, *kernels = "invariant";
-    int prompts = 256, n_per = 8, prompt_len = 256, new_tok[16] = {1024, 4096}, n_new = 2, topp_prompts = 8;
+    int prompts = 256, n_per = 8, prompt_len = 256, new_tok[16] = {1024, 4096}, n_new = 2, topp_prompts = 1 << 24;
     float topp[16] = {1.0f, 0.95f};
     int n_topp = 2, max_seqs = 0, max_bt = 0;
     double util = 0.0;
@@ -268,8 +268,8 @@ static int bench_rl(int argc, char **argv) {
     }
     printf("bitroll bench --workload rl: %s, %s (%lld parameters, %s), device %s, kernels %s\n", model ? model : cfg,
            policy_arch_name(c->arch), (long long)w->n_params, model ? "checkpoint" : "random weights", dev_name, kernels);
-    printf("%d prompts x n = %d, prompt %d tokens, temperature 1.0, no stop token; top-p < 1 runs: %d prompts x n "
-           "(host sampling)\n", prompts, n_per, prompt_len, topp_prompts < prompts ? topp_prompts : prompts);
+    printf("%d prompts x n = %d, prompt %d tokens, temperature 1.0, no stop token; top-p < 1 runs: %d prompts x n\n",
+           prompts, n_per, prompt_len, topp_prompts < prompts ? topp_prompts : prompts);
     if (copy_gbs > 0) printf("copy bandwidth measured in this run: %.0f GB/s\n", copy_gbs);
     else printf("copy bandwidth: not measured (no CUDA device); HBM columns are bytes / s of the cost model\n");
     if (jf)

@@ -1,7 +1,8 @@
 /* The CUDA engine (--device cuda): the forward pass of policy/forward.c on the kernels of kernels/cuda, weights
  * and KV pages in device memory, and the vocabulary work on the device (kern_cuda_vocab_rows), so a step copies
- * back only (token, logits[token], max, log-sum-exp, digest) per row. Rows with top-k/top-p copy their logits row
- * back and use the host sampler. Buffers are allocated once; a step allocates nothing. */
+ * back only (token, logits[token], max, log-sum-exp, digest) per row; rows with top-k/top-p pick their token on the
+ * device too (kern_cuda_sample_filter: rollout_sample's token, bit for bit). Buffers are allocated once; a step
+ * allocates nothing. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -97,6 +98,9 @@ typedef struct {
     /* workspaces */
     void *vocab_ws;            /* kern_cuda_vocab_rows' segment partials for T rows */
     size_t vocab_ws_bytes;
+    kern_filter_req *filt;     /* (T) the top-k / top-p rows of a step */
+    void *filt_ws;             /* kern_cuda_sample_filter's sort, passes of ROLLOUT_FILTER_ROWS rows */
+    size_t filt_ws_bytes;
     float *splitkv_ws;         /* standard mode: split-KV partials for any step (kern_cuda_attn_splitkv_workspace_max) */
     size_t splitkv_ws_bytes;
     float *rp_ws;              /* invariant mode: row-parallel GEMM partials and tile counters (kern_cuda_gemm_rowpar_ws) */
@@ -105,12 +109,11 @@ typedef struct {
     size_t tp_ws_bytes;
     float *f32_parts;          /* fp32 mode: (C, ROLLOUT_F32_SLICE, D) f32 chunk partials of a row-parallel layer (CPU
                                 * order; under TP also the all-gather's buffer) */
-    /* host staging: pinned copies of pages, ptoff, gather, req, out; one logits row for the host sampler */
+    /* host staging: pinned copies of pages, ptoff, gather, req, out, filt */
     int32_t *h_pages, *h_ptoff, *h_gather;
     kern_row_req *h_req;
     kern_row_out *h_out;
-    float *h_row;              /* (V) f32 (malloc) */
-    void *scratch;             /* rollout_sample's scratch (malloc) */
+    kern_filter_req *h_filt;
 } cuda_acts;
 
 /* CUDA graphs of pure decode steps, and tuning.cuda_profile's events between the phases of each step (graphs off),
@@ -511,6 +514,9 @@ static br_status acts_build(cuda_acts *a, const rollout_cuda *e, int T_) {
     a->out = kern_cuda_malloc(T * sizeof(kern_row_out));
     a->vocab_ws_bytes = kern_cuda_vocab_rows_workspace(T_, V);
     a->vocab_ws = kern_cuda_malloc(a->vocab_ws_bytes);
+    a->filt = kern_cuda_malloc(T * sizeof(kern_filter_req));
+    a->filt_ws_bytes = kern_cuda_sample_filter_workspace(T_ < ROLLOUT_FILTER_ROWS ? T_ : ROLLOUT_FILTER_ROWS, V);
+    a->filt_ws = kern_cuda_malloc(a->filt_ws_bytes);
     if (e->mode == KERN_MODE_STANDARD && hd >= 32) {
         a->splitkv_ws_bytes = kern_cuda_attn_splitkv_workspace_max(T_, H, KV, hd, e->n_sm);
         if (a->splitkv_ws_bytes) a->splitkv_ws = kern_cuda_malloc(a->splitkv_ws_bytes);
@@ -542,24 +548,22 @@ static br_status acts_build(cuda_acts *a, const rollout_cuda *e, int T_) {
     a->h_gather = kern_cuda_host_alloc(T * 4);
     a->h_req = kern_cuda_host_alloc(T * sizeof(kern_row_req));
     a->h_out = kern_cuda_host_alloc(T * sizeof(kern_row_out));
-    a->h_row = malloc((size_t)V * 4);
-    a->scratch = malloc(rollout_sample_scratch_bytes(V));
-    if (!a->h_row || !a->scratch) return br_fail(BR_ENOMEM, "cuda engine: out of host memory");
+    a->h_filt = kern_cuda_host_alloc(T * sizeof(kern_filter_req));
     return BR_OK;
 }
 
 static void acts_free(cuda_acts *a) {
     void *dev[] = {a->x,     a->xn,    a->q,     a->k,        a->v,     a->q2,     a->k2,         a->att,
                    a->proj,  a->ffa,   a->ffb,   a->logits,   a->xb,    a->tok,    a->pos,        a->ptoff,
-                   a->gather, a->pages, a->req,  a->out,      a->splitkv_ws, a->vocab_ws, a->rp_ws, a->tp_ws, a->f32_parts};
+                   a->gather, a->pages, a->req,  a->out,      a->splitkv_ws, a->vocab_ws, a->rp_ws, a->tp_ws, a->f32_parts,
+                   a->filt,  a->filt_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
     kern_cuda_host_free(a->h_pages);
     kern_cuda_host_free(a->h_ptoff);
     kern_cuda_host_free(a->h_gather);
     kern_cuda_host_free(a->h_req);
     kern_cuda_host_free(a->h_out);
-    free(a->h_row);
-    free(a->scratch);
+    kern_cuda_host_free(a->h_filt);
 }
 
 /* Graph slots for steps of 1..T sequences; with prof, the events of a step's phases. */
@@ -912,13 +916,15 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
     }
     for (int i = 0; i < M; i++)
         if (!b->want_logits || b->want_logits[i]) e->a.h_gather[R++] = i;
+    int nf = 0;
     for (int r = 0; r < R; r++) {
         const rollout_sampling *s = rows[r].sampling;
         kern_row_req *q = &e->a.h_req[r];
-        /* top-k / top-p rows pick their token on the host from the logits row (below) */
-        const int host = rows[r].target < 0 && s->temperature > 0 && (s->top_k > 0 || s->top_p < 1.0f);
+        /* top-k / top-p rows: the vocabulary rows give m, lse and the digest, kern_cuda_sample_filter the token */
+        const int filter = rows[r].target < 0 && s->temperature > 0 && (s->top_k > 0 || s->top_p < 1.0f);
+        if (filter) e->a.h_filt[nf++] = (kern_filter_req){r, s->top_k, s->top_p};
         q->temperature = s->temperature > 0 ? s->temperature : 1.0f;
-        q->mode = rows[r].target >= 0 || host ? KERN_ROW_TARGET : s->temperature > 0 ? KERN_ROW_GUMBEL : KERN_ROW_GREEDY;
+        q->mode = rows[r].target >= 0 || filter ? KERN_ROW_TARGET : s->temperature > 0 ? KERN_ROW_GUMBEL : KERN_ROW_GREEDY;
         q->target = rows[r].target;
         q->position = rows[r].position;
         q->seed = s->seed;
@@ -936,6 +942,7 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
     kern_cuda_upload_async(e->a.pages, e->a.h_pages, (size_t)n_pages * 4, st);
     kern_cuda_upload_async(e->a.gather, e->a.h_gather, (size_t)R * 4, st);
     kern_cuda_upload_async(e->a.req, e->a.h_req, (size_t)R * sizeof(kern_row_req), st);
+    if (nf) kern_cuda_upload_async(e->a.filt, e->a.h_filt, (size_t)nf * sizeof(kern_filter_req), st);
 
     e->tp_status = BR_OK;
     /* the standard mode's steps are captured where their split count cannot change with the keys (one split) */
@@ -952,6 +959,9 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
         run_kernels(e, M, R, multi, lead);
         if (!multi && R == M) e->gr.seen[M] = 1;
     }
+    if (nf) /* after the step (graph or not): the filter reads its logits rows and m */
+        kern_cuda_sample_filter(e->a.out, e->a.logits, e->a.req, e->a.filt, e->a.h_filt, nf, V, e->a.filt_ws,
+                                e->a.filt_ws_bytes, st);
     kern_cuda_download_async(e->a.h_out, e->a.out, (size_t)R * sizeof(kern_row_out), st);
     if (e->tp.size > 1) { /* the group agrees on the step's collectives (a failed rank must not leave peers waiting) */
         br_status rc = e->tp.dev_wait(e->tp.dev_ctx, st, e->tp_status);
@@ -968,13 +978,7 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
         if (b->pos[i] + 1 > b->seqs[i]->len) b->seqs[i]->len = b->pos[i] + 1;
 
     for (int r = 0; r < R; r++) {
-        const rollout_sampling *s = rows[r].sampling;
-        kern_row_out *o = &e->a.h_out[r];
-        if (e->a.h_req[r].mode == KERN_ROW_TARGET && rows[r].target < 0) {
-            kern_cuda_download(e->a.h_row, e->a.logits + (size_t)r * V, (size_t)V * 4);
-            o->token = rollout_sample(e->a.h_row, V, s, (uint64_t)rows[r].sample_id, rows[r].position, e->a.scratch);
-            o->x_token = e->a.h_row[o->token];
-        }
+        const kern_row_out *o = &e->a.h_out[r];
         /* the recorded log-prob, one formula for generate and score: (x_t / T - m) - lse */
         const float T = e->a.h_req[r].temperature;
         out[r].token = o->token;

@@ -491,13 +491,19 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
     p->logits = T * V * 4;
     const int64_t max_pages = p->page_size > 0 ? ((int64_t)c->max_pos + p->page_size - 1) / p->page_size : 0;
     p->step_io = T * (4 * 4 + max_pages * 4 + 32 /* kern_row_req */ + 32 /* kern_row_out */);
-    /* workspaces: vocabulary rows (32-byte partials per segment of 8192 entries), row-parallel GEMM partials (8
+    /* workspaces: vocabulary rows (32-byte partials per segment of 8192 entries), the sampler's sort (below), row-parallel GEMM partials (8
      * chunks of up to 2048 rows, plus 64 KiB of tile counters), split-KV partials (standard mode: fewer rows than
      * 4/5 of the SMs, at most 64 splits; 256 SMs assumed), tensor-parallel partials (8 chunks of 2048 rows); the
      * fp32 mode's row-parallel chunk partials (engine_cuda.c f32_parts: max(heads, 16) chunks of up to 64 rows, also
      * its tensor-parallel all-gather buffer) */
     const int64_t Tr = T < 2048 ? T : 2048;
     p->workspaces = T * ((V + 8191) / 8192) * 32;
+    /* the top-k / top-p sampler's passes of up to G = ROLLOUT_FILTER_ROWS rows (kern_cuda_sample_filter_workspace:
+     * keys and ids twice, 16 bytes an entry; offsets, rows, lse and n (4 bytes a row), Gumbel partials (8 bytes per
+     * row and segment of 8192); 256 bytes of rounding for each of those 9 arrays; 256 KiB for CUB) and its (T)
+     * 12-byte requests */
+    const int64_t G = T < ROLLOUT_FILTER_ROWS ? T : ROLLOUT_FILTER_ROWS;
+    p->workspaces += 16 * G * V + 16 * G + 4 + 8 * G * ((V + 8191) / 8192) + 9 * 256 + 262144 + T * 12;
     if (p->mode == KERN_MODE_INVARIANT) {
         p->workspaces += 8 * Tr * D * 4 + 65536;
         if (tps > 1) p->workspaces += 8 * Tr * D * 4;

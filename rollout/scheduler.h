@@ -117,6 +117,9 @@ int rollout_same_prompt(const rollout_job *a, const rollout_job *b);
 /* Rows per slice of the CUDA fp32 mode's row-parallel layers: its chunk-partials buffer holds max(heads, 16) chunks
  * of this many rows (rollout/engine_cuda.c, counted by rollout_mem_plan_compute). */
 #define ROLLOUT_F32_SLICE 64
+/* Rows per pass of the CUDA engine's top-k / top-p sampler (kern_cuda_sample_filter): its sort workspace holds this
+ * many logits rows' keys and ids, twice (rollout/engine_cuda.c, counted by rollout_mem_plan_compute). */
+#define ROLLOUT_FILTER_ROWS 64
 /* Fills p's bytes from its inputs (mode, wdtype, tp_size, max_tokens, max_seqs, page_size, n_pages). */
 void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p);
 /* Bytes of a T-token step that do not depend on the KV cache: acts + logits + step_io + workspaces. */

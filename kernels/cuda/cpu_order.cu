@@ -171,15 +171,20 @@ extern "C" void kern_cuda_cpuo_attention(float *out, const float *q, const float
 }
 
 // ---- vocabulary log-sum-exp: one block per row. The exps of a tile are computed by all threads into shared memory,
-// then lanes 0..7 add their terms of the tile in ascending order.
+// then lanes 0..7 add their terms of the tile in ascending order. Block i handles row r = rows ? rows[i] : i (r < 0:
+// nothing) and writes its lse to dst[i], or over out[r].lse when dst is NULL: the same body for kern_cuda_cpuo_lse and
+// the top-p filter's separate copy (sample_filter.cu), so both are the CPU's row_lse.
 #define LSE_THREADS 256
 #define LSE_TILE 2048 // a multiple of 8: the lane of entry j stays j mod 8 across tiles
 
 __global__ void __launch_bounds__(LSE_THREADS)
-    cpuo_lse_kernel(kern_row_out *out, const float *x, const kern_row_req *req, int V) {
+    cpuo_lse_kernel(float *dst, kern_row_out *out, const float *x, const kern_row_req *req, const int32_t *rows,
+                    int V) {
     __shared__ float e[LSE_TILE];
     __shared__ float lanes[8];
-    const int r = blockIdx.x, t = threadIdx.x;
+    const int t = threadIdx.x;
+    const int r = rows ? rows[blockIdx.x] : (int)blockIdx.x;
+    if (r < 0) return; // the whole block: no barrier is skipped by some threads only
     const float *xr = x + (int64_t)r * V;
     const float T = req[r].temperature, m = out[r].m;
     float l = 0.0f;
@@ -193,13 +198,28 @@ __global__ void __launch_bounds__(LSE_THREADS)
     }
     if (t < 8) lanes[t] = l;
     __syncthreads();
-    if (t == 0) out[r].lse = kern_logf(combine8(lanes));
+    if (t == 0) {
+        const float lse = kern_logf(combine8(lanes));
+        if (dst)
+            dst[blockIdx.x] = lse;
+        else
+            out[r].lse = lse;
+    }
 }
 
 extern "C" void kern_cuda_cpuo_lse(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V,
                                    cudaStream_t stream) {
     KERN_REQUIRE(V > 0 && R >= 0, "cpuo_lse: bad shape");
     if (R == 0) return;
-    cpuo_lse_kernel<<<R, LSE_THREADS, 0, stream>>>(out, x, req, V);
+    cpuo_lse_kernel<<<R, LSE_THREADS, 0, stream>>>(nullptr, out, x, req, nullptr, V);
+    CUDA_CHECK_LAUNCH();
+}
+
+extern "C" void kern_cuda_cpuo_lse_rows(float *lse, const kern_row_out *out, const float *x, const kern_row_req *req,
+                                        const int32_t *rows, int n, int V, cudaStream_t stream) {
+    KERN_REQUIRE(V > 0 && n >= 0 && lse && rows, "cpuo_lse_rows: bad arguments");
+    if (n == 0) return;
+    // out is only read on this path (dst != NULL): the kernel's pointer is non-const for kern_cuda_cpuo_lse.
+    cpuo_lse_kernel<<<n, LSE_THREADS, 0, stream>>>(lse, (kern_row_out *)out, x, req, rows, V);
     CUDA_CHECK_LAUNCH();
 }

@@ -1,8 +1,7 @@
 /* C interface to the CUDA backend (the .cu files in kernels/cuda, one per operation). Plain C: included by C11 code,
  * no CUDA headers. Sections follow the files: device.cu, gemm.cu, norm.cu, rope.cu, activation.cu, add.cu, cast.cu,
- * embed.cu, gather.cu, kv_write.cu, attention.cu, attention_small.cu, attention_splitkv.cu, vocab.cu, cpu_order.cu,
- * chunk_tree.cu,
- * fill_random.cu.
+ * embed.cu, gather.cu, kv_write.cu, attention.cu, attention_small.cu, attention_splitkv.cu, vocab.cu, sample_filter.cu,
+ * cpu_order.cu, chunk_tree.cu, fill_random.cu.
  *
  * Conventions (docs/CUDA.md has the reduction order of every kernel):
  * - every pointer argument of a kernel launcher is DEVICE memory, row-major, shapes in the comments;
@@ -310,6 +309,31 @@ size_t kern_cuda_vocab_rows_workspace(int R, int V);
 void kern_cuda_vocab_rows(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V, void *workspace,
                           size_t workspace_bytes, cudaStream_t stream);
 
+/* ---- Top-k / top-p sampling on the device (sample_filter.cu): the token of rollout_sample (rollout/sampler.c) for
+ * the same logits row, temperature, top_k, top_p, seed, sample_id and position, bit for bit. */
+typedef struct {
+    int32_t row;   /* index into x, req and out; distinct rows within a call */
+    int32_t top_k; /* 0 (off: V) or 1 .. V */
+    float top_p;   /* (0, 1]; 1 = off */
+} kern_filter_req;
+
+/* Bytes of device workspace for passes of up to G = group_rows rows of V logits, with up(b) = b rounded up to 256:
+ * 4 up(4 G V) (keys and ids, twice: the radix sort's double buffers) + up(4 (G + 1)) + 3 up(4 G) (segment offsets,
+ * lse rows, lse, top-p lengths) + up(8 G ceil(V / 8192)) (Gumbel-max partials) + 256 KiB (CUB's temporary storage),
+ * i.e. 16 G V bytes and under 300 KiB more. V = 151,936, G = 64: 155,855,616 bytes (148.6 MiB).
+ * 1 <= G <= 65535, G * V <= INT_MAX. */
+size_t kern_cuda_sample_filter_workspace(int group_rows, int V);
+/* For i < n, row r = f[i].row of x (R, V) f32 (R > r): out[r].token = rollout_sample's token for that row with
+ * temperature req[r].temperature (> 0), seed req[r].seed, sample id req[r].sample_id, position req[r].position,
+ * top_k f[i].top_k, top_p f[i].top_p; out[r].x_token = x[r, token]. out[r].m must hold kern_cuda_vocab_rows' m of the
+ * same x, req (read when top_p < 1); m, lse and digest are left alone. f (n) device, f_host the same n entries on the
+ * host (checked here, and used to skip the top-p lse of groups that need none). The rows are done in passes of
+ * G rows, G the largest with kern_cuda_sample_filter_workspace(G, V) <= workspace_bytes; no row's result depends on G,
+ * n or the other rows. Asynchronous on stream, allocates nothing; the launch sequence depends on n and f_host. */
+void kern_cuda_sample_filter(kern_row_out *out, const float *x, const kern_row_req *req, const kern_filter_req *f,
+                             const kern_filter_req *f_host, int n, int V, void *workspace, size_t workspace_bytes,
+                             cudaStream_t stream);
+
 /* ---- The fp32 mode's reductions in the CPU reference's order (cpu_order.cu): bitwise equal to kernels/cpu.
  * kern_cuda_cpuo_norm: [x += y;] out = kern_cpu_rmsnorm(x) (b == NULL) or kern_cpu_layernorm(x) (b (D) f32); x, y,
  * out (M, D) f32, w (D) f32; out may be x when y is NULL. */
@@ -322,6 +346,10 @@ void kern_cuda_cpuo_attention(float *out, const float *q, const float *k_cache, 
 /* Rewrites out[r].lse (out from kern_cuda_vocab_rows on the same x, req) as the CPU's row_lse:
  * kern_logf(8-lane sum of kern_expf(x_j / T - m)). x (R, V) f32. */
 void kern_cuda_cpuo_lse(kern_row_out *out, const float *x, const kern_row_req *req, int R, int V, cudaStream_t stream);
+/* The same lse for the rows rows[i] (i < n; rows[i] < 0: skipped) written to lse[i] (n) f32 instead: out[] is only
+ * read (its m). rows (n) int32, device. The top-p filter's CPU-order lse (sample_filter.cu). */
+void kern_cuda_cpuo_lse_rows(float *lse, const kern_row_out *out, const float *x, const kern_row_req *req,
+                             const int32_t *rows, int n, int V, cudaStream_t stream);
 
 /* ---- Fixed-order chunk sum (chunk_tree.cu), the device half of comm_nccl's chunk sum: out (n) f32 = sum of the
  * chunks of all (C, n) f32 (chunk c at all + c * n), for every element i: sum(lo, hi) = sum(lo, mid) +

@@ -7,7 +7,7 @@
 #           4. a too-big --max-seqs with --gpu-memory-utilization 0.1: exit 2 with the message (~3 min in all);
 #   rl:     bench --workload rl, Qwen3-0.6B shape, 256 prompts x 8, 1,024 new tokens, top-p 1.0 (~2 min);
 #   hf:     bench/hf_rl.py and bench --workload rl on the same 32 prompts x 8, 1,024 new tokens (~2.5 min);
-#   long:   4,096 new tokens on 32 prompts x 8; top-p 0.95 on 8 x 4 samples of 256 tokens (host sampling);
+#   long:   4,096 new tokens on 32 prompts x 8; top-p 0.95 on 32 x 8 samples of 1,024 tokens (device sampling);
 #   shapes: the 1.7B and 8B shapes, 32 prompts x 8, 1,024 new tokens.
 # Usage (repository root): LOGS=/tmp/rl STAGES="mem rl hf" bash tests/gpu/bench_rl.sh   (builds build-gpu with
 # tests/gpu/run.sh's BUILD_ONLY=1 when build-gpu/bitroll is missing; logs, JSON and a summary in $LOGS)
@@ -76,9 +76,9 @@ if has long; then
   timeout 200 "${RL[@]}" --new-tokens 4096 --top-p 1.0 --prompts-count 32 --json "$LOGS/rl_4096.json" \
       >"$LOGS/rl_4096.log" 2>&1
   stage "bench rl 4096 (32 x 8, top-p 1): exit $?"; runs+=(rl_4096)
-  timeout 90 "${RL[@]}" --new-tokens 256 --top-p 0.95 --prompts-count 8 --n 4 --json "$LOGS/rl_topp.json" \
+  timeout 150 "${RL[@]}" --new-tokens 1024 --top-p 0.95 --prompts-count 32 --json "$LOGS/rl_topp.json" \
       >"$LOGS/rl_topp.log" 2>&1
-  stage "bench rl top-p 0.95 (8 x 4, 256 new): exit $?"; runs+=(rl_topp)
+  stage "bench rl top-p 0.95 (32 x 8, 1,024 new): exit $?"; runs+=(rl_topp)
 fi
 if has shapes; then
   for m in 1.7b 8b; do

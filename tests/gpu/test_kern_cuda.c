@@ -1,8 +1,10 @@
 /* GPU tests for kernels/cuda: every kernel against the CPU reference (kernels/cpu) within a stated tolerance,
  * and bitwise (memcmp) invariance: GEMM rows for M = 1..512 equal to M = 1, attention outputs equal between
- * prefill (chunk sizes 1, 16, 256) and decode, vocabulary rows alone equal to the same rows in larger calls. The standard mode's split-KV attention is checked against the CPU
- * and for run-to-run determinism only (it is not invariant, by design). With no CUDA device (or no CUDA backend built), every test calls
- * skip(): cmocka prints "[  SKIPPED ]" and ctest reports the test as skipped, never passed. */
+ * prefill (chunk sizes 1, 16, 256) and decode, vocabulary rows alone equal to the same rows in larger calls, the
+ * device top-k / top-p sampler equal to the host's (rollout_sample) token for token. The standard mode's split-KV
+ * attention is checked against the CPU and for run-to-run determinism only (it is not invariant, by design). With no
+ * CUDA device (or no CUDA backend built), every test calls skip(): cmocka prints "[  SKIPPED ]" and ctest reports the
+ * test as skipped, never passed. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 
 #include "common/br.h"
 #include "kernels/cpu/kern_cpu.h"
+#include "rollout/sampler.h"
 #ifdef BR_HAVE_CUDA
 #include "kernels/cuda/kern_cuda.h"
 #endif
@@ -1168,6 +1171,198 @@ static void test_vocab(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* ---- Top-k / top-p sampling on the device (kern_cuda_sample_filter) against the host sampler: after
+ * kern_cuda_vocab_rows (filter rows ask for target -1, as the engine does), the device token == rollout_sample's for
+ * the same row (T 0.7 / 1 / 1.3, top_k 0 / 1 / 40 / V, top_p 1 / 0.95 / 0.5 / 1e-6), x_token == the row's logit and
+ * m, lse, digest untouched (memcmp); rows with random logits, flat ones (top-p prefixes of many tiles), quantised ones
+ * (ties everywhere), a +0/-0 pair on top, -inf, NaNs; calls of several groups. Invariance: a row alone == the same row
+ * in calls of other sizes, group sizes and orders (memcmp of every field). */
+
+enum { SF_KINDS = 6 };
+static const char *const sf_kind_name[SF_KINDS] = {"random", "flat", "quantised", "+0/-0 top", "-inf", "NaN"};
+
+/* One row of logits of the given kind; variant picks which of the +0/-0 pair comes first. */
+static void sf_fill_row(float *x, int V, int kind, int variant) {
+    for (int j = 0; j < V; j++) x[j] = frand() * (kind == 1 ? 0.5f : 12.0f);
+    if (kind == 2)
+        for (int j = 0; j < V; j++) x[j] = roundf(x[j] * 0.5f) * 2.0f; /* 13 values: ties everywhere */
+    if (kind == 3) {
+        for (int j = 0; j < V; j++) x[j] = -fabsf(x[j]) - 1e-3f;
+        x[V / 3] = variant & 1 ? 0.0f : -0.0f;
+        x[2 * (V / 3)] = variant & 1 ? -0.0f : 0.0f;
+    }
+    if (kind == 4) x[0] = -INFINITY, x[V / 2] = -INFINITY, x[V - 1] = -INFINITY;
+    if (kind == 5) x[0] = NAN, x[V / 5] = NAN, x[7] = -INFINITY;
+}
+
+/* kern_cuda_sample_filter on a fresh copy of out0 (R) with a workspace for passes of G rows; res (R) host. */
+static void sf_run(kern_row_out *res, const kern_row_out *out0, const float *dx, const kern_row_req *dreq,
+                   const kern_filter_req *fh, int n, int R, int V, int G) {
+    kern_row_out *dout = dev_copy(out0, sizeof(kern_row_out) * (size_t)R);
+    kern_filter_req *df = dev_copy(fh, sizeof(kern_filter_req) * (size_t)n);
+    const size_t wsb = kern_cuda_sample_filter_workspace(G, V);
+    void *ws = kern_cuda_malloc(wsb);
+    kern_cuda_sample_filter(dout, dx, dreq, df, fh, n, V, ws, wsb, NULL);
+    kern_cuda_download(res, dout, sizeof(kern_row_out) * (size_t)R);
+    kern_cuda_free(dout), kern_cuda_free(df), kern_cuda_free(ws);
+}
+
+/* kern_cuda_vocab_rows of x (R, V) (device) for the rows of req (R, host); out0 (R) host, dreq: req on the device. */
+static kern_row_req *sf_vocab(kern_row_out *out0, const float *dx, const kern_row_req *req, int R, int V) {
+    kern_row_req *dreq = dev_copy(req, sizeof(kern_row_req) * (size_t)R);
+    kern_row_out *dout = dev_poison(sizeof(kern_row_out) * (size_t)R);
+    const size_t wsb = kern_cuda_vocab_rows_workspace(R, V);
+    void *ws = kern_cuda_malloc(wsb);
+    kern_cuda_vocab_rows(dout, dx, dreq, R, V, ws, wsb, NULL);
+    kern_cuda_download(out0, dout, sizeof(kern_row_out) * (size_t)R);
+    kern_cuda_free(dout), kern_cuda_free(ws);
+    return dreq;
+}
+
+static void test_sample_filter_vs_host(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Vs[] = {1000, 4097, 151936};
+    static const float Ts[] = {0.7f, 1.0f, 1.3f}, Ps[] = {1.0f, 0.95f, 0.5f, 1e-6f};
+    int bad = 0;
+    for (size_t s = 0; s < sizeof Vs / sizeof Vs[0]; s++) {
+        const int V = Vs[s], Ks[] = {0, 1, 40, V};
+        const int R = SF_KINDS * 3 * (4 * 4 - 1); /* every (kind, T, top_k, top_p) but top_k = 0 with top_p = 1 */
+        float *x = malloc(sizeof(float) * (size_t)R * V);
+        kern_row_req *req = malloc(sizeof(kern_row_req) * (size_t)R);
+        kern_filter_req *fh = malloc(sizeof(kern_filter_req) * (size_t)R);
+        int *kind = malloc(sizeof(int) * (size_t)R);
+        kern_row_out *out0 = malloc(sizeof(kern_row_out) * (size_t)R), *res = malloc(sizeof(kern_row_out) * (size_t)R);
+        kern_row_out *res8 = malloc(sizeof(kern_row_out) * (size_t)R);
+        void *scratch = malloc(rollout_sample_scratch_bytes(V));
+        assert_true(x && req && fh && kind && out0 && res && res8 && scratch);
+        const uint64_t seed = 0x5eedull + (uint64_t)s;
+        int r = 0;
+        for (int kd = 0; kd < SF_KINDS; kd++)
+            for (int ti = 0; ti < 3; ti++)
+                for (int ki = 0; ki < 4; ki++)
+                    for (int pi = 0; pi < 4; pi++) {
+                        if (Ks[ki] == 0 && Ps[pi] == 1.0f) continue; /* no filter: kern_cuda_vocab_rows' Gumbel mode */
+                        sf_fill_row(x + (size_t)r * V, V, kd, r);
+                        const kern_row_req q = {Ts[ti], KERN_ROW_TARGET, -1, 17 + 13 * r, seed, (uint64_t)(1000 + r)};
+                        const kern_filter_req fr = {r, Ks[ki], Ps[pi]};
+                        req[r] = q, fh[r] = fr, kind[r] = kd;
+                        r++;
+                    }
+        assert_int_equal(r, R);
+        float *dx = dev_copy(x, sizeof(float) * (size_t)R * V);
+        kern_row_req *dreq = sf_vocab(out0, dx, req, R, V);
+        sf_run(res, out0, dx, dreq, fh, R, R, V, 64); /* R > 64: several groups, each one segmented sort */
+        sf_run(res8, out0, dx, dreq, fh, R, R, V, 8); /* groups of 8: sorted row by row, device wide */
+        int gbad = 0;
+        for (r = 0; r < R; r++) gbad += memcmp(&res8[r], &res[r], sizeof res[r]) != 0;
+        /* The filter's lse (kern_cuda_cpuo_lse_rows: rows in reverse order, every third skipped) ==
+         * kern_cuda_cpuo_lse's and both are the CPU's row_lse: (x_0 / T - m) - lse == kern_cpu_logprob(x, V, T, 0) bit
+         * for bit (NaN rows: both NaN). */
+        int lbad = 0;
+        {
+            int32_t *rows = malloc(sizeof(int32_t) * (size_t)R);
+            float *lse = malloc(sizeof(float) * (size_t)R);
+            kern_row_out *cpuo = malloc(sizeof(kern_row_out) * (size_t)R);
+            assert_true(rows && lse && cpuo);
+            for (int i = 0; i < R; i++) rows[i] = i % 3 == 2 ? -1 : R - 1 - i;
+            kern_row_out *dout = dev_copy(out0, sizeof(kern_row_out) * (size_t)R);
+            int32_t *drows = dev_copy(rows, sizeof(int32_t) * (size_t)R);
+            float *dlse = dev_poison(sizeof(float) * (size_t)R);
+            kern_cuda_cpuo_lse_rows(dlse, dout, dx, dreq, drows, R, V, NULL);
+            kern_cuda_cpuo_lse(dout, dx, dreq, R, V, NULL);
+            kern_cuda_download(lse, dlse, sizeof(float) * (size_t)R);
+            kern_cuda_download(cpuo, dout, sizeof(kern_row_out) * (size_t)R);
+            for (int i = 0; i < R; i++) {
+                const int rr = R - 1 - i;
+                const float T = req[rr].temperature, *xr = x + (size_t)rr * V;
+                const float lp = (xr[0] / T - cpuo[rr].m) - cpuo[rr].lse, ref = kern_cpu_logprob(xr, V, T, 0);
+                if (isnan(lp) != isnan(ref) || (!isnan(ref) && memcmp(&lp, &ref, 4) != 0)) lbad++;
+                if (rows[i] >= 0 && memcmp(&lse[i], &cpuo[rr].lse, 4) != 0) lbad++;
+            }
+            kern_cuda_free(dout), kern_cuda_free(drows), kern_cuda_free(dlse);
+            free(rows), free(lse), free(cpuo);
+        }
+        int tbad = 0, xbad = 0, kept_bad = 0, max_n = 0;
+        for (r = 0; r < R; r++) {
+            const float *xr = x + (size_t)r * V;
+            const rollout_sampling sp = {.temperature = req[r].temperature, .top_p = fh[r].top_p, .top_k = fh[r].top_k,
+                                         .seed = seed};
+            const int32_t ref = rollout_sample(xr, V, &sp, req[r].sample_id, req[r].position, scratch);
+            if (kind[r] == 1 && fh[r].top_p < 1.0f) {
+                const int nk = rollout_filter(xr, V, &sp, (int32_t *)scratch, scratch);
+                if (nk > max_n) max_n = nk;
+            }
+            if (res[r].token != ref) {
+                if (tbad < 8)
+                    printf("  sample_filter V=%d row %d (%s, T %.2g, top_k %d, top_p %.2g): gpu %d host %d\n", V, r,
+                           sf_kind_name[kind[r]], (double)req[r].temperature, fh[r].top_k, (double)fh[r].top_p,
+                           res[r].token, ref);
+                tbad++;
+                continue;
+            }
+            if (memcmp(&res[r].x_token, &xr[ref], 4) != 0) xbad++;
+            kept_bad += memcmp(&res[r].m, &out0[r].m, 4) != 0 || memcmp(&res[r].lse, &out0[r].lse, 4) != 0 ||
+                        res[r].digest != out0[r].digest;
+        }
+        printf("  sample_filter V=%-7d %d rows: tokens %d differ from rollout_sample, x_token %d differ, m/lse/digest "
+               "%d changed; longest top-p prefix of the flat rows %d; CPU-order lse %d differ; groups of 8 %d differ\n",
+               V, R, tbad, xbad, kept_bad, max_n, lbad, gbad);
+        bad += tbad + xbad + kept_bad + lbad + gbad;
+        kern_cuda_free(dx), kern_cuda_free(dreq);
+        free(x), free(req), free(fh), free(kind), free(out0), free(res), free(res8), free(scratch);
+    }
+    assert_int_equal(bad, 0);
+}
+
+static void test_sample_filter_invariance(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Vs[] = {4097, 151936};
+    enum { R = 12 };
+    int bad = 0;
+    for (size_t s = 0; s < sizeof Vs / sizeof Vs[0]; s++) {
+        const int V = Vs[s];
+        float *x = malloc(sizeof(float) * (size_t)R * V);
+        assert_non_null(x);
+        kern_row_req req[R];
+        kern_filter_req fh[R], rev[R];
+        static const int Ks[] = {0, 1, 40, 0, 7, 0};
+        static const float Ps[] = {0.9f, 1.0f, 0.95f, 0.5f, 0.3f, 1e-6f};
+        for (int r = 0; r < R; r++) {
+            sf_fill_row(x + (size_t)r * V, V, r % SF_KINDS, r);
+            const kern_row_req q = {r % 3 ? 1.0f : 0.8f, KERN_ROW_TARGET, -1, 100 + r, 42, (uint64_t)r};
+            const kern_filter_req fr = {r, Ks[r % 6] ? Ks[r % 6] : (r % 4 ? 0 : V), Ps[r % 6]};
+            req[r] = q, fh[r] = fr, rev[R - 1 - r] = fr;
+        }
+        float *dx = dev_copy(x, sizeof(float) * (size_t)R * V);
+        kern_row_out out0[R], all[R], one[R], other[R];
+        kern_row_req *dreq = sf_vocab(out0, dx, req, R, V);
+        sf_run(all, out0, dx, dreq, fh, R, R, V, 5); /* 3 groups of <= 5, sorted row by row */
+        for (int r = 0; r < R; r++) {                 /* each row alone: n = 1, a one-row workspace */
+            kern_row_out single[R];
+            sf_run(single, out0, dx, dreq, &fh[r], 1, R, V, 1);
+            one[r] = single[r];
+        }
+        sf_run(other, out0, dx, dreq, rev, R, R, V, 64); /* one group (a segmented sort), rows in reverse order */
+        int d = 0;
+        for (int r = 0; r < R; r++) {
+            const int a = memcmp(&one[r], &all[r], sizeof one[r]) != 0;
+            const int b = memcmp(&other[r], &all[r], sizeof all[r]) != 0;
+            if ((a || b) && d < 5)
+                printf("  sample_filter V=%d row %d: alone %d, in 3 groups %d, reversed in one group %d\n", V, r,
+                       one[r].token, all[r].token, other[r].token);
+            d += a + b;
+        }
+        printf("  sample_filter invariance V=%-7d %d rows: %d differences (alone / 3 groups / one group reversed)\n", V,
+               R, d);
+        bad += d;
+        kern_cuda_free(dx), kern_cuda_free(dreq);
+        free(x);
+    }
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
     if (kern_cuda_device_count() > 0) {
         char name[256];
@@ -1181,6 +1376,7 @@ int main(void) {
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
         cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_kv_write_bf16),
         cmocka_unit_test(test_attention_bf16_cache), cmocka_unit_test(test_vocab),
+        cmocka_unit_test(test_sample_filter_vs_host), cmocka_unit_test(test_sample_filter_invariance),
     };
     const char *filter = getenv("BR_TEST_FILTER"); /* e.g. BR_TEST_FILTER='test_gemm_rowpar' */
     if (filter && *filter) cmocka_set_test_filter(filter);

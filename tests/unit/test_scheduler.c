@@ -224,9 +224,12 @@ static void test_mem_plan(void **state) {
     rollout_mem_plan f = {.mode = KERN_MODE_FP32, .wdtype = KERN_F32, .tp_size = 2, .max_tokens = 16, .page_size = 16};
     rollout_mem_plan_compute(&c, &f);
     assert_int_equal(f.kv_token, 2 * 28 * 4 * 128 * 4);
-    /* its workspaces: the vocabulary rows' partials (19 segments of 8192 entries, 32 bytes each, per row) and the
-     * row-parallel chunk partials: 16 chunks (16 heads, 16 MLP chunks) x 16 rows x 1024 floats */
-    assert_int_equal(f.workspaces, 16 * 19 * 32 + 16 * 16 * 1024 * 4);
+    /* its workspaces: the vocabulary rows' partials (19 segments of 8192 entries, 32 bytes each, per row), the
+     * row-parallel chunk partials: 16 chunks (16 heads, 16 MLP chunks) x 16 rows x 1024 floats, and the top-k/top-p
+     * sampler's sort: 16 rows of 151,936 keys and ids, twice (16 bytes an entry), 4 bytes a row for 4 arrays (+ 1
+     * offset), 19 Gumbel segments of 8 bytes a row, 9 x 256 bytes of rounding, 256 KiB for CUB, 16 requests of 12 */
+    assert_int_equal(f.workspaces, 16 * 19 * 32 + 16 * 16 * 1024 * 4 +
+                                       (16 * 16 * 151936 + 16 * 16 + 4 + 16 * 19 * 8 + 9 * 256 + 262144 + 16 * 12));
     /* shared prompt KV: 32 prompts of 256 tokens x 8 samples of 4,096 new tokens (4,352 slots: 272 pages of 16, of
      * which 255 / 16 = 15 full prompt pages shared) -- more sequences fit than with a whole copy each */
     static int32_t prompts[32][256];

@@ -595,8 +595,21 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
 // fp32 mode. Why this order: it is kern_cpu_matmul's ("the 8-lane order": lane j accumulates the products of the
 // indices k = j mod 8 in ascending k from +0.0f; lanes combined ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)); bias added
 // last), with every product and sum rounded separately (__fmul_rn/__fadd_rn: no FMA contraction), so the GPU
-// result equals the CPU reference bit for bit, and a row never depends on M. Block tile 32 x 32 x 32, 256 threads,
-// each thread owns 2 x 2 outputs (rows ty, ty+16; columns tx, tx+16) x 8 lanes.
+// result equals the CPU reference bit for bit, and a row never depends on M. Two kernels run that same sequence of
+// operations on every element; they only decide which thread performs it, so a row's bits do not depend on M or
+// on the kernel chosen (tested bitwise):
+//  - `gemm_f32_small` (M <= 16, decode): a thread per (output n, lane j), walking k = j, j+8, .. ascending
+//    with MT accumulators (one per row of x, MT = M rounded up to 1, 2, 4, 8, 16), then the 8 lanes of an output
+//    (8 adjacent threads of a warp) combined in the fixed tree by shuffles, bias last. A lane is a sequential chain,
+//    so K cannot be split: the parallelism is 8 threads per output, and NO = 8, 16 or 32 outputs per block (64 -
+//    256 threads, chosen from N so that there are >= 2 blocks per SM when N allows). W streams through a 4-stage
+//    cp.async pipeline of 512-byte row slices (KT = 256 bf16 / 128 f32 k per stage); x is copied into shared
+//    memory lane-major (xs[m][k mod 8][k / 8]) with 4-byte cp.async so that a thread reads 4 k steps of a row with
+//    one 16-byte load. W rows that are not 16-byte aligned (ldw * size or the base: a column offset) are copied
+//    with plain element loads instead. K steps past K are skipped, never zero-padded; padding rows (M..MT) are zero,
+//    and outputs past N recompute row N-1; neither is stored.
+//  - `gemm_f32_kernel` (larger M): block tile 32 x 32 x 32, 256 threads, each thread owns 2 x 2 outputs (rows ty,
+//    ty+16; columns tx, tx+16) x 8 lanes.
 
 template <typename WT> __device__ __forceinline__ float wload(const WT *w, int64_t i);
 template <> __device__ __forceinline__ float wload<float>(const float *w, int64_t i) { return w[i]; }
@@ -668,11 +681,194 @@ __global__ void __launch_bounds__(256)
         }
 }
 
+// ---- gemm_f32_small: M <= 16 rows (decode), the W stream at HBM speed.
+
+namespace f32s {
+constexpr int MAX_M = 16;        // rows of x the decode kernel takes; more: the tiled kernel
+constexpr int STAGES = 4;        // W/x slices in flight per block: STAGES - 1 while one is computed
+constexpr int MAX_THREADS = 256; // NO = 32 outputs x 8 lanes
+template <typename WT> struct cfg {
+    static constexpr int ES = (int)sizeof(WT);
+    static constexpr int KT = 512 / ES;     // k per stage: 512 bytes of each W row (256 bf16 / 128 f32)
+    static constexpr int EPC = 16 / ES;     // W elements per 16-byte chunk
+    static constexpr int CPR = KT / EPC;    // 16-byte chunks per W row slice (32)
+    // W row pitch: KT + 8 elements (+16 bytes bf16, +32 bytes f32), so that the 4 outputs of a warp read 4 different
+    // groups of banks; x: each lane's run of KT/8 floats padded by 4, so that lanes j = 0..7 of a 16-byte read hit
+    // 8 different groups of 4 banks (pitch 36 or 20 words).
+    static constexpr int WP = KT + 8;
+    static constexpr int TP = KT / 8 + 4;
+    static constexpr int XR = 8 * TP; // one row of x in a stage (floats)
+    __host__ __device__ static constexpr size_t stage_bytes(int NO, int MT) {
+        return (size_t)NO * WP * ES + (size_t)MT * XR * 4;
+    }
+};
+} // namespace f32s
+
+// Copies 4 bytes global -> shared asynchronously (.ca: the only cache mode of the 4-byte size; x is L2/L1-resident).
+__device__ __forceinline__ void cp_async4(void *dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(smem_u32(dst)), "l"(src));
+}
+
+__device__ __forceinline__ float wcvt(float v) { return v; }
+__device__ __forceinline__ float wcvt(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// One level of the lane tree for the 8 lanes held by 8 adjacent threads: partner j ^ d; the lower lane's value is the
+// left operand, as in lanes_combine (IEEE addition commutes, so both threads of a pair hold the same bits).
+__device__ __forceinline__ float lane_tree_step(float v, int j, int d) {
+    const float o = __shfl_xor_sync(0xffffffffu, v, d);
+    return (j & d) ? __fadd_rn(o, v) : __fadd_rn(v, o);
+}
+
+// out (M, N) f32 = x (M, ldx) f32 [first K columns] . W (N, ldw) WT [first K columns]^T (+ bias (N)); M <= MT.
+// Block: NO = blockDim.x / 8 outputs n0 .. n0+NO-1; thread (o = tid / 8, j = tid % 8) owns lane j of output n0 + o
+// for all MT rows. vec: W rows start 16-byte aligned (cp.async of 16 bytes), else plain element loads.
+template <typename WT, int MT>
+__global__ void __launch_bounds__(f32s::MAX_THREADS, 1)
+    gemm_f32_small(float *__restrict__ out, const float *__restrict__ x, const WT *__restrict__ w,
+                   const float *__restrict__ bias, int M, int N, int K, int64_t ldx, int64_t ldw, int vec) {
+    using C = f32s::cfg<WT>;
+    extern __shared__ __align__(16) unsigned char f32s_smem[];
+    const int nt = blockDim.x, NO = nt >> 3, tid = threadIdx.x, o = tid >> 3, j = tid & 7;
+    const int n0 = blockIdx.x * NO;
+    const size_t SB = C::stage_bytes(NO, MT);
+    auto wst = [&](int s) { return (WT *)(f32s_smem + s * SB); };                                       // (NO, WP)
+    auto xst = [&](int s) { return (float *)(f32s_smem + s * SB + (size_t)NO * C::WP * C::ES); }; // (MT, 8, TP)
+
+    // Padding rows M .. MT-1 are zero in every stage (written once, never overwritten) and never stored.
+    for (int s = 0; s < f32s::STAGES; s++)
+        for (int e = M * C::XR + tid; e < MT * C::XR; e += nt) xst(s)[e] = 0.0f;
+
+    const int nk = (K + C::KT - 1) / C::KT;
+    // Stage kt: W[n0 .. n0+NO, k0 .. k0+kn) and x[0 .. M, k0 .. k0+kn); nothing past K is copied (or read later).
+    // Outputs past N copy row N-1 (a valid address; their results are dropped).
+    auto load = [&](int kt) {
+        const int s = kt % f32s::STAGES, k0 = kt * C::KT, kn = K - k0 < C::KT ? K - k0 : C::KT;
+        WT *ws = wst(s);
+        float *xs = xst(s);
+        if (vec) {
+            for (int c = tid; c < NO * C::CPR; c += nt) {
+                const int r = c / C::CPR, kk = (c % C::CPR) * C::EPC;
+                if (kk >= kn) continue; // a chunk straddling K stays inside its row: ldw is a multiple of EPC
+                const int n = n0 + r < N ? n0 + r : N - 1;
+                cp_async16(ws + r * C::WP + kk, w + (int64_t)n * ldw + k0 + kk, true);
+            }
+        } else {
+            for (int e = tid; e < NO * C::KT; e += nt) {
+                const int r = e / C::KT, kk = e % C::KT;
+                if (kk >= kn) continue;
+                const int n = n0 + r < N ? n0 + r : N - 1;
+                ws[r * C::WP + kk] = w[(int64_t)n * ldw + k0 + kk];
+            }
+        }
+        for (int e = tid; e < M * C::KT; e += nt) {
+            const int m = e / C::KT, kk = e % C::KT;
+            if (kk >= kn) continue;
+            cp_async4(xs + m * C::XR + (kk & 7) * C::TP + (kk >> 3), x + (int64_t)m * ldx + k0 + kk);
+        }
+    };
+
+    float acc[MT];
+#pragma unroll
+    for (int m = 0; m < MT; m++) acc[m] = 0.0f;
+
+#pragma unroll
+    for (int s = 0; s < f32s::STAGES - 1; s++) {
+        if (s < nk) load(s);
+        cp_async_commit();
+    }
+    for (int kt = 0; kt < nk; kt++) {
+        cp_async_wait<f32s::STAGES - 2>();
+        __syncthreads(); // stage kt landed for every thread; stage kt-1 is no longer read by anyone
+        if (kt + f32s::STAGES - 1 < nk) load(kt + f32s::STAGES - 1);
+        cp_async_commit();
+
+        const int s = kt % f32s::STAGES, kn = K - kt * C::KT < C::KT ? K - kt * C::KT : C::KT;
+        const WT *wr = wst(s) + o * C::WP + j; // W[n0 + o, k0 + 8t + j] = wr[8t]
+        const float *xr = xst(s) + j * C::TP;  // x[m, k0 + 8t + j] = xr[m * XR + t]
+        if (kn == C::KT) {
+#pragma unroll 2
+            for (int t = 0; t < C::KT / 8; t += 4) {
+                float4 xv[MT];
+#pragma unroll
+                for (int m = 0; m < MT; m++) xv[m] = *(const float4 *)(xr + m * C::XR + t);
+                const float w0 = wcvt(wr[8 * t]), w1 = wcvt(wr[8 * t + 8]), w2 = wcvt(wr[8 * t + 16]),
+                            w3 = wcvt(wr[8 * t + 24]);
+#pragma unroll
+                for (int m = 0; m < MT; m++) {
+                    float a = acc[m];
+                    a = __fadd_rn(a, __fmul_rn(xv[m].x, w0));
+                    a = __fadd_rn(a, __fmul_rn(xv[m].y, w1));
+                    a = __fadd_rn(a, __fmul_rn(xv[m].z, w2));
+                    a = __fadd_rn(a, __fmul_rn(xv[m].w, w3));
+                    acc[m] = a;
+                }
+            }
+        } else {
+            // The last, partial stage: lane j has the steps t with 8t + j < kn (k0 is a multiple of 8).
+            const int tn = kn > j ? (kn - j + 7) >> 3 : 0;
+            for (int t = 0; t < tn; t++) {
+                const float wv = wcvt(wr[8 * t]);
+#pragma unroll
+                for (int m = 0; m < MT; m++) acc[m] = __fadd_rn(acc[m], __fmul_rn(xr[m * C::XR + t], wv));
+            }
+        }
+    }
+    cp_async_wait<0>(); // no copy outstanding at exit (the tail groups are empty)
+
+    const int n = n0 + o;
+#pragma unroll
+    for (int m = 0; m < MT; m++) {
+        float v = lane_tree_step(acc[m], j, 1); // l0+l1, l2+l3, ..
+        v = lane_tree_step(v, j, 2);            // (l0+l1)+(l2+l3), (l4+l5)+(l6+l7)
+        v = lane_tree_step(v, j, 4);            // the whole tree, in all 8 threads
+        if (m < M && n < N && j == (m & 7)) out[(int64_t)m * N + n] = bias ? __fadd_rn(v, bias[n]) : v;
+    }
+}
+
+template <typename WT, int MT>
+static void launch_f32_small(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
+                             int M, int N, int K, int NO, cudaStream_t stream) {
+    using C = f32s::cfg<WT>;
+    static bool attr_set = false; // per template instance: room for the widest block
+    if (!attr_set) {
+        const int most = (int)(f32s::STAGES * C::stage_bytes(f32s::MAX_THREADS / 8, MT));
+        CUDA_CHECK(cudaFuncSetAttribute(gemm_f32_small<WT, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, most));
+        attr_set = true;
+    }
+    const int vec = ((uintptr_t)w % 16 == 0) && ((ldw * C::ES) % 16 == 0);
+    const size_t smem = f32s::STAGES * C::stage_bytes(NO, MT);
+    gemm_f32_small<WT, MT><<<(N + NO - 1) / NO, NO * 8, smem, stream>>>(out, x, w, bias, M, N, K, ldx, ldw, vec);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename WT>
+static void dispatch_f32_small(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
+                               int M, int N, int K, cudaStream_t stream) {
+    static int n_sm = 0;
+    if (!n_sm) {
+        int l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
+    }
+    // The widest block (x is re-read from L2 by every block: wider blocks read it less often) that still gives
+    // >= 2 blocks per SM; 8 outputs (64 threads) below that. The width never changes an element's arithmetic.
+    const int NO = (N + 31) / 32 >= 2 * n_sm ? 32 : (N + 15) / 16 >= 2 * n_sm ? 16 : 8;
+    if (M <= 1) launch_f32_small<WT, 1>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
+    else if (M <= 2) launch_f32_small<WT, 2>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
+    else if (M <= 4) launch_f32_small<WT, 4>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
+    else if (M <= 8) launch_f32_small<WT, 8>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
+    else launch_f32_small<WT, 16>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
+}
+
 extern "C" void kern_cuda_gemm_f32_ld(float *out, const float *x, int64_t ldx, const void *w, int64_t ldw, kern_dtype wdt,
                                      const float *bias, int M, int N, int K, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && N > 0 && K > 0 && ldx >= K && ldw >= K, "gemm_f32: bad shape");
     KERN_REQUIRE(wdt == KERN_F32 || wdt == KERN_BF16, "gemm_f32: weights must be f32 or bf16");
     if (M == 0) return;
+    if (M <= f32s::MAX_M) {
+        if (wdt == KERN_F32) dispatch_f32_small(out, x, ldx, (const float *)w, ldw, bias, M, N, K, stream);
+        else dispatch_f32_small(out, x, ldx, (const __nv_bfloat16 *)w, ldw, bias, M, N, K, stream);
+        return;
+    }
     dim3 grid((N + 31) / 32, (M + 31) / 32);
     if (wdt == KERN_F32)
         gemm_f32_kernel<float><<<grid, 256, 0, stream>>>(out, x, (const float *)w, bias, M, N, K, ldx, ldw);

@@ -175,6 +175,124 @@ static void test_gemm_f32_weights(void **state) {
     free(x), free(w), free(ref), free(got);
 }
 
+/* ---- fp32-mode GEMM on sub-matrices (kern_cuda_gemm_f32_ld): the decode kernel (M <= 16) and the tiled one */
+
+/* x = columns [xo, xo + K) of an (M, ldx) array, W = columns [wo, wo + K) of an (N, ldw) array (the views of the
+ * row-parallel chunks); W bf16 or f32. Returns 1 unless the GPU output equals kern_cpu_matmul_ld bit for bit. */
+static int gemm_f32_ld_case(int M, int N, int K, kern_dtype wdt, int use_bias, int64_t ldx, int xo, int64_t ldw,
+                            int wo) {
+    const size_t es = wdt == KERN_BF16 ? 2 : 4;
+    float *x = rand_f32((size_t)M * ldx, 1.0f), *wf = rand_f32((size_t)N * ldw, 0.05f), *bias = rand_f32(N, 1.0f);
+    uint16_t *wb = wdt == KERN_BF16 ? to_bf16(wf, (size_t)N * ldw) : NULL;
+    const void *wh = wdt == KERN_BF16 ? (const void *)wb : (const void *)wf;
+    float *ref = malloc(sizeof(float) * M * N);
+    assert_non_null(ref);
+    const kern_wt W = {(const char *)wh + wo * es, wdt, ldw, 1, N, K, 0};
+    kern_cpu_matmul_ld(ref, x + xo, ldx, &W, use_bias ? bias : NULL, M);
+
+    void *dx = dev_copy(x, (size_t)M * ldx * 4), *dw = dev_copy(wh, (size_t)N * ldw * es);
+    float *db = use_bias ? dev_copy(bias, (size_t)N * 4) : NULL, *dout = dev_poison((size_t)M * N * 4);
+    kern_cuda_gemm_f32_ld(dout, (const float *)dx + xo, ldx, (const char *)dw + wo * es, ldw, wdt, db, M, N, K, NULL);
+    float *got = host_of(dout, (size_t)M * N);
+    char what[128];
+    snprintf(what, sizeof what, "gemm fp32 M=%d N=%d K=%d W=%s bias=%d ldx=%lld+%d ldw=%lld+%d", M, N, K,
+             wdt == KERN_BF16 ? "bf16" : "f32", use_bias, (long long)ldx, xo, (long long)ldw, wo);
+    const int bad = check_same(what, got, ref, (size_t)M * N);
+    kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(db), kern_cuda_free(dout);
+    free(x), free(wf), free(bias), free(wb), free(ref), free(got);
+    return bad;
+}
+
+/* Bitwise equal to kern_cpu_matmul_ld: M around the decode kernel's limit (16) and just above it, N and K not
+ * multiples of anything (K = 1, 7: shorter than a lane round; 8; 128: a row-parallel head chunk; 1000: a partial
+ * last stage; 3072), W bf16 and f32, with and without bias, compact and as sub-matrices at a column offset (W rows
+ * 16-byte aligned: cp.async; misaligned: the plain-load path). */
+static void test_gemm_f32_small(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Ms[] = {1, 2, 3, 5, 8, 16, 17}, Ns[] = {1, 7, 64, 1000, 4096}, Ks[] = {1, 7, 8, 128, 1000, 3072};
+    int bad = 0, cases = 0;
+    for (int im = 0; im < 7; im++)
+        for (int in = 0; in < 5; in++)
+            for (int ik = 0; ik < 6; ik++) {
+                const int M = Ms[im], N = Ns[in], K = Ks[ik];
+                /* each (M, N, K) once, the dtype and the bias alternating over the grid (both of each at every M) */
+                const kern_dtype wdt = (im + in + ik) & 1 ? KERN_F32 : KERN_BF16;
+                bad += gemm_f32_ld_case(M, N, K, wdt, (in + ik) & 1, K, 0, K, 0);
+                cases++;
+            }
+    static const int Mv[] = {1, 5, 16, 17}, Nv[] = {7, 1000}, Kv[] = {7, 128, 1000};
+    for (int im = 0; im < 4; im++)
+        for (int in = 0; in < 2; in++)
+            for (int ik = 0; ik < 3; ik++)
+                for (int d = 0; d < 2; d++) {
+                    const int M = Mv[im], N = Nv[in], K = Kv[ik];
+                    const kern_dtype wdt = d ? KERN_F32 : KERN_BF16;
+                    /* aligned views (offset 8, width K + 16: 16-byte rows when K % 8 == 0), then misaligned ones */
+                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik) & 1, K + 24, 8, K + 16, 8);
+                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik + 1) & 1, K + 5, 3, K + 3, 3);
+                    cases += 2;
+                }
+    printf("  gemm fp32 vs kern_cpu_matmul_ld: %d cases, %d not bitwise equal\n", cases, bad);
+    assert_int_equal(bad, 0);
+}
+
+/* Row m of an M-row call == the same row computed alone (M = 1) and in a 40-row call (the tiled kernel), for
+ * M = 1..17 (the decode kernel's row counts 1, 2, 4, 8, 16 and the ones padded up to them) and 24, 32, 33. */
+static int gemm_f32_rows_invariance(int N, int K, kern_dtype wdt, int use_bias, int64_t ld, int off) {
+    enum { MAXM = 40 };
+    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 24, 32, 33, MAXM};
+    const int nM = (int)(sizeof Ms / sizeof Ms[0]);
+    const size_t es = wdt == KERN_BF16 ? 2 : 4;
+    float *x = rand_f32((size_t)MAXM * ld, 1.0f), *wf = rand_f32((size_t)N * ld, 0.05f), *bias = rand_f32(N, 1.0f);
+    uint16_t *wb = wdt == KERN_BF16 ? to_bf16(wf, (size_t)N * ld) : NULL;
+    const void *wh = wdt == KERN_BF16 ? (const void *)wb : (const void *)wf;
+    void *dx = dev_copy(x, (size_t)MAXM * ld * 4), *dw = dev_copy(wh, (size_t)N * ld * es);
+    float *db = use_bias ? dev_copy(bias, (size_t)N * 4) : NULL, *dout = dev_poison((size_t)MAXM * N * 4);
+    const float *dxo = (const float *)dx + off;
+    const void *dwo = (const char *)dw + off * es;
+    float *one = malloc(sizeof(float) * MAXM * N), *got = malloc(sizeof(float) * MAXM * N);
+    assert_non_null(one);
+    assert_non_null(got);
+    for (int m = 0; m < MAXM; m++) { /* each row alone */
+        kern_cuda_gemm_f32_ld(dout, dxo + (size_t)m * ld, ld, dwo, ld, wdt, db, 1, N, K, NULL);
+        kern_cuda_download(one + (size_t)m * N, dout, (size_t)N * 4);
+    }
+    int bad_m = 0;
+    for (int i = 0; i < nM; i++) {
+        const int M = Ms[i];
+        kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
+        kern_cuda_gemm_f32_ld(dout, dxo, ld, dwo, ld, wdt, db, M, N, K, NULL);
+        kern_cuda_download(got, dout, (size_t)M * N * 4);
+        if (memcmp(got, one, (size_t)M * N * 4) != 0) {
+            if (bad_m < 5) {
+                char what[64];
+                snprintf(what, sizeof what, "M=%d vs M=1", M);
+                check_same(what, got, one, (size_t)M * N);
+            }
+            bad_m++;
+        }
+    }
+    printf("  gemm fp32 invariance N=%d K=%d W=%s bias=%d ld=%lld+%d: %d values of M (1..%d), %d differ from M=1\n", N,
+           K, wdt == KERN_BF16 ? "bf16" : "f32", use_bias, (long long)ld, off, nM, MAXM, bad_m);
+    kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(db), kern_cuda_free(dout);
+    free(x), free(wf), free(bias), free(wb), free(one), free(got);
+    return bad_m;
+}
+
+static void test_gemm_f32_invariance(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    int bad = 0;
+    bad += gemm_f32_rows_invariance(1024, 1024, KERN_BF16, 1, 1024, 0);
+    bad += gemm_f32_rows_invariance(4099, 1000, KERN_BF16, 0, 1000, 0); /* NO = 16 blocks on an H200, partial stage */
+    bad += gemm_f32_rows_invariance(20000, 300, KERN_F32, 1, 300, 0);   /* NO = 32 blocks */
+    bad += gemm_f32_rows_invariance(1000, 128, KERN_BF16, 0, 1040, 256); /* a head chunk of o_proj */
+    bad += gemm_f32_rows_invariance(257, 77, KERN_BF16, 1, 301, 3);      /* misaligned rows: plain loads */
+    bad += gemm_f32_rows_invariance(300, 7, KERN_F32, 0, 7, 0);
+    assert_int_equal(bad, 0);
+}
+
 /* Rows of a call of M rows == the same rows computed alone (M = 1), for every M in the list. */
 static int gemm_invariance(int N, int K, const int *Ms, int nM, int use_bias, kern_mode mode) {
     const int MAXM = 512;
@@ -1371,6 +1489,7 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_vs_cpu),  cmocka_unit_test(test_gemm_f32_weights),
+        cmocka_unit_test(test_gemm_f32_small), cmocka_unit_test(test_gemm_f32_invariance),
         cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),

@@ -351,10 +351,16 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
         const T *src = (vals ? vc : kc) + kvh * HD;
         T *dst = vals ? Vw : Kw;
         const int stride = vals ? HD : KS;
-        for (int e = threadIdx.x; e < nk * (HD / EPC); e += blockDim.x) {
-            const int j = e / (HD / EPC), d = (e % (HD / EPC)) * EPC, t = k0 + j;
-            const int64_t slot = (int64_t)pages[pt + t / page_size] * page_size + t % page_size;
+        // thread -> (key j, 16-byte piece d) with d fixed per thread; the key's page and offset advance by adds (one
+        // division per window, not one per piece)
+        constexpr int PR = HD / EPC, JS = W * 32 / PR; // pieces per row, keys per pass
+        static_assert((W * 32) % PR == 0, "attention decode: a block's threads cover whole rows");
+        const int d = (threadIdx.x % PR) * EPC;
+        int j = threadIdx.x / PR, pi = (k0 + j) / page_size, po = (k0 + j) % page_size;
+        for (; j < nk; j += JS) {
+            const int64_t slot = (int64_t)pages[pt + pi] * page_size + po;
             cp_async16(dst + j * stride + d, src + slot * row + d, true);
+            for (po += JS; po >= page_size; po -= page_size) pi++;
         }
         cp_async_commit();
     };

@@ -817,7 +817,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
         const int fused = !multi && hd >= 32 && (e->mode == KERN_MODE_INVARIANT || std1);
         const int att_bf = fused && writes_bf16(e, H * hd);
         const int ps = e->kv.pages->page_size;
-        if (fused) { /* the invariant mode: a bf16 cache */
+        if (fused) { /* a pure decode step on the bf16 cache (invariant; standard at one split) */
             kern_cuda_attn_decode_fused_bf16(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc16, vc16, k, e->a.v,
                                              q, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps, scale, st);
         } else {
@@ -832,25 +832,23 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
             else if (e->mode == KERN_MODE_STANDARD && !std1)
                 kern_cuda_attn_splitkv_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps,
                                             scale, e->splitkv_splits, multi, e->a.splitkv_ws, e->a.splitkv_ws_bytes, st);
-            else if (e->mode == KERN_MODE_STANDARD) { /* one split, a step with prefill rows: decode rows as below */
-                if (lead > 0)
-                    kern_cuda_attn_decode_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, lead, H, KV, hd,
-                                               ps, scale, st);
-                if (lead < M)
-                    kern_cuda_attn_splitkv_bf16(e->a.att + (size_t)lead * H * hd, q + (size_t)lead * H * hd, kc16, vc16,
-                                                e->a.pages, e->a.ptoff + lead, e->a.pos + lead, M - lead, H, KV, hd, ps,
-                                                scale, 1, multi, e->a.splitkv_ws, e->a.splitkv_ws_bytes, st);
-            } else { /* invariant, a step with several rows of some sequence (prefill chunks, a shared prompt) */
+            else { /* a step with several rows of some sequence (prefill chunks, a shared prompt) */
                 /* its leading rows of one row a sequence (the decoding sequences: the scheduler puts them first) take
-                 * the decode kernel, the rest the prefill launcher: the same bits as one prefill call (decode ==
-                 * prefill, attention.cu), without walking hundreds of decode rows one chunk at a time */
+                 * the decode kernel, the rest the prefill launcher (the standard mode's: split-KV with its one
+                 * split): in the invariant mode the same bits as one prefill call (decode == prefill, attention.cu),
+                 * without walking hundreds of decode rows one chunk at a time */
+                float *att_p = e->a.att + (size_t)lead * H * hd;
+                const float *q_p = q + (size_t)lead * H * hd;
                 if (lead > 0)
                     kern_cuda_attn_decode_bf16(e->a.att, q, kc16, vc16, e->a.pages, e->a.ptoff, e->a.pos, lead, H, KV, hd,
                                                ps, scale, st);
-                if (lead < M)
-                    kern_cuda_attn_prefill_bf16(e->a.att + (size_t)lead * H * hd, q + (size_t)lead * H * hd, kc16, vc16,
-                                                e->a.pages, e->a.ptoff + lead, e->a.pos + lead, M - lead, H, KV, hd, ps,
-                                                scale, st);
+                if (lead < M && e->mode == KERN_MODE_STANDARD)
+                    kern_cuda_attn_splitkv_bf16(att_p, q_p, kc16, vc16, e->a.pages, e->a.ptoff + lead, e->a.pos + lead,
+                                                M - lead, H, KV, hd, ps, scale, 1, multi, e->a.splitkv_ws,
+                                                e->a.splitkv_ws_bytes, st);
+                else if (lead < M)
+                    kern_cuda_attn_prefill_bf16(att_p, q_p, kc16, vc16, e->a.pages, e->a.ptoff + lead, e->a.pos + lead,
+                                                M - lead, H, KV, hd, ps, scale, st);
             }
         }
         prof(e, P_ATTN);

@@ -1776,6 +1776,16 @@ static br_status check_claim(hid_t dset, const char *file, const char *dpath, in
         st = br_fail(BR_EFORMAT, "%s: dataset %s: cannot read its layout: %s", file, dpath, h5_detail());
         goto cleanup;
     }
+    /* bitroll writes contiguous and chunked datasets only (every format version). A compact one is damage (one
+     * changed byte of the layout message) or another writer's, and libhdf5 1.10 reads a compact dataset's
+     * elements without checking them against the bytes the message holds (a heap over-read: docs/RELIABILITY.md,
+     * overread-H5D-compact), so it is refused before H5Dread. */
+    if (layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED) {
+        st = br_fail(BR_EFORMAT, "%s: dataset %s: %s layout, but bitroll writes contiguous or chunked datasets only "
+                                 "(the file is damaged or was not written by bitroll)",
+                     file, dpath, layout == H5D_COMPACT ? "compact" : layout == H5D_VIRTUAL ? "virtual" : "an unknown");
+        goto cleanup;
+    }
     if (layout == H5D_CHUNKED) {
         hsize_t chunk[H5S_MAX_RANK] = {0};
         if (H5Pget_chunk(dcpl, 1, chunk) != 1) {

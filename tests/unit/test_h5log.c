@@ -1065,6 +1065,37 @@ static void test_old_files_and_claims(void **state) {
     close_rw(f, p);
     assert_fails_with(h5log_rollouts_read(p, &back, NULL), "dataset /samples/top_k: chunks of 67108864 elements", p);
     assert_null(back.sample_id);
+
+    /* an old file with a compact dataset (bitroll never writes one; libhdf5 1.10 over-reads a damaged one): refused
+     * by name before it is read, in the guard's child as in process */
+    tpath(p, sizeof p, "old_compact.h5");
+    b = slurp(BR_TEST_DATA "/golden-v1/stories-t1.rollouts.h5", &len);
+    write_bytes(p, b, len);
+    free(b);
+    f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    d = H5Dopen2(f, "/samples/top_k", H5P_DEFAULT);
+    assert_true(d >= 0);
+    sp = H5Dget_space(d);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    assert_true(n > 0);
+    int32_t *vals = malloc((size_t)n * sizeof *vals);
+    assert_non_null(vals);
+    assert_true(H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals) >= 0);
+    assert_true(H5Dclose(d) >= 0 && H5Ldelete(f, "/samples/top_k", H5P_DEFAULT) >= 0);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    assert_true(dcpl >= 0 && H5Pset_layout(dcpl, H5D_COMPACT) >= 0);
+    d = H5Dcreate2(f, "/samples/top_k", H5T_STD_I32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    assert_true(d >= 0 && H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, vals) >= 0);
+    assert_true(H5Dclose(d) >= 0 && H5Pclose(dcpl) >= 0 && H5Sclose(sp) >= 0 && H5Fclose(f) >= 0);
+    free(vals);
+    st = h5log_rollouts_read(p, &back, NULL);
+    assert_int_equal(st, BR_EFORMAT);
+    assert_fails_with(st, "dataset /samples/top_k: compact layout, but bitroll writes contiguous or chunked", p);
+    assert_null(back.sample_id);
+    const int guard = h5log_guard_set(0); /* no child: libhdf5 in this process */
+    assert_fails_with(h5log_rollouts_read(p, &back, NULL), "dataset /samples/top_k: compact layout", p);
+    (void)h5log_guard_set(guard);
     h5log_rollouts_free(&r);
 }
 

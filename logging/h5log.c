@@ -4,6 +4,7 @@
 #include "logging/h5log.h"
 
 #include "common/tuning.h"
+#include "logging/h5v1_check.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -2367,9 +2368,11 @@ static br_status rg_read(const char *path, rg_kind k, int64_t fsize) {
 }
 
 /* What both readers do before libhdf5 opens the file in this process: the integrity header with plain reads, then,
- * for a file without it, the guarded read in a child. */
+ * for a file without it, the structure check with plain reads (h5v1_check: libhdf5 1.10.8 crashes or loops on some
+ * damaged files) and the guarded read in a child, kept as a second line of defence. */
 static br_status read_checks(const char *path, rg_kind k, int *has_header, int64_t *fsize) {
     br_status st = h5log_check_file(path, has_header, fsize);
+    if (st == BR_OK && !*has_header) st = h5v1_check(path, *fsize);
     if (st == BR_OK && !*has_header) st = rg_read(path, k, *fsize);
     return st;
 }

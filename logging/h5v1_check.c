@@ -713,6 +713,22 @@ static br_status bt_prefix(v1c *c, uint64_t addr, const unsigned char *b, unsign
     return BR_OK;
 }
 
+/* Opens a B-tree node of both types: its size bytes claimed and read into *b (freed by the caller, NULL on failure),
+ * its prefix checked, its sibling links checked at its level. */
+static br_status bt_open(v1c *c, uint64_t addr, uint64_t size, unsigned type, int level, unsigned two_k, sibs *s,
+                         unsigned char **b, unsigned *entries, unsigned *lvl, const char *what) {
+    *b = NULL;
+    br_status st = claim(c, addr, size, what);
+    if (st == BR_OK) st = rd_alloc(c, addr, size, b, what);
+    if (st == BR_OK) st = bt_prefix(c, addr, *b, type, level, two_k, entries, lvl, what);
+    if (st == BR_OK) st = sib_visit(c, s, *lvl, addr, u64(*b + 8), u64(*b + 16), what);
+    if (st != BR_OK) {
+        free(*b);
+        *b = NULL;
+    }
+    return st;
+}
+
 /* A name at offset off of a local heap's data segment: inside it and NUL-terminated there. */
 static const char *heap_name(v1c *c, const lheap *h, uint64_t off, br_status *st, const char *what) {
     const unsigned char *z = off < h->dsize ? memchr(h->data + off, 0, (size_t)(h->dsize - off)) : NULL;
@@ -775,11 +791,8 @@ static br_status check_gtree(v1c *c, uint64_t addr, int level, const lheap *h, i
     const uint64_t size = 24 + (uint64_t)two_k * 8 + (uint64_t)(two_k + 1) * 8;
     unsigned char *b = NULL;
     unsigned n = 0, lvl = 0;
-    br_status st = claim(c, addr, size, "group B-tree node");
+    br_status st = bt_open(c, addr, size, 0, level, two_k, s, &b, &n, &lvl, "group B-tree node");
     if (st != BR_OK) return st;
-    if ((st = rd_alloc(c, addr, size, &b, "group B-tree node")) != BR_OK) return st;
-    if ((st = bt_prefix(c, addr, b, 0, level, two_k, &n, &lvl, "group B-tree node")) != BR_OK) goto cleanup;
-    if ((st = sib_visit(c, s, lvl, addr, u64(b + 8), u64(b + 16), "group B-tree node")) != BR_OK) goto cleanup;
     char what[80];
     snprintf(what, sizeof what, "group B-tree node at 0x%llx: key 0", ull(addr));
     const char *lo = heap_name(c, h, u64(b + 24), &st, what);
@@ -866,11 +879,8 @@ static br_status check_ctree(v1c *c, uint64_t addr, int level, dctx *d, sibs *s)
     const uint64_t cbytes = d->cdim * d->esize;
     unsigned char *b = NULL;
     unsigned n = 0, lvl = 0;
-    br_status st = claim(c, addr, size, "chunk B-tree node");
+    br_status st = bt_open(c, addr, size, 1, level, two_k, s, &b, &n, &lvl, "chunk B-tree node");
     if (st != BR_OK) return st;
-    if ((st = rd_alloc(c, addr, size, &b, "chunk B-tree node")) != BR_OK) return st;
-    if ((st = bt_prefix(c, addr, b, 1, level, two_k, &n, &lvl, "chunk B-tree node")) != BR_OK) goto cleanup;
-    if ((st = sib_visit(c, s, lvl, addr, u64(b + 8), u64(b + 16), "chunk B-tree node")) != BR_OK) goto cleanup;
     for (unsigned i = 0; i <= n; i++) {
         const unsigned char *k = b + 24 + (uint64_t)i * (ksz + 8);
         const uint64_t off = u64(k + 8);

@@ -31,12 +31,13 @@
 // next window's keys load once phase 1 has read this window's, its values once phase 2 has (a software pipeline
 // that moves loads, never an operation). It can also write the row's own K/V to the cache first
 // (this block is the slot's only reader; __syncthreads orders the write before the reads) and the output as the
-// bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad). It runs when the call has at most one block per
-// SM (M * n_kv <= SMs: small batches); larger calls keep the walk (attn_kernel, one row per block), which fills the
-// GPU with blocks and shares each K/V chunk between the G heads -- with an f32 cache. With a bf16 cache (the
-// invariant mode's; kv_elem.cuh: elements widened exactly on load, so the arithmetic above is unchanged) the window
-// takes half the shared memory and the parallel kernel runs at every batch size (faster than the walk everywhere
-// measured, docs/PERFORMANCE.md).
+// bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad). Each pass over a window's keys or values serves up to
+// 4 query heads of the KV head (one load, several heads' arithmetic). It runs when the call has at most one block per
+// SM (M * n_kv <= SMs: small batches); larger calls keep the walk (attn_kernel, one row per block), which fills the GPU
+// with blocks and shares each K/V chunk between the G heads -- with an f32 cache. With a bf16 cache (the invariant
+// mode's; kv_elem.cuh: elements widened exactly on load, so the arithmetic above is unchanged) the window takes half
+// the shared memory and the parallel kernel runs at every batch size (faster than the walk everywhere measured,
+// docs/PERFORMANCE.md).
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -298,14 +299,34 @@ template <int HD, typename T> struct dec_cfg {
     }
 };
 
-// grid (M, n_kv), W warps. Row r = blockIdx.x (one row per sequence), heads kvh * G .. kvh * G + G - 1. Each window
-// of W chunks is copied into shared memory at once (cp.async, every thread), then phases 1-3 of the header.
-template <int HD, typename T>
+// NI consecutive elements of a row from shared memory (the elements a lane owns in phase 2).
+template <int NI, typename T> __device__ __forceinline__ void attn_ld_run(const T *p, float (&v)[NI]) {
+    if constexpr (NI % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < NI; i += 4) {
+            const float4 t = kv_ld4(p + i);
+            v[i] = t.x, v[i + 1] = t.y, v[i + 2] = t.z, v[i + 3] = t.w;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < NI; i++) v[i] = kv_ld(p + i);
+    }
+}
+
+// grid (M, n_kv), W warps; GB query heads per pass (GB divides G). Row r = blockIdx.x (one row per sequence), heads
+// kvh * G .. kvh * G + G - 1. Each window of W chunks is copied into shared memory (cp.async, every thread), then
+// phases 1-3 of the header. Instructions per key are kept low without touching an operation:
+//  - phase 1: lane j computes key j's scores for the GB heads of a pass from one 16-byte load of 8 key elements
+//    (8 accumulators, d ascending: attn_score's order);
+//  - phase 2: p_j goes to shared memory (read back as broadcasts, 4 keys per 16-byte load), and lane owns the NI
+//    consecutive elements d = NI * lane + i of the value rows (one 8-byte load per key at hd 128, bf16, used by the
+//    GB heads of a pass). Which lane owns d does not change its sum over j.
+template <int HD, typename T, int GB>
 __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
     attn_decode_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, T *kc, T *vc,
-                       const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
-                       const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
-                       const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
+                        const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
+                        const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
+                        const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
     using C = dec_cfg<HD, T>;
@@ -314,7 +335,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
     T *Kw = (T *)sm;              // (WK, KS) the window's keys
     T *Vw = Kw + WK * KS;         // (WK, HD) its values
     float *qs = (float *)(Vw + WK * HD); // (G, HD) queries (16-byte aligned: WK * (KS + HD) * sizeof(T) is)
-    float *S = qs + G * HD;       // (G, WK) scores
+    float *S = qs + G * HD;       // (G, WK) scores, then p
     float *CS = S + G * WK;       // (G, W, HD) sum_j p_j v_j per chunk
     float *CM = CS + G * W * HD;  // (G, W) chunk max
     float *PS = CM + G * W;       // (G, W) psum
@@ -344,15 +365,11 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
     __syncthreads();
 
     const int nch = (n_keys + CHUNK - 1) / CHUNK;
-    // The window's keys (vals = 0) or values (vals = 1) into shared memory, as one cp.async group; a window past the
-    // last chunk commits an empty group, so that every thread's group count stays the same.
     auto fetch = [&](int cw, int vals) {
         const int k0 = cw * CHUNK, nk = cw < nch ? (n_keys - k0 < WK ? n_keys - k0 : WK) : 0;
         const T *src = (vals ? vc : kc) + kvh * HD;
         T *dst = vals ? Vw : Kw;
         const int stride = vals ? HD : KS;
-        // thread -> (key j, 16-byte piece d) with d fixed per thread; the key's page and offset advance by adds (one
-        // division per window, not one per piece)
         constexpr int PR = HD / EPC, JS = W * 32 / PR; // pieces per row, keys per pass
         static_assert((W * 32) % PR == 0, "attention decode: a block's threads cover whole rows");
         const int d = (threadIdx.x % PR) * EPC;
@@ -364,8 +381,6 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
         }
         cp_async_commit();
     };
-    // Software pipeline (the arithmetic is untouched): the next window's keys load while this window's values are
-    // used (phases 2-3), and its values while phase 3 and the next phase 1 run. Groups in flight: K(w), V(w).
     fetch(0, 0);
     fetch(0, 1);
     for (int cw = 0; cw < nch; cw += W) {
@@ -374,43 +389,110 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
         const int c = cw + warp;
         const int c0 = c * CHUNK;
         const int len = c < nch ? (n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK) : 0;
-        const T *krow = Kw + (warp * CHUNK + lane) * KS;
-        // phase 1: scores and chunk max, per head (the dot of attn_chunk_step: 8 accumulators, d ascending)
+        // phase 1: scores and chunk max, GB heads per pass over the key row (8 accumulators, d ascending)
         if (len > 0) {
-            for (int g = 0; g < G; g++) {
-                const float s = lane < len ? attn_score<HD, true, T>(qs + g * HD, krow, scale) : -INFINITY;
-                const float cmax = warp_max_xor(s);
-                S[g * WK + warp * CHUNK + lane] = s;
-                if (lane == 0) CM[g * W + warp] = cmax;
+            const T *krow = Kw + (warp * CHUNK + lane) * KS;
+            for (int g0 = 0; g0 < G; g0 += GB) {
+                float p8[GB][8];
+#pragma unroll
+                for (int gg = 0; gg < GB; gg++)
+#pragma unroll
+                    for (int u = 0; u < 8; u++) p8[gg][u] = 0.0f;
+#pragma unroll 4
+                for (int d = 0; d < HD; d += 8) {
+                    float k8[8];
+                    kv_ld8(krow + d, k8);
+#pragma unroll
+                    for (int gg = 0; gg < GB; gg++) {
+                        const float4 qa = *(const float4 *)(qs + (g0 + gg) * HD + d);
+                        const float4 qb = *(const float4 *)(qs + (g0 + gg) * HD + d + 4);
+                        const float q8[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+#pragma unroll
+                        for (int u = 0; u < 8; u++) p8[gg][u] = __fadd_rn(p8[gg][u], __fmul_rn(q8[u], k8[u]));
+                    }
+                }
+#pragma unroll
+                for (int gg = 0; gg < GB; gg++) {
+                    const float *p = p8[gg];
+                    const float dot = __fadd_rn(__fadd_rn(__fadd_rn(p[0], p[1]), __fadd_rn(p[2], p[3])),
+                                                __fadd_rn(__fadd_rn(p[4], p[5]), __fadd_rn(p[6], p[7])));
+                    const float s = lane < len ? __fmul_rn(dot, scale) : -INFINITY;
+                    const float cmax = warp_max_xor(s);
+                    S[(g0 + gg) * WK + warp * CHUNK + lane] = s;
+                    if (lane == 0) CM[(g0 + gg) * W + warp] = cmax;
+                }
             }
         }
         __syncthreads(); // every read of Kw is done: the next window's keys may overwrite it
         fetch(cw + W, 0);
         cp_async_wait<1>(); // V(w) has landed (K(w + W) is the one group left in flight)
         __syncthreads();
-        // phase 2: this chunk's alpha, p_j, psum and sum_j p_j v_j, from the running max before it
+        // phase 2: alpha, p_j and psum per head, then sum_j p_j v_j for GB heads per pass over the value rows
         if (len > 0) {
-            const T *vch = Vw + warp * CHUNK * HD;
-            for (int g = 0; g < G; g++) {
-                float mprev = MX[g];
-                for (int w2 = 0; w2 < warp; w2++) {
-                    const float cm = CM[g * W + w2];
-                    mprev = cm > mprev ? cm : mprev;
-                }
-                const float cmax = CM[g * W + warp];
-                const float mnew = cmax > mprev ? cmax : mprev;
-                const float alpha = mprev == -INFINITY ? 0.0f : expf(__fsub_rn(mprev, mnew));
-                const float s = S[g * WK + warp * CHUNK + lane];
-                const float p = lane < len ? expf(__fsub_rn(s, mnew)) : 0.0f;
-                const float psum = warp_sum_xor(p);
-                float cs[NI];
-                attn_chunk_pv(cs, p, len, lane, [&](int j) { return vch + j * HD; });
-                float *csd = CS + (g * W + warp) * HD;
+            const T *vch = Vw + warp * CHUNK * HD + NI * lane;
+            for (int g0 = 0; g0 < G; g0 += GB) {
 #pragma unroll
-                for (int i = 0; i < NI; i++) csd[lane + 32 * i] = cs[i];
-                if (lane == 0) {
-                    PS[g * W + warp] = psum;
-                    AL[g * W + warp] = alpha;
+                for (int gg = 0; gg < GB; gg++) {
+                    const int g = g0 + gg;
+                    float mprev = MX[g];
+                    for (int w2 = 0; w2 < warp; w2++) {
+                        const float cm = CM[g * W + w2];
+                        mprev = cm > mprev ? cm : mprev;
+                    }
+                    const float cmax = CM[g * W + warp];
+                    const float mnew = cmax > mprev ? cmax : mprev;
+                    const float alpha = mprev == -INFINITY ? 0.0f : expf(__fsub_rn(mprev, mnew));
+                    float *sp = S + g * WK + warp * CHUNK + lane;
+                    const float p = lane < len ? expf(__fsub_rn(*sp, mnew)) : 0.0f;
+                    const float psum = warp_sum_xor(p);
+                    *sp = p; // this lane's slot only
+                    if (lane == 0) {
+                        PS[g * W + warp] = psum;
+                        AL[g * W + warp] = alpha;
+                    }
+                }
+                __syncwarp(); // the p_j of the chunk are visible to the warp
+                float cs[GB][NI];
+#pragma unroll
+                for (int gg = 0; gg < GB; gg++)
+#pragma unroll
+                    for (int i = 0; i < NI; i++) cs[gg][i] = 0.0f;
+                const float *pw = S + g0 * WK + warp * CHUNK;
+                if (len == CHUNK) {
+#pragma unroll 2
+                    for (int j0 = 0; j0 < CHUNK; j0 += 4) {
+                        float4 p4[GB];
+#pragma unroll
+                        for (int gg = 0; gg < GB; gg++) p4[gg] = *(const float4 *)(pw + gg * WK + j0);
+#pragma unroll
+                        for (int jj = 0; jj < 4; jj++) {
+                            float v[NI];
+                            attn_ld_run<NI>(vch + (j0 + jj) * HD, v);
+#pragma unroll
+                            for (int gg = 0; gg < GB; gg++) {
+                                const float pj = jj == 0 ? p4[gg].x : jj == 1 ? p4[gg].y : jj == 2 ? p4[gg].z : p4[gg].w;
+#pragma unroll
+                                for (int i = 0; i < NI; i++) cs[gg][i] = __fadd_rn(cs[gg][i], __fmul_rn(pj, v[i]));
+                            }
+                        }
+                    }
+                } else {
+                    for (int j = 0; j < len; j++) {
+                        float v[NI];
+                        attn_ld_run<NI>(vch + j * HD, v);
+#pragma unroll
+                        for (int gg = 0; gg < GB; gg++) {
+                            const float pj = pw[gg * WK + j];
+#pragma unroll
+                            for (int i = 0; i < NI; i++) cs[gg][i] = __fadd_rn(cs[gg][i], __fmul_rn(pj, v[i]));
+                        }
+                    }
+                }
+#pragma unroll
+                for (int gg = 0; gg < GB; gg++) {
+                    float *csd = CS + ((g0 + gg) * W + warp) * HD + NI * lane;
+#pragma unroll
+                    for (int i = 0; i < NI; i++) csd[i] = cs[gg][i];
                 }
             }
         }
@@ -424,7 +506,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
             if (g < G) {
                 float m = MX[g];
                 for (int w2 = 0; w2 < nw; w2++) {
-                    attn_fold(l[hh], acc[hh], AL[g * W + w2], PS[g * W + w2], CS + (g * W + w2) * HD + lane, 32);
+                    attn_fold(l[hh], acc[hh], AL[g * W + w2], PS[g * W + w2], CS + (g * W + w2) * HD + NI * lane, 1);
                     const float cm = CM[g * W + w2];
                     m = cm > m ? cm : m;
                 }
@@ -438,30 +520,45 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
     for (int hh = 0; hh < HPW; hh++) {
         const int g = warp + hh * W;
         if (g < G) {
-            const int64_t o = ((int64_t)r * n_heads + kvh * G + g) * HD;
+            const int64_t o = ((int64_t)r * n_heads + kvh * G + g) * HD + NI * lane;
 #pragma unroll
             for (int i = 0; i < NI; i++) {
                 const float v = __fdiv_rn(acc[hh][i], l[hh]);
-                if (out) out[o + lane + 32 * i] = v;
-                if (out_bf) out_bf[o + lane + 32 * i] = bf16_bits_rne(v);
+                if (out) out[o + i] = v;
+                if (out_bf) out_bf[o + i] = bf16_bits_rne(v);
             }
         }
     }
 }
 
-template <int HD, typename T>
-static void launch_decode(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
-                          const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                          int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
+template <int HD, typename T, int GB>
+static void launch_decode_gb(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
+                              const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                              int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
     static size_t attr_bytes = 0;
     const int G = n_heads / n_kv;
     const size_t smem = dec_cfg<HD, T>::smem(G);
     if (smem > attr_bytes) {
-        CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD, T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD, T, GB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem));
         attr_bytes = smem;
     }
-    kern_launch_pdl(attn_decode_kernel<HD, T>, dim3(M, n_kv), dim3(dec_cfg<HD, T>::W * 32), smem, stream, out, out_bf, kc, vc,
-                    k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
+    kern_launch_pdl(attn_decode_kernel<HD, T, GB>, dim3(M, n_kv), dim3(dec_cfg<HD, T>::W * 32), smem, stream, out,
+                    out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
+}
+
+// GB: the most heads per pass (4, 2 or 1) that divides G.
+template <int HD, typename T>
+static void launch_decode(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
+                           const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                           int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
+    const int G = n_heads / n_kv;
+    if (G % 4 == 0)
+        launch_decode_gb<HD, T, 4>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+    else if (G % 2 == 0)
+        launch_decode_gb<HD, T, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+    else
+        launch_decode_gb<HD, T, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
 }
 
 // The cache write of a decode call that takes the walk (kv_write.cu), by element type.

@@ -24,6 +24,18 @@ __device__ __forceinline__ float4 kv_ld4(const uint16_t *p) {
                        __uint_as_float(u.y & 0xffff0000u));
 }
 
+// Eight consecutive elements (p 8-element aligned: 16 bytes for bf16; two 16-byte loads for f32).
+__device__ __forceinline__ void kv_ld8(const float *p, float (&v)[8]) {
+    const float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+}
+__device__ __forceinline__ void kv_ld8(const uint16_t *p, float (&v)[8]) {
+    const uint4 u = *(const uint4 *)p;
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) v[2 * i] = __uint_as_float(w[i] << 16), v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+}
+
 __device__ __forceinline__ void kv_st(float *p, float v) { *p = v; }
 __device__ __forceinline__ void kv_st(uint16_t *p, float v) { *p = bf16_bits_rne(v); }
 

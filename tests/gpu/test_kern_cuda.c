@@ -830,10 +830,10 @@ static void test_attention(void **state) {
     if (!have_gpu()) skip();
     /* G = 2, 4, 1, 8, 2, 16 (hd 64, 128, 32, 256: owner warps of the decode kernel hold 2, 4, 2 and 8 heads), 1; 513
      * keys = 3 windows of 8 chunks at hd 64; 5 sequences x 32 KV heads = more blocks than SMs: the default decode
-     * choice is then the walk */
+     * choice is then the walk; G = 3 and 6: the decode kernel's passes of 1 and 2 heads run more than once */
     static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {4, 4, 32, 64}, {32, 4, 256, 16}, {4, 2, 32, 48},
                                     {16, 1, 64, 16}, {32, 2, 128, 32}, {16, 1, 32, 16}, {32, 2, 256, 16},
-                                    {32, 32, 64, 16}};
+                                    {32, 32, 64, 16}, {12, 4, 128, 16}, {24, 4, 64, 32}};
     static const int lens[] = {300, 77, 1, 513, 33};
     int bad = 0;
     attn_bf16_mismatch = 0;

@@ -22,22 +22,22 @@
 // GPU has few blocks; walking the chunks one after the other left it latency-bound (12 us per layer at batch 1 and
 // 190 keys on an H200). So the decode kernel does the SAME operations on the same values in another schedule: a
 // window of W chunks (W = 8, 4, 2 for head dims <= 64, 128, 256) is copied into shared memory at once and its chunks
-// are given to W warps; each computes its chunk's scores and chunk max (phase 1); each then
-// takes the running max m before its chunk as the ascending fold `m = cmax > m ? cmax : m` over the window's earlier
-// chunks (what the sequential walk holds at that point: max is exact), and computes alpha, p_j, psum and the
-// ascending sum_j p_j * v_j of its chunk (phase 2); the warp that owns a head then folds the chunks in ascending c:
-// l = l * alpha + psum, acc = acc * alpha + cs (phase 3). Every rounding is the one `attn_chunk_step` does, in the
-// same order, so decode == prefill bit for bit (tested). The window's keys and values are two cp.async groups: the
-// next window's keys load once phase 1 has read this window's, its values once phase 2 has (a software pipeline
-// that moves loads, never an operation). It can also write the row's own K/V to the cache first
-// (this block is the slot's only reader; __syncthreads orders the write before the reads) and the output as the
-// bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad). Each pass over a window's keys or values serves up to
-// 4 query heads of the KV head (one load, several heads' arithmetic). It runs when the call has at most one block per
-// SM (M * n_kv <= SMs: small batches); larger calls keep the walk (attn_kernel, one row per block), which fills the GPU
-// with blocks and shares each K/V chunk between the G heads -- with an f32 cache. With a bf16 cache (the invariant
-// mode's; kv_elem.cuh: elements widened exactly on load, so the arithmetic above is unchanged) the window takes half
-// the shared memory and the parallel kernel runs at every batch size (faster than the walk everywhere measured,
-// docs/PERFORMANCE.md).
+// are given to W warps (2W when G is even: two warps per chunk, attn_decode_kernel); each computes its chunk's scores
+// and chunk max (phase 1); each then takes the running max m before its chunk as the ascending fold `m = cmax > m ?
+// cmax : m` over the window's earlier chunks (what the sequential walk holds at that point: max is exact), and
+// computes alpha, p_j, psum and the ascending sum_j p_j * v_j of its chunk (phase 2); the warp that owns a head then
+// folds the chunks in ascending c: l = l * alpha + psum, acc = acc * alpha + cs (phase 3). Every rounding is the one
+// `attn_chunk_step` does, in the same order, so decode == prefill bit for bit (tested). The window's keys and values
+// are two cp.async groups: the next window's keys load once phase 1 has read this window's, its values once phase 2
+// has (a software pipeline that moves loads, never an operation). It can also write the row's own K/V to the cache
+// first (this block is the slot's only reader; __syncthreads orders the write before the reads) and the output as the
+// bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad). Each pass over a window's keys or values serves up
+// to 4 query heads of the KV head (one load, several heads' arithmetic). It runs when the call has at most one block
+// per SM (M * n_kv <= SMs: small batches); larger calls keep the walk (attn_kernel, one row per block), which fills
+// the GPU with blocks and shares each K/V chunk between the G heads -- with an f32 cache. With a bf16 cache (the
+// invariant mode's; kv_elem.cuh: elements widened exactly on load, so the arithmetic above is unchanged) the window
+// takes half the shared memory and the parallel kernel runs at every batch size (faster than the walk everywhere
+// measured, docs/PERFORMANCE.md).
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -286,16 +286,19 @@ static void attn_dispatch(float *out, uint16_t *out_bf, const float *q, const T 
 }
 
 // ---- decode: the chunks of a window in parallel (see the header)
-// Warps per block (= chunks per window) by head dim: the window's K and V stay under ~135 KB of shared memory.
-// The window's K and V are kept as cache elements T (a bf16 window takes half the bytes; widened on load).
-template <int HD, typename T> struct dec_cfg {
+// Chunks per window by head dim: the window's K and V stay under ~135 KB of shared memory. WPC warps per chunk
+// (1, or 2 when hd >= 64 and G is even: twice the warps per SM, same shared memory). The window's K and V are kept
+// as cache elements T (a bf16 window takes half the bytes; widened on load).
+template <int HD, typename T, int WPC> struct dec_cfg {
     static constexpr int W = HD >= 256 ? 2 : HD == 128 ? 4 : 8;
-    static constexpr int HPW = 16 / W; // heads per owner warp: G <= 16
+    static constexpr int NW = W * WPC;              // warps per block
+    static constexpr int HPW = (16 + NW - 1) / NW;  // heads per owner warp in phase 3: G <= 16
     static constexpr int EPC = 16 / (int)sizeof(T); // elements per 16-byte cp.async
-    static constexpr int KS = HD + EPC; // K row stride: 16-byte rows for cp.async, 4-element reads conflict-free
+    static constexpr int KS = HD + EPC; // K row stride: 16-byte rows for cp.async, 8- and 16-byte reads conflict-free
+    static_assert(WPC == 1 || (HD / 32) % 2 == 0, "attention decode: two warps per chunk need hd >= 64");
     static size_t smem(int G) {
         return sizeof(T) * (size_t)W * CHUNK * (KS + HD) +
-               sizeof(float) * ((size_t)G * HD + (size_t)G * W * CHUNK + (size_t)G * W * HD + 3 * (size_t)G * W + G);
+               sizeof(float) * ((size_t)G * HD + (size_t)WPC * G * W * CHUNK + (size_t)G * W * HD + 3 * (size_t)G * W + G);
     }
 };
 
@@ -307,41 +310,52 @@ template <int NI, typename T> __device__ __forceinline__ void attn_ld_run(const 
             const float4 t = kv_ld4(p + i);
             v[i] = t.x, v[i + 1] = t.y, v[i + 2] = t.z, v[i + 3] = t.w;
         }
+    } else if constexpr (NI % 2 == 0) {
+#pragma unroll
+        for (int i = 0; i < NI; i += 2) {
+            const float2 t = kv_ld2(p + i);
+            v[i] = t.x, v[i + 1] = t.y;
+        }
     } else {
 #pragma unroll
         for (int i = 0; i < NI; i++) v[i] = kv_ld(p + i);
     }
 }
 
-// grid (M, n_kv), W warps; GB query heads per pass (GB divides G). Row r = blockIdx.x (one row per sequence), heads
-// kvh * G .. kvh * G + G - 1. Each window of W chunks is copied into shared memory (cp.async, every thread), then
-// phases 1-3 of the header. Instructions per key are kept low without touching an operation:
-//  - phase 1: lane j computes key j's scores for the GB heads of a pass from one 16-byte load of 8 key elements
-//    (8 accumulators, d ascending: attn_score's order);
-//  - phase 2: p_j goes to shared memory (read back as broadcasts, 4 keys per 16-byte load), and lane owns the NI
-//    consecutive elements d = NI * lane + i of the value rows (one 8-byte load per key at hd 128, bf16, used by the
-//    GB heads of a pass). Which lane owns d does not change its sum over j.
-template <int HD, typename T, int GB>
-__global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
+// grid (M, n_kv), W * WPC warps; GB query heads per pass (GB divides G). Row r = blockIdx.x (one row per sequence),
+// heads kvh * G .. kvh * G + G - 1. Each window of W chunks is copied into shared memory (cp.async, every thread),
+// then phases 1-3 of the header; warp w works on chunk w % W. Instructions per key are kept low and the warps many,
+// without touching an operation:
+//  - phase 1: lane j computes key j's scores for the GB heads of a pass from 16-byte loads of key elements (8
+//    accumulators, d ascending: attn_score's order). With two warps per chunk, warp half h holds accumulators
+//    4h .. 4h + 3 (elements d = 8i + 4h + u) and their sum (p_4h + p_4h+1) + (p_4h+2 + p_4h+3), the two halves of
+//    the dot's tree, added as the tree's last add after a barrier (phase 1b): the same operations;
+//  - phase 2: p_j goes to shared memory (read back as broadcasts, 4 keys per 16-byte load), and lane owns
+//    consecutive elements of the value rows (NI / WPC of them, in half h of the row with two warps per chunk): one
+//    load per key serves the GB heads of a pass. Which lane owns d does not change its sum over j.
+template <int HD, typename T, int GB, int WPC>
+__global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
     attn_decode_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, T *kc, T *vc,
-                        const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
-                        const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
-                        const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
+                       const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
+                       const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
+                       const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
-    using C = dec_cfg<HD, T>;
-    constexpr int W = C::W, WK = W * CHUNK, NI = HD / 32, KS = C::KS, HPW = C::HPW, EPC = C::EPC;
+    using C = dec_cfg<HD, T, WPC>;
+    constexpr int W = C::W, NW = C::NW, WK = W * CHUNK, NI = HD / 32, NJ = NI / WPC, KS = C::KS, HPW = C::HPW,
+                  EPC = C::EPC;
     extern __shared__ __align__(16) float sm[];
     T *Kw = (T *)sm;              // (WK, KS) the window's keys
     T *Vw = Kw + WK * KS;         // (WK, HD) its values
     float *qs = (float *)(Vw + WK * HD); // (G, HD) queries (16-byte aligned: WK * (KS + HD) * sizeof(T) is)
-    float *S = qs + G * HD;       // (G, WK) scores, then p
-    float *CS = S + G * WK;       // (G, W, HD) sum_j p_j v_j per chunk
+    float *S = qs + G * HD;       // (G, WK) scores, then p (with two warps per chunk: half 0's dot half first)
+    float *X = S + G * WK;        // (G, WK) two warps per chunk only: half 1's dot half, then a copy of S for half 1
+    float *CS = X + (WPC - 1) * G * WK; // (G, W, HD) sum_j p_j v_j per chunk
     float *CM = CS + G * W * HD;  // (G, W) chunk max
     float *PS = CM + G * W;       // (G, W) psum
     float *AL = PS + G * W;       // (G, W) alpha
     float *MX = AL + G * W;       // (G) running max before the window
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wc = warp % W, hp = warp / W;
     const int r = blockIdx.x, kvh = blockIdx.y;
     const int t_last = pos[r], n_keys = t_last + 1, pt = pt_off[r];
     const int row = n_kv * HD; // elements per cache slot
@@ -365,13 +379,17 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
     __syncthreads();
 
     const int nch = (n_keys + CHUNK - 1) / CHUNK;
+    // The window's keys (vals = 0) or values (vals = 1) into shared memory, as one cp.async group; a window past the
+    // last chunk commits an empty group, so that every thread's group count stays the same.
     auto fetch = [&](int cw, int vals) {
         const int k0 = cw * CHUNK, nk = cw < nch ? (n_keys - k0 < WK ? n_keys - k0 : WK) : 0;
         const T *src = (vals ? vc : kc) + kvh * HD;
         T *dst = vals ? Vw : Kw;
         const int stride = vals ? HD : KS;
-        constexpr int PR = HD / EPC, JS = W * 32 / PR; // pieces per row, keys per pass
-        static_assert((W * 32) % PR == 0, "attention decode: a block's threads cover whole rows");
+        // thread -> (key j, 16-byte piece d) with d fixed per thread; the key's page and offset advance by adds (one
+        // division per window, not one per piece)
+        constexpr int PR = HD / EPC, JS = NW * 32 / PR; // pieces per row, keys per pass
+        static_assert((NW * 32) % PR == 0, "attention decode: a block's threads cover whole rows");
         const int d = (threadIdx.x % PR) * EPC;
         int j = threadIdx.x / PR, pi = (k0 + j) / page_size, po = (k0 + j) % page_size;
         for (; j < nk; j += JS) {
@@ -381,83 +399,115 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
         }
         cp_async_commit();
     };
+    // Software pipeline (the arithmetic is untouched): the next window's keys load while this window's values are
+    // used (phases 2-3), and its values while phase 3 and the next phase 1 run. Groups in flight: K(w), V(w).
     fetch(0, 0);
     fetch(0, 1);
     for (int cw = 0; cw < nch; cw += W) {
         cp_async_wait<1>(); // K(w) has landed; V(w) may still be in flight
         __syncthreads();
-        const int c = cw + warp;
+        const int c = cw + wc;
         const int c0 = c * CHUNK;
         const int len = c < nch ? (n_keys - c0 < CHUNK ? n_keys - c0 : CHUNK) : 0;
-        // phase 1: scores and chunk max, GB heads per pass over the key row (8 accumulators, d ascending)
+        // phase 1: scores and chunk max (one warp per chunk), or the two halves of each dot (two warps per chunk)
         if (len > 0) {
-            const T *krow = Kw + (warp * CHUNK + lane) * KS;
+            constexpr int U = 8 / WPC; // accumulators per warp
+            const T *krow = Kw + (wc * CHUNK + lane) * KS + hp * U;
             for (int g0 = 0; g0 < G; g0 += GB) {
-                float p8[GB][8];
+                float pa[GB][U];
 #pragma unroll
                 for (int gg = 0; gg < GB; gg++)
 #pragma unroll
-                    for (int u = 0; u < 8; u++) p8[gg][u] = 0.0f;
+                    for (int u = 0; u < U; u++) pa[gg][u] = 0.0f;
 #pragma unroll 4
                 for (int d = 0; d < HD; d += 8) {
-                    float k8[8];
-                    kv_ld8(krow + d, k8);
+                    float kk[U];
+                    if constexpr (U == 8) {
+                        kv_ld8(krow + d, kk);
+                    } else {
+                        const float4 t = kv_ld4(krow + d);
+                        kk[0] = t.x, kk[1] = t.y, kk[2] = t.z, kk[3] = t.w;
+                    }
 #pragma unroll
                     for (int gg = 0; gg < GB; gg++) {
-                        const float4 qa = *(const float4 *)(qs + (g0 + gg) * HD + d);
-                        const float4 qb = *(const float4 *)(qs + (g0 + gg) * HD + d + 4);
-                        const float q8[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+                        const float *qg = qs + (g0 + gg) * HD + d + hp * U;
+                        float qq[U];
 #pragma unroll
-                        for (int u = 0; u < 8; u++) p8[gg][u] = __fadd_rn(p8[gg][u], __fmul_rn(q8[u], k8[u]));
+                        for (int u = 0; u < U; u += 4) {
+                            const float4 t = *(const float4 *)(qg + u);
+                            qq[u] = t.x, qq[u + 1] = t.y, qq[u + 2] = t.z, qq[u + 3] = t.w;
+                        }
+#pragma unroll
+                        for (int u = 0; u < U; u++) pa[gg][u] = __fadd_rn(pa[gg][u], __fmul_rn(qq[u], kk[u]));
                     }
                 }
 #pragma unroll
                 for (int gg = 0; gg < GB; gg++) {
-                    const float *p = p8[gg];
-                    const float dot = __fadd_rn(__fadd_rn(__fadd_rn(p[0], p[1]), __fadd_rn(p[2], p[3])),
-                                                __fadd_rn(__fadd_rn(p[4], p[5]), __fadd_rn(p[6], p[7])));
-                    const float s = lane < len ? __fmul_rn(dot, scale) : -INFINITY;
-                    const float cmax = warp_max_xor(s);
-                    S[(g0 + gg) * WK + warp * CHUNK + lane] = s;
-                    if (lane == 0) CM[(g0 + gg) * W + warp] = cmax;
+                    const float *p = pa[gg];
+                    const int i = (g0 + gg) * WK + wc * CHUNK + lane;
+                    if constexpr (WPC == 1) {
+                        const float dot = __fadd_rn(__fadd_rn(__fadd_rn(p[0], p[1]), __fadd_rn(p[2], p[3])),
+                                                    __fadd_rn(__fadd_rn(p[4], p[5]), __fadd_rn(p[6], p[7])));
+                        const float s = lane < len ? __fmul_rn(dot, scale) : -INFINITY;
+                        const float cmax = warp_max_xor(s);
+                        S[i] = s;
+                        if (lane == 0) CM[(g0 + gg) * W + wc] = cmax;
+                    } else {
+                        (hp == 0 ? S : X)[i] = __fadd_rn(__fadd_rn(p[0], p[1]), __fadd_rn(p[2], p[3]));
+                    }
                 }
             }
         }
         __syncthreads(); // every read of Kw is done: the next window's keys may overwrite it
         fetch(cw + W, 0);
+        if constexpr (WPC == 2) {
+            // phase 1b: the dot's last add, the scale and the chunk max; half h takes heads h, h + 2, ... S and X
+            // both get the score (each half of phase 2 then overwrites its own copy with p).
+            if (len > 0) {
+                for (int g = hp; g < G; g += 2) {
+                    const int i = g * WK + wc * CHUNK + lane;
+                    const float s = lane < len ? __fmul_rn(__fadd_rn(S[i], X[i]), scale) : -INFINITY;
+                    const float cmax = warp_max_xor(s);
+                    S[i] = s;
+                    X[i] = s;
+                    if (lane == 0) CM[g * W + wc] = cmax;
+                }
+            }
+        }
         cp_async_wait<1>(); // V(w) has landed (K(w + W) is the one group left in flight)
         __syncthreads();
         // phase 2: alpha, p_j and psum per head, then sum_j p_j v_j for GB heads per pass over the value rows
         if (len > 0) {
-            const T *vch = Vw + warp * CHUNK * HD + NI * lane;
+            const T *vch = Vw + wc * CHUNK * HD + hp * (HD / WPC) + NJ * lane;
+            float *P = WPC == 2 && hp == 1 ? X : S; // this warp's copy of the scores, overwritten by p
             for (int g0 = 0; g0 < G; g0 += GB) {
 #pragma unroll
                 for (int gg = 0; gg < GB; gg++) {
                     const int g = g0 + gg;
                     float mprev = MX[g];
-                    for (int w2 = 0; w2 < warp; w2++) {
+                    for (int w2 = 0; w2 < wc; w2++) {
                         const float cm = CM[g * W + w2];
                         mprev = cm > mprev ? cm : mprev;
                     }
-                    const float cmax = CM[g * W + warp];
+                    const float cmax = CM[g * W + wc];
                     const float mnew = cmax > mprev ? cmax : mprev;
                     const float alpha = mprev == -INFINITY ? 0.0f : expf(__fsub_rn(mprev, mnew));
-                    float *sp = S + g * WK + warp * CHUNK + lane;
+                    float *sp = P + g * WK + wc * CHUNK + lane;
                     const float p = lane < len ? expf(__fsub_rn(*sp, mnew)) : 0.0f;
                     const float psum = warp_sum_xor(p);
-                    *sp = p; // this lane's slot only
-                    if (lane == 0) {
-                        PS[g * W + warp] = psum;
-                        AL[g * W + warp] = alpha;
+                    *sp = p; // this lane's slot of this warp's copy only
+                    if (lane == 0 && hp == 0) {
+                        PS[g * W + wc] = psum;
+                        AL[g * W + wc] = alpha;
                     }
                 }
                 __syncwarp(); // the p_j of the chunk are visible to the warp
-                float cs[GB][NI];
+                float cs[GB][NJ];
 #pragma unroll
                 for (int gg = 0; gg < GB; gg++)
 #pragma unroll
-                    for (int i = 0; i < NI; i++) cs[gg][i] = 0.0f;
-                const float *pw = S + g0 * WK + warp * CHUNK;
+                    for (int i = 0; i < NJ; i++) cs[gg][i] = 0.0f;
+                const float *pw = P + g0 * WK + wc * CHUNK;
                 if (len == CHUNK) {
 #pragma unroll 2
                     for (int j0 = 0; j0 < CHUNK; j0 += 4) {
@@ -466,33 +516,33 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
                         for (int gg = 0; gg < GB; gg++) p4[gg] = *(const float4 *)(pw + gg * WK + j0);
 #pragma unroll
                         for (int jj = 0; jj < 4; jj++) {
-                            float v[NI];
-                            attn_ld_run<NI>(vch + (j0 + jj) * HD, v);
+                            float v[NJ];
+                            attn_ld_run<NJ>(vch + (j0 + jj) * HD, v);
 #pragma unroll
                             for (int gg = 0; gg < GB; gg++) {
                                 const float pj = jj == 0 ? p4[gg].x : jj == 1 ? p4[gg].y : jj == 2 ? p4[gg].z : p4[gg].w;
 #pragma unroll
-                                for (int i = 0; i < NI; i++) cs[gg][i] = __fadd_rn(cs[gg][i], __fmul_rn(pj, v[i]));
+                                for (int i = 0; i < NJ; i++) cs[gg][i] = __fadd_rn(cs[gg][i], __fmul_rn(pj, v[i]));
                             }
                         }
                     }
                 } else {
                     for (int j = 0; j < len; j++) {
-                        float v[NI];
-                        attn_ld_run<NI>(vch + j * HD, v);
+                        float v[NJ];
+                        attn_ld_run<NJ>(vch + j * HD, v);
 #pragma unroll
                         for (int gg = 0; gg < GB; gg++) {
                             const float pj = pw[gg * WK + j];
 #pragma unroll
-                            for (int i = 0; i < NI; i++) cs[gg][i] = __fadd_rn(cs[gg][i], __fmul_rn(pj, v[i]));
+                            for (int i = 0; i < NJ; i++) cs[gg][i] = __fadd_rn(cs[gg][i], __fmul_rn(pj, v[i]));
                         }
                     }
                 }
 #pragma unroll
                 for (int gg = 0; gg < GB; gg++) {
-                    float *csd = CS + ((g0 + gg) * W + warp) * HD + NI * lane;
+                    float *csd = CS + ((g0 + gg) * W + wc) * HD + hp * (HD / WPC) + NJ * lane;
 #pragma unroll
-                    for (int i = 0; i < NI; i++) csd[i] = cs[gg][i];
+                    for (int i = 0; i < NJ; i++) csd[i] = cs[gg][i];
                 }
             }
         }
@@ -502,7 +552,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
         const int nw = nch - cw < W ? nch - cw : W;
 #pragma unroll
         for (int hh = 0; hh < HPW; hh++) {
-            const int g = warp + hh * W;
+            const int g = warp + hh * NW;
             if (g < G) {
                 float m = MX[g];
                 for (int w2 = 0; w2 < nw; w2++) {
@@ -518,7 +568,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
     }
 #pragma unroll
     for (int hh = 0; hh < HPW; hh++) {
-        const int g = warp + hh * W;
+        const int g = warp + hh * NW;
         if (g < G) {
             const int64_t o = ((int64_t)r * n_heads + kvh * G + g) * HD + NI * lane;
 #pragma unroll
@@ -531,34 +581,44 @@ __global__ void __launch_bounds__(dec_cfg<HD, T>::W * 32)
     }
 }
 
-template <int HD, typename T, int GB>
+template <int HD, typename T, int GB, int WPC>
 static void launch_decode_gb(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
-                              const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                              int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
+                             const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                             int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
+    using C = dec_cfg<HD, T, WPC>;
     static size_t attr_bytes = 0;
     const int G = n_heads / n_kv;
-    const size_t smem = dec_cfg<HD, T>::smem(G);
+    const size_t smem = C::smem(G);
     if (smem > attr_bytes) {
-        CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD, T, GB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)smem));
+        CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD, T, GB, WPC>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_bytes = smem;
     }
-    kern_launch_pdl(attn_decode_kernel<HD, T, GB>, dim3(M, n_kv), dim3(dec_cfg<HD, T>::W * 32), smem, stream, out,
-                    out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
+    kern_launch_pdl(attn_decode_kernel<HD, T, GB, WPC>, dim3(M, n_kv), dim3(C::NW * 32), smem, stream, out, out_bf, kc,
+                    vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
 }
 
-// GB: the most heads per pass (4, 2 or 1) that divides G.
+// GB: the most heads per pass (4, 2 or 1) that divides G; two warps per chunk when G is even (hd >= 64).
 template <int HD, typename T>
 static void launch_decode(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
-                           const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                           int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
+                          const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
+                          int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
     const int G = n_heads / n_kv;
+    if constexpr (HD >= 64) {
+        if (G % 2 == 0) {
+            if (G % 4 == 0)
+                launch_decode_gb<HD, T, 4, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+            else
+                launch_decode_gb<HD, T, 2, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+            return;
+        }
+    }
     if (G % 4 == 0)
-        launch_decode_gb<HD, T, 4>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+        launch_decode_gb<HD, T, 4, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
     else if (G % 2 == 0)
-        launch_decode_gb<HD, T, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+        launch_decode_gb<HD, T, 2, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
     else
-        launch_decode_gb<HD, T, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+        launch_decode_gb<HD, T, 1, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
 }
 
 // The cache write of a decode call that takes the walk (kv_write.cu), by element type.

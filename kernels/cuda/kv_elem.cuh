@@ -24,6 +24,13 @@ __device__ __forceinline__ float4 kv_ld4(const uint16_t *p) {
                        __uint_as_float(u.y & 0xffff0000u));
 }
 
+// Two consecutive elements (p 2-element aligned: 8 bytes for f32, 4 for bf16).
+__device__ __forceinline__ float2 kv_ld2(const float *p) { return *(const float2 *)p; }
+__device__ __forceinline__ float2 kv_ld2(const uint16_t *p) {
+    const uint32_t u = *(const uint32_t *)p;
+    return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+}
+
 // Eight consecutive elements (p 8-element aligned: 16 bytes for bf16; two 16-byte loads for f32).
 __device__ __forceinline__ void kv_ld8(const float *p, float (&v)[8]) {
     const float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);

@@ -597,89 +597,36 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
 // last), with every product and sum rounded separately (__fmul_rn/__fadd_rn: no FMA contraction), so the GPU
 // result equals the CPU reference bit for bit, and a row never depends on M. Two kernels run that same sequence of
 // operations on every element; they only decide which thread performs it, so a row's bits do not depend on M or
-// on the kernel chosen (tested bitwise):
+// on the kernel chosen (tested bitwise). In both, a thread owns ONE lane j of several outputs: lane j's chain
+// (k = j, j+8, .. ascending) is sequential, so K cannot be split, and the 8 lanes of an output are 8 adjacent
+// threads of a warp, combined at the end in the fixed tree by shuffles (lower lane the left operand), bias last.
 //  - `gemm_f32_small` (M <= 16, decode): a thread per (output n, lane j), walking k = j, j+8, .. ascending
-//    with MT accumulators (one per row of x, MT = M rounded up to 1, 2, 4, 8, 16), then the 8 lanes of an output
-//    (8 adjacent threads of a warp) combined in the fixed tree by shuffles, bias last. A lane is a sequential chain,
-//    so K cannot be split: the parallelism is 8 threads per output, and NO = 8, 16 or 32 outputs per block (64 -
-//    256 threads, chosen from N so that there are >= 2 blocks per SM when N allows). W streams through a 4-stage
-//    cp.async pipeline of 512-byte row slices (KT = 256 bf16 / 128 f32 k per stage); x is copied into shared
-//    memory lane-major (xs[m][k mod 8][k / 8]) with 4-byte cp.async so that a thread reads 4 k steps of a row with
-//    one 16-byte load. W rows that are not 16-byte aligned (ldw * size or the base: a column offset) are copied
-//    with plain element loads instead. K steps past K are skipped, never zero-padded; padding rows (M..MT) are zero,
-//    and outputs past N recompute row N-1; neither is stored.
-//  - `gemm_f32_kernel` (larger M): block tile 32 x 32 x 32, 256 threads, each thread owns 2 x 2 outputs (rows ty,
-//    ty+16; columns tx, tx+16) x 8 lanes.
-
-template <typename WT> __device__ __forceinline__ float wload(const WT *w, int64_t i);
-template <> __device__ __forceinline__ float wload<float>(const float *w, int64_t i) { return w[i]; }
-template <> __device__ __forceinline__ float wload<__nv_bfloat16>(const __nv_bfloat16 *w, int64_t i) {
-    return __bfloat162float(w[i]);
-}
-
-template <typename WT>
-__global__ void __launch_bounds__(256)
-    gemm_f32_kernel(float *__restrict__ out, const float *__restrict__ x, const WT *__restrict__ w,
-                    const float *__restrict__ bias, int M, int N, int K, int64_t ldx, int64_t ldw) {
-    constexpr int T = 32;
-    __shared__ float xs[T][T + 1], ws[T][T + 1];
-    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-    const int m0 = blockIdx.y * T, n0 = blockIdx.x * T;
-    float l[2][2][8];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int e = 0; e < 8; e++) l[i][j][e] = 0.0f;
-
-    for (int k0 = 0; k0 < K; k0 += T) {
-        // 32 x 32 elements of each tile, 4 per thread; past-the-end elements are +0 and never accumulated.
-        for (int c = threadIdx.x; c < T * T; c += 256) {
-            int r = c / T, kc = c % T, gk = k0 + kc;
-            xs[r][kc] = (m0 + r < M && gk < K) ? x[(int64_t)(m0 + r) * ldx + gk] : 0.0f;
-            ws[r][kc] = (n0 + r < N && gk < K) ? wload(w, (int64_t)(n0 + r) * ldw + gk) : 0.0f;
-        }
-        __syncthreads();
-        const int kn = K - k0 < T ? K - k0 : T;
-        if (kn == T) {
-#pragma unroll
-            for (int kk = 0; kk < T; kk++)
-#pragma unroll
-                for (int i = 0; i < 2; i++)
-#pragma unroll
-                    for (int j = 0; j < 2; j++)
-                        l[i][j][kk & 7] =
-                            __fadd_rn(l[i][j][kk & 7], __fmul_rn(xs[ty + 16 * i][kk], ws[tx + 16 * j][kk]));
-        } else {
-            // Last partial tile: the lane of element k is still k mod 8 (k0 is a multiple of 32).
-#pragma unroll
-            for (int kk = 0; kk < T; kk++) {
-                if (kk < kn) {
-#pragma unroll
-                    for (int i = 0; i < 2; i++)
-#pragma unroll
-                        for (int j = 0; j < 2; j++)
-                            l[i][j][kk & 7] =
-                                __fadd_rn(l[i][j][kk & 7], __fmul_rn(xs[ty + 16 * i][kk], ws[tx + 16 * j][kk]));
-                }
-            }
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++) {
-            int m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;
-            if (m >= M || n >= N) continue;
-            const float *q = l[i][j];
-            float acc = __fadd_rn(__fadd_rn(__fadd_rn(q[0], q[1]), __fadd_rn(q[2], q[3])),
-                                  __fadd_rn(__fadd_rn(q[4], q[5]), __fadd_rn(q[6], q[7])));
-            if (bias) acc = __fadd_rn(acc, bias[n]);
-            out[(int64_t)m * N + n] = acc;
-        }
-}
+//    with MT accumulators (one per row of x, MT = M rounded up to 1, 2, 4, 8, 16). The parallelism is 8 threads
+//    per output, and NO = 8, 16 or 32 outputs per block (64 - 256 threads, chosen from N so that there are >= 2
+//    blocks per SM when N allows). W streams through a 4-stage cp.async pipeline of 512-byte row slices (KT = 256
+//    bf16 / 128 f32 k per stage); x is copied into shared memory lane-major (xs[m][k mod 8][k / 8]) with 4-byte
+//    cp.async so that a thread reads 4 k steps of a row with one 16-byte load. W rows that are not 16-byte aligned
+//    (ldw * size or the base: a column offset) are copied with plain element loads instead. K steps past K are
+//    skipped, never zero-padded; padding rows (M..MT) are zero, and outputs past N recompute row N-1; neither is
+//    stored.
+//  - `gemm_f32_tiled<WT, TM, RG, CG>` (M > 16, any M): a register tile. 128 threads = 8 lanes x RG row groups x CG
+//    column groups; thread (j = tid % 8, rg, cg) owns lane j of a TM x 4 block of outputs (rows m0 + TM rg .. +TM,
+//    columns n0 + 4 cg .. +4): TM x 4 accumulators, one chain each, fed exactly lane j's products of its (row,
+//    column) in ascending k (tile after tile, step after step), nothing else. Per 4 k steps it reads TM + 4 16-byte
+//    values from shared memory for 16 TM products: the shared-memory return path (one register per thread per 4
+//    fp32 instructions) is what bounds this GEMM, hence the tile; TM = 8 (block 16 x 32) where that gives more than
+//    n_SM / 2 blocks, else TM = 4 (block 16 x 16, twice the blocks, for M <= 32 at N ~ 1024). Both x and W are held
+//    in shared memory lane-major as f32 (row r, lane j, step t at r * RP + j * LP + t; a tile is KT = 128 k, 16
+//    steps per lane), so one 16-byte load gives a thread 4 consecutive steps of its lane; the padded pitches keep
+//    the 8 lanes of a quarter-warp on 8 different bank groups. Staging goes through registers (W bf16 -> f32 once
+//    per block, not per thread; the lane-major scatter): each thread loads whole "octets" (8 consecutive k of one
+//    row = one step of the 8 lanes; 16-byte loads where the rows are 16-byte aligned, else element loads), the
+//    next tile's octets in flight while the current tile is computed, two shared buffers, one barrier per tile.
+//    The last, partial tile: lane j takes the steps t with 8t + j < K - k0 (k0 a multiple of 8), in groups of 4
+//    while every lane has them, then one at a time; elements past K are never read. Rows past M re-read row M-1
+//    and columns past N row N-1 (valid addresses); neither is stored, and threads whose outputs all lie past M or N
+//    skip the arithmetic (whole warps for the rows). Blocks are numbered row block fastest, so the blocks sharing a
+//    W slice run together.
 
 // ---- gemm_f32_small: M <= 16 rows (decode), the W stream at HBM speed.
 
@@ -859,6 +806,238 @@ static void dispatch_f32_small(float *out, const float *x, int64_t ldx, const WT
     else launch_f32_small<WT, 16>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
 }
 
+// ---- gemm_f32_tiled: M > 16 rows, a register tile of TM rows x 4 columns per (thread, lane).
+
+namespace f32t {
+constexpr int THREADS = 128; // 8 lanes x RG x CG
+constexpr int TN = 4;        // columns per thread
+constexpr int KT = 128;      // k per tile
+constexpr int S = KT / 8;    // steps of each lane per tile (16)
+// A lane's run of S floats padded to LP = 20 words (5 16-byte units: lanes 0..7 of a 16-byte read hit 8 different
+// groups of 4 banks); a row of 8 lanes padded to RP = 176 words = 16 mod 32, so that the 32 octets a warp stores
+// (2 rows x 16 steps, one lane at a time) hit 32 different banks.
+constexpr int LP = S + 4;
+constexpr int RP = 8 * LP + 16;
+template <int TM, int RG, int CG> struct cfg {
+    static constexpr int BM = TM * RG, BN = TN * CG;
+    static constexpr int XO = BM * S / THREADS, WO = BN * S / THREADS; // octets staged per thread per tile
+    static_assert(8 * RG * CG == THREADS && XO * THREADS == BM * S && WO * THREADS == BN * S, "f32t tile");
+    static constexpr size_t smem = 2 * (size_t)(BM + BN) * RP * sizeof(float); // two buffers
+};
+} // namespace f32t
+
+// An octet: 8 consecutive elements of a row (one step of the 8 lanes), as loaded (f32, or bf16 pairs).
+template <typename WT> struct f32t_oct;
+template <> struct f32t_oct<float> { float4 a, b; };
+template <> struct f32t_oct<__nv_bfloat16> { uint4 a; };
+
+// Loads the first cnt (<= 8, may be <= 0) elements at p; vec: p is 16-byte aligned. The rest are zero (never read).
+__device__ __forceinline__ void oct_load(f32t_oct<float> &o, const float *p, int cnt, bool vec) {
+    if (vec && cnt >= 8) {
+        o.a = __ldg((const float4 *)p);
+        o.b = __ldg((const float4 *)p + 1);
+        return;
+    }
+    float v[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) v[i] = i < cnt ? __ldg(p + i) : 0.0f;
+    o.a = make_float4(v[0], v[1], v[2], v[3]);
+    o.b = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void oct_load(f32t_oct<__nv_bfloat16> &o, const __nv_bfloat16 *p, int cnt, bool vec) {
+    if (vec && cnt >= 8) {
+        o.a = __ldg((const uint4 *)p);
+        return;
+    }
+    uint32_t v[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t lo = 2 * i < cnt ? __bfloat16_as_ushort(p[2 * i]) : 0u;
+        const uint32_t hi = 2 * i + 1 < cnt ? __bfloat16_as_ushort(p[2 * i + 1]) : 0u;
+        v[i] = lo | hi << 16;
+    }
+    o.a = make_uint4(v[0], v[1], v[2], v[3]);
+}
+
+// Stores an octet as f32 lane-major: element j (lane j) at dst[j * LP]. bf16 -> f32 is exact (the 16 bits on top).
+__device__ __forceinline__ void oct_store(float *dst, const f32t_oct<float> &o) {
+    const float v[8] = {o.a.x, o.a.y, o.a.z, o.a.w, o.b.x, o.b.y, o.b.z, o.b.w};
+#pragma unroll
+    for (int j = 0; j < 8; j++) dst[j * f32t::LP] = v[j];
+}
+__device__ __forceinline__ void oct_store(float *dst, const f32t_oct<__nv_bfloat16> &o) {
+    const uint32_t u[4] = {o.a.x, o.a.y, o.a.z, o.a.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        dst[(2 * i) * f32t::LP] = __uint_as_float(u[i] << 16);
+        dst[(2 * i + 1) * f32t::LP] = __uint_as_float(u[i] & 0xffff0000u);
+    }
+}
+
+__device__ __forceinline__ float f4get(const float4 &v, int e) {
+    return e == 0 ? v.x : e == 1 ? v.y : e == 2 ? v.z : v.w;
+}
+
+// Steps t .. t+3 of lane j for the thread's TM x TN outputs: xr / wr point at (its first row / column, lane j) of
+// the tile. Each accumulator takes its 4 products in ascending k.
+template <int TM>
+__device__ __forceinline__ void f32t_step4(float (&acc)[TM][f32t::TN], const float *xr, const float *wr, int t) {
+    float4 xv[TM], wv[f32t::TN];
+#pragma unroll
+    for (int r = 0; r < TM; r++) xv[r] = *(const float4 *)(xr + r * f32t::RP + t);
+#pragma unroll
+    for (int c = 0; c < f32t::TN; c++) wv[c] = *(const float4 *)(wr + c * f32t::RP + t);
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+#pragma unroll
+        for (int r = 0; r < TM; r++)
+#pragma unroll
+            for (int c = 0; c < f32t::TN; c++)
+                acc[r][c] = __fadd_rn(acc[r][c], __fmul_rn(f4get(xv[r], e), f4get(wv[c], e)));
+}
+
+// One step t of lane j (the partial tile's tail).
+template <int TM>
+__device__ __forceinline__ void f32t_step1(float (&acc)[TM][f32t::TN], const float *xr, const float *wr, int t) {
+    float xv[TM], wv[f32t::TN];
+#pragma unroll
+    for (int r = 0; r < TM; r++) xv[r] = xr[r * f32t::RP + t];
+#pragma unroll
+    for (int c = 0; c < f32t::TN; c++) wv[c] = wr[c * f32t::RP + t];
+#pragma unroll
+    for (int r = 0; r < TM; r++)
+#pragma unroll
+        for (int c = 0; c < f32t::TN; c++) acc[r][c] = __fadd_rn(acc[r][c], __fmul_rn(xv[r], wv[c]));
+}
+
+// out (M, N) f32 = x (M, ldx) f32 [first K columns] . W (N, ldw) WT [first K columns]^T (+ bias (N)).
+// Block b: row block b % ceil(M / BM), column block b / ceil(M / BM). vx / vw: the rows of x / W start 16-byte
+// aligned (16-byte octet loads), else element loads.
+template <typename WT, int TM, int RG, int CG>
+__global__ void __launch_bounds__(f32t::THREADS)
+    gemm_f32_tiled(float *__restrict__ out, const float *__restrict__ x, const WT *__restrict__ w,
+                   const float *__restrict__ bias, int M, int N, int K, int64_t ldx, int64_t ldw, int vx, int vw) {
+    using C = f32t::cfg<TM, RG, CG>;
+    constexpr int TN = f32t::TN, S = f32t::S, KT = f32t::KT, RP = f32t::RP, LP = f32t::LP, NT = f32t::THREADS;
+    extern __shared__ __align__(16) float f32t_smem[];
+    const int tid = threadIdx.x, j = tid & 7, q = tid >> 3, rg = q / CG, cg = q % CG; // a warp: one rg
+    const int nrb = (M + C::BM - 1) / C::BM;
+    const int m0 = (int)(blockIdx.x % nrb) * C::BM, n0 = (int)(blockIdx.x / nrb) * C::BN;
+    auto xst = [&](int s) { return f32t_smem + s * (C::BM + C::BN) * RP; };               // (BM, RP)
+    auto wst = [&](int s) { return f32t_smem + s * (C::BM + C::BN) * RP + C::BM * RP; }; // (BN, RP)
+
+    // Octet o of a tile: row o / S, step o % S (32 consecutive octets per warp: coalesced loads).
+    f32t_oct<float> xo[C::XO];
+    f32t_oct<WT> wo[C::WO];
+    auto fetch = [&](int kt) {
+        const int k0 = kt * KT;
+#pragma unroll
+        for (int i = 0; i < C::XO; i++) {
+            const int o = tid + i * NT, r = o / S, t = o % S, m = m0 + r < M ? m0 + r : M - 1;
+            oct_load(xo[i], x + (int64_t)m * ldx + k0 + 8 * t, K - k0 - 8 * t, vx);
+        }
+#pragma unroll
+        for (int i = 0; i < C::WO; i++) {
+            const int o = tid + i * NT, r = o / S, t = o % S, n = n0 + r < N ? n0 + r : N - 1;
+            oct_load(wo[i], w + (int64_t)n * ldw + k0 + 8 * t, K - k0 - 8 * t, vw);
+        }
+    };
+    auto stash = [&](int s) {
+#pragma unroll
+        for (int i = 0; i < C::XO; i++) {
+            const int o = tid + i * NT;
+            oct_store(xst(s) + (o / S) * RP + o % S, xo[i]);
+        }
+#pragma unroll
+        for (int i = 0; i < C::WO; i++) {
+            const int o = tid + i * NT;
+            oct_store(wst(s) + (o / S) * RP + o % S, wo[i]);
+        }
+    };
+
+    float acc[TM][TN];
+#pragma unroll
+    for (int r = 0; r < TM; r++)
+#pragma unroll
+        for (int c = 0; c < TN; c++) acc[r][c] = 0.0f;
+    // Warp-uniform for the rows (a warp holds 4 column groups of one row group), so the padding row groups of the
+    // last row block (M not a multiple of 16) cost no arithmetic.
+    const bool live = m0 + rg * TM < M && n0 + cg * TN < N;
+
+    const int nk = (K + KT - 1) / KT;
+    fetch(0);
+    stash(0);
+    __syncthreads();
+    for (int kt = 0; kt < nk; kt++) {
+        if (kt + 1 < nk) fetch(kt + 1); // in flight while tile kt is computed
+        const int kn = K - kt * KT < KT ? K - kt * KT : KT;
+        const float *xr = xst(kt & 1) + rg * TM * RP + j * LP, *wr = wst(kt & 1) + cg * TN * RP + j * LP;
+        if (live) {
+            if (kn == KT) {
+#pragma unroll
+                for (int t = 0; t < S; t += 4) f32t_step4<TM>(acc, xr, wr, t);
+            } else {
+                // The partial tile: steps every lane has (8t + 8 <= kn) by 4, then lane j's own tail 8t + j < kn.
+                const int tg = (kn >> 3) & ~3, tn = kn > j ? (kn - j + 7) >> 3 : 0;
+                int t = 0;
+#pragma unroll 1
+                for (; t < tg; t += 4) f32t_step4<TM>(acc, xr, wr, t);
+#pragma unroll 1
+                for (; t < tn; t++) f32t_step1<TM>(acc, xr, wr, t);
+            }
+        }
+        if (kt + 1 < nk) stash((kt + 1) & 1); // the buffer read in tile kt - 1, before the last barrier
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int r = 0; r < TM; r++)
+#pragma unroll
+        for (int c = 0; c < TN; c++) {
+            float v = lane_tree_step(acc[r][c], j, 1); // all 32 threads of the warp take part
+            v = lane_tree_step(v, j, 2);
+            v = lane_tree_step(v, j, 4);
+            const int m = m0 + rg * TM + r, n = n0 + cg * TN + c;
+            if (m < M && n < N && j == ((r * TN + c) & 7))
+                out[(int64_t)m * N + n] = bias ? __fadd_rn(v, bias[n]) : v;
+        }
+}
+
+template <typename WT, int TM, int RG, int CG>
+static void launch_f32_tiled(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
+                             int M, int N, int K, cudaStream_t stream) {
+    using C = f32t::cfg<TM, RG, CG>;
+    static bool attr_set = false;
+    if (!attr_set) {
+        CUDA_CHECK(cudaFuncSetAttribute(gemm_f32_tiled<WT, TM, RG, CG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)C::smem));
+        attr_set = true;
+    }
+    const int vx = ((uintptr_t)x % 16 == 0) && (ldx % 4 == 0);
+    const int vw = ((uintptr_t)w % 16 == 0) && ((ldw * (int64_t)sizeof(WT)) % 16 == 0);
+    const int64_t blocks = (int64_t)((M + C::BM - 1) / C::BM) * ((N + C::BN - 1) / C::BN);
+    KERN_REQUIRE(blocks <= INT32_MAX, "gemm_f32: too many blocks");
+    gemm_f32_tiled<WT, TM, RG, CG>
+        <<<(unsigned)blocks, f32t::THREADS, C::smem, stream>>>(out, x, w, bias, M, N, K, ldx, ldw, vx, vw);
+    CUDA_CHECK_LAUNCH();
+}
+
+template <typename WT>
+static void dispatch_f32_tiled(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
+                               int M, int N, int K, cudaStream_t stream) {
+    static int n_sm = 0;
+    if (!n_sm) {
+        int l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
+    }
+    // TM = 8 (16 x 32 blocks: 32 accumulators, 12 shared loads per 256 fp32 instructions) unless that leaves more
+    // than half of the SMs idle; then TM = 4 (16 x 16 blocks, twice as many, 8 loads per 128 instructions).
+    // Which one runs never changes an element's arithmetic.
+    const int64_t b8 = (int64_t)((M + 15) / 16) * ((N + 31) / 32);
+    if (2 * b8 > n_sm) launch_f32_tiled<WT, 8, 2, 8>(out, x, ldx, w, ldw, bias, M, N, K, stream);
+    else launch_f32_tiled<WT, 4, 4, 4>(out, x, ldx, w, ldw, bias, M, N, K, stream);
+}
+
 extern "C" void kern_cuda_gemm_f32_ld(float *out, const float *x, int64_t ldx, const void *w, int64_t ldw, kern_dtype wdt,
                                      const float *bias, int M, int N, int K, cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && N > 0 && K > 0 && ldx >= K && ldw >= K, "gemm_f32: bad shape");
@@ -869,13 +1048,8 @@ extern "C" void kern_cuda_gemm_f32_ld(float *out, const float *x, int64_t ldx, c
         else dispatch_f32_small(out, x, ldx, (const __nv_bfloat16 *)w, ldw, bias, M, N, K, stream);
         return;
     }
-    dim3 grid((N + 31) / 32, (M + 31) / 32);
-    if (wdt == KERN_F32)
-        gemm_f32_kernel<float><<<grid, 256, 0, stream>>>(out, x, (const float *)w, bias, M, N, K, ldx, ldw);
-    else
-        gemm_f32_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(out, x, (const __nv_bfloat16 *)w, bias, M, N, K, ldx,
-                                                                 ldw);
-    CUDA_CHECK_LAUNCH();
+    if (wdt == KERN_F32) dispatch_f32_tiled(out, x, ldx, (const float *)w, ldw, bias, M, N, K, stream);
+    else dispatch_f32_tiled(out, x, ldx, (const __nv_bfloat16 *)w, ldw, bias, M, N, K, stream);
 }
 
 extern "C" void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M,

@@ -237,11 +237,48 @@ static void test_gemm_f32_small(void **state) {
     assert_int_equal(bad, 0);
 }
 
-/* Row m of an M-row call == the same row computed alone (M = 1) and in a 40-row call (the tiled kernel), for
- * M = 1..17 (the decode kernel's row counts 1, 2, 4, 8, 16 and the ones padded up to them) and 24, 32, 33. */
+/* The same for the register-tiled kernel (M > 16): M = 17 .. 64 (decode batches; 17, 33, 65: one live row in the
+ * last 16-row block) and 200, N not a multiple of its 16 / 32 columns, K across its 128-k tiles (1, 7: a partial
+ * tile only; 8; 128: one whole tile; 129: a 1-k second tile; 300: two whole tiles and 44 k = 4 steps by 4, then
+ * lane tails of 2 or 1; 1000; 3072). On an H200 (132 SMs) N = 1, 7 and 333 (M <= 65), 1000 (M <= 32) run the
+ * TM = 4 tiles (16 x 16), the rest TM = 8 (16 x 32). Then sub-matrices: 16-byte-aligned rows (octet loads) and
+ * misaligned ones (element loads). */
+static void test_gemm_f32_tiled(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Ms[] = {17, 24, 32, 33, 40, 64, 65, 200}, Ns[] = {1, 7, 333, 1000, 2100},
+                     Ks[] = {1, 7, 8, 128, 129, 300, 1000, 3072};
+    int bad = 0, cases = 0;
+    for (int im = 0; im < 8; im++)
+        for (int in = 0; in < 5; in++)
+            for (int ik = 0; ik < 8; ik++) {
+                const int M = Ms[im], N = Ns[in], K = Ks[ik];
+                const kern_dtype wdt = (im + in + ik) & 1 ? KERN_F32 : KERN_BF16;
+                bad += gemm_f32_ld_case(M, N, K, wdt, (in + ik) & 1, K, 0, K, 0);
+                cases++;
+            }
+    static const int Mv[] = {17, 33, 64, 65}, Nv[] = {7, 1000}, Kv[] = {7, 128, 1000};
+    for (int im = 0; im < 4; im++)
+        for (int in = 0; in < 2; in++)
+            for (int ik = 0; ik < 3; ik++)
+                for (int d = 0; d < 2; d++) {
+                    const int M = Mv[im], N = Nv[in], K = Kv[ik];
+                    const kern_dtype wdt = d ? KERN_F32 : KERN_BF16;
+                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik) & 1, K + 24, 8, K + 16, 8);
+                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik + 1) & 1, K + 5, 3, K + 3, 3);
+                    cases += 2;
+                }
+    printf("  gemm fp32 (tiled, M > 16) vs kern_cpu_matmul_ld: %d cases, %d not bitwise equal\n", cases, bad);
+    assert_int_equal(bad, 0);
+}
+
+/* Row m of an M-row call == the same row computed alone (M = 1), for M = 1..17 (the decode kernel's row counts 1,
+ * 2, 4, 8, 16 and the ones padded up to them) and the tiled kernel's 17 .. 200 (both of its tiles: which one runs
+ * follows M and N; partial 16-row blocks). */
 static int gemm_f32_rows_invariance(int N, int K, kern_dtype wdt, int use_bias, int64_t ld, int off) {
-    enum { MAXM = 40 };
-    static const int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 16, 17, 24, 32, 33, MAXM};
+    enum { MAXM = 200 };
+    static const int Ms[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  12, 15,  16,  17,
+                             24, 32, 33, 40, 48, 49, 63, 64, 65, 100, 129, MAXM};
     const int nM = (int)(sizeof Ms / sizeof Ms[0]);
     const size_t es = wdt == KERN_BF16 ? 2 : 4;
     float *x = rand_f32((size_t)MAXM * ld, 1.0f), *wf = rand_f32((size_t)N * ld, 0.05f), *bias = rand_f32(N, 1.0f);
@@ -1489,7 +1526,8 @@ int main(void) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_vs_cpu),  cmocka_unit_test(test_gemm_f32_weights),
-        cmocka_unit_test(test_gemm_f32_small), cmocka_unit_test(test_gemm_f32_invariance),
+        cmocka_unit_test(test_gemm_f32_small), cmocka_unit_test(test_gemm_f32_tiled),
+        cmocka_unit_test(test_gemm_f32_invariance),
         cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),

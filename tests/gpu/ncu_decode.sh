@@ -32,13 +32,13 @@ h = rows[0]; d = [r for r in rows[2:] if len(r) == len(h)]
 ki, ti, gi = h.index("Kernel Name"), h.index("gpu__time_duration.sum"), h.index("Grid Size")
 seq = [(r[ki].split("(")[0].split("<")[0].replace("void ", ""), r[gi], float(r[ti].replace(",", "")) / 1e3) for r in d]
 print(f"{len(seq)} kernels profiled")
-# a step ends with the vocabulary rows' last kernel; keep pure decode steps (attention and K/V writes with grid.x = 1
-# row per block at batch 1, or the decode kernel), the last STEPS of them
+# a step ends with the vocabulary rows' last kernel; keep pure decode steps of batch B (every attention or K/V write
+# launch with grid.x = B: one row per block), the last STEPS of them
 ends = [i for i, s in enumerate(seq) if "vocab_final" in s[0]]
 steps = []
 for a, b in zip(ends, ends[1:]):
     st = seq[a + 1:b + 1]
-    bad = any((n.startswith("attn_kernel") or "kv_write" in n) and not g.startswith(f"({sys.argv[3]},") for n, g, _ in st)
+    bad = any((n.startswith("attn") or "kv_write" in n) and not g.startswith(f"({sys.argv[3]},") for n, g, _ in st)
     if not bad and any(n.startswith("attn") for n, _, _ in st): steps.append(st)
 steps = steps[-int(sys.argv[2]):]
 if not steps: print("no pure decode step found"); sys.exit(0)

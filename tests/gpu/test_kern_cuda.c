@@ -865,8 +865,8 @@ static int attn_same_as_decode(const attn_case *a, const float *dec, const char 
 static void test_attention(void **state) {
     (void)state;
     if (!have_gpu()) skip();
-    /* G = 2, 4, 1, 8, 2, 16 (hd 64, 128, 32, 256: owner warps of the decode kernel hold 2, 4, 2 and 8 heads), 1; 513
-     * keys = 3 windows of 8 chunks at hd 64; 5 sequences x 32 KV heads = more blocks than SMs: the default decode
+    /* G = 2, 4, 1, 8, 2, 16 (hd 64, 128, 32, 256; even G at hd >= 64: two warps per chunk in the decode kernel,
+     * whose phase-3 owner warps then hold 1 to 4 heads), 1; 513 keys = 3 windows of 8 chunks at hd 64; 5 sequences x 32 KV heads = more blocks than SMs: the default decode
      * choice is then the walk; G = 3 and 6: the decode kernel's passes of 1 and 2 heads run more than once */
     static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {4, 4, 32, 64}, {32, 4, 256, 16}, {4, 2, 32, 48},
                                     {16, 1, 64, 16}, {32, 2, 128, 32}, {16, 1, 32, 16}, {32, 2, 256, 16},

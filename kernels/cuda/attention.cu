@@ -55,26 +55,26 @@ static_assert(CHUNK == 32, "attention: one key per lane of a warp");
 // The pieces of one online-softmax step, shared by the chunk walk (attn_chunk_step) and the decode kernel's
 // parallel schedule (attn_decode_kernel), so that both run the same operations in the same order by construction.
 
-// s = dot8(q, k) * scale: 8 accumulators, d ascending, no FMA (kern_cpu_dot's order). VEC: k read four elements at
-// a time (rows aligned to 4 elements); the operations are the same. T: the key's element (kv_elem.cuh).
-template <int HD, bool VEC, typename T>
+// The dot's tree over its 8 accumulators is ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7)); dot_half is one
+// side of its last add (p = p0 or p4), which the decode kernel's two warps of a chunk compute one each.
+__device__ __forceinline__ float dot_half(const float *p) {
+    return __fadd_rn(__fadd_rn(p[0], p[1]), __fadd_rn(p[2], p[3]));
+}
+
+// s = dot8(q, k) * scale: 8 accumulators, d ascending, no FMA (kern_cpu_dot's order). T: the key's element
+// (kv_elem.cuh).
+template <int HD, typename T>
 __device__ __forceinline__ float attn_score(const float *qs, const T *krow, float scale) {
     float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
     for (int d = 0; d < HD; d += 4) {
         float k4[4];
-        if (VEC) {
-            const float4 t = kv_ld4(krow + d);
-            k4[0] = t.x, k4[1] = t.y, k4[2] = t.z, k4[3] = t.w;
-        } else {
 #pragma unroll
-            for (int u = 0; u < 4; u++) k4[u] = kv_ld(krow + d + u);
-        }
+        for (int u = 0; u < 4; u++) k4[u] = kv_ld(krow + d + u);
 #pragma unroll
         for (int u = 0; u < 4; u++) p8[(d + u) & 7] = __fadd_rn(p8[(d + u) & 7], __fmul_rn(qs[d + u], k4[u]));
     }
-    const float dot = __fadd_rn(__fadd_rn(__fadd_rn(p8[0], p8[1]), __fadd_rn(p8[2], p8[3])),
-                                __fadd_rn(__fadd_rn(p8[4], p8[5]), __fadd_rn(p8[6], p8[7])));
+    const float dot = __fadd_rn(dot_half(p8), dot_half(p8 + 4));
     return __fmul_rn(dot, scale);
 }
 
@@ -129,7 +129,7 @@ __device__ __forceinline__ void attn_fold(float &l, float (&acc)[NI], float alph
 template <int HD, typename T>
 __device__ __forceinline__ void attn_chunk_step(const float *qs, const T *krow, const T *vrow, int len,
                                                 float scale, float &mx, float &l, float (&acc)[HD / 32], int lane) {
-    const float s = lane < len ? attn_score<HD, false, T>(qs, krow, scale) : -INFINITY;
+    const float s = lane < len ? attn_score<HD, T>(qs, krow, scale) : -INFINITY;
     const float cmax = warp_max_xor(s);
     const float mnew = cmax > mx ? cmax : mx;
     const float alpha = mx == -INFINITY ? 0.0f : expf(__fsub_rn(mx, mnew));
@@ -446,14 +446,13 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
                     const float *p = pa[gg];
                     const int i = (g0 + gg) * WK + wc * CHUNK + lane;
                     if constexpr (WPC == 1) {
-                        const float dot = __fadd_rn(__fadd_rn(__fadd_rn(p[0], p[1]), __fadd_rn(p[2], p[3])),
-                                                    __fadd_rn(__fadd_rn(p[4], p[5]), __fadd_rn(p[6], p[7])));
+                        const float dot = __fadd_rn(dot_half(p), dot_half(p + 4));
                         const float s = lane < len ? __fmul_rn(dot, scale) : -INFINITY;
                         const float cmax = warp_max_xor(s);
                         S[i] = s;
                         if (lane == 0) CM[(g0 + gg) * W + wc] = cmax;
                     } else {
-                        (hp == 0 ? S : X)[i] = __fadd_rn(__fadd_rn(p[0], p[1]), __fadd_rn(p[2], p[3]));
+                        (hp == 0 ? S : X)[i] = dot_half(p);
                     }
                 }
             }
@@ -647,11 +646,7 @@ static void attn_decode_fused(float *out, uint16_t *out_bf16, T *k_cache, T *v_c
     // three blocks share an SM; measured on an H200, docs/PERFORMANCE.md: 0.208 ms against the walk's 0.609 at
     // B = 256, 512 keys). An f32 cache: the parallel-chunk kernel for few blocks (small batch; one block per SM at
     // most, ~140 KB), the walk once there are enough blocks to fill the GPU. The same bits either way.
-    static int n_sm = 0;
-    if (!n_sm) {
-        int l2 = 0;
-        kern_cuda_device_props(&n_sm, &l2);
-    }
+    const int n_sm = kern_sm_count();
     const int choice = kern_tuning().attn_decode; // 0 by the block count, 1 the walk, 2 the parallel chunks
     if (choice == 1 || (choice == 0 && sizeof(T) == sizeof(float) && (int64_t)M * n_kv > n_sm)) {
         if (k_new) kv_write_t(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);

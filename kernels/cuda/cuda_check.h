@@ -42,6 +42,9 @@ extern "C" void kern_cuda_fatal(const char *file, int line, const char *what, co
 // The run-time switches in force (kern_cuda_set_tuning, device.cu): read at each launch.
 const kern_cuda_tuning &kern_tuning();
 
+// The current device's SM count, queried once (device.cu): the launchers size their grids by it.
+int kern_sm_count();
+
 // Launches `kernel` as a programmatic dependent of the previous kernel on `stream` (when kern_tuning().pdl): its
 // blocks may start before that kernel completes. The kernel MUST begin with KERN_WAIT_PREREQUISITES() before any
 // global memory access (reads and writes), or do only work that depends on nothing earlier on the stream before it

@@ -208,6 +208,15 @@ static kern_cuda_tuning g_tuning = {1, 1, 1, 0};
 
 const kern_cuda_tuning &kern_tuning() { return g_tuning; }
 
+int kern_sm_count() {
+    static int n_sm = 0;
+    if (!n_sm) {
+        int l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
+    }
+    return n_sm;
+}
+
 extern "C" kern_cuda_tuning kern_cuda_set_tuning(const kern_cuda_tuning *t) {
     const kern_cuda_tuning prev = g_tuning;
     if (!t) return prev;

@@ -415,11 +415,7 @@ static void dispatch_small(const gemm_segs &g, int N_total, const __nv_bfloat16 
                            cudaStream_t stream, kspan ks) {
     // Narrower blocks when N is small, so that every SM streams a share of W with many tiles in flight (the
     // column strip width does not change any element's arithmetic): at least ~2 blocks per SM.
-    static int n_sm = 0;
-    if (!n_sm) {
-        int l2 = 0;
-        kern_cuda_device_props(&n_sm, &l2);
-    }
+    const int n_sm = kern_sm_count();
     // Wider blocks for more rows: the activation tile (16*MT rows) is re-read by every block from L2, so BN
     // should not be much narrower than BM.
     N_total *= ks.nz; // chunks multiply the blocks like columns do
@@ -791,11 +787,7 @@ static void launch_f32_small(float *out, const float *x, int64_t ldx, const WT *
 template <typename WT>
 static void dispatch_f32_small(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
                                int M, int N, int K, cudaStream_t stream) {
-    static int n_sm = 0;
-    if (!n_sm) {
-        int l2 = 0;
-        kern_cuda_device_props(&n_sm, &l2);
-    }
+    const int n_sm = kern_sm_count();
     // The widest block (x is re-read from L2 by every block: wider blocks read it less often) that still gives
     // >= 2 blocks per SM; 8 outputs (64 threads) below that. The width never changes an element's arithmetic.
     const int NO = (N + 31) / 32 >= 2 * n_sm ? 32 : (N + 15) / 16 >= 2 * n_sm ? 16 : 8;
@@ -1025,11 +1017,7 @@ static void launch_f32_tiled(float *out, const float *x, int64_t ldx, const WT *
 template <typename WT>
 static void dispatch_f32_tiled(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
                                int M, int N, int K, cudaStream_t stream) {
-    static int n_sm = 0;
-    if (!n_sm) {
-        int l2 = 0;
-        kern_cuda_device_props(&n_sm, &l2);
-    }
+    const int n_sm = kern_sm_count();
     // TM = 8 (16 x 32 blocks: 32 accumulators, 12 shared loads per 256 fp32 instructions) unless that leaves more
     // than half of the SMs idle; then TM = 4 (16 x 16 blocks, twice as many, 8 loads per 128 instructions).
     // Which one runs never changes an element's arithmetic.

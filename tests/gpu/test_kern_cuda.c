@@ -203,71 +203,64 @@ static int gemm_f32_ld_case(int M, int N, int K, kern_dtype wdt, int use_bias, i
     return bad;
 }
 
-/* Bitwise equal to kern_cpu_matmul_ld: M around the decode kernel's limit (16) and just above it, N and K not
- * multiples of anything (K = 1, 7: shorter than a lane round; 8; 128: a row-parallel head chunk; 1000: a partial
- * last stage; 3072), W bf16 and f32, with and without bias, compact and as sub-matrices at a column offset (W rows
- * 16-byte aligned: cp.async; misaligned: the plain-load path). */
+/* The fp32 GEMM cases of one kernel's tests, each bitwise against kern_cpu_matmul_ld: every (M, N, K) of the grid
+ * Ms x Ns x Ks once, compact (the dtype and the bias alternating over the grid: both of each at every M), then
+ * every (M, N, K) of Mv x Nv x Kv as sub-matrices at a column offset, with f32 and bf16 W: 16-byte-aligned views
+ * (offset 8, width K + 16: 16-byte rows when K % 8 == 0) and misaligned ones. Returns how many differ. */
+#define N_OF(a) (int)(sizeof(a) / sizeof(a[0]))
+static int gemm_f32_cases(const int *Ms, int nm, const int *Ns, int nn, const int *Ks, int nk, const int *Mv, int nmv,
+                          const int *Nv, int nnv, const int *Kv, int nkv, int *cases) {
+    int bad = 0;
+    for (int im = 0; im < nm; im++)
+        for (int in = 0; in < nn; in++)
+            for (int ik = 0; ik < nk; ik++) {
+                const int M = Ms[im], N = Ns[in], K = Ks[ik];
+                const kern_dtype wdt = (im + in + ik) & 1 ? KERN_F32 : KERN_BF16;
+                bad += gemm_f32_ld_case(M, N, K, wdt, (in + ik) & 1, K, 0, K, 0);
+                (*cases)++;
+            }
+    for (int im = 0; im < nmv; im++)
+        for (int in = 0; in < nnv; in++)
+            for (int ik = 0; ik < nkv; ik++)
+                for (int d = 0; d < 2; d++) {
+                    const int M = Mv[im], N = Nv[in], K = Kv[ik];
+                    const kern_dtype wdt = d ? KERN_F32 : KERN_BF16;
+                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik) & 1, K + 24, 8, K + 16, 8);
+                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik + 1) & 1, K + 5, 3, K + 3, 3);
+                    *cases += 2;
+                }
+    return bad;
+}
+
+/* The decode kernel (M <= 16): M around its limit (16) and just above it, N and K not multiples of anything (K = 1,
+ * 7: shorter than a lane round; 8; 128: a row-parallel head chunk; 1000: a partial last stage; 3072), W rows 16-byte
+ * aligned (cp.async) and misaligned (the plain-load path). */
 static void test_gemm_f32_small(void **state) {
     (void)state;
     if (!have_gpu()) skip();
     static const int Ms[] = {1, 2, 3, 5, 8, 16, 17}, Ns[] = {1, 7, 64, 1000, 4096}, Ks[] = {1, 7, 8, 128, 1000, 3072};
-    int bad = 0, cases = 0;
-    for (int im = 0; im < 7; im++)
-        for (int in = 0; in < 5; in++)
-            for (int ik = 0; ik < 6; ik++) {
-                const int M = Ms[im], N = Ns[in], K = Ks[ik];
-                /* each (M, N, K) once, the dtype and the bias alternating over the grid (both of each at every M) */
-                const kern_dtype wdt = (im + in + ik) & 1 ? KERN_F32 : KERN_BF16;
-                bad += gemm_f32_ld_case(M, N, K, wdt, (in + ik) & 1, K, 0, K, 0);
-                cases++;
-            }
     static const int Mv[] = {1, 5, 16, 17}, Nv[] = {7, 1000}, Kv[] = {7, 128, 1000};
-    for (int im = 0; im < 4; im++)
-        for (int in = 0; in < 2; in++)
-            for (int ik = 0; ik < 3; ik++)
-                for (int d = 0; d < 2; d++) {
-                    const int M = Mv[im], N = Nv[in], K = Kv[ik];
-                    const kern_dtype wdt = d ? KERN_F32 : KERN_BF16;
-                    /* aligned views (offset 8, width K + 16: 16-byte rows when K % 8 == 0), then misaligned ones */
-                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik) & 1, K + 24, 8, K + 16, 8);
-                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik + 1) & 1, K + 5, 3, K + 3, 3);
-                    cases += 2;
-                }
+    int cases = 0;
+    const int bad = gemm_f32_cases(Ms, N_OF(Ms), Ns, N_OF(Ns), Ks, N_OF(Ks), Mv, N_OF(Mv), Nv, N_OF(Nv), Kv, N_OF(Kv),
+                                   &cases);
     printf("  gemm fp32 vs kern_cpu_matmul_ld: %d cases, %d not bitwise equal\n", cases, bad);
     assert_int_equal(bad, 0);
 }
 
-/* The same for the register-tiled kernel (M > 16): M = 17 .. 64 (decode batches; 17, 33, 65: one live row in the
- * last 16-row block) and 200, N not a multiple of its 16 / 32 columns, K across its 128-k tiles (1, 7: a partial
- * tile only; 8; 128: one whole tile; 129: a 1-k second tile; 300: two whole tiles and 44 k = 4 steps by 4, then
- * lane tails of 2 or 1; 1000; 3072). On an H200 (132 SMs) N = 1, 7 and 333 (M <= 65), 1000 (M <= 32) run the
- * TM = 4 tiles (16 x 16), the rest TM = 8 (16 x 32). Then sub-matrices: 16-byte-aligned rows (octet loads) and
- * misaligned ones (element loads). */
+/* The register-tiled kernel (M > 16): M = 17 .. 64 (decode batches; 17, 33, 65: one live row in the last 16-row
+ * block) and 200, N not a multiple of its 16 / 32 columns, K across its 128-k tiles (1, 7: a partial tile only; 8;
+ * 128: one whole tile; 129: a 1-k second tile; 300: two whole tiles and 44 k = 4 steps by 4, then lane tails of 2 or
+ * 1; 1000; 3072). On an H200 (132 SMs) N = 1, 7 and 333 (M <= 65), 1000 (M <= 32) run the TM = 4 tiles (16 x 16),
+ * the rest TM = 8 (16 x 32). Sub-matrices: 16-byte-aligned rows (octet loads) and misaligned ones (element loads). */
 static void test_gemm_f32_tiled(void **state) {
     (void)state;
     if (!have_gpu()) skip();
     static const int Ms[] = {17, 24, 32, 33, 40, 64, 65, 200}, Ns[] = {1, 7, 333, 1000, 2100},
                      Ks[] = {1, 7, 8, 128, 129, 300, 1000, 3072};
-    int bad = 0, cases = 0;
-    for (int im = 0; im < 8; im++)
-        for (int in = 0; in < 5; in++)
-            for (int ik = 0; ik < 8; ik++) {
-                const int M = Ms[im], N = Ns[in], K = Ks[ik];
-                const kern_dtype wdt = (im + in + ik) & 1 ? KERN_F32 : KERN_BF16;
-                bad += gemm_f32_ld_case(M, N, K, wdt, (in + ik) & 1, K, 0, K, 0);
-                cases++;
-            }
     static const int Mv[] = {17, 33, 64, 65}, Nv[] = {7, 1000}, Kv[] = {7, 128, 1000};
-    for (int im = 0; im < 4; im++)
-        for (int in = 0; in < 2; in++)
-            for (int ik = 0; ik < 3; ik++)
-                for (int d = 0; d < 2; d++) {
-                    const int M = Mv[im], N = Nv[in], K = Kv[ik];
-                    const kern_dtype wdt = d ? KERN_F32 : KERN_BF16;
-                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik) & 1, K + 24, 8, K + 16, 8);
-                    bad += gemm_f32_ld_case(M, N, K, wdt, (im + ik + 1) & 1, K + 5, 3, K + 3, 3);
-                    cases += 2;
-                }
+    int cases = 0;
+    const int bad = gemm_f32_cases(Ms, N_OF(Ms), Ns, N_OF(Ns), Ks, N_OF(Ks), Mv, N_OF(Mv), Nv, N_OF(Nv), Kv, N_OF(Kv),
+                                   &cases);
     printf("  gemm fp32 (tiled, M > 16) vs kern_cpu_matmul_ld: %d cases, %d not bitwise equal\n", cases, bad);
     assert_int_equal(bad, 0);
 }

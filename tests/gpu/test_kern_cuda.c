@@ -203,6 +203,18 @@ static int gemm_f32_ld_case(int M, int N, int K, kern_dtype wdt, int use_bias, i
     return bad;
 }
 
+/* 1 when the M x N result `got` differs from the rows computed alone (`one`), else 0; the first 5 differing calls
+ * (shown = how many so far) print what differs. */
+static int rows_differ(const float *got, const float *one, int M, int N, int shown) {
+    if (memcmp(got, one, (size_t)M * N * 4) == 0) return 0;
+    if (shown < 5) {
+        char what[64];
+        snprintf(what, sizeof what, "M=%d vs M=1", M);
+        check_same(what, got, one, (size_t)M * N);
+    }
+    return 1;
+}
+
 /* The fp32 GEMM cases of one kernel's tests, each bitwise against kern_cpu_matmul_ld: every (M, N, K) of the grid
  * Ms x Ns x Ks once, compact (the dtype and the bias alternating over the grid: both of each at every M), then
  * every (M, N, K) of Mv x Nv x Kv as sub-matrices at a column offset, with f32 and bf16 W: 16-byte-aligned views
@@ -294,14 +306,7 @@ static int gemm_f32_rows_invariance(int N, int K, kern_dtype wdt, int use_bias, 
         kern_cuda_memset(dout, 0xff, (size_t)M * N * 4);
         kern_cuda_gemm_f32_ld(dout, dxo, ld, dwo, ld, wdt, db, M, N, K, NULL);
         kern_cuda_download(got, dout, (size_t)M * N * 4);
-        if (memcmp(got, one, (size_t)M * N * 4) != 0) {
-            if (bad_m < 5) {
-                char what[64];
-                snprintf(what, sizeof what, "M=%d vs M=1", M);
-                check_same(what, got, one, (size_t)M * N);
-            }
-            bad_m++;
-        }
+        bad_m += rows_differ(got, one, M, N, bad_m);
     }
     printf("  gemm fp32 invariance N=%d K=%d W=%s bias=%d ld=%lld+%d: %d values of M (1..%d), %d differ from M=1\n", N,
            K, wdt == KERN_BF16 ? "bf16" : "f32", use_bias, (long long)ld, off, nM, MAXM, bad_m);
@@ -346,14 +351,7 @@ static int gemm_invariance(int N, int K, const int *Ms, int nM, int use_bias, ke
         if (mode == KERN_MODE_FP32) kern_cuda_gemm_f32(dout, dx, dw, KERN_BF16, db, M, N, K, NULL);
         else kern_cuda_gemm_bf16(dout, dx, dw, db, M, N, K, NULL);
         kern_cuda_download(got, dout, (size_t)M * N * 4);
-        if (memcmp(got, one, (size_t)M * N * 4) != 0) {
-            if (bad_m < 5) {
-                char what[64];
-                snprintf(what, sizeof what, "M=%d vs M=1", M);
-                check_same(what, got, one, (size_t)M * N);
-            }
-            bad_m++;
-        }
+        bad_m += rows_differ(got, one, M, N, bad_m);
     }
     printf("  gemm %s invariance N=%d K=%d bias=%d: %d values of M tested (1..%d), %d differ from M=1\n",
            kern_mode_name(mode), N, K, use_bias, nM, Ms[nM - 1], bad_m);

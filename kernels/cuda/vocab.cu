@@ -15,7 +15,9 @@
 // this depends on R, on which rows share the launch, or on the path (generate or score) that asked for the row.
 // Gumbel noise: one Philox call (common/philox.h, shared with the host sampler) gives the 4 uniforms of an aligned
 // quad of ids (j >> 2), so each thread visits whole quads in pass (1); g = -kern_logf(-kern_logf(u)) (kern_math.h),
-// the host sampler's function, so a row's sampled token is the CPU's whenever its logits are (the fp32 mode).
+// the host sampler's function, so a row's sampled token is the CPU's whenever its logits are (the fp32 mode). An id
+// whose noise bound (fast intrinsics, gumbel_bound) cannot lift it above the thread's running best skips the exact
+// noise: it could not have won, so the token is the one of evaluating every id (tested against the host, exactly).
 // The fp32 mode then replaces lse by the CPU's 8-lane order (kern_cuda_cpuo_lse, cpu_order.cu).
 #include <cuda_runtime.h>
 #include <math.h>
@@ -57,15 +59,30 @@ struct vocab_part {
     unsigned long long d;
 };
 
+// An upper bound of the Gumbel noise -kern_logf(-kern_logf(u)) from the fast intrinsics: t = -ln u is bounded below
+// by 1 - u (ln u <= u - 1; exact in fp32 for u >= 1/2, and for u < 1/2 t exceeds 1 - u by more than 0.19) and by
+// -__logf(u) less its error (at most 2^-21.41 absolute on [1/2, 2], 3 ulp elsewhere: 1e-6 absolute + relative
+// covers it); the noise -ln t is then at most -__logf(t_low) plus 1e-5 + 1e-5 |.|, which covers __logf's error, the
+// rounding of kern_logf's two results (within 1 ulp of ln each) and the float operations here.
+__device__ __forceinline__ float gumbel_bound(float u) {
+    const float ta = -__logf(u), tl = fmaxf(__fsub_rn(1.0f, u), ta - 1e-6f - 1e-6f * fabsf(ta));
+    const float nb = -__logf(tl);
+    return nb + 1e-5f + 1e-5f * fabsf(nb);
+}
+
 __device__ __forceinline__ void visit(int j, float v, const kern_row_req &q, float gu, float &m, float &best, int &bi,
                                       float &gbest, int &gi, unsigned long long &d) {
-    const float vt = __fdiv_rn(v, q.temperature);
+    // x / 1 is x (IEEE): T = 1 skips the division, same bits
+    const float vt = q.temperature == 1.0f ? v : __fdiv_rn(v, q.temperature);
     m = fmaxf(m, vt);
     if (beats(v, j, best, bi)) {
         best = v;
         bi = j;
     }
-    if (q.mode == KERN_ROW_GUMBEL) {
+    // The exact noise (two double-precision kern_logf: most of this kernel's time) only where the id could win:
+    // g = vt + noise <= vt + bound (fp32 addition is monotone), so vt + bound < gbest means g loses to the running
+    // best, which the thread's final best is at least. The same token, m and digest as evaluating every id.
+    if (q.mode == KERN_ROW_GUMBEL && (gi < 0 || !(__fadd_rn(vt, gumbel_bound(gu)) < gbest))) {
         const float g = __fadd_rn(vt, -kern_logf(-kern_logf(gu))); // the host sampler's noise, bit for bit
         if (beats(g, j, gbest, gi)) {
             gbest = g;
@@ -138,7 +155,8 @@ vocab_sum_kernel(vocab_part *parts, const float *x, const kern_row_req *req, int
     for (int i = 1; i < n_seg; i++) mx = fmaxf(mx, pr[i].m);
     const int j0 = seg * VOCAB_SEG, j1 = min(V, j0 + VOCAB_SEG);
     float s = 0.0f;
-    for (int j = j0 + threadIdx.x; j < j1; j += VOCAB_THREADS) s = __fadd_rn(s, expf(__fsub_rn(__fdiv_rn(xr[j], T), mx)));
+    for (int j = j0 + threadIdx.x; j < j1; j += VOCAB_THREADS)
+        s = __fadd_rn(s, expf(__fsub_rn(T == 1.0f ? xr[j] : __fdiv_rn(xr[j], T), mx))); // x / 1 is x (IEEE)
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, o));
     if (lane == 0) s_sum[warp] = s;

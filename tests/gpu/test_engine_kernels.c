@@ -37,6 +37,16 @@ static void *dev_copy(const void *h, size_t bytes) {
     return d;
 }
 
+/* The host sampler's Gumbel-max token: argmax of x_j / T + g_j (g: rollout_gumbel, the host's noise) in fp32, the
+ * lower id on a tie -- what the device computes without its pruning. */
+static int host_gumbel_token(float *g, const float *xr, int V, const kern_row_req *q) {
+    rollout_gumbel(g, V, q->seed, q->sample_id, q->position);
+    int best = 0;
+    for (int j = 1; j < V; j++)
+        if (xr[j] / q->temperature + g[j] > xr[best] / q->temperature + g[best]) best = j;
+    return best;
+}
+
 static void test_vocab_rows(void **state) {
     (void)state;
     if (!have_gpu()) skip();
@@ -68,7 +78,6 @@ static void test_vocab_rows(void **state) {
         }
         assert_memory_equal(out, one, sizeof out);
         float *g = malloc(sizeof(float) * V);
-        int near_ties = 0;
         for (int r = 0; r < R; r++) {
             const float *xr = x + (size_t)r * V;
             const float T = req[r].temperature;
@@ -82,26 +91,14 @@ static void test_vocab_rows(void **state) {
             assert_true(lse_err <= 1e-5);
             if (req[r].mode == KERN_ROW_GREEDY) assert_int_equal(out[r].token, kern_cpu_argmax(xr, V));
             if (req[r].mode == KERN_ROW_TARGET) assert_int_equal(out[r].token, 5);
-            if (req[r].mode == KERN_ROW_GUMBEL) {
-                /* the host sampler's noise and argmax; device and host logf may differ in the last bit, so a
-                 * different token is accepted only at a near tie (and counted) */
-                rollout_gumbel(g, V, req[r].seed, req[r].sample_id, req[r].position);
-                int best = 0;
-                for (int j = 1; j < V; j++)
-                    if (xr[j] / T + g[j] > xr[best] / T + g[best]) best = j;
-                if (out[r].token != best) {
-                    float gap = (xr[best] / T + g[best]) - (xr[out[r].token] / T + g[out[r].token]);
-                    assert_true(gap <= 1e-5f);
-                    near_ties++;
-                }
-            }
+            if (req[r].mode == KERN_ROW_GUMBEL) /* the host sampler's noise (kern_logf) and argmax, exactly */
+                assert_int_equal(out[r].token, host_gumbel_token(g, xr, V, &req[r]));
             assert_memory_equal(&out[r].x_token, &xr[out[r].token], sizeof(float));
             printf("  vocab_rows V=%-6d row %d mode %d: token %d, lse error %.2g\n", V, r, req[r].mode, out[r].token,
                    lse_err);
         }
         assert_int_equal(out[4].token, 1);
-        printf("  vocab_rows V=%d: digests, max and greedy exact; Gumbel tokens equal to the host's (%d near ties)\n",
-               V, near_ties);
+        printf("  vocab_rows V=%d: digests, max, greedy and Gumbel tokens equal to the host's\n", V);
         free(g);
         free(x);
         kern_cuda_free(dx);
@@ -109,6 +106,48 @@ static void test_vocab_rows(void **state) {
         kern_cuda_free(dout);
         kern_cuda_free(ws);
     }
+}
+
+/* Gumbel-max rows at Qwen3's vocabulary: the device token (whose exact noise is skipped where a bound says the id
+ * cannot win) equals the host sampler's over every id, for temperatures 1 (no division), 0.7, 1.3 and 0.25, spread
+ * and peaked rows, rows with -inf and NaN logits. */
+static void test_vocab_gumbel_exact(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    enum { R = 40 };
+    const int V = 151936;
+    static const float Ts[] = {1.0f, 0.7f, 1.3f, 0.25f};
+    float *x = malloc(sizeof(float) * R * V), *g = malloc(sizeof(float) * V);
+    kern_row_req req[R];
+    for (int r = 0; r < R; r++) {
+        float *xr = x + (size_t)r * V;
+        const float spread = r % 5 == 4 ? 0.05f : 4.0f + (float)(r % 3); /* r % 5 == 4: nearly flat rows */
+        for (int j = 0; j < V; j++) xr[j] = spread * frand();
+        if (r % 4 == 1) xr[(r * 7919) % V] += 12.0f; /* a peaked row */
+        if (r % 6 == 2) for (int j = 0; j < V; j += 3) xr[j] = -INFINITY;
+        if (r % 7 == 3) xr[(r * 104729) % V] = NAN;
+        kern_row_req q = {Ts[r % 4], KERN_ROW_GUMBEL, -1, 100 + r, 9, (uint64_t)(1000 + r)};
+        req[r] = q;
+    }
+    float *dx = dev_copy(x, sizeof(float) * R * V);
+    kern_row_req *dreq = dev_copy(req, sizeof req);
+    kern_row_out *dout = kern_cuda_malloc(sizeof(kern_row_out) * R), out[R];
+    const size_t wsb = kern_cuda_vocab_rows_workspace(R, V);
+    void *ws = kern_cuda_malloc(wsb);
+    kern_cuda_vocab_rows(dout, dx, dreq, R, V, ws, wsb, NULL);
+    kern_cuda_download(out, dout, sizeof out);
+    int differ = 0;
+    for (int r = 0; r < R; r++) {
+        const int want = host_gumbel_token(g, x + (size_t)r * V, V, &req[r]);
+        if (out[r].token != want) {
+            printf("    row %d (T=%g): device token %d, host %d\n", r, req[r].temperature, out[r].token, want);
+            differ++;
+        }
+    }
+    printf("    vocab_rows Gumbel V=%d: %d of %d rows' tokens differ from the host sampler's\n", V, differ, R);
+    assert_int_equal(differ, 0);
+    free(x), free(g);
+    kern_cuda_free(dx), kern_cuda_free(dreq), kern_cuda_free(dout), kern_cuda_free(ws);
 }
 
 static void test_attn_small(void **state) {
@@ -378,10 +417,11 @@ static void test_qk_norm_rope_fused(void **state) {
     (void)state;
     if (!have_gpu()) skip();
     static const int hds[] = {16, 32, 64, 128, 256}; /* 16 and 32: tiny models' head dims */
-    const int M = 5, H = 4, KV = 2, max_pos = 40;
-    const int32_t pos[5] = {0, 7, 39, 3, 3};
-    for (int hi = 0; hi < 5; hi++) {
-        const int hd = hds[hi];
+    const int H = 4, KV = 2, max_pos = 40;
+    int32_t pos[37] = {0, 7, 39, 3, 3}; /* M = 5: these; M = 37 (222 head rows, the last block of 8 rows partial) */
+    for (int m = 5; m < 37; m++) pos[m] = (m * 13) % max_pos;
+    for (int hi = 0; hi < 10; hi++) {
+        const int hd = hds[hi % 5], M = hi < 5 ? 5 : 37;
         const size_t nq = (size_t)M * H * hd, nk = (size_t)M * KV * hd;
         float *q = malloc(4 * nq), *k = malloc(4 * nk), *qw = malloc(4 * hd), *kw = malloc(4 * hd);
         float *rope = malloc(sizeof(float) * max_pos * hd);
@@ -391,7 +431,7 @@ static void test_qk_norm_rope_fused(void **state) {
         kern_cpu_rope_table(rope, max_pos, hd, 1000000.0f, KERN_BF16);
         float *dq = dev_copy(q, 4 * nq), *dk = dev_copy(k, 4 * nk), *dqw = dev_copy(qw, 4 * hd),
               *dkw = dev_copy(kw, 4 * hd), *drope = dev_copy(rope, sizeof(float) * max_pos * hd);
-        int32_t *dpos = dev_copy(pos, sizeof pos);
+        int32_t *dpos = dev_copy(pos, sizeof(int32_t) * M);
         float *q1 = kern_cuda_malloc(4 * nq), *k1 = kern_cuda_malloc(4 * nk);
         float *q2 = kern_cuda_malloc(4 * nq), *k2 = kern_cuda_malloc(4 * nk);
         kern_cuda_rmsnorm(q1, NULL, dq, dqw, M * H, hd, 1e-6f, NULL);
@@ -406,7 +446,7 @@ static void test_qk_norm_rope_fused(void **state) {
         kern_cuda_download(a, k1, 4 * nk);
         kern_cuda_download(b, k2, 4 * nk);
         assert_memory_equal(a, b, 4 * nk);
-        printf("    qk norm+rope fused hd=%d: q and k equal to rmsnorm then rope\n", hd);
+        printf("    qk norm+rope fused M=%d hd=%d: q and k equal to rmsnorm then rope\n", M, hd);
         free(q); free(k); free(qw); free(kw); free(rope); free(a); free(b);
         kern_cuda_free(dq); kern_cuda_free(dk); kern_cuda_free(dqw); kern_cuda_free(dkw); kern_cuda_free(drope);
         kern_cuda_free(dpos); kern_cuda_free(q1); kern_cuda_free(k1); kern_cuda_free(q2); kern_cuda_free(k2);
@@ -417,6 +457,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vocab_rows),
         cmocka_unit_test(test_vocab_rows_many),
+        cmocka_unit_test(test_vocab_gumbel_exact),
         cmocka_unit_test(test_attn_small),
         cmocka_unit_test(test_cast_gather_fill),
         cmocka_unit_test(test_gemm_grouped),

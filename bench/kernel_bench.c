@@ -272,8 +272,10 @@ int bench_kernel_table(const char *json_path, const char *sections, const br_tun
 
     /* Large GEMMs. */
     if (SECTION("gemm")) {
+        /* the last three: Qwen3-0.6B's q/k/v and gate/up GEMMs in a decode step of 256 and 512 sequences (RL) */
         static const int big[][3] = {{4096, 4096, 4096}, {2048, 11008, 4096}, {2048, 4096, 11008},
-                                     {4096, 3072, 1024}, {4096, 1024, 3072},  {512, 4096, 4096}};
+                                     {4096, 3072, 1024}, {4096, 1024, 3072},  {512, 4096, 4096},
+                                     {256, 4096, 1024},  {256, 6144, 1024},   {512, 6144, 1024}};
         printf("GEMM (bf16 x bf16 -> f32), TFLOP/s\n%-22s %12s %12s %8s\n", "M x N x K", "invariant", "cuBLAS", "ratio");
         for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
             gemm_arg g;

@@ -7,12 +7,12 @@
 //     acc = +0.0f;  for k16 = 0, 16, ..., K - 16 (ascending): acc = mma.m16n8k16(acc, x[m, k16:+16], W[n, k16:+16])
 //     out = acc (+ bias[n], one fp32 add)
 // with the bf16 mma.sync.m16n8k16 instruction and fp32 accumulators. That sequence is the same in both invariant
-// kernels: `gemm_big` (128x128x64 block tile, 8 warps, 3-stage cp.async pipeline) for M > 64 and `gemm_small`
-// (16*MT x 8*NW x 128 block tile, 4-8 stage pipeline, many blocks so that streaming W reaches HBM bandwidth) for
-// M <= 64. Block and warp tile shapes only decide WHICH thread computes an element, never the sequence of
-// operations on it, and the tensor core computes each element of an mma from its own row and column only; so a
-// row's bits do not depend on M, on the kernel chosen, or on the row's position in a tile (tested bitwise for
-// M = 1..512). K steps past K are skipped, never zero-padded, so tile depth (64 vs 128) cannot add a +0 step.
+// kernels: `gemm_big` (128x128 or 64x64 (M x N) x 64 block tile, 8 warps, 3-stage cp.async pipeline) for
+// M > 64 and `gemm_small` (16*MT x 8*NW x 128 block tile, 4-8 stage pipeline, many blocks so that streaming W reaches
+// HBM bandwidth) for M <= 64. Block and warp tile shapes only decide WHICH thread computes an element, never the
+// sequence of operations on it, and the tensor core computes each element of an mma from its own row and column
+// only; so a row's bits do not depend on M, on the kernel chosen, or on the row's position in a tile (tested bitwise
+// for M = 1..512). K steps past K are skipped, never zero-padded, so tile depth (64 vs 128) cannot add a +0 step.
 // No split-K, no atomics. Rows beyond M and columns beyond N are zero-filled in shared memory and never stored.
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -89,22 +89,30 @@ __device__ __forceinline__ gemm_seg pick_seg(const gemm_segs &g, int &tile) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Large-M kernel: block tile 128 (M) x 128 (N) x 64 (K), 8 warps as 2 (M) x 4 (N), warp tile 64 x 32
-// (4 m16 x 4 n8 fragments), 3-stage cp.async pipeline, 2 blocks per SM. Shared rows padded to 72 bf16 (144 B):
-// ldmatrix's eight 16-byte row reads hit eight distinct bank groups.
+// Large-M kernel: block tile BM x BN x 64 (K), 8 warps as 2 (M) x 4 (N), warp tile BM/2 x BN/4 (BM/32 m16 x BN/32
+// n8 fragments), 3-stage cp.async pipeline. Shared rows padded to 72 bf16 (144 B): ldmatrix's eight 16-byte row
+// reads hit eight distinct bank groups. Tiles 128 x 128, or 64 x 64 when those leave most SMs idle (a decode step of
+// a few hundred sequences: Qwen3-0.6B's q/k/v GEMM at 256 rows has 64 blocks of 128 x 128 for 132 SMs). The tile
+// only decides which warp computes an element.
 
 namespace big {
-constexpr int BM = 128, BN = 128, BK = 64, STAGES = 3, LD = BK + 8, THREADS = 256;
-constexpr int STAGE_ELEMS = (BM + BN) * LD;
-constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
+constexpr int BK = 64, STAGES = 3, LD = BK + 8, THREADS = 256;
+template <int BM, int BN> struct cfg {
+    static_assert((BM == 64 || BM == 128) && (BN == 64 || BN == 128), "gemm_big: tiles of 64 or 128");
+    static constexpr int MI = BM / 32, NJ = BN / 32; // m16 and n8 fragments of a warp (NJ even: ldmatrix x4 pairs)
+    static constexpr int STAGE_ELEMS = (BM + BN) * LD;
+    static constexpr int SMEM = STAGES * STAGE_ELEMS * 2;
+};
 } // namespace big
 
 // MODE 0: plain (kc = K, c0 = 0, one z). MODE 2: chunk partials -- block z computes chunk c0 + z over columns
 // [(c0+z)*kc, (c0+z+1)*kc) of K into out + z*M*N.
-template <int MODE>
+template <int MODE, int BM, int BN>
 __global__ void __launch_bounds__(big::THREADS, 2)
     gemm_big(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, int kc, int c0) {
     using namespace big;
+    using C = cfg<BM, BN>;
+    constexpr int MI = C::MI, NJ = C::NJ;
     extern __shared__ __align__(16) __nv_bfloat16 smem[];
     int tile = blockIdx.x;
     const gemm_seg sg = pick_seg(segs, tile);
@@ -120,25 +128,31 @@ __global__ void __launch_bounds__(big::THREADS, 2)
     const int KT = (klen + BK - 1) / BK;
     const int last_steps = (klen - (KT - 1) * BK) / 16; // k16 steps in the last tile (K % 16 == 0)
 
-    // Each thread copies 4 chunks of 16 B of the A tile and 4 of the B tile per stage (128 rows x 8 chunks each).
+    // Each thread copies BM/32 chunks of 16 B of the A tile and BN/32 of the B tile per stage (8 chunks a row).
     auto load_tile = [&](int stage, int kt) {
-        __nv_bfloat16 *As = smem + stage * STAGE_ELEMS, *Bs = As + BM * LD;
+        __nv_bfloat16 *As = smem + stage * C::STAGE_ELEMS, *Bs = As + BM * LD;
         const int k0 = kbeg + kt * BK;
 #pragma unroll
         for (int i = 0; i < BM * BK / 8 / THREADS; i++) {
             int c = tid + i * THREADS, r = c / (BK / 8), kq = (c % (BK / 8)) * 8;
-            int gm = m0 + r, gn = n0 + r, gk = k0 + kq;
+            int gm = m0 + r, gk = k0 + kq;
             bool kok = gk < kend;
             cp_async16(As + r * LD + kq, x + (int64_t)(gm < M ? gm : 0) * K + (kok ? gk : 0), kok && gm < M);
+        }
+#pragma unroll
+        for (int i = 0; i < BN * BK / 8 / THREADS; i++) {
+            int c = tid + i * THREADS, r = c / (BK / 8), kq = (c % (BK / 8)) * 8;
+            int gn = n0 + r, gk = k0 + kq;
+            bool kok = gk < kend;
             cp_async16(Bs + r * LD + kq, w + (int64_t)(gn < N ? gn : 0) * K + (kok ? gk : 0), kok && gn < N);
         }
     };
 
-    float acc[4][4][4];
+    float acc[MI][NJ][4];
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < NJ; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
@@ -156,19 +170,19 @@ __global__ void __launch_bounds__(big::THREADS, 2)
             if (nk < KT) load_tile(nk % STAGES, nk);
             cp_async_commit();
         }
-        const __nv_bfloat16 *As = smem + (kt % STAGES) * STAGE_ELEMS, *Bs = As + BM * LD;
+        const __nv_bfloat16 *As = smem + (kt % STAGES) * C::STAGE_ELEMS, *Bs = As + BM * LD;
         auto k16_step = [&](int kk) {
-            uint32_t a[4][4], b[4][2];
+            uint32_t a[MI][4], b[NJ][2];
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int r = wm * 64 + i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+            for (int i = 0; i < MI; i++) {
+                int r = wm * (BM / 2) + i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
                 int c = kk * 16 + 8 * (lane >> 4);
                 ldsm_x4(a[i], As + r * LD + c);
             }
 #pragma unroll
-            for (int j = 0; j < 2; j++) {
+            for (int j = 0; j < NJ / 2; j++) {
                 uint32_t t[4];
-                int r = wn * 32 + j * 16 + (lane & 7) + 8 * (lane >> 4);
+                int r = wn * (BN / 4) + j * 16 + (lane & 7) + 8 * (lane >> 4);
                 int c = kk * 16 + 8 * ((lane >> 3) & 1);
                 ldsm_x4(t, Bs + r * LD + c);
                 b[2 * j][0] = t[0];
@@ -177,9 +191,9 @@ __global__ void __launch_bounds__(big::THREADS, 2)
                 b[2 * j + 1][1] = t[3];
             }
 #pragma unroll
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < MI; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++) mma_bf16(acc[i][j], a[i], b[j]);
+                for (int j = 0; j < NJ; j++) mma_bf16(acc[i][j], a[i], b[j]);
         };
         if (kt < KT - 1 || last_steps == BK / 16) {
 #pragma unroll
@@ -194,10 +208,11 @@ __global__ void __launch_bounds__(big::THREADS, 2)
 
     const int g = lane >> 2, t4 = lane & 3;
 #pragma unroll
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < MI; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-            store_frag(out, bias, acc[i][j], m0 + wm * 64 + i * 16 + g, n0 + wn * 32 + j * 8 + 2 * t4, M, N);
+        for (int j = 0; j < NJ; j++)
+            store_frag(out, bias, acc[i][j], m0 + wm * (BM / 2) + i * 16 + g, n0 + wn * (BN / 4) + j * 8 + 2 * t4, M,
+                       N);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -440,16 +455,28 @@ static void dispatch_any_small(const gemm_segs &g, int N_total, const __nv_bfloa
     else dispatch_small<4>(g, N_total, x, M, K, stream, ks);
 }
 
-template <int MODE>
-static void launch_big(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+template <int MODE, int BM, int BN>
+static void launch_big_tile(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+    constexpr int SMEM = big::cfg<BM, BN>::SMEM;
     static bool attr_set = false; // per template instance
     if (!attr_set) {
-        CUDA_CHECK(cudaFuncSetAttribute(gemm_big<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, big::SMEM));
+        CUDA_CHECK(cudaFuncSetAttribute(gemm_big<MODE, BM, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
         attr_set = true;
     }
-    dim3 grid(set_tiles(g, big::BN), (M + big::BM - 1) / big::BM, MODE == 2 ? ks.nz : 1);
-    gemm_big<MODE><<<grid, big::THREADS, big::SMEM, stream>>>(g, x, M, K, ks.kc, ks.c0);
+    dim3 grid(set_tiles(g, BN), (M + BM - 1) / BM, MODE == 2 ? ks.nz : 1);
+    gemm_big<MODE, BM, BN><<<grid, big::THREADS, SMEM, stream>>>(g, x, M, K, ks.kc, ks.c0);
     CUDA_CHECK_LAUNCH();
+}
+
+// 128 x 128 tiles, or 64 x 64 where those would leave half of the SMs without a block. Measured on an H200
+// (bench_kernels "" gemm, one call): 256x4096x1024 (q/k/v of Qwen3-0.6B at 256 sequences, 64 blocks of 128 x 128)
+// 125 TFLOP/s with 64 x 64 tiles against 107; with 64 x 128 tiles wherever 128 x 128 gave fewer blocks than SMs,
+// 512x4096x4096 fell from 242 to 211 and 256x6144x1024 from 157 to 151 (dropped).
+template <int MODE>
+static void launch_big(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+    const int64_t n_sm = kern_sm_count(), z = MODE == 2 ? ks.nz : 1;
+    if (2 * set_tiles(g, 128) * ((M + 127) / 128) * z >= n_sm) launch_big_tile<MODE, 128, 128>(g, x, M, K, stream, ks);
+    else launch_big_tile<MODE, 64, 64>(g, x, M, K, stream, ks);
 }
 
 extern "C" void kern_cuda_gemm_bf16_multi(int n, float *const *outs, const uint16_t *const *ws,

@@ -270,26 +270,47 @@ static int rowpar_chunks(int K) {
     return c;
 }
 
+/* Columns [*k0, *k1) of this rank's K (of K columns) that its chunk k of a row-parallel layer covers in the fp32
+ * mode (gemm_rowpar_f32): a head for o_proj, for down_proj chunk g = rank Cl + k of the MLP covering the whole
+ * width's columns [F g / 16, F (g + 1) / 16). */
+static void rowpar_f32_cols(const rollout_cuda *e, int K, int mlp, int k, int *k0, int *k1) {
+    const policy_config *c = &e->w->cfg;
+    const int size = e->tp.size, rank = size > 1 ? e->tp.rank : 0;
+    const int C = mlp ? POLICY_MLP_CHUNKS : c->n_heads, Cl = C / size;
+    const int64_t Fall = (int64_t)K * size, f0 = (int64_t)K * rank; /* the MLP's whole width, this rank's column 0 */
+    const int g = rank * Cl + k;                                      /* the chunk's index in the whole layer */
+    *k0 = mlp ? (int)(Fall * g / C - f0) : k * c->head_dim;
+    *k1 = mlp ? (int)(Fall * (g + 1) / C - f0) : (k + 1) * c->head_dim;
+}
+
 /* The fp32 mode's row-parallel layer in the CPU reference's order (policy/forward.c row_parallel): the partial
  * product of each K-chunk -- one per head for o_proj, POLICY_MLP_CHUNKS of the MLP width for down_proj, chunk c of
  * the MLP covering columns [F c / 16, F (c + 1) / 16) -- summed by the pairwise chunk tree, then + bias. Under tensor
  * parallelism a rank holds K = the whole K / size columns, i.e. chunks / size whole chunks (rank r: chunks r Cl ..);
  * it computes their partials into its slot of f32_parts, the group all-gathers the slots (rank order = chunk order)
- * and every rank sums all chunks by the same tree: the bits of one rank, whatever the size. */
+ * and every rank sums all chunks by the same tree: the bits of one rank, whatever the size. Chunks of one width kc
+ * (o_proj; down_proj when the MLP width is a multiple of POLICY_MLP_CHUNKS) are one kern_cuda_gemm_f32_chunks
+ * launch, the bits of the per-chunk kern_cuda_gemm_f32_ld calls that uneven splits (and empty chunks) take. */
 static void gemm_rowpar_f32(rollout_cuda *e, float *out, const float *x, void *W, const float *bias, int M, int N, int K,
                             int mlp) {
     const policy_config *c = &e->w->cfg;
     const int size = e->tp.size, rank = size > 1 ? e->tp.rank : 0;
     const int C = mlp ? POLICY_MLP_CHUNKS : c->n_heads, Cl = C / size;
-    const int64_t Fall = (int64_t)K * size, f0 = (int64_t)K * rank; /* the MLP's whole width, this rank's first column */
     const size_t wes = e->wt.wdt == KERN_F32 ? 4 : 2;
+    int kc = 0, k0 = 0, k1 = 0; /* kc > 0: chunk k is columns [k kc, (k + 1) kc) for every k < Cl */
+    rowpar_f32_cols(e, K, mlp, 0, &k0, &k1);
+    if (k0 == 0 && k1 > 0) kc = k1;
+    for (int k = 1; k < Cl && kc > 0; k++) {
+        rowpar_f32_cols(e, K, mlp, k, &k0, &k1);
+        if (k0 != k * kc || k1 - k0 != kc) kc = 0;
+    }
     for (int m0 = 0; m0 < M; m0 += ROLLOUT_F32_SLICE) {
         const int Ms = M - m0 < ROLLOUT_F32_SLICE ? M - m0 : ROLLOUT_F32_SLICE;
         float *slot = e->a.f32_parts + (size_t)rank * Cl * Ms * N;
-        for (int k = 0; k < Cl; k++) {
-            const int g = rank * Cl + k; /* the chunk's index in the whole layer */
-            const int k0 = mlp ? (int)(Fall * g / C - f0) : k * c->head_dim;
-            const int k1 = mlp ? (int)(Fall * (g + 1) / C - f0) : (k + 1) * c->head_dim;
+        if (kc > 0) /* chunk k at slot + k Ms N, as in the loop below */
+            kern_cuda_gemm_f32_chunks(slot, x + (size_t)m0 * K, K, W, K, e->wt.wdt, Ms, N, kc, Cl, e->stream);
+        for (int k = 0; k < Cl && kc == 0; k++) {
+            rowpar_f32_cols(e, K, mlp, k, &k0, &k1);
             if (k1 == k0) { /* an empty chunk (K < 16) is an exact zero on the CPU */
                 kern_cuda_memset_async(slot + (size_t)k * Ms * N, 0, (size_t)Ms * N * sizeof(float), e->stream);
                 continue;

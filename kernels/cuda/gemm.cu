@@ -650,6 +650,11 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
 //    and columns past N row N-1 (valid addresses); neither is stored, and threads whose outputs all lie past M or N
 //    skip the arithmetic (whole warps for the rows). Blocks are numbered row block fastest, so the blocks sharing a
 //    W slice run together.
+//  Both take a grid.z of chunks (`kern_cuda_gemm_f32_chunks`, the fp32 row-parallel layers): block z computes the
+//  GEMM of columns [z K, (z + 1) K) of x and W into the z-th (M, N) output -- its operations are exactly those of a
+//  plain call on those views, so one launch replaces C calls with nothing changed but which block runs what. A
+//  plain call is z = 0 (zero offsets). The 16-byte flags then also need K (= the chunk width) to keep the rows of
+//  every chunk aligned; they only choose the load instructions, never a value.
 
 // ---- gemm_f32_small: M <= 16 rows (decode), the W stream at HBM speed.
 
@@ -691,13 +696,15 @@ __device__ __forceinline__ float lane_tree_step(float v, int j, int d) {
 
 // out (M, N) f32 = x (M, ldx) f32 [first K columns] . W (N, ldw) WT [first K columns]^T (+ bias (N)); M <= MT.
 // Block: NO = blockDim.x / 8 outputs n0 .. n0+NO-1; thread (o = tid / 8, j = tid % 8) owns lane j of output n0 + o
-// for all MT rows. vec: W rows start 16-byte aligned (cp.async of 16 bytes), else plain element loads.
+// for all MT rows. vec: W rows start 16-byte aligned (cp.async of 16 bytes), else plain element loads. blockIdx.z:
+// the chunk (x, W at column z K, out at z M N; 0 for a plain call).
 template <typename WT, int MT>
 __global__ void __launch_bounds__(f32s::MAX_THREADS, 1)
     gemm_f32_small(float *__restrict__ out, const float *__restrict__ x, const WT *__restrict__ w,
                    const float *__restrict__ bias, int M, int N, int K, int64_t ldx, int64_t ldw, int vec) {
     using C = f32s::cfg<WT>;
     extern __shared__ __align__(16) unsigned char f32s_smem[];
+    x += (int64_t)blockIdx.z * K, w += (int64_t)blockIdx.z * K; // out: at the stores
     const int nt = blockDim.x, NO = nt >> 3, tid = threadIdx.x, o = tid >> 3, j = tid & 7;
     const int n0 = blockIdx.x * NO;
     const size_t SB = C::stage_bytes(NO, MT);
@@ -791,13 +798,15 @@ __global__ void __launch_bounds__(f32s::MAX_THREADS, 1)
         float v = lane_tree_step(acc[m], j, 1); // l0+l1, l2+l3, ..
         v = lane_tree_step(v, j, 2);            // (l0+l1)+(l2+l3), (l4+l5)+(l6+l7)
         v = lane_tree_step(v, j, 4);            // the whole tree, in all 8 threads
-        if (m < M && n < N && j == (m & 7)) out[(int64_t)m * N + n] = bias ? __fadd_rn(v, bias[n]) : v;
+        if (m < M && n < N && j == (m & 7))
+            out[((int64_t)blockIdx.z * M + m) * N + n] = bias ? __fadd_rn(v, bias[n]) : v;
     }
 }
 
+// nz chunks (grid.z) of K columns each, x and W advancing by K per chunk, out by M N; nz = 1: a plain call.
 template <typename WT, int MT>
 static void launch_f32_small(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
-                             int M, int N, int K, int NO, cudaStream_t stream) {
+                             int M, int N, int K, int nz, int NO, cudaStream_t stream) {
     using C = f32s::cfg<WT>;
     static bool attr_set = false; // per template instance: room for the widest block
     if (!attr_set) {
@@ -805,24 +814,28 @@ static void launch_f32_small(float *out, const float *x, int64_t ldx, const WT *
         CUDA_CHECK(cudaFuncSetAttribute(gemm_f32_small<WT, MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, most));
         attr_set = true;
     }
-    const int vec = ((uintptr_t)w % 16 == 0) && ((ldw * C::ES) % 16 == 0);
+    // Every chunk's W rows 16-byte aligned: the base, the pitch and (chunks) the chunk width.
+    const int vec =
+        ((uintptr_t)w % 16 == 0) && ((ldw * C::ES) % 16 == 0) && (nz == 1 || ((int64_t)K * C::ES) % 16 == 0);
     const size_t smem = f32s::STAGES * C::stage_bytes(NO, MT);
-    gemm_f32_small<WT, MT><<<(N + NO - 1) / NO, NO * 8, smem, stream>>>(out, x, w, bias, M, N, K, ldx, ldw, vec);
+    const dim3 grid((unsigned)((N + NO - 1) / NO), 1, (unsigned)nz);
+    gemm_f32_small<WT, MT><<<grid, NO * 8, smem, stream>>>(out, x, w, bias, M, N, K, ldx, ldw, vec);
     CUDA_CHECK_LAUNCH();
 }
 
 template <typename WT>
 static void dispatch_f32_small(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
-                               int M, int N, int K, cudaStream_t stream) {
-    const int n_sm = kern_sm_count();
+                               int M, int N, int K, int nz, cudaStream_t stream) {
+    const int64_t n_sm2 = 2 * (int64_t)kern_sm_count();
     // The widest block (x is re-read from L2 by every block: wider blocks read it less often) that still gives
-    // >= 2 blocks per SM; 8 outputs (64 threads) below that. The width never changes an element's arithmetic.
-    const int NO = (N + 31) / 32 >= 2 * n_sm ? 32 : (N + 15) / 16 >= 2 * n_sm ? 16 : 8;
-    if (M <= 1) launch_f32_small<WT, 1>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
-    else if (M <= 2) launch_f32_small<WT, 2>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
-    else if (M <= 4) launch_f32_small<WT, 4>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
-    else if (M <= 8) launch_f32_small<WT, 8>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
-    else launch_f32_small<WT, 16>(out, x, ldx, w, ldw, bias, M, N, K, NO, stream);
+    // >= 2 blocks per SM, counting all nz chunks; 8 outputs (64 threads) below that. The width never changes an
+    // element's arithmetic.
+    const int NO = (int64_t)((N + 31) / 32) * nz >= n_sm2 ? 32 : (int64_t)((N + 15) / 16) * nz >= n_sm2 ? 16 : 8;
+    if (M <= 1) launch_f32_small<WT, 1>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
+    else if (M <= 2) launch_f32_small<WT, 2>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
+    else if (M <= 4) launch_f32_small<WT, 4>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
+    else if (M <= 8) launch_f32_small<WT, 8>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
+    else launch_f32_small<WT, 16>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
 }
 
 // ---- gemm_f32_tiled: M > 16 rows, a register tile of TM rows x 4 columns per (thread, lane).
@@ -931,7 +944,8 @@ __device__ __forceinline__ void f32t_step1(float (&acc)[TM][f32t::TN], const flo
 
 // out (M, N) f32 = x (M, ldx) f32 [first K columns] . W (N, ldw) WT [first K columns]^T (+ bias (N)).
 // Block b: row block b % ceil(M / BM), column block b / ceil(M / BM). vx / vw: the rows of x / W start 16-byte
-// aligned (16-byte octet loads), else element loads.
+// aligned (16-byte octet loads), else element loads. blockIdx.z: the chunk (x, W at column z K, out at z M N; 0 for a
+// plain call).
 template <typename WT, int TM, int RG, int CG>
 __global__ void __launch_bounds__(f32t::THREADS)
     gemm_f32_tiled(float *__restrict__ out, const float *__restrict__ x, const WT *__restrict__ w,
@@ -939,6 +953,7 @@ __global__ void __launch_bounds__(f32t::THREADS)
     using C = f32t::cfg<TM, RG, CG>;
     constexpr int TN = f32t::TN, S = f32t::S, KT = f32t::KT, RP = f32t::RP, LP = f32t::LP, NT = f32t::THREADS;
     extern __shared__ __align__(16) float f32t_smem[];
+    x += (int64_t)blockIdx.z * K, w += (int64_t)blockIdx.z * K; // out: at the stores
     const int tid = threadIdx.x, j = tid & 7, q = tid >> 3, rg = q / CG, cg = q % CG; // a warp: one rg
     const int nrb = (M + C::BM - 1) / C::BM;
     const int m0 = (int)(blockIdx.x % nrb) * C::BM, n0 = (int)(blockIdx.x / nrb) * C::BN;
@@ -1018,13 +1033,14 @@ __global__ void __launch_bounds__(f32t::THREADS)
             v = lane_tree_step(v, j, 4);
             const int m = m0 + rg * TM + r, n = n0 + cg * TN + c;
             if (m < M && n < N && j == ((r * TN + c) & 7))
-                out[(int64_t)m * N + n] = bias ? __fadd_rn(v, bias[n]) : v;
+                out[((int64_t)blockIdx.z * M + m) * N + n] = bias ? __fadd_rn(v, bias[n]) : v;
         }
 }
 
+// nz chunks (grid.z) as launch_f32_small.
 template <typename WT, int TM, int RG, int CG>
 static void launch_f32_tiled(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
-                             int M, int N, int K, cudaStream_t stream) {
+                             int M, int N, int K, int nz, cudaStream_t stream) {
     using C = f32t::cfg<TM, RG, CG>;
     static bool attr_set = false;
     if (!attr_set) {
@@ -1032,39 +1048,57 @@ static void launch_f32_tiled(float *out, const float *x, int64_t ldx, const WT *
                                         (int)C::smem));
         attr_set = true;
     }
-    const int vx = ((uintptr_t)x % 16 == 0) && (ldx % 4 == 0);
-    const int vw = ((uintptr_t)w % 16 == 0) && ((ldw * (int64_t)sizeof(WT)) % 16 == 0);
+    // Every chunk's rows 16-byte aligned: the base, the pitch and (chunks) the chunk width.
+    const int vx = ((uintptr_t)x % 16 == 0) && (ldx % 4 == 0) && (nz == 1 || K % 4 == 0);
+    const int vw = ((uintptr_t)w % 16 == 0) && ((ldw * (int64_t)sizeof(WT)) % 16 == 0) &&
+                   (nz == 1 || ((int64_t)K * (int64_t)sizeof(WT)) % 16 == 0);
     const int64_t blocks = (int64_t)((M + C::BM - 1) / C::BM) * ((N + C::BN - 1) / C::BN);
     KERN_REQUIRE(blocks <= INT32_MAX, "gemm_f32: too many blocks");
+    const dim3 grid((unsigned)blocks, 1, (unsigned)nz);
     gemm_f32_tiled<WT, TM, RG, CG>
-        <<<(unsigned)blocks, f32t::THREADS, C::smem, stream>>>(out, x, w, bias, M, N, K, ldx, ldw, vx, vw);
+        <<<grid, f32t::THREADS, C::smem, stream>>>(out, x, w, bias, M, N, K, ldx, ldw, vx, vw);
     CUDA_CHECK_LAUNCH();
 }
 
 template <typename WT>
 static void dispatch_f32_tiled(float *out, const float *x, int64_t ldx, const WT *w, int64_t ldw, const float *bias,
-                               int M, int N, int K, cudaStream_t stream) {
+                               int M, int N, int K, int nz, cudaStream_t stream) {
     const int n_sm = kern_sm_count();
     // TM = 8 (16 x 32 blocks: 32 accumulators, 12 shared loads per 256 fp32 instructions) unless that leaves more
-    // than half of the SMs idle; then TM = 4 (16 x 16 blocks, twice as many, 8 loads per 128 instructions).
-    // Which one runs never changes an element's arithmetic.
-    const int64_t b8 = (int64_t)((M + 15) / 16) * ((N + 31) / 32);
-    if (2 * b8 > n_sm) launch_f32_tiled<WT, 8, 2, 8>(out, x, ldx, w, ldw, bias, M, N, K, stream);
-    else launch_f32_tiled<WT, 4, 4, 4>(out, x, ldx, w, ldw, bias, M, N, K, stream);
+    // than half of the SMs idle (all nz chunks counted); then TM = 4 (16 x 16 blocks, twice as many, 8 loads per 128
+    // instructions). Which one runs never changes an element's arithmetic.
+    const int64_t b8 = (int64_t)((M + 15) / 16) * ((N + 31) / 32) * nz;
+    if (2 * b8 > n_sm) launch_f32_tiled<WT, 8, 2, 8>(out, x, ldx, w, ldw, bias, M, N, K, nz, stream);
+    else launch_f32_tiled<WT, 4, 4, 4>(out, x, ldx, w, ldw, bias, M, N, K, nz, stream);
 }
 
-extern "C" void kern_cuda_gemm_f32_ld(float *out, const float *x, int64_t ldx, const void *w, int64_t ldw, kern_dtype wdt,
-                                     const float *bias, int M, int N, int K, cudaStream_t stream) {
-    KERN_REQUIRE(M >= 0 && N > 0 && K > 0 && ldx >= K && ldw >= K, "gemm_f32: bad shape");
-    KERN_REQUIRE(wdt == KERN_F32 || wdt == KERN_BF16, "gemm_f32: weights must be f32 or bf16");
+// nz chunks of K columns (grid.z; 1: a plain call); the caller has checked the shape. M = 0: nothing.
+static void gemm_f32_run(float *out, const float *x, int64_t ldx, const void *w, int64_t ldw, kern_dtype wdt,
+                         const float *bias, int M, int N, int K, int nz, cudaStream_t stream) {
     if (M == 0) return;
     if (M <= f32s::MAX_M) {
-        if (wdt == KERN_F32) dispatch_f32_small(out, x, ldx, (const float *)w, ldw, bias, M, N, K, stream);
-        else dispatch_f32_small(out, x, ldx, (const __nv_bfloat16 *)w, ldw, bias, M, N, K, stream);
+        if (wdt == KERN_F32) dispatch_f32_small(out, x, ldx, (const float *)w, ldw, bias, M, N, K, nz, stream);
+        else dispatch_f32_small(out, x, ldx, (const __nv_bfloat16 *)w, ldw, bias, M, N, K, nz, stream);
         return;
     }
-    if (wdt == KERN_F32) dispatch_f32_tiled(out, x, ldx, (const float *)w, ldw, bias, M, N, K, stream);
-    else dispatch_f32_tiled(out, x, ldx, (const __nv_bfloat16 *)w, ldw, bias, M, N, K, stream);
+    if (wdt == KERN_F32) dispatch_f32_tiled(out, x, ldx, (const float *)w, ldw, bias, M, N, K, nz, stream);
+    else dispatch_f32_tiled(out, x, ldx, (const __nv_bfloat16 *)w, ldw, bias, M, N, K, nz, stream);
+}
+
+extern "C" void kern_cuda_gemm_f32_ld(float *out, const float *x, int64_t ldx, const void *w, int64_t ldw,
+                                     kern_dtype wdt, const float *bias, int M, int N, int K, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && N > 0 && K > 0 && ldx >= K && ldw >= K, "gemm_f32: bad shape");
+    KERN_REQUIRE(wdt == KERN_F32 || wdt == KERN_BF16, "gemm_f32: weights must be f32 or bf16");
+    gemm_f32_run(out, x, ldx, w, ldw, wdt, bias, M, N, K, 1, stream);
+}
+
+extern "C" void kern_cuda_gemm_f32_chunks(float *parts, const float *x, int64_t ldx, const void *w, int64_t ldw,
+                                         kern_dtype wdt, int M, int N, int kc, int C, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && N > 0 && kc > 0 && C >= 1, "gemm_f32_chunks: bad shape");
+    KERN_REQUIRE(C <= 65535, "gemm_f32_chunks: at most 65535 chunks (grid.z)");
+    KERN_REQUIRE(ldx >= (int64_t)kc * C && ldw >= (int64_t)kc * C, "gemm_f32_chunks: rows shorter than C chunks");
+    KERN_REQUIRE(wdt == KERN_F32 || wdt == KERN_BF16, "gemm_f32_chunks: weights must be f32 or bf16");
+    gemm_f32_run(parts, x, ldx, w, ldw, wdt, NULL, M, N, kc, C, stream);
 }
 
 extern "C" void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wdt, const float *bias, int M,

@@ -142,6 +142,13 @@ void kern_cuda_gemm_f32(float *out, const float *x, const void *w, kern_dtype wd
  * used -- the CPU's column chunk of a row-parallel layer (kern_cpu_matmul_ld on cols_of(W)). */
 void kern_cuda_gemm_f32_ld(float *out, const float *x, int64_t ldx, const void *w, int64_t ldw, kern_dtype wdt,
                            const float *bias, int M, int N, int K, cudaStream_t stream);
+/* C equal column chunks of kc columns in ONE launch (the fp32 mode's row-parallel layers): for c = 0..C-1, parts +
+ * c*M*N (M, N) f32 = x[:, c*kc : (c+1)*kc] . W[:, c*kc : (c+1)*kc]^T, no bias -- bit for bit
+ * kern_cuda_gemm_f32_ld(parts + c*M*N, x + c*kc, ldx, w + c*kc (elements of wdt), ldw, wdt, NULL, M, N, kc, stream)
+ * (tested): chunk c runs as blocks of grid.z = c, the same operations in the same order. x (M, ldx) f32, W (N, ldw)
+ * wdt, ldx and ldw >= C*kc; 1 <= C <= 65535; parts (C, M, N) f32. */
+void kern_cuda_gemm_f32_chunks(float *parts, const float *x, int64_t ldx, const void *w, int64_t ldw, kern_dtype wdt,
+                               int M, int N, int kc, int C, cudaStream_t stream);
 /* standard mode: cublasGemmEx bf16 x bf16 -> f32, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT (cuBLAS picks the
  * algorithm by shape, split-K included): the fast baseline, NOT batch invariant. */
 void kern_cuda_gemm_standard(float *out, const uint16_t *x, const uint16_t *w, const float *bias, int M, int N,

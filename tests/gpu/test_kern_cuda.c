@@ -380,6 +380,101 @@ static void test_gemm_batch_invariance(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* ---- fp32-mode row-parallel chunks in one launch (kern_cuda_gemm_f32_chunks) */
+
+/* C chunks of kc columns from column `off` of x (MAXM, ldx) and W (N, ldw), W bf16 or f32, for every M of Ms (the
+ * first M rows of x): the chunked call == C separate kern_cuda_gemm_f32_ld calls on the column views (memcmp, both
+ * outputs poisoned first), and its last chunk == kern_cpu_matmul_ld bit for bit. Returns how many (M, chunk) pairs
+ * differ; *diff_f32 += the number of differing floats. */
+static int gemm_f32_chunks_case(int N, int kc, int C, kern_dtype wdt, int64_t ldx, int64_t ldw, int off, const int *Ms,
+                                int nM, long *diff_f32) {
+    const int MAXM = Ms[nM - 1], cl = C - 1; /* cl: the chunk checked against the CPU (the largest offset) */
+    const size_t es = wdt == KERN_BF16 ? 2 : 4, parts = (size_t)C * MAXM * N;
+    float *x = rand_f32((size_t)MAXM * ldx, 1.0f), *wf = rand_f32((size_t)N * ldw, 0.05f);
+    uint16_t *wb = wdt == KERN_BF16 ? to_bf16(wf, (size_t)N * ldw) : NULL;
+    const void *wh = wdt == KERN_BF16 ? (const void *)wb : (const void *)wf;
+    void *dx = dev_copy(x, (size_t)MAXM * ldx * 4), *dw = dev_copy(wh, (size_t)N * ldw * es);
+    const float *dxo = (const float *)dx + off;
+    const char *dwo = (const char *)dw + off * es;
+    float *dgot = dev_poison(parts * 4), *done = dev_poison(parts * 4);
+    float *got = malloc(parts * 4), *one = malloc(parts * 4), *ref = malloc((size_t)MAXM * N * 4);
+    assert_non_null(got);
+    assert_non_null(one);
+    assert_non_null(ref);
+    const kern_wt Wl = {(const char *)wh + (off + (int64_t)cl * kc) * es, wdt, ldw, 1, N, kc, 0};
+    int bad = 0;
+    long nd_all = 0, nd_cpu_all = 0;
+    for (int i = 0; i < nM; i++) {
+        const int M = Ms[i];
+        const size_t MN = (size_t)M * N;
+        kern_cuda_memset(dgot, 0xff, parts * 4);
+        kern_cuda_memset(done, 0xff, parts * 4);
+        kern_cuda_gemm_f32_chunks(dgot, dxo, ldx, dwo, ldw, wdt, M, N, kc, C, NULL);
+        for (int c = 0; c < C; c++)
+            kern_cuda_gemm_f32_ld(done + c * MN, dxo + (int64_t)c * kc, ldx, dwo + (int64_t)c * kc * es, ldw, wdt, NULL,
+                                  M, N, kc, NULL);
+        kern_cuda_download(got, dgot, C * MN * 4);
+        kern_cuda_download(one, done, C * MN * 4);
+        kern_cpu_matmul_ld(ref, x + off + (int64_t)cl * kc, ldx, &Wl, NULL, M);
+        long nd = 0, nd_cpu = 0;
+        for (int c = 0; c < C; c++) {
+            long ndc = 0;
+            for (size_t e = 0; e < MN; e++) ndc += memcmp(got + c * MN + e, one + c * MN + e, 4) != 0;
+            if (ndc && nd == 0) {
+                char what[96];
+                snprintf(what, sizeof what, "chunks M=%d chunk %d vs gemm_f32_ld", M, c);
+                check_same(what, got + c * MN, one + c * MN, MN);
+            }
+            bad += ndc != 0;
+            nd += ndc;
+        }
+        for (size_t e = 0; e < MN; e++) nd_cpu += memcmp(got + cl * MN + e, ref + e, 4) != 0;
+        if (nd_cpu) {
+            char what[96];
+            snprintf(what, sizeof what, "chunks M=%d chunk %d vs kern_cpu_matmul_ld", M, cl);
+            check_same(what, got + cl * MN, ref, MN);
+        }
+        bad += nd_cpu != 0;
+        nd_all += nd, nd_cpu_all += nd_cpu;
+    }
+    printf("  gemm fp32 chunks N=%d kc=%d C=%d W=%s ldx=%lld ldw=%lld +%d, M=%d..%d: %ld of C calls' floats differ, "
+           "%ld of the CPU's (chunk %d)\n",
+           N, kc, C, wdt == KERN_BF16 ? "bf16" : "f32", (long long)ldx, (long long)ldw, off, Ms[0], MAXM, nd_all,
+           nd_cpu_all, cl);
+    *diff_f32 += nd_all + nd_cpu_all;
+    kern_cuda_free(dx), kern_cuda_free(dw), kern_cuda_free(dgot), kern_cuda_free(done);
+    free(x), free(wf), free(wb), free(got), free(one), free(ref);
+    return bad;
+}
+
+/* kern_cuda_gemm_f32_chunks == C kern_cuda_gemm_f32_ld calls bitwise, for M across both kernels (1, 3, 16: the
+ * decode kernel; 17 .. 200: the tiled one, both tiles) and chunk shapes: 16 heads of 128 (o_proj) and 16 MLP chunks of
+ * 192 (down_proj) with 16-byte-aligned rows (vector loads), the latter as views (ldx, ldw > K, column offset 8);
+ * 3 chunks of 32 at a misaligned offset (element loads); chunks of 7 in 16-byte-aligned rows (a single call of chunk 0
+ * takes the vector loads, the chunked call element loads for all: the flags never change a value). */
+static void test_gemm_f32_chunks(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Ms[] = {1, 3, 16, 17, 40, 64, 200};
+    static const int cs[][6] = {/* N, K (all chunks), C, ldx - K, ldw - K, column offset */
+                                {1024, 2048, 16, 0, 0, 0},
+                                {1000, 3072, 16, 24, 16, 8},
+                                {257, 96, 3, 5, 3, 3},
+                                {300, 35, 5, 5, 5, 0}};
+    int bad = 0, cases = 0;
+    long diff = 0;
+    for (int i = 0; i < N_OF(cs); i++)
+        for (int d = 0; d < 2; d++) {
+            const int N = cs[i][0], K = cs[i][1], C = cs[i][2], off = cs[i][5];
+            bad += gemm_f32_chunks_case(N, K / C, C, d ? KERN_F32 : KERN_BF16, K + off + cs[i][3],
+                                        K + off + cs[i][4], off, Ms, N_OF(Ms), &diff);
+            cases += N_OF(Ms);
+        }
+    printf("  gemm fp32 chunks: %d (shape, W, M) cases, %d (M, chunk) results differ, %ld floats\n", cases, bad, diff);
+    assert_int_equal(bad, 0);
+    assert_int_equal(diff, 0);
+}
+
 /* ---- Row-parallel GEMM (o_proj, down_proj): K in C chunks summed left to right */
 
 /* out = rowpar GEMM of the first M rows of dx (bf16, K columns). */
@@ -1518,7 +1613,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_vs_cpu),  cmocka_unit_test(test_gemm_f32_weights),
         cmocka_unit_test(test_gemm_f32_small), cmocka_unit_test(test_gemm_f32_tiled),
-        cmocka_unit_test(test_gemm_f32_invariance),
+        cmocka_unit_test(test_gemm_f32_invariance), cmocka_unit_test(test_gemm_f32_chunks),
         cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),

@@ -109,12 +109,8 @@ typedef struct {
     size_t tp_ws_bytes;
     float *f32_parts;          /* fp32 mode: (C, ROLLOUT_F32_SLICE, D) f32 chunk partials of a row-parallel layer (CPU
                                 * order; under TP also the all-gather's buffer) */
-    /* invariant mode (hd >= 32): a decode step's shared prompt prefixes (kern_attn_casc): (T) keys each row shares
-     * with its group, (T) group sizes at the groups' first rows, and each (row, head)'s state after its prefix */
-    int32_t *casc_keys, *casc_n;
-    float *casc_st;
-    /* host staging: pinned copies of pages, ptoff, gather, req, out, filt, casc_keys, casc_n */
-    int32_t *h_pages, *h_ptoff, *h_gather, *h_casc_keys, *h_casc_n;
+    /* host staging: pinned copies of pages, ptoff, gather, req, out, filt */
+    int32_t *h_pages, *h_ptoff, *h_gather;
     kern_row_req *h_req;
     kern_row_out *h_out;
     kern_filter_req *h_filt;
@@ -124,9 +120,8 @@ typedef struct {
  * summed per phase and printed by rollout_cuda_free: [0] decode-only steps, [1] steps with prefill rows. */
 typedef struct {
     int use;                   /* decode steps are captured once per batch size and replayed */
-    kern_cuda_graph **g;       /* (2 (T + 1)): g[M] replays a pure decode step of M sequences, g[T + 1 + M] one with
-                                * shared prompt prefixes (an extra launch per layer) */
-    uint8_t *seen;             /* (2 (T + 1)): a decode step of M sequences ran once uncaptured (first launches of a
+    kern_cuda_graph **g;       /* (T + 1): g[M] replays a pure decode step of M sequences */
+    uint8_t *seen;             /* (T + 1): a decode step of M sequences ran once uncaptured (first launches of a
                                 * kernel may set function attributes, which a capture must not record) */
     int prof, prof_n, prof_cap, prof_steps[2];
     cudaEvent_t *prof_ev;      /* (prof_cap + 1); [prof_cap] marks the step's start */
@@ -148,8 +143,6 @@ typedef struct rollout_cuda {
     int chunks_o, chunks_d;
     /* standard mode: the step's split-KV count, chosen by count from the batch (so never captured in a graph) */
     int n_sm, splitkv_splits;
-    /* this decode step has groups of rows sharing a prompt prefix (a.casc_*): its attention reads it once a group */
-    int casc;
     cuda_weights wt;
     cuda_kv kv;
     cuda_acts a;
@@ -571,13 +564,6 @@ static br_status acts_build(cuda_acts *a, const rollout_cuda *e, int T_) {
             kern_cuda_gemm_rowpar_ws_prepare(a->rp_ws, a->rp_ws_bytes);
         }
     }
-    if (e->mode == KERN_MODE_INVARIANT && hd >= 32 && kern_cuda_attn_casc_max_rows(H, KV) >= 2) {
-        a->casc_keys = kern_cuda_malloc(T * 4);
-        a->casc_n = kern_cuda_malloc(T * 4);
-        a->casc_st = kern_cuda_malloc(kern_cuda_attn_casc_ws(T_, H, hd));
-        a->h_casc_keys = kern_cuda_host_alloc(T * 4);
-        a->h_casc_n = kern_cuda_host_alloc(T * 4);
-    }
     a->h_pages = kern_cuda_host_alloc(T * max_pages * 4);
     a->h_ptoff = kern_cuda_host_alloc(T * 4);
     a->h_gather = kern_cuda_host_alloc(T * 4);
@@ -591,7 +577,7 @@ static void acts_free(cuda_acts *a) {
     void *dev[] = {a->x,     a->xn,    a->q,     a->k,        a->v,     a->q2,     a->k2,         a->att,
                    a->proj,  a->ffa,   a->ffb,   a->logits,   a->xb,    a->tok,    a->pos,        a->ptoff,
                    a->gather, a->pages, a->req,  a->out,      a->splitkv_ws, a->vocab_ws, a->rp_ws, a->tp_ws, a->f32_parts,
-                   a->filt,  a->filt_ws, a->casc_keys, a->casc_n, a->casc_st};
+                   a->filt,  a->filt_ws};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) kern_cuda_free(dev[i]);
     kern_cuda_host_free(a->h_pages);
     kern_cuda_host_free(a->h_ptoff);
@@ -599,16 +585,14 @@ static void acts_free(cuda_acts *a) {
     kern_cuda_host_free(a->h_req);
     kern_cuda_host_free(a->h_out);
     kern_cuda_host_free(a->h_filt);
-    kern_cuda_host_free(a->h_casc_keys);
-    kern_cuda_host_free(a->h_casc_n);
 }
 
 /* Graph slots for steps of 1..T sequences; with prof, the events of a step's phases. */
 static br_status graphs_build(cuda_graphs *gr, int T, int use, int prof, int n_layers) {
     gr->use = use;
     gr->prof = prof;
-    gr->g = calloc(2 * ((size_t)T + 1), sizeof *gr->g);
-    gr->seen = calloc(2 * ((size_t)T + 1), 1);
+    gr->g = calloc((size_t)T + 1, sizeof *gr->g);
+    gr->seen = calloc((size_t)T + 1, 1);
     if (!gr->g || !gr->seen) return br_fail(BR_ENOMEM, "cuda engine: out of host memory");
     if (prof) {
         gr->prof_cap = 16 * n_layers + 16;
@@ -642,7 +626,7 @@ static void graphs_free(cuda_graphs *gr, int T) {
     free(gr->prof_ev);
     free(gr->prof_cat);
     if (gr->g)
-        for (int i = 0; i < 2 * (T + 1); i++) kern_cuda_graph_free(gr->g[i]);
+        for (int i = 0; i <= T; i++) kern_cuda_graph_free(gr->g[i]);
     free(gr->g);
     free(gr->seen);
 }
@@ -854,11 +838,7 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
         const int fused = !multi && hd >= 32 && (e->mode == KERN_MODE_INVARIANT || std1);
         const int att_bf = fused && writes_bf16(e, H * hd);
         const int ps = e->kv.pages->page_size;
-        if (fused && e->casc) { /* the same bits, each group's shared prompt keys read once (rollout_cuda_step) */
-            const kern_attn_casc cz = {e->a.casc_keys, e->a.casc_n, e->a.casc_st};
-            kern_cuda_attn_decode_casc_bf16(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc16, vc16, k, e->a.v, q,
-                                            e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps, scale, &cz, st);
-        } else if (fused) { /* a pure decode step on the bf16 cache (invariant; standard at one split) */
+        if (fused) { /* a pure decode step on the bf16 cache (invariant; standard at one split) */
             kern_cuda_attn_decode_fused_bf16(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc16, vc16, k, e->a.v,
                                              q, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps, scale, st);
         } else {
@@ -928,41 +908,6 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
     prof(e, P_VOCAB);
 }
 
-/* A pure decode step's groups of consecutive rows whose sequences share their first pages (the samples of one prompt,
- * policy_kv's shared pages): a group of n rows (2 .. kern_cuda_attn_casc_max_rows) shares the keys of its common
- * full pages, rounded down to whole attention chunks; each row gets them in h_casc_keys, the group's first row n in
- * h_casc_n. Returns whether any group shares a chunk (else the plain decode runs). */
-static int casc_groups(rollout_cuda *e, const policy_batch *b, int M) {
-    if (!e->a.casc_keys || M < 2) return 0;
-    const int cap = kern_cuda_attn_casc_max_rows(e->Hl, e->KVl), ps = e->kv.pages->page_size;
-    int any = 0;
-    for (int i = 0; i < M;) {
-        const policy_seq *s0 = b->seqs[i];
-        int n = 1, common = s0->n_pages, min_pos = b->pos[i];
-        while (i + n < M && n < cap) {
-            const policy_seq *s = b->seqs[i + n];
-            int c = 0;
-            while (c < common && c < s->n_pages && s->pages[c] == s0->pages[c]) c++;
-            if ((int64_t)c * ps < KERN_ATTN_CHUNK) break;
-            common = c;
-            if (b->pos[i + n] < min_pos) min_pos = b->pos[i + n];
-            n++;
-        }
-        int64_t keys = (int64_t)common * ps; /* full pages shared by every row of the group, before every row's token */
-        if (keys > min_pos) keys = min_pos;
-        keys -= keys % KERN_ATTN_CHUNK;
-        if (n < 2 || keys < KERN_ATTN_CHUNK) n = 1, keys = 0;
-        e->a.h_casc_n[i] = n > 1 ? n : 0;
-        for (int k = 0; k < n; k++) {
-            e->a.h_casc_keys[i + k] = (int32_t)keys;
-            if (k) e->a.h_casc_n[i + k] = 0;
-        }
-        any |= n > 1;
-        i += n;
-    }
-    return any;
-}
-
 static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const rollout_row *rows, rollout_row_out *out) {
     const policy_weights *w = e->w;
     const policy_config *c = &w->cfg;
@@ -1017,27 +962,21 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
     kern_cuda_upload_async(e->a.gather, e->a.h_gather, (size_t)R * 4, st);
     kern_cuda_upload_async(e->a.req, e->a.h_req, (size_t)R * sizeof(kern_row_req), st);
     if (nf) kern_cuda_upload_async(e->a.filt, e->a.h_filt, (size_t)nf * sizeof(kern_filter_req), st);
-    e->casc = !multi && casc_groups(e, b, M);
-    if (e->casc) {
-        kern_cuda_upload_async(e->a.casc_keys, e->a.h_casc_keys, (size_t)M * 4, st);
-        kern_cuda_upload_async(e->a.casc_n, e->a.h_casc_n, (size_t)M * 4, st);
-    }
 
     e->tp_status = BR_OK;
     /* the standard mode's steps are captured where their split count cannot change with the keys (one split) */
     const int capturable = e->mode != KERN_MODE_STANDARD ||
                            kern_cuda_attn_splitkv_splits(M, c->n_kv_heads, INT_MAX, e->n_sm) == 1;
-    const int gi = M + (e->casc ? e->a.T + 1 : 0); /* the step's graph slot */
-    if (e->gr.use && capturable && !multi && R == M && e->gr.seen[gi]) {
-        if (!e->gr.g[gi]) {
+    if (e->gr.use && capturable && !multi && R == M && e->gr.seen[M]) {
+        if (!e->gr.g[M]) {
             kern_cuda_capture_begin(st);
             run_kernels(e, M, R, multi, lead);
-            e->gr.g[gi] = kern_cuda_capture_end(st);
+            e->gr.g[M] = kern_cuda_capture_end(st);
         }
-        kern_cuda_graph_launch(e->gr.g[gi], st);
+        kern_cuda_graph_launch(e->gr.g[M], st);
     } else {
         run_kernels(e, M, R, multi, lead);
-        if (!multi && R == M) e->gr.seen[gi] = 1;
+        if (!multi && R == M) e->gr.seen[M] = 1;
     }
     if (nf) /* after the step (graph or not): the filter reads its logits rows and m */
         kern_cuda_sample_filter(e->a.out, e->a.logits, e->a.req, e->a.filt, e->a.h_filt, nf, V, e->a.filt_ws,

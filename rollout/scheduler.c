@@ -495,7 +495,7 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
      * chunks of up to 2048 rows, plus 64 KiB of tile counters), split-KV partials (standard mode: fewer rows than
      * 4/5 of the SMs, at most 64 splits; 256 SMs assumed), tensor-parallel partials (8 chunks of 2048 rows); the
      * fp32 mode's row-parallel chunk partials (engine_cuda.c f32_parts: max(heads, 16) chunks of up to 64 rows, also
-     * its tensor-parallel all-gather buffer); the invariant mode's shared-prefix attention states */
+     * its tensor-parallel all-gather buffer) */
     const int64_t Tr = T < 2048 ? T : 2048;
     p->workspaces = T * ((V + 8191) / 8192) * 32;
     /* the top-k / top-p sampler's passes of up to G = ROLLOUT_FILTER_ROWS rows (kern_cuda_sample_filter_workspace:
@@ -507,8 +507,6 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
     if (p->mode == KERN_MODE_INVARIANT) {
         p->workspaces += 8 * Tr * D * 4 + 65536;
         if (tps > 1) p->workspaces += 8 * Tr * D * 4;
-        /* shared prompt prefixes in decode attention: (T) keys and group sizes, each (row, head)'s state (hd + 2 f32) */
-        if (hd >= 32 && KV > 0 && H % KV == 0 && H / KV <= 8) p->workspaces += T * 8 + T * H * (hd + 2) * 4;
     }
     if (p->mode == KERN_MODE_FP32) {
         const int64_t cmax = H > POLICY_MLP_CHUNKS ? H : POLICY_MLP_CHUNKS;

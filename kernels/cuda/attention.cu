@@ -302,17 +302,6 @@ template <int HD, typename T, int WPC> struct dec_cfg {
     }
 };
 
-// Shared-prefix decode (kern_cuda_attn_decode_casc_bf16): keys[r] = the keys row r shares with the other rows of its
-// group (a whole number of chunks, the same cache pages), n[r] = the group's rows at its first row (else 0), st = each
-// (row, head)'s running state (m, l, acc) after those keys; pre = 1: the prefix pass (one block per group and KV head
-// over the shared keys, all the group's heads at once: each key and value is read once per group), pre = 0 with keys
-// set: each row's own keys, from the prefix pass's state. GL: the heads the shared-memory layout holds.
-struct dec_casc {
-    const int32_t *keys, *n;
-    float *st;
-    int pre, GL;
-};
-
 // NI consecutive elements of a row from shared memory (the elements a lane owns in phase 2).
 template <int NI, typename T> __device__ __forceinline__ void attn_ld_run(const T *p, float (&v)[NI]) {
     if constexpr (NI % 4 == 0) {
@@ -349,44 +338,27 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
     attn_decode_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, T *kc, T *vc,
                        const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
                        const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
-                       const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G,
-                       const dec_casc cz) {
+                       const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
     using C = dec_cfg<HD, T, WPC>;
     constexpr int W = C::W, NW = C::NW, WK = W * CHUNK, NI = HD / 32, NJ = NI / WPC, KS = C::KS, HPW = C::HPW,
                   EPC = C::EPC;
     extern __shared__ __align__(16) float sm[];
-    // The block's query heads: the G heads of row r, or (prefix pass) those of rows r .. r + n - 1, GT = n * G of
-    // them, head g of row r + g / G; the shared-memory layout is sized for cz.GL >= GT heads.
-    const int GL = cz.GL;
     T *Kw = (T *)sm;              // (WK, KS) the window's keys
     T *Vw = Kw + WK * KS;         // (WK, HD) its values
-    float *qs = (float *)(Vw + WK * HD); // (GL, HD) queries (16-byte aligned: WK * (KS + HD) * sizeof(T) is)
-    float *S = qs + GL * HD;      // (GL, WK) scores, then p (with two warps per chunk: half 0's dot half first)
-    float *X = S + GL * WK;       // (GL, WK) two warps per chunk only: half 1's dot half, then a copy of S for half 1
-    float *CS = X + (WPC - 1) * GL * WK; // (GL, W, HD) sum_j p_j v_j per chunk
-    float *CM = CS + GL * W * HD; // (GL, W) chunk max
-    float *PS = CM + GL * W;      // (GL, W) psum
-    float *AL = PS + GL * W;      // (GL, W) alpha
-    float *MX = AL + GL * W;      // (GL) running max before the window
+    float *qs = (float *)(Vw + WK * HD); // (G, HD) queries (16-byte aligned: WK * (KS + HD) * sizeof(T) is)
+    float *S = qs + G * HD;       // (G, WK) scores, then p (with two warps per chunk: half 0's dot half first)
+    float *X = S + G * WK;        // (G, WK) two warps per chunk only: half 1's dot half, then a copy of S for half 1
+    float *CS = X + (WPC - 1) * G * WK; // (G, W, HD) sum_j p_j v_j per chunk
+    float *CM = CS + G * W * HD;  // (G, W) chunk max
+    float *PS = CM + G * W;       // (G, W) psum
+    float *AL = PS + G * W;       // (G, W) alpha
+    float *MX = AL + G * W;       // (G) running max before the window
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wc = warp % W, hp = warp / W;
     const int r = blockIdx.x, kvh = blockIdx.y;
-    // keys [kbeg, n_keys): a row's own keys after its shared prefix (cz.keys[r], 0 without one), or the prefix pass
-    // over a group's shared keys [0, cz.keys[r]) (cz.pre; rows without a group of their own leave at once)
-    int GT = G, kbeg = 0, n_keys = pos[r] + 1;
-    if (cz.pre) {
-        const int n = cz.n[r];
-        if (n < 2) return;
-        GT = n * G;
-        n_keys = cz.keys[r];
-    } else if (cz.keys) {
-        kbeg = cz.keys[r];
-    }
-    const int t_last = pos[r], pt = pt_off[r];
+    const int t_last = pos[r], n_keys = t_last + 1, pt = pt_off[r];
     const int row = n_kv * HD; // elements per cache slot
-    const int SR = HD + 2;     // a (row, head)'s state in cz.st: m, l, acc[HD]
-    auto st_of = [&](int g) { return cz.st + ((int64_t)(r + g / G) * n_heads + kvh * G + g % G) * SR; };
     if (k_new) {
         const int64_t slot = (int64_t)pages[pt + t_last / page_size] * page_size + t_last % page_size;
         for (int d = threadIdx.x; d < HD; d += blockDim.x) {
@@ -395,25 +367,14 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
         }
         __threadfence(); // the stores reach L2, where the block's cp.async reads them
     }
-    for (int e = threadIdx.x; e < GT * HD; e += blockDim.x) {
-        const int g = e / HD;
-        qs[e] = q[((int64_t)(r + g / G) * n_heads + kvh * G + g % G) * HD + e % HD];
-    }
-    // the running state: from the start, or where the prefix pass left it (the bits the walk holds after those keys)
-    for (int g = threadIdx.x; g < GT; g += blockDim.x) MX[g] = kbeg > 0 ? st_of(g)[0] : -INFINITY;
+    for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = q[((int64_t)r * n_heads + kvh * G) * HD + e];
+    for (int g = threadIdx.x; g < G; g += blockDim.x) MX[g] = -INFINITY;
     float l[HPW], acc[HPW][NI];
 #pragma unroll
     for (int hh = 0; hh < HPW; hh++) {
-        const int g = warp + hh * NW;
         l[hh] = 0.0f;
 #pragma unroll
         for (int i = 0; i < NI; i++) acc[hh][i] = 0.0f;
-        if (kbeg > 0 && g < GT) {
-            const float *sg = st_of(g);
-            l[hh] = sg[1];
-#pragma unroll
-            for (int i = 0; i < NI; i++) acc[hh][i] = sg[2 + NI * lane + i];
-        }
     }
     __syncthreads();
 
@@ -440,10 +401,9 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
     };
     // Software pipeline (the arithmetic is untouched): the next window's keys load while this window's values are
     // used (phases 2-3), and its values while phase 3 and the next phase 1 run. Groups in flight: K(w), V(w).
-    const int cw0 = kbeg / CHUNK; // kbeg: a whole number of chunks
-    fetch(cw0, 0);
-    fetch(cw0, 1);
-    for (int cw = cw0; cw < nch; cw += W) {
+    fetch(0, 0);
+    fetch(0, 1);
+    for (int cw = 0; cw < nch; cw += W) {
         cp_async_wait<1>(); // K(w) has landed; V(w) may still be in flight
         __syncthreads();
         const int c = cw + wc;
@@ -453,7 +413,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
         if (len > 0) {
             constexpr int U = 8 / WPC; // accumulators per warp
             const T *krow = Kw + (wc * CHUNK + lane) * KS + hp * U;
-            for (int g0 = 0; g0 < GT; g0 += GB) {
+            for (int g0 = 0; g0 < G; g0 += GB) {
                 float pa[GB][U];
 #pragma unroll
                 for (int gg = 0; gg < GB; gg++)
@@ -503,7 +463,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
             // phase 1b: the dot's last add, the scale and the chunk max; half h takes heads h, h + 2, ... S and X
             // both get the score (each half of phase 2 then overwrites its own copy with p).
             if (len > 0) {
-                for (int g = hp; g < GT; g += 2) {
+                for (int g = hp; g < G; g += 2) {
                     const int i = g * WK + wc * CHUNK + lane;
                     const float s = lane < len ? __fmul_rn(__fadd_rn(S[i], X[i]), scale) : -INFINITY;
                     const float cmax = warp_max_xor(s);
@@ -519,7 +479,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
         if (len > 0) {
             const T *vch = Vw + wc * CHUNK * HD + hp * (HD / WPC) + NJ * lane;
             float *P = WPC == 2 && hp == 1 ? X : S; // this warp's copy of the scores, overwritten by p
-            for (int g0 = 0; g0 < GT; g0 += GB) {
+            for (int g0 = 0; g0 < G; g0 += GB) {
 #pragma unroll
                 for (int gg = 0; gg < GB; gg++) {
                     const int g = g0 + gg;
@@ -592,7 +552,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
 #pragma unroll
         for (int hh = 0; hh < HPW; hh++) {
             const int g = warp + hh * NW;
-            if (g < GT) {
+            if (g < G) {
                 float m = MX[g];
                 for (int w2 = 0; w2 < nw; w2++) {
                     attn_fold(l[hh], acc[hh], AL[g * W + w2], PS[g * W + w2], CS + (g * W + w2) * HD + NI * lane, 1);
@@ -608,12 +568,7 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
 #pragma unroll
     for (int hh = 0; hh < HPW; hh++) {
         const int g = warp + hh * NW;
-        if (cz.pre && g < GT) { // the prefix pass: the state, for each row's own pass
-            float *sg = st_of(g);
-            if (lane == 0) sg[0] = MX[g], sg[1] = l[hh];
-#pragma unroll
-            for (int i = 0; i < NI; i++) sg[2 + NI * lane + i] = acc[hh][i];
-        } else if (g < GT) {
+        if (g < G) {
             const int64_t o = ((int64_t)r * n_heads + kvh * G + g) * HD + NI * lane;
 #pragma unroll
             for (int i = 0; i < NI; i++) {
@@ -628,42 +583,41 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
 template <int HD, typename T, int GB, int WPC>
 static void launch_decode_gb(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
                              const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                             int n_heads, int n_kv, int page_size, float scale, const dec_casc &cz,
-                             cudaStream_t stream) {
+                             int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
     using C = dec_cfg<HD, T, WPC>;
     static size_t attr_bytes = 0;
     const int G = n_heads / n_kv;
-    const size_t smem = C::smem(cz.GL);
+    const size_t smem = C::smem(G);
     if (smem > attr_bytes) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<HD, T, GB, WPC>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         attr_bytes = smem;
     }
     kern_launch_pdl(attn_decode_kernel<HD, T, GB, WPC>, dim3(M, n_kv), dim3(C::NW * 32), smem, stream, out, out_bf, kc,
-                    vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G, cz);
+                    vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
 }
 
 // GB: the most heads per pass (4, 2 or 1) that divides G; two warps per chunk when G is even (hd >= 64).
 template <int HD, typename T>
 static void launch_decode(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
                           const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                          int n_heads, int n_kv, int page_size, float scale, const dec_casc &cz, cudaStream_t stream) {
+                          int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
     const int G = n_heads / n_kv;
     if constexpr (HD >= 64) {
         if (G % 2 == 0) {
             if (G % 4 == 0)
-                launch_decode_gb<HD, T, 4, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream);
+                launch_decode_gb<HD, T, 4, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
             else
-                launch_decode_gb<HD, T, 2, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream);
+                launch_decode_gb<HD, T, 2, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
             return;
         }
     }
     if (G % 4 == 0)
-        launch_decode_gb<HD, T, 4, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream);
+        launch_decode_gb<HD, T, 4, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
     else if (G % 2 == 0)
-        launch_decode_gb<HD, T, 2, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream);
+        launch_decode_gb<HD, T, 2, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
     else
-        launch_decode_gb<HD, T, 1, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream);
+        launch_decode_gb<HD, T, 1, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
 }
 
 // The cache write of a decode call that takes the walk (kv_write.cu), by element type.
@@ -678,28 +632,11 @@ static void kv_write_t(uint16_t *kc, uint16_t *vc, const float *k_new, const flo
     kern_cuda_kv_write_bf16(kc, vc, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
 }
 
-// The parallel-chunk decode kernel by head dim.
-template <typename T>
-static void decode_hd(float *out, uint16_t *out_bf16, T *k_cache, T *v_cache, const float *k_new, const float *v_new,
-                      const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                      int n_heads, int n_kv, int hd, int page_size, float scale, const dec_casc &cz,
-                      cudaStream_t stream) {
-    switch (hd) {
-    case 32: launch_decode<32, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream); break;
-    case 64: launch_decode<64, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream); break;
-    case 128: launch_decode<128, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream); break;
-    case 256: launch_decode<256, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, cz, stream); break;
-    default: KERN_REQUIRE(false, "attention decode: head dim must be 32, 64, 128 or 256");
-    }
-}
-
-// casc (bf16 cache, parallel-chunk kernel only): the prefix pass, then each row's own keys from its state; NULL: the
-// plain decode. Both give the bits of the walk (the prefix pass runs the same phases over the group's heads).
 template <typename T>
 static void attn_decode_fused(float *out, uint16_t *out_bf16, T *k_cache, T *v_cache, const float *k_new,
                               const float *v_new, const float *q, const int32_t *pages, const int32_t *pt_off,
                               const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size, float scale,
-                              const kern_attn_casc *casc, cudaStream_t stream) {
+                              cudaStream_t stream) {
     KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
                  "attention decode: bad head counts or page size (at most 16 query heads per KV head)");
     KERN_REQUIRE(out || out_bf16, "attention decode: no output");
@@ -714,39 +651,16 @@ static void attn_decode_fused(float *out, uint16_t *out_bf16, T *k_cache, T *v_c
     if (choice == 1 || (choice == 0 && sizeof(T) == sizeof(float) && (int64_t)M * n_kv > n_sm)) {
         if (k_new) kv_write_t(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
         attn_dispatch<T>(out, out_bf16, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size,
-                         scale, 1, stream); // the walk reads every key: a shared prefix changes nothing
+                         scale, 1, stream);
         return;
     }
-    const int G = n_heads / n_kv;
-    dec_casc cz = {nullptr, nullptr, nullptr, 0, G};
-    if (casc) {
-        KERN_REQUIRE(casc->keys && casc->n && casc->st && kern_cuda_attn_casc_max_rows(n_heads, n_kv) >= 2,
-                     "attention decode: shared prefixes need keys, n, st and at most 8 query heads per KV head");
-        const dec_casc pre = {casc->keys, casc->n, casc->st, 1, kern_cuda_attn_casc_max_rows(n_heads, n_kv) * G};
-        decode_hd<T>(nullptr, nullptr, k_cache, v_cache, nullptr, nullptr, q, pages, pt_off, pos, M, n_heads, n_kv, hd,
-                     page_size, scale, pre, stream);
-        cz = {casc->keys, nullptr, casc->st, 0, G};
+    switch (hd) {
+    case 32: launch_decode<32, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 64: launch_decode<64, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 128: launch_decode<128, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 256: launch_decode<256, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    default: KERN_REQUIRE(false, "attention decode: head dim must be 32, 64, 128 or 256");
     }
-    decode_hd<T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size,
-                 scale, cz, stream);
-}
-
-extern "C" int kern_cuda_attn_casc_max_rows(int n_heads, int n_kv) {
-    const int G = n_kv > 0 && n_heads % n_kv == 0 ? n_heads / n_kv : 0;
-    return G > 0 && G <= 8 ? 16 / G : 0; // the decode kernel's owner warps hold at most 16 heads
-}
-
-extern "C" size_t kern_cuda_attn_casc_ws(int M, int n_heads, int hd) {
-    return (size_t)(M > 0 ? M : 0) * (size_t)n_heads * (size_t)(hd + 2) * sizeof(float);
-}
-
-extern "C" void kern_cuda_attn_decode_casc_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache, uint16_t *v_cache,
-                                                const float *k_new, const float *v_new, const float *q,
-                                                const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                                                int n_heads, int n_kv, int hd, int page_size, float scale,
-                                                const kern_attn_casc *casc, cudaStream_t stream) {
-    attn_decode_fused(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, hd,
-                      page_size, scale, casc, stream);
 }
 
 // Up to 8 warps per prefill block: 8 / G consecutive rows share each K/V chunk.
@@ -761,7 +675,7 @@ extern "C" void kern_cuda_attn_decode_fused(float *out, uint16_t *out_bf16, floa
                                             int n_heads, int n_kv, int hd, int page_size, float scale,
                                             cudaStream_t stream) {
     attn_decode_fused(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, hd,
-                      page_size, scale, nullptr, stream);
+                      page_size, scale, stream);
 }
 
 extern "C" void kern_cuda_attn_decode_fused_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache, uint16_t *v_cache,
@@ -770,7 +684,7 @@ extern "C" void kern_cuda_attn_decode_fused_bf16(float *out, uint16_t *out_bf16,
                                                  int n_heads, int n_kv, int hd, int page_size, float scale,
                                                  cudaStream_t stream) {
     attn_decode_fused(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, hd,
-                      page_size, scale, nullptr, stream);
+                      page_size, scale, stream);
 }
 
 extern "C" void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, const float *v_cache,
@@ -795,7 +709,7 @@ extern "C" void kern_cuda_attn_decode(float *out, const float *q, const float *k
                                       int n_heads, int n_kv, int hd, int page_size, float scale,
                                       cudaStream_t stream) {
     attn_decode_fused(out, (uint16_t *)NULL, (float *)k_cache, (float *)v_cache, NULL, NULL, q, pages, pt_off, pos, M,
-                      n_heads, n_kv, hd, page_size, scale, nullptr, stream);
+                      n_heads, n_kv, hd, page_size, scale, stream);
 }
 
 extern "C" void kern_cuda_attn_decode_bf16(float *out, const float *q, const uint16_t *k_cache,
@@ -803,5 +717,5 @@ extern "C" void kern_cuda_attn_decode_bf16(float *out, const float *q, const uin
                                            const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size,
                                            float scale, cudaStream_t stream) {
     attn_decode_fused(out, (uint16_t *)NULL, (uint16_t *)k_cache, (uint16_t *)v_cache, NULL, NULL, q, pages, pt_off,
-                      pos, M, n_heads, n_kv, hd, page_size, scale, nullptr, stream);
+                      pos, M, n_heads, n_kv, hd, page_size, scale, stream);
 }

@@ -248,24 +248,6 @@ void kern_cuda_attn_decode_fused_bf16(float *out, uint16_t *out_bf16, uint16_t *
                                       const float *k_new, const float *v_new, const float *q, const int32_t *pages,
                                       const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                                       int page_size, float scale, cudaStream_t stream);
-/* Shared-prefix ("cascade") decode on the bf16 cache: the bits of kern_cuda_attn_decode_fused_bf16, with the keys
- * that consecutive rows share in the same cache pages (the samples of one prompt) read once per group instead of once
- * per row. keys[m] (device, M): row m's leading keys shared with the other rows of its group, a multiple of
- * KERN_ATTN_CHUNK and <= pos[m] (0: no group); n[m] (device, M): at the first row of a group its row count, 2 ..
- * kern_cuda_attn_casc_max_rows, the group being rows m .. m + n[m] - 1 with equal keys; 0 elsewhere. st: device
- * workspace of kern_cuda_attn_casc_ws bytes (each (row, head)'s running state after its prefix). Two launches: the
- * prefix pass over each group's shared keys for all its heads, then every row's own keys from that state, the
- * operations of the walk in its order (attention.cu). */
-typedef struct {
-    const int32_t *keys, *n;
-    float *st;
-} kern_attn_casc;
-int kern_cuda_attn_casc_max_rows(int n_heads, int n_kv); /* 16 / G for G <= 8 query heads per KV head, else 0 */
-size_t kern_cuda_attn_casc_ws(int M, int n_heads, int hd);
-void kern_cuda_attn_decode_casc_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache, uint16_t *v_cache,
-                                     const float *k_new, const float *v_new, const float *q, const int32_t *pages,
-                                     const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
-                                     int page_size, float scale, const kern_attn_casc *casc, cudaStream_t stream);
 /* attention_small.cu: attention for head dims the tiled kernels do not take (hd <= 32, e.g. 8 or 16): one warp per
  * (row, head), the same chunked online softmax (chunks of 32 keys, ascending), the same arguments as
  * kern_cuda_attn_prefill. Any row mix; a (row, head) gives the same bits whatever else is in the call. */

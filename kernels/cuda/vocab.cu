@@ -231,7 +231,10 @@ __global__ void vocab_final_kernel(kern_row_out *out, const vocab_part *parts, c
         dg += pr[i].d;
         sum = __fadd_rn(sum, pr[i].sum);
     }
-    const int tok = q.mode == KERN_ROW_GREEDY ? bix : q.mode == KERN_ROW_GUMBEL ? gix : q.target;
+    // no winner (every entry NaN): id 0, as the host's kern_cpu_argmax and rollout_sample (never -1, which the
+    // engine would feed back as a token)
+    const int tok = q.mode == KERN_ROW_GREEDY ? (bix < 0 ? 0 : bix) : q.mode == KERN_ROW_GUMBEL ? (gix < 0 ? 0 : gix)
+                                                                                                : q.target;
     kern_row_out o;
     o.token = tok;
     o.x_token = tok >= 0 && tok < V ? x[(size_t)r * V + tok] : 0.0f;

@@ -150,6 +150,36 @@ static void test_vocab_gumbel_exact(void **state) {
     kern_cuda_free(dx), kern_cuda_free(dreq), kern_cuda_free(dout), kern_cuda_free(ws);
 }
 
+/* Rows whose every logit is NaN: greedy and Gumbel give id 0, as the host sampler (kern_cpu_argmax, rollout_sample),
+ * never -1 (which the engine would feed back as a token). V = 61 (one segment) and 20000 (three). */
+static void test_vocab_rows_all_nan(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Vs[] = {61, 20000};
+    for (int vi = 0; vi < 2; vi++) {
+        const int V = Vs[vi];
+        float *x = malloc(sizeof(float) * 2 * V), *g = malloc(sizeof(float) * V);
+        for (int i = 0; i < 2 * V; i++) x[i] = NAN;
+        kern_row_req req[2] = {{1.0f, KERN_ROW_GREEDY, -1, 3, 0, 0}, {0.7f, KERN_ROW_GUMBEL, -1, 4, 5, 6}};
+        float *dx = dev_copy(x, sizeof(float) * 2 * V);
+        kern_row_req *dreq = dev_copy(req, sizeof req);
+        kern_row_out *dout = kern_cuda_malloc(sizeof(kern_row_out) * 2), out[2];
+        const size_t wsb = kern_cuda_vocab_rows_workspace(2, V);
+        void *ws = kern_cuda_malloc(wsb);
+        kern_cuda_vocab_rows(dout, dx, dreq, 2, V, ws, wsb, NULL);
+        kern_cuda_download(out, dout, sizeof out);
+        assert_int_equal(out[0].token, kern_cpu_argmax(x, V));
+        assert_int_equal(out[1].token, host_gumbel_token(g, x + V, V, &req[1]));
+        assert_int_equal(out[0].token, 0);
+        assert_int_equal(out[1].token, 0);
+        assert_true(isnan(out[0].x_token) && isnan(out[1].x_token));
+        printf("    vocab_rows all-NaN rows V=%d: greedy and Gumbel tokens %d and %d (the host's: 0)\n", V, out[0].token,
+               out[1].token);
+        free(x), free(g);
+        kern_cuda_free(dx), kern_cuda_free(dreq), kern_cuda_free(dout), kern_cuda_free(ws);
+    }
+}
+
 static void test_attn_small(void **state) {
     (void)state;
     if (!have_gpu()) skip();
@@ -458,6 +488,7 @@ int main(void) {
         cmocka_unit_test(test_vocab_rows),
         cmocka_unit_test(test_vocab_rows_many),
         cmocka_unit_test(test_vocab_gumbel_exact),
+        cmocka_unit_test(test_vocab_rows_all_nan),
         cmocka_unit_test(test_attn_small),
         cmocka_unit_test(test_cast_gather_fill),
         cmocka_unit_test(test_gemm_grouped),

@@ -64,8 +64,9 @@ struct vocab_part {
 // -__logf(u) less its error (at most 2^-21.41 absolute on [1/2, 2], 3 ulp elsewhere: 1e-6 absolute + relative
 // covers it); the noise -ln t is then at most -__logf(t_low) plus 1e-5 + 1e-5 |.|, which covers __logf's error, the
 // rounding of kern_logf's two results (within 1 ulp of ln each) and the float operations here. (Measured on an H200:
-// skipping by a thread's own running best saved little, 555 -> 496 us of vocabulary rows per decode step at 256
-// rows with the T = 1 shortcut: some lane of a warp nearly always needed the exact noise.)
+// skipping by a thread's own running best, with the T = 1 shortcut, left 496 us of vocabulary rows per decode step
+// at 256 rows against 555 in the previous session's profile: some lane of a warp nearly always needed the exact
+// noise, hence the warp-wide threshold.)
 __device__ __forceinline__ float gumbel_bound(float u) {
     const float ta = -__logf(u), tl = fmaxf(__fsub_rn(1.0f, u), ta - 1e-6f - 1e-6f * fabsf(ta));
     const float nb = -__logf(tl);

@@ -73,10 +73,12 @@ __device__ __forceinline__ float gumbel_bound(float u) {
     return nb + 1e-5f + 1e-5f * fabsf(nb);
 }
 
-// One id of pass 1 without its Gumbel noise: max of x/T, argmax and the digest. Returns x/T (x / 1 is x in IEEE
-// arithmetic: T = 1 skips the division, same bits).
+// x / T, IEEE-rounded; x / 1 is x, so T = 1 skips the division (same bits).
+__device__ __forceinline__ float over_t(float v, float T) { return T == 1.0f ? v : __fdiv_rn(v, T); }
+
+// One id of pass 1 without its Gumbel noise: max of x/T, argmax and the digest. Returns x/T.
 __device__ __forceinline__ float visit(int j, float v, float T, float &m, float &best, int &bi, unsigned long long &d) {
-    const float vt = T == 1.0f ? v : __fdiv_rn(v, T);
+    const float vt = over_t(v, T);
     m = fmaxf(m, vt);
     if (beats(v, j, best, bi)) {
         best = v;
@@ -143,7 +145,7 @@ vocab_part_kernel(vocab_part *parts, const float *x, const kern_row_req *req, in
         }
     }
     if (gumbel) {
-        if (jb >= 0) gumbel_exact(jb, q.temperature == 1.0f ? xr[jb] : __fdiv_rn(xr[jb], q.temperature), q, gbest, gi);
+        if (jb >= 0) gumbel_exact(jb, over_t(xr[jb], q.temperature), q, gbest, gi);
         float tau = gbest; // the warp's best exact value (-inf where no lane has one)
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) tau = fmaxf(tau, __shfl_xor_sync(0xffffffffu, tau, o));
@@ -153,7 +155,7 @@ vocab_part_kernel(vocab_part *parts, const float *x, const kern_row_req *req, in
             for (int u = 0; u < 4; u++) {
                 const int j = j0 + 4 * threadIdx.x + 4 * VOCAB_THREADS * k + u;
                 if (j >= j1 || j == jb || bound[4 * k + u] < tau) continue;
-                gumbel_exact(j, q.temperature == 1.0f ? xr[j] : __fdiv_rn(xr[j], q.temperature), q, gbest, gi);
+                gumbel_exact(j, over_t(xr[j], q.temperature), q, gbest, gi);
             }
     }
 #pragma unroll
@@ -198,7 +200,7 @@ vocab_sum_kernel(vocab_part *parts, const float *x, const kern_row_req *req, int
     const int j0 = seg * VOCAB_SEG, j1 = min(V, j0 + VOCAB_SEG);
     float s = 0.0f;
     for (int j = j0 + threadIdx.x; j < j1; j += VOCAB_THREADS)
-        s = __fadd_rn(s, expf(__fsub_rn(T == 1.0f ? xr[j] : __fdiv_rn(xr[j], T), mx))); // x / 1 is x (IEEE)
+        s = __fadd_rn(s, expf(__fsub_rn(over_t(xr[j], T), mx)));
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) s = __fadd_rn(s, __shfl_xor_sync(0xffffffffu, s, o));
     if (lane == 0) s_sum[warp] = s;

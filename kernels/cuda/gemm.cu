@@ -6,15 +6,20 @@
 // output element out[m, n] is ALWAYS computed as
 //     acc = +0.0f;  for k16 = 0, 16, ..., K - 16 (ascending): acc = mma.m16n8k16(acc, x[m, k16:+16], W[n, k16:+16])
 //     out = acc (+ bias[n], one fp32 add)
-// with the bf16 mma.sync.m16n8k16 instruction and fp32 accumulators. That sequence is the same in both invariant
-// kernels: `gemm_big` (128x128 or 64x64 (M x N) x 64 block tile, 8 warps, 3-stage cp.async pipeline) for
-// M > 64 and `gemm_small` (16*MT x 8*NW x 128 block tile, 4-8 stage pipeline, many blocks so that streaming W reaches
-// HBM bandwidth) for M <= 64. Block and warp tile shapes only decide WHICH thread computes an element, never the
-// sequence of operations on it, and the tensor core computes each element of an mma from its own row and column
+// with the bf16 mma.sync.m16n8k16 instruction and fp32 accumulators (or, in `gemm_wg` on sm_90, the same k16 steps as
+// wgmma.m64nNk16 accumulating into zeroed registers: the two instructions give the same bits for a k16 step --
+// test_gemm_batch_invariance compares them at M = 1..512, passed on an H200). That sequence is the same in the
+// invariant kernels: `gemm_wg` (M > 64 on sm_90: 256/128 x 128/64 tiles, TMA + warpgroup MMA), `gemm_big` (M > 64
+// elsewhere, or kern_cuda_tuning.gemm_wgmma = 0: 128x128 or 64x64 (M x N) x 64 block tile, 8 warps, 3-stage cp.async
+// pipeline) and `gemm_small` (16*MT x 8*NW x 128 block tile, 4-8 stage pipeline, many blocks so that streaming W
+// reaches HBM bandwidth) for M <= 64. Block and warp tile shapes only decide WHICH thread computes an element, never
+// the sequence of operations on it, and the tensor core computes each element of an mma from its own row and column
 // only; so a row's bits do not depend on M, on the kernel chosen, or on the row's position in a tile (tested bitwise
 // for M = 1..512). K steps past K are skipped, never zero-padded, so tile depth (64 vs 128) cannot add a +0 step.
 // No split-K, no atomics. Rows beyond M and columns beyond N are zero-filled in shared memory and never stored.
 #include <cublas_v2.h>
+#include <cuda.h> // CUtensorMap (the driver function is fetched at run time: no libcuda link)
+#include <cudaTypedefs.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
@@ -213,6 +218,202 @@ __global__ void __launch_bounds__(big::THREADS, 2)
         for (int j = 0; j < NJ; j++)
             store_frag(out, bias, acc[i][j], m0 + wm * (BM / 2) + i * 16 + g, n0 + wn * (BN / 4) + j * 8 + 2 * t4, M,
                        N);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Large-M kernel on Hopper's warpgroup MMA (sm_90a): block tile BM x BN x 64 (K), BM = 64 * NC * WM. NC consumer
+// warpgroups (warps 0 .. 4*NC-1) each own WM m64 row blocks x BN columns; one producer warp (the last) streams the
+// x and W tiles with TMA (128-byte swizzle) into an ST-stage ring guarded by mbarriers (full: bytes landed, empty:
+// every consumer warp is done with the stage). Each element's sequence is the header's: one wgmma.m64nBNk16 per
+// k16 step, ascending, accumulating (scale-d = 1) into registers zeroed first -- the same k16 products added in the
+// same order as mma.sync.m16n8k16; test_gemm_batch_invariance checks it bitwise against gemm_small. The last,
+// partial k tile issues only its K/16 steps (TMA's zero fill past K is never used).
+namespace wg {
+constexpr int BK = 64, ROW_BYTES = BK * 2; // a tile row = 128 bytes = one swizzle atom
+template <int NC, int WM, int BN> struct cfg {
+    static_assert(BN == 64 || BN == 128, "gemm_wg: BN of 64 or 128");
+    static constexpr int BM = 64 * NC * WM, THREADS = 32 * (4 * NC + 1);
+    static constexpr int STAGE_BYTES = (BM + BN) * ROW_BYTES;
+    static constexpr int ST = (192 * 1024) / STAGE_BYTES; // ring of ~192 KB
+    static constexpr int SMEM = ST * STAGE_BYTES + 1024 /* 1024-byte alignment */ + 2 * ST * 8 /* mbarriers */;
+};
+struct maps {
+    CUtensorMap x;    // (M, K) bf16, box BM x 64
+    CUtensorMap w[3]; // each segment's (N_i, K) bf16, box BN x 64
+};
+
+__device__ __forceinline__ void mbar_init(uint64_t *b, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(b)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
+    // the spin stays inside the asm: no divergent loop around the consumers' wgmma for the compiler
+    asm volatile("{\n.reg .pred p;\nWAIT_%=:\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+                 "@!p bra WAIT_%=;\n}\n"
+                 ::"r"(smem_u32(b)), "r"(parity)
+                 : "memory");
+}
+// 2-D TMA load of the box at (c0 = column, c1 = row) of `map` into dst, completing bytes on bar.
+__device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint64_t *bar, int c0, int c1) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%3, %4}], [%2];\n"
+                 ::"r"(smem_u32(dst)), "l"((uint64_t)map), "r"(smem_u32(bar)), "r"(c0), "r"(c1)
+                 : "memory");
+}
+// Shared-memory matrix descriptor of a K-major tile with 128-byte swizzle: rows of 128 bytes, 8-row groups 1024
+// bytes apart (stride byte offset); the leading byte offset is unused for this layout (1 by convention).
+__device__ __forceinline__ uint64_t desc(const void *p) {
+    return (uint64_t)((smem_u32(p) & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+// Makes the compiler treat r as read and written here (an accumulator of an in-flight wgmma must not be touched).
+__device__ __forceinline__ void reg_fence(float &r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// d (m64 x n64, fp32, the accumulator fragment) += A (64 x 16, K-major) . B (64 x 16, K-major)^T, operands
+// in shared memory (128-byte swizzle descriptors). scale-d = 1: d is always added to (never replaced), as mma.sync.
+__device__ __forceinline__ void wgmma_n64(float d[32], uint64_t da, uint64_t db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                 "}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+                   "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+                   "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+                   "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+                   "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "l"(da), "l"(db), "r"(1));
+}
+
+// d (m64 x n128, fp32, the accumulator fragment) += A (64 x 16, K-major) . B (128 x 16, K-major)^T, operands
+// in shared memory (128-byte swizzle descriptors). scale-d = 1: d is always added to (never replaced), as mma.sync.
+__device__ __forceinline__ void wgmma_n128(float d[64], uint64_t da, uint64_t db) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+                   "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+                   "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+                   "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+                   "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+                   "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                   "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+                   "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                   "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+                   "+f"(d[63])
+                 : "l"(da), "l"(db), "r"(1));
+}
+
+} // namespace wg
+
+template <int MODE, int NC, int WM, int BN>
+__global__ void __launch_bounds__(wg::cfg<NC, WM, BN>::THREADS, 1)
+    gemm_wg(const __grid_constant__ wg::maps maps, const gemm_segs segs, int M, int K, int kc, int c0) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    using namespace wg;
+    using C = cfg<NC, WM, BN>;
+    constexpr int BM = C::BM, ST = C::ST, NACC = BN / 2;
+    extern __shared__ __align__(16) uint8_t smem_raw[];
+    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint64_t *full = (uint64_t *)(smem + ST * C::STAGE_BYTES), *empty = full + ST;
+
+    int tile = blockIdx.x;
+    const int seg = tile < segs.s[0].tiles ? 0 : (segs.n == 2 || tile < segs.s[0].tiles + segs.s[1].tiles) ? 1 : 2;
+    const gemm_seg sg = pick_seg(segs, tile);
+    const int N = sg.N, m0 = blockIdx.y * BM, n0 = tile * BN;
+    const int kbeg = MODE == 2 ? (c0 + (int)blockIdx.z) * kc : 0, klen = MODE == 2 ? kc : K;
+    const int KT = (klen + BK - 1) / BK;
+    const int last_steps = (klen - (KT - 1) * BK) / 16; // k16 steps in the last tile (K % 16 == 0)
+    // the warp index through a shuffle: provably warp-uniform for ptxas, which otherwise takes the consumers' path
+    // for a divergent one and serializes their wgmma (C7520)
+    const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x >> 5, 0), lane = threadIdx.x & 31;
+
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < ST; s++) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], 4 * NC);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warp == 4 * NC) { // producer
+        if (lane == 0) {
+            const CUtensorMap *wmap = seg == 0 ? &maps.w[0] : seg == 1 ? &maps.w[1] : &maps.w[2];
+            for (int kt = 0; kt < KT; kt++) {
+                const int s = kt % ST;
+                if (kt >= ST) mbar_wait(&empty[s], ((kt / ST) - 1) & 1);
+                uint8_t *As = smem + s * C::STAGE_BYTES, *Bs = As + BM * ROW_BYTES;
+                mbar_expect_tx(&full[s], C::STAGE_BYTES);
+                tma_load(As, &maps.x, &full[s], kbeg + kt * BK, m0);
+                tma_load(Bs, wmap, &full[s], kbeg + kt * BK, n0);
+            }
+        }
+        return;
+    }
+
+    const int cw = warp >> 2; // consumer warpgroup
+    float acc[WM][NACC];
+#pragma unroll
+    for (int i = 0; i < WM; i++)
+#pragma unroll
+        for (int e = 0; e < NACC; e++) acc[i][e] = 0.0f;
+
+    for (int kt = 0; kt < KT; kt++) {
+        const int s = kt % ST;
+        mbar_wait(&full[s], (kt / ST) & 1);
+        const uint8_t *As = smem + s * C::STAGE_BYTES, *Bs = As + BM * ROW_BYTES;
+        auto k16_step = [&](int kk) {
+            const uint64_t db = desc(Bs + kk * 32);
+#pragma unroll
+            for (int i = 0; i < WM; i++) {
+                const uint64_t da = desc(As + (cw * WM + i) * 64 * ROW_BYTES + kk * 32);
+                if constexpr (BN == 128) wgmma_n128(acc[i], da, db);
+                else wgmma_n64(acc[i], da, db);
+            }
+        };
+        wg_fence();
+        if (kt < KT - 1 || last_steps == BK / 16) {
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
+        } else {
+            for (int kk = 0; kk < last_steps; kk++) k16_step(kk);
+        }
+        wg_commit();
+        // keep this tile's MMAs in flight; the previous tile's are done: its stage goes back to the producer
+        wg_wait<1>();
+        if (kt > 0 && lane == 0) mbar_arrive(&empty[(kt - 1) % ST]);
+    }
+    wg_wait<0>();
+#pragma unroll
+    for (int i = 0; i < WM; i++)
+#pragma unroll
+        for (int e = 0; e < NACC; e++) reg_fence(acc[i][e]);
+
+    float *__restrict__ out = sg.out + (MODE == 2 ? (int64_t)blockIdx.z * M * N : 0);
+    const int g = lane >> 2, t4 = lane & 3, wr = (warp & 3) * 16;
+#pragma unroll
+    for (int i = 0; i < WM; i++)
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++)
+            store_frag(out, sg.bias, &acc[i][4 * j], m0 + (cw * WM + i) * 64 + wr + g, n0 + 8 * j + 2 * t4, M, N);
+#else
+    __trap(); // launched only on sm_90a (kern_cuda_gemm_bf16_multi checks the device)
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -472,8 +673,80 @@ static void launch_big_tile(gemm_segs g, const __nv_bfloat16 *x, int M, int K, c
 // (bench_kernels "" gemm, one call): 256x4096x1024 (q/k/v of Qwen3-0.6B at 256 sequences, 64 blocks of 128 x 128)
 // 125 TFLOP/s with 64 x 64 tiles against 107; with 64 x 128 tiles wherever 128 x 128 gave fewer blocks than SMs,
 // 512x4096x4096 fell from 242 to 211 and 256x6144x1024 from 157 to 151 (dropped).
+// cuTensorMapEncodeTiled, from the driver at run time (the CUDA runtime's entry-point query).
+static PFN_cuTensorMapEncodeTiled_v12000 tmap_encoder() {
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+    if (!fn) {
+        void *p = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q));
+        KERN_REQUIRE(q == cudaDriverEntryPointSuccess && p, "gemm: the driver has no cuTensorMapEncodeTiled");
+        fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }
+    return fn;
+}
+
+// A 2-D bf16 tensor map of a (rows, K) row-major matrix, box box_rows x 64 (128 bytes: the swizzle span), rows and
+// columns past the matrix read as zeros.
+static void tmap_2d(CUtensorMap *map, const void *base, int rows, int K, int box_rows) {
+    const cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)K * 2};
+    const cuuint32_t box[2] = {(cuuint32_t)wg::BK, (cuuint32_t)box_rows}, estr[2] = {1, 1};
+    const CUresult r = tmap_encoder()(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)base, dims, strides, box, estr,
+                                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    KERN_REQUIRE(r == CUDA_SUCCESS, "gemm: cuTensorMapEncodeTiled failed");
+}
+
+template <int MODE, int NC, int WM, int BN>
+static void launch_wg_tile(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+    using C = wg::cfg<NC, WM, BN>;
+    static bool attr_set = false; // per template instance
+    if (!attr_set) {
+        CUDA_CHECK(
+            cudaFuncSetAttribute(gemm_wg<MODE, NC, WM, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+        attr_set = true;
+    }
+    wg::maps maps;
+    memset(&maps, 0, sizeof maps);
+    tmap_2d(&maps.x, x, M, K, C::BM);
+    for (int i = 0; i < g.n; i++) tmap_2d(&maps.w[i], g.s[i].w, g.s[i].N, K, BN);
+    dim3 grid(set_tiles(g, BN), (M + C::BM - 1) / C::BM, MODE == 2 ? ks.nz : 1);
+    gemm_wg<MODE, NC, WM, BN><<<grid, C::THREADS, C::SMEM, stream>>>(maps, g, M, K, ks.kc, ks.c0);
+    CUDA_CHECK_LAUNCH();
+}
+
+// Whether the current device runs the sm_90a kernels (compute capability 9.0; cached per device).
+static bool have_sm90a() {
+    static signed char known[64];
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev >= 64) return false;
+    if (!known[dev]) {
+        int major = 0, minor = 0;
+        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+        known[dev] = major == 9 && minor == 0 ? 1 : -1;
+    }
+    return known[dev] > 0;
+}
+
+// The wgmma kernel: 256 x 128 tiles where they give every SM a block, else 128 x 128, else 128 x 64.
+template <int MODE>
+static void launch_wg(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+    const int64_t n_sm = kern_sm_count(), z = MODE == 2 ? ks.nz : 1;
+    if ((int64_t)set_tiles(g, 128) * ((M + 255) / 256) * z >= n_sm)
+        launch_wg_tile<MODE, 2, 2, 128>(g, x, M, K, stream, ks);
+    else if ((int64_t)set_tiles(g, 128) * ((M + 127) / 128) * z >= n_sm)
+        launch_wg_tile<MODE, 2, 1, 128>(g, x, M, K, stream, ks);
+    else launch_wg_tile<MODE, 2, 1, 64>(g, x, M, K, stream, ks);
+}
+
 template <int MODE>
 static void launch_big(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+    if (kern_tuning().gemm_wgmma && have_sm90a()) {
+        launch_wg<MODE>(g, x, M, K, stream, ks);
+        return;
+    }
     const int64_t n_sm = kern_sm_count(), z = MODE == 2 ? ks.nz : 1;
     if (2 * set_tiles(g, 128) * ((M + 127) / 128) * z >= n_sm) launch_big_tile<MODE, 128, 128>(g, x, M, K, stream, ks);
     else launch_big_tile<MODE, 64, 64>(g, x, M, K, stream, ks);

@@ -369,13 +369,22 @@ static void test_gemm_batch_invariance(void **state) {
     static const int more[] = {96, 100, 127, 128, 129, 200, 255, 256, 257, 300, 383, 384, 385, 450, 511, 512};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
     int bad = 0;
-    bad += gemm_invariance(1024, 1024, all, 512, 1, KERN_MODE_INVARIANT);
-    bad += gemm_invariance(1000, 528, all, 512, 0, KERN_MODE_INVARIANT); /* N, K not multiples of the tiles */
-    bad += gemm_invariance(3072, 1024, all, 512, 0, KERN_MODE_INVARIANT);
-    bad += gemm_invariance(4096, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT);
-    bad += gemm_invariance(11008, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT); /* M split over blocks */
-    /* N >= 128 * SMs: the decode kernels with 2 and 4 m16 tiles per block (8 warps) */
-    bad += gemm_invariance(20000, 512, sparse, n_sparse, 1, KERN_MODE_INVARIANT);
+    /* M > 64 runs gemm_wg (wgmma, sm_90) by default and gemm_big (mma.sync) with gemm_wgmma = 0: both against the
+     * M = 1 rows of gemm_small */
+    for (int wgmma = 1; wgmma >= 0; wgmma--) {
+        kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
+        t.gemm_wgmma = wgmma;
+        const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
+        printf("  M > 64 kernel: %s\n", wgmma ? "gemm_wg where the device is sm_90, else gemm_big" : "gemm_big");
+        bad += gemm_invariance(1024, 1024, all, 512, 1, KERN_MODE_INVARIANT);
+        bad += gemm_invariance(1000, 528, all, 512, 0, KERN_MODE_INVARIANT); /* N, K not multiples of the tiles */
+        bad += gemm_invariance(3072, 1024, all, 512, 0, KERN_MODE_INVARIANT);
+        bad += gemm_invariance(4096, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT);
+        bad += gemm_invariance(11008, 4096, sparse, n_sparse, 0, KERN_MODE_INVARIANT); /* M split over blocks */
+        /* N >= 128 * SMs: the decode kernels with 2 and 4 m16 tiles per block (8 warps) */
+        bad += gemm_invariance(20000, 512, sparse, n_sparse, 1, KERN_MODE_INVARIANT);
+        kern_cuda_set_tuning(&prev);
+    }
     bad += gemm_invariance(1000, 528, sparse, n_sparse, 1, KERN_MODE_FP32);
     assert_int_equal(bad, 0);
 }

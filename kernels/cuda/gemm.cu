@@ -413,7 +413,7 @@ __global__ void __launch_bounds__(wg::cfg<NC, WM, BN, MINB>::THREADS, MINB)
         for (int j = 0; j < BN / 8; j++)
             store_frag(out, sg.bias, &acc[i][4 * j], m0 + (cw * WM + i) * 64 + wr + g, n0 + 8 * j + 2 * t4, M, N);
 #else
-    __trap(); // launched only on sm_90a (kern_cuda_gemm_bf16_multi checks the device)
+    __trap(); // launched only on sm_90a devices (launch_big checks have_sm90a)
 #endif
 }
 

@@ -1,12 +1,14 @@
-/* Tests for common/: error messages, exact 16-bit float conversions, hashing. */
+/* Tests for common/: error messages, exact 16-bit float conversions, hashing, the BITROLL_* switches. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "common/br.h"
+#include "common/tuning.h"
 
 static void test_fail_message(void **state) {
     (void)state;
@@ -61,6 +63,104 @@ static void test_hash(void **state) {
     assert_true(br_hash64(a, sizeof a, 0) != br_hash64(b, sizeof b, 0));
 }
 
+/* The 0/1 switches of common/tuning.h: variable -> field. */
+static const struct {
+    const char *var;
+    size_t off;
+} tuning_flags[] = {
+    {"BITROLL_CUDA_GRAPHS", offsetof(br_tuning, cuda_graphs)},
+    {"BITROLL_CUDA_PROFILE", offsetof(br_tuning, cuda_profile)},
+    {"BITROLL_PDL", offsetof(br_tuning, pdl)},
+    {"BITROLL_GEMM_SHORT", offsetof(br_tuning, gemm_short)},
+    {"BITROLL_GEMM_ROWPAR_FUSED", offsetof(br_tuning, gemm_rowpar_fused)},
+    {"BITROLL_GEMM_WGMMA", offsetof(br_tuning, gemm_wgmma)},
+    {"BITROLL_SHARE_GPUS", offsetof(br_tuning, share_gpus)},
+    {"BITROLL_NCCL", offsetof(br_tuning, nccl)},
+    {"BITROLL_WEIGHTS_BCAST", offsetof(br_tuning, weights_bcast)},
+};
+
+/* Field by field (the struct has padding bytes). */
+static void tuning_equal(const br_tuning *a, const br_tuning *b) {
+    assert_int_equal(a->cuda_graphs, b->cuda_graphs);
+    assert_int_equal(a->cuda_profile, b->cuda_profile);
+    assert_int_equal(a->pdl, b->pdl);
+    assert_int_equal(a->gemm_short, b->gemm_short);
+    assert_int_equal(a->gemm_rowpar_fused, b->gemm_rowpar_fused);
+    assert_int_equal(a->gemm_wgmma, b->gemm_wgmma);
+    assert_int_equal(a->attn_decode, b->attn_decode);
+    assert_int_equal(a->share_gpus, b->share_gpus);
+    assert_int_equal(a->nccl, b->nccl);
+    assert_int_equal(a->weights_bcast, b->weights_bcast);
+    assert_int_equal(a->inject_failure_rank, b->inject_failure_rank);
+    assert_int_equal(a->inject_kill_after_records, b->inject_kill_after_records);
+    assert_int_equal(a->write_piece_bytes, b->write_piece_bytes);
+    assert_int_equal(a->comm_timeout_s, b->comm_timeout_s);
+    assert_int_equal(a->h5_guard_s, b->h5_guard_s);
+}
+
+static void tuning_unset_all(void) {
+    for (size_t i = 0; i < sizeof tuning_flags / sizeof tuning_flags[0]; i++) unsetenv(tuning_flags[i].var);
+    unsetenv("BITROLL_ATTN_DECODE");
+}
+
+/* Defaults as tuning.h documents them; each 0/1 switch read as 0 and 1 into its own field only; any other value
+ * refused with the variable and the value in the message; the JSON names every switch with its value. */
+static void test_tuning_env(void **state) {
+    (void)state;
+    tuning_unset_all();
+    br_tuning t;
+    assert_int_equal(br_tuning_from_env(&t), BR_OK);
+    assert_int_equal(t.cuda_graphs, 1);
+    assert_int_equal(t.cuda_profile, 0);
+    assert_int_equal(t.pdl, 1);
+    assert_int_equal(t.gemm_short, 1);
+    assert_int_equal(t.gemm_rowpar_fused, 1);
+    assert_int_equal(t.gemm_wgmma, 1);
+    assert_int_equal(t.attn_decode, BR_ATTN_DECODE_AUTO);
+    assert_int_equal(t.share_gpus, 0);
+    assert_int_equal(t.nccl, 1);
+    assert_int_equal(t.weights_bcast, 1);
+    assert_int_equal(t.inject_failure_rank, -1);
+    const br_tuning def = t;
+    for (size_t i = 0; i < sizeof tuning_flags / sizeof tuning_flags[0]; i++) {
+        const char *var = tuning_flags[i].var;
+        for (int v = 0; v <= 1; v++) {
+            setenv(var, v ? "1" : "0", 1);
+            assert_int_equal(br_tuning_from_env(&t), BR_OK);
+            br_tuning want = def;
+            *(int *)((char *)&want + tuning_flags[i].off) = v;
+            tuning_equal(&t, &want);
+        }
+        setenv(var, "yes", 1);
+        br_tuning kept = def;
+        assert_int_equal(br_tuning_from_env(&kept), BR_EINVAL);
+        tuning_equal(&kept, &def); /* *out untouched on error */
+        assert_non_null(strstr(br_last_error(), var));
+        assert_non_null(strstr(br_last_error(), "'yes'"));
+        unsetenv(var);
+    }
+    setenv("BITROLL_ATTN_DECODE", "walk", 1);
+    assert_int_equal(br_tuning_from_env(&t), BR_OK);
+    assert_int_equal(t.attn_decode, BR_ATTN_DECODE_WALK);
+    setenv("BITROLL_ATTN_DECODE", "parallel", 1);
+    assert_int_equal(br_tuning_from_env(&t), BR_OK);
+    assert_int_equal(t.attn_decode, BR_ATTN_DECODE_PARALLEL);
+    setenv("BITROLL_ATTN_DECODE", "fast", 1);
+    assert_int_equal(br_tuning_from_env(&t), BR_EINVAL);
+    assert_non_null(strstr(br_last_error(), "BITROLL_ATTN_DECODE='fast'"));
+    unsetenv("BITROLL_ATTN_DECODE");
+
+    setenv("BITROLL_GEMM_WGMMA", "0", 1);
+    setenv("BITROLL_PDL", "0", 1);
+    assert_int_equal(br_tuning_from_env(&t), BR_OK);
+    char json[1024];
+    br_tuning_json(&t, json, sizeof json);
+    assert_string_equal(json, "{\"cuda_graphs\":1,\"cuda_profile\":0,\"pdl\":0,\"gemm_short\":1,\"gemm_rowpar_fused\":1,"
+                              "\"gemm_wgmma\":0,\"attn_decode\":\"auto\",\"share_gpus\":0,\"nccl\":1,"
+                              "\"weights_bcast\":1,\"inject_failure_rank\":-1}");
+    tuning_unset_all();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fail_message),
@@ -68,6 +168,7 @@ int main(void) {
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_f32_to_f16),
         cmocka_unit_test(test_hash),
+        cmocka_unit_test(test_tuning_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

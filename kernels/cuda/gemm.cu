@@ -592,6 +592,167 @@ __global__ void __launch_bounds__(32 * NW)
     }
 }
 
+// ---- TMA-fed variant of the decode-shaped kernel (kern_cuda_tuning.gemm_small_tma = 1; default 0: NOT YET RUN ON A
+// GPU -- to be measured against gemm_small, then one of them deleted). Same block tile columns (NW warps, one n8 strip
+// each, all MT m16 row tiles) and the same k16 sequence, so the same bits: only the data movement differs. One more
+// warp (the last) streams each 64-k stage's x tile (16*MT rows, rows past M read as zeros) and W tile (8*NW rows) with
+// TMA into a ring of ST stages (128-byte swizzle, mbarriers), instead of every warp issuing 16-byte cp.async copies,
+// its address arithmetic and a block barrier per stage: the consumer warps only wait, ldmatrix and mma. The W tiles
+// of the first stages are requested before griddepcontrol.wait (they do not depend on the previous kernel); x after.
+namespace stma {
+constexpr int BK = 64; // k per stage: one 128-byte swizzle row
+template <int MT, int NW> struct cfg {
+    static constexpr int BM = 16 * MT, BN = 8 * NW, THREADS = 32 * (NW + 1);
+    static constexpr int A_BYTES = BM * 128, STAGE_BYTES = (BM + BN) * 128;
+    static constexpr int ST = 2 * small::cfg<MT, NW>::STAGES; // gemm_small's bytes in flight (its stages are 128 k)
+};
+template <int MT, int NW, int ST> constexpr int smem_bytes() {
+    return ST * cfg<MT, NW>::STAGE_BYTES + 1024 /* alignment */ + 2 * ST * 8 /* mbarriers */;
+}
+// Byte offset of 16-byte chunk c of row r in a tile of 128-byte rows written by TMA with the 128-byte swizzle.
+__device__ __forceinline__ int swz(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
+} // namespace stma
+
+template <int MT, int NW, int ST>
+__global__ void __launch_bounds__(32 * (NW + 1))
+    gemm_small_tma(const __grid_constant__ wg::maps maps, const gemm_segs segs, int M, int K, const kspan ks) {
+    KERN_LAUNCH_DEPENDENTS(); // the next kernel (launched as a dependent) waits for this one's completion itself
+    using C = stma::cfg<MT, NW>;
+    using namespace wg;
+    constexpr int BK = stma::BK, SB = C::STAGE_BYTES;
+    const int kc = ks.kc, c0 = ks.c0;
+    extern __shared__ __align__(16) uint8_t smem_raw[];
+    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    uint64_t *full = (uint64_t *)(smem + ST * SB), *empty = full + ST;
+    int tile = blockIdx.x;
+    const int seg = tile < segs.s[0].tiles ? 0 : (segs.n == 2 || tile < segs.s[0].tiles + segs.s[1].tiles) ? 1 : 2;
+    const gemm_seg sg = pick_seg(segs, tile);
+    float *__restrict__ out = sg.out + (int64_t)blockIdx.z * M * sg.N;
+    const int N = sg.N, n0 = tile * C::BN, tid = threadIdx.x;
+    const int kbeg = (c0 + (int)blockIdx.z) * kc;
+    const int KT = (kc + BK - 1) / BK;
+    const int last_steps = (kc - (KT - 1) * BK) / 16;
+    const int Mv = M < C::BM ? M : C::BM;
+    const int warp = __shfl_sync(0xffffffffu, tid >> 5, 0), lane = tid & 31; // warp-uniform for the compiler
+
+    if (tid == 0) {
+        for (int s = 0; s < ST; s++) {
+            mbar_init(&full[s], 1);
+            mbar_init(&empty[s], NW);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (warp == NW) { // producer (lane 0); the warp then joins the epilogue's barriers
+        if (lane == 0) {
+            const CUtensorMap *wmap = seg == 0 ? &maps.w[0] : seg == 1 ? &maps.w[1] : &maps.w[2];
+            const int pre = KT < ST ? KT : ST;
+            for (int kt = 0; kt < pre; kt++) {
+                mbar_expect_tx(&full[kt], SB);
+                tma_load(smem + kt * SB + C::A_BYTES, wmap, &full[kt], kbeg + kt * BK, n0);
+            }
+            KERN_WAIT_PREREQUISITES();
+            for (int kt = 0; kt < pre; kt++) tma_load(smem + kt * SB, &maps.x, &full[kt], kbeg + kt * BK, 0);
+            for (int kt = ST; kt < KT; kt++) {
+                const int s = kt % ST;
+                mbar_wait(&empty[s], ((kt / ST) - 1) & 1);
+                mbar_expect_tx(&full[s], SB);
+                tma_load(smem + s * SB + C::A_BYTES, wmap, &full[s], kbeg + kt * BK, n0);
+                tma_load(smem + s * SB, &maps.x, &full[s], kbeg + kt * BK, 0);
+            }
+        }
+    } else {
+        KERN_WAIT_PREREQUISITES(); // nothing global is written before the previous kernel completes
+        float acc[MT][4];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][e] = 0.0f;
+        for (int kt = 0; kt < KT; kt++) {
+            const int s = kt % ST;
+            mbar_wait(&full[s], (kt / ST) & 1);
+            const uint8_t *As = smem + s * SB, *Bs = As + C::A_BYTES;
+            // gemm_small's fragments, read from the swizzled rows: the same mma operands
+            auto k16_step = [&](int kk) {
+                uint32_t b[2];
+                {
+                    const int r = warp * 8 + (lane & 7);
+                    ldsm_x2(b, Bs + stma::swz(r, kk * 2 + ((lane >> 3) & 1)));
+                }
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    uint32_t a[4];
+                    const int r = i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
+                    ldsm_x4(a, As + stma::swz(r, kk * 2 + (lane >> 4)));
+                    mma_bf16(acc[i], a, b);
+                }
+            };
+            if (kt < KT - 1 || last_steps == BK / 16) {
+#pragma unroll
+                for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
+            } else {
+                for (int kk = 0; kk < last_steps; kk++) k16_step(kk); // skipped, never padded (see gemm_big)
+            }
+            __syncwarp();
+            if (lane == 0) mbar_arrive(&empty[s]); // this warp's reads of the stage are done
+        }
+        const int g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+        for (int i = 0; i < MT; i++) store_frag(out, sg.bias, acc[i], i * 16 + g, n0 + warp * 8 + 2 * t4, M, N);
+    }
+    if (ks.cnt) { // gemm_small's last-block sum, unchanged (every thread of the block takes part)
+        __shared__ unsigned last;
+        __syncthreads();
+        if (tid == 0) {
+            __threadfence();
+            const unsigned id = blockIdx.x;
+            last = atomicAdd(ks.cnt + id, 1u) == gridDim.z - 1;
+            if (last) ks.cnt[id] = 0;
+        }
+        __syncthreads();
+        if (last) {
+            __threadfence();
+            const int64_t MN = (int64_t)M * N;
+            const float *parts = sg.out;
+            float *fo = ks.fin_out;
+            for (int e = tid; e < Mv * C::BN; e += C::THREADS) {
+                const int r = e / C::BN, n = n0 + e % C::BN;
+                if (n >= N) continue;
+                const int64_t i = (int64_t)r * N + n;
+                float v = __ldcg(parts + i);
+                for (int z = 1; z < (int)gridDim.z; z++) v = __fadd_rn(v, __ldcg(parts + z * MN + i));
+                if (ks.fin_bias) v = __fadd_rn(v, ks.fin_bias[n]);
+                fo[i] = v;
+            }
+        }
+    }
+}
+
+// cuTensorMapEncodeTiled, from the driver at run time (the CUDA runtime's entry-point query).
+static PFN_cuTensorMapEncodeTiled_v12000 tmap_encoder() {
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+    if (!fn) {
+        void *p = nullptr;
+        cudaDriverEntryPointQueryResult q;
+        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q));
+        KERN_REQUIRE(q == cudaDriverEntryPointSuccess && p, "gemm: the driver has no cuTensorMapEncodeTiled");
+        fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
+    }
+    return fn;
+}
+
+// A 2-D bf16 tensor map of a (rows, K) row-major matrix, box box_rows x 64 (128 bytes: the swizzle span), rows and
+// columns past the matrix read as zeros.
+static void tmap_2d(CUtensorMap *map, const void *base, int rows, int K, int box_rows) {
+    const cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)K * 2};
+    const cuuint32_t box[2] = {(cuuint32_t)wg::BK, (cuuint32_t)box_rows}, estr[2] = {1, 1};
+    const CUresult r = tmap_encoder()(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)base, dims, strides, box, estr,
+                                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    KERN_REQUIRE(r == CUDA_SUCCESS, "gemm: cuTensorMapEncodeTiled failed");
+}
+
 // Sets each segment's tile count for block width bn; returns the total.
 static int set_tiles(gemm_segs &g, int bn) {
     int t = 0;
@@ -616,10 +777,38 @@ static void launch_small_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, c
     kern_launch_pdl(gemm_small<MT, NW, ST>, dim3(tiles, 1, ks.nz), dim3(C::THREADS), SMEM, stream, g, x, M, K, ks);
 }
 
+template <int MT, int NW, int ST>
+static void launch_small_tma_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+    using C = stma::cfg<MT, NW>;
+    constexpr int SMEM = stma::smem_bytes<MT, NW, ST>();
+    static bool attr_set = false; // per template instance
+    if (!attr_set) {
+        CUDA_CHECK(
+            cudaFuncSetAttribute(gemm_small_tma<MT, NW, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+        attr_set = true;
+    }
+    wg::maps maps;
+    memset(&maps, 0, sizeof maps);
+    tmap_2d(&maps.x, x, M, K, C::BM);
+    for (int i = 0; i < g.n; i++) tmap_2d(&maps.w[i], g.s[i].w, g.s[i].N, K, C::BN);
+    const int tiles = set_tiles(g, C::BN);
+    kern_launch_pdl(gemm_small_tma<MT, NW, ST>, dim3(tiles, 1, ks.nz), dim3(C::THREADS), SMEM, stream, maps, g, M, K,
+                    ks);
+}
+
 // The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (kern_cuda_tuning.gemm_short
-// = 0: always the default, for comparison).
+// = 0: always the default, for comparison); with gemm_small_tma the TMA-fed kernel (stages of 64 k: twice as many).
 template <int MT, int NW>
 static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
+    if (kern_tuning().gemm_small_tma) {
+        constexpr int SHORT2 = 2 * small::SHORT, ST = stma::cfg<MT, NW>::ST;
+        const int KT64 = (ks.kc + stma::BK - 1) / stma::BK;
+        if (kern_tuning().gemm_short && SHORT2 < ST && KT64 <= SHORT2 - 1)
+            launch_small_tma_st<MT, NW, SHORT2>(g, x, M, K, stream, ks);
+        else
+            launch_small_tma_st<MT, NW, ST>(g, x, M, K, stream, ks);
+        return;
+    }
     const int KT = (ks.kc + small::BK - 1) / small::BK;
     if (kern_tuning().gemm_short && small::SHORT < small::cfg<MT, NW>::STAGES && KT <= small::SHORT - 1)
         launch_small_st<MT, NW, small::SHORT>(g, x, M, K, stream, ks);
@@ -674,30 +863,6 @@ static void launch_big_tile(gemm_segs g, const __nv_bfloat16 *x, int M, int K, c
 // (bench_kernels "" gemm, one call): 256x4096x1024 (q/k/v of Qwen3-0.6B at 256 sequences, 64 blocks of 128 x 128)
 // 125 TFLOP/s with 64 x 64 tiles against 107; with 64 x 128 tiles wherever 128 x 128 gave fewer blocks than SMs,
 // 512x4096x4096 fell from 242 to 211 and 256x6144x1024 from 157 to 151 (dropped).
-// cuTensorMapEncodeTiled, from the driver at run time (the CUDA runtime's entry-point query).
-static PFN_cuTensorMapEncodeTiled_v12000 tmap_encoder() {
-    static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-    if (!fn) {
-        void *p = nullptr;
-        cudaDriverEntryPointQueryResult q;
-        CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q));
-        KERN_REQUIRE(q == cudaDriverEntryPointSuccess && p, "gemm: the driver has no cuTensorMapEncodeTiled");
-        fn = (PFN_cuTensorMapEncodeTiled_v12000)p;
-    }
-    return fn;
-}
-
-// A 2-D bf16 tensor map of a (rows, K) row-major matrix, box box_rows x 64 (128 bytes: the swizzle span), rows and
-// columns past the matrix read as zeros.
-static void tmap_2d(CUtensorMap *map, const void *base, int rows, int K, int box_rows) {
-    const cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)K * 2};
-    const cuuint32_t box[2] = {(cuuint32_t)wg::BK, (cuuint32_t)box_rows}, estr[2] = {1, 1};
-    const CUresult r = tmap_encoder()(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)base, dims, strides, box, estr,
-                                      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-    KERN_REQUIRE(r == CUDA_SUCCESS, "gemm: cuTensorMapEncodeTiled failed");
-}
-
 template <int MODE, int NC, int WM, int BN, int MINB>
 static void launch_wg_tile(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
     using C = wg::cfg<NC, WM, BN, MINB>;

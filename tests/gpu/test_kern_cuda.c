@@ -370,12 +370,16 @@ static void test_gemm_batch_invariance(void **state) {
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
     int bad = 0;
     /* M > 64 runs gemm_wg (wgmma, sm_90) by default and gemm_big (mma.sync) with gemm_wgmma = 0: both against the
-     * M = 1 rows of gemm_small */
-    for (int wgmma = 1; wgmma >= 0; wgmma--) {
+     * M = 1 rows of gemm_small; then M <= 64 on the TMA-fed gemm_small_tma (gemm_small_tma = 1) against gemm_wg's rows,
+     * which the first pass ties to gemm_small's */
+    for (int pass = 0; pass < 3; pass++) {
+        const int wgmma = pass != 1, small_tma = pass == 2;
         kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
         t.gemm_wgmma = wgmma;
+        t.gemm_small_tma = small_tma;
         const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
-        printf("  M > 64 kernel: %s\n", wgmma ? "gemm_wg where the device is sm_90, else gemm_big" : "gemm_big");
+        printf("  M <= 64 kernel: %s; M > 64 kernel: %s\n", small_tma ? "gemm_small_tma" : "gemm_small",
+               wgmma ? "gemm_wg where the device is sm_90, else gemm_big" : "gemm_big");
         bad += gemm_invariance(1024, 1024, all, 512, 1, KERN_MODE_INVARIANT);
         bad += gemm_invariance(1000, 528, all, 512, 0, KERN_MODE_INVARIANT); /* N, K not multiples of the tiles */
         bad += gemm_invariance(3072, 1024, all, 512, 0, KERN_MODE_INVARIANT);
@@ -608,10 +612,17 @@ static void test_gemm_rowpar(void **state) {
     static const int more[] = {100, 128, 129, 255, 256, 300};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
     int bad = 0;
-    bad += rowpar_case(1024, 2048, 8, all, 512, 0);      /* o_proj of Qwen3-0.6B: chunks of 256 (4 k tiles) */
-    bad += rowpar_case(1000, 384, 8, sparse, n_sparse, 1); /* chunks of 48: inside a k tile (partials at any M) */
-    bad += rowpar_case(520, 3072, 4, sparse, n_sparse, 1); /* chunks of 768, N not a multiple of the tiles */
-    bad += rowpar_case(64, 1024, 1, sparse, n_sparse, 0);  /* C = 1: the plain GEMM */
+    for (int small_tma = 0; small_tma <= 1; small_tma++) { /* M <= 64: gemm_small, then gemm_small_tma */
+        kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
+        t.gemm_small_tma = small_tma;
+        const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
+        printf("  M <= 64 kernel: %s\n", small_tma ? "gemm_small_tma" : "gemm_small");
+        bad += rowpar_case(1024, 2048, 8, all, 512, 0);      /* o_proj of Qwen3-0.6B: chunks of 256 (4 k tiles) */
+        bad += rowpar_case(1000, 384, 8, sparse, n_sparse, 1); /* chunks of 48: inside a k tile (partials at any M) */
+        bad += rowpar_case(520, 3072, 4, sparse, n_sparse, 1); /* chunks of 768, N not a multiple of the tiles */
+        bad += rowpar_case(64, 1024, 1, sparse, n_sparse, 0);  /* C = 1: the plain GEMM */
+        kern_cuda_set_tuning(&prev);
+    }
     assert_int_equal(bad, 0);
 }
 

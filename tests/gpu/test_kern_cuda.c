@@ -360,9 +360,7 @@ static int gemm_invariance(int N, int K, const int *Ms, int nM, int use_bias, ke
     return bad_m;
 }
 
-static void test_gemm_batch_invariance(void **state) {
-    (void)state;
-    if (!have_gpu()) skip();
+static void gemm_batch_invariance_run(int small_tma_only) {
     int all[512], sparse[128], n_sparse = 0;
     for (int m = 1; m <= 512; m++) all[m - 1] = m;
     for (int m = 1; m <= 80; m++) sparse[n_sparse++] = m;
@@ -370,9 +368,9 @@ static void test_gemm_batch_invariance(void **state) {
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
     int bad = 0;
     /* M > 64 runs gemm_wg (wgmma, sm_90) by default and gemm_big (mma.sync) with gemm_wgmma = 0: both against the
-     * M = 1 rows of gemm_small; then M <= 64 on the TMA-fed gemm_small_tma (gemm_small_tma = 1) against gemm_wg's rows,
-     * which the first pass ties to gemm_small's */
-    for (int pass = 0; pass < 3; pass++) {
+     * M = 1 rows of gemm_small (small_tma_only: M <= 64 on gemm_small_tma against gemm_wg's rows, which the default
+     * pass ties to gemm_small's) */
+    for (int pass = small_tma_only ? 2 : 0; pass < (small_tma_only ? 3 : 2); pass++) {
         const int wgmma = pass != 1, small_tma = pass == 2;
         kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
         t.gemm_wgmma = wgmma;
@@ -389,8 +387,14 @@ static void test_gemm_batch_invariance(void **state) {
         bad += gemm_invariance(20000, 512, sparse, n_sparse, 1, KERN_MODE_INVARIANT);
         kern_cuda_set_tuning(&prev);
     }
-    bad += gemm_invariance(1000, 528, sparse, n_sparse, 1, KERN_MODE_FP32);
+    if (!small_tma_only) bad += gemm_invariance(1000, 528, sparse, n_sparse, 1, KERN_MODE_FP32);
     assert_int_equal(bad, 0);
+}
+
+static void test_gemm_batch_invariance(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    gemm_batch_invariance_run(0);
 }
 
 /* ---- fp32-mode row-parallel chunks in one launch (kern_cuda_gemm_f32_chunks) */
@@ -603,27 +607,39 @@ static int rowpar_case(int N, int K, int C, const int *Ms, int nM, int use_bias)
     return bad;
 }
 
-static void test_gemm_rowpar(void **state) {
-    (void)state;
-    if (!have_gpu()) skip();
+static void gemm_rowpar_run(int small_tma) {
     int all[512], sparse[128], n_sparse = 0;
     for (int m = 1; m <= 512; m++) all[m - 1] = m;
     for (int m = 1; m <= 70; m++) sparse[n_sparse++] = m;
     static const int more[] = {100, 128, 129, 255, 256, 300};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
     int bad = 0;
-    for (int small_tma = 0; small_tma <= 1; small_tma++) { /* M <= 64: gemm_small, then gemm_small_tma */
-        kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
-        t.gemm_small_tma = small_tma;
-        const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
-        printf("  M <= 64 kernel: %s\n", small_tma ? "gemm_small_tma" : "gemm_small");
-        bad += rowpar_case(1024, 2048, 8, all, 512, 0);      /* o_proj of Qwen3-0.6B: chunks of 256 (4 k tiles) */
-        bad += rowpar_case(1000, 384, 8, sparse, n_sparse, 1); /* chunks of 48: inside a k tile (partials at any M) */
-        bad += rowpar_case(520, 3072, 4, sparse, n_sparse, 1); /* chunks of 768, N not a multiple of the tiles */
-        bad += rowpar_case(64, 1024, 1, sparse, n_sparse, 0);  /* C = 1: the plain GEMM */
-        kern_cuda_set_tuning(&prev);
-    }
+    kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
+    t.gemm_small_tma = small_tma;
+    const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
+    printf("  M <= 64 kernel: %s\n", small_tma ? "gemm_small_tma" : "gemm_small");
+    bad += rowpar_case(1024, 2048, 8, all, 512, 0);      /* o_proj of Qwen3-0.6B: chunks of 256 (4 k tiles) */
+    bad += rowpar_case(1000, 384, 8, sparse, n_sparse, 1); /* chunks of 48: inside a k tile (partials at any M) */
+    bad += rowpar_case(520, 3072, 4, sparse, n_sparse, 1); /* chunks of 768, N not a multiple of the tiles */
+    bad += rowpar_case(64, 1024, 1, sparse, n_sparse, 0);  /* C = 1: the plain GEMM */
+    kern_cuda_set_tuning(&prev);
     assert_int_equal(bad, 0);
+}
+
+static void test_gemm_rowpar(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    gemm_rowpar_run(0);
+}
+
+/* The TMA-fed decode kernel (kern_cuda_tuning.gemm_small_tma, default off; added in the tenth session without a GPU
+ * to run it): its rows must be the bits of the default kernels' -- row invariance against gemm_wg's M > 64 rows, and
+ * the row-parallel GEMM (partials, the fused last-block sum at M <= 16, TP splits). */
+static void test_gemm_small_tma(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    gemm_batch_invariance_run(1);
+    gemm_rowpar_run(1);
 }
 
 /* ---- Norms and element-wise kernels */
@@ -1634,7 +1650,8 @@ int main(void) {
         cmocka_unit_test(test_gemm_vs_cpu),  cmocka_unit_test(test_gemm_f32_weights),
         cmocka_unit_test(test_gemm_f32_small), cmocka_unit_test(test_gemm_f32_tiled),
         cmocka_unit_test(test_gemm_f32_invariance), cmocka_unit_test(test_gemm_f32_chunks),
-        cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar),
+        cmocka_unit_test(test_gemm_small_tma), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
         cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_kv_write_bf16),

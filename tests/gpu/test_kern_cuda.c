@@ -642,6 +642,48 @@ static void test_gemm_small_tma(void **state) {
     gemm_rowpar_run(1);
 }
 
+/* ---- The fp32 mode's norm (kern_cuda_cpuo_norm) == the CPU's kern_cpu_add + kern_cpu_rmsnorm / kern_cpu_layernorm bit
+ * for bit: RMS and LayerNorm, with a residual (x += y, checked too) and without, out aliasing x (no residual), rows of
+ * 64 .. 15,000 (past 48 KB of shared memory: the raised limit), 1 / 5 / 64 rows. */
+static void test_cpuo_norm(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int Ds[] = {64, 128, 1000, 1024, 4096, 15000}, Ms[] = {1, 5, 64};
+    int bad = 0, cases = 0;
+    for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
+        for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+            for (int kind = 0; kind < 2; kind++)    /* RMS, LayerNorm */
+                for (int resid = 0; resid < 3; resid++) { /* none, none with out == x, x += y */
+                    const int D = Ds[di], M = Ms[mi];
+                    const size_t n = (size_t)M * D;
+                    float *x = rand_f32(n, 3.0f), *y = rand_f32(n, 1.0f), *w = rand_f32(D, 1.0f),
+                          *b = rand_f32(D, 0.5f), *ref = malloc(n * 4);
+                    assert_non_null(ref);
+                    void *dx = dev_copy(x, n * 4), *dy = dev_copy(y, n * 4), *dw = dev_copy(w, D * 4),
+                         *db = dev_copy(b, D * 4);
+                    float *dout = resid == 1 ? (float *)dx : dev_poison(n * 4);
+                    if (resid == 2) kern_cpu_add(x, y, (int64_t)n);
+                    if (kind == 0) kern_cpu_rmsnorm(ref, x, w, M, D, 1e-6f);
+                    else kern_cpu_layernorm(ref, x, w, b, M, D, 1e-5f);
+                    kern_cuda_cpuo_norm(dout, dx, resid == 2 ? dy : NULL, dw, kind ? db : NULL, M, D,
+                                        kind ? 1e-5f : 1e-6f, NULL);
+                    float *got = host_of(dout, n), *gx = host_of(dx, n);
+                    char what[96];
+                    snprintf(what, sizeof what, "cpuo_norm %s D=%d M=%d %s", kind ? "layer" : "rms", D, M,
+                             resid == 2 ? "x += y" : resid == 1 ? "out == x" : "");
+                    int d = check_same(what, got, ref, n);
+                    if (resid == 2) d += check_same("cpuo_norm x += y", gx, x, n);
+                    if (d) printf("  %s: DIFFERENT\n", what);
+                    bad += d != 0;
+                    cases++;
+                    if (resid != 1) kern_cuda_free(dout);
+                    kern_cuda_free(dx), kern_cuda_free(dy), kern_cuda_free(dw), kern_cuda_free(db);
+                    free(x), free(y), free(w), free(b), free(ref), free(got), free(gx);
+                }
+    printf("  cpuo_norm vs kern_cpu_rmsnorm / kern_cpu_layernorm: %d cases, %d not bitwise equal\n", cases, bad);
+    assert_int_equal(bad, 0);
+}
+
 /* ---- Norms and element-wise kernels */
 
 static void test_norms(void **state) {
@@ -1651,7 +1693,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_f32_small), cmocka_unit_test(test_gemm_f32_tiled),
         cmocka_unit_test(test_gemm_f32_invariance), cmocka_unit_test(test_gemm_f32_chunks),
         cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar),
-        cmocka_unit_test(test_gemm_small_tma), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_gemm_small_tma), cmocka_unit_test(test_cpuo_norm), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
         cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_kv_write_bf16),

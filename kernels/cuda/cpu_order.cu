@@ -101,7 +101,10 @@ extern "C" void kern_cuda_cpuo_norm(float *out, float *x, const float *y, const 
     CUDA_CHECK_LAUNCH();
 }
 
-// ---- attention: one block of ATT_THREADS per (row, head).
+// ---- attention: one block of ATT_THREADS per (row, head). Each chunk's keys are first copied into shared memory by
+// the block (coalesced, rows padded to hd + 1 floats: the 32 scoring threads read 32 different banks); thread j then
+// runs key j's 8-lane dot from there -- the values and operations of reading the key from global memory (the kernel
+// before the tenth session), so the same bits.
 #define ATT_THREADS 128
 #define ATT_MAX_HD 512 // KERN_CPU_MAX_HD
 #define ATT_PER_THREAD (ATT_MAX_HD / ATT_THREADS)
@@ -114,6 +117,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     __shared__ float s[KERN_ATTN_CHUNK], p[KERN_ATTN_CHUNK];
     __shared__ int64_t base[KERN_ATTN_CHUNK]; // element offset of key j's (slot, kv head) row
     __shared__ float sh_mnew, sh_alpha, sh_l;
+    extern __shared__ float ks[]; // (KERN_ATTN_CHUNK, hd + 1): the chunk's keys
+    const int kst = hd + 1;
     const int m = blockIdx.x / n_heads, h = blockIdx.x % n_heads, t = threadIdx.x;
     const int kvh = h / (n_heads / n_kv);
     const int32_t *pt = pages + pt_off[m];
@@ -126,14 +131,30 @@ __global__ void __launch_bounds__(ATT_THREADS)
     __syncthreads();
     for (int c0 = 0; c0 < n_keys; c0 += KERN_ATTN_CHUNK) {
         const int len = min(KERN_ATTN_CHUNK, n_keys - c0);
-        if (t < len) { // score of key c0 + t: the 8-lane dot, then * scale
+        if (t < len) {
             const int key = c0 + t;
             const int64_t slot = (int64_t)pt[key / page_size] * page_size + key % page_size;
-            const int64_t off = (slot * n_kv + kvh) * hd;
-            base[t] = off;
-            const float *kr = kc + off;
+            base[t] = (slot * n_kv + kvh) * hd;
+        }
+        __syncthreads();
+        for (int e = t; e < len * hd; e += ATT_THREADS) { // the chunk's keys, row by row
+            const int j = e / hd, d = e - j * hd;
+            ks[j * kst + d] = kc[base[j] + d];
+        }
+        __syncthreads();
+        if (t < len) { // score of key c0 + t: the 8-lane dot, then * scale
+            const float *kr = ks + t * kst;
+            // lane u = d & 7 adds its products in ascending d: eight at a time, then the last partial group (constant
+            // indices keep ln in registers)
             float ln[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int d = 0; d < hd; d++) ln[d & 7] = __fadd_rn(ln[d & 7], __fmul_rn(qs[d], kr[d]));
+            const int hd8 = hd & ~7;
+            for (int d = 0; d < hd8; d += 8) {
+#pragma unroll
+                for (int u = 0; u < 8; u++) ln[u] = __fadd_rn(ln[u], __fmul_rn(qs[d + u], kr[d + u]));
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++)
+                if (hd8 + u < hd) ln[u] = __fadd_rn(ln[u], __fmul_rn(qs[hd8 + u], kr[hd8 + u]));
             s[t] = __fmul_rn(combine8(ln), scale);
         }
         __syncthreads();
@@ -181,8 +202,14 @@ extern "C" void kern_cuda_cpuo_attention(float *out, const float *q, const float
     KERN_REQUIRE(hd > 0 && hd <= ATT_MAX_HD && n_kv > 0 && n_heads % n_kv == 0 && page_size > 0,
                  "cpuo_attention: bad shape");
     if (M == 0) return;
-    cpuo_attn_kernel<<<M * n_heads, ATT_THREADS, 0, stream>>>(out, q, k_cache, v_cache, pages, pt_off, pos, n_heads,
-                                                               n_kv, hd, page_size, scale);
+    const size_t smem = sizeof(float) * KERN_ATTN_CHUNK * (size_t)(hd + 1); // 65.7 KB at hd 512
+    static size_t attr_bytes = 48 * 1024;                                 // the default limit
+    if (smem > attr_bytes) {
+        CUDA_CHECK(cudaFuncSetAttribute(cpuo_attn_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        attr_bytes = smem;
+    }
+    cpuo_attn_kernel<<<M * n_heads, ATT_THREADS, smem, stream>>>(out, q, k_cache, v_cache, pages, pt_off, pos, n_heads,
+                                                                  n_kv, hd, page_size, scale);
     CUDA_CHECK_LAUNCH();
 }
 

@@ -877,6 +877,8 @@ static void attn_case_free(attn_case *a) { free(a->pages), free(a->q), free(a->k
 static long attn_bf16_mismatch;
 /* 1: attn_gpu_run and splitkv_gpu_run use a bf16 KV cache and the _bf16 entry points (test_attention_bf16_cache). */
 static int attn_kv_bf16;
+/* 1: attn_gpu_run's f32 calls (chunk >= 0) attend with the fp32 mode's kern_cuda_cpuo_attention (test_cpuo_attention). */
+static int attn_cpuo;
 
 /* Runs all tokens through the GPU in calls built round-robin: each call takes the next `chunk` tokens of every
  * unfinished sequence (so calls mix sequences); chunk 0 = decode (one token per sequence per call, decode kernel);
@@ -955,7 +957,9 @@ static float *attn_gpu_run(const attn_case *a, int chunk) {
             else kern_cuda_attn_decode_bf16(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
         } else {
             kern_cuda_kv_write(dk, dv, bk, bv, dpages, dpt, dpos, M, c.page_size, c.n_kv, c.hd, NULL);
-            if (chunk) kern_cuda_attn_prefill(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
+            if (attn_cpuo) kern_cuda_cpuo_attention(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd,
+                                                    c.page_size, scale, NULL);
+            else if (chunk) kern_cuda_attn_prefill(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
             else kern_cuda_attn_decode(bo, bq, dk, dv, dpages, dpt, dpos, M, c.n_heads, c.n_kv, c.hd, c.page_size, scale, NULL);
         }
         float *ho = host_of(bo, M * qrow);
@@ -1056,6 +1060,40 @@ static void test_attention(void **state) {
     }
     printf("  attn decode fused: %ld bf16 outputs differ from the cast of the f32 output\n", attn_bf16_mismatch);
     assert_int_equal(attn_bf16_mismatch, 0);
+    assert_int_equal(bad, 0);
+}
+
+/* The fp32 mode's attention (kern_cuda_cpuo_attention) == kern_cpu_attention bit for bit (memcmp): calls of one row
+ * per sequence (decode) and of up to 256 (prefill) mixing 5 sequences of 1 .. 513 keys over shuffled pages; G = 1 .. 8,
+ * hd 32 .. 256. */
+static void test_cpuo_attention(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {4, 4, 32, 64}, {32, 4, 256, 16}, {4, 2, 32, 48},
+                                    {16, 2, 128, 16}};
+    static const int lens[] = {300, 77, 1, 513, 33}, chunks[] = {0, 256};
+    int bad = 0;
+    attn_cpuo = 1;
+    for (size_t ci = 0; ci < sizeof cfgs / sizeof cfgs[0]; ci++) {
+        const attn_cfg c = cfgs[ci];
+        attn_case a;
+        attn_case_init(&a, c, lens, 5);
+        const size_t n = (size_t)a.total * c.n_heads * c.hd;
+        float *ref = attn_cpu_run(&a);
+        for (int k = 0; k < 2; k++) {
+            float *got = attn_gpu_run(&a, chunks[k]);
+            char what[96];
+            snprintf(what, sizeof what, "cpuo attention H=%d KV=%d hd=%d page=%d, %s", c.n_heads, c.n_kv, c.hd,
+                     c.page_size, chunks[k] ? "prefill calls" : "decode calls");
+            const int d = check_same(what, got, ref, n);
+            printf("  %-66s %s\n", what, d ? "DIFFERENT" : "bitwise equal to kern_cpu_attention");
+            bad += d;
+            free(got);
+        }
+        free(ref);
+        attn_case_free(&a);
+    }
+    attn_cpuo = 0;
     assert_int_equal(bad, 0);
 }
 
@@ -1694,7 +1732,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_f32_invariance), cmocka_unit_test(test_gemm_f32_chunks),
         cmocka_unit_test(test_gemm_batch_invariance), cmocka_unit_test(test_gemm_rowpar),
         cmocka_unit_test(test_gemm_small_tma), cmocka_unit_test(test_cpuo_norm), cmocka_unit_test(test_norms),
-        cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention), cmocka_unit_test(test_cpuo_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
         cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_kv_write_bf16),
         cmocka_unit_test(test_attention_bf16_cache), cmocka_unit_test(test_vocab),

@@ -449,12 +449,43 @@ struct kspan {
     unsigned *cnt;
 };
 
+// gemm_small's and gemm_small_tma's last-block sum (ks.cnt set): after storing its partial, each block counts itself in
+// cnt[tile] (after a fence); the last of the tile's nz blocks sums the nz partials in chunk order, ((P_0 + P_1) + ...)
+// + P_{nz-1} (+ bias), exactly chunk_seq_kernel's adds, into fin_out, and sets the counter back to 0. Every thread of
+// the block calls it (nthreads of them, index tid); Mv real rows, BN columns from n0.
+__device__ __forceinline__ void last_block_sum(const kspan &ks, const gemm_seg &sg, int M, int Mv, int n0, int BN,
+                                               int tid, int nthreads) {
+    __shared__ unsigned last;
+    __syncthreads(); // every thread's partial is stored
+    if (tid == 0) {
+        __threadfence(); // ... and visible to the other blocks before they can count this one
+        const unsigned id = blockIdx.x;
+        last = atomicAdd(ks.cnt + id, 1u) == gridDim.z - 1;
+        if (last) ks.cnt[id] = 0; // every block of the tile has counted: ready for the next call
+    }
+    __syncthreads();
+    if (last) {
+        __threadfence();
+        const int N = sg.N;
+        const int64_t MN = (int64_t)M * N;
+        const float *parts = sg.out;
+        float *fo = ks.fin_out;
+        for (int e = tid; e < Mv * BN; e += nthreads) {
+            const int r = e / BN, n = n0 + e % BN;
+            if (n >= N) continue;
+            const int64_t i = (int64_t)r * N + n;
+            float v = __ldcg(parts + i);
+            for (int z = 1; z < (int)gridDim.z; z++) v = __fadd_rn(v, __ldcg(parts + z * MN + i));
+            if (ks.fin_bias) v = __fadd_rn(v, ks.fin_bias[n]);
+            fo[i] = v;
+        }
+    }
+}
+
 // k span as gemm_big's MODE 0 / 2: block z computes columns [(c0+z)*kc, (c0+z+1)*kc) of K into out + z*M*N
 // (kc = K, c0 = 0 and one z for a plain GEMM).
-// With ks.cnt: after storing its partial, each block counts itself in cnt[tile] (after a fence); the last of the
-// tile's nz blocks sums the nz partials in chunk order, ((P_0 + P_1) + ...) + P_{nz-1} (+ bias), exactly
-// chunk_seq_kernel's adds, into fin_out, and sets the counter back to 0. Which block comes last varies, the order
-// of the sum does not: one launch fewer per decode-sized row-parallel GEMM, the same bits.
+// With ks.cnt: last_block_sum. Which block comes last varies, the order of the sum does not: one launch fewer per
+// decode-sized row-parallel GEMM, the same bits.
 template <int MT, int NW, int STAGES>
 __global__ void __launch_bounds__(32 * NW)
     gemm_small(const gemm_segs segs, const __nv_bfloat16 *__restrict__ x, int M, int K, const kspan ks) {
@@ -564,32 +595,7 @@ __global__ void __launch_bounds__(32 * NW)
 #pragma unroll
     for (int i = 0; i < MT; i++)
         store_frag(out, bias, acc[i], i * 16 + g, n0 + warp * 8 + 2 * t4, M, N);
-    if (ks.cnt) {
-        __shared__ unsigned last;
-        __syncthreads(); // every thread's partial is stored
-        if (tid == 0) {
-            __threadfence(); // ... and visible to the other blocks before they can count this one
-            const unsigned id = blockIdx.x;
-            last = atomicAdd(ks.cnt + id, 1u) == gridDim.z - 1;
-            if (last) ks.cnt[id] = 0; // every block of the tile has counted: ready for the next call
-        }
-        __syncthreads();
-        if (last) {
-            __threadfence();
-            const int64_t MN = (int64_t)M * N;
-            const float *parts = sg.out;
-            float *fo = ks.fin_out;
-            for (int e = tid; e < Mv * C::BN; e += C::THREADS) {
-                const int r = e / C::BN, n = n0 + e % C::BN;
-                if (n >= N) continue;
-                const int64_t i = (int64_t)r * N + n;
-                float v = __ldcg(parts + i);
-                for (int z = 1; z < (int)gridDim.z; z++) v = __fadd_rn(v, __ldcg(parts + z * MN + i));
-                if (ks.fin_bias) v = __fadd_rn(v, ks.fin_bias[n]);
-                fo[i] = v;
-            }
-        }
-    }
+    if (ks.cnt) last_block_sum(ks, sg, M, Mv, n0, C::BN, tid, C::THREADS);
 }
 
 // ---- TMA-fed variant of the decode-shaped kernel (kern_cuda_tuning.gemm_small_tma = 1; default 0: NOT YET RUN ON A
@@ -701,32 +707,7 @@ __global__ void __launch_bounds__(32 * (NW + 1))
 #pragma unroll
         for (int i = 0; i < MT; i++) store_frag(out, sg.bias, acc[i], i * 16 + g, n0 + warp * 8 + 2 * t4, M, N);
     }
-    if (ks.cnt) { // gemm_small's last-block sum, unchanged (every thread of the block takes part)
-        __shared__ unsigned last;
-        __syncthreads();
-        if (tid == 0) {
-            __threadfence();
-            const unsigned id = blockIdx.x;
-            last = atomicAdd(ks.cnt + id, 1u) == gridDim.z - 1;
-            if (last) ks.cnt[id] = 0;
-        }
-        __syncthreads();
-        if (last) {
-            __threadfence();
-            const int64_t MN = (int64_t)M * N;
-            const float *parts = sg.out;
-            float *fo = ks.fin_out;
-            for (int e = tid; e < Mv * C::BN; e += C::THREADS) {
-                const int r = e / C::BN, n = n0 + e % C::BN;
-                if (n >= N) continue;
-                const int64_t i = (int64_t)r * N + n;
-                float v = __ldcg(parts + i);
-                for (int z = 1; z < (int)gridDim.z; z++) v = __fadd_rn(v, __ldcg(parts + z * MN + i));
-                if (ks.fin_bias) v = __fadd_rn(v, ks.fin_bias[n]);
-                fo[i] = v;
-            }
-        }
-    }
+    if (ks.cnt) last_block_sum(ks, sg, M, Mv, n0, C::BN, tid, C::THREADS);
 }
 
 // cuTensorMapEncodeTiled, from the driver at run time (the CUDA runtime's entry-point query).

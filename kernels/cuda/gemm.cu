@@ -668,6 +668,7 @@ __global__ void __launch_bounds__(32 * (NW + 1))
                 tma_load(smem + s * SB, &maps.x, &full[s], kbeg + kt * BK, 0);
             }
         }
+        KERN_WAIT_PREREQUISITES(); // every lane, before last_block_sum's global reads and writes
     } else {
         KERN_WAIT_PREREQUISITES(); // nothing global is written before the previous kernel completes
         float acc[MT][4];

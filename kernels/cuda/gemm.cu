@@ -84,12 +84,20 @@ struct gemm_segs {
     gemm_seg s[3];
     int n;
 };
-__device__ __forceinline__ gemm_seg pick_seg(const gemm_segs &g, int &tile) {
+// The segment of grid column `tile` (tile becomes its index within the segment; *idx, when given, the segment's).
+__device__ __forceinline__ gemm_seg pick_seg(const gemm_segs &g, int &tile, int *idx = nullptr) {
     // constant indices only: the kernel parameter stays in the constant bank (no local-memory copy)
-    if (g.n == 1 || tile < g.s[0].tiles) return g.s[0];
+    if (g.n == 1 || tile < g.s[0].tiles) {
+        if (idx) *idx = 0;
+        return g.s[0];
+    }
     tile -= g.s[0].tiles;
-    if (g.n == 2 || tile < g.s[1].tiles) return g.s[1];
+    if (g.n == 2 || tile < g.s[1].tiles) {
+        if (idx) *idx = 1;
+        return g.s[1];
+    }
     tile -= g.s[1].tiles;
+    if (idx) *idx = 2;
     return g.s[2];
 }
 
@@ -333,8 +341,8 @@ __global__ void __launch_bounds__(wg::cfg<NC, WM, BN, MINB>::THREADS, MINB)
     uint64_t *full = (uint64_t *)(smem + ST * C::STAGE_BYTES), *empty = full + ST;
 
     int tile = blockIdx.x;
-    const int seg = tile < segs.s[0].tiles ? 0 : (segs.n == 2 || tile < segs.s[0].tiles + segs.s[1].tiles) ? 1 : 2;
-    const gemm_seg sg = pick_seg(segs, tile);
+    int seg = 0;
+    const gemm_seg sg = pick_seg(segs, tile, &seg);
     const int N = sg.N, m0 = blockIdx.y * BM, n0 = tile * BN;
     const int kbeg = MODE == 2 ? (c0 + (int)blockIdx.z) * kc : 0, klen = MODE == 2 ? kc : K;
     const int KT = (klen + BK - 1) / BK;
@@ -631,8 +639,8 @@ __global__ void __launch_bounds__(32 * (NW + 1))
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint64_t *full = (uint64_t *)(smem + ST * SB), *empty = full + ST;
     int tile = blockIdx.x;
-    const int seg = tile < segs.s[0].tiles ? 0 : (segs.n == 2 || tile < segs.s[0].tiles + segs.s[1].tiles) ? 1 : 2;
-    const gemm_seg sg = pick_seg(segs, tile);
+    int seg = 0;
+    const gemm_seg sg = pick_seg(segs, tile, &seg);
     float *__restrict__ out = sg.out + (int64_t)blockIdx.z * M * sg.N;
     const int N = sg.N, n0 = tile * C::BN, tid = threadIdx.x;
     const int kbeg = (c0 + (int)blockIdx.z) * kc;

@@ -361,18 +361,17 @@ static int gemm_invariance(int N, int K, const int *Ms, int nM, int use_bias, ke
     return bad_m;
 }
 
-static void gemm_batch_invariance_run(int small_tma_only) {
+/* The invariant cases under each kernel choice {gemm_wgmma, gemm_small_tma} of `kernels`; the fp32 case too when
+ * with_fp32. */
+static void gemm_batch_invariance_run(const int (*kernels)[2], int n_kernels, int with_fp32) {
     int all[512], sparse[128], n_sparse = 0;
     for (int m = 1; m <= 512; m++) all[m - 1] = m;
     for (int m = 1; m <= 80; m++) sparse[n_sparse++] = m;
     static const int more[] = {96, 100, 127, 128, 129, 200, 255, 256, 257, 300, 383, 384, 385, 450, 511, 512};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
     int bad = 0;
-    /* M > 64 runs gemm_wg (wgmma, sm_90) by default and gemm_big (mma.sync) with gemm_wgmma = 0: both against the
-     * M = 1 rows of gemm_small (small_tma_only: M <= 64 on gemm_small_tma against gemm_wg's rows, which the default
-     * pass ties to gemm_small's) */
-    for (int pass = small_tma_only ? 2 : 0; pass < (small_tma_only ? 3 : 2); pass++) {
-        const int wgmma = pass != 1, small_tma = pass == 2;
+    for (int k = 0; k < n_kernels; k++) {
+        const int wgmma = kernels[k][0], small_tma = kernels[k][1];
         kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
         t.gemm_wgmma = wgmma;
         t.gemm_small_tma = small_tma;
@@ -388,14 +387,17 @@ static void gemm_batch_invariance_run(int small_tma_only) {
         bad += gemm_invariance(20000, 512, sparse, n_sparse, 1, KERN_MODE_INVARIANT);
         kern_cuda_set_tuning(&prev);
     }
-    if (!small_tma_only) bad += gemm_invariance(1000, 528, sparse, n_sparse, 1, KERN_MODE_FP32);
+    if (with_fp32) bad += gemm_invariance(1000, 528, sparse, n_sparse, 1, KERN_MODE_FP32);
     assert_int_equal(bad, 0);
 }
 
 static void test_gemm_batch_invariance(void **state) {
     (void)state;
     if (!have_gpu()) skip();
-    gemm_batch_invariance_run(0);
+    /* M > 64 on gemm_wg (wgmma, sm_90; the default) and on gemm_big (mma.sync, gemm_wgmma = 0), both against the M = 1
+     * rows of gemm_small */
+    static const int kernels[][2] = {{1, 0}, {0, 0}};
+    gemm_batch_invariance_run(kernels, 2, 1);
 }
 
 /* ---- fp32-mode row-parallel chunks in one launch (kern_cuda_gemm_f32_chunks) */
@@ -644,7 +646,8 @@ static void test_gemm_small_tma(void **state) {
     printf("  gemm_small_tma: first run of an unmeasured kernel, under a 120 s alarm\n");
     fflush(stdout);
     alarm(120);
-    gemm_batch_invariance_run(1);
+    static const int kernels[][2] = {{1, 1}}; /* M <= 64 on gemm_small_tma against gemm_wg's rows (tied to gemm_small's) */
+    gemm_batch_invariance_run(kernels, 1, 0);
     gemm_rowpar_run(1);
     alarm(0);
 }

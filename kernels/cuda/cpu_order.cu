@@ -45,8 +45,9 @@ __device__ __forceinline__ float warp_combine8(float lj) {
 // coalesced; lanes 0..7 then run the 8-lane sums from there. The same values go through the same operations as when
 // each lane read its elements from global memory (the kernel before the tenth session), so the same bits, without 8
 // lanes each waiting on D / 8 global loads in turn (~20 us per norm at D = 1,024 in the ninth session's fp32 profile).
-__global__ void __launch_bounds__(32) cpuo_norm_kernel(float *out, float *x, const float *y, const float *__restrict__ w,
-                                                       const float *__restrict__ b, int D, float eps, int layer) {
+__global__ void __launch_bounds__(32) cpuo_norm_kernel(float *out, float *x, const float *y,
+                                                       const float *__restrict__ w, const float *__restrict__ b, int D,
+                                                       float eps, int layer) {
     extern __shared__ float row[]; // (D): the row, read before anything is written to out (which may be x)
     float *xr = x + (int64_t)blockIdx.x * D;
     float *o = out + (int64_t)blockIdx.x * D;

@@ -859,7 +859,8 @@ static void launch_wg_tile(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cu
     static bool attr_set = false; // per template instance
     if (!attr_set) {
         CUDA_CHECK(
-            cudaFuncSetAttribute(gemm_wg<MODE, NC, WM, BN, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM));
+            cudaFuncSetAttribute(gemm_wg<MODE, NC, WM, BN, MINB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 C::SMEM));
         attr_set = true;
     }
     wg::maps maps;

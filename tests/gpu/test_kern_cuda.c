@@ -646,7 +646,8 @@ static void test_gemm_small_tma(void **state) {
     printf("  gemm_small_tma: first run of an unmeasured kernel, under a 120 s alarm\n");
     fflush(stdout);
     alarm(120);
-    static const int kernels[][2] = {{1, 1}}; /* M <= 64 on gemm_small_tma against gemm_wg's rows (tied to gemm_small's) */
+    /* M <= 64 on gemm_small_tma against gemm_wg's rows (which test_gemm_batch_invariance ties to gemm_small's) */
+    static const int kernels[][2] = {{1, 1}};
     gemm_batch_invariance_run(kernels, 1, 0);
     gemm_rowpar_run(1);
     alarm(0);
@@ -887,7 +888,8 @@ static void attn_case_free(attn_case *a) { free(a->pages), free(a->q), free(a->k
 static long attn_bf16_mismatch;
 /* 1: attn_gpu_run and splitkv_gpu_run use a bf16 KV cache and the _bf16 entry points (test_attention_bf16_cache). */
 static int attn_kv_bf16;
-/* 1: attn_gpu_run's f32 calls (chunk >= 0) attend with the fp32 mode's kern_cuda_cpuo_attention (test_cpuo_attention). */
+/* 1: attn_gpu_run's f32 calls (chunk >= 0) attend with the fp32 mode's kern_cuda_cpuo_attention
+ * (test_cpuo_attention). */
 static int attn_cpuo;
 
 /* Runs all tokens through the GPU in calls built round-robin: each call takes the next `chunk` tokens of every

@@ -606,9 +606,12 @@ __global__ void __launch_bounds__(32 * NW)
     if (ks.cnt) last_block_sum(ks, sg, M, Mv, n0, C::BN, tid, C::THREADS);
 }
 
-// ---- TMA-fed variant of the decode-shaped kernel (kern_cuda_tuning.gemm_small_tma = 1; default 0: NOT YET RUN ON A
-// GPU -- to be measured against gemm_small, then one of them deleted). Same block tile columns (NW warps, one n8 strip
-// each, all MT m16 row tiles) and the same k16 sequence, so the same bits: only the data movement differs. One more
+// ---- TMA-fed variant of the decode-shaped kernel: the default on sm_90 devices (kern_cuda_tuning.gemm_small_tma = 0:
+// gemm_small; gemm_small stays for the devices without TMA). Measured on an H200 (eleventh session, bench_kernels ""
+// decode,rowpar, same call): 1x11008x4096 2,783 vs 1,985 GB/s, 8x4096x11008 2,186 vs 1,672, 64x4096x4096 1,006 vs 814;
+// 1x4096x4096 1,651 vs 1,720 (a little slower); bitroll bench at batch 1: 8B shape 161 vs 132 tokens/s, 0.6B 728 vs
+// 682. Same block tile columns (NW warps, one n8 strip each, all MT m16 row tiles) and the same k16 sequence, so the
+// same bits (test_gemm_small_tma): only the data movement differs. One more
 // warp (the last) streams each 64-k stage's x tile (16*MT rows, rows past M read as zeros) and W tile (8*NW rows) with
 // TMA into a ring of ST stages (128-byte swizzle, mbarriers), instead of every warp issuing 16-byte cp.async copies,
 // its address arithmetic and a block barrier per stage: the consumer warps only wait, ldmatrix and mma. The W tiles
@@ -751,6 +754,21 @@ static int set_tiles(gemm_segs &g, int bn) {
 }
 
 
+// Whether the current device runs the sm_90a kernels (compute capability 9.0; cached per device).
+static bool have_sm90a() {
+    static signed char known[64];
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev >= 64) return false;
+    if (!known[dev]) {
+        int major = 0, minor = 0;
+        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+        known[dev] = major == 9 && minor == 0 ? 1 : -1;
+    }
+    return known[dev] > 0;
+}
+
 template <int MT, int NW, int ST>
 static void launch_small_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
     using C = small::cfg<MT, NW>;
@@ -787,10 +805,11 @@ static void launch_small_tma_st(gemm_segs g, const __nv_bfloat16 *x, int M, int 
 }
 
 // The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (kern_cuda_tuning.gemm_short
-// = 0: always the default, for comparison); with gemm_small_tma the TMA-fed kernel (stages of 64 k: twice as many).
+// = 0: always the default, for comparison). On sm_90 devices the TMA-fed kernel (kern_cuda_tuning.gemm_small_tma, the
+// default; stages of 64 k: twice as many); elsewhere, or with gemm_small_tma = 0, the cp.async one.
 template <int MT, int NW>
 static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
-    if (kern_tuning().gemm_small_tma) {
+    if (kern_tuning().gemm_small_tma && have_sm90a()) {
         constexpr int SHORT2 = 2 * small::SHORT, ST = stma::cfg<MT, NW>::ST;
         const int KT64 = (ks.kc + stma::BK - 1) / stma::BK;
         if (kern_tuning().gemm_short && SHORT2 < ST && KT64 <= SHORT2 - 1)
@@ -872,20 +891,6 @@ static void launch_wg_tile(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cu
     CUDA_CHECK_LAUNCH();
 }
 
-// Whether the current device runs the sm_90a kernels (compute capability 9.0; cached per device).
-static bool have_sm90a() {
-    static signed char known[64];
-    int dev = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    if (dev >= 64) return false;
-    if (!known[dev]) {
-        int major = 0, minor = 0;
-        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-        known[dev] = major == 9 && minor == 0 ? 1 : -1;
-    }
-    return known[dev] > 0;
-}
 
 // The wgmma kernel: 256 x 128 tiles where they give every SM a block, else 128 x 128, else 128 x 64; the two smaller
 // tiles with two blocks per SM (a ~96 KB ring each), so that a grid of up to 2 x SMs blocks runs in one wave. Measured

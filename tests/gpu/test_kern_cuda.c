@@ -635,15 +635,15 @@ static void test_gemm_rowpar(void **state) {
     gemm_rowpar_run(0);
 }
 
-/* The TMA-fed decode kernel (kern_cuda_tuning.gemm_small_tma, default off; added in the tenth session without a GPU
- * to run it): its rows must be the bits of the default kernels' -- row invariance against gemm_wg's M > 64 rows, and
+/* The TMA-fed decode kernel (kern_cuda_tuning.gemm_small_tma, the default on sm_90 devices; the tests above pin
+ * gemm_small): its rows must be the bits of the other kernels' -- row invariance against gemm_wg's M > 64 rows, and
  * the row-parallel GEMM (partials, the fused last-block sum at M <= 16, TP splits). */
 static void test_gemm_small_tma(void **state) {
     (void)state;
     if (!have_gpu()) skip();
     /* a pipeline that never completes (an mbarrier waiting for bytes that never come) would hang the whole program:
      * SIGALRM ends it instead (the other tests take seconds) */
-    printf("  gemm_small_tma: first run of an unmeasured kernel, under a 120 s alarm\n");
+    printf("  gemm_small_tma, under a 120 s alarm\n");
     fflush(stdout);
     alarm(120);
     /* M <= 64 on gemm_small_tma against gemm_wg's rows (which test_gemm_batch_invariance ties to gemm_small's) */

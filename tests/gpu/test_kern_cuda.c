@@ -1077,12 +1077,13 @@ static void test_attention(void **state) {
 
 /* The fp32 mode's attention (kern_cuda_cpuo_attention) == kern_cpu_attention bit for bit (memcmp): calls of one row
  * per sequence (decode) and of up to 256 (prefill) mixing 5 sequences of 1 .. 513 keys over shuffled pages; G = 1 .. 8,
- * hd 32 .. 256. */
+ * hd 32 .. 256, and the kernel's other staging paths: hd 512 (one K/V buffer instead of two) and hd 13 (4-byte copies:
+ * rows not a multiple of 16 bytes), page size 5. */
 static void test_cpuo_attention(void **state) {
     (void)state;
     if (!have_gpu()) skip();
     static const attn_cfg cfgs[] = {{16, 8, 128, 16}, {8, 2, 64, 32}, {4, 4, 32, 64}, {32, 4, 256, 16}, {4, 2, 32, 48},
-                                    {16, 2, 128, 16}};
+                                    {16, 2, 128, 16}, {4, 2, 512, 16}, {6, 3, 13, 5}};
     static const int lens[] = {300, 77, 1, 513, 33}, chunks[] = {0, 256};
     int bad = 0;
     attn_cpuo = 1;

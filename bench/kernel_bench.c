@@ -234,7 +234,7 @@ int bench_kernel_table(const char *json_path, const char *sections, const br_tun
     const br_tuning def = br_tuning_default();
     if (!t) t = &def;
     const kern_cuda_tuning kt = {t->pdl != 0, t->gemm_short != 0, t->gemm_rowpar_fused != 0, (int)t->attn_decode,
-                                  t->gemm_wgmma != 0, t->gemm_small_tma != 0};
+                                  t->gemm_wgmma != 0, t->gemm_small_tma != 0, t->gemm_small_rx != 0};
     kern_cuda_set_tuning(&kt);
     char name[256], path[1024] = "";
     kern_cuda_device_name(0, name, sizeof name);

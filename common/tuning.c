@@ -6,7 +6,7 @@
 #include <string.h>
 
 br_tuning br_tuning_default(void) {
-    br_tuning t = {1, 0, 1, 1, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0, BR_COMM_TIMEOUT_DEFAULT,
+    br_tuning t = {1, 0, 1, 1, 1, 1, 1, 0, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0, BR_COMM_TIMEOUT_DEFAULT,
                    BR_H5_GUARD_SECONDS_DEFAULT};
     return t;
 }
@@ -31,6 +31,7 @@ br_status br_tuning_from_env(br_tuning *out) {
     if ((rc = flag("BITROLL_GEMM_ROWPAR_FUSED", &t.gemm_rowpar_fused)) != BR_OK) return rc;
     if ((rc = flag("BITROLL_GEMM_WGMMA", &t.gemm_wgmma)) != BR_OK) return rc;
     if ((rc = flag("BITROLL_GEMM_SMALL_TMA", &t.gemm_small_tma)) != BR_OK) return rc;
+    if ((rc = flag("BITROLL_GEMM_SMALL_RX", &t.gemm_small_rx)) != BR_OK) return rc;
     if ((rc = flag("BITROLL_SHARE_GPUS", &t.share_gpus)) != BR_OK) return rc;
     if ((rc = flag("BITROLL_NCCL", &t.nccl)) != BR_OK) return rc;
     if ((rc = flag("BITROLL_WEIGHTS_BCAST", &t.weights_bcast)) != BR_OK) return rc;
@@ -96,10 +97,10 @@ void br_tuning_json(const br_tuning *t, char *buf, size_t cap) {
     static const char *attn[] = {"auto", "walk", "parallel"};
     snprintf(buf, cap,
              "{\"cuda_graphs\":%d,\"cuda_profile\":%d,\"pdl\":%d,\"gemm_short\":%d,\"gemm_rowpar_fused\":%d,"
-             "\"gemm_wgmma\":%d,\"gemm_small_tma\":%d,"
+             "\"gemm_wgmma\":%d,\"gemm_small_tma\":%d,\"gemm_small_rx\":%d,"
              "\"attn_decode\":\"%s\",\"share_gpus\":%d,\"nccl\":%d,\"weights_bcast\":%d,\"inject_failure_rank\":%d}",
              t->cuda_graphs, t->cuda_profile, t->pdl, t->gemm_short, t->gemm_rowpar_fused, t->gemm_wgmma,
-             t->gemm_small_tma,
+             t->gemm_small_tma, t->gemm_small_rx,
              attn[t->attn_decode >= 0 && t->attn_decode <= 2 ? t->attn_decode : 0], t->share_gpus, t->nccl,
              t->weights_bcast, t->inject_failure_rank);
 }

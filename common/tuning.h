@@ -9,6 +9,7 @@
  *   BITROLL_GEMM_ROWPAR_FUSED=0    small-M row-parallel GEMMs sum in a separate launch (gemm_rowpar_fused, 1)
  *   BITROLL_GEMM_WGMMA=0           GEMMs of M > 64 use mma.sync, not wgmma (sm_90)     (gemm_wgmma, default 1)
  *   BITROLL_GEMM_SMALL_TMA=0       GEMMs of M <= 64 use cp.async, not TMA (sm_90)      (gemm_small_tma, default 1)
+ *   BITROLL_GEMM_SMALL_RX=1        ... and keep x resident, W only in the TMA ring     (gemm_small_rx, default 0)
  *   BITROLL_ATTN_DECODE=walk|parallel  force one decode attention kernel               (attn_decode, default auto)
  *   BITROLL_SHARE_GPUS=1           more ranks than GPUs share them (tests)             (share_gpus, default 0)
  *   BITROLL_NCCL=0                 device collectives through MPI host buffers         (nccl, default 1)
@@ -40,7 +41,7 @@
 typedef enum { BR_ATTN_DECODE_AUTO = 0, BR_ATTN_DECODE_WALK = 1, BR_ATTN_DECODE_PARALLEL = 2 } br_attn_decode;
 
 typedef struct {
-    int cuda_graphs, cuda_profile, pdl, gemm_short, gemm_rowpar_fused, gemm_wgmma, gemm_small_tma;
+    int cuda_graphs, cuda_profile, pdl, gemm_short, gemm_rowpar_fused, gemm_wgmma, gemm_small_tma, gemm_small_rx;
     br_attn_decode attn_decode;
     int share_gpus, nccl, weights_bcast;
     int inject_failure_rank;

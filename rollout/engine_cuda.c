@@ -648,7 +648,7 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
                        (int)tu->attn_decode);
     /* the kernels' switches (speed only: every setting gives the same bits), for every later launch */
     const kern_cuda_tuning kt = {tu->pdl != 0, tu->gemm_short != 0, tu->gemm_rowpar_fused != 0, (int)tu->attn_decode,
-                                  tu->gemm_wgmma != 0, tu->gemm_small_tma != 0};
+                                  tu->gemm_wgmma != 0, tu->gemm_small_tma != 0, tu->gemm_small_rx != 0};
     kern_cuda_set_tuning(&kt);
     const policy_config *c = &w->cfg;
     const int hd = c->head_dim;

@@ -204,7 +204,7 @@ extern "C" void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaS
 
 
 // ---- run-time switches (kern_cuda.h): plain host state, read by the launchers at each launch.
-static kern_cuda_tuning g_tuning = {1, 1, 1, 0, 1, 1};
+static kern_cuda_tuning g_tuning = {1, 1, 1, 0, 1, 1, 0};
 
 const kern_cuda_tuning &kern_tuning() { return g_tuning; }
 
@@ -222,8 +222,10 @@ extern "C" kern_cuda_tuning kern_cuda_set_tuning(const kern_cuda_tuning *t) {
     if (!t) return prev;
     KERN_REQUIRE((t->pdl == 0 || t->pdl == 1) && (t->gemm_short == 0 || t->gemm_short == 1) &&
                      (t->gemm_rowpar_fused == 0 || t->gemm_rowpar_fused == 1) &&
-                     (t->gemm_wgmma == 0 || t->gemm_wgmma == 1) && (t->gemm_small_tma == 0 || t->gemm_small_tma == 1),
-                 "kern_cuda_set_tuning: pdl, gemm_short, gemm_rowpar_fused, gemm_wgmma and gemm_small_tma are 0 or 1");
+                     (t->gemm_wgmma == 0 || t->gemm_wgmma == 1) && (t->gemm_small_tma == 0 || t->gemm_small_tma == 1) &&
+                     (t->gemm_small_rx == 0 || t->gemm_small_rx == 1),
+                 "kern_cuda_set_tuning: pdl, gemm_short, gemm_rowpar_fused, gemm_wgmma, gemm_small_tma and gemm_small_rx "
+                 "are 0 or 1");
     KERN_REQUIRE(t->attn_decode >= 0 && t->attn_decode <= 2,
                  "kern_cuda_set_tuning: attn_decode is 0 (per call), 1 (walk) or 2 (parallel)");
     g_tuning = *t;

@@ -626,21 +626,36 @@ template <int MT, int NW> struct cfg {
 template <int MT, int NW, int ST> constexpr int smem_bytes() {
     return ST * cfg<MT, NW>::STAGE_BYTES + 1024 /* alignment */ + 2 * ST * 8 /* mbarriers */;
 }
+// Resident x (RX, MT = 1; kern_cuda_tuning.gemm_small_rx): the block's x rows [kbeg, kbeg + kc) are copied into
+// shared memory once, rows pitch 2 kc + 16 bytes (an odd number of 16-byte units: the 8 row addresses of an ldmatrix
+// hit 8 different bank groups; rows past M read a 16-byte zero chunk), and the ring holds W only -- 8 * NW rows of
+// 128 bytes a stage instead of 16 + 8 * NW, so a one-warp block's stage shrinks to a third and about three times as
+// many W bytes can be in flight per SM. Why: a chain of mma.sync steps takes 24 cycles a step on an H200
+// (bench/exp/mma_chain.cu), yet the 1x4096x4096 GEMM takes ~120 cycles a step, its consumer warps waiting on their
+// stages' W (Nsight Compute, eleventh session). Used where the rows fit RX_MAX_BYTES; W stages of RX_RING_KB / NW KB.
+constexpr int RX_MAX_BYTES = 32 * 1024, RX_RING_KB = 40;
+template <int NW, int ST> constexpr int rx_fixed_bytes() {
+    return ST * NW * 1024 /* W ring */ + 1024 /* alignment */ + 2 * ST * 8 /* mbarriers */ + 16 /* zero chunk */;
+}
+__host__ __device__ constexpr int rx_pitch(int kc) { return 2 * kc + 16; }
 // Byte offset of 16-byte chunk c of row r in a tile of 128-byte rows written by TMA with the 128-byte swizzle.
 __device__ __forceinline__ int swz(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
 } // namespace stma
 
-template <int MT, int NW, int ST>
+template <int MT, int NW, int ST, bool RX>
 __global__ void __launch_bounds__(32 * (NW + 1))
-    gemm_small_tma(const __grid_constant__ wg::maps maps, const gemm_segs segs, int M, int K, const kspan ks) {
+    gemm_small_tma(const __grid_constant__ wg::maps maps, const gemm_segs segs, const __nv_bfloat16 *__restrict__ x,
+                   int M, int K, const kspan ks) {
     KERN_LAUNCH_DEPENDENTS(); // the next kernel (launched as a dependent) waits for this one's completion itself
     using C = stma::cfg<MT, NW>;
     using namespace wg;
-    constexpr int BK = stma::BK, SB = C::STAGE_BYTES;
+    static_assert(!RX || MT == 1, "gemm_small_tma: resident x for one m16 tile");
+    constexpr int BK = stma::BK, SB = RX ? C::BN * 128 : C::STAGE_BYTES, A_BYTES = RX ? 0 : C::A_BYTES;
     const int kc = ks.kc, c0 = ks.c0;
     extern __shared__ __align__(16) uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint64_t *full = (uint64_t *)(smem + ST * SB), *empty = full + ST;
+    uint8_t *zero16 = (uint8_t *)(empty + ST), *xs = zero16 + 16; // RX: a 16-byte zero chunk, then x's rows
     int tile = blockIdx.x;
     int seg = 0;
     const gemm_seg sg = pick_seg(segs, tile, &seg);
@@ -667,21 +682,32 @@ __global__ void __launch_bounds__(32 * (NW + 1))
             const int pre = KT < ST ? KT : ST;
             for (int kt = 0; kt < pre; kt++) {
                 mbar_expect_tx(&full[kt], SB);
-                tma_load(smem + kt * SB + C::A_BYTES, wmap, &full[kt], kbeg + kt * BK, n0);
+                tma_load(smem + kt * SB + A_BYTES, wmap, &full[kt], kbeg + kt * BK, n0);
             }
             KERN_WAIT_PREREQUISITES();
-            for (int kt = 0; kt < pre; kt++) tma_load(smem + kt * SB, &maps.x, &full[kt], kbeg + kt * BK, 0);
+            if constexpr (!RX)
+                for (int kt = 0; kt < pre; kt++) tma_load(smem + kt * SB, &maps.x, &full[kt], kbeg + kt * BK, 0);
             for (int kt = ST; kt < KT; kt++) {
                 const int s = kt % ST;
                 mbar_wait(&empty[s], ((kt / ST) - 1) & 1);
                 mbar_expect_tx(&full[s], SB);
-                tma_load(smem + s * SB + C::A_BYTES, wmap, &full[s], kbeg + kt * BK, n0);
-                tma_load(smem + s * SB, &maps.x, &full[s], kbeg + kt * BK, 0);
+                tma_load(smem + s * SB + A_BYTES, wmap, &full[s], kbeg + kt * BK, n0);
+                if constexpr (!RX) tma_load(smem + s * SB, &maps.x, &full[s], kbeg + kt * BK, 0);
             }
         }
         KERN_WAIT_PREREQUISITES(); // every lane, before last_block_sum's global reads and writes
     } else {
         KERN_WAIT_PREREQUISITES(); // nothing global is written before the previous kernel completes
+        const int XP = stma::rx_pitch(kc);
+        if constexpr (RX) { // x's Mv rows, columns [kbeg, kbeg + kc), 16 bytes a copy (K, kbeg: multiples of 16)
+            const int cpr = kc / 8;
+            for (int c = tid; c < Mv * cpr; c += 32 * NW) {
+                const int r = c / cpr, q = c % cpr;
+                *(uint4 *)(xs + r * XP + q * 16) = __ldg((const uint4 *)(x + (int64_t)r * K + kbeg) + q);
+            }
+            if (tid == 0) *(uint4 *)zero16 = make_uint4(0, 0, 0, 0);
+            asm volatile("bar.sync 1, %0;\n" ::"n"(32 * NW) : "memory"); // the consumer warps only
+        }
         float acc[MT][4];
 #pragma unroll
         for (int i = 0; i < MT; i++)
@@ -690,7 +716,7 @@ __global__ void __launch_bounds__(32 * (NW + 1))
         for (int kt = 0; kt < KT; kt++) {
             const int s = kt % ST;
             mbar_wait(&full[s], (kt / ST) & 1);
-            const uint8_t *As = smem + s * SB, *Bs = As + C::A_BYTES;
+            const uint8_t *As = smem + s * SB, *Bs = As + A_BYTES;
             // gemm_small's fragments, read from the swizzled rows: the same mma operands
             auto k16_step = [&](int kk) {
                 uint32_t b[2];
@@ -702,7 +728,10 @@ __global__ void __launch_bounds__(32 * (NW + 1))
                 for (int i = 0; i < MT; i++) {
                     uint32_t a[4];
                     const int r = i * 16 + (lane & 7) + 8 * ((lane >> 3) & 1);
-                    ldsm_x4(a, As + stma::swz(r, kk * 2 + (lane >> 4)));
+                    if constexpr (RX) // rows past M read the zero chunk: the operand the padded tile holds
+                        ldsm_x4(a, r < Mv ? xs + r * XP + (kt * BK + kk * 16 + 8 * (lane >> 4)) * 2 : zero16);
+                    else
+                        ldsm_x4(a, As + stma::swz(r, kk * 2 + (lane >> 4)));
                     mma_bf16(acc[i], a, b);
                 }
             };
@@ -785,23 +814,24 @@ static void launch_small_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, c
     kern_launch_pdl(gemm_small<MT, NW, ST>, dim3(tiles, 1, ks.nz), dim3(C::THREADS), SMEM, stream, g, x, M, K, ks);
 }
 
-template <int MT, int NW, int ST>
+template <int MT, int NW, int ST, bool RX>
 static void launch_small_tma_st(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
     using C = stma::cfg<MT, NW>;
-    constexpr int SMEM = stma::smem_bytes<MT, NW, ST>();
+    constexpr int MOST = RX ? stma::rx_fixed_bytes<NW, ST>() + stma::RX_MAX_BYTES : stma::smem_bytes<MT, NW, ST>();
     static bool attr_set = false; // per template instance
     if (!attr_set) {
         CUDA_CHECK(
-            cudaFuncSetAttribute(gemm_small_tma<MT, NW, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM));
+            cudaFuncSetAttribute(gemm_small_tma<MT, NW, ST, RX>, cudaFuncAttributeMaxDynamicSharedMemorySize, MOST));
         attr_set = true;
     }
+    const int smem = RX ? stma::rx_fixed_bytes<NW, ST>() + M * stma::rx_pitch(ks.kc) : MOST;
     wg::maps maps;
     memset(&maps, 0, sizeof maps);
-    tmap_2d(&maps.x, x, M, K, C::BM);
+    if (!RX) tmap_2d(&maps.x, x, M, K, C::BM);
     for (int i = 0; i < g.n; i++) tmap_2d(&maps.w[i], g.s[i].w, g.s[i].N, K, C::BN);
     const int tiles = set_tiles(g, C::BN);
-    kern_launch_pdl(gemm_small_tma<MT, NW, ST>, dim3(tiles, 1, ks.nz), dim3(C::THREADS), SMEM, stream, maps, g, M, K,
-                    ks);
+    kern_launch_pdl(gemm_small_tma<MT, NW, ST, RX>, dim3(tiles, 1, ks.nz), dim3(C::THREADS), smem, stream, maps, g, x,
+                    M, K, ks);
 }
 
 // The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (kern_cuda_tuning.gemm_short
@@ -810,12 +840,18 @@ static void launch_small_tma_st(gemm_segs g, const __nv_bfloat16 *x, int M, int 
 template <int MT, int NW>
 static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
     if (kern_tuning().gemm_small_tma && have_sm90a()) {
-        constexpr int SHORT2 = 2 * small::SHORT, ST = stma::cfg<MT, NW>::ST;
+        constexpr int SHORT2 = 2 * small::SHORT, ST = stma::cfg<MT, NW>::ST, STX = stma::RX_RING_KB / NW;
         const int KT64 = (ks.kc + stma::BK - 1) / stma::BK;
-        if (kern_tuning().gemm_short && SHORT2 < ST && KT64 <= SHORT2 - 1)
-            launch_small_tma_st<MT, NW, SHORT2>(g, x, M, K, stream, ks);
-        else
-            launch_small_tma_st<MT, NW, ST>(g, x, M, K, stream, ks);
+        const bool short_k = kern_tuning().gemm_short && KT64 <= SHORT2 - 1;
+        if constexpr (MT == 1) {
+            if (kern_tuning().gemm_small_rx && (int64_t)M * stma::rx_pitch(ks.kc) <= stma::RX_MAX_BYTES) {
+                if (short_k && SHORT2 < STX) launch_small_tma_st<MT, NW, SHORT2, true>(g, x, M, K, stream, ks);
+                else launch_small_tma_st<MT, NW, STX, true>(g, x, M, K, stream, ks);
+                return;
+            }
+        }
+        if (short_k && SHORT2 < ST) launch_small_tma_st<MT, NW, SHORT2, false>(g, x, M, K, stream, ks);
+        else launch_small_tma_st<MT, NW, ST, false>(g, x, M, K, stream, ks);
         return;
     }
     const int KT = (ks.kc + small::BK - 1) / small::BK;

@@ -361,9 +361,9 @@ static int gemm_invariance(int N, int K, const int *Ms, int nM, int use_bias, ke
     return bad_m;
 }
 
-/* The invariant cases under each kernel choice {gemm_wgmma, gemm_small_tma} of `kernels`; the fp32 case too when
- * with_fp32. */
-static void gemm_batch_invariance_run(const int (*kernels)[2], int n_kernels, int with_fp32) {
+/* The invariant cases under each kernel choice {gemm_wgmma, gemm_small_tma, gemm_small_rx} of `kernels`; the fp32 case
+ * too when with_fp32. */
+static void gemm_batch_invariance_run(const int (*kernels)[3], int n_kernels, int with_fp32) {
     int all[512], sparse[128], n_sparse = 0;
     for (int m = 1; m <= 512; m++) all[m - 1] = m;
     for (int m = 1; m <= 80; m++) sparse[n_sparse++] = m;
@@ -371,12 +371,14 @@ static void gemm_batch_invariance_run(const int (*kernels)[2], int n_kernels, in
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) sparse[n_sparse++] = more[i];
     int bad = 0;
     for (int k = 0; k < n_kernels; k++) {
-        const int wgmma = kernels[k][0], small_tma = kernels[k][1];
+        const int wgmma = kernels[k][0], small_tma = kernels[k][1], small_rx = kernels[k][2];
         kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
         t.gemm_wgmma = wgmma;
         t.gemm_small_tma = small_tma;
+        t.gemm_small_rx = small_rx;
         const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
-        printf("  M <= 64 kernel: %s; M > 64 kernel: %s\n", small_tma ? "gemm_small_tma" : "gemm_small",
+        printf("  M <= 64 kernel: %s%s; M > 64 kernel: %s\n", small_tma ? "gemm_small_tma" : "gemm_small",
+               small_tma && small_rx ? " (resident x where it fits)" : "",
                wgmma ? "gemm_wg where the device is sm_90, else gemm_big" : "gemm_big");
         bad += gemm_invariance(1024, 1024, all, 512, 1, KERN_MODE_INVARIANT);
         bad += gemm_invariance(1000, 528, all, 512, 0, KERN_MODE_INVARIANT); /* N, K not multiples of the tiles */
@@ -396,7 +398,7 @@ static void test_gemm_batch_invariance(void **state) {
     if (!have_gpu()) skip();
     /* M > 64 on gemm_wg (wgmma, sm_90; the default) and on gemm_big (mma.sync, gemm_wgmma = 0), both against the M = 1
      * rows of gemm_small */
-    static const int kernels[][2] = {{1, 0}, {0, 0}};
+    static const int kernels[][3] = {{1, 0, 0}, {0, 0, 0}};
     gemm_batch_invariance_run(kernels, 2, 1);
 }
 
@@ -610,7 +612,7 @@ static int rowpar_case(int N, int K, int C, const int *Ms, int nM, int use_bias)
     return bad;
 }
 
-static void gemm_rowpar_run(int small_tma) {
+static void gemm_rowpar_run(int small_tma, int small_rx) {
     int all[512], sparse[128], n_sparse = 0;
     for (int m = 1; m <= 512; m++) all[m - 1] = m;
     for (int m = 1; m <= 70; m++) sparse[n_sparse++] = m;
@@ -619,8 +621,10 @@ static void gemm_rowpar_run(int small_tma) {
     int bad = 0;
     kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
     t.gemm_small_tma = small_tma;
+    t.gemm_small_rx = small_rx;
     const kern_cuda_tuning prev = kern_cuda_set_tuning(&t);
-    printf("  M <= 64 kernel: %s\n", small_tma ? "gemm_small_tma" : "gemm_small");
+    printf("  M <= 64 kernel: %s%s\n", small_tma ? "gemm_small_tma" : "gemm_small",
+           small_tma && small_rx ? " (resident x where it fits)" : "");
     bad += rowpar_case(1024, 2048, 8, all, 512, 0);      /* o_proj of Qwen3-0.6B: chunks of 256 (4 k tiles) */
     bad += rowpar_case(1000, 384, 8, sparse, n_sparse, 1); /* chunks of 48: inside a k tile (partials at any M) */
     bad += rowpar_case(520, 3072, 4, sparse, n_sparse, 1); /* chunks of 768, N not a multiple of the tiles */
@@ -632,7 +636,7 @@ static void gemm_rowpar_run(int small_tma) {
 static void test_gemm_rowpar(void **state) {
     (void)state;
     if (!have_gpu()) skip();
-    gemm_rowpar_run(0);
+    gemm_rowpar_run(0, 0);
 }
 
 /* The TMA-fed decode kernel (kern_cuda_tuning.gemm_small_tma, the default on sm_90 devices; the tests above pin
@@ -643,13 +647,15 @@ static void test_gemm_small_tma(void **state) {
     if (!have_gpu()) skip();
     /* a pipeline that never completes (an mbarrier waiting for bytes that never come) would hang the whole program:
      * SIGALRM ends it instead (the other tests take seconds) */
-    printf("  gemm_small_tma, under a 120 s alarm\n");
+    printf("  gemm_small_tma, under a 240 s alarm\n");
     fflush(stdout);
-    alarm(120);
-    /* M <= 64 on gemm_small_tma against gemm_wg's rows (which test_gemm_batch_invariance ties to gemm_small's) */
-    static const int kernels[][2] = {{1, 1}};
-    gemm_batch_invariance_run(kernels, 1, 0);
-    gemm_rowpar_run(1);
+    alarm(240);
+    /* M <= 64 on gemm_small_tma, x in its ring and resident (M <= 16 where the rows fit: M <= 15 at K = 1,024, 3 at
+     * 4,096), against gemm_wg's rows (which test_gemm_batch_invariance ties to gemm_small's) */
+    static const int kernels[][3] = {{1, 1, 0}, {1, 1, 1}};
+    gemm_batch_invariance_run(kernels, 2, 0);
+    gemm_rowpar_run(1, 0);
+    gemm_rowpar_run(1, 1);
     alarm(0);
 }
 

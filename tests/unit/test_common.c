@@ -75,6 +75,7 @@ static const struct {
     {"BITROLL_GEMM_ROWPAR_FUSED", offsetof(br_tuning, gemm_rowpar_fused)},
     {"BITROLL_GEMM_WGMMA", offsetof(br_tuning, gemm_wgmma)},
     {"BITROLL_GEMM_SMALL_TMA", offsetof(br_tuning, gemm_small_tma)},
+    {"BITROLL_GEMM_SMALL_RX", offsetof(br_tuning, gemm_small_rx)},
     {"BITROLL_SHARE_GPUS", offsetof(br_tuning, share_gpus)},
     {"BITROLL_NCCL", offsetof(br_tuning, nccl)},
     {"BITROLL_WEIGHTS_BCAST", offsetof(br_tuning, weights_bcast)},
@@ -89,6 +90,7 @@ static void tuning_equal(const br_tuning *a, const br_tuning *b) {
     assert_int_equal(a->gemm_rowpar_fused, b->gemm_rowpar_fused);
     assert_int_equal(a->gemm_wgmma, b->gemm_wgmma);
     assert_int_equal(a->gemm_small_tma, b->gemm_small_tma);
+    assert_int_equal(a->gemm_small_rx, b->gemm_small_rx);
     assert_int_equal(a->attn_decode, b->attn_decode);
     assert_int_equal(a->share_gpus, b->share_gpus);
     assert_int_equal(a->nccl, b->nccl);
@@ -119,6 +121,7 @@ static void test_tuning_env(void **state) {
     assert_int_equal(t.gemm_rowpar_fused, 1);
     assert_int_equal(t.gemm_wgmma, 1);
     assert_int_equal(t.gemm_small_tma, 1);
+    assert_int_equal(t.gemm_small_rx, 0);
     assert_int_equal(t.attn_decode, BR_ATTN_DECODE_AUTO);
     assert_int_equal(t.share_gpus, 0);
     assert_int_equal(t.nccl, 1);
@@ -159,7 +162,7 @@ static void test_tuning_env(void **state) {
     char json[1024];
     br_tuning_json(&t, json, sizeof json);
     assert_string_equal(json, "{\"cuda_graphs\":1,\"cuda_profile\":0,\"pdl\":0,\"gemm_short\":1,\"gemm_rowpar_fused\":1,"
-                              "\"gemm_wgmma\":0,\"gemm_small_tma\":1,\"attn_decode\":\"auto\",\"share_gpus\":0,"
+                              "\"gemm_wgmma\":0,\"gemm_small_tma\":1,\"gemm_small_rx\":0,\"attn_decode\":\"auto\",\"share_gpus\":0,"
                               "\"nccl\":1,\"weights_bcast\":1,\"inject_failure_rank\":-1}");
     tuning_unset_all();
 }

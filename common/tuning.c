@@ -6,7 +6,7 @@
 #include <string.h>
 
 br_tuning br_tuning_default(void) {
-    br_tuning t = {1, 0, 1, 1, 1, 1, 1, 0, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0, BR_COMM_TIMEOUT_DEFAULT,
+    br_tuning t = {1, 0, 1, 1, 1, 1, 1, 1, BR_ATTN_DECODE_AUTO, 0, 1, 1, -1, 0, 0, BR_COMM_TIMEOUT_DEFAULT,
                    BR_H5_GUARD_SECONDS_DEFAULT};
     return t;
 }

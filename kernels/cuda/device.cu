@@ -204,7 +204,7 @@ extern "C" void kern_cuda_copy_f32(float *dst, const float *src, size_t n, cudaS
 
 
 // ---- run-time switches (kern_cuda.h): plain host state, read by the launchers at each launch.
-static kern_cuda_tuning g_tuning = {1, 1, 1, 0, 1, 1, 0};
+static kern_cuda_tuning g_tuning = {1, 1, 1, 0, 1, 1, 1};
 
 const kern_cuda_tuning &kern_tuning() { return g_tuning; }
 

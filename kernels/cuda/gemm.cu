@@ -633,6 +633,12 @@ template <int MT, int NW, int ST> constexpr int smem_bytes() {
 // many W bytes can be in flight per SM. Why: a chain of mma.sync steps takes 24 cycles a step on an H200
 // (bench/exp/mma_chain.cu), yet the 1x4096x4096 GEMM takes ~120 cycles a step, its consumer warps waiting on their
 // stages' W (Nsight Compute, eleventh session). Used where the rows fit RX_MAX_BYTES; W stages of RX_RING_KB / NW KB.
+// Measured on an H200 (bench_kernels "" decode,rowpar, resident x on / off, same call): blocks of 4 warps gain --
+// 1x11008x4096 3,172 vs 2,770 GB/s, row-parallel (C = 8) 1x4096x12288 3,288 vs 2,459 and 1x4096x4096 2,057 vs
+// 1,644 -- but blocks of 1 or 2 warps lose (1x4096x4096 1,400 vs 1,688; 1x4096x11008 921 vs 1,843; 8x4096x1024 458 vs
+// 1,176): there the block's 32-64 consumer threads copy x one 16-byte load after another (16 to 43 each at K = 4,096
+// to 11,008) before the first step, and at K = 11,008 the 22 KB of x leave room for 3 blocks per SM instead of 4. So
+// launch_small takes it for NW = 4 only. (Next: x by a TMA bulk copy on the producer warp.)
 constexpr int RX_MAX_BYTES = 32 * 1024, RX_RING_KB = 40;
 template <int NW, int ST> constexpr int rx_fixed_bytes() {
     return ST * NW * 1024 /* W ring */ + 1024 /* alignment */ + 2 * ST * 8 /* mbarriers */ + 16 /* zero chunk */;
@@ -843,7 +849,7 @@ static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cuda
         constexpr int SHORT2 = 2 * small::SHORT, ST = stma::cfg<MT, NW>::ST, STX = stma::RX_RING_KB / NW;
         const int KT64 = (ks.kc + stma::BK - 1) / stma::BK;
         const bool short_k = kern_tuning().gemm_short && KT64 <= SHORT2 - 1;
-        if constexpr (MT == 1) {
+        if constexpr (MT == 1 && NW >= 4) { // resident x: measured faster at NW = 4 only (see stma::RX_MAX_BYTES)
             if (kern_tuning().gemm_small_rx && (int64_t)M * stma::rx_pitch(ks.kc) <= stma::RX_MAX_BYTES) {
                 if (short_k && SHORT2 < STX) launch_small_tma_st<MT, NW, SHORT2, true>(g, x, M, K, stream, ks);
                 else launch_small_tma_st<MT, NW, STX, true>(g, x, M, K, stream, ks);

@@ -94,10 +94,10 @@ typedef struct {
                             * (BITROLL_GEMM_WGMMA) */
     int gemm_small_tma;    /* 1: GEMMs of M <= 64 run the TMA-fed variant of the decode kernel on sm_90 devices; 0: the
                             * cp.async one (BITROLL_GEMM_SMALL_TMA) */
-    int gemm_small_rx;     /* 1: gemm_small_tma keeps x's rows resident in shared memory where they fit (M <= 16) and
-                            * streams only W through its ring (BITROLL_GEMM_SMALL_RX) */
+    int gemm_small_rx;     /* 1: gemm_small_tma's 4-warp blocks keep x's rows resident in shared memory where they fit
+                            * (M <= 16) and stream only W through the ring (BITROLL_GEMM_SMALL_RX) */
 } kern_cuda_tuning;
-/* Sets the switches of every later launch in this process (until the first call: 1, 1, 1, 0, 1, 1, 0) and returns the
+/* Sets the switches of every later launch in this process (until the first call: 1, 1, 1, 0, 1, 1, 1) and returns the
  * previous ones; t == NULL only returns the current ones. Host-side state: not to be called while another thread
  * launches kernels. A value outside its set is fatal (KERN_REQUIRE). A CUDA graph keeps the launches it captured. */
 kern_cuda_tuning kern_cuda_set_tuning(const kern_cuda_tuning *t);

@@ -650,8 +650,9 @@ static void test_gemm_small_tma(void **state) {
     printf("  gemm_small_tma, under a 240 s alarm\n");
     fflush(stdout);
     alarm(240);
-    /* M <= 64 on gemm_small_tma, x in its ring and resident (M <= 16 where the rows fit: M <= 15 at K = 1,024, 3 at
-     * 4,096), against gemm_wg's rows (which test_gemm_batch_invariance ties to gemm_small's) */
+    /* M <= 64 on gemm_small_tma, x in its ring and resident (4-warp blocks, N >= 64 x SMs: N = 11,008 and 20,000
+     * here; M <= 16 where the rows fit: M <= 3 at K = 4,096, all at K = 512), against gemm_wg's rows (which
+     * test_gemm_batch_invariance ties to gemm_small's) */
     static const int kernels[][3] = {{1, 1, 0}, {1, 1, 1}};
     gemm_batch_invariance_run(kernels, 2, 0);
     gemm_rowpar_run(1, 0);

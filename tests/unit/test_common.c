@@ -121,7 +121,7 @@ static void test_tuning_env(void **state) {
     assert_int_equal(t.gemm_rowpar_fused, 1);
     assert_int_equal(t.gemm_wgmma, 1);
     assert_int_equal(t.gemm_small_tma, 1);
-    assert_int_equal(t.gemm_small_rx, 0);
+    assert_int_equal(t.gemm_small_rx, 1);
     assert_int_equal(t.attn_decode, BR_ATTN_DECODE_AUTO);
     assert_int_equal(t.share_gpus, 0);
     assert_int_equal(t.nccl, 1);
@@ -162,7 +162,7 @@ static void test_tuning_env(void **state) {
     char json[1024];
     br_tuning_json(&t, json, sizeof json);
     assert_string_equal(json, "{\"cuda_graphs\":1,\"cuda_profile\":0,\"pdl\":0,\"gemm_short\":1,\"gemm_rowpar_fused\":1,"
-                              "\"gemm_wgmma\":0,\"gemm_small_tma\":1,\"gemm_small_rx\":0,\"attn_decode\":\"auto\",\"share_gpus\":0,"
+                              "\"gemm_wgmma\":0,\"gemm_small_tma\":1,\"gemm_small_rx\":1,\"attn_decode\":\"auto\",\"share_gpus\":0,"
                               "\"nccl\":1,\"weights_bcast\":1,\"inject_failure_rank\":-1}");
     tuning_unset_all();
 }

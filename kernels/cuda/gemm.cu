@@ -629,8 +629,8 @@ template <int MT, int NW, int ST> constexpr int smem_bytes() {
 // Resident x (RX, MT = 1; kern_cuda_tuning.gemm_small_rx): the block's x rows [kbeg, kbeg + kc) are copied into
 // shared memory once, rows pitch 2 kc + 16 bytes (an odd number of 16-byte units: the 8 row addresses of an ldmatrix
 // hit 8 different bank groups; rows past M read a 16-byte zero chunk), and the ring holds W only -- 8 * NW rows of
-// 128 bytes a stage instead of 16 + 8 * NW, so a one-warp block's stage shrinks to a third and about three times as
-// many W bytes can be in flight per SM. Why: a chain of mma.sync steps takes 24 cycles a step on an H200
+// 128 bytes a stage instead of 16 + 8 * NW (4 KB instead of 6 at NW = 4), so more W bytes can be in flight per SM
+// (40 KB of stages a block, four blocks an SM). Why: a chain of mma.sync steps takes 24 cycles a step on an H200
 // (bench/exp/mma_chain.cu), yet the 1x4096x4096 GEMM takes ~120 cycles a step, its consumer warps waiting on their
 // stages' W (Nsight Compute, eleventh session). Used where the rows fit RX_MAX_BYTES; W stages of RX_RING_KB / NW KB.
 // Measured on an H200 (bench_kernels "" decode,rowpar, resident x on / off, same call): blocks of 4 warps gain --
@@ -788,7 +788,6 @@ static int set_tiles(gemm_segs &g, int bn) {
     return t;
 }
 
-
 // Whether the current device runs the sm_90a kernels (compute capability 9.0; cached per device).
 static bool have_sm90a() {
     static signed char known[64];
@@ -932,7 +931,6 @@ static void launch_wg_tile(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cu
     gemm_wg<MODE, NC, WM, BN, MINB><<<grid, C::THREADS, C::SMEM, stream>>>(maps, g, M, K, ks.kc, ks.c0);
     CUDA_CHECK_LAUNCH();
 }
-
 
 // The wgmma kernel: 256 x 128 tiles where they give every SM a block, else 128 x 128, else 128 x 64; the two smaller
 // tiles with two blocks per SM (a ~96 KB ring each), so that a grid of up to 2 x SMs blocks runs in one wave. Measured

@@ -32,6 +32,17 @@
 // PTX helpers: 16-byte async copies (zero-filled when out of range), ldmatrix, mma.sync m16n8k16 bf16 -> f32.
 
 
+// The k16 steps of k tile kt of KT (STEPS per full tile): all of them, unrolled, or in the last, partial tile its
+// last_steps = (K mod tile) / 16; steps past K are skipped, never zero-padded, so every kernel runs K/16 steps.
+template <int STEPS, class F> __device__ __forceinline__ void k16_tile(int kt, int KT, int last_steps, F &&step) {
+    if (kt < KT - 1 || last_steps == STEPS) {
+#pragma unroll
+        for (int kk = 0; kk < STEPS; kk++) step(kk);
+    } else {
+        for (int kk = 0; kk < last_steps; kk++) step(kk);
+    }
+}
+
 __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -208,14 +219,7 @@ __global__ void __launch_bounds__(big::THREADS, 2)
 #pragma unroll
                 for (int j = 0; j < NJ; j++) mma_bf16(acc[i][j], a[i], b[j]);
         };
-        if (kt < KT - 1 || last_steps == BK / 16) {
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
-        } else {
-            // Last, partial tile: k16 steps past K are skipped, never zero-padded (the k16 sequence is K/16
-            // steps in every kernel).
-            for (int kk = 0; kk < last_steps; kk++) k16_step(kk);
-        }
+        k16_tile<BK / 16>(kt, KT, last_steps, k16_step);
     }
     cp_async_wait<0>();
 
@@ -396,12 +400,7 @@ __global__ void __launch_bounds__(wg::cfg<NC, WM, BN, MINB>::THREADS, MINB)
             }
         };
         wg_fence();
-        if (kt < KT - 1 || last_steps == BK / 16) {
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
-        } else {
-            for (int kk = 0; kk < last_steps; kk++) k16_step(kk);
-        }
+        k16_tile<BK / 16>(kt, KT, last_steps, k16_step);
         wg_commit();
         // keep this tile's MMAs in flight; the previous tile's are done: its stage goes back to the producer
         wg_wait<1>();
@@ -591,12 +590,7 @@ __global__ void __launch_bounds__(32 * NW)
                 mma_bf16(acc[i], a, b);
             }
         };
-        if (kt < KT - 1 || last_steps == BK / 16) {
-#pragma unroll
-            for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
-        } else {
-            for (int kk = 0; kk < last_steps; kk++) k16_step(kk); // skipped, never padded (see gemm_big)
-        }
+        k16_tile<BK / 16>(kt, KT, last_steps, k16_step);
     }
     cp_async_wait<0>();
     const int g = lane >> 2, t4 = lane & 3;
@@ -741,12 +735,7 @@ __global__ void __launch_bounds__(32 * (NW + 1))
                     mma_bf16(acc[i], a, b);
                 }
             };
-            if (kt < KT - 1 || last_steps == BK / 16) {
-#pragma unroll
-                for (int kk = 0; kk < BK / 16; kk++) k16_step(kk);
-            } else {
-                for (int kk = 0; kk < last_steps; kk++) k16_step(kk); // skipped, never padded (see gemm_big)
-            }
+            k16_tile<BK / 16>(kt, KT, last_steps, k16_step);
             __syncwarp();
             if (lane == 0) mbar_arrive(&empty[s]); // this warp's reads of the stage are done
         }

@@ -9,7 +9,7 @@
  *   BITROLL_GEMM_ROWPAR_FUSED=0    small-M row-parallel GEMMs sum in a separate launch (gemm_rowpar_fused, 1)
  *   BITROLL_GEMM_WGMMA=0           GEMMs of M > 64 use mma.sync, not wgmma (sm_90)     (gemm_wgmma, default 1)
  *   BITROLL_GEMM_SMALL_TMA=0       GEMMs of M <= 64 use cp.async, not TMA (sm_90)      (gemm_small_tma, default 1)
- *   BITROLL_GEMM_SMALL_RX=0        ... x in the TMA ring, not resident (4-warp blocks) (gemm_small_rx, default 1)
+ *   BITROLL_GEMM_SMALL_RX=0        ... x in the TMA ring, not resident (8-warp blocks) (gemm_small_rx, default 1)
  *   BITROLL_ATTN_DECODE=walk|parallel  force one decode attention kernel               (attn_decode, default auto)
  *   BITROLL_SHARE_GPUS=1           more ranks than GPUs share them (tests)             (share_gpus, default 0)
  *   BITROLL_NCCL=0                 device collectives through MPI host buffers         (nccl, default 1)

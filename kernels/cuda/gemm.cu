@@ -271,6 +271,13 @@ __device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
                  ::"r"(smem_u32(b)), "r"(parity)
                  : "memory");
 }
+// 1-D bulk copy of `bytes` (a multiple of 16; src and dst 16-byte aligned) from global src to shared dst, completing
+// bytes on bar.
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n"
+                 ::"r"(smem_u32(dst)), "l"((uint64_t)src), "r"(bytes), "r"(smem_u32(bar))
+                 : "memory");
+}
 // 2-D TMA load of the box at (c0 = column, c1 = row) of `map` into dst, completing bytes on bar.
 __device__ __forceinline__ void tma_load(void *dst, const CUtensorMap *map, uint64_t *bar, int c0, int c1) {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
@@ -621,21 +628,25 @@ template <int MT, int NW, int ST> constexpr int smem_bytes() {
     return ST * cfg<MT, NW>::STAGE_BYTES + 1024 /* alignment */ + 2 * ST * 8 /* mbarriers */;
 }
 // Resident x (RX, MT = 1; kern_cuda_tuning.gemm_small_rx): the block's x rows [kbeg, kbeg + kc) are copied into
-// shared memory once, rows pitch 2 kc + 16 bytes (an odd number of 16-byte units: the 8 row addresses of an ldmatrix
-// hit 8 different bank groups; rows past M read a 16-byte zero chunk), and the ring holds W only -- 8 * NW rows of
-// 128 bytes a stage instead of 16 + 8 * NW (4 KB instead of 6 at NW = 4), so more W bytes can be in flight per SM
-// (40 KB of stages a block, four blocks an SM). Why: a chain of mma.sync steps takes 24 cycles a step on an H200
-// (bench/exp/mma_chain.cu), yet the 1x4096x4096 GEMM takes ~120 cycles a step, its consumer warps waiting on their
-// stages' W (Nsight Compute, eleventh session). Used where the rows fit RX_MAX_BYTES; W stages of RX_RING_KB / NW KB.
-// Measured on an H200 (bench_kernels "" decode,rowpar, resident x on / off, same call): blocks of 4 warps gain --
-// 1x11008x4096 3,172 vs 2,770 GB/s, row-parallel (C = 8) 1x4096x12288 3,288 vs 2,459 and 1x4096x4096 2,057 vs
-// 1,644 -- but blocks of 1 or 2 warps lose (1x4096x4096 1,400 vs 1,688; 1x4096x11008 921 vs 1,843; 8x4096x1024 458 vs
-// 1,176): there the block's 32-64 consumer threads copy x one 16-byte load after another (16 to 43 each at K = 4,096
-// to 11,008) before the first step, and at K = 11,008 the 22 KB of x leave room for 3 blocks per SM instead of 4. So
-// launch_small takes it for NW = 4 only. (Next: x by a TMA bulk copy on the producer warp.)
-constexpr int RX_MAX_BYTES = 32 * 1024, RX_RING_KB = 40;
+// shared memory once -- by the producer warp, one bulk copy (cp.async.bulk) a row, completing on an mbarrier of its
+// own -- rows pitch 2 kc + 16 bytes (an odd number of 16-byte units: the 8 row addresses of an ldmatrix hit 8
+// different bank groups; rows past M read a 16-byte zero chunk), and the ring holds W only: 8 * NW rows of 128
+// bytes a stage, RX_RING_KB KB of stages a block (8 stages of 8 KB). Why: a chain of mma.sync steps takes 24 cycles
+// a step on an H200 (bench/exp/mma_chain.cu), yet the 1x4096x4096 GEMM took ~120 cycles a step, its consumer warps
+// waiting on their stages' W (Nsight Compute, eleventh session): W bytes in flight bound it, and at M = 1 two thirds
+// of a stage were x. Used by 8-warp blocks only (dispatch_small: N >= 64 x SMs, x's rows within RX_MAX_BYTES).
+// Measured on an H200 (twelfth session, bitroll bench --batches 1,4, 8B shape, two runs each in one call): 182 / 181
+// tokens/s at batch 1 (674 / 670 at batch 4) against 178 / 177 (669 / 668) for 4-warp blocks with a 40 KB ring
+// (the eleventh session's rule, x copied by the producer), 179 / 178 (705 / 704) for 8-warp blocks with a 40 KB
+// ring and 168 / 168 (610 / 610) for 4-warp blocks with a 64 KB ring. In bench_kernels the 8-warp 64 KB blocks are
+// faster on the row-parallel 1x4096x4096 (15.7 vs 16.1 us) but slower on 1x11008x4096 (2,851 vs 3,366 GB/s): the
+// end-to-end gain is in the decode step, where each block's first 64 KB of W are requested before
+// griddepcontrol.wait, during the previous kernel. Resident x in 1- and 2-warp blocks stays off: slower even with the
+// bulk copy (1x4096x11008 1,253 vs 1,871 GB/s, 8x4096x1024 655 vs 1,169; the 0.6B shape 730 vs 785 tokens/s).
+constexpr int RX_MAX_BYTES = 32 * 1024, RX_RING_KB = 64;
 template <int NW, int ST> constexpr int rx_fixed_bytes() {
-    return ST * NW * 1024 /* W ring */ + 1024 /* alignment */ + 2 * ST * 8 /* mbarriers */ + 16 /* zero chunk */;
+    return ST * NW * 1024 /* W ring */ + 1024 /* alignment */ + 2 * ST * 8 /* mbarriers */ + 16 /* x's mbarrier */ +
+           16 /* zero chunk */;
 }
 __host__ __device__ constexpr int rx_pitch(int kc) { return 2 * kc + 16; }
 // Byte offset of 16-byte chunk c of row r in a tile of 128-byte rows written by TMA with the 128-byte swizzle.
@@ -655,7 +666,9 @@ __global__ void __launch_bounds__(32 * (NW + 1))
     extern __shared__ __align__(16) uint8_t smem_raw[];
     uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     uint64_t *full = (uint64_t *)(smem + ST * SB), *empty = full + ST;
-    uint8_t *zero16 = (uint8_t *)(empty + ST), *xs = zero16 + 16; // RX: a 16-byte zero chunk, then x's rows
+    // RX: x's mbarrier (16 bytes with padding), a 16-byte zero chunk, then x's rows
+    uint64_t *xfull = empty + ST;
+    uint8_t *zero16 = (uint8_t *)(xfull + 2), *xs = zero16 + 16;
     int tile = blockIdx.x;
     int seg = 0;
     const gemm_seg sg = pick_seg(segs, tile, &seg);
@@ -672,9 +685,14 @@ __global__ void __launch_bounds__(32 * (NW + 1))
             mbar_init(&full[s], 1);
             mbar_init(&empty[s], NW);
         }
+        if constexpr (RX) {
+            mbar_init(xfull, 1);
+            *(uint4 *)zero16 = make_uint4(0, 0, 0, 0);
+        }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
     __syncthreads();
+    const int XP = stma::rx_pitch(kc);
 
     if (warp == NW) { // producer (lane 0); the warp then joins the epilogue's barriers
         if (lane == 0) {
@@ -685,8 +703,13 @@ __global__ void __launch_bounds__(32 * (NW + 1))
                 tma_load(smem + kt * SB + A_BYTES, wmap, &full[kt], kbeg + kt * BK, n0);
             }
             KERN_WAIT_PREREQUISITES();
-            if constexpr (!RX)
+            // x's Mv rows, columns [kbeg, kbeg + kc): a bulk copy a row (K, kbeg and kc are multiples of 16)
+            if constexpr (RX) {
+                mbar_expect_tx(xfull, (uint32_t)(Mv * 2 * kc));
+                for (int r = 0; r < Mv; r++) bulk_load(xs + r * XP, x + (int64_t)r * K + kbeg, 2 * kc, xfull);
+            } else {
                 for (int kt = 0; kt < pre; kt++) tma_load(smem + kt * SB, &maps.x, &full[kt], kbeg + kt * BK, 0);
+            }
             for (int kt = ST; kt < KT; kt++) {
                 const int s = kt % ST;
                 mbar_wait(&empty[s], ((kt / ST) - 1) & 1);
@@ -698,16 +721,7 @@ __global__ void __launch_bounds__(32 * (NW + 1))
         KERN_WAIT_PREREQUISITES(); // every lane, before last_block_sum's global reads and writes
     } else {
         KERN_WAIT_PREREQUISITES(); // nothing global is written before the previous kernel completes
-        const int XP = stma::rx_pitch(kc);
-        if constexpr (RX) { // x's Mv rows, columns [kbeg, kbeg + kc), 16 bytes a copy (K, kbeg: multiples of 16)
-            const int cpr = kc / 8;
-            for (int c = tid; c < Mv * cpr; c += 32 * NW) {
-                const int r = c / cpr, q = c % cpr;
-                *(uint4 *)(xs + r * XP + q * 16) = __ldg((const uint4 *)(x + (int64_t)r * K + kbeg) + q);
-            }
-            if (tid == 0) *(uint4 *)zero16 = make_uint4(0, 0, 0, 0);
-            asm volatile("bar.sync 1, %0;\n" ::"n"(32 * NW) : "memory"); // the consumer warps only
-        }
+        if constexpr (RX) mbar_wait(xfull, 0); // x's rows have landed
         float acc[MT][4];
 #pragma unroll
         for (int i = 0; i < MT; i++)
@@ -830,29 +844,34 @@ static void launch_small_tma_st(gemm_segs g, const __nv_bfloat16 *x, int M, int 
 
 // The default pipeline depth, or SHORT stages when the k span has at most SHORT - 1 tiles (kern_cuda_tuning.gemm_short
 // = 0: always the default, for comparison). On sm_90 devices the TMA-fed kernel (kern_cuda_tuning.gemm_small_tma, the
-// default; stages of 64 k: twice as many); elsewhere, or with gemm_small_tma = 0, the cp.async one.
+// default; stages of 64 k: twice as many); elsewhere, or with gemm_small_tma = 0, the cp.async one. One row tile and
+// 8 warps (MT = 1, NW = 8): resident x, the only kernel of that shape (dispatch_small takes it where small_rx holds).
 template <int MT, int NW>
 static void launch_small(gemm_segs g, const __nv_bfloat16 *x, int M, int K, cudaStream_t stream, kspan ks) {
-    if (kern_tuning().gemm_small_tma && have_sm90a()) {
-        constexpr int SHORT2 = 2 * small::SHORT, ST = stma::cfg<MT, NW>::ST, STX = stma::RX_RING_KB / NW;
-        const int KT64 = (ks.kc + stma::BK - 1) / stma::BK;
-        const bool short_k = kern_tuning().gemm_short && KT64 <= SHORT2 - 1;
-        if constexpr (MT == 1 && NW >= 4) { // resident x: measured faster at NW = 4 only (see stma::RX_MAX_BYTES)
-            if (kern_tuning().gemm_small_rx && (int64_t)M * stma::rx_pitch(ks.kc) <= stma::RX_MAX_BYTES) {
-                if (short_k && SHORT2 < STX) launch_small_tma_st<MT, NW, SHORT2, true>(g, x, M, K, stream, ks);
-                else launch_small_tma_st<MT, NW, STX, true>(g, x, M, K, stream, ks);
-                return;
-            }
+    if constexpr (MT == 1 && NW == 8) {
+        launch_small_tma_st<MT, NW, stma::RX_RING_KB / NW, true>(g, x, M, K, stream, ks);
+    } else {
+        if (kern_tuning().gemm_small_tma && have_sm90a()) {
+            constexpr int SHORT2 = 2 * small::SHORT, ST = stma::cfg<MT, NW>::ST;
+            const int KT64 = (ks.kc + stma::BK - 1) / stma::BK;
+            if (kern_tuning().gemm_short && KT64 <= SHORT2 - 1 && SHORT2 < ST)
+                launch_small_tma_st<MT, NW, SHORT2, false>(g, x, M, K, stream, ks);
+            else launch_small_tma_st<MT, NW, ST, false>(g, x, M, K, stream, ks);
+            return;
         }
-        if (short_k && SHORT2 < ST) launch_small_tma_st<MT, NW, SHORT2, false>(g, x, M, K, stream, ks);
-        else launch_small_tma_st<MT, NW, ST, false>(g, x, M, K, stream, ks);
-        return;
+        const int KT = (ks.kc + small::BK - 1) / small::BK;
+        if (kern_tuning().gemm_short && small::SHORT < small::cfg<MT, NW>::STAGES && KT <= small::SHORT - 1)
+            launch_small_st<MT, NW, small::SHORT>(g, x, M, K, stream, ks);
+        else
+            launch_small_st<MT, NW, small::cfg<MT, NW>::STAGES>(g, x, M, K, stream, ks);
     }
-    const int KT = (ks.kc + small::BK - 1) / small::BK;
-    if (kern_tuning().gemm_short && small::SHORT < small::cfg<MT, NW>::STAGES && KT <= small::SHORT - 1)
-        launch_small_st<MT, NW, small::SHORT>(g, x, M, K, stream, ks);
-    else
-        launch_small_st<MT, NW, small::cfg<MT, NW>::STAGES>(g, x, M, K, stream, ks);
+}
+
+// Whether a one-row-tile (M <= 16) GEMM takes gemm_small_tma with resident x: an sm_90 device, the switches on
+// (kern_cuda_tuning.gemm_small_tma, gemm_small_rx), x's rows of the k span within stma::RX_MAX_BYTES.
+static bool small_rx(int M, int kc) {
+    return kern_tuning().gemm_small_tma && kern_tuning().gemm_small_rx && have_sm90a() &&
+           (int64_t)M * stma::rx_pitch(kc) <= stma::RX_MAX_BYTES;
 }
 
 template <int MT>
@@ -865,7 +884,8 @@ static void dispatch_small(const gemm_segs &g, int N_total, const __nv_bfloat16 
     // should not be much narrower than BM.
     N_total *= ks.nz; // chunks multiply the blocks like columns do
     if (MT == 1) {
-        if (N_total >= 32 * 2 * n_sm) launch_small<1, 4>(g, x, M, K, stream, ks);
+        if (N_total >= 32 * 2 * n_sm && small_rx(M, ks.kc)) launch_small<1, 8>(g, x, M, K, stream, ks);
+        else if (N_total >= 32 * 2 * n_sm) launch_small<1, 4>(g, x, M, K, stream, ks);
         else if (N_total >= 16 * 2 * n_sm) launch_small<1, 2>(g, x, M, K, stream, ks);
         else launch_small<1, 1>(g, x, M, K, stream, ks);
     } else if (MT == 2) {

@@ -94,8 +94,9 @@ typedef struct {
                             * (BITROLL_GEMM_WGMMA) */
     int gemm_small_tma;    /* 1: GEMMs of M <= 64 run the TMA-fed variant of the decode kernel on sm_90 devices; 0: the
                             * cp.async one (BITROLL_GEMM_SMALL_TMA) */
-    int gemm_small_rx;     /* 1: gemm_small_tma's 4-warp blocks keep x's rows resident in shared memory where they fit
-                            * (M <= 16) and stream only W through the ring (BITROLL_GEMM_SMALL_RX) */
+    int gemm_small_rx;     /* 1: GEMMs of M <= 16 and N >= 64 x SMs run gemm_small_tma in 8-warp blocks that keep x's
+                            * rows resident in shared memory where they fit and stream only W through the ring; 0:
+                            * 4-warp blocks with x in the ring (BITROLL_GEMM_SMALL_RX) */
 } kern_cuda_tuning;
 /* Sets the switches of every later launch in this process (until the first call: 1, 1, 1, 0, 1, 1, 1) and returns the
  * previous ones; t == NULL only returns the current ones. Host-side state: not to be called while another thread

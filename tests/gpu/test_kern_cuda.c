@@ -629,6 +629,10 @@ static void gemm_rowpar_run(int small_tma, int small_rx) {
     bad += rowpar_case(1000, 384, 8, sparse, n_sparse, 1); /* chunks of 48: inside a k tile (partials at any M) */
     bad += rowpar_case(520, 3072, 4, sparse, n_sparse, 1); /* chunks of 768, N not a multiple of the tiles */
     bad += rowpar_case(64, 1024, 1, sparse, n_sparse, 0);  /* C = 1: the plain GEMM */
+    /* N C >= 64 x SMs (on an H200): at M <= 16 gemm_small_tma's 8-warp resident-x blocks with the last-block sum,
+     * N not a multiple of their 64 columns */
+    static const int wide[] = {1, 2, 3, 5, 8, 13, 16, 17, 33, 64, 65};
+    bad += rowpar_case(1100, 1024, 8, wide, (int)(sizeof wide / sizeof wide[0]), 1);
     kern_cuda_set_tuning(&prev);
     assert_int_equal(bad, 0);
 }
@@ -650,7 +654,7 @@ static void test_gemm_small_tma(void **state) {
     printf("  gemm_small_tma, under a 240 s alarm\n");
     fflush(stdout);
     alarm(240);
-    /* M <= 64 on gemm_small_tma, x in its ring and resident (4-warp blocks, N >= 64 x SMs: N = 11,008 and 20,000
+    /* M <= 64 on gemm_small_tma, x in its ring and resident (8-warp blocks, N >= 64 x SMs: N = 11,008 and 20,000
      * here; M <= 16 where the rows fit: M <= 3 at K = 4,096, all at K = 512), against gemm_wg's rows (which
      * test_gemm_batch_invariance ties to gemm_small's) */
     static const int kernels[][3] = {{1, 1, 0}, {1, 1, 1}};

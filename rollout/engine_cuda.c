@@ -3,7 +3,6 @@
  * back only (token, logits[token], max, log-sum-exp, digest) per row; rows with top-k/top-p pick their token on the
  * device too (kern_cuda_sample_filter: rollout_sample's token, bit for bit). Buffers are allocated once; a step
  * allocates nothing. */
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,10 +118,12 @@ typedef struct {
 /* CUDA graphs of pure decode steps, and tuning.cuda_profile's events between the phases of each step (graphs off),
  * summed per phase and printed by rollout_cuda_free: [0] decode-only steps, [1] steps with prefill rows. */
 typedef struct {
-    int use;                   /* decode steps are captured once per batch size and replayed */
-    kern_cuda_graph **g;       /* (T + 1): g[M] replays a pure decode step of M sequences */
-    uint8_t *seen;             /* (T + 1): a decode step of M sequences ran once uncaptured (first launches of a
-                                * kernel may set function attributes, which a capture must not record) */
+    int use;                   /* decode steps are captured once per (batch size, split count) and replayed */
+    int S;                     /* slots per batch size: the standard mode's split-KV counts (KERN_CUDA_SPLITKV_MAX),
+                                * else 1 */
+    kern_cuda_graph **g;       /* ((T + 1) S): g[M S + s - 1] replays a pure decode step of M sequences at s splits */
+    uint8_t *seen;             /* ((T + 1) S): such a step ran once uncaptured (first launches of a kernel may set
+                                * function attributes, which a capture must not record) */
     int prof, prof_n, prof_cap, prof_steps[2];
     cudaEvent_t *prof_ev;      /* (prof_cap + 1); [prof_cap] marks the step's start */
     int *prof_cat;             /* (prof_cap) the phase each event ends */
@@ -141,7 +142,7 @@ typedef struct rollout_cuda {
     br_status tp_status;
     /* invariant mode: row-parallel GEMMs (o_proj, down_proj) in chunks of K (DESIGN 7), 1 = a plain GEMM */
     int chunks_o, chunks_d;
-    /* standard mode: the step's split-KV count, chosen by count from the batch (so never captured in a graph) */
+    /* standard mode: the step's split-KV count, chosen by count from the batch and its keys (a graph slot each) */
     int n_sm, splitkv_splits;
     cuda_weights wt;
     cuda_kv kv;
@@ -587,12 +588,13 @@ static void acts_free(cuda_acts *a) {
     kern_cuda_host_free(a->h_filt);
 }
 
-/* Graph slots for steps of 1..T sequences; with prof, the events of a step's phases. */
-static br_status graphs_build(cuda_graphs *gr, int T, int use, int prof, int n_layers) {
+/* Graph slots for steps of 1..T sequences, S per batch size; with prof, the events of a step's phases. */
+static br_status graphs_build(cuda_graphs *gr, int T, int S, int use, int prof, int n_layers) {
     gr->use = use;
     gr->prof = prof;
-    gr->g = calloc((size_t)T + 1, sizeof *gr->g);
-    gr->seen = calloc((size_t)T + 1, 1);
+    gr->S = S;
+    gr->g = calloc(((size_t)T + 1) * S, sizeof *gr->g);
+    gr->seen = calloc(((size_t)T + 1) * S, 1);
     if (!gr->g || !gr->seen) return br_fail(BR_ENOMEM, "cuda engine: out of host memory");
     if (prof) {
         gr->prof_cap = 16 * n_layers + 16;
@@ -618,7 +620,7 @@ static void prof_report(const cuda_graphs *gr) {
     }
 }
 
-/* T: the graph slots' count (steps of 1..T sequences). */
+/* T: the largest batch size of the graph slots (steps of 1..T sequences). */
 static void graphs_free(cuda_graphs *gr, int T) {
     if (gr->prof) prof_report(gr);
     if (gr->prof_ev)
@@ -626,7 +628,7 @@ static void graphs_free(cuda_graphs *gr, int T) {
     free(gr->prof_ev);
     free(gr->prof_cat);
     if (gr->g)
-        for (int i = 0; i <= T; i++) kern_cuda_graph_free(gr->g[i]);
+        for (size_t i = 0; i < ((size_t)T + 1) * gr->S; i++) kern_cuda_graph_free(gr->g[i]);
     free(gr->g);
     free(gr->seen);
 }
@@ -740,12 +742,13 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
                     (long long)wbytes, (long long)plan.weights, (long long)used, (long long)plan.total);
     }
     if (rc == BR_OK) {
-        /* CUDA graphs for decode steps: on unless tuning.cuda_graphs = 0 or profiling; the standard mode's only at
-         * batch sizes whose split-KV count is always 1 (rollout_cuda_step), tensor parallel steps never (the
-         * all-gather may be MPI through host buffers) */
+        /* CUDA graphs for decode steps: on unless tuning.cuda_graphs = 0 or profiling; the standard mode's keyed by
+         * batch size and split-KV count (rollout_cuda_step), tensor parallel steps never (the all-gather may be MPI
+         * through host buffers) */
         const int prof = tu->cuda_profile != 0;
         const int use = tu->cuda_graphs && !prof && e->tp.size <= 1;
-        rc = graphs_build(&e->gr, max_tokens, use, prof, c->n_layers);
+        const int S = mode == KERN_MODE_STANDARD ? KERN_CUDA_SPLITKV_MAX : 1;
+        rc = graphs_build(&e->gr, max_tokens, S, use, prof, c->n_layers);
     }
     if (rc != BR_OK) {
         rollout_cuda_free(e);
@@ -770,9 +773,10 @@ static void rollout_cuda_free(rollout_cuda *e) {
 static policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv.pages; }
 
 /* Every launch of one step, on e->stream, from the device-side inputs (tokens, positions, page tables, gather
- * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi, lead), so a pure decode
- * step of M sequences can be captured once and replayed as a CUDA graph -- in the standard mode only where
- * e->splitkv_splits (chosen from the batch and the keys) is 1 whatever the keys (rollout_cuda_step). */
+ * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi, lead) and, in the
+ * standard mode, e->splitkv_splits (chosen from the batch and the keys; the split-KV kernels find each row's keys
+ * on the device), so a pure decode step of M sequences can be captured once per split count and replayed as a CUDA
+ * graph (rollout_cuda_step). */
 static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
     const policy_config *c = &e->w->cfg;
     const int D = c->dim, H = e->Hl, KV = e->KVl, hd = c->head_dim, F = e->Fl, V = c->vocab; /* H, KV, F: this rank's */
@@ -965,19 +969,18 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
     if (nf) kern_cuda_upload_async(e->a.filt, e->a.h_filt, (size_t)nf * sizeof(kern_filter_req), st);
 
     e->tp_status = BR_OK;
-    /* the standard mode's steps are captured where their split count cannot change with the keys (one split) */
-    const int capturable = e->mode != KERN_MODE_STANDARD ||
-                           kern_cuda_attn_splitkv_splits(M, c->n_kv_heads, INT_MAX, e->n_sm) == 1;
-    if (e->gr.use && capturable && !multi && R == M && e->gr.seen[M]) {
-        if (!e->gr.g[M]) {
+    /* the graph slot of a pure decode step: its batch size and, in the standard mode, its split count */
+    const size_t slot = (size_t)M * e->gr.S + (e->gr.S > 1 ? e->splitkv_splits - 1 : 0);
+    if (e->gr.use && !multi && R == M && e->gr.seen[slot]) {
+        if (!e->gr.g[slot]) {
             kern_cuda_capture_begin(st);
             run_kernels(e, M, R, multi, lead);
-            e->gr.g[M] = kern_cuda_capture_end(st);
+            e->gr.g[slot] = kern_cuda_capture_end(st);
         }
-        kern_cuda_graph_launch(e->gr.g[M], st);
+        kern_cuda_graph_launch(e->gr.g[slot], st);
     } else {
         run_kernels(e, M, R, multi, lead);
-        if (!multi && R == M) e->gr.seen[M] = 1;
+        if (!multi && R == M) e->gr.seen[slot] = 1;
     }
     if (nf) /* after the step (graph or not): the filter reads its logits rows and m */
         kern_cuda_sample_filter(e->a.out, e->a.logits, e->a.req, e->a.filt, e->a.h_filt, nf, V, e->a.filt_ws,

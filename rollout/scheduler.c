@@ -518,10 +518,16 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
         p->workspaces += rows * H * 64 * (hd + 2) * 4;
     }
 #undef KP
-    /* not in a buffer: cuBLAS and the CUDA context's own growth, one graph per decode batch size (<= max_seqs),
-     * allocator rounding -- a guess, kept generous */
-    p->reserve = (int64_t)256 << 20;
-    p->reserve += (int64_t)(p->max_seqs > 0 ? p->max_seqs : 0) << 20;
+    /* not in a buffer: cuBLAS and the CUDA context's own growth, 1 MiB a decode-step graph -- one per batch size
+     * (<= max_seqs); in the standard mode one per batch size and split-KV count (kern_cuda_attn_splitkv_splits' most
+     * splits at 256 SMs, one rank) --, allocator rounding: a guess, kept generous */
+    int64_t graphs = p->max_seqs > 0 ? p->max_seqs : 0;
+    if (p->mode == KERN_MODE_STANDARD && hd >= 32 && tps == 1 && KV > 0)
+        for (int64_t m = 1; m <= p->max_seqs && m * KV * 5 < 256 * 4; m++) {
+            const int64_t splits = (256 + m * KV - 1) / (m * KV);
+            graphs += (splits < 64 ? splits : 64) - 1;
+        }
+    p->reserve = ((int64_t)256 << 20) + (graphs << 20);
     p->total = p->weights + p->kv + rollout_mem_plan_step_bytes(p) + p->reserve;
 }
 

@@ -5,6 +5,7 @@
 #   tiny-gpt2, at temperature 1.0 (and top-p 0.9 on stories);
 # - data parallel: 2 ranks (sharing the GPU where there is one; device weights broadcast from rank 0) give the
 #   rollouts of 1 rank; verify across rank counts; a Qwen3-0.6B-shape random model, 256 prompts x 128 tokens: score then verify exits 0;
+# - standard mode: CUDA graphs per batch size and split-KV count give the rollouts of a run without graphs;
 # - tensor parallel: --tp 2 == --tp 1 (tiny-qwen3, Qwen3-0.6B shape), verify across TP degrees.
 source "$(dirname "$0")/lib/common.bash" "$@"
 echo '{"prompt_ids": [1]}' >"$TMP/bos.jsonl"
@@ -86,6 +87,16 @@ for mode in invariant standard; do
     echo "qwen3-0.6b random, --kernels $mode: verify exit $code"
     if [ "$mode" = invariant ]; then [ "$code" = 0 ] || fail "invariant mode: generate and score differ"; fi
 done
+# The standard mode's decode steps replay a CUDA graph per batch size and split-KV count: the rollouts of the same
+# run without graphs, bit for bit (4 sequences of 9-10 prompt tokens + 200: their keys cross 1..7 chunks of 32, so
+# the steps take several split counts)
+head -2 "$TMP/q.jsonl" >"$TMP/q2.jsonl"
+for g in 1 0; do
+    BITROLL_CUDA_GRAPHS=$g "$BITROLL" generate --device cuda --kernels standard "${Q[@]}" --prompts "$TMP/q2.jsonl" \
+        --out "$TMP/std_g$g.h5" --n 2 --temperature 1.0 --max-new-tokens 200 --no-stop --max-seqs 4 --quiet
+done
+same_rollouts "$TMP/std_g1.h5" "$TMP/std_g0.h5"
+echo "ok: standard mode, CUDA graphs per batch size and split count == no graphs"
 
 # Tensor parallel on the GPU: --tp 2 gives the rollouts of --tp 1 bit for bit (tiny-qwen3 bf16: 8 chunks of 16 and
 # 48 columns; a Qwen3-0.6B-shape random model: 8 chunks of 256 and 384), and scores made with --tp 2 verify rollouts

@@ -22,11 +22,12 @@ static void bench_usage(FILE *f) {
             "\n"
             "On a GPU (--device cuda) it first prints the kernel table: the copy roofline, invariant GEMM vs cuBLAS\n"
             "TFLOP/s on the same shapes, decode-shaped GEMM and paged-attention GB/s against the copy roofline.\n"
-            "Then the end-to-end figures:\n"
-            "Generate tokens/s for each kernel mode and batch size (B prompts x new tokens, temperature 1,\n"
-            "batch = --max-seqs), score tokens/s on the largest batch's rollouts, and with --flip the flip\n"
-            "experiment: log-probs (lp) and logits digests (dg) that differ between generate and score (teacher-\n"
-            "forced, 512-token steps), and distinct greedy completions of one\n"
+            "Then the end-to-end figures, for each kernel mode and batch size B: generate tokens/s (B prompts x new\n"
+            "tokens, temperature 1, batch = --max-seqs), score tokens/s on those rollouts (teacher-forced, 512-token\n"
+            "steps), the log-probs (lp) and logits digests (dg) that differ between generate and score, and the\n"
+            "generate run's HBM GB/s (steps x the weights a step reads + the keys and values each step reads, / its\n"
+            "seconds) with its share of the copy bandwidth measured in the same run (%%copy; at batch 1 the share of\n"
+            "the bound weight bytes per step / copy bandwidth). With --flip, the distinct greedy completions of one\n"
             "prompt across batch sizes 1..256 with random distractor prompts.\n"
             "\n"
             "  --random-weights CFG  model shape (default configs/shapes/qwen3-0.6b.json, weights on the GPU)\n"
@@ -93,10 +94,10 @@ static void rl_usage(FILE *f) {
             "One RL rollout step per (new tokens, top-p): P prompts of L random tokens x N samples each, temperature\n"
             "1.0, no stop token, every completion exactly the new-token count. Prints tokens/s, the share of the run's\n"
             "wall time in prefill steps, decode steps and the scheduler's host work, the achieved HBM GB/s (per step\n"
-            "the weights + each sequence's keys and values read once, summed, / wall seconds) against the copy\n"
-            "bandwidth measured in the same run, and the peak device memory (total - the least free seen).\n"
-            "Sampling runs inside the steps (on the device at top-p 1; on the host, a logits row copied back per\n"
-            "token, at top-p < 1), so it is part of the prefill/decode shares, not a column of its own.\n"
+            "the weights a step reads + each sequence's keys and values read once, summed, / wall seconds) against\n"
+            "the copy bandwidth measured in the same run, and the peak device memory (total - the least free seen).\n"
+            "Sampling runs inside the steps (on a GPU: Gumbel-max at top-p 1, a sort and a scan at top-p < 1),\n"
+            "so it is part of the prefill/decode shares, not a column of its own.\n"
             "\n"
             "  --random-weights CFG  model shape (default configs/shapes/qwen3-0.6b.json; cuda only)\n"
             "  --model DIR           a checkpoint instead\n"
@@ -136,7 +137,7 @@ static void rl_on_step(void *ctx, int64_t done, int64_t total, int64_t tokens) {
 
 /* The copy bandwidth of the kernel table (bench/kernel_bench.c), measured alone: its JSON record "copy". 0 when
  * there is no CUDA device. */
-static double rl_copy_gbs(const br_tuning *t) {
+static double bench_copy_gbs(const br_tuning *t) {
     char path[64];
     snprintf(path, sizeof path, "/tmp/bitroll-bench-copy-%ld.json", (long)getpid());
     double gbs = 0;
@@ -248,7 +249,7 @@ static int bench_rl(int argc, char **argv) {
     char dev_name[256] = "cpu";
     if (dev != ROLLOUT_DEVICE_CPU && rollout_backend(dev) && rollout_backend(dev)->device_count() > 0)
         rollout_backend(dev)->device_name(0, dev_name, sizeof dev_name);
-    const double copy_gbs = dev == ROLLOUT_DEVICE_CUDA ? rl_copy_gbs(&tuning) : 0.0;
+    const double copy_gbs = dev == ROLLOUT_DEVICE_CUDA ? bench_copy_gbs(&tuning) : 0.0;
     const int64_t n_jobs = (int64_t)prompts * n_per;
     rollout_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
     rollout_result *res = calloc((size_t)n_jobs, sizeof *res);
@@ -320,7 +321,8 @@ static int bench_rl(int argc, char **argv) {
                 rollout_mem_plan_compute(c, &plan);
             }
             const int64_t steps = st.steps_prefill + st.steps_decode;
-            const double bytes = (double)steps * (double)plan.weights + (double)st.kv_read_tokens * (double)plan.kv_token;
+            const double bytes =
+                (double)steps * (double)plan.weights_step + (double)st.kv_read_tokens * (double)plan.kv_token;
             const double hbm = bytes / wall / 1e9;
             const double peak = have_mem && pr.min_free >= 0 ? (double)(total - pr.min_free) / 1e9 : -1.0;
             char peak_s[32], pct_s[32];
@@ -341,7 +343,7 @@ static int bench_rl(int argc, char **argv) {
                         first ? "" : ",", new_tok[k], (double)topp[q], P, (long long)S, (long long)toks, wall, toks / wall,
                         st.s_prefill, st.s_decode, st.s_host, st.s_create, (long long)st.steps_prefill,
                         (long long)st.steps_decode, (long long)st.rows_prefill, (long long)st.rows_decode,
-                        (long long)st.kv_read_tokens, (long long)plan.weights, (long long)plan.kv_token, bytes, hbm,
+                        (long long)st.kv_read_tokens, (long long)plan.weights_step, (long long)plan.kv_token, bytes, hbm,
                         peak >= 0 ? peak * 1e9 : -1.0, (long long)(have_mem ? plan.total : 0),
                         (long long)(have_mem ? plan.kv : 0), have_mem ? plan.max_seqs : o.max_seqs,
                         have_mem ? plan.max_tokens : o.max_batch_tokens);
@@ -470,11 +472,18 @@ int cli_bench_main(int argc, char **argv) {
     printf("bitroll bench: %s, %s (%lld parameters, %s), device %s, prompt %d + %d new tokens\n",
            model ? model : cfg, policy_arch_name(w->cfg.arch), (long long)w->n_params, model ? "checkpoint" : "random weights",
            dev_name, prompt_len, new_tokens);
+    /* the bytes a generate run must read at least (bench --workload rl's cost model): per step the weights a step
+     * reads, per step and sequence its keys and values; against the copy bandwidth measured here */
+    const double copy_gbs = dev == ROLLOUT_DEVICE_CUDA ? bench_copy_gbs(&tuning) : 0.0;
+    if (copy_gbs > 0)
+        printf("copy bandwidth measured in this run: %.0f GB/s (%%copy: HBM_GB/s against it)\n", copy_gbs);
+    else printf("copy bandwidth: not measured (no CUDA device); HBM_GB/s is bytes / s of the cost model\n");
+    printf("HBM_GB/s: (generate steps x the weights a step reads + the keys and values each step reads) / seconds\n");
     if (jf)
-        fprintf(jf, "{\"model\": \"%s\", \"device\": \"%s\", \"prompt_len\": %d, \"new_tokens\": %d, \"runs\": [",
-                model ? model : cfg, dev_name, prompt_len, new_tokens);
-    printf("\n%-10s %6s %12s %12s %12s %10s %10s %10s\n", "mode", "batch", "seconds", "gen tok/s", "score tok/s",
-           "tokens", "lp differ", "dg differ");
+        fprintf(jf, "{\"model\": \"%s\", \"device\": \"%s\", \"prompt_len\": %d, \"new_tokens\": %d, \"copy_gbs\": %.1f, "
+                    "\"runs\": [", model ? model : cfg, dev_name, prompt_len, new_tokens, copy_gbs);
+    printf("\n%-10s %6s %12s %12s %12s %10s %10s %10s %9s %6s\n", "mode", "batch", "seconds", "gen tok/s", "score tok/s",
+           "tokens", "lp differ", "dg differ", "HBM_GB/s", "%copy");
     int first = 1;
     char *save = NULL;
     for (char *mode = strtok_r(modes_buf, ",", &save); mode; mode = strtok_r(NULL, ",", &save)) {
@@ -506,9 +515,20 @@ int cli_bench_main(int argc, char **argv) {
             o.max_seqs = B;
             make_jobs(jobs, ids, B, prompt_len, new_tokens, V, 1.0f, 7);
             for (int b = 0; b < B; b++) jobs[b].n_stop = 0;
+            rollout_run_stats st = {0};
+            o.stats = &st;
             double t0 = br_now_s();
-            if ((rc = rollout_run(w, &o, jobs, B, res, NULL, NULL)) != BR_OK) break;
+            rc = rollout_run(w, &o, jobs, B, res, NULL, NULL);
             double dt = br_now_s() - t0;
+            o.stats = NULL;
+            if (rc != BR_OK) break;
+            rollout_mem_plan pl = {.mode = o.mode, .wdtype = w->dtype, .tp_size = 1};
+            rollout_mem_plan_compute(&w->cfg, &pl);
+            const double bytes = (double)(st.steps_prefill + st.steps_decode) * (double)pl.weights_step +
+                                 (double)st.kv_read_tokens * (double)pl.kv_token;
+            const double hbm = bytes / dt / 1e9;
+            char pct_s[32];
+            snprintf(pct_s, sizeof pct_s, copy_gbs > 0 ? "%.1f%%" : "-", 100.0 * hbm / (copy_gbs > 0 ? copy_gbs : 1));
             int64_t toks = 0;
             for (int b = 0; b < B; b++) toks += res[b].n;
             /* score the same samples, teacher-forced */
@@ -530,13 +550,18 @@ int cli_bench_main(int argc, char **argv) {
                 jobs[b].forced = NULL;
                 jobs[b].n_forced = 0;
             }
-            printf("%-10s %6d %12.3f %12.0f %12.0f %10lld %10lld %10lld\n", mode, B, dt, toks / dt,
-                   (toks + (int64_t)B * prompt_len) / ds, (long long)toks, (long long)differ, (long long)ddiffer);
+            printf("%-10s %6d %12.3f %12.0f %12.0f %10lld %10lld %10lld %9.1f %6s\n", mode, B, dt, toks / dt,
+                   (toks + (int64_t)B * prompt_len) / ds, (long long)toks, (long long)differ, (long long)ddiffer, hbm,
+                   pct_s);
             if (jf)
                 fprintf(jf, "%s{\"mode\": \"%s\", \"batch\": %d, \"seconds\": %.6f, \"gen_tokens_per_s\": %.1f, "
-                            "\"score_tokens_per_s\": %.1f, \"logprobs_differing\": %lld, \"digests_differing\": %lld, \"tokens\": %lld}",
+                            "\"score_tokens_per_s\": %.1f, \"logprobs_differing\": %lld, \"digests_differing\": %lld, "
+                            "\"tokens\": %lld, \"steps\": %lld, \"kv_read_tokens\": %lld, \"weights_step_bytes\": %lld, "
+                            "\"kv_token_bytes\": %lld, \"hbm_gbs\": %.2f}",
                         first ? "" : ", ", mode, B, dt, toks / dt, (toks + (int64_t)B * prompt_len) / ds,
-                        (long long)differ, (long long)ddiffer, (long long)toks);
+                        (long long)differ, (long long)ddiffer, (long long)toks,
+                        (long long)(st.steps_prefill + st.steps_decode), (long long)st.kv_read_tokens,
+                        (long long)pl.weights_step, (long long)pl.kv_token, hbm);
             first = 0;
         }
         if (rc == BR_OK && flip) {

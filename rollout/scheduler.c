@@ -476,7 +476,8 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
     if (c->out_bias) layer += (D + Fl + D) * 4;
     layer += (ln ? 4 : 2) * D * 4;
     if (c->qk_norm) layer += 2 * hd * 4;
-    p->weights = layer * c->n_layers + V * D * ees + V * KP(D) * wes + (ln ? 2 : 1) * D * 4;
+    p->weights_step = layer * c->n_layers + V * KP(D) * wes + (ln ? 2 : 1) * D * 4; /* + the LM head, final norm */
+    p->weights = p->weights_step + V * D * ees;                                     /* + the embedding table */
     if (c->learned_pos) p->weights += (int64_t)c->max_pos * D * ees;
     else p->weights += (int64_t)c->max_pos * (hd / 2) * 2 * 4; /* RoPE table */
     /* KV cache: K and V, every layer, this rank's KV heads; bf16 elements, f32 in the fp32 mode (rollout_mem_kv_name) */

@@ -99,6 +99,8 @@ typedef struct rollout_mem_plan {
     int64_t share_pages_min, share_pages_max;
     /* bytes */
     int64_t weights;        /* matrices (K padded to 16 in the bf16 modes), vectors, embeddings, LM head, RoPE table */
+    int64_t weights_step;   /* what a forward step reads of them at least: `weights` without the embedding tables and
+                             * the RoPE table, of which a step reads a row per token (the cost model of bitroll bench) */
     int64_t kv_token;       /* K and V of one cached token: all layers, this rank's KV heads, bf16 (fp32 mode: f32) */
     int64_t kv;             /* the KV pages: n_pages x page_size x kv_token */
     int64_t acts;           /* activations of a T-token step: x, xn, q, k, v, att, q2, k2, proj, ffa, ffb (f32), xb */

@@ -148,6 +148,8 @@ static void test_mem_plan(void **state) {
      * norm, the RoPE table (40960 x 64 x 2 f32) */
     const int64_t layer = (3 * 2097152 + 3 * 3145728) * 2 + 2 * 1024 * 4 + 2 * 128 * 4;
     assert_int_equal(p.weights, layer * 28 + 2 * (int64_t)151936 * 1024 * 2 + 1024 * 4 + (int64_t)40960 * 128 * 4);
+    /* a step reads the layers, the LM head and the final norm: 1.19 GB, the batch-1 bound of docs/PERFORMANCE.md */
+    assert_int_equal(p.weights_step, layer * 28 + (int64_t)151936 * 1024 * 2 + 1024 * 4);
     assert_int_equal(p.kv_token, 2 * 28 * 8 * 128 * 2);            /* 114,688 bytes: bf16 K and V */
     assert_int_equal(p.kv, (int64_t)512 * 1280 * 114688);          /* the run that aborted (f32 then): 75.2 GB */
     assert_int_equal(p.logits, (int64_t)8192 * 151936 * 4);       /* every row of a step may want logits */

@@ -250,13 +250,14 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
     driver_journal *journal = NULL;
     comm_links *links = NULL;
     int64_t n_done = 0, n_mine = 0;
-    int attempt = 0;
+    int attempt = 0, made_dir = 0;
     if (!dir || !done) rc = br_fail(BR_ENOMEM, "out of memory for %lld jobs", (long long)n_jobs);
     /* rank 0 finds what the journal already holds (--resume) or clears a stale one */
     if (rc == BR_OK && world->rank == 0) {
         if (o->resume) rc = driver_parts_read(dir, key, n_jobs, done, &n_done, &attempt);
         else rc = driver_parts_remove(dir);
         if (rc == BR_OK) rc = driver_parts_create(dir);
+        made_dir = rc == BR_OK;
         if (rc == BR_OK && o->resume && !o->quiet)
             fprintf(stderr, "[bitroll %s] --resume: %s holds %lld of %lld results; computing the other %lld\n", o->verb,
                     dir, (long long)n_done, (long long)n_jobs, (long long)(n_jobs - n_done));
@@ -379,6 +380,20 @@ br_status driver_run_and_gather(const comm_world *world, const policy_weights *w
     }
 cleanup:
     (void)driver_journal_close(journal);
+    /* A run that failed before any sample finished (an engine or a memory plan that cannot start, a bad option the
+     * scheduler finds) leaves no journal: nothing in it for --resume, only a directory to trip over. Every rank has
+     * closed its shard before the agreement that led here, so rank 0 reads them all; the failure's message stays. */
+    if (rc != BR_OK && made_dir) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", br_last_error());
+        uint8_t *seen = calloc((size_t)n_jobs + 1, 1);
+        int64_t n = -1;
+        int next = 0;
+        if (seen && driver_parts_read(dir, key, n_jobs, seen, &n, &next) == BR_OK && n == 0)
+            (void)driver_parts_remove(dir);
+        free(seen);
+        br_fail(rc, "%s", why);
+    }
     free(res);
     free(mine);
     free(mine_idx);

@@ -3,7 +3,8 @@
 #   another --max-batch-tokens: the file equals (cmp) an uninterrupted run with the resume run's options;
 # - the same for score; a torn journal tail (a few bytes cut) still resumes; a journal of another job (other --seed)
 #   is refused with exit 2 naming OUT.parts; no OUT.tmp.* nor OUT.parts is left after a success;
-# - two uninterrupted runs with the same --out write identical files; --resume is not recorded.
+# - two uninterrupted runs with the same --out write identical files; --resume is not recorded;
+# - a run that fails before any sample finishes leaves no OUT.parts.
 source "$(dirname "$0")/lib/common.bash" "$@"
 for i in $(seq 0 59); do echo "{\"prompt_ids\": [1, $((300 + i % 50)), $((260 + i % 7))], \"n\": 5}"; done >"$TMP/p.jsonl"
 G=(--prompts "$TMP/p.jsonl" --max-new-tokens 24 --seed 3 --quiet)
@@ -62,4 +63,17 @@ BITROLL_INJECT_KILL_AFTER_RECORDS=10 "$BITROLL" generate "${G[@]}" --out "$OUT" 
 "$BITROLL" generate "${G[@]}" --max-batch-tokens 128 --out "$OUT"
 cmp "$OUT" "$TMP/ref.h5" || fail "a fresh run over a stale journal differs"
 [ ! -e "$OUT.parts" ] || fail "stale $OUT.parts left"
+
+# a run that fails before any sample finishes leaves no journal (nothing in it to resume) and says why: here the
+# scheduler refuses ~4,000 one-token KV pages a sequence x 1,048,576 sequences (a copy of tiny-qwen3 whose context
+# is raised to 4,096 tokens); the runs killed above, with results in their journals, kept them
+cp -r "$DATA/models/tiny-qwen3/bf16" "$TMP/ctx4k"
+sed -i 's/"max_position_embeddings": 2048/"max_position_embeddings": 4096/' "$TMP/ctx4k/config.json"
+grep -q '"max_position_embeddings": 4096' "$TMP/ctx4k/config.json" || fail "the context edit did not apply"
+echo '{"prompt_ids": [1, 300, 261]}' >"$TMP/one.jsonl"
+expect_exit 2 "lower --max-seqs" "$BITROLL" generate --model "$TMP/ctx4k" --prompts "$TMP/one.jsonl" \
+    --max-new-tokens 4000 --page-size 1 --max-seqs 1048576 --quiet --out "$TMP/f.h5"
+[ ! -e "$TMP/f.h5.parts" ] || fail "a run that failed at its start left f.h5.parts"
+[ ! -e "$TMP/f.h5" ] || fail "a run that failed at its start left f.h5"
+echo "ok: a run that fails before any result leaves no journal"
 echo "PASS"

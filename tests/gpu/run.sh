@@ -86,7 +86,7 @@ grep -E "gemm|rowpar|rmsnorm|layernorm|rope|swiglu|gelu|add|cast|embed|attn|logs
 echo "bench:"
 sed -n '/^GEMM (bf16/,$p' "$OUT/bench.log"
 echo "end to end (bitroll bench):"
-sed -n '/^mode/,$p' "$OUT/bench_e2e.log"
+sed -n '/^copy bandwidth/,$p' "$OUT/bench_e2e.log"
 if [ -s "$OUT/bench_e2e_nographs.log" ]; then
   echo "end to end without CUDA graphs:"
   sed -n '/^mode/,$p' "$OUT/bench_e2e_nographs.log"

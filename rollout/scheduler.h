@@ -109,7 +109,8 @@ typedef struct rollout_mem_plan {
                              * row requests and results */
     int64_t workspaces;     /* vocabulary rows, row-parallel GEMM, split-KV (standard), tensor-parallel partials;
                              * upper bounds of what the kernels ask */
-    int64_t reserve;        /* in no buffer: cuBLAS, CUDA graphs (one per decode batch size), allocator rounding */
+    int64_t reserve;        /* in no buffer: cuBLAS, CUDA graphs (one per decode batch size; in the standard mode per
+                             * batch size and split-KV count), allocator rounding */
     int64_t total;
 } rollout_mem_plan;
 

@@ -428,6 +428,11 @@ int cli_bench_main(int argc, char **argv) {
                         "--no-kernel-table)\n", kernel_json);
         return 2;
     }
+    if (!model && !kernel_only && !strcmp(device, "cpu")) { /* before generating 0.6B random parameters for nothing */
+        fprintf(stderr, "bitroll bench: --device cpu needs --model DIR (random weights, --random-weights %s, are "
+                        "generated on the GPU: --device cuda)\n", cfg);
+        return 2;
+    }
     /* the model first: a bad --model or --random-weights fails before minutes of kernel measurements */
     policy_weights *w = NULL;
     br_tuning tuning; /* the BITROLL_* switches, read once: the engines and the kernel table run with them */

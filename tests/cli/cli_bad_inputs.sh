@@ -125,6 +125,9 @@ expect_exit 2 "needs the kernel table" "$BITROLL" bench --kernel-json "$TMP/k.js
 expect_exit 2 "needs the kernel table" "$BITROLL" bench --kernel-json "$TMP/k.json" --device cpu --model "$MODEL"
 # a bad --model is named, exit 2 (bench loads the model before it measures the kernel table)
 expect_exit 2 "no-such-dir" "$BITROLL" bench --model "$TMP/no-such-dir" --device cpu
+# random weights are generated on the GPU: on the CPU bench asks for a checkpoint at once (it used to build 0.6B
+# random parameters on the host, then fail in every mode)
+expect_exit 2 "needs --model DIR" "$BITROLL" bench --device cpu
 "$BITROLL" --help | grep -q "verbs:" || fail "bitroll --help"
 expect_exit 2 "unknown verb" "$BITROLL" frobnicate
 echo "PASS"

@@ -80,6 +80,13 @@ static void make_jobs(rollout_job *jobs, int32_t *ids, int B, int prompt_len, in
     }
 }
 
+/* Random weights are generated on the GPU: a CPU run needs a checkpoint (said before building anything). Returns 2. */
+static int cpu_needs_model(const char *cfg) {
+    fprintf(stderr, "bitroll bench: --device cpu needs --model DIR (random weights, --random-weights %s, are generated "
+                    "on the GPU: --device cuda)\n", cfg);
+    return 2;
+}
+
 /* ---- `bitroll bench --workload rl`: an RL rollout step -- P prompts x n samples, temperature 1, no stop token,
  * completions of each --new-tokens length, for each top-p -- with the scheduler's step timings, the achieved HBM
  * bandwidth against the copy bandwidth measured in the same run, and the device memory it took. */
@@ -229,6 +236,9 @@ static int bench_rl(int argc, char **argv) {
     if ((int64_t)prompts * n_per > (1 << 26)) {
         fprintf(stderr, "bitroll bench: --prompts-count %d x --n %d: at most 67,108,864 samples\n", prompts, n_per);
         return 2;
+    }
+    if (!model && dev == ROLLOUT_DEVICE_CPU) {
+        return cpu_needs_model(cfg);
     }
     br_tuning tuning;
     br_status rc = br_tuning_from_env(&tuning);
@@ -429,9 +439,7 @@ int cli_bench_main(int argc, char **argv) {
         return 2;
     }
     if (!model && !kernel_only && !strcmp(device, "cpu")) { /* before generating 0.6B random parameters for nothing */
-        fprintf(stderr, "bitroll bench: --device cpu needs --model DIR (random weights, --random-weights %s, are "
-                        "generated on the GPU: --device cuda)\n", cfg);
-        return 2;
+        return cpu_needs_model(cfg);
     }
     /* the model first: a bad --model or --random-weights fails before minutes of kernel measurements */
     policy_weights *w = NULL;

@@ -25,6 +25,7 @@ for r in j["runs"]:
 PY
 write_prompts "$TMP/p.jsonl"
 expect_exit 2 "workload" "$BITROLL" bench --workload chat
+expect_exit 2 "needs --model DIR" "$BITROLL" bench --workload rl --device cpu
 expect_exit 2 "top-p" "$BITROLL" bench --workload rl --device cpu --model "$TINY" --top-p 1.5
 expect_exit 2 "context length" "$BITROLL" bench --workload rl --device cpu --model "$TINY" --new-tokens 100000
 expect_exit 2 "gpu-memory-utilization" "$BITROLL" generate --prompts "$TMP/p.jsonl" --out "$TMP/x.h5" \

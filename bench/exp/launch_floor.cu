@@ -32,11 +32,11 @@ __device__ __forceinline__ unsigned read_slice(const uint4 *__restrict__ p, int6
     for (; i + 3 * stride < n16; i += 4 * stride) {
         const uint4 a = __ldg(p + i), b = __ldg(p + i + stride), c = __ldg(p + i + 2 * stride),
                     d = __ldg(p + i + 3 * stride);
-        acc ^= a.x ^ a.w ^ b.y ^ b.z ^ c.x ^ c.w ^ d.y ^ d.z;
+        acc ^= (a.x ^ a.y ^ a.z ^ a.w) ^ (b.x ^ b.y ^ b.z ^ b.w) ^ (c.x ^ c.y ^ c.z ^ c.w) ^ (d.x ^ d.y ^ d.z ^ d.w);
     }
     for (; i < n16; i += stride) {
         const uint4 a = __ldg(p + i);
-        acc ^= a.x ^ a.w;
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
     }
     return acc;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 
 typedef struct {
@@ -302,6 +303,22 @@ br_status rollout_run(const policy_weights *w, const rollout_sched_opts *o, cons
             goto cleanup;
         }
         n_pages = (int)(most * max_seqs);
+        /* the CPU engine's cache is host memory, f32 K and V (policy_kv_create_tp): more than the machine holds is a
+         * message (exit 2) naming what fits, not a failed allocation -- or, where the kernel overcommits, an
+         * allocation that succeeds and a process killed later */
+        const long phys_pages = sysconf(_SC_PHYS_PAGES), phys_page = sysconf(_SC_PAGESIZE);
+        const int tps = o->tp && o->tp->size > 1 ? o->tp->size : 1;
+        const int64_t kv_seq = most * o->page_size * 2 * (int64_t)c->n_layers * (c->n_kv_heads / tps) * c->head_dim * 4;
+        const int64_t phys = phys_pages > 0 && phys_page > 0 ? (int64_t)phys_pages * phys_page : 0;
+        if (o->device == ROLLOUT_DEVICE_CPU && phys > 0 && kv_seq * max_seqs > phys) {
+            rc = br_fail(BR_EINVAL, "scheduler: the KV cache of max_seqs %d x %lld tokens a sequence needs %.1f GB of "
+                                    "host memory, more than this machine's %.1f GB (%lld such sequences would fill it); "
+                                    "lower --max-seqs",
+                         max_seqs, (long long)(most * o->page_size), (double)(kv_seq * max_seqs) / 1e9,
+                         (double)phys / 1e9, (long long)(phys / kv_seq));
+            if (o->wb) rc = o->wb->agree(o->wb->ctx, rc);
+            goto cleanup;
+        }
     }
 
     /* the engine first: with a weights broadcast its creation is collective, so every rank must reach it whatever

@@ -17,6 +17,11 @@ expect_exit 2 "no-such-dir" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/no-s
 expect_exit 2 "not an integer" "${G[@]}" --prompts "$TMP/ok.jsonl" --out "$TMP/x.h5" --n two
 expect_exit 2 "missing.jsonl" "${G[@]}" --prompts "$TMP/missing.jsonl" --out "$TMP/x.h5"
 expect_exit 2 "--prompts" "$BITROLL" generate --out "$TMP/x.h5"
+# a CPU KV cache larger than the machine (1,048,576 sequences x 2,001 one-token pages of 2 KB: 4.3 TB) is refused
+# before any allocation, naming the host memory; nothing is left (no file, no journal)
+expect_exit 2 "of host memory" "$BITROLL" generate --model "$DATA/models/tiny-qwen3/bf16" --quiet \
+    --prompts "$TMP/ok.jsonl" --out "$TMP/x.h5" --max-new-tokens 1998 --page-size 1 --max-seqs 1048576
+[ ! -e "$TMP/x.h5.parts" ] || fail "a run refused at its start left x.h5.parts"
 [ ! -e "$TMP/x.h5" ] || fail "a failed run left $TMP/x.h5"
 # --out must be a regular file path that is not an input, checked before any work (issue 16)
 expect_exit 2 "character device" "${G[@]}" --prompts "$TMP/ok.jsonl" --out /dev/null

@@ -520,6 +520,9 @@ int cli_bench_main(int argc, char **argv) {
             continue;
         }
         o.engine = eng;
+        /* the mode's bytes a step reads (weights) and a cached token holds: the HBM column's cost model */
+        rollout_mem_plan pl = {.mode = o.mode, .wdtype = w->dtype, .tp_size = 1};
+        rollout_mem_plan_compute(&w->cfg, &pl);
         /* warm-up: one short sample */
         make_jobs(jobs, ids, 1, prompt_len, 4, V, 1.0f, 99);
         if ((rc = rollout_run(w, &o, jobs, 1, res, NULL, NULL)) == BR_OK) rollout_result_free(&res[0]);
@@ -535,8 +538,6 @@ int cli_bench_main(int argc, char **argv) {
             double dt = br_now_s() - t0;
             o.stats = NULL;
             if (rc != BR_OK) break;
-            rollout_mem_plan pl = {.mode = o.mode, .wdtype = w->dtype, .tp_size = 1};
-            rollout_mem_plan_compute(&w->cfg, &pl);
             const double bytes = (double)(st.steps_prefill + st.steps_decode) * (double)pl.weights_step +
                                  (double)st.kv_read_tokens * (double)pl.kv_token;
             const double hbm = bytes / dt / 1e9;

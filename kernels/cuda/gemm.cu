@@ -884,9 +884,10 @@ static void dispatch_small(const gemm_segs &g, int N_total, const __nv_bfloat16 
     // should not be much narrower than BM.
     N_total *= ks.nz; // chunks multiply the blocks like columns do
     if (MT == 1) {
-        if (N_total >= 32 * 2 * n_sm && small_rx(M, ks.kc)) launch_small<1, 8>(g, x, M, K, stream, ks);
-        else if (N_total >= 32 * 2 * n_sm) launch_small<1, 4>(g, x, M, K, stream, ks);
-        else if (N_total >= 16 * 2 * n_sm) launch_small<1, 2>(g, x, M, K, stream, ks);
+        if (N_total >= 32 * 2 * n_sm) {
+            if (small_rx(M, ks.kc)) launch_small<1, 8>(g, x, M, K, stream, ks); // resident x
+            else launch_small<1, 4>(g, x, M, K, stream, ks);
+        } else if (N_total >= 16 * 2 * n_sm) launch_small<1, 2>(g, x, M, K, stream, ks);
         else launch_small<1, 1>(g, x, M, K, stream, ks);
     } else if (MT == 2) {
         if (N_total >= 64 * 2 * n_sm) launch_small<2, 8>(g, x, M, K, stream, ks);

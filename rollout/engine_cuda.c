@@ -808,7 +808,15 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
         }
         prof(e, P_QKV);
         float *q = e->a.q, *k = e->a.k;
-        if (c->qk_norm && e->mode == KERN_MODE_FP32) { /* the CPU's order: per-head norms, then RoPE */
+        /* the standard mode's split-KV with one split is the invariant kernels' job done slower (one warp walks a
+         * row's chunks): with one split it takes them too, and split-KV keeps the steps that split */
+        const int std1 = e->mode == KERN_MODE_STANDARD && e->splitkv_splits == 1;
+        const int fused = !multi && hd >= 32 && (e->mode == KERN_MODE_INVARIANT || std1);
+        /* a pure decode step of Qwen3: the q/k norm and RoPE in the attention launch's prologue */
+        const int qkn = fused && c->qk_norm && !c->learned_pos;
+        if (qkn) {
+            /* in the attention launch's prologue, below */
+        } else if (c->qk_norm && e->mode == KERN_MODE_FP32) { /* the CPU's order: per-head norms, then RoPE */
             kern_cuda_cpuo_norm(e->a.q2, e->a.q, NULL, L->q_norm, NULL, M * H, hd, c->norm_eps, st);
             kern_cuda_cpuo_norm(e->a.k2, e->a.k, NULL, L->k_norm, NULL, M * KV, hd, c->norm_eps, st);
             q = e->a.q2;
@@ -837,13 +845,14 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
         prof(e, P_QKNORM_ROPE);
         /* K/V reach the cache before any row's attention reads it. A pure decode step (invariant and fp32 modes)
          * writes them inside its attention launch, which in the bf16 mode also writes o_proj's bf16 input. */
-        /* the standard mode's split-KV with one split is the invariant kernels' job done slower (one warp walks a
-         * row's chunks): with one split it takes them too, and split-KV keeps the steps that split */
-        const int std1 = e->mode == KERN_MODE_STANDARD && e->splitkv_splits == 1;
-        const int fused = !multi && hd >= 32 && (e->mode == KERN_MODE_INVARIANT || std1);
         const int att_bf = fused && writes_bf16(e, H * hd);
         const int ps = e->kv.pages->page_size;
-        if (fused) { /* a pure decode step on the bf16 cache (invariant; standard at one split) */
+        if (qkn) { /* q, k as the GEMM left them; q2, k2 only if the launch takes the walk */
+            kern_cuda_attn_decode_fused_qknorm_bf16(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc16, vc16, k,
+                                                    e->a.v, q, L->q_norm, L->k_norm, e->wt.rope, c->norm_eps, e->a.q2,
+                                                    e->a.k2, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps, scale,
+                                                    st);
+        } else if (fused) { /* a pure decode step on the bf16 cache (invariant; standard at one split) */
             kern_cuda_attn_decode_fused_bf16(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc16, vc16, k, e->a.v,
                                              q, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps, scale, st);
         } else {

@@ -31,7 +31,11 @@
 // are two cp.async groups: the next window's keys load once phase 1 has read this window's, its values once phase 2
 // has (a software pipeline that moves loads, never an operation). It can also write the row's own K/V to the cache
 // first (this block is the slot's only reader; __syncthreads orders the write before the reads) and the output as the
-// bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad). Each pass over a window's keys or values serves up
+// bf16 input of o_proj (the rounding of kern_cuda_cast_bf16_pad), and, for Qwen3, take q and the row's k before
+// their per-head RMSNorm and RoPE and do those itself (kern_cuda_attn_decode_fused_qknorm_bf16: qk_norm_rope.cuh, the
+// body of norm.cu's qk_norm_rope_kernel, one warp per head row: its bits, one launch fewer per layer; measured on an
+// H200, thirteenth session, docs/PERFORMANCE.md: 184 vs 181 tokens/s for the 8B shape at batch 1, 788 vs 756 for
+// the 0.6B shape). Each pass over a window's keys or values serves up
 // to 4 query heads of the KV head (one load, several heads' arithmetic). It runs when the call has at most one block
 // per SM (M * n_kv <= SMs: small batches); larger calls keep the walk (attn_kernel, one row per block), which fills
 // the GPU with blocks and shares each K/V chunk between the G heads -- with an f32 cache. With a bf16 cache (the
@@ -48,6 +52,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/cuda/kv_elem.cuh" // the cache element: f32, or bf16 widened exactly on load
+#include "kernels/cuda/qk_norm_rope.cuh"
 
 #define CHUNK KERN_ATTN_CHUNK
 static_assert(CHUNK == 32, "attention: one key per lane of a warp");
@@ -285,6 +290,13 @@ static void attn_dispatch(float *out, uint16_t *out_bf, const float *q, const T 
     }
 }
 
+// The decode kernel's optional q/k norm + RoPE prologue (kern_cuda_attn_decode_fused_qknorm_bf16): qw NULL = q and
+// k_new arrive normed and rotated.
+struct qkn_args {
+    const float *qw, *kw, *rope;
+    float eps;
+};
+
 // ---- decode: the chunks of a window in parallel (see the header)
 // Chunks per window by head dim: the window's K and V stay under ~135 KB of shared memory. WPC warps per chunk
 // (1, or 2 when hd >= 64 and G is even: twice the warps per SM, same shared memory). The window's K and V are kept
@@ -338,7 +350,8 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
     attn_decode_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, T *kc, T *vc,
                        const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
                        const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
-                       const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G) {
+                       const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G,
+                       const qkn_args qkn) {
     KERN_LAUNCH_DEPENDENTS(); // a following GEMM may start fetching weights (cuda_check.h)
     KERN_WAIT_PREREQUISITES(); // launched as a programmatic dependent: nothing is read or written before this
     using C = dec_cfg<HD, T, WPC>;
@@ -359,15 +372,34 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
     const int r = blockIdx.x, kvh = blockIdx.y;
     const int t_last = pos[r], n_keys = t_last + 1, pt = pt_off[r];
     const int row = n_kv * HD; // elements per cache slot
-    if (k_new) {
+    if (qkn.qw) {
+        // q and k arrive before their norm and RoPE (qk_norm_rope_row, qk_norm_rope_kernel's bits): warp w takes
+        // rows w, w + NW, .. of the block's G query heads (into qs) and its key head (into the cache); CS, unused
+        // until phase 2, holds each warp's row
         const int64_t slot = (int64_t)pages[pt + t_last / page_size] * page_size + t_last % page_size;
-        for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-            kv_st(kc + slot * row + kvh * HD + d, k_new[(int64_t)r * row + kvh * HD + d]);
-            kv_st(vc + slot * row + kvh * HD + d, v_new[(int64_t)r * row + kvh * HD + d]);
+        float *v = CS + warp * HD;
+        for (int h = warp; h <= G; h += NW) {
+            if (h < G)
+                qk_norm_rope_row(q + ((int64_t)r * n_heads + kvh * G + h) * HD, qkn.qw, qkn.rope, t_last, HD,
+                                 qkn.eps, v, lane, [&](int i, float val) { qs[h * HD + i] = val; });
+            else
+                qk_norm_rope_row(k_new + (int64_t)r * row + kvh * HD, qkn.kw, qkn.rope, t_last, HD, qkn.eps, v, lane,
+                                 [&](int i, float val) { kv_st(kc + slot * row + kvh * HD + i, val); });
         }
+        for (int d = threadIdx.x; d < HD; d += blockDim.x)
+            kv_st(vc + slot * row + kvh * HD + d, v_new[(int64_t)r * row + kvh * HD + d]);
         __threadfence(); // the stores reach L2, where the block's cp.async reads them
+    } else {
+        if (k_new) {
+            const int64_t slot = (int64_t)pages[pt + t_last / page_size] * page_size + t_last % page_size;
+            for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+                kv_st(kc + slot * row + kvh * HD + d, k_new[(int64_t)r * row + kvh * HD + d]);
+                kv_st(vc + slot * row + kvh * HD + d, v_new[(int64_t)r * row + kvh * HD + d]);
+            }
+            __threadfence(); // the stores reach L2, where the block's cp.async reads them
+        }
+        for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = q[((int64_t)r * n_heads + kvh * G) * HD + e];
     }
-    for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = q[((int64_t)r * n_heads + kvh * G) * HD + e];
     for (int g = threadIdx.x; g < G; g += blockDim.x) MX[g] = -INFINITY;
     float l[HPW], acc[HPW][NI];
 #pragma unroll
@@ -583,7 +615,8 @@ __global__ void __launch_bounds__(dec_cfg<HD, T, WPC>::NW * 32)
 template <int HD, typename T, int GB, int WPC>
 static void launch_decode_gb(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
                              const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                             int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
+                             int n_heads, int n_kv, int page_size, float scale, const qkn_args &qkn,
+                             cudaStream_t stream) {
     using C = dec_cfg<HD, T, WPC>;
     static size_t attr_bytes = 0;
     const int G = n_heads / n_kv;
@@ -594,30 +627,30 @@ static void launch_decode_gb(float *out, uint16_t *out_bf, T *kc, T *vc, const f
         attr_bytes = smem;
     }
     kern_launch_pdl(attn_decode_kernel<HD, T, GB, WPC>, dim3(M, n_kv), dim3(C::NW * 32), smem, stream, out, out_bf, kc,
-                    vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G);
+                    vc, k_new, v_new, q, pages, pt_off, pos, n_heads, n_kv, page_size, scale, G, qkn);
 }
 
 // GB: the most heads per pass (4, 2 or 1) that divides G; two warps per chunk when G is even (hd >= 64).
 template <int HD, typename T>
 static void launch_decode(float *out, uint16_t *out_bf, T *kc, T *vc, const float *k_new, const float *v_new,
                           const float *q, const int32_t *pages, const int32_t *pt_off, const int32_t *pos, int M,
-                          int n_heads, int n_kv, int page_size, float scale, cudaStream_t stream) {
+                          int n_heads, int n_kv, int page_size, float scale, const qkn_args &qkn, cudaStream_t stream) {
     const int G = n_heads / n_kv;
     if constexpr (HD >= 64) {
         if (G % 2 == 0) {
             if (G % 4 == 0)
-                launch_decode_gb<HD, T, 4, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+                launch_decode_gb<HD, T, 4, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream);
             else
-                launch_decode_gb<HD, T, 2, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+                launch_decode_gb<HD, T, 2, 2>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream);
             return;
         }
     }
     if (G % 4 == 0)
-        launch_decode_gb<HD, T, 4, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+        launch_decode_gb<HD, T, 4, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream);
     else if (G % 2 == 0)
-        launch_decode_gb<HD, T, 2, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+        launch_decode_gb<HD, T, 2, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream);
     else
-        launch_decode_gb<HD, T, 1, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream);
+        launch_decode_gb<HD, T, 1, 1>(out, out_bf, kc, vc, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream);
 }
 
 // The cache write of a decode call that takes the walk (kv_write.cu), by element type.
@@ -636,7 +669,7 @@ template <typename T>
 static void attn_decode_fused(float *out, uint16_t *out_bf16, T *k_cache, T *v_cache, const float *k_new,
                               const float *v_new, const float *q, const int32_t *pages, const int32_t *pt_off,
                               const int32_t *pos, int M, int n_heads, int n_kv, int hd, int page_size, float scale,
-                              cudaStream_t stream) {
+                              cudaStream_t stream, qkn_args qkn = {}, float *q2 = nullptr, float *k2 = nullptr) {
     KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
                  "attention decode: bad head counts or page size (at most 16 query heads per KV head)");
     KERN_REQUIRE(out || out_bf16, "attention decode: no output");
@@ -649,16 +682,22 @@ static void attn_decode_fused(float *out, uint16_t *out_bf16, T *k_cache, T *v_c
     const int n_sm = kern_sm_count();
     const int choice = kern_tuning().attn_decode; // 0 by the block count, 1 the walk, 2 the parallel chunks
     if (choice == 1 || (choice == 0 && sizeof(T) == sizeof(float) && (int64_t)M * n_kv > n_sm)) {
+        if (qkn.qw) { // the walk: the norm and RoPE as their own launch, into q2, k2
+            kern_cuda_qk_norm_rope(q2, k2, q, k_new, qkn.qw, qkn.kw, pos, qkn.rope, M, n_heads, n_kv, hd, qkn.eps,
+                                   stream);
+            q = q2;
+            k_new = k2;
+        }
         if (k_new) kv_write_t(k_cache, v_cache, k_new, v_new, pages, pt_off, pos, M, page_size, n_kv, hd, stream);
         attn_dispatch<T>(out, out_bf16, q, k_cache, v_cache, pages, pt_off, pos, M, n_heads, n_kv, hd, page_size,
                          scale, 1, stream);
         return;
     }
     switch (hd) {
-    case 32: launch_decode<32, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
-    case 64: launch_decode<64, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
-    case 128: launch_decode<128, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
-    case 256: launch_decode<256, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, stream); break;
+    case 32: launch_decode<32, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream); break;
+    case 64: launch_decode<64, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream); break;
+    case 128: launch_decode<128, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream); break;
+    case 256: launch_decode<256, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream); break;
     default: KERN_REQUIRE(false, "attention decode: head dim must be 32, 64, 128 or 256");
     }
 }
@@ -685,6 +724,20 @@ extern "C" void kern_cuda_attn_decode_fused_bf16(float *out, uint16_t *out_bf16,
                                                  cudaStream_t stream) {
     attn_decode_fused(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, hd,
                       page_size, scale, stream);
+}
+
+extern "C" void kern_cuda_attn_decode_fused_qknorm_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache,
+                                                        uint16_t *v_cache, const float *k_new, const float *v_new,
+                                                        const float *q, const float *q_norm_w, const float *k_norm_w,
+                                                        const float *rope, float eps, float *q2, float *k2,
+                                                        const int32_t *pages, const int32_t *pt_off,
+                                                        const int32_t *pos, int M, int n_heads, int n_kv, int hd,
+                                                        int page_size, float scale, cudaStream_t stream) {
+    KERN_REQUIRE(k_new && v_new && q_norm_w && k_norm_w && rope && q2 && k2 && hd % 2 == 0,
+                 "attention decode + q/k norm: k_new, v_new, both norms' weights, the RoPE table and q2, k2 needed");
+    const qkn_args qkn = {q_norm_w, k_norm_w, rope, eps};
+    attn_decode_fused(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, hd,
+                      page_size, scale, stream, qkn, q2, k2);
 }
 
 extern "C" void kern_cuda_attn_prefill(float *out, const float *q, const float *k_cache, const float *v_cache,

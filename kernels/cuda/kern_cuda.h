@@ -255,6 +255,17 @@ void kern_cuda_attn_decode_fused_bf16(float *out, uint16_t *out_bf16, uint16_t *
                                       const float *k_new, const float *v_new, const float *q, const int32_t *pages,
                                       const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
                                       int page_size, float scale, cudaStream_t stream);
+/* kern_cuda_qk_norm_rope(q2, k2, q, k_new, q_norm_w, k_norm_w, pos, rope, M, n_heads, n_kv, hd, eps), then
+ * kern_cuda_attn_decode_fused_bf16 on q2, k2: those calls' bits (out, out_bf16 and the cache). The decode kernel of
+ * parallel chunks does the norm and RoPE of its block's heads in its prologue (one launch, q2 and k2 untouched);
+ * the walk (kern_cuda_tuning.attn_decode = 1) runs the two calls, q2 (M, n_heads, hd) and k2 (M, n_kv, hd) f32
+ * holding the rotated rows. */
+void kern_cuda_attn_decode_fused_qknorm_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache, uint16_t *v_cache,
+                                             const float *k_new, const float *v_new, const float *q,
+                                             const float *q_norm_w, const float *k_norm_w, const float *rope,
+                                             float eps, float *q2, float *k2, const int32_t *pages,
+                                             const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv,
+                                             int hd, int page_size, float scale, cudaStream_t stream);
 /* attention_small.cu: attention for head dims the tiled kernels do not take (hd <= 32, e.g. 8 or 16): one warp per
  * (row, head), the same chunked online softmax (chunks of 32 keys, ascending), the same arguments as
  * kern_cuda_attn_prefill. Any row mix; a (row, head) gives the same bits whatever else is in the call. */

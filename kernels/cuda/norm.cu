@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kern_cuda.h"
+#include "kernels/cuda/qk_norm_rope.cuh"
 
 #define NORM_THREADS 256
 
@@ -169,8 +170,7 @@ extern "C" void kern_cuda_add_layernorm(float *x, const float *y, float *out_f32
 // rest are k rows. The norm is rmsnorm_kernel's arithmetic (same fixed reduction); its f32 results go through shared
 // memory and are rotated with kern_cuda_rope's operations -- bit for bit the two launches. A head row (hd <= 256) is
 // one WARP, 8 rows per block (one 256-thread block per row spent its time in barriers: 17 us per call at 256
-// sequences): lane l plays threads l + 32 j (j = 0..7) of rmsnorm_kernel's block -- element i = l + 32 j, the same
-// xor butterfly run on each j (virtual warp j), then the same tree over the 8 virtual warp sums.
+// sequences): qk_norm_rope_row (qk_norm_rope.cuh), which the decode attention also runs in its prologue.
 #define QKN_ROWS (NORM_THREADS / 32)
 __global__ void __launch_bounds__(NORM_THREADS)
     qk_norm_rope_kernel(float *q_out, float *k_out, const float *q, const float *k, const float *qw, const float *kw,
@@ -184,41 +184,9 @@ __global__ void __launch_bounds__(NORM_THREADS)
     const bool isq = b < M * H;
     const int row = isq ? b : b - M * H;
     const int m = isq ? row / H : row / KV;
-    const float *xr = (isq ? q : k) + (int64_t)row * hd;
-    const float *w = isq ? qw : kw;
     float *o = (isq ? q_out : k_out) + (int64_t)row * hd;
-    float xv[8], part[8];
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        const int i = lane + 32 * j;
-        xv[j] = i < hd ? xr[i] : 0.0f;
-        part[j] = 0.0f; // thread l + 32 j's s: +0.0f, plus its one term x_i^2 when i < hd
-        if (i < hd) part[j] = __fadd_rn(part[j], __fmul_rn(xv[j], xv[j]));
-    }
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        if (32 * j >= hd) continue; // a virtual warp without terms: its sum is +0.0f, as in the block
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1)
-            part[j] = __fadd_rn(part[j], __shfl_xor_sync(0xffffffffu, part[j], off));
-    }
-    const float ss = __fadd_rn(__fadd_rn(__fadd_rn(part[0], part[1]), __fadd_rn(part[2], part[3])),
-                               __fadd_rn(__fadd_rn(part[4], part[5]), __fadd_rn(part[6], part[7])));
-    const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(__fdiv_rn(ss, (float)hd), eps)));
-    float *v = vs[warp];
-#pragma unroll
-    for (int j = 0; j < 8; j++) {
-        const int i = lane + 32 * j;
-        if (i < hd) v[i] = __fmul_rn(__fmul_rn(xv[j], inv), w[i]);
-    }
-    __syncwarp();
-    const int half = hd / 2;
-    for (int i = lane; i < half; i += 32) {
-        const float *cs = rope + ((int64_t)pos[m] * half + i) * 2;
-        const float c = cs[0], sn = cs[1], x1 = v[i], x2 = v[i + half];
-        o[i] = __fsub_rn(__fmul_rn(x1, c), __fmul_rn(x2, sn));
-        o[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, sn));
-    }
+    qk_norm_rope_row((isq ? q : k) + (int64_t)row * hd, isq ? qw : kw, rope, pos[m], hd, eps, vs[warp], lane,
+                     [&](int i, float val) { o[i] = val; });
 }
 
 extern "C" void kern_cuda_qk_norm_rope(float *q_out, float *k_out, const float *q, const float *k, const float *qw,

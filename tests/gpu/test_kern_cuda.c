@@ -664,6 +664,92 @@ static void test_gemm_small_tma(void **state) {
     alarm(0);
 }
 
+/* ---- The decode attention with Qwen3's q/k norm + RoPE in its prologue */
+
+/* kern_cuda_attn_decode_fused_qknorm_bf16 == kern_cuda_qk_norm_rope, then kern_cuda_attn_decode_fused_bf16: both
+ * outputs of every step and the whole cache afterwards, bitwise; 5 sequences with 1 .. 300 keys already cached, 3
+ * decode steps. kernel 2: the parallel-chunk kernel (the prologue); 1: the walk (two launches inside). */
+static int attn_qk_norm_case(int H, int KV, int hd, int kernel) {
+    enum { S = 5, STEPS = 3, PS = 16 };
+    static const int pre[S] = {1, 33, 130, 300, 7};
+    const int max_pages = (300 + STEPS + PS - 1) / PS, n_slots = S * max_pages * PS, max_pos = 310;
+    const size_t qrow = (size_t)H * hd, krow = (size_t)KV * hd, cache = (size_t)n_slots * krow;
+    kern_cuda_tuning t = kern_cuda_set_tuning(NULL);
+    const kern_cuda_tuning prev = t;
+    t.attn_decode = kernel;
+    kern_cuda_set_tuning(&t);
+    float *cf = rand_f32(cache, 1.0f);
+    uint16_t *cb = to_bf16(cf, cache);
+    uint16_t *kcA = dev_copy(cb, cache * 2), *vcA = dev_copy(cb, cache * 2), *kcB = dev_copy(cb, cache * 2),
+             *vcB = dev_copy(cb, cache * 2);
+    float *qw = rand_f32(hd, 1.0f), *kw = rand_f32(hd, 1.0f), *rope = rand_f32((size_t)max_pos * hd, 1.0f);
+    float *dqw = dev_copy(qw, hd * 4), *dkw = dev_copy(kw, hd * 4), *drope = dev_copy(rope, (size_t)max_pos * hd * 4);
+    int32_t pages[S * 20], pt[S], pos[S];
+    assert_true(max_pages <= 20);
+    for (int i = 0; i < S * max_pages; i++) pages[i] = i;
+    for (int s = 0; s < S; s++) pt[s] = s * max_pages;
+    int32_t *dpages = dev_copy(pages, sizeof(int32_t) * S * max_pages), *dpt = dev_copy(pt, sizeof pt);
+    int32_t *dpos = kern_cuda_malloc(sizeof pos);
+    float *q2 = dev_poison(S * qrow * 4), *k2 = dev_poison(S * krow * 4), *q2b = dev_poison(S * qrow * 4),
+          *k2b = dev_poison(S * krow * 4);
+    float *oA = dev_poison(S * qrow * 4), *oB = dev_poison(S * qrow * 4);
+    uint16_t *bA = dev_poison(S * qrow * 2), *bB = dev_poison(S * qrow * 2);
+    const size_t hbytes = cache * 2 > S * qrow * 4 ? cache * 2 : S * qrow * 4;
+    float *ha = malloc(hbytes), *hb = malloc(hbytes);
+    const float scale = 1.0f / sqrtf((float)hd), eps = 1e-6f;
+    int bad = 0;
+    char what[128];
+    for (int step = 0; step < STEPS; step++) {
+        for (int s = 0; s < S; s++) pos[s] = pre[s] + step;
+        kern_cuda_upload(dpos, pos, sizeof pos);
+        float *q = rand_f32(S * qrow, 3.0f), *k = rand_f32(S * krow, 3.0f), *v = rand_f32(S * krow, 1.0f);
+        float *dq = dev_copy(q, S * qrow * 4), *dk = dev_copy(k, S * krow * 4), *dv = dev_copy(v, S * krow * 4);
+        kern_cuda_qk_norm_rope(q2, k2, dq, dk, dqw, dkw, dpos, drope, S, H, KV, hd, eps, NULL);
+        kern_cuda_attn_decode_fused_bf16(oA, bA, kcA, vcA, k2, dv, q2, dpages, dpt, dpos, S, H, KV, hd, PS, scale, NULL);
+        kern_cuda_attn_decode_fused_qknorm_bf16(oB, bB, kcB, vcB, dk, dv, dq, dqw, dkw, drope, eps, q2b, k2b, dpages,
+                                                dpt, dpos, S, H, KV, hd, PS, scale, NULL);
+        kern_cuda_sync();
+        kern_cuda_download(ha, oA, S * qrow * 4), kern_cuda_download(hb, oB, S * qrow * 4);
+        snprintf(what, sizeof what, "attn+qk norm H=%d KV=%d hd=%d kernel %d step %d: f32 out", H, KV, hd, kernel, step);
+        bad += check_same(what, hb, ha, S * qrow);
+        kern_cuda_download(ha, bA, S * qrow * 2), kern_cuda_download(hb, bB, S * qrow * 2);
+        if (memcmp(ha, hb, S * qrow * 2)) {
+            printf("  attn+qk norm H=%d KV=%d hd=%d kernel %d step %d: bf16 out differs\n", H, KV, hd, kernel, step);
+            bad++;
+        }
+        kern_cuda_free(dq), kern_cuda_free(dk), kern_cuda_free(dv);
+        free(q), free(k), free(v);
+    }
+    const uint16_t *caches[2][2] = {{kcA, kcB}, {vcA, vcB}};
+    for (int c = 0; c < 2; c++) {
+        kern_cuda_download(ha, caches[c][0], cache * 2), kern_cuda_download(hb, caches[c][1], cache * 2);
+        if (memcmp(ha, hb, cache * 2)) {
+            printf("  attn+qk norm H=%d KV=%d hd=%d kernel %d: the %s cache differs\n", H, KV, hd, kernel, c ? "V" : "K");
+            bad++;
+        }
+    }
+    printf("  attention decode + q/k norm H=%d KV=%d hd=%d, %s: %d of %d outputs and caches not the two calls' bits\n",
+           H, KV, hd, kernel == 1 ? "the walk" : "parallel chunks", bad, 2 * STEPS + 2);
+    kern_cuda_set_tuning(&prev);
+    kern_cuda_free(kcA), kern_cuda_free(vcA), kern_cuda_free(kcB), kern_cuda_free(vcB), kern_cuda_free(dqw);
+    kern_cuda_free(dkw), kern_cuda_free(drope), kern_cuda_free(dpages), kern_cuda_free(dpt), kern_cuda_free(dpos);
+    kern_cuda_free(q2), kern_cuda_free(k2), kern_cuda_free(q2b), kern_cuda_free(k2b), kern_cuda_free(oA);
+    kern_cuda_free(oB), kern_cuda_free(bA), kern_cuda_free(bB);
+    free(cf), free(cb), free(qw), free(kw), free(rope), free(ha), free(hb);
+    return bad;
+}
+
+static void test_attention_qk_norm(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    static const int shapes[][3] = {{16, 8, 128}, {32, 8, 128}, {8, 2, 64}, {6, 2, 32}, {4, 4, 256}};
+    int bad = 0;
+    for (int i = 0; i < 5; i++)
+        for (int kernel = 2; kernel >= 1; kernel--)
+            bad += attn_qk_norm_case(shapes[i][0], shapes[i][1], shapes[i][2], kernel);
+    assert_int_equal(bad, 0);
+}
+
 /* ---- The fp32 mode's norm (kern_cuda_cpuo_norm) == the CPU's kern_cpu_add + kern_cpu_rmsnorm / kern_cpu_layernorm bit
  * for bit: RMS and LayerNorm, with a residual (x += y, checked too) and without, out aliasing x (no residual), rows of
  * 64 .. 15,000 (past 48 KB of shared memory: the raised limit), 1 / 5 / 64 rows. */
@@ -1759,7 +1845,7 @@ int main(void) {
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention), cmocka_unit_test(test_cpuo_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
         cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_kv_write_bf16),
-        cmocka_unit_test(test_attention_bf16_cache), cmocka_unit_test(test_vocab),
+        cmocka_unit_test(test_attention_bf16_cache), cmocka_unit_test(test_attention_qk_norm), cmocka_unit_test(test_vocab),
         cmocka_unit_test(test_sample_filter_vs_host), cmocka_unit_test(test_sample_filter_invariance),
     };
     const char *filter = getenv("BR_TEST_FILTER"); /* e.g. BR_TEST_FILTER='test_gemm_rowpar' */

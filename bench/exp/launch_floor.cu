@@ -1,7 +1,7 @@
-// Experiment (twelfth session, not yet run): what a decode step of N dependent phases costs beyond its bytes, on
-// this GPU. The 0.6B shape's batch-1 step is ~260 launches that read 1.19 GB in ~1.28 ms (779 tokens/s) against
-// 0.30 ms for the bytes at the copy bandwidth; issue 15 asks for 70% of that bound (0.43 ms). Measured here, with
-// the step's bytes split evenly over N phases that must run in order:
+// Experiment (twelfth session; run in the thirteenth: docs/PERFORMANCE.md, "The launch floor"): what a decode step
+// of N dependent phases costs beyond its bytes, on this GPU. The 0.6B shape's batch-1 step is ~260 launches that
+// read 1.19 GB in ~1.28 ms (779 tokens/s) against 0.30 ms for the bytes at the copy bandwidth; issue 15 asks for 70%
+// of that bound (0.43 ms). Measured here, with the step's bytes split evenly over N phases that must run in order:
 //   read     one kernel reading all the bytes (what the others are compared with);
 //   graph    N kernels in a CUDA graph, each reading its slice (4 blocks of 256 threads an SM), launched as the
 //            engine does -- plain, or with programmatic dependent launch (PDL: the next kernel starts as the

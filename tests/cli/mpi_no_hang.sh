@@ -67,8 +67,13 @@ signal_mid_run() {
         kill -0 "$mp" 2>/dev/null || break
         sleep 0.05
     done
-    [ -n "$pid" ] || fail "rank $rank of '$*' not found"
-    kill -0 "$mp" 2>/dev/null || fail "'$*' ended before rank $rank could be stopped"
+    if [ -z "$pid" ] || ! kill -0 "$mp" 2>/dev/null; then
+        local ended=0
+        kill -0 "$mp" 2>/dev/null || { wait "$mp" || ended=$?; }
+        cat "$TMP/err.txt" >&2
+        [ -n "$pid" ] || fail "rank $rank of '$*' not found (mpirun exit status $ended if it ended)"
+        fail "'$*' ended (exit status $ended) before rank $rank could be stopped"
+    fi
     [ "$sig" = STOP ] && STOPPED+=("$pid")
     local t0 t1 code=0
     t0=$(date +%s.%N)
@@ -93,7 +98,10 @@ signal_mid_run() {
     echo "ok: SIG$sig to rank $rank -> exit $code after $dt s: $(grep -m1 -- "$pattern" "$TMP/err.txt" | head -c 400)"
 }
 
-BIG=(--prompts "$TMP/p.jsonl" --max-new-tokens 200 --no-stop --seed 5 --quiet --comm-timeout 3)
+# a run that cannot end before the signal on a loaded machine (it takes ~3 s for 40 prompts on 2 idle cores; CI once
+# saw one finish before its rank was found): it is stopped and aborted long before its end
+for i in $(seq 0 399); do echo "{\"prompt_ids\": [1, $((300 + i % 50)), $((260 + i % 7))], \"n\": 4}"; done >"$TMP/big.jsonl"
+BIG=(--prompts "$TMP/big.jsonl" --max-new-tokens 200 --no-stop --seed 5 --quiet --comm-timeout 3)
 signal_mid_run STOP 1 "$TMP/x.h5" 3 "\[rank 0\] rank 1 did not answer for 3 s during generate: rank 1 last reported" \
     "$BITROLL" generate "${BIG[@]}" --out "$TMP/x.h5"
 signal_mid_run STOP 1 "$TMP/xs.h5" 3 "\[rank 0\] rank 1 did not answer for 3 s during score: rank 1 last reported" \

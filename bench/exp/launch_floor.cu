@@ -9,6 +9,12 @@
 //   empty    the same graphs of N kernels that read nothing: the launch floor alone;
 //   persist  one cooperative launch (512-thread blocks, up to 2 an SM) running the N phases with a grid barrier
 //            between them (an atomic counter and a generation word): the floor of a persistent ("megakernel") step.
+// Added after the thirteenth session's run (not yet run): the two forms with what the engine's decode GEMMs do and a
+// megakernel would do -- fetch the next phase's bytes, which do not depend on the previous phase, before waiting:
+//   pdl+pf   the PDL graph, each block reading a contiguous chunk of its phase's slice and asking for it with one
+//            L2 bulk prefetch (cp.async.bulk.prefetch.L2) before griddepcontrol.wait;
+//   pers+pf  the persistent kernel, each block prefetching its chunk of phase p + 1 into L2 before phase p's reads
+//            and barrier.
 // Per-phase overhead = (step time - read time) / N. Built and run by hand:
 //   nvcc -O3 -std=c++17 -arch=sm_90a bench/exp/launch_floor.cu -o /tmp/launch_floor && /tmp/launch_floor
 #include <cstdint>
@@ -39,6 +45,47 @@ __device__ __forceinline__ unsigned read_slice(const uint4 *__restrict__ p, int6
         acc ^= a.x ^ a.y ^ a.z ^ a.w;
     }
     return acc;
+}
+
+// Reads words [b, e) of p with the block (4 loads in flight per thread).
+__device__ __forceinline__ unsigned read_chunk(const uint4 *__restrict__ p, int64_t b, int64_t e) {
+    unsigned acc = 0;
+    const int64_t stride = blockDim.x;
+    int64_t i = b + threadIdx.x;
+    for (; i + 3 * stride < e; i += 4 * stride) {
+        const uint4 a = __ldg(p + i), c = __ldg(p + i + stride), d = __ldg(p + i + 2 * stride),
+                    f = __ldg(p + i + 3 * stride);
+        acc ^= (a.x ^ a.y ^ a.z ^ a.w) ^ (c.x ^ c.y ^ c.z ^ c.w) ^ (d.x ^ d.y ^ d.z ^ d.w) ^ (f.x ^ f.y ^ f.z ^ f.w);
+    }
+    for (; i < e; i += stride) {
+        const uint4 a = __ldg(p + i);
+        acc ^= a.x ^ a.y ^ a.z ^ a.w;
+    }
+    return acc;
+}
+
+// This block's chunk [*b, *e) of n16 words split evenly over the grid.
+__device__ __forceinline__ void block_chunk(int64_t n16, int64_t *b, int64_t *e) {
+    const int64_t per = (n16 + gridDim.x - 1) / gridDim.x;
+    *b = (int64_t)blockIdx.x * per < n16 ? (int64_t)blockIdx.x * per : n16;
+    *e = *b + per < n16 ? *b + per : n16;
+}
+
+// One bulk prefetch of words [b, e) into L2 (thread 0 of the block).
+__device__ __forceinline__ void prefetch_l2(const uint4 *p, int64_t b, int64_t e) {
+    if (threadIdx.x == 0 && e > b)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p + b), "r"((unsigned)((e - b) * 16))
+                     : "memory");
+}
+
+__global__ void phase_pf_kernel(const uint4 *p, int64_t n16, unsigned *sink) {
+    int64_t b, e;
+    block_chunk(n16, &b, &e);
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    prefetch_l2(p, b, e);
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    const unsigned acc = read_chunk(p, b, e);
+    if (acc == 0x9e3779b9u) sink[0] = acc;
 }
 
 __global__ void phase_kernel(const uint4 *p, int64_t n16, unsigned *sink, int pdl) {
@@ -77,6 +124,20 @@ __global__ void persist_kernel(const uint4 *p, int64_t n16_phase, int phases, un
     if (acc == 0x9e3779b9u) sink[0] = acc;
 }
 
+__global__ void persist_pf_kernel(const uint4 *p, int64_t n16_phase, int phases, unsigned *count, unsigned *gen,
+                                  unsigned *sink) {
+    unsigned acc = 0;
+    int64_t b, e;
+    block_chunk(n16_phase, &b, &e);
+    prefetch_l2(p, b, e);
+    for (int ph = 0; ph < phases; ph++) {
+        if (ph + 1 < phases) prefetch_l2(p + (int64_t)(ph + 1) * n16_phase, b, e);
+        acc ^= read_chunk(p + (int64_t)ph * n16_phase, b, e);
+        grid_barrier(count, gen);
+    }
+    if (acc == 0x9e3779b9u) sink[0] = acc;
+}
+
 static cudaError_t launch_phase(const uint4 *p, int64_t n16, unsigned *sink, int pdl, int blocks, cudaStream_t s) {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(blocks);
@@ -87,6 +148,7 @@ static cudaError_t launch_phase(const uint4 *p, int64_t n16, unsigned *sink, int
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = pdl ? 1 : 0;
+    if (pdl == 2) return cudaLaunchKernelEx(&cfg, phase_pf_kernel, p, n16, sink);
     return cudaLaunchKernelEx(&cfg, phase_kernel, p, n16, sink, pdl);
 }
 
@@ -139,16 +201,17 @@ int main() {
     const int persist_blocks = n_sm * (per_sm < 2 ? per_sm : 2); // 2 x 512 threads an SM: the graphs' 4 x 256
     // (bytes a step, phases): the 0.6B shape (1.19 GB, ~260 launches), the 8B shape (15.14 GB, 332), and sweeps
     const struct { double gb; int n; } cases[] = {{1.19, 260}, {1.19, 130}, {1.19, 60}, {1.19, 28}, {15.14, 332}};
-    printf("\n%8s %6s %10s %10s %10s %10s %10s %10s   us a phase beyond the read (graph, pdl, persist)\n", "GB",
-           "phases", "read us", "graph us", "pdl us", "empty us", "emptypdl", "persist");
+    printf("\n%8s %6s %9s %9s %9s %9s %9s %9s %9s %9s   us a phase beyond the read (graph, pdl, persist, pdl+pf, "
+           "pers+pf)\n",
+           "GB", "phases", "read us", "graph us", "pdl us", "empty us", "emptypdl", "persist", "pdl+pf", "pers+pf");
     for (const auto &c : cases) {
         const int64_t n16 = (int64_t)(c.gb * 1e9 / 16 / c.n); // 16-byte words a phase
         const int64_t all16 = n16 * c.n;
         const double bytes = (double)all16 * 16;
         const float copy = time_ms([&](cudaStream_t st) { launch_phase(buf, all16, sink, 0, 4 * n_sm, st); }, s, 9);
-        float g[4];
-        for (int v = 0; v < 4; v++) { // 0: graph, 1: graph + PDL, 2: empty graph, 3: empty graph + PDL
-            const int pdl = v & 1, empty = v >= 2;
+        float g[5];
+        for (int v = 0; v < 5; v++) { // 0: graph, 1: + PDL, 2: empty graph, 3: empty + PDL, 4: PDL + L2 prefetch
+            const int pdl = v == 4 ? 2 : v & 1, empty = v == 2 || v == 3;
             cudaGraph_t graph;
             cudaGraphExec_t exec;
             CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
@@ -159,7 +222,7 @@ int main() {
             cudaGraphExecDestroy(exec);
             cudaGraphDestroy(graph);
         }
-        float persist = -1;
+        float persist = -1, persist_pf = -1;
         if (coop && persist_blocks >= 1) {
             int phases = c.n;
             int64_t n16p = n16;
@@ -169,12 +232,20 @@ int main() {
                     cudaLaunchCooperativeKernel((void *)persist_kernel, dim3(persist_blocks), dim3(512), args, 0, st);
                 },
                 s, 9);
+            persist_pf = time_ms(
+                [&](cudaStream_t st) {
+                    cudaLaunchCooperativeKernel((void *)persist_pf_kernel, dim3(persist_blocks), dim3(512), args, 0,
+                                                st);
+                },
+                s, 9);
         }
         CK(cudaGetLastError());
         const double floor_us = 1e3 * copy; // the bytes in one kernel
-        printf("%8.2f %6d %10.1f %10.1f %10.1f %10.1f %10.1f %10.1f   %.2f, %.2f, %.2f   (read %.0f GB/s)\n", c.gb, c.n,
-               1e3 * copy, 1e3 * g[0], 1e3 * g[1], 1e3 * g[2], 1e3 * g[3], 1e3 * persist,
-               (1e3 * g[0] - floor_us) / c.n, (1e3 * g[1] - floor_us) / c.n, (1e3 * persist - floor_us) / c.n,
+        printf("%8.2f %6d %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f   %.2f, %.2f, %.2f, %.2f, %.2f   (read %.0f "
+               "GB/s)\n",
+               c.gb, c.n, 1e3 * copy, 1e3 * g[0], 1e3 * g[1], 1e3 * g[2], 1e3 * g[3], 1e3 * persist, 1e3 * g[4],
+               1e3 * persist_pf, (1e3 * g[0] - floor_us) / c.n, (1e3 * g[1] - floor_us) / c.n,
+               (1e3 * persist - floor_us) / c.n, (1e3 * g[4] - floor_us) / c.n, (1e3 * persist_pf - floor_us) / c.n,
                bytes / (copy * 1e-3) / 1e9);
     }
     cudaFree(buf);

@@ -30,38 +30,30 @@
         }                                                                                                              \
     } while (0)
 
-// Reads n16 16-byte words from p with the whole grid (4 loads in flight per thread); folds them so the loads stay.
-__device__ __forceinline__ unsigned read_slice(const uint4 *__restrict__ p, int64_t n16) {
+// Reads words i0, i0 + stride, .. below e of p (4 loads in flight per thread); folds them so the loads stay.
+__device__ __forceinline__ unsigned read_strided(const uint4 *__restrict__ p, int64_t i0, int64_t e, int64_t stride) {
     unsigned acc = 0;
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x, t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    int64_t i = t;
-    for (; i + 3 * stride < n16; i += 4 * stride) {
+    int64_t i = i0;
+    for (; i + 3 * stride < e; i += 4 * stride) {
         const uint4 a = __ldg(p + i), b = __ldg(p + i + stride), c = __ldg(p + i + 2 * stride),
                     d = __ldg(p + i + 3 * stride);
         acc ^= (a.x ^ a.y ^ a.z ^ a.w) ^ (b.x ^ b.y ^ b.z ^ b.w) ^ (c.x ^ c.y ^ c.z ^ c.w) ^ (d.x ^ d.y ^ d.z ^ d.w);
-    }
-    for (; i < n16; i += stride) {
-        const uint4 a = __ldg(p + i);
-        acc ^= a.x ^ a.y ^ a.z ^ a.w;
-    }
-    return acc;
-}
-
-// Reads words [b, e) of p with the block (4 loads in flight per thread).
-__device__ __forceinline__ unsigned read_chunk(const uint4 *__restrict__ p, int64_t b, int64_t e) {
-    unsigned acc = 0;
-    const int64_t stride = blockDim.x;
-    int64_t i = b + threadIdx.x;
-    for (; i + 3 * stride < e; i += 4 * stride) {
-        const uint4 a = __ldg(p + i), c = __ldg(p + i + stride), d = __ldg(p + i + 2 * stride),
-                    f = __ldg(p + i + 3 * stride);
-        acc ^= (a.x ^ a.y ^ a.z ^ a.w) ^ (c.x ^ c.y ^ c.z ^ c.w) ^ (d.x ^ d.y ^ d.z ^ d.w) ^ (f.x ^ f.y ^ f.z ^ f.w);
     }
     for (; i < e; i += stride) {
         const uint4 a = __ldg(p + i);
         acc ^= a.x ^ a.y ^ a.z ^ a.w;
     }
     return acc;
+}
+
+// Reads n16 16-byte words from p with the whole grid.
+__device__ __forceinline__ unsigned read_slice(const uint4 *__restrict__ p, int64_t n16) {
+    return read_strided(p, (int64_t)blockIdx.x * blockDim.x + threadIdx.x, n16, (int64_t)gridDim.x * blockDim.x);
+}
+
+// Reads words [b, e) of p with the block.
+__device__ __forceinline__ unsigned read_chunk(const uint4 *__restrict__ p, int64_t b, int64_t e) {
+    return read_strided(p, b + threadIdx.x, e, blockDim.x);
 }
 
 // This block's chunk [*b, *e) of n16 words split evenly over the grid.

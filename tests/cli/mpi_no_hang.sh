@@ -17,7 +17,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for i in $(seq 0 39); do echo "{\"prompt_ids\": [1, $((300 + i % 50)), $((260 + i % 7))], \"n\": 4}"; done >"$TMP/p.jsonl"
+# prompts N: N prompts of 3 tokens, 4 samples each
+prompts() {
+    local i
+    for i in $(seq 0 $(($1 - 1))); do echo "{\"prompt_ids\": [1, $((300 + i % 50)), $((260 + i % 7))], \"n\": 4}"; done
+}
+prompts 40 >"$TMP/p.jsonl"
 
 # the watchdog changes no byte: the same files with it on and off
 G=(--prompts "$TMP/p.jsonl" --max-new-tokens 48 --no-stop --seed 5 --quiet)
@@ -100,7 +105,7 @@ signal_mid_run() {
 
 # a run that cannot end before the signal on a loaded machine (it takes ~3 s for 40 prompts on 2 idle cores; CI once
 # saw one finish before its rank was found): it is stopped and aborted long before its end
-for i in $(seq 0 399); do echo "{\"prompt_ids\": [1, $((300 + i % 50)), $((260 + i % 7))], \"n\": 4}"; done >"$TMP/big.jsonl"
+prompts 400 >"$TMP/big.jsonl"
 BIG=(--prompts "$TMP/big.jsonl" --max-new-tokens 200 --no-stop --seed 5 --quiet --comm-timeout 3)
 signal_mid_run STOP 1 "$TMP/x.h5" 3 "\[rank 0\] rank 1 did not answer for 3 s during generate: rank 1 last reported" \
     "$BITROLL" generate "${BIG[@]}" --out "$TMP/x.h5"

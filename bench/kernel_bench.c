@@ -158,7 +158,9 @@ static void gemm_teardown(gemm_arg *g) {
 /* ---- attention */
 typedef struct {
     int B, ctx, n_heads, n_kv, hd, page, prefill, b16; /* b16: a bf16 cache (the invariant mode's), else f32 */
-    void *kc, *vc;
+    int splits;                                        /* > 0: decode by the ordered split (bf16 cache) */
+    void *kc, *vc, *ws;
+    size_t ws_bytes;
     float *q, *out;
     int32_t *pages, *pt_off, *pos;
     int M;
@@ -167,7 +169,11 @@ static void run_attn(void *p, int rep) {
     (void)rep;
     attn_arg *a = p;
     const float scale = 1.0f / sqrtf((float)a->hd);
-    if (a->prefill && a->b16)
+    if (a->splits)
+        kern_cuda_attn_decode_split_bf16(a->out, NULL, a->kc, a->vc, NULL, NULL, a->q, NULL, NULL, NULL, 0.0f, a->pages,
+                                         a->pt_off, a->pos, a->M, a->n_heads, a->n_kv, a->hd, a->page, scale,
+                                         a->splits, a->ctx, a->ws, a->ws_bytes, NULL);
+    else if (a->prefill && a->b16)
         kern_cuda_attn_prefill_bf16(a->out, a->q, a->kc, a->vc, a->pages, a->pt_off, a->pos, a->M, a->n_heads, a->n_kv,
                                     a->hd, a->page, scale, NULL);
     else if (a->prefill)
@@ -224,6 +230,7 @@ static void attn_setup(attn_arg *a, int B, int ctx, int n_heads, int n_kv, int h
 static void attn_teardown(attn_arg *a) {
     kern_cuda_free(a->kc), kern_cuda_free(a->vc), kern_cuda_free(a->q), kern_cuda_free(a->out);
     kern_cuda_free(a->pages), kern_cuda_free(a->pt_off), kern_cuda_free(a->pos);
+    if (a->ws) kern_cuda_free(a->ws);
 }
 
 int bench_kernel_table(const char *json_path, const char *sections, const br_tuning *t) {
@@ -373,27 +380,43 @@ int bench_kernel_table(const char *json_path, const char *sections, const br_tun
             /* B, ctx, heads, kv, hd, page, prefill */
             {64, 4096, 32, 8, 128, 16, 0}, {64, 1024, 16, 8, 128, 16, 0}, {256, 512, 16, 8, 128, 16, 0},
             {1, 192, 16, 8, 128, 16, 0},   {1, 4096, 32, 8, 128, 16, 0},  {8, 1024, 16, 8, 128, 16, 1},
-            {1, 4096, 32, 8, 128, 16, 1},
+            {1, 4096, 32, 8, 128, 16, 1},  {1, 1024, 16, 8, 128, 16, 0}, {1, 16384, 16, 8, 128, 16, 0},
+            {4, 8192, 32, 8, 128, 16, 0},
         };
+        int n_sm = 0, l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
         printf("\npaged attention (KV cache f32 or bf16, chunk 32)\n%-46s %10s %12s\n", "case", "ms", "KV GB/s");
-        for (size_t i = 0; i < 2 * (sizeof at / sizeof at[0]); i++) {
-            const size_t ci = i / 2;
-            const int b16 = (int)(i % 2);
+        /* each case with an f32 cache, a bf16 cache and, for bf16 decode, the ordered split at the engine's count
+         * (kern_cuda_attn_decode_split_count; the row is skipped where that is 1) */
+        for (size_t i = 0; i < 3 * (sizeof at / sizeof at[0]); i++) {
+            const size_t ci = i / 3;
+            const int b16 = i % 3 != 0, split = i % 3 == 2;
+            const int S =
+                split && !at[ci][6] ? kern_cuda_attn_decode_split_count(at[ci][0], at[ci][3], at[ci][1], n_sm) : 1;
+            if (split && S == 1) continue;
             attn_arg a;
             attn_setup(&a, at[ci][0], at[ci][1], at[ci][2], at[ci][3], at[ci][4], at[ci][5], at[ci][6], b16);
+            if (split) {
+                a.splits = S;
+                a.ws_bytes = kern_cuda_attn_decode_split_workspace(a.M, a.n_heads, a.hd, a.ctx);
+                a.ws = kern_cuda_malloc(a.ws_bytes);
+            }
             double t = time_ms(run_attn, &a, 2, a.prefill ? 1 : 5, a.prefill ? 5 : 11);
             const double kv_bytes = 2.0 * a.B * a.ctx * a.n_kv * a.hd * (b16 ? 2 : 4);
             char desc[96];
-            snprintf(desc, sizeof desc, "%s %s B=%d ctx=%d H=%d KV=%d hd=%d", a.prefill ? "prefill" : "decode",
-                     b16 ? "bf16" : "f32", a.B, a.ctx, a.n_heads, a.n_kv, a.hd);
+            char sp[16] = "";
+            if (split) snprintf(sp, sizeof sp, " split %d", S);
+            snprintf(desc, sizeof desc, "%s %s%s B=%d ctx=%d H=%d KV=%d hd=%d", a.prefill ? "prefill" : "decode",
+                     b16 ? "bf16" : "f32", sp, a.B, a.ctx, a.n_heads, a.n_kv, a.hd);
             if (a.prefill)
                 printf("%-46s %10.3f %12s\n", desc, t, "-");
             else
                 printf("%-46s %10.3f %12.0f (%3.0f%% of copy)\n", desc, t, kv_bytes / (t * 1e-3) / 1e9,
                        100 * kv_bytes / (t * 1e-3) / 1e9 / copy_gbs);
-            json_rec("\"kind\": \"attention\", \"cache\": \"%s\", \"mode\": \"%s\", \"B\": %d, \"ctx\": %d, \"heads\": %d, \"kv\": %d, "
+            json_rec("\"kind\": \"attention\", \"cache\": \"%s\", \"mode\": \"%s\", \"splits\": %d, \"B\": %d, "
+                     "\"ctx\": %d, \"heads\": %d, \"kv\": %d, "
                      "\"hd\": %d, \"ms\": %.5f, \"kv_bytes\": %.0f",
-                     b16 ? "bf16" : "f32", a.prefill ? "prefill" : "decode", a.B, a.ctx, a.n_heads, a.n_kv, a.hd, t,
+                     b16 ? "bf16" : "f32", a.prefill ? "prefill" : "decode", S, a.B, a.ctx, a.n_heads, a.n_kv, a.hd, t,
                      kv_bytes);
             attn_teardown(&a);
         }

@@ -100,8 +100,11 @@ typedef struct {
     kern_filter_req *filt;     /* (T) the top-k / top-p rows of a step */
     void *filt_ws;             /* kern_cuda_sample_filter's sort, passes of ROLLOUT_FILTER_ROWS rows */
     size_t filt_ws_bytes;
-    float *splitkv_ws;         /* standard mode: split-KV partials for any step (kern_cuda_attn_splitkv_workspace_max) */
+    float *splitkv_ws;         /* standard mode: split-KV partials for any step (kern_cuda_attn_splitkv_workspace_max);
+                                * invariant mode: the ordered split's per-chunk values for up to split_rows rows of
+                                * key_cap keys (kern_cuda_attn_decode_split_workspace) */
     size_t splitkv_ws_bytes;
+    int split_rows, key_cap;
     float *rp_ws;              /* invariant mode: row-parallel GEMM partials and tile counters (kern_cuda_gemm_rowpar_ws) */
     size_t rp_ws_bytes;
     float *tp_ws;              /* tensor parallelism: (C, T_slice, D) f32 all-gathered chunk partials */
@@ -128,6 +131,7 @@ typedef struct {
     cudaEvent_t *prof_ev;      /* (prof_cap + 1); [prof_cap] marks the step's start */
     int *prof_cat;             /* (prof_cap) the phase each event ends */
     double prof_ms[2][16];
+    int64_t split_steps[KERN_CUDA_ATTN_SPLIT_MAX + 1]; /* invariant mode: pure decode steps by split count */
 } cuda_graphs;
 
 typedef struct rollout_cuda {
@@ -142,7 +146,9 @@ typedef struct rollout_cuda {
     br_status tp_status;
     /* invariant mode: row-parallel GEMMs (o_proj, down_proj) in chunks of K (DESIGN 7), 1 = a plain GEMM */
     int chunks_o, chunks_d;
-    /* standard mode: the step's split-KV count, chosen by count from the batch and its keys (a graph slot each) */
+    /* the step's split count (a graph slot each), chosen from the batch and its longest row: standard mode, split-KV
+     * (kern_cuda_attn_splitkv_splits); invariant mode, the decode attention's ordered split
+     * (kern_cuda_attn_decode_split_count: the same bits at any count) */
     int n_sm, splitkv_splits;
     cuda_weights wt;
     cuda_kv kv;
@@ -543,6 +549,15 @@ static br_status acts_build(cuda_acts *a, const rollout_cuda *e, int T_) {
         a->splitkv_ws_bytes = kern_cuda_attn_splitkv_workspace_max(T_, H, KV, hd, e->n_sm);
         if (a->splitkv_ws_bytes) a->splitkv_ws = kern_cuda_malloc(a->splitkv_ws_bytes);
     }
+    if (e->mode == KERN_MODE_INVARIANT && hd >= 32) {
+        a->split_rows = kern_cuda_attn_decode_split_rows(e->KVl, e->n_sm);
+        if (a->split_rows > T_) a->split_rows = T_;
+        a->key_cap = (int)max_pages * e->kv.pages->page_size;
+        if (a->split_rows > 0) {
+            a->splitkv_ws_bytes = kern_cuda_attn_decode_split_workspace(a->split_rows, e->Hl, hd, a->key_cap);
+            a->splitkv_ws = kern_cuda_malloc(a->splitkv_ws_bytes);
+        }
+    }
     if (e->mode == KERN_MODE_FP32) {
         const int cmax = H > POLICY_MLP_CHUNKS ? H : POLICY_MLP_CHUNKS;
         a->f32_parts = kern_cuda_malloc((size_t)cmax * (T < ROLLOUT_F32_SLICE ? T : ROLLOUT_F32_SLICE) * D * sizeof(float));
@@ -617,6 +632,14 @@ static void prof_report(const cuda_graphs *gr) {
             if (gr->prof_ms[k][i] > 0)
                 fprintf(stderr, "  %-20s %10.3f ms %6.1f%%  %8.1f us/step\n", prof_names[i], gr->prof_ms[k][i],
                         100.0 * gr->prof_ms[k][i] / tot, 1000.0 * gr->prof_ms[k][i] / gr->prof_steps[k]);
+    }
+    int any = 0;
+    for (int s = 2; s <= KERN_CUDA_ATTN_SPLIT_MAX; s++) any |= gr->split_steps[s] > 0;
+    if (any) {
+        fprintf(stderr, "cuda profile, decode steps by attention split (ordered split):");
+        for (int s = 1; s <= KERN_CUDA_ATTN_SPLIT_MAX; s++)
+            if (gr->split_steps[s]) fprintf(stderr, " %d: %lld", s, (long long)gr->split_steps[s]);
+        fprintf(stderr, "\n");
     }
 }
 
@@ -693,7 +716,7 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
     e->KVl = c->n_kv_heads / tps;
     e->Fl = c->ffn_dim / tps;
     e->splitkv_splits = 1;
-    if (mode == KERN_MODE_STANDARD && hd >= 32) {
+    if (hd >= 32) { /* the split counts (standard: split-KV; invariant: the decode attention's ordered split) */
         int l2 = 0;
         kern_cuda_device_props(&e->n_sm, &l2);
     }
@@ -742,12 +765,13 @@ static br_status rollout_cuda_create(const policy_weights *w, const rollout_engi
                     (long long)wbytes, (long long)plan.weights, (long long)used, (long long)plan.total);
     }
     if (rc == BR_OK) {
-        /* CUDA graphs for decode steps: on unless tuning.cuda_graphs = 0 or profiling; the standard mode's keyed by
-         * batch size and split-KV count (rollout_cuda_step), tensor parallel steps never (the all-gather may be MPI
-         * through host buffers) */
+        /* CUDA graphs for decode steps: on unless tuning.cuda_graphs = 0 or profiling; keyed by batch size and, in the
+         * standard and invariant modes, split count (rollout_cuda_step), tensor parallel steps never (the all-gather
+         * may be MPI through host buffers) */
         const int prof = tu->cuda_profile != 0;
         const int use = tu->cuda_graphs && !prof && e->tp.size <= 1;
-        const int S = mode == KERN_MODE_STANDARD ? KERN_CUDA_SPLITKV_MAX : 1;
+        const int S = mode == KERN_MODE_STANDARD ? KERN_CUDA_SPLITKV_MAX
+                      : mode == KERN_MODE_INVARIANT ? KERN_CUDA_ATTN_SPLIT_MAX : 1;
         rc = graphs_build(&e->gr, max_tokens, S, use, prof, c->n_layers);
     }
     if (rc != BR_OK) {
@@ -773,10 +797,10 @@ static void rollout_cuda_free(rollout_cuda *e) {
 static policy_kvcache *rollout_cuda_kv(rollout_cuda *e) { return e->kv.pages; }
 
 /* Every launch of one step, on e->stream, from the device-side inputs (tokens, positions, page tables, gather
- * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi, lead) and, in the
- * standard mode, e->splitkv_splits (chosen from the batch and the keys; the split-KV kernels find each row's keys
- * on the device), so a pure decode step of M sequences can be captured once per split count and replayed as a CUDA
- * graph (rollout_cuda_step). */
+ * indices, row requests) to the vocabulary rows. The launches depend only on (M, R, multi, lead) and
+ * e->splitkv_splits (standard and invariant modes: chosen from the batch and the keys; the split kernels find each
+ * row's keys on the device), so a pure decode step of M sequences can be captured once per split count and
+ * replayed as a CUDA graph (rollout_cuda_step). */
 static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
     const policy_config *c = &e->w->cfg;
     const int D = c->dim, H = e->Hl, KV = e->KVl, hd = c->head_dim, F = e->Fl, V = c->vocab; /* H, KV, F: this rank's */
@@ -847,7 +871,13 @@ static void run_kernels(rollout_cuda *e, int M, int R, int multi, int lead) {
          * writes them inside its attention launch, which in the bf16 mode also writes o_proj's bf16 input. */
         const int att_bf = fused && writes_bf16(e, H * hd);
         const int ps = e->kv.pages->page_size;
-        if (qkn) { /* q, k as the GEMM left them; q2, k2 only if the launch takes the walk */
+        if (fused && e->mode == KERN_MODE_INVARIANT && e->splitkv_splits > 1) { /* few rows, many keys */
+            kern_cuda_attn_decode_split_bf16(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc16, vc16, k, e->a.v,
+                                             q, qkn ? L->q_norm : NULL, qkn ? L->k_norm : NULL,
+                                             qkn ? e->wt.rope : NULL, c->norm_eps, e->a.pages, e->a.ptoff, e->a.pos, M,
+                                             H, KV, hd, ps, scale, e->splitkv_splits, e->a.key_cap, e->a.splitkv_ws,
+                                             e->a.splitkv_ws_bytes, st);
+        } else if (qkn) { /* q, k as the GEMM left them; q2, k2 only if the launch takes the walk */
             kern_cuda_attn_decode_fused_qknorm_bf16(att_bf ? NULL : e->a.att, att_bf ? e->a.xb : NULL, kc16, vc16, k,
                                                     e->a.v, q, L->q_norm, L->k_norm, e->wt.rope, c->norm_eps, e->a.q2,
                                                     e->a.k2, e->a.pages, e->a.ptoff, e->a.pos, M, H, KV, hd, ps, scale,
@@ -968,6 +998,11 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
         for (int i = 0; i < M; i++)
             if (b->pos[i] + 1 > max_keys) max_keys = b->pos[i] + 1;
         e->splitkv_splits = kern_cuda_attn_splitkv_splits(M, c->n_kv_heads, max_keys, e->n_sm);
+    } else if (e->mode == KERN_MODE_INVARIANT && c->head_dim >= 32) { /* the ordered split: a pure decode step's */
+        int max_keys = 0;
+        for (int i = 0; i < M; i++)
+            if (b->pos[i] + 1 > max_keys) max_keys = b->pos[i] + 1;
+        e->splitkv_splits = M <= e->a.split_rows ? kern_cuda_attn_decode_split_count(M, e->KVl, max_keys, e->n_sm) : 1;
     }
     kern_cuda_upload_async(e->a.tok, b->tokens, (size_t)M * 4, st);
     kern_cuda_upload_async(e->a.pos, b->pos, (size_t)M * 4, st);
@@ -978,7 +1013,9 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
     if (nf) kern_cuda_upload_async(e->a.filt, e->a.h_filt, (size_t)nf * sizeof(kern_filter_req), st);
 
     e->tp_status = BR_OK;
-    /* the graph slot of a pure decode step: its batch size and, in the standard mode, its split count */
+    if (e->mode == KERN_MODE_INVARIANT && !multi) e->gr.split_steps[e->splitkv_splits]++; /* the profile's count */
+    /* the graph slot of a pure decode step: its batch size and, in the standard and invariant modes, its split
+     * count */
     const size_t slot = (size_t)M * e->gr.S + (e->gr.S > 1 ? e->splitkv_splits - 1 : 0);
     if (e->gr.use && !multi && R == M && e->gr.seen[slot]) {
         if (!e->gr.g[slot]) {

@@ -535,6 +535,17 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
         if (rows > T) rows = T;
         p->workspaces += rows * H * 64 * (hd + 2) * 4;
     }
+    /* the invariant mode's ordered split of the decode attention (engine_cuda.c, attention.cu
+     * kern_cuda_attn_decode_split_workspace): per row and head, a score per key and per chunk of 32 keys its max,
+     * alpha, psum and hd value sums, plus 32 split maxes; for the rows that may split, at most one per 4 x KV SMs
+     * (KERN_CUDA_ATTN_SPLIT_SPREAD; 256 SMs assumed) */
+    int64_t split_rows = 0;
+    if (p->mode == KERN_MODE_INVARIANT && hd >= 32 && KVl > 0) {
+        split_rows = 256 / (4 * KVl);
+        if (split_rows > T) split_rows = T;
+        const int64_t nc = (max_pages * p->page_size + 31) / 32;
+        p->workspaces += split_rows * Hl * (nc * 32 + 3 * nc + nc * hd + 32) * 4;
+    }
 #undef KP
     /* not in a buffer: cuBLAS and the CUDA context's own growth, 1 MiB a decode-step graph -- one per batch size
      * (<= max_seqs); in the standard mode one per batch size and split-KV count (kern_cuda_attn_splitkv_splits' most
@@ -545,6 +556,9 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
             const int64_t splits = (256 + m * KV - 1) / (m * KV);
             graphs += (splits < 64 ? splits : 64) - 1;
         }
+    /* the invariant mode: for each batch size that may split, one graph per split count 2, 4, .. 32 (counted
+     * whatever max_seqs, so that rollout_mem_fit's fixed part holds them) */
+    graphs += split_rows * 5;
     p->reserve = ((int64_t)256 << 20) + (graphs << 20);
     p->total = p->weights + p->kv + rollout_mem_plan_step_bytes(p) + p->reserve;
 }

@@ -42,6 +42,17 @@
 // invariant mode's; kv_elem.cuh: elements widened exactly on load, so the arithmetic above is unchanged) the window
 // takes half the shared memory and the parallel kernel runs at every batch size (faster than the walk everywhere
 // measured, docs/PERFORMANCE.md).
+//
+// Ordered split (`kern_cuda_attn_decode_split_bf16`, invariant mode, few rows with many keys): the decode kernel
+// gives a row's KV head one block, so at batch 1 and 4,096 keys 8 blocks walk 32 windows each (2% of the copy
+// bandwidth). The three phases above are independent per chunk except for two things: the running max before a
+// chunk (an exact max, so any grouping of the fold `m = cm > m ? cm : m` from -inf gives its value, up to the sign
+// of a zero that no result depends on: warp_fold_max) and phase 3's fold, which is sequential in c. So: launch 1
+// (grid rows x KV heads x splits, each split a contiguous range of chunks) computes every chunk's scores and chunk
+// max and each split's max; launch 2 computes, per chunk, the running max before it, alpha, p_j, psum and cs (the
+// same expressions); launch 3 (a warp per row and head) folds every chunk in ascending order. Per-chunk values go
+// through a workspace in global memory, f32, unchanged: the same operations in the same order, so the same bits for
+// any split count (tested against the one-launch kernel, bitwise).
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -700,6 +711,355 @@ static void attn_decode_fused(float *out, uint16_t *out_bf16, T *k_cache, T *v_c
     case 256: launch_decode<256, T>(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale, qkn, stream); break;
     default: KERN_REQUIRE(false, "attention decode: head dim must be 32, 64, 128 or 256");
     }
+}
+
+// ---- decode, ordered split (kern_cuda_attn_decode_split_bf16): the chunks of a long row spread over many blocks
+// (the header's last paragraph). Workspace (f32), for row r < M and head h of H: scores s[(r H + h) KC + key], chunk
+// max, alpha and psum [(r H + h) NC + c], cs [((r H + h) NC + c) HD + d], each split's max [(r H + h) SPLIT_MAX + s];
+// KC = 32 NC keys a row at most.
+struct split_ws {
+    float *s, *cm, *al, *ps, *cs, *sm;
+    int nc; // NC
+};
+static split_ws split_layout(void *ws, int M, int n_heads, int hd, int key_cap) {
+    split_ws w;
+    w.nc = (key_cap + CHUNK - 1) / CHUNK;
+    const size_t rows = (size_t)M * n_heads, nc = (size_t)w.nc;
+    w.s = (float *)ws;
+    w.cm = w.s + rows * nc * CHUNK;
+    w.al = w.cm + rows * nc;
+    w.ps = w.al + rows * nc;
+    w.cs = w.ps + rows * nc;
+    w.sm = w.cs + rows * nc * hd;
+    return w;
+}
+static size_t split_bytes(int M, int n_heads, int hd, int key_cap) {
+    const size_t nc = (size_t)(key_cap + CHUNK - 1) / CHUNK;
+    return sizeof(float) * (size_t)M * n_heads * (nc * CHUNK + 3 * nc + nc * hd + KERN_CUDA_ATTN_SPLIT_MAX);
+}
+// The max of x[b], .., x[e - 1] and -inf, by a warp (every lane gets it): each lane folds its strided share with
+// m = v > m ? v : m, then the butterfly max. Its value is the sequential fold's (max is exact; NaN chunk maxes are
+// skipped by both); only the sign of a zero maximum may differ, which no result depends on: s - m, m' - m and the
+// test m == -inf give the same values for +0 and -0 (expf(+0) = expf(-0) = 1).
+__device__ __forceinline__ float warp_fold_max(const float *x, int b, int e, int lane) {
+    float m = -INFINITY;
+    for (int i = b + lane; i < e; i += 32) m = x[i] > m ? x[i] : m;
+    return warp_max_xor(m);
+}
+// Chunks [*cb, *ce) of nch for split s of S: contiguous, ascending; the last split ends at nch.
+__device__ __forceinline__ void split_range(int nch, int s, int S, int *cb, int *ce) {
+    *cb = (int)((int64_t)nch * s / S);
+    *ce = (int)((int64_t)nch * (s + 1) / S);
+}
+template <int HD> struct split_cfg {
+    static constexpr int NW = HD >= 256 ? 4 : 8;     // warps a block, one chunk each at a time
+    static constexpr int KS = HD + 8;                // key row stride (bf16): 16-byte rows, conflict-free reads
+    static constexpr int SLOT = CHUNK * KS;          // one chunk's keys or values (bf16 elements)
+    static size_t smem(int G) { return sizeof(float) * ((size_t)G * HD + (size_t)NW * HD) + 2u * 2 * NW * SLOT; }
+};
+
+// A chunk's rows of the cache (keys c0 .. c0 + len - 1 of the row whose page table starts at pt) into dst (row stride
+// ld), by one warp, as one cp.async group.
+template <int HD>
+__device__ __forceinline__ void split_fetch(uint16_t *dst, int ld, const uint16_t *src, const int32_t *pages, int pt,
+                                            int page_size, int row, int c0, int len, int lane) {
+    constexpr int PR = HD / 8; // 16-byte pieces a row
+    for (int e = lane; e < len * PR; e += 32) {
+        const int j = e / PR, d = (e % PR) * 8, t = c0 + j;
+        const int64_t slot = (int64_t)pages[pt + t / page_size] * page_size + t % page_size;
+        cp_async16(dst + j * ld + d, src + slot * row + d, true);
+    }
+    cp_async_commit();
+}
+
+// Pass 1, grid (M, n_kv, S): the prologue of attn_decode_kernel (q/k norm + RoPE, the row's own K/V into the cache
+// by the split that holds its last chunk), then every chunk's scores and chunk max (phase 1: attn_score's 8
+// accumulators, d ascending, then the dot's tree, the scale, the butterfly max), and the split's max (of its chunk maxes:
+// warp_fold_max). Warp w takes chunks cb + w, cb + w + NW, ..., two in flight.
+template <int HD>
+__global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
+    attn_split_scores_kernel(uint16_t *kc, uint16_t *vc, const float *__restrict__ k_new,
+                             const float *__restrict__ v_new, const float *__restrict__ q,
+                             const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
+                             const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale,
+                             int G, const qkn_args qkn, const split_ws ws) {
+    KERN_LAUNCH_DEPENDENTS();
+    KERN_WAIT_PREREQUISITES();
+    using C = split_cfg<HD>;
+    constexpr int NW = C::NW, KS = C::KS;
+    extern __shared__ __align__(16) float sm[];
+    float *qs = sm, *scr = qs + G * HD;             // (G, HD) queries; (NW, HD) each warp's norm row
+    uint16_t *Kb = (uint16_t *)(scr + NW * HD);     // (2 NW) chunk slots
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z, S = gridDim.z;
+    const int t_last = pos[r], n_keys = t_last + 1, pt = pt_off[r], row = n_kv * HD;
+    const int nch = (n_keys + CHUNK - 1) / CHUNK;
+    int cb, ce;
+    split_range(nch, s, S, &cb, &ce);
+    const bool last = ce == nch; // this split reads the row's own key: it writes it first
+    const int64_t slot = (int64_t)pages[pt + t_last / page_size] * page_size + t_last % page_size;
+    if (qkn.qw) {
+        for (int h = warp; h <= G; h += NW) {
+            if (h < G)
+                qk_norm_rope_row(q + ((int64_t)r * n_heads + kvh * G + h) * HD, qkn.qw, qkn.rope, t_last, HD,
+                                 qkn.eps, scr + warp * HD, lane, [&](int i, float val) { qs[h * HD + i] = val; });
+            else if (last)
+                qk_norm_rope_row(k_new + (int64_t)r * row + kvh * HD, qkn.kw, qkn.rope, t_last, HD, qkn.eps,
+                                 scr + warp * HD, lane,
+                                 [&](int i, float val) { kv_st(kc + slot * row + kvh * HD + i, val); });
+        }
+    } else {
+        if (k_new && last)
+            for (int d = threadIdx.x; d < HD; d += blockDim.x)
+                kv_st(kc + slot * row + kvh * HD + d, k_new[(int64_t)r * row + kvh * HD + d]);
+        for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = q[((int64_t)r * n_heads + kvh * G) * HD + e];
+    }
+    if (k_new && last) {
+        for (int d = threadIdx.x; d < HD; d += blockDim.x)
+            kv_st(vc + slot * row + kvh * HD + d, v_new[(int64_t)r * row + kvh * HD + d]);
+        __threadfence(); // the stores reach L2, where cp.async reads them (and pass 2, a later launch)
+    }
+    __syncthreads();
+    const uint16_t *ksrc = kc + kvh * HD;
+    uint16_t *mine = Kb + 2 * warp * C::SLOT;
+    const int64_t hrow = (int64_t)r * n_heads + kvh * G; // workspace row of head 0 of this KV head
+    int c = cb + warp, buf = 0;
+    if (c < ce) split_fetch<HD>(mine, KS, ksrc, pages, pt, page_size, row, c * CHUNK, min(CHUNK, n_keys - c * CHUNK),
+                                lane);
+    for (; c < ce; c += NW, buf ^= 1) {
+        const int cn = c + NW;
+        if (cn < ce) split_fetch<HD>(mine + (buf ^ 1) * C::SLOT, KS, ksrc, pages, pt, page_size, row, cn * CHUNK,
+                                     min(CHUNK, n_keys - cn * CHUNK), lane);
+        else cp_async_commit();
+        cp_async_wait<1>();
+        __syncwarp();
+        const int len = min(CHUNK, n_keys - c * CHUNK);
+        const uint16_t *krow = mine + buf * C::SLOT + lane * KS;
+        for (int g = 0; g < G; g++) {
+            float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            const float *qg = qs + g * HD;
+#pragma unroll 4
+            for (int d = 0; d < HD; d += 8) {
+                float kk[8];
+                kv_ld8(krow + d, kk);
+#pragma unroll
+                for (int u = 0; u < 8; u++) p8[u] = __fadd_rn(p8[u], __fmul_rn(qg[d + u], kk[u]));
+            }
+            const float dot = __fadd_rn(dot_half(p8), dot_half(p8 + 4));
+            const float sc = lane < len ? __fmul_rn(dot, scale) : -INFINITY;
+            const float cmax = warp_max_xor(sc);
+            if (lane < len) ws.s[((hrow + g) * ws.nc + c) * CHUNK + lane] = sc;
+            if (lane == 0) ws.cm[(hrow + g) * ws.nc + c] = cmax;
+        }
+        __syncwarp(); // the slot's reads are done before its next fetch
+    }
+    cp_async_wait<0>();
+    __syncthreads(); // the block's chunk maxes are written (visible to the block)
+    for (int g = warp; g < G; g += NW) {
+        const float m = warp_fold_max(ws.cm + (hrow + g) * ws.nc, cb, ce, lane);
+        if (lane == 0) ws.sm[(hrow + g) * KERN_CUDA_ATTN_SPLIT_MAX + s] = m;
+    }
+}
+
+// Pass 2, grid (M, n_kv, S): for each chunk c of the split, the running max before it -- the max of the earlier
+// splits' maxes and of the split's chunk maxes before c (warp_fold_max: the sequential fold's value) -- then phase 2 of
+// attn_chunk_step: alpha, p_j, psum, and cs[d] = sum_j ascending p_j v_j[d] (GB heads per pass over the values).
+template <int HD, int GB>
+__global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
+    attn_split_pv_kernel(const uint16_t *__restrict__ vc, const int32_t *__restrict__ pages,
+                         const int32_t *__restrict__ pt_off, const int32_t *__restrict__ pos, int n_heads, int n_kv,
+                         int page_size, int G, const split_ws ws) {
+    KERN_LAUNCH_DEPENDENTS();
+    KERN_WAIT_PREREQUISITES();
+    using C = split_cfg<HD>;
+    constexpr int NW = C::NW, NI = HD / 32;
+    extern __shared__ __align__(16) float sm[];
+    float *MP = sm;                              // (G) the running max before the split
+    float *P = MP + 16;                          // (NW, G, 32) each warp's p_j
+    uint16_t *Vb = (uint16_t *)(P + NW * 16 * CHUNK); // (2 NW) chunk slots, rows of HD
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int r = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z, S = gridDim.z;
+    const int n_keys = pos[r] + 1, pt = pt_off[r], row = n_kv * HD;
+    const int nch = (n_keys + CHUNK - 1) / CHUNK;
+    int cb, ce;
+    split_range(nch, s, S, &cb, &ce);
+    const int64_t hrow = (int64_t)r * n_heads + kvh * G;
+    const uint16_t *vsrc = vc + kvh * HD;
+    uint16_t *mine = Vb + 2 * warp * C::SLOT;
+    int c = cb + warp, buf = 0;
+    if (c < ce) split_fetch<HD>(mine, HD, vsrc, pages, pt, page_size, row, c * CHUNK, min(CHUNK, n_keys - c * CHUNK),
+                                lane);
+    for (int g = warp; g < G; g += NW) {
+        const float m = warp_fold_max(ws.sm + (hrow + g) * KERN_CUDA_ATTN_SPLIT_MAX, 0, s, lane);
+        if (lane == 0) MP[g] = m;
+    }
+    __syncthreads();
+    float *Pw = P + warp * 16 * CHUNK;
+    for (; c < ce; c += NW, buf ^= 1) {
+        const int cn = c + NW;
+        if (cn < ce) split_fetch<HD>(mine + (buf ^ 1) * C::SLOT, HD, vsrc, pages, pt, page_size, row, cn * CHUNK,
+                                     min(CHUNK, n_keys - cn * CHUNK), lane);
+        else cp_async_commit();
+        const int len = min(CHUNK, n_keys - c * CHUNK);
+        for (int g = 0; g < G; g++) {
+            const float *cmg = ws.cm + (hrow + g) * ws.nc;
+            const float mc = warp_fold_max(cmg, cb, c, lane), mp = MP[g];
+            const float mprev = mc > mp ? mc : mp;
+            const float cmax = cmg[c];
+            const float mnew = cmax > mprev ? cmax : mprev;
+            const float alpha = mprev == -INFINITY ? 0.0f : expf(__fsub_rn(mprev, mnew));
+            const float p = lane < len ? expf(__fsub_rn(ws.s[((hrow + g) * ws.nc + c) * CHUNK + lane], mnew)) : 0.0f;
+            const float psum = warp_sum_xor(p);
+            Pw[g * CHUNK + lane] = p;
+            if (lane == 0) {
+                ws.al[(hrow + g) * ws.nc + c] = alpha;
+                ws.ps[(hrow + g) * ws.nc + c] = psum;
+            }
+        }
+        cp_async_wait<1>();
+        __syncwarp(); // the chunk's values and every lane's p_j are visible to the warp
+        const uint16_t *vch = mine + buf * C::SLOT + NI * lane;
+        for (int g0 = 0; g0 < G; g0 += GB) {
+            float cs[GB][NI];
+#pragma unroll
+            for (int gg = 0; gg < GB; gg++)
+#pragma unroll
+                for (int i = 0; i < NI; i++) cs[gg][i] = 0.0f;
+            for (int j = 0; j < len; j++) {
+                float v[NI];
+                attn_ld_run<NI>(vch + j * HD, v);
+#pragma unroll
+                for (int gg = 0; gg < GB; gg++) {
+                    const float pj = Pw[(g0 + gg) * CHUNK + j];
+#pragma unroll
+                    for (int i = 0; i < NI; i++) cs[gg][i] = __fadd_rn(cs[gg][i], __fmul_rn(pj, v[i]));
+                }
+            }
+#pragma unroll
+            for (int gg = 0; gg < GB; gg++) {
+                float *o = ws.cs + ((hrow + g0 + gg) * ws.nc + c) * HD + NI * lane;
+#pragma unroll
+                for (int i = 0; i < NI; i++) o[i] = cs[gg][i];
+            }
+        }
+        __syncwarp(); // the slot's and Pw's reads are done before they are written again
+    }
+    cp_async_wait<0>();
+}
+
+// Pass 3, grid (M, n_heads), one warp: phase 3 over every chunk of the row in ascending order, l = l alpha + psum,
+// acc = acc alpha + cs (attn_fold), then out = acc / l.
+template <int HD>
+__global__ void __launch_bounds__(32)
+    attn_split_fold_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, const int32_t *__restrict__ pos,
+                           int n_heads, const split_ws ws) {
+    KERN_LAUNCH_DEPENDENTS();
+    KERN_WAIT_PREREQUISITES();
+    constexpr int NI = HD / 32;
+    const int lane = threadIdx.x, r = blockIdx.x, h = blockIdx.y;
+    const int nch = (pos[r] + 1 + CHUNK - 1) / CHUNK;
+    const int64_t hr = (int64_t)r * n_heads + h;
+    const float *al = ws.al + hr * ws.nc, *ps = ws.ps + hr * ws.nc, *cs = ws.cs + hr * ws.nc * HD + NI * lane;
+    float l = 0.0f, acc[NI];
+#pragma unroll
+    for (int i = 0; i < NI; i++) acc[i] = 0.0f;
+    // U chunks' operands are loaded at once (one round trip to L2 per U chunks), then folded in order
+    constexpr int U = NI >= 8 ? 8 : 16;
+    for (int c0 = 0; c0 < nch; c0 += U) {
+        float a[U], p[U], v[U][NI];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c0 + u < nch ? c0 + u : nch - 1;
+            a[u] = al[c], p[u] = ps[c];
+#pragma unroll
+            for (int i = 0; i < NI; i++) v[u][i] = cs[(int64_t)c * HD + i];
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (c0 + u < nch) attn_fold(l, acc, a[u], p[u], v[u], 1);
+    }
+    const int64_t o = hr * HD + NI * lane;
+#pragma unroll
+    for (int i = 0; i < NI; i++) {
+        const float v = __fdiv_rn(acc[i], l);
+        if (out) out[o + i] = v;
+        if (out_bf) out_bf[o + i] = bf16_bits_rne(v);
+    }
+}
+
+template <int HD>
+static void launch_split(float *out, uint16_t *out_bf, uint16_t *kc, uint16_t *vc, const float *k_new,
+                         const float *v_new, const float *q, const int32_t *pages, const int32_t *pt_off,
+                         const int32_t *pos, int M, int n_heads, int n_kv, int page_size, float scale, int splits,
+                         const qkn_args &qkn, const split_ws &ws, cudaStream_t stream) {
+    using C = split_cfg<HD>;
+    const int G = n_heads / n_kv;
+    static size_t attr_a = 0, attr_b = 0;
+    const size_t sa = C::smem(G), sb = sizeof(float) * (16 + (size_t)C::NW * 16 * CHUNK) + 2u * 2 * C::NW * C::SLOT;
+    auto pv = G % 4 == 0 ? attn_split_pv_kernel<HD, 4> : G % 2 == 0 ? attn_split_pv_kernel<HD, 2>
+                                                                      : attn_split_pv_kernel<HD, 1>;
+    if (sa > attr_a) {
+        CUDA_CHECK(cudaFuncSetAttribute(attn_split_scores_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)sa));
+        attr_a = sa;
+    }
+    if (sb > attr_b) {
+        CUDA_CHECK(cudaFuncSetAttribute(attn_split_pv_kernel<HD, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)sb));
+        CUDA_CHECK(cudaFuncSetAttribute(attn_split_pv_kernel<HD, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)sb));
+        CUDA_CHECK(cudaFuncSetAttribute(attn_split_pv_kernel<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)sb));
+        attr_b = sb;
+    }
+    const dim3 grid(M, n_kv, splits), block(C::NW * 32);
+    kern_launch_pdl(attn_split_scores_kernel<HD>, grid, block, sa, stream, kc, vc, k_new, v_new, q, pages, pt_off, pos,
+                    n_heads, n_kv, page_size, scale, G, qkn, ws);
+    kern_launch_pdl(pv, grid, block, sb, stream, (const uint16_t *)vc, pages, pt_off, pos, n_heads, n_kv, page_size, G,
+                    ws);
+    kern_launch_pdl(attn_split_fold_kernel<HD>, dim3(M, n_heads), dim3(32), 0, stream, out, out_bf, pos, n_heads, ws);
+}
+
+extern "C" int kern_cuda_attn_decode_split_rows(int n_kv, int n_sm) {
+    return n_kv > 0 ? n_sm / (KERN_CUDA_ATTN_SPLIT_SPREAD * n_kv) : 0;
+}
+
+extern "C" int kern_cuda_attn_decode_split_count(int M, int n_kv, int max_keys, int n_sm) {
+    if (M < 1 || M > kern_cuda_attn_decode_split_rows(n_kv, n_sm)) return 1;
+    const int nch = (max_keys + CHUNK - 1) / CHUNK;
+    int s = 1; // a power of two: few distinct counts (a CUDA graph each); >= 8 chunks a split; <= a block an SM
+    while (2 * s <= KERN_CUDA_ATTN_SPLIT_MAX && 2 * s * 8 <= nch && (int64_t)2 * s * M * n_kv <= n_sm) s *= 2;
+    return s;
+}
+
+extern "C" size_t kern_cuda_attn_decode_split_workspace(int M, int n_heads, int hd, int key_cap) {
+    return split_bytes(M, n_heads, hd, key_cap);
+}
+
+extern "C" void kern_cuda_attn_decode_split_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache,
+                                                 uint16_t *v_cache, const float *k_new, const float *v_new,
+                                                 const float *q, const float *q_norm_w, const float *k_norm_w,
+                                                 const float *rope, float eps, const int32_t *pages,
+                                                 const int32_t *pt_off, const int32_t *pos, int M, int n_heads,
+                                                 int n_kv, int hd, int page_size, float scale, int splits,
+                                                 int key_cap, void *ws, size_t ws_bytes, cudaStream_t stream) {
+    KERN_REQUIRE(M >= 0 && n_kv > 0 && n_heads % n_kv == 0 && n_heads / n_kv <= 16 && page_size > 0,
+                 "attention decode split: bad head counts or page size (at most 16 query heads per KV head)");
+    KERN_REQUIRE(out || out_bf16, "attention decode split: no output");
+    KERN_REQUIRE((k_new == NULL) == (v_new == NULL), "attention decode split: k_new and v_new go together");
+    KERN_REQUIRE((q_norm_w == NULL) == (k_norm_w == NULL) && (!q_norm_w || (rope && k_new)),
+                 "attention decode split: the q/k norm needs both weights, the RoPE table and k_new");
+    KERN_REQUIRE(splits >= 1 && splits <= KERN_CUDA_ATTN_SPLIT_MAX, "attention decode split: 1 <= splits <= 32");
+    KERN_REQUIRE(ws && ws_bytes >= split_bytes(M, n_heads, hd, key_cap),
+                 "attention decode split: workspace smaller than kern_cuda_attn_decode_split_workspace");
+    if (M == 0) return;
+    const qkn_args qkn = {q_norm_w, k_norm_w, rope, eps};
+    const split_ws w = split_layout(ws, M, n_heads, hd, key_cap);
+    auto *launch = hd == 32 ? launch_split<32> : hd == 64 ? launch_split<64> : hd == 128 ? launch_split<128>
+                 : hd == 256 ? launch_split<256> : nullptr;
+    KERN_REQUIRE(launch, "attention decode split: head dim must be 32, 64, 128 or 256");
+    launch(out, out_bf16, k_cache, v_cache, k_new, v_new, q, pages, pt_off, pos, M, n_heads, n_kv, page_size, scale,
+           splits, qkn, w, stream);
 }
 
 // Up to 8 warps per prefill block: 8 / G consecutive rows share each K/V chunk.

@@ -266,6 +266,25 @@ void kern_cuda_attn_decode_fused_qknorm_bf16(float *out, uint16_t *out_bf16, uin
                                              float eps, float *q2, float *k2, const int32_t *pages,
                                              const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv,
                                              int hd, int page_size, float scale, cudaStream_t stream);
+/* attention.cu, invariant mode: the decode attention of a few long rows spread over many blocks ("ordered split"):
+ * the same arguments, bits and cache writes as kern_cuda_attn_decode_fused_qknorm_bf16 (q_norm_w, k_norm_w, rope
+ * given) or kern_cuda_attn_decode_fused_bf16 (all three NULL), whatever `splits` (1 .. KERN_CUDA_ATTN_SPLIT_MAX):
+ * each split of a row's chunks computes its scores and values' sums, one more launch folds every chunk in ascending
+ * order. Three launches. ws: kern_cuda_attn_decode_split_workspace(M, n_heads, hd, key_cap) bytes, key_cap >= every
+ * row's keys (pos + 1). kern_cuda_attn_decode_split_count: the engine's choice (1: the one-launch kernel is used),
+ * from the batch and its longest row (any choice gives the same bits); >1 only for M <=
+ * kern_cuda_attn_decode_split_rows(n_kv, n_sm) rows. */
+#define KERN_CUDA_ATTN_SPLIT_MAX 32
+#define KERN_CUDA_ATTN_SPLIT_SPREAD 4 /* split rows: at most one block per SPREAD SMs without splitting */
+void kern_cuda_attn_decode_split_bf16(float *out, uint16_t *out_bf16, uint16_t *k_cache, uint16_t *v_cache,
+                                      const float *k_new, const float *v_new, const float *q, const float *q_norm_w,
+                                      const float *k_norm_w, const float *rope, float eps, const int32_t *pages,
+                                      const int32_t *pt_off, const int32_t *pos, int M, int n_heads, int n_kv, int hd,
+                                      int page_size, float scale, int splits, int key_cap, void *ws, size_t ws_bytes,
+                                      cudaStream_t stream);
+int kern_cuda_attn_decode_split_count(int M, int n_kv, int max_keys, int n_sm);
+int kern_cuda_attn_decode_split_rows(int n_kv, int n_sm);
+size_t kern_cuda_attn_decode_split_workspace(int M, int n_heads, int hd, int key_cap);
 /* attention_small.cu: attention for head dims the tiled kernels do not take (hd <= 32, e.g. 8 or 16): one warp per
  * (row, head), the same chunked online softmax (chunks of 32 keys, ascending), the same arguments as
  * kern_cuda_attn_prefill. Any row mix; a (row, head) gives the same bits whatever else is in the call. */

@@ -6,6 +6,7 @@
 # - data parallel: 2 ranks (sharing the GPU where there is one; device weights broadcast from rank 0) give the
 #   rollouts of 1 rank; verify across rank counts; a Qwen3-0.6B-shape random model, 256 prompts x 128 tokens: score then verify exits 0;
 # - standard mode: CUDA graphs per batch size and split-KV count give the rollouts of a run without graphs;
+# - invariant mode, long rows at small batch (the ordered split): graphs or not, batch 1 or 2: same rollouts, verified;
 # - tensor parallel: --tp 2 == --tp 1 (tiny-qwen3, Qwen3-0.6B shape), verify across TP degrees.
 source "$(dirname "$0")/lib/common.bash" "$@"
 echo '{"prompt_ids": [1]}' >"$TMP/bos.jsonl"
@@ -97,6 +98,29 @@ for g in 1 0; do
 done
 same_rollouts "$TMP/std_g1.h5" "$TMP/std_g0.h5"
 echo "ok: standard mode, CUDA graphs per batch size and split count == no graphs"
+
+# The invariant mode's ordered split of the decode attention (a few rows with many keys take 2, then 4 splits as
+# their keys pass ~500 and ~1,000: kern_cuda_attn_decode_split_count): 2 samples of one prompt x 1,100 new tokens at
+# batch 1 with CUDA graphs (a graph per split count), without them (the profile, which also counts the steps by
+# split count: some must have split) and at batch 2 are the same rollouts, and scoring them (prefill, one launch per
+# layer) verifies bit for bit
+head -1 "$TMP/q.jsonl" >"$TMP/q1.jsonl"
+for run in g_s1 p_s1 g_s2; do
+    p=0 s=${run:3:1}
+    [ "${run:0:1}" = p ] && p=1
+    BITROLL_CUDA_PROFILE=$p "$BITROLL" generate --device cuda --kernels invariant "${Q[@]}" --prompts "$TMP/q1.jsonl" \
+        --out "$TMP/split_$run.h5" --n 2 --temperature 1.0 --max-new-tokens 1100 --no-stop --max-seqs "$s" --quiet \
+        2>"$TMP/split_$run.err" || { cat "$TMP/split_$run.err"; fail "generate (ordered split, $run) failed"; }
+done
+grep "decode steps by attention split" "$TMP/split_p_s1.err" || fail "no decode step took the ordered split"
+grep -q "split (ordered split):.* 2: [0-9]*.* 4: [0-9]" "$TMP/split_p_s1.err" || fail "no steps at 2 and 4 splits"
+same_rollouts "$TMP/split_g_s1.h5" "$TMP/split_p_s1.h5"
+same_rollouts "$TMP/split_g_s1.h5" "$TMP/split_g_s2.h5"
+"$BITROLL" score --device cuda --kernels invariant "${Q[@]}" --rollouts "$TMP/split_g_s1.h5" \
+    --out "$TMP/split.s.h5" --max-batch-tokens 512 --quiet
+"$BITROLL" verify "$TMP/split_g_s1.h5" "$TMP/split.s.h5" | grep -q "bitwise equal" \
+    || fail "invariant mode, long rows (ordered split): generate and score differ"
+echo "ok: invariant mode, long rows at batch 1 and 2 (ordered split), graphs or not: same rollouts; verify bitwise"
 
 # Tensor parallel on the GPU: --tp 2 gives the rollouts of --tp 1 bit for bit (tiny-qwen3 bf16: 8 chunks of 16 and
 # 48 columns; a Qwen3-0.6B-shape random model: 8 chunks of 256 and 384), and scores made with --tp 2 verify rollouts

@@ -750,6 +750,108 @@ static void test_attention_qk_norm(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* ---- The ordered split of the decode attention (kern_cuda_attn_decode_split_bf16) */
+
+/* kern_cuda_attn_decode_split_bf16 at 2, 3, 7, 32 splits and the engine's count == the one-launch decode kernel
+ * (kern_cuda_attn_decode_fused_qknorm_bf16, or kern_cuda_attn_decode_fused_bf16 when qkn is 0): f32 and bf16
+ * outputs of every step and the whole K/V caches afterwards, bitwise; 3 sequences with 4,100, 1,000 and 33 keys
+ * already cached (random cache contents), 2 decode steps. The one-launch kernel's numerics against the CPU
+ * reference and its equality with prefill are test_attention's. */
+static int attn_split_case(int H, int KV, int hd, int qkn) {
+    enum { S = 3, STEPS = 2, PS = 16, NV = 5 };
+    static const int pre[S] = {4100, 1000, 33};
+    const int max_pages = (4100 + STEPS + PS - 1) / PS, n_slots = S * max_pages * PS, max_pos = 4110;
+    const int key_cap = max_pages * PS;
+    const size_t qrow = (size_t)H * hd, krow = (size_t)KV * hd, cache = (size_t)n_slots * krow;
+    float *cf = rand_f32(cache, 1.0f);
+    uint16_t *cb = to_bf16(cf, cache);
+    uint16_t *kc[NV + 1], *vc[NV + 1];
+    for (int i = 0; i <= NV; i++) kc[i] = dev_copy(cb, cache * 2), vc[i] = dev_copy(cb, cache * 2);
+    float *qw = rand_f32(hd, 1.0f), *kw = rand_f32(hd, 1.0f), *rope = rand_f32((size_t)max_pos * hd, 1.0f);
+    float *dqw = dev_copy(qw, hd * 4), *dkw = dev_copy(kw, hd * 4), *drope = dev_copy(rope, (size_t)max_pos * hd * 4);
+    int32_t *pages = malloc(sizeof(int32_t) * S * max_pages), pt[S], pos[S];
+    assert_non_null(pages);
+    for (int i = 0; i < S * max_pages; i++) pages[i] = (i * 7) % (S * max_pages); /* shuffled: 7 is coprime */
+    for (int s = 0; s < S; s++) pt[s] = s * max_pages;
+    int32_t *dpages = dev_copy(pages, sizeof(int32_t) * S * max_pages), *dpt = dev_copy(pt, sizeof pt);
+    int32_t *dpos = kern_cuda_malloc(sizeof pos);
+    float *q2 = dev_poison(S * qrow * 4), *k2 = dev_poison(S * krow * 4);
+    float *oA = dev_poison(S * qrow * 4), *oB = dev_poison(S * qrow * 4);
+    uint16_t *bA = dev_poison(S * qrow * 2), *bB = dev_poison(S * qrow * 2);
+    const size_t wsb = kern_cuda_attn_decode_split_workspace(S, H, hd, key_cap);
+    void *ws = dev_poison(wsb);
+    const size_t hbytes = cache * 2 > S * qrow * 4 ? cache * 2 : S * qrow * 4;
+    float *ha = malloc(hbytes), *hb = malloc(hbytes);
+    assert_non_null(ha);
+    assert_non_null(hb);
+    const float scale = 1.0f / sqrtf((float)hd), eps = 1e-6f;
+    int splits[NV] = {2, 3, 7, 32, 0}, bad = 0, cmp = 0;
+    char what[160];
+    for (int step = 0; step < STEPS; step++) {
+        for (int s = 0; s < S; s++) pos[s] = pre[s] + step;
+        kern_cuda_upload(dpos, pos, sizeof pos);
+        splits[NV - 1] = kern_cuda_attn_decode_split_count(S, KV, pos[0] + 1, 132);
+        float *q = rand_f32(S * qrow, 3.0f), *k = rand_f32(S * krow, 3.0f), *v = rand_f32(S * krow, 1.0f);
+        float *dq = dev_copy(q, S * qrow * 4), *dk = dev_copy(k, S * krow * 4), *dv = dev_copy(v, S * krow * 4);
+        if (qkn)
+            kern_cuda_attn_decode_fused_qknorm_bf16(oA, bA, kc[NV], vc[NV], dk, dv, dq, dqw, dkw, drope, eps, q2, k2,
+                                                    dpages, dpt, dpos, S, H, KV, hd, PS, scale, NULL);
+        else
+            kern_cuda_attn_decode_fused_bf16(oA, bA, kc[NV], vc[NV], dk, dv, dq, dpages, dpt, dpos, S, H, KV, hd, PS,
+                                             scale, NULL);
+        for (int i = 0; i < NV; i++) {
+            kern_cuda_memset(oB, 0xff, S * qrow * 4), kern_cuda_memset(bB, 0xff, S * qrow * 2);
+            kern_cuda_attn_decode_split_bf16(oB, bB, kc[i], vc[i], dk, dv, dq, qkn ? dqw : NULL, qkn ? dkw : NULL,
+                                             qkn ? drope : NULL, eps, dpages, dpt, dpos, S, H, KV, hd, PS, scale,
+                                             splits[i], key_cap, ws, wsb, NULL);
+            kern_cuda_sync();
+            kern_cuda_download(ha, oA, S * qrow * 4), kern_cuda_download(hb, oB, S * qrow * 4);
+            snprintf(what, sizeof what, "attn split H=%d KV=%d hd=%d qkn %d, %d splits, step %d: f32 out", H, KV, hd,
+                     qkn, splits[i], step);
+            bad += check_same(what, hb, ha, S * qrow);
+            kern_cuda_download(ha, bA, S * qrow * 2), kern_cuda_download(hb, bB, S * qrow * 2);
+            if (memcmp(ha, hb, S * qrow * 2)) {
+                printf("  %s: the bf16 out differs\n", what);
+                bad++;
+            }
+            cmp += 2;
+        }
+        kern_cuda_free(dq), kern_cuda_free(dk), kern_cuda_free(dv);
+        free(q), free(k), free(v);
+    }
+    for (int i = 0; i < NV; i++)
+        for (int c = 0; c < 2; c++) {
+            kern_cuda_download(ha, c ? vc[NV] : kc[NV], cache * 2);
+            kern_cuda_download(hb, c ? vc[i] : kc[i], cache * 2);
+            if (memcmp(ha, hb, cache * 2)) {
+                printf("  attn split H=%d KV=%d hd=%d qkn %d, %d splits: the %s cache differs\n", H, KV, hd, qkn,
+                       splits[i], c ? "V" : "K");
+                bad++;
+            }
+            cmp++;
+        }
+    printf("  attention decode split H=%d KV=%d hd=%d qkn %d (last: %d splits): %d of %d outputs and caches not the "
+           "one-launch kernel's bits\n", H, KV, hd, qkn, splits[NV - 1], bad, cmp);
+    for (int i = 0; i <= NV; i++) kern_cuda_free(kc[i]), kern_cuda_free(vc[i]);
+    kern_cuda_free(dqw), kern_cuda_free(dkw), kern_cuda_free(drope), kern_cuda_free(dpages), kern_cuda_free(dpt);
+    kern_cuda_free(dpos), kern_cuda_free(q2), kern_cuda_free(k2), kern_cuda_free(oA), kern_cuda_free(oB);
+    kern_cuda_free(bA), kern_cuda_free(bB), kern_cuda_free(ws);
+    free(cf), free(cb), free(qw), free(kw), free(rope), free(pages), free(ha), free(hb);
+    return bad;
+}
+
+static void test_attention_split(void **state) {
+    (void)state;
+    if (!have_gpu()) skip();
+    /* G = 2 (Qwen3-0.6B), 4 (8B), 4 at hd 64, 3 at hd 32, 1 at hd 256, 16, 3 at hd 128 */
+    static const int shapes[][3] = {{16, 8, 128}, {32, 8, 128}, {8, 2, 64}, {6, 2, 32}, {4, 4, 256}, {16, 1, 64},
+                                    {12, 4, 128}};
+    int bad = 0;
+    for (int i = 0; i < 7; i++)
+        for (int qkn = 1; qkn >= 0; qkn--) bad += attn_split_case(shapes[i][0], shapes[i][1], shapes[i][2], qkn);
+    assert_int_equal(bad, 0);
+}
+
 /* ---- The fp32 mode's norm (kern_cuda_cpuo_norm) == the CPU's kern_cpu_add + kern_cpu_rmsnorm / kern_cpu_layernorm bit
  * for bit: RMS and LayerNorm, with a residual (x += y, checked too) and without, out aliasing x (no residual), rows of
  * 64 .. 15,000 (past 48 KB of shared memory: the raised limit), 1 / 5 / 64 rows. */
@@ -1845,7 +1947,8 @@ int main(void) {
         cmocka_unit_test(test_elementwise),  cmocka_unit_test(test_attention), cmocka_unit_test(test_cpuo_attention),
         cmocka_unit_test(test_attention_splitkv), cmocka_unit_test(test_attention_splitkv_deterministic),
         cmocka_unit_test(test_attention_splitkv_choice), cmocka_unit_test(test_kv_write_bf16),
-        cmocka_unit_test(test_attention_bf16_cache), cmocka_unit_test(test_attention_qk_norm), cmocka_unit_test(test_vocab),
+        cmocka_unit_test(test_attention_bf16_cache), cmocka_unit_test(test_attention_qk_norm),
+        cmocka_unit_test(test_attention_split), cmocka_unit_test(test_vocab),
         cmocka_unit_test(test_sample_filter_vs_host), cmocka_unit_test(test_sample_filter_invariance),
     };
     const char *filter = getenv("BR_TEST_FILTER"); /* e.g. BR_TEST_FILTER='test_gemm_rowpar' */

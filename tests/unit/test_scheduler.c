@@ -154,7 +154,9 @@ static void test_mem_plan(void **state) {
     assert_int_equal(p.kv, (int64_t)512 * 1280 * 114688);          /* the run that aborted (f32 then): 75.2 GB */
     assert_int_equal(p.logits, (int64_t)8192 * 151936 * 4);       /* every row of a step may want logits */
     assert_true(p.total == p.weights + p.kv + p.acts + p.logits + p.step_io + p.workspaces + p.reserve);
-    assert_int_equal(p.reserve, (int64_t)(256 + 512) << 20); /* 256 MiB, and 1 MiB a decode-step graph (batch size) */
+    /* 256 MiB, and 1 MiB a decode-step graph: one a batch size, and 5 more (split counts 2 .. 32 of the decode
+     * attention's ordered split) for each batch size that may split: 256 SMs / (4 x 8 KV heads) = 8 */
+    assert_int_equal(p.reserve, (int64_t)(256 + 512 + 8 * 5) << 20);
     /* the standard mode replays a graph per batch size and split-KV count: at 4 sequences of 8 KV heads on up to 256
      * SMs, ceil(256 / 8m) = 32, 16, 11, 8 split counts: 63 graphs more than one a batch size */
     rollout_mem_plan ps = {.mode = KERN_MODE_STANDARD, .wdtype = KERN_BF16, .tp_size = 1, .max_tokens = 64,

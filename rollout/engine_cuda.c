@@ -993,17 +993,15 @@ static br_status rollout_cuda_step(rollout_cuda *e, const policy_batch *b, const
         q->seed = s->seed;
         q->sample_id = (uint64_t)rows[r].sample_id;
     }
-    if (e->mode == KERN_MODE_STANDARD) { /* split-KV by count: from the rows and the longest row's keys */
-        int max_keys = 0;
-        for (int i = 0; i < M; i++)
-            if (b->pos[i] + 1 > max_keys) max_keys = b->pos[i] + 1;
+    /* the split count, from the rows and the longest row's keys: the standard mode's split-KV, the invariant mode's
+     * ordered split (taken by a pure decode step; at most split_rows rows, as the workspace: M <= T) */
+    int max_keys = 0;
+    for (int i = 0; i < M; i++)
+        if (b->pos[i] + 1 > max_keys) max_keys = b->pos[i] + 1;
+    if (e->mode == KERN_MODE_STANDARD)
         e->splitkv_splits = kern_cuda_attn_splitkv_splits(M, c->n_kv_heads, max_keys, e->n_sm);
-    } else if (e->mode == KERN_MODE_INVARIANT && c->head_dim >= 32) { /* the ordered split: a pure decode step's */
-        int max_keys = 0;
-        for (int i = 0; i < M; i++)
-            if (b->pos[i] + 1 > max_keys) max_keys = b->pos[i] + 1;
-        e->splitkv_splits = M <= e->a.split_rows ? kern_cuda_attn_decode_split_count(M, e->KVl, max_keys, e->n_sm) : 1;
-    }
+    else if (e->mode == KERN_MODE_INVARIANT && e->a.split_rows > 0)
+        e->splitkv_splits = kern_cuda_attn_decode_split_count(M, e->KVl, max_keys, e->n_sm);
     kern_cuda_upload_async(e->a.tok, b->tokens, (size_t)M * 4, st);
     kern_cuda_upload_async(e->a.pos, b->pos, (size_t)M * 4, st);
     kern_cuda_upload_async(e->a.ptoff, e->a.h_ptoff, (size_t)M * 4, st);

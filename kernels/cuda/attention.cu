@@ -862,7 +862,8 @@ __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
 }
 
 // Pass 2, grid (M, n_kv, S): for each chunk c of the split, the running max before it -- the max of the earlier
-// splits' maxes and of the split's chunk maxes before c (warp_fold_max: the sequential fold's value) -- then phase 2 of
+// splits' maxes and of the split's chunk maxes before c (warp_fold_max: the sequential fold's value), kept per warp
+// and advanced by the NW chunk maxes between its chunks -- then phase 2 of
 // attn_chunk_step: alpha, p_j, psum, and cs[d] = sum_j ascending p_j v_j[d] (GB heads per pass over the values).
 template <int HD, int GB>
 __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
@@ -874,8 +875,8 @@ __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
     using C = split_cfg<HD>;
     constexpr int NW = C::NW, NI = HD / 32;
     extern __shared__ __align__(16) float sm[];
-    float *MP = sm;                              // (G) the running max before the split
-    float *P = MP + 16;                          // (NW, G, 32) each warp's p_j
+    float *RM = sm;                              // (NW, G) each warp's running max before its next chunk
+    float *P = RM + NW * 16;                     // (NW, G, 32) each warp's p_j
     uint16_t *Vb = (uint16_t *)(P + NW * 16 * CHUNK); // (2 NW) chunk slots, rows of HD
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int r = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z, S = gridDim.z;
@@ -889,12 +890,14 @@ __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
     int c = cb + warp, buf = 0;
     if (c < ce) split_fetch<HD>(mine, HD, vsrc, pages, pt, page_size, row, c * CHUNK, min(CHUNK, n_keys - c * CHUNK),
                                 lane);
-    for (int g = warp; g < G; g += NW) {
-        const float m = warp_fold_max(ws.sm + (hrow + g) * KERN_CUDA_ATTN_SPLIT_MAX, 0, s, lane);
-        if (lane == 0) MP[g] = m;
-    }
-    __syncthreads();
-    float *Pw = P + warp * 16 * CHUNK;
+    float *Pw = P + warp * 16 * CHUNK, *RMw = RM + warp * 16;
+    if (c < ce) // the running max before chunk c: the earlier splits' maxes and the split's chunk maxes before c
+        for (int g = 0; g < G; g++) {
+            const float a = warp_fold_max(ws.sm + (hrow + g) * KERN_CUDA_ATTN_SPLIT_MAX, 0, s, lane),
+                        b = warp_fold_max(ws.cm + (hrow + g) * ws.nc, cb, c, lane);
+            if (lane == 0) RMw[g] = b > a ? b : a;
+        }
+    __syncwarp();
     for (; c < ce; c += NW, buf ^= 1) {
         const int cn = c + NW;
         if (cn < ce) split_fetch<HD>(mine + (buf ^ 1) * C::SLOT, HD, vsrc, pages, pt, page_size, row, cn * CHUNK,
@@ -903,17 +906,20 @@ __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
         const int len = min(CHUNK, n_keys - c * CHUNK);
         for (int g = 0; g < G; g++) {
             const float *cmg = ws.cm + (hrow + g) * ws.nc;
-            const float mc = warp_fold_max(cmg, cb, c, lane), mp = MP[g];
-            const float mprev = mc > mp ? mc : mp;
+            const float mprev = RMw[g];
             const float cmax = cmg[c];
             const float mnew = cmax > mprev ? cmax : mprev;
             const float alpha = mprev == -INFINITY ? 0.0f : expf(__fsub_rn(mprev, mnew));
             const float p = lane < len ? expf(__fsub_rn(ws.s[((hrow + g) * ws.nc + c) * CHUNK + lane], mnew)) : 0.0f;
             const float psum = warp_sum_xor(p);
+            // this warp's next chunk is cn: the maxes of chunks c .. cn - 1 join its running max
+            const float mn = warp_fold_max(cmg, c, cn < ce ? cn : ce, lane);
+            __syncwarp(); // every lane has read RMw[g]
             Pw[g * CHUNK + lane] = p;
             if (lane == 0) {
                 ws.al[(hrow + g) * ws.nc + c] = alpha;
                 ws.ps[(hrow + g) * ws.nc + c] = psum;
+                RMw[g] = mn > mprev ? mn : mprev;
             }
         }
         cp_async_wait<1>();
@@ -995,7 +1001,7 @@ static void launch_split(float *out, uint16_t *out_bf, uint16_t *kc, uint16_t *v
     using C = split_cfg<HD>;
     const int G = n_heads / n_kv;
     static size_t attr_a = 0, attr_b = 0;
-    const size_t sa = C::smem(G), sb = sizeof(float) * (16 + (size_t)C::NW * 16 * CHUNK) + 2u * 2 * C::NW * C::SLOT;
+    const size_t sa = C::smem(G), sb = sizeof(float) * ((size_t)C::NW * 16 * (1 + CHUNK)) + 2u * 2 * C::NW * C::SLOT;
     auto pv = G % 4 == 0 ? attn_split_pv_kernel<HD, 4> : G % 2 == 0 ? attn_split_pv_kernel<HD, 2>
                                                                       : attn_split_pv_kernel<HD, 1>;
     if (sa > attr_a) {

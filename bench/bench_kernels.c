@@ -1,7 +1,8 @@
 /* Benchmark of the CUDA kernels against their rooflines (the kernel part of `bitroll bench`,
  * bench/kernel_bench.c), as a stand-alone program.
  * Usage: bench_kernels [out.json [sections]]   (default: $OUT/bench_kernels.json when OUT is set, else no JSON;
- * sections: a comma-separated subset of gemm,decode,rowpar,attn, default all). The BITROLL_* switches of the kernels
+ * sections: a comma-separated subset of gemm,decode,rowpar,attn, default all; splitsweep: the ordered split at every
+ * split count, only when named). The BITROLL_* switches of the kernels
  * (BITROLL_PDL, BITROLL_GEMM_SHORT, BITROLL_GEMM_ROWPAR_FUSED, BITROLL_ATTN_DECODE; common/tuning.h) are read once
  * here and handed to the kernels, so that variants can be compared. */
 #include <stdio.h>

@@ -263,7 +263,8 @@ int bench_kernel_table(const char *json_path, const char *sections, const br_tun
     printf("device: %s, %d SMs, L2 %d MiB; timing: cudaEvent, median of repeated batches after warm-up\n\n", name,
            n_sm, l2 >> 20);
     const size_t rot_bytes = (size_t)4 * (size_t)l2; /* weights rotated over at least 4x L2 */
-    /* sections: "gemm,decode,rowpar,attn" or any subset (the copy roofline always runs) */
+    /* sections: "gemm,decode,rowpar,attn" or any subset (the copy roofline always runs); "splitsweep" only when
+     * named */
 #define SECTION(name) (!sections || !*sections || strstr(sections, name))
 
     /* Copy roofline: 1 GiB each way. */
@@ -400,6 +401,7 @@ int bench_kernel_table(const char *json_path, const char *sections, const br_tun
                 a.splits = S;
                 a.ws_bytes = kern_cuda_attn_decode_split_workspace(a.M, a.n_heads, a.hd, a.ctx);
                 a.ws = kern_cuda_malloc(a.ws_bytes);
+                kern_cuda_memset(a.ws, 0, a.ws_bytes); /* its counters start at zero */
             }
             double t = time_ms(run_attn, &a, 2, a.prefill ? 1 : 5, a.prefill ? 5 : 11);
             const double kv_bytes = 2.0 * a.B * a.ctx * a.n_kv * a.hd * (b16 ? 2 : 4);
@@ -418,6 +420,37 @@ int bench_kernel_table(const char *json_path, const char *sections, const br_tun
                      "\"hd\": %d, \"ms\": %.5f, \"kv_bytes\": %.0f",
                      b16 ? "bf16" : "f32", a.prefill ? "prefill" : "decode", S, a.B, a.ctx, a.n_heads, a.n_kv, a.hd, t,
                      kv_bytes);
+            attn_teardown(&a);
+        }
+    }
+    /* The ordered split at every split count (powers of two to KERN_CUDA_ATTN_SPLIT_MAX; grids past the SMs too):
+     * what kern_cuda_attn_decode_split_count should pick. bf16 cache, hd 128, 8 KV heads. Only when named. */
+    if (sections && strstr(sections, "splitsweep")) {
+        static const int sw[][3] = {{1, 1024, 16}, {1, 2048, 16}, {1, 4096, 32}, {1, 16384, 16}, {4, 8192, 32}};
+        int n_sm = 0, l2 = 0;
+        kern_cuda_device_props(&n_sm, &l2);
+        printf("\nordered split by split count (bf16 cache, hd 128, 8 KV heads; engine: its count)\n%-34s", "case");
+        for (int S = 1; S <= KERN_CUDA_ATTN_SPLIT_MAX; S *= 2) printf(" %9s%-2d", "S=", S);
+        printf("\n");
+        for (size_t ci = 0; ci < sizeof sw / sizeof sw[0]; ci++) {
+            attn_arg a;
+            attn_setup(&a, sw[ci][0], sw[ci][1], sw[ci][2], 8, 128, 16, 0, 1);
+            a.ws_bytes = kern_cuda_attn_decode_split_workspace(a.M, a.n_heads, a.hd, a.ctx);
+            a.ws = kern_cuda_malloc(a.ws_bytes);
+            kern_cuda_memset(a.ws, 0, a.ws_bytes);
+            const int eng = kern_cuda_attn_decode_split_count(a.M, a.n_kv, a.ctx, n_sm);
+            char desc[64];
+            snprintf(desc, sizeof desc, "B=%d ctx=%d H=%d (engine %d)", a.B, a.ctx, a.n_heads, eng);
+            printf("%-34s", desc);
+            for (int S = 1; S <= KERN_CUDA_ATTN_SPLIT_MAX; S *= 2) {
+                a.splits = S;
+                const double t = time_ms(run_attn, &a, 2, 5, 11);
+                printf(" %8.4f ms", t);
+                json_rec("\"kind\": \"attn_split_sweep\", \"B\": %d, \"ctx\": %d, \"heads\": %d, \"splits\": %d, "
+                         "\"engine_splits\": %d, \"ms\": %.5f",
+                         a.B, a.ctx, a.n_heads, S, eng, t);
+            }
+            printf("\n");
             attn_teardown(&a);
         }
     }

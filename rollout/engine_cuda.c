@@ -556,6 +556,7 @@ static br_status acts_build(cuda_acts *a, const rollout_cuda *e, int T_) {
         if (a->split_rows > 0) {
             a->splitkv_ws_bytes = kern_cuda_attn_decode_split_workspace(a->split_rows, e->Hl, hd, a->key_cap);
             a->splitkv_ws = kern_cuda_malloc(a->splitkv_ws_bytes);
+            kern_cuda_memset(a->splitkv_ws, 0, a->splitkv_ws_bytes); /* its counters start at zero */
         }
     }
     if (e->mode == KERN_MODE_FP32) {

@@ -537,14 +537,14 @@ void rollout_mem_plan_compute(const policy_config *c, rollout_mem_plan *p) {
     }
     /* the invariant mode's ordered split of the decode attention (engine_cuda.c, attention.cu
      * kern_cuda_attn_decode_split_workspace): per row and head, a score per key and per chunk of 32 keys its max,
-     * alpha, psum and hd value sums, plus 32 split maxes; for the rows that may split, at most one per 4 x KV SMs
-     * (KERN_CUDA_ATTN_SPLIT_SPREAD; 256 SMs assumed) */
+     * alpha, psum and hd value sums, plus 32 split maxes and 33 counter words; for the rows that may split, at most
+     * one per 4 x KV SMs (KERN_CUDA_ATTN_SPLIT_SPREAD; 256 SMs assumed) */
     int64_t split_rows = 0;
     if (p->mode == KERN_MODE_INVARIANT && hd >= 32 && KVl > 0) {
         split_rows = 256 / (4 * KVl);
         if (split_rows > T) split_rows = T;
         const int64_t nc = (max_pages * p->page_size + 31) / 32;
-        p->workspaces += split_rows * Hl * (nc * 32 + 3 * nc + nc * hd + 32) * 4;
+        p->workspaces += split_rows * Hl * (nc * 32 + 3 * nc + nc * hd + 32 + 33) * 4;
     }
 #undef KP
     /* not in a buffer: cuBLAS and the CUDA context's own growth, 1 MiB a decode-step graph -- one per batch size

@@ -47,12 +47,17 @@
 // gives a row's KV head one block, so at batch 1 and 4,096 keys 8 blocks walk 32 windows each (2% of the copy
 // bandwidth). The three phases above are independent per chunk except for two things: the running max before a
 // chunk (an exact max, so any grouping of the fold `m = cm > m ? cm : m` from -inf gives its value, up to the sign
-// of a zero that no result depends on: warp_fold_max) and phase 3's fold, which is sequential in c. So: launch 1
-// (grid rows x KV heads x splits, each split a contiguous range of chunks) computes every chunk's scores and chunk
-// max and each split's max; launch 2 computes, per chunk, the running max before it, alpha, p_j, psum and cs (the
-// same expressions); launch 3 (a warp per row and head) folds every chunk in ascending order. Per-chunk values go
-// through a workspace in global memory, f32, unchanged: the same operations in the same order, so the same bits for
-// any split count (tested against the one-launch kernel, bitwise).
+// of a zero that no result depends on: warp_fold_max) and phase 3's fold, which is sequential in c. So one launch
+// (grid rows x KV heads x splits, each split a contiguous range of chunks): each block computes its chunks' scores,
+// chunk maxes and its split's max, publishes that max (a flag per split), takes the max of the earlier splits' (it
+// waits for their flags), then computes per chunk the running max before it, alpha, p_j, psum and cs (the same
+// expressions); the last block of a row's KV head to finish (a counter) folds every chunk in ascending order. Per-chunk
+// values go through a workspace in global memory, f32, unchanged: the same operations in the same order, so the
+// same bits for any split count (tested against the one-launch kernel, bitwise). Each block starts loading its
+// first chunks' keys from the cache before waiting for the previous kernel (the cache's older keys do not depend on
+// it), and the row's own key and value reach its chunk from shared memory, not back from the cache. (The fourteenth
+// session's form was three launches -- scores, values, fold --: 25 us a layer at batch 1 and 2,048 keys, ~14x the
+// bytes' time, docs/PERFORMANCE.md.)
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -714,14 +719,23 @@ static void attn_decode_fused(float *out, uint16_t *out_bf16, T *k_cache, T *v_c
 }
 
 // ---- decode, ordered split (kern_cuda_attn_decode_split_bf16): the chunks of a long row spread over many blocks
-// (the header's last paragraph). Workspace (f32), for row r < M and head h of H: scores s[(r H + h) KC + key], chunk
-// max, alpha and psum [(r H + h) NC + c], cs [((r H + h) NC + c) HD + d], each split's max [(r H + h) SPLIT_MAX + s];
-// KC = 32 NC keys a row at most.
+// (the header's last paragraph), one launch. Workspace: f32 values, for row r < M and head h of H: scores
+// s[(r H + h) KC + key], chunk max, alpha and psum [(r H + h) NC + c], cs [((r H + h) NC + c) HD + d], each split's
+// max [(r H + h) SPLIT_MAX + s] (KC = 32 NC keys a row at most); then, counted back from the workspace's end (so at
+// the same place whatever M), for group g = r n_kv + kvh (a row's KV head): its count of finished splits and a flag
+// per split ("its maxes are stored"). The counters are zero before the first call (the caller zero-fills the
+// workspace once) and each call leaves them zero.
 struct split_ws {
     float *s, *cm, *al, *ps, *cs, *sm;
-    int nc; // NC
+    unsigned *end; // one past the last counter word
+    int nc;        // NC
 };
-static split_ws split_layout(void *ws, int M, int n_heads, int hd, int key_cap) {
+// Group g's count of finished splits, and its flag of split s (set by split s < S - 1 only).
+__device__ __forceinline__ unsigned *split_count(const split_ws &w, int g) {
+    return w.end - 1 - (int64_t)g * (1 + KERN_CUDA_ATTN_SPLIT_MAX);
+}
+__device__ __forceinline__ unsigned *split_flag(const split_ws &w, int g, int s) { return split_count(w, g) - 1 - s; }
+static split_ws split_layout(void *ws, size_t ws_bytes, int M, int n_heads, int hd, int key_cap) {
     split_ws w;
     w.nc = (key_cap + CHUNK - 1) / CHUNK;
     const size_t rows = (size_t)M * n_heads, nc = (size_t)w.nc;
@@ -731,35 +745,60 @@ static split_ws split_layout(void *ws, int M, int n_heads, int hd, int key_cap) 
     w.ps = w.al + rows * nc;
     w.cs = w.ps + rows * nc;
     w.sm = w.cs + rows * nc * hd;
+    w.end = (unsigned *)ws + ws_bytes / sizeof(unsigned);
     return w;
 }
+// The groups are r n_kv + kvh < M n_kv <= M n_heads: counters for M n_heads groups.
 static size_t split_bytes(int M, int n_heads, int hd, int key_cap) {
-    const size_t nc = (size_t)(key_cap + CHUNK - 1) / CHUNK;
-    return sizeof(float) * (size_t)M * n_heads * (nc * CHUNK + 3 * nc + nc * hd + KERN_CUDA_ATTN_SPLIT_MAX);
+    const size_t nc = (size_t)(key_cap + CHUNK - 1) / CHUNK, rows = (size_t)M * n_heads;
+    return sizeof(float) * rows * (nc * CHUNK + 3 * nc + nc * hd + KERN_CUDA_ATTN_SPLIT_MAX) +
+           sizeof(unsigned) * rows * (1 + KERN_CUDA_ATTN_SPLIT_MAX);
 }
+static_assert(KERN_CUDA_ATTN_SPLIT_MAX <= 32, "attention decode split: one lane per earlier split");
 // The max of x[b], .., x[e - 1] and -inf, by a warp (every lane gets it): each lane folds its strided share with
 // m = v > m ? v : m, then the butterfly max. Its value is the sequential fold's (max is exact; NaN chunk maxes are
 // skipped by both); only the sign of a zero maximum may differ, which no result depends on: s - m, m' - m and the
-// test m == -inf give the same values for +0 and -0 (expf(+0) = expf(-0) = 1).
-__device__ __forceinline__ float warp_fold_max(const float *x, int b, int e, int lane) {
+// test m == -inf give the same values for +0 and -0 (expf(+0) = expf(-0) = 1). ld: the load (another block's
+// values are read from L2: __ldcg).
+template <typename Ld>
+__device__ __forceinline__ float warp_fold_max(const float *x, int b, int e, int lane, Ld ld) {
     float m = -INFINITY;
-    for (int i = b + lane; i < e; i += 32) m = x[i] > m ? x[i] : m;
+    for (int i = b + lane; i < e; i += 32) {
+        const float v = ld(x + i);
+        m = v > m ? v : m;
+    }
     return warp_max_xor(m);
+}
+__device__ __forceinline__ float warp_fold_max(const float *x, int b, int e, int lane) {
+    return warp_fold_max(x, b, e, lane, [](const float *p) { return *p; });
 }
 // Chunks [*cb, *ce) of nch for split s of S: contiguous, ascending; the last split ends at nch.
 __device__ __forceinline__ void split_range(int nch, int s, int S, int *cb, int *ce) {
     *cb = (int)((int64_t)nch * s / S);
     *ce = (int)((int64_t)nch * (s + 1) / S);
 }
+__device__ __forceinline__ void st_release_gpu(unsigned *p, unsigned v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ unsigned ld_acquire_gpu(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
 template <int HD> struct split_cfg {
-    static constexpr int NW = HD >= 256 ? 4 : 8;     // warps a block, one chunk each at a time
-    static constexpr int KS = HD + 8;                // key row stride (bf16): 16-byte rows, conflict-free reads
-    static constexpr int SLOT = CHUNK * KS;          // one chunk's keys or values (bf16 elements)
-    static size_t smem(int G) { return sizeof(float) * ((size_t)G * HD + (size_t)NW * HD) + 2u * 2 * NW * SLOT; }
+    static constexpr int NW = HD >= 256 ? 4 : 8; // warps a block, one chunk each at a time
+    static constexpr int KS = HD + 8;            // key row stride (bf16): 16-byte rows, conflict-free reads
+    static constexpr int SLOT = CHUNK * KS;      // one chunk's keys or values (bf16 elements)
+    // two chunk slots a warp and the row's own key and value (bf16); queries (G, HD), each warp's norm row (NW, HD),
+    // each warp's scores / p_j (NW, G, 32), running maxes (NW, G), the earlier splits' max (G) (f32)
+    static size_t smem(int G) {
+        return 2u * (2 * NW * SLOT + 2 * HD) +
+               sizeof(float) * ((size_t)G * HD + NW * HD + (size_t)NW * G * CHUNK + (size_t)NW * G + G);
+    }
 };
 
 // A chunk's rows of the cache (keys c0 .. c0 + len - 1 of the row whose page table starts at pt) into dst (row stride
-// ld), by one warp, as one cp.async group.
+// ld), by one warp, as one cp.async group (empty when len is 0).
 template <int HD>
 __device__ __forceinline__ void split_fetch(uint16_t *dst, int ld, const uint16_t *src, const int32_t *pages, int pt,
                                             int page_size, int row, int c0, int len, int lane) {
@@ -771,70 +810,124 @@ __device__ __forceinline__ void split_fetch(uint16_t *dst, int ld, const uint16_
     }
     cp_async_commit();
 }
+// A bf16 row of HD elements from shared src to shared dst, by one warp.
+template <int HD> __device__ __forceinline__ void split_row_copy(uint16_t *dst, const uint16_t *src, int lane) {
+    for (int e = lane; e < HD / 2; e += 32) ((uint32_t *)dst)[e] = ((const uint32_t *)src)[e];
+}
 
-// Pass 1, grid (M, n_kv, S): the prologue of attn_decode_kernel (q/k norm + RoPE, the row's own K/V into the cache
-// by the split that holds its last chunk), then every chunk's scores and chunk max (phase 1: attn_score's 8
-// accumulators, d ascending, then the dot's tree, the scale, the butterfly max), and the split's max (of its chunk maxes:
-// warp_fold_max). Warp w takes chunks cb + w, cb + w + NW, ..., two in flight.
-template <int HD>
+// grid (M, n_kv, S), NW warps: block (r, kvh, s) takes split s of row r's chunks for KV head kvh and its G query
+// heads; warp w takes chunks cb + w, cb + w + NW, .. < ce in both phases.
+//  0. Before griddepcontrol.wait (during the previous kernel, the q/k/v GEMM), each warp starts loading its first
+//     chunk's keys (and, if it has one chunk, its values) from the cache: keys before the row's own, which no kernel
+//     of this step writes (the page tables and positions were copied before the step's first kernel). Without k_new
+//     the row's own key is read from the cache, maybe just written: then nothing is read before the wait.
+//  1. q (and the last split's k) normed and rotated (qk_norm_rope_row); the last split stores the row's own K/V in
+//     the cache and keeps those bf16 elements in shared memory for its chunk (Kt, Vt: the bits the cache holds);
+//     every chunk's scores and chunk max (attn_score's 8 accumulators, d ascending, the dot's tree, the scale, the
+//     butterfly max); the split's max per head (warp_fold_max), stored, fenced, then its flag set.
+//  2. The max of the earlier splits' maxes, once their flags are set: blocks are dispatched in grid order, z
+//     slowest (what CUB's decoupled look-back relies on), so a block waits only for blocks dispatched before it,
+//     which never wait for a later one. Then per chunk the running max before it, alpha, p_j, psum and cs = sum_j
+//     ascending p_j v_j (GB heads per pass over the values).
+//  3. The block counts itself done; the last of the group's S blocks folds every chunk of the row in ascending
+//     order (l = l alpha + psum, acc = acc alpha + cs: attn_fold's operations, a thread per (head, d) element, its
+//     own chain of l) and writes out = acc / l, then sets the group's count and flags back to zero.
+// The one-launch kernel's operations in its order, whichever block computes a chunk or folds: the same bits.
+template <int HD, int GB>
 __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
-    attn_split_scores_kernel(uint16_t *kc, uint16_t *vc, const float *__restrict__ k_new,
-                             const float *__restrict__ v_new, const float *__restrict__ q,
-                             const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
-                             const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale,
-                             int G, const qkn_args qkn, const split_ws ws) {
+    attn_split_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, uint16_t *kc, uint16_t *vc,
+                      const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
+                      const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
+                      const int32_t *__restrict__ pos, int n_heads, int n_kv, int page_size, float scale, int G,
+                      const qkn_args qkn, const split_ws ws) {
     KERN_LAUNCH_DEPENDENTS();
-    KERN_WAIT_PREREQUISITES();
     using C = split_cfg<HD>;
-    constexpr int NW = C::NW, KS = C::KS;
-    extern __shared__ __align__(16) float sm[];
-    float *qs = sm, *scr = qs + G * HD;             // (G, HD) queries; (NW, HD) each warp's norm row
-    uint16_t *Kb = (uint16_t *)(scr + NW * HD);     // (2 NW) chunk slots
+    constexpr int NW = C::NW, KS = C::KS, NI = HD / 32;
+    extern __shared__ __align__(16) uint8_t smb[];
+    uint16_t *slots = (uint16_t *)smb;                       // (2 NW) chunk slots: keys (stride KS) or values (HD)
+    uint16_t *Kt = slots + 2 * NW * C::SLOT, *Vt = Kt + HD; // the row's own key and value
+    float *qs = (float *)(Vt + HD);                          // (G, HD) queries
+    float *scr = qs + G * HD;                                // (NW, HD) each warp's norm row
+    float *P = scr + NW * HD;                                // (NW, G, 32) scores of a warp's first chunk, then p_j
+    float *RM = P + NW * G * CHUNK;                          // (NW, G) each warp's running max before its next chunk
+    float *LB = RM + NW * G;                                 // (G) the max of the earlier splits' maxes
+    __shared__ bool folder;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int r = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z, S = gridDim.z;
     const int t_last = pos[r], n_keys = t_last + 1, pt = pt_off[r], row = n_kv * HD;
     const int nch = (n_keys + CHUNK - 1) / CHUNK;
     int cb, ce;
     split_range(nch, s, S, &cb, &ce);
-    const bool last = ce == nch; // this split reads the row's own key: it writes it first
+    const bool own = k_new != nullptr; // the row's own K/V come from k_new, v_new (else they are in the cache)
+    const bool last = ce == nch;       // this split holds the row's last chunk, hence its own key
+    const int grp = r * n_kv + kvh;
+    const int64_t hrow = (int64_t)r * n_heads + kvh * G; // workspace row of head 0 of this KV head
+    const uint16_t *ksrc = kc + kvh * HD, *vsrc = vc + kvh * HD;
+    uint16_t *mine = slots + 2 * warp * C::SLOT;
+    float *Pw = P + warp * G * CHUNK, *RMw = RM + warp * G;
+    const int c0 = cb + warp, nA = c0 < ce ? (ce - 1 - c0) / NW + 1 : 0; // this warp's first chunk, its chunk count
+    // the keys of chunk c to read from the cache: all but the row's own when that comes from k_new
+    auto cache_len = [&](int c) {
+        const int len = min(CHUNK, n_keys - c * CHUNK);
+        return own && c == nch - 1 ? len - 1 : len;
+    };
+    if (!own) KERN_WAIT_PREREQUISITES();
+    if (nA > 0) split_fetch<HD>(mine, KS, ksrc, pages, pt, page_size, row, c0 * CHUNK, cache_len(c0), lane);
+    if (nA == 1) split_fetch<HD>(mine + C::SLOT, HD, vsrc, pages, pt, page_size, row, c0 * CHUNK, cache_len(c0), lane);
+    KERN_WAIT_PREREQUISITES();
+
     const int64_t slot = (int64_t)pages[pt + t_last / page_size] * page_size + t_last % page_size;
+    uint16_t *kdst = kc + slot * row + kvh * HD, *vdst = vc + slot * row + kvh * HD;
     if (qkn.qw) {
         for (int h = warp; h <= G; h += NW) {
             if (h < G)
-                qk_norm_rope_row(q + ((int64_t)r * n_heads + kvh * G + h) * HD, qkn.qw, qkn.rope, t_last, HD,
-                                 qkn.eps, scr + warp * HD, lane, [&](int i, float val) { qs[h * HD + i] = val; });
+                qk_norm_rope_row(q + (hrow + h) * HD, qkn.qw, qkn.rope, t_last, HD, qkn.eps, scr + warp * HD, lane,
+                                 [&](int i, float val) { qs[h * HD + i] = val; });
             else if (last)
                 qk_norm_rope_row(k_new + (int64_t)r * row + kvh * HD, qkn.kw, qkn.rope, t_last, HD, qkn.eps,
-                                 scr + warp * HD, lane,
-                                 [&](int i, float val) { kv_st(kc + slot * row + kvh * HD + i, val); });
+                                 scr + warp * HD, lane, [&](int i, float val) {
+                                     const uint16_t b = bf16_bits_rne(val); // kv_st's rounding
+                                     kdst[i] = b;
+                                     Kt[i] = b;
+                                 });
         }
     } else {
-        if (k_new && last)
-            for (int d = threadIdx.x; d < HD; d += blockDim.x)
-                kv_st(kc + slot * row + kvh * HD + d, k_new[(int64_t)r * row + kvh * HD + d]);
-        for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = q[((int64_t)r * n_heads + kvh * G) * HD + e];
+        if (own && last)
+            for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+                const uint16_t b = bf16_bits_rne(k_new[(int64_t)r * row + kvh * HD + d]);
+                kdst[d] = b;
+                Kt[d] = b;
+            }
+        for (int e = threadIdx.x; e < G * HD; e += blockDim.x) qs[e] = q[hrow * HD + e];
     }
-    if (k_new && last) {
-        for (int d = threadIdx.x; d < HD; d += blockDim.x)
-            kv_st(vc + slot * row + kvh * HD + d, v_new[(int64_t)r * row + kvh * HD + d]);
-        __threadfence(); // the stores reach L2, where cp.async reads them (and pass 2, a later launch)
-    }
+    if (own && last)
+        for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+            const uint16_t b = bf16_bits_rne(v_new[(int64_t)r * row + kvh * HD + d]);
+            vdst[d] = b;
+            Vt[d] = b;
+        }
     __syncthreads();
-    const uint16_t *ksrc = kc + kvh * HD;
-    uint16_t *mine = Kb + 2 * warp * C::SLOT;
-    const int64_t hrow = (int64_t)r * n_heads + kvh * G; // workspace row of head 0 of this KV head
-    int c = cb + warp, buf = 0;
-    if (c < ce) split_fetch<HD>(mine, KS, ksrc, pages, pt, page_size, row, c * CHUNK, min(CHUNK, n_keys - c * CHUNK),
-                                lane);
-    for (; c < ce; c += NW, buf ^= 1) {
-        const int cn = c + NW;
-        if (cn < ce) split_fetch<HD>(mine + (buf ^ 1) * C::SLOT, KS, ksrc, pages, pt, page_size, row, cn * CHUNK,
-                                     min(CHUNK, n_keys - cn * CHUNK), lane);
-        else cp_async_commit();
+
+    // phase 1: scores and chunk maxes. Chunk i of the warp's is in slot i & 1; its values' first chunk goes to slot
+    // nA & 1 (loaded with the last chunk's keys, or before the wait when the warp has one chunk).
+    for (int i = 0; i < nA; i++) {
+        const int c = c0 + i * NW, len = min(CHUNK, n_keys - c * CHUNK);
+        uint16_t *kb = mine + (i & 1) * C::SLOT;
+        if (i + 1 < nA)
+            split_fetch<HD>(mine + ((i + 1) & 1) * C::SLOT, KS, ksrc, pages, pt, page_size, row, (c + NW) * CHUNK,
+                            cache_len(c + NW), lane);
+        else if (nA > 1)
+            split_fetch<HD>(mine + (nA & 1) * C::SLOT, HD, vsrc, pages, pt, page_size, row, c0 * CHUNK,
+                            cache_len(c0), lane);
+        else
+            cp_async_commit();
         cp_async_wait<1>();
         __syncwarp();
-        const int len = min(CHUNK, n_keys - c * CHUNK);
-        const uint16_t *krow = mine + buf * C::SLOT + lane * KS;
+        if (own && c == nch - 1) {
+            split_row_copy<HD>(kb + (len - 1) * KS, Kt, lane);
+            __syncwarp();
+        }
+        const uint16_t *krow = kb + lane * KS;
         for (int g = 0; g < G; g++) {
             float p8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
             const float *qg = qs + g * HD;
@@ -848,73 +941,62 @@ __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
             const float dot = __fadd_rn(dot_half(p8), dot_half(p8 + 4));
             const float sc = lane < len ? __fmul_rn(dot, scale) : -INFINITY;
             const float cmax = warp_max_xor(sc);
-            if (lane < len) ws.s[((hrow + g) * ws.nc + c) * CHUNK + lane] = sc;
+            if (i == 0) Pw[g * CHUNK + lane] = sc;
+            else if (lane < len) ws.s[((hrow + g) * ws.nc + c) * CHUNK + lane] = sc;
             if (lane == 0) ws.cm[(hrow + g) * ws.nc + c] = cmax;
         }
         __syncwarp(); // the slot's reads are done before its next fetch
     }
-    cp_async_wait<0>();
-    __syncthreads(); // the block's chunk maxes are written (visible to the block)
+    __syncthreads(); // the block's chunk maxes are stored (visible to the block)
     for (int g = warp; g < G; g += NW) {
         const float m = warp_fold_max(ws.cm + (hrow + g) * ws.nc, cb, ce, lane);
         if (lane == 0) ws.sm[(hrow + g) * KERN_CUDA_ATTN_SPLIT_MAX + s] = m;
     }
-}
-
-// Pass 2, grid (M, n_kv, S): for each chunk c of the split, the running max before it -- the max of the earlier
-// splits' maxes and of the split's chunk maxes before c (warp_fold_max: the sequential fold's value), kept per warp
-// and advanced by the NW chunk maxes between its chunks -- then phase 2 of
-// attn_chunk_step: alpha, p_j, psum, and cs[d] = sum_j ascending p_j v_j[d] (GB heads per pass over the values).
-template <int HD, int GB>
-__global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
-    attn_split_pv_kernel(const uint16_t *__restrict__ vc, const int32_t *__restrict__ pages,
-                         const int32_t *__restrict__ pt_off, const int32_t *__restrict__ pos, int n_heads, int n_kv,
-                         int page_size, int G, const split_ws ws) {
-    KERN_LAUNCH_DEPENDENTS();
-    KERN_WAIT_PREREQUISITES();
-    using C = split_cfg<HD>;
-    constexpr int NW = C::NW, NI = HD / 32;
-    extern __shared__ __align__(16) float sm[];
-    float *RM = sm;                              // (NW, G) each warp's running max before its next chunk
-    float *P = RM + NW * 16;                     // (NW, G, 32) each warp's p_j
-    uint16_t *Vb = (uint16_t *)(P + NW * 16 * CHUNK); // (2 NW) chunk slots, rows of HD
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int r = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z, S = gridDim.z;
-    const int n_keys = pos[r] + 1, pt = pt_off[r], row = n_kv * HD;
-    const int nch = (n_keys + CHUNK - 1) / CHUNK;
-    int cb, ce;
-    split_range(nch, s, S, &cb, &ce);
-    const int64_t hrow = (int64_t)r * n_heads + kvh * G;
-    const uint16_t *vsrc = vc + kvh * HD;
-    uint16_t *mine = Vb + 2 * warp * C::SLOT;
-    int c = cb + warp, buf = 0;
-    if (c < ce) split_fetch<HD>(mine, HD, vsrc, pages, pt, page_size, row, c * CHUNK, min(CHUNK, n_keys - c * CHUNK),
-                                lane);
-    float *Pw = P + warp * 16 * CHUNK, *RMw = RM + warp * 16;
-    if (c < ce) // the running max before chunk c: the earlier splits' maxes and the split's chunk maxes before c
+    __threadfence(); // the split's maxes reach the device scope before its flag
+    __syncthreads();
+    if (warp == 0) {
+        if (lane == 0 && s + 1 < S) st_release_gpu(split_flag(ws, grp, s), 1u);
+        if (lane < s)
+            while (ld_acquire_gpu(split_flag(ws, grp, lane)) == 0u) {
+            }
+        __syncwarp();
         for (int g = 0; g < G; g++) {
-            const float a = warp_fold_max(ws.sm + (hrow + g) * KERN_CUDA_ATTN_SPLIT_MAX, 0, s, lane),
-                        b = warp_fold_max(ws.cm + (hrow + g) * ws.nc, cb, c, lane);
+            const float m = warp_fold_max(ws.sm + (hrow + g) * KERN_CUDA_ATTN_SPLIT_MAX, 0, s, lane,
+                                          [](const float *p) { return __ldcg(p); });
+            if (lane == 0) LB[g] = m;
+        }
+    }
+    __syncthreads();
+
+    // phase 2: the running max before each chunk, alpha, p_j, psum, cs. Value chunk j of the warp's is in slot
+    // (nA + j) & 1.
+    if (nA > 0)
+        for (int g = 0; g < G; g++) {
+            const float a = LB[g], b = warp_fold_max(ws.cm + (hrow + g) * ws.nc, cb, c0, lane);
             if (lane == 0) RMw[g] = b > a ? b : a;
         }
     __syncwarp();
-    for (; c < ce; c += NW, buf ^= 1) {
-        const int cn = c + NW;
-        if (cn < ce) split_fetch<HD>(mine + (buf ^ 1) * C::SLOT, HD, vsrc, pages, pt, page_size, row, cn * CHUNK,
-                                     min(CHUNK, n_keys - cn * CHUNK), lane);
-        else cp_async_commit();
-        const int len = min(CHUNK, n_keys - c * CHUNK);
+    for (int j = 0; j < nA; j++) {
+        const int c = c0 + j * NW, cn = c + NW, len = min(CHUNK, n_keys - c * CHUNK);
+        uint16_t *vb = mine + ((nA + j) & 1) * C::SLOT;
+        if (j + 1 < nA)
+            split_fetch<HD>(mine + ((nA + j + 1) & 1) * C::SLOT, HD, vsrc, pages, pt, page_size, row, cn * CHUNK,
+                            cache_len(cn), lane);
+        else
+            cp_async_commit();
         for (int g = 0; g < G; g++) {
             const float *cmg = ws.cm + (hrow + g) * ws.nc;
             const float mprev = RMw[g];
             const float cmax = cmg[c];
             const float mnew = cmax > mprev ? cmax : mprev;
             const float alpha = mprev == -INFINITY ? 0.0f : expf(__fsub_rn(mprev, mnew));
-            const float p = lane < len ? expf(__fsub_rn(ws.s[((hrow + g) * ws.nc + c) * CHUNK + lane], mnew)) : 0.0f;
+            const float sc = lane >= len ? 0.0f : j == 0 ? Pw[g * CHUNK + lane]
+                                                         : ws.s[((hrow + g) * ws.nc + c) * CHUNK + lane];
+            const float p = lane < len ? expf(__fsub_rn(sc, mnew)) : 0.0f;
             const float psum = warp_sum_xor(p);
             // this warp's next chunk is cn: the maxes of chunks c .. cn - 1 join its running max
             const float mn = warp_fold_max(cmg, c, cn < ce ? cn : ce, lane);
-            __syncwarp(); // every lane has read RMw[g]
+            __syncwarp(); // every lane has read RMw[g] and its Pw slot
             Pw[g * CHUNK + lane] = p;
             if (lane == 0) {
                 ws.al[(hrow + g) * ws.nc + c] = alpha;
@@ -924,19 +1006,23 @@ __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
         }
         cp_async_wait<1>();
         __syncwarp(); // the chunk's values and every lane's p_j are visible to the warp
-        const uint16_t *vch = mine + buf * C::SLOT + NI * lane;
+        if (own && c == nch - 1) {
+            split_row_copy<HD>(vb + (len - 1) * HD, Vt, lane);
+            __syncwarp();
+        }
+        const uint16_t *vch = vb + NI * lane;
         for (int g0 = 0; g0 < G; g0 += GB) {
             float cs[GB][NI];
 #pragma unroll
             for (int gg = 0; gg < GB; gg++)
 #pragma unroll
                 for (int i = 0; i < NI; i++) cs[gg][i] = 0.0f;
-            for (int j = 0; j < len; j++) {
+            for (int jj = 0; jj < len; jj++) {
                 float v[NI];
-                attn_ld_run<NI>(vch + j * HD, v);
+                attn_ld_run<NI>(vch + jj * HD, v);
 #pragma unroll
                 for (int gg = 0; gg < GB; gg++) {
-                    const float pj = Pw[(g0 + gg) * CHUNK + j];
+                    const float pj = Pw[(g0 + gg) * CHUNK + jj];
 #pragma unroll
                     for (int i = 0; i < NI; i++) cs[gg][i] = __fadd_rn(cs[gg][i], __fmul_rn(pj, v[i]));
                 }
@@ -951,46 +1037,40 @@ __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
         __syncwarp(); // the slot's and Pw's reads are done before they are written again
     }
     cp_async_wait<0>();
-}
 
-// Pass 3, grid (M, n_heads), one warp: phase 3 over every chunk of the row in ascending order, l = l alpha + psum,
-// acc = acc alpha + cs (attn_fold), then out = acc / l.
-template <int HD>
-__global__ void __launch_bounds__(32)
-    attn_split_fold_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, const int32_t *__restrict__ pos,
-                           int n_heads, const split_ws ws) {
-    KERN_LAUNCH_DEPENDENTS();
-    KERN_WAIT_PREREQUISITES();
-    constexpr int NI = HD / 32;
-    const int lane = threadIdx.x, r = blockIdx.x, h = blockIdx.y;
-    const int nch = (pos[r] + 1 + CHUNK - 1) / CHUNK;
-    const int64_t hr = (int64_t)r * n_heads + h;
-    const float *al = ws.al + hr * ws.nc, *ps = ws.ps + hr * ws.nc, *cs = ws.cs + hr * ws.nc * HD + NI * lane;
-    float l = 0.0f, acc[NI];
+    // phase 3: the last block of the group to finish folds the row's chunks in ascending order
+    __threadfence(); // this block's alpha, psum and cs reach the device scope before it counts itself
+    __syncthreads();
+    if (threadIdx.x == 0) folder = atomicAdd(split_count(ws, grp), 1u) == (unsigned)S - 1;
+    __syncthreads();
+    if (!folder) return;
+    __threadfence();
+    constexpr int U = 16; // chunks whose operands are loaded at once (one round trip to L2), then folded in order
+    for (int e = threadIdx.x; e < G * HD; e += blockDim.x) {
+        const int g = e / HD, d = e % HD;
+        const int64_t hr = hrow + g;
+        const float *al = ws.al + hr * ws.nc, *ps = ws.ps + hr * ws.nc, *csd = ws.cs + hr * ws.nc * HD + d;
+        float l = 0.0f, acc = 0.0f;
+        for (int cc = 0; cc < nch; cc += U) {
+            float a[U], p[U], v[U];
 #pragma unroll
-    for (int i = 0; i < NI; i++) acc[i] = 0.0f;
-    // U chunks' operands are loaded at once (one round trip to L2 per U chunks), then folded in order
-    constexpr int U = NI >= 8 ? 8 : 16;
-    for (int c0 = 0; c0 < nch; c0 += U) {
-        float a[U], p[U], v[U][NI];
+            for (int u = 0; u < U; u++) {
+                const int c = cc + u < nch ? cc + u : nch - 1;
+                a[u] = __ldcg(al + c), p[u] = __ldcg(ps + c), v[u] = __ldcg(csd + (int64_t)c * HD);
+            }
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int c = c0 + u < nch ? c0 + u : nch - 1;
-            a[u] = al[c], p[u] = ps[c];
-#pragma unroll
-            for (int i = 0; i < NI; i++) v[u][i] = cs[(int64_t)c * HD + i];
+            for (int u = 0; u < U; u++)
+                if (cc + u < nch) {
+                    l = __fadd_rn(__fmul_rn(l, a[u]), p[u]);
+                    acc = __fadd_rn(__fmul_rn(acc, a[u]), v[u]);
+                }
         }
-#pragma unroll
-        for (int u = 0; u < U; u++)
-            if (c0 + u < nch) attn_fold(l, acc, a[u], p[u], v[u], 1);
+        const float o = __fdiv_rn(acc, l);
+        if (out) out[hr * HD + d] = o;
+        if (out_bf) out_bf[hr * HD + d] = bf16_bits_rne(o);
     }
-    const int64_t o = hr * HD + NI * lane;
-#pragma unroll
-    for (int i = 0; i < NI; i++) {
-        const float v = __fdiv_rn(acc[i], l);
-        if (out) out[o + i] = v;
-        if (out_bf) out_bf[o + i] = bf16_bits_rne(v);
-    }
+    if ((int)threadIdx.x < S - 1) *split_flag(ws, grp, threadIdx.x) = 0u; // every block of the group is past its wait
+    if (threadIdx.x == 0) *split_count(ws, grp) = 0u;
 }
 
 template <int HD>
@@ -1000,30 +1080,17 @@ static void launch_split(float *out, uint16_t *out_bf, uint16_t *kc, uint16_t *v
                          const qkn_args &qkn, const split_ws &ws, cudaStream_t stream) {
     using C = split_cfg<HD>;
     const int G = n_heads / n_kv;
-    static size_t attr_a = 0, attr_b = 0;
-    const size_t sa = C::smem(G), sb = sizeof(float) * ((size_t)C::NW * 16 * (1 + CHUNK)) + 2u * 2 * C::NW * C::SLOT;
-    auto pv = G % 4 == 0 ? attn_split_pv_kernel<HD, 4> : G % 2 == 0 ? attn_split_pv_kernel<HD, 2>
-                                                                      : attn_split_pv_kernel<HD, 1>;
-    if (sa > attr_a) {
-        CUDA_CHECK(cudaFuncSetAttribute(attn_split_scores_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)sa));
-        attr_a = sa;
+    static size_t attr = 0;
+    const size_t sm = C::smem(G);
+    if (sm > attr) {
+        CUDA_CHECK(cudaFuncSetAttribute(attn_split_kernel<HD, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+        CUDA_CHECK(cudaFuncSetAttribute(attn_split_kernel<HD, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+        CUDA_CHECK(cudaFuncSetAttribute(attn_split_kernel<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm));
+        attr = sm;
     }
-    if (sb > attr_b) {
-        CUDA_CHECK(cudaFuncSetAttribute(attn_split_pv_kernel<HD, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)sb));
-        CUDA_CHECK(cudaFuncSetAttribute(attn_split_pv_kernel<HD, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)sb));
-        CUDA_CHECK(cudaFuncSetAttribute(attn_split_pv_kernel<HD, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)sb));
-        attr_b = sb;
-    }
-    const dim3 grid(M, n_kv, splits), block(C::NW * 32);
-    kern_launch_pdl(attn_split_scores_kernel<HD>, grid, block, sa, stream, kc, vc, k_new, v_new, q, pages, pt_off, pos,
-                    n_heads, n_kv, page_size, scale, G, qkn, ws);
-    kern_launch_pdl(pv, grid, block, sb, stream, (const uint16_t *)vc, pages, pt_off, pos, n_heads, n_kv, page_size, G,
-                    ws);
-    kern_launch_pdl(attn_split_fold_kernel<HD>, dim3(M, n_heads), dim3(32), 0, stream, out, out_bf, pos, n_heads, ws);
+    auto k = G % 4 == 0 ? attn_split_kernel<HD, 4> : G % 2 == 0 ? attn_split_kernel<HD, 2> : attn_split_kernel<HD, 1>;
+    kern_launch_pdl(k, dim3(M, n_kv, splits), dim3(C::NW * 32), sm, stream, out, out_bf, kc, vc, k_new, v_new, q, pages,
+                    pt_off, pos, n_heads, n_kv, page_size, scale, G, qkn, ws);
 }
 
 extern "C" int kern_cuda_attn_decode_split_rows(int n_kv, int n_sm) {
@@ -1060,7 +1127,7 @@ extern "C" void kern_cuda_attn_decode_split_bf16(float *out, uint16_t *out_bf16,
                  "attention decode split: workspace smaller than kern_cuda_attn_decode_split_workspace");
     if (M == 0) return;
     const qkn_args qkn = {q_norm_w, k_norm_w, rope, eps};
-    const split_ws w = split_layout(ws, M, n_heads, hd, key_cap);
+    const split_ws w = split_layout(ws, ws_bytes, M, n_heads, hd, key_cap);
     auto *launch = hd == 32 ? launch_split<32> : hd == 64 ? launch_split<64> : hd == 128 ? launch_split<128>
                  : hd == 256 ? launch_split<256> : nullptr;
     KERN_REQUIRE(launch, "attention decode split: head dim must be 32, 64, 128 or 256");

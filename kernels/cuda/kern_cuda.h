@@ -269,9 +269,13 @@ void kern_cuda_attn_decode_fused_qknorm_bf16(float *out, uint16_t *out_bf16, uin
 /* attention.cu, invariant mode: the decode attention of a few long rows spread over many blocks ("ordered split"):
  * the same arguments, bits and cache writes as kern_cuda_attn_decode_fused_qknorm_bf16 (q_norm_w, k_norm_w, rope
  * given) or kern_cuda_attn_decode_fused_bf16 (all three NULL), whatever `splits` (1 .. KERN_CUDA_ATTN_SPLIT_MAX):
- * each split of a row's chunks computes its scores and values' sums, one more launch folds every chunk in ascending
- * order. Three launches. ws: kern_cuda_attn_decode_split_workspace(M, n_heads, hd, key_cap) bytes, key_cap >= every
- * row's keys (pos + 1). kern_cuda_attn_decode_split_count: the engine's choice (1: the one-launch kernel is used),
+ * each split of a row's chunks computes its scores and values' sums, the last split to finish folds every chunk in
+ * ascending order. One launch; its blocks wait for earlier splits of their row (grid <= the SMs in the engine).
+ * ws: kern_cuda_attn_decode_split_workspace(M, n_heads, hd, key_cap) bytes, key_cap >= every row's keys (pos + 1),
+ * ZERO-FILLED before its first use (it ends with counters that each call leaves zero). The cache's keys and values
+ * before the rows' own are read before the previous kernel on the stream completes (a programmatic dependent
+ * launch): that kernel must not write them. kern_cuda_attn_decode_split_count: the engine's choice (1: the
+ * one-launch kernel is used),
  * from the batch and its longest row (any choice gives the same bits); >1 only for M <=
  * kern_cuda_attn_decode_split_rows(n_kv, n_sm) rows. */
 #define KERN_CUDA_ATTN_SPLIT_MAX 32

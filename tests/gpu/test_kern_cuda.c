@@ -779,7 +779,8 @@ static int attn_split_case(int H, int KV, int hd, int qkn) {
     float *oA = dev_poison(S * qrow * 4), *oB = dev_poison(S * qrow * 4);
     uint16_t *bA = dev_poison(S * qrow * 2), *bB = dev_poison(S * qrow * 2);
     const size_t wsb = kern_cuda_attn_decode_split_workspace(S, H, hd, key_cap);
-    void *ws = dev_poison(wsb);
+    void *ws = kern_cuda_malloc(wsb);
+    kern_cuda_memset(ws, 0, wsb); /* its counters start at zero; every call must leave them so (reused below) */
     const size_t hbytes = cache * 2 > S * qrow * 4 ? cache * 2 : S * qrow * 4;
     float *ha = malloc(hbytes), *hb = malloc(hbytes);
     assert_non_null(ha);

@@ -815,6 +815,53 @@ template <int HD> __device__ __forceinline__ void split_row_copy(uint16_t *dst, 
     for (int e = lane; e < HD / 2; e += 32) ((uint32_t *)dst)[e] = ((const uint32_t *)src)[e];
 }
 
+// Phase 3 of attn_split_kernel for NIT (head, d) elements of a row's KV head at once, e0, e0 + estep, .. (those
+// below nitem): l = l alpha + psum, acc = acc alpha + cs over every chunk in ascending order (attn_fold's
+// operations; each element its own chain of l), then out = acc / l. The operands of U chunks of every element are
+// loaded at once from L2 (another block's stores), then folded: one round trip per U chunks, NIT chains in flight.
+template <int HD, int NIT, int U>
+__device__ __forceinline__ void split_fold(const split_ws &ws, int64_t hrow, int nch, int e0, int estep, int nitem,
+                                           float *out, uint16_t *out_bf) {
+    const float *al[NIT], *ps[NIT], *cs[NIT];
+    bool on[NIT];
+    float l[NIT], acc[NIT];
+#pragma unroll
+    for (int k = 0; k < NIT; k++) {
+        const int e = e0 + k * estep;
+        on[k] = e < nitem;
+        const int64_t hr = hrow + (on[k] ? e : e0) / HD;
+        al[k] = ws.al + hr * ws.nc, ps[k] = ws.ps + hr * ws.nc;
+        cs[k] = ws.cs + hr * ws.nc * HD + (on[k] ? e : e0) % HD;
+        l[k] = 0.0f, acc[k] = 0.0f;
+    }
+    for (int cc = 0; cc < nch; cc += U) {
+        float a[NIT][U], p[NIT][U], v[NIT][U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = cc + u < nch ? cc + u : nch - 1;
+#pragma unroll
+            for (int k = 0; k < NIT; k++)
+                a[k][u] = __ldcg(al[k] + c), p[k][u] = __ldcg(ps[k] + c), v[k][u] = __ldcg(cs[k] + (int64_t)c * HD);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (cc + u < nch)
+#pragma unroll
+                for (int k = 0; k < NIT; k++) {
+                    l[k] = __fadd_rn(__fmul_rn(l[k], a[k][u]), p[k][u]);
+                    acc[k] = __fadd_rn(__fmul_rn(acc[k], a[k][u]), v[k][u]);
+                }
+    }
+#pragma unroll
+    for (int k = 0; k < NIT; k++)
+        if (on[k]) {
+            const int64_t o = hrow * HD + e0 + k * estep; // head row hrow + e / HD, element e % HD
+            const float val = __fdiv_rn(acc[k], l[k]);
+            if (out) out[o] = val;
+            if (out_bf) out_bf[o] = bf16_bits_rne(val);
+        }
+}
+
 // grid (M, n_kv, S), NW warps: block (r, kvh, s) takes split s of row r's chunks for KV head kvh and its G query
 // heads; warp w takes chunks cb + w, cb + w + NW, .. < ce in both phases.
 //  0. Before griddepcontrol.wait (during the previous kernel, the q/k/v GEMM), each warp starts loading its first
@@ -830,11 +877,10 @@ template <int HD> __device__ __forceinline__ void split_row_copy(uint16_t *dst, 
 //     which never wait for a later one. Then per chunk the running max before it, alpha, p_j, psum and cs = sum_j
 //     ascending p_j v_j (GB heads per pass over the values).
 //  3. The block counts itself done; the last of the group's S blocks folds every chunk of the row in ascending
-//     order (l = l alpha + psum, acc = acc alpha + cs: attn_fold's operations, a thread per (head, d) element, its
-//     own chain of l) and writes out = acc / l, then sets the group's count and flags back to zero.
+//     order (split_fold) and writes out = acc / l, then sets the group's count and flags back to zero.
 // The one-launch kernel's operations in its order, whichever block computes a chunk or folds: the same bits.
 template <int HD, int GB>
-__global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
+__global__ void __launch_bounds__(split_cfg<HD>::NW * 32, 1) // (one block an SM: its shared memory)
     attn_split_kernel(float *__restrict__ out, uint16_t *__restrict__ out_bf, uint16_t *kc, uint16_t *vc,
                       const float *__restrict__ k_new, const float *__restrict__ v_new, const float *__restrict__ q,
                       const int32_t *__restrict__ pages, const int32_t *__restrict__ pt_off,
@@ -1045,29 +1091,12 @@ __global__ void __launch_bounds__(split_cfg<HD>::NW * 32)
     __syncthreads();
     if (!folder) return;
     __threadfence();
-    constexpr int U = 16; // chunks whose operands are loaded at once (one round trip to L2), then folded in order
-    for (int e = threadIdx.x; e < G * HD; e += blockDim.x) {
-        const int g = e / HD, d = e % HD;
-        const int64_t hr = hrow + g;
-        const float *al = ws.al + hr * ws.nc, *ps = ws.ps + hr * ws.nc, *csd = ws.cs + hr * ws.nc * HD + d;
-        float l = 0.0f, acc = 0.0f;
-        for (int cc = 0; cc < nch; cc += U) {
-            float a[U], p[U], v[U];
-#pragma unroll
-            for (int u = 0; u < U; u++) {
-                const int c = cc + u < nch ? cc + u : nch - 1;
-                a[u] = __ldcg(al + c), p[u] = __ldcg(ps + c), v[u] = __ldcg(csd + (int64_t)c * HD);
-            }
-#pragma unroll
-            for (int u = 0; u < U; u++)
-                if (cc + u < nch) {
-                    l = __fadd_rn(__fmul_rn(l, a[u]), p[u]);
-                    acc = __fadd_rn(__fmul_rn(acc, a[u]), v[u]);
-                }
-        }
-        const float o = __fdiv_rn(acc, l);
-        if (out) out[hr * HD + d] = o;
-        if (out_bf) out_bf[hr * HD + d] = bf16_bits_rne(o);
+    // a thread per (head, d) element; two at once when there are more elements than threads (G > 2 at hd 128)
+    const int nitem = G * HD, T = blockDim.x;
+    if (nitem <= T) {
+        if ((int)threadIdx.x < nitem) split_fold<HD, 1, 32>(ws, hrow, nch, threadIdx.x, T, nitem, out, out_bf);
+    } else {
+        for (int e = threadIdx.x; e < nitem; e += 2 * T) split_fold<HD, 2, 16>(ws, hrow, nch, e, T, nitem, out, out_bf);
     }
     if ((int)threadIdx.x < S - 1) *split_flag(ws, grp, threadIdx.x) = 0u; // every block of the group is past its wait
     if (threadIdx.x == 0) *split_count(ws, grp) = 0u;
@@ -1100,8 +1129,11 @@ extern "C" int kern_cuda_attn_decode_split_rows(int n_kv, int n_sm) {
 extern "C" int kern_cuda_attn_decode_split_count(int M, int n_kv, int max_keys, int n_sm) {
     if (M < 1 || M > kern_cuda_attn_decode_split_rows(n_kv, n_sm)) return 1;
     const int nch = (max_keys + CHUNK - 1) / CHUNK;
-    int s = 1; // a power of two: few distinct counts (a CUDA graph each); >= 8 chunks a split; <= a block an SM
-    while (2 * s <= KERN_CUDA_ATTN_SPLIT_MAX && 2 * s * 8 <= nch && (int64_t)2 * s * M * n_kv <= n_sm) s *= 2;
+    // a power of two: few distinct counts (a CUDA graph each); >= 4 chunks a split; <= a block an SM. Measured on an
+    // H200 (fifteenth session, docs/PERFORMANCE.md): bench_kernels splitsweep is fastest at 4 chunks a split for 1,024
+    // and 2,048 keys; bitroll bench at batch 1, prompt 2,048 + 256: 510 tokens/s at >= 4, 466 at >= 8, 516 at >= 2.
+    int s = 1;
+    while (2 * s <= KERN_CUDA_ATTN_SPLIT_MAX && 2 * s * 4 <= nch && (int64_t)2 * s * M * n_kv <= n_sm) s *= 2;
     return s;
 }
 

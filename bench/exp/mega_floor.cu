@@ -1,0 +1,461 @@
+// Experiment (sixteenth session; compiled here, NOT YET RUN on a GPU): can a persistent decode kernel whose parts
+// wait on the data they need -- not on grid barriers or kernel boundaries -- read the 0.6B shape's batch-1 step at
+// >= 70% of the copy bandwidth (issue 15)? The thirteenth session measured the launch floor (~1.6 us a dependent
+// launch, 232 of them a step) and a persistent kernel with a grid barrier per phase (2.6 us a phase): neither can.
+// This is the third form, the one the thirteenth session's note calls for: one block per SM, each walking a static
+// list of tasks (a few rows of one GEMV, or one KV head of the attention) in the step's order, with
+//   - a producer warp that streams each of its tasks' bytes (the W rows; the K/V cache rows) into a ring of shared
+//     memory slots by bulk copies (cp.async.bulk + mbarrier) as soon as a slot is free -- those bytes never depend on
+//     the step's activations, so the stream runs ahead across layers while the block waits for its inputs;
+//   - eight consumer warps that wait for the task's input (an acquire load of the producing op's task counter until
+//     every task of that op has counted itself), build the input vector once per op (the RMSNorm of the residual,
+//     SwiGLU of gate/up, the attention's q/k/v), compute the task's rows and count the task (fence + release add).
+// Ops of a layer, Qwen3-0.6B at batch 1 (random bf16 weights, the shapes of configs/shapes/qwen3-0.6b.json): q/k/v
+// (4,096 x 1,024, 16 rows a task), attention (8 KV heads, CTX cached keys each + the new one; no q/k norm or RoPE:
+// a stand-in for their cost), o_proj (+ residual; 1,024 x 2,048, 8 rows), gate/up (6,144 x 1,024, 16 rows),
+// down_proj (+ residual; 1,024 x 3,072, 4 rows); then the final norm and the LM head (151,936 x 1,024, 16 rows).
+// Tasks are numbered in that order and block b takes tasks b, b + G, ...: every task a block waits for has a lower
+// number and is taken by a block that reaches it first, so with all G blocks resident (one an SM) nothing deadlocks.
+// Counters only grow: launch s waits for (s + 1) x tasks.
+// It checks itself: the same task functions launched one kernel per op (kernel boundaries instead of counters) must
+// give the same logits and residual bit for bit. It prints us a step, the bytes a step reads against the copy
+// bandwidth measured in the same run, and the 70% line. The arithmetic is not the engine's (fp32 dots of 8-wide
+// lane chunks, float exp): this measures the data movement and the waits, not the bits.
+//   nvcc -O3 -std=c++17 -arch=sm_90a bench/exp/mega_floor.cu -o /tmp/mega_floor && /tmp/mega_floor [layers] [ctx]
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <vector>
+
+#define CK(x)                                                                                                          \
+    do {                                                                                                               \
+        cudaError_t e_ = (x);                                                                                          \
+        if (e_ != cudaSuccess) {                                                                                       \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));                        \
+            exit(1);                                                                                                   \
+        }                                                                                                              \
+    } while (0)
+
+constexpr int D = 1024, HQ = 16, HKV = 8, HD = 128, F = 3072, V = 151936;
+constexpr int NQKV = (HQ + 2 * HKV) * HD; // 4,096
+constexpr int THREADS = 288;              // 8 consumer warps + 1 producer warp
+constexpr int CONS = 256;
+constexpr int SLOT = 32 * 1024; // bytes of a ring slot: the largest task
+constexpr int MAX_CTX = 64;     // cached keys a layer at most (+ the new one): K and V fill a slot
+
+enum kind { QKV = 0, ATT, OPROJ, GU, DN, HEAD };
+struct op_desc {
+    int kind, layer, ntasks, rows, K, wait; // wait: the op whose every task must be done first (-1: none)
+    int t0;                                 // the op's first task number
+    const __nv_bfloat16 *w;                 // W (N, K), or this layer's K cache (HKV, ctx, HD) for ATT
+    const __nv_bfloat16 *w2;                // ATT: this layer's V cache
+};
+constexpr int MAX_OPS = 5 * 64 + 1;
+__constant__ op_desc c_ops[MAX_OPS];
+
+struct acts {         // per layer, so that no buffer is rewritten within a step
+    float *xres;      // (L + 1, D): the residual entering layer l (row 0: the embedding); row L feeds the head
+    float *xmid;      // (L, D): after the attention block
+    float *qkv;       // (L, NQKV)
+    float *att;       // (L, HQ * HD)
+    float *gu;        // (L, 2F): gate then up
+    float *logits;    // (V)
+    unsigned *cnt;    // (ops): tasks done, summed over launches
+    float eps;
+    int ctx, n_ops;
+};
+
+// ---- PTX helpers (as gemm.cu's)
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t *b, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count));
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *b, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *b) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_u32(b)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t *b, uint32_t parity) {
+    asm volatile("{\n .reg .pred p;\n W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n @!p bra W;\n}\n" ::"r"(
+                     smem_u32(b)),
+                 "r"(parity)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_load(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                     smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar))
+                 : "memory");
+}
+__device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void red_release_add(unsigned *p, unsigned v) {
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ void cons_bar() { asm volatile("bar.sync 1, %0;\n" ::"n"(CONS) : "memory"); }
+
+// ---- The task functions, shared by the megakernel and the per-op reference (the same operations in both)
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+// Sum over the 256 consumer threads; red: 8 floats of shared memory.
+__device__ __forceinline__ float cons_sum(float v, float *red) {
+    v = warp_sum(v);
+    cons_bar();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+    cons_bar();
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) s += red[i];
+    return s;
+}
+
+// The op's input vector into xin (floats): the norm of the residual, SwiGLU, or a copy. Consumer threads. Activations
+// written by other blocks in this launch are read from L2 (__ldcg): an SM's L1 is not coherent with them.
+__device__ void build_input(const op_desc &op, const acts &a, float *xin, float *red) {
+    const int t = threadIdx.x, l = op.layer;
+    if (op.kind == QKV || op.kind == GU || op.kind == HEAD) {
+        const float *x = (op.kind == GU ? a.xmid : a.xres) + (int64_t)l * D; // HEAD: layer L, the last residual
+        float v[D / CONS], s = 0.0f;
+#pragma unroll
+        for (int k = 0; k < D / CONS; k++) {
+            v[k] = __ldcg(x + t + CONS * k);
+            s = fmaf(v[k], v[k], s);
+        }
+        const float inv = rsqrtf(cons_sum(s, red) / D + a.eps);
+#pragma unroll
+        for (int k = 0; k < D / CONS; k++) xin[t + CONS * k] = v[k] * inv; // norm weights of 1: their load is 4 KB
+    } else if (op.kind == DN) {
+        const float *g = a.gu + (int64_t)l * 2 * F, *u = g + F;
+        for (int i = t; i < F; i += CONS) {
+            const float gv = __ldcg(g + i);
+            xin[i] = gv / (1.0f + __expf(-gv)) * __ldcg(u + i);
+        }
+    } else if (op.kind == OPROJ) {
+        const float *s = a.att + (int64_t)l * HQ * HD;
+        for (int i = t; i < HQ * HD; i += CONS) xin[i] = __ldcg(s + i);
+    } else { // ATT: q (HQ * HD) then the new k, v (HKV * HD each): the layer's q/k/v row
+        const float *s = a.qkv + (int64_t)l * NQKV;
+        for (int i = t; i < NQKV; i += CONS) xin[i] = __ldcg(s + i);
+    }
+    cons_bar();
+}
+
+// dot(row, xin) over K: lane l takes the 8-element chunks l, l + 32, ... in order, then the butterfly.
+__device__ __forceinline__ float row_dot(const __nv_bfloat16 *row, const float *xin, int K, int lane) {
+    float acc = 0.0f;
+    for (int c = lane; c < K / 8; c += 32) {
+        const uint4 w = *(const uint4 *)(row + 8 * c);
+        const float4 x0 = *(const float4 *)(xin + 8 * c), x1 = *(const float4 *)(xin + 8 * c + 4);
+        const __nv_bfloat162 *h = (const __nv_bfloat162 *)&w;
+        const float2 w0 = __bfloat1622float2(h[0]), w1 = __bfloat1622float2(h[1]), w2 = __bfloat1622float2(h[2]),
+                     w3 = __bfloat1622float2(h[3]);
+        acc = fmaf(w0.x, x0.x, acc), acc = fmaf(w0.y, x0.y, acc), acc = fmaf(w1.x, x0.z, acc);
+        acc = fmaf(w1.y, x0.w, acc), acc = fmaf(w2.x, x1.x, acc), acc = fmaf(w2.y, x1.y, acc);
+        acc = fmaf(w3.x, x1.z, acc), acc = fmaf(w3.y, x1.w, acc);
+    }
+    return warp_sum(acc);
+}
+
+// Task `task` of op (its rows of W at tile, or its KV head's K and V cache rows at tile / tile2). Consumer threads.
+__device__ void run_task(const op_desc &op, const acts &a, int task, const __nv_bfloat16 *tile,
+                         const __nv_bfloat16 *tile2, const float *xin, float *scratch) {
+    const int t = threadIdx.x, warp = t >> 5, lane = t & 31, l = op.layer;
+    if (op.kind != ATT) {
+        for (int r = warp; r < op.rows; r += 8) {
+            const float dot = row_dot(tile + (int64_t)r * op.K, xin, op.K, lane);
+            const int n = task * op.rows + r;
+            if (lane == 0) {
+                if (op.kind == QKV) a.qkv[(int64_t)l * NQKV + n] = dot;
+                else if (op.kind == OPROJ) a.xmid[(int64_t)l * D + n] = __ldcg(a.xres + (int64_t)l * D + n) + dot;
+                else if (op.kind == GU) a.gu[(int64_t)l * 2 * F + n] = dot;
+                else if (op.kind == DN) a.xres[(int64_t)(l + 1) * D + n] = __ldcg(a.xmid + (int64_t)l * D + n) + dot;
+                else a.logits[n] = dot;
+            }
+        }
+        return;
+    }
+    // ATT: KV head h = task, q heads 2h (threads 0..127) and 2h + 1 (128..255); keys: ctx cached + the new one
+    const int h = task, half = t >> 7, i = t & 127, qh = 2 * h + half, nk = a.ctx + 1;
+    const float *q = xin + qh * HD, *knew = xin + HQ * HD + h * HD, *vnew = xin + (HQ + HKV) * HD + h * HD;
+    float *sc = scratch + half * (MAX_CTX + 1), *red = scratch + 2 * (MAX_CTX + 1) + half * 4;
+    float s = -INFINITY;
+    if (i < nk) {
+        const __nv_bfloat16 *kr = tile + (int64_t)i * HD;
+        float acc = 0.0f;
+        for (int d = 0; d < HD; d++) acc = fmaf(q[d], i < a.ctx ? __bfloat162float(kr[d]) : knew[d], acc);
+        s = acc * 0.08838834764831845f; // 1 / sqrt(128)
+        sc[i] = s;
+    }
+    // max and sum over the half's 4 warps
+    float m = s;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if (lane == 0) red[warp & 3] = m;
+    cons_bar();
+    m = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+    cons_bar();
+    const float p = i < nk ? __expf(s - m) : 0.0f;
+    if (i < nk) sc[i] = p;
+    const float z = warp_sum(p);
+    if (lane == 0) red[warp & 3] = z;
+    cons_bar();
+    const float zs = (red[0] + red[1]) + (red[2] + red[3]);
+    float o = 0.0f;
+    for (int j = 0; j < nk; j++) o = fmaf(sc[j], j < a.ctx ? __bfloat162float(tile2[(int64_t)j * HD + i]) : vnew[i], o);
+    a.att[(int64_t)l * HQ * HD + qh * HD + i] = o / zs;
+}
+
+// Where task g's bytes are: one or two contiguous ranges (ATT: K and V of its KV head).
+__device__ __forceinline__ void task_src(const op_desc &op, const acts &a, int task, const void **s1, uint32_t *b1,
+                                         const void **s2, uint32_t *b2) {
+    if (op.kind == ATT) {
+        const int64_t off = (int64_t)task * a.ctx * HD;
+        *s1 = op.w + off;
+        *s2 = op.w2 + off;
+        *b1 = *b2 = (uint32_t)(a.ctx * HD * 2);
+    } else {
+        *s1 = op.w + (int64_t)task * op.rows * op.K;
+        *b1 = (uint32_t)(op.rows * op.K * 2);
+        *s2 = nullptr;
+        *b2 = 0;
+    }
+}
+
+// ---- The megakernel: one launch a step (s = the launch's number), one block an SM, NS ring slots.
+template <int NS>
+__global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
+    extern __shared__ __align__(1024) uint8_t smem[];
+    uint8_t *ring = smem;
+    uint64_t *full = (uint64_t *)(smem + NS * SLOT), *empty = full + NS;
+    float *xin = (float *)(empty + NS), *scratch = xin + NQKV, *red = scratch + 2 * (MAX_CTX + 1) + 8;
+    const int t = threadIdx.x, G = gridDim.x;
+    if (t == 0) {
+        for (int i = 0; i < NS; i++) {
+            mbar_init(&full[i], 1);
+            mbar_init(&empty[i], 1);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    if (t >= CONS) { // producer: lane 0 streams every task's bytes, a slot ahead as soon as it is free
+        if (t == CONS) {
+            int op = 0, i = 0;
+            for (int g = blockIdx.x; g < total; g += G, i++) {
+                while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
+                const int slot = i % NS;
+                if (i >= NS) mbar_wait(&empty[slot], ((i / NS) - 1) & 1);
+                const void *s1, *s2;
+                uint32_t b1, b2;
+                task_src(c_ops[op], a, g - c_ops[op].t0, &s1, &b1, &s2, &b2);
+                mbar_expect_tx(&full[slot], b1 + b2);
+                bulk_load(ring + (size_t)slot * SLOT, s1, b1, &full[slot]);
+                if (b2) bulk_load(ring + (size_t)slot * SLOT + SLOT / 2, s2, b2, &full[slot]);
+            }
+        }
+        return;
+    }
+    int op = 0, i = 0, built = -1;
+    for (int g = blockIdx.x; g < total; g += G, i++) {
+        while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
+        const op_desc &o = c_ops[op];
+        if (built != op) { // the op's input, once per op per block
+            if (o.wait >= 0 && t == 0) {
+                const unsigned want = (unsigned)(s + 1) * (unsigned)c_ops[o.wait].ntasks;
+                while (ld_acquire(a.cnt + o.wait) < want) {
+                }
+            }
+            cons_bar();
+            build_input(o, a, xin, red);
+            built = op;
+        }
+        const int slot = i % NS;
+        mbar_wait(&full[slot], (i / NS) & 1);
+        const __nv_bfloat16 *tile = (const __nv_bfloat16 *)(ring + (size_t)slot * SLOT);
+        run_task(o, a, g - o.t0, tile, tile + SLOT / 4, xin, scratch);
+        cons_bar(); // every consumer is done with the slot and has stored its outputs
+        if (t == 0) {
+            mbar_arrive(&empty[slot]);
+            __threadfence();
+            red_release_add(a.cnt + op, 1u);
+        }
+    }
+}
+
+// ---- The reference: one kernel per op, a block per task, W read from global memory, the same task functions.
+__global__ void __launch_bounds__(THREADS) per_op(acts a, int op) {
+    __shared__ __align__(16) float xin[NQKV];
+    __shared__ float scratch[2 * (MAX_CTX + 1) + 8], red[8];
+    if (threadIdx.x >= CONS) return;
+    const op_desc &o = c_ops[op];
+    build_input(o, a, xin, red);
+    const int task = blockIdx.x;
+    const void *s1, *s2;
+    uint32_t b1, b2;
+    task_src(o, a, task, &s1, &b1, &s2, &b2);
+    run_task(o, a, task, (const __nv_bfloat16 *)s1, (const __nv_bfloat16 *)s2, xin, scratch);
+}
+
+__global__ void fill_bf16(__nv_bfloat16 *p, int64_t n, uint64_t seed, float scale) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        uint64_t z = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        p[i] = __float2bfloat16(((float)(z >> 40) / 16777216.0f * 2.0f - 1.0f) * scale);
+    }
+}
+__global__ void copy_kernel(uint4 *dst, const uint4 *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = src[i];
+}
+
+int main(int argc, char **argv) {
+    const int L = argc > 1 ? atoi(argv[1]) : 28, ctx = argc > 2 ? atoi(argv[2]) : 64;
+    if (L < 1 || L > 64 || ctx < 1 || ctx > MAX_CTX) {
+        fprintf(stderr, "usage: mega_floor [layers 1..64] [cached keys 1..%d]\n", MAX_CTX);
+        return 2;
+    }
+    int dev = 0, n_sm = 0;
+    CK(cudaGetDevice(&dev));
+    CK(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, dev));
+    // weights: per layer q/k/v, o, gate/up, down; the head; the K/V caches
+    const int64_t per_layer = (int64_t)NQKV * D + (int64_t)D * HQ * HD + (int64_t)2 * F * D + (int64_t)D * F;
+    const int64_t kv_layer = (int64_t)HKV * ctx * HD;
+    __nv_bfloat16 *W, *KC, *VC;
+    CK(cudaMalloc(&W, (per_layer * L + (int64_t)V * D) * 2));
+    CK(cudaMalloc(&KC, kv_layer * L * 2));
+    CK(cudaMalloc(&VC, kv_layer * L * 2));
+    fill_bf16<<<1024, 256>>>(W, per_layer * L + (int64_t)V * D, 1, 0.03f);
+    fill_bf16<<<1024, 256>>>(KC, kv_layer * L, 2, 1.0f);
+    fill_bf16<<<1024, 256>>>(VC, kv_layer * L, 3, 1.0f);
+    CK(cudaGetLastError());
+    // the op list and its task numbers
+    std::vector<op_desc> ops;
+    int total = 0;
+    auto add = [&](int kind, int layer, int rows, int N, int K, const __nv_bfloat16 *w, const __nv_bfloat16 *w2) {
+        op_desc o;
+        o.kind = kind, o.layer = layer, o.rows = rows, o.K = K, o.w = w, o.w2 = w2;
+        o.ntasks = kind == ATT ? HKV : N / rows;
+        o.wait = ops.empty() ? -1 : (int)ops.size() - 1;
+        o.t0 = total;
+        total += o.ntasks;
+        ops.push_back(o);
+    };
+    for (int l = 0; l < L; l++) {
+        const __nv_bfloat16 *w = W + per_layer * l;
+        add(QKV, l, 16, NQKV, D, w, nullptr);
+        add(ATT, l, 1, HKV, 0, KC + kv_layer * l, VC + kv_layer * l);
+        add(OPROJ, l, 8, D, HQ * HD, w + (int64_t)NQKV * D, nullptr);
+        add(GU, l, 16, 2 * F, D, w + (int64_t)NQKV * D + (int64_t)D * HQ * HD, nullptr);
+        add(DN, l, 4, D, F, w + (int64_t)NQKV * D + (int64_t)D * HQ * HD + (int64_t)2 * F * D, nullptr);
+    }
+    add(HEAD, L, 16, V, D, W + per_layer * L, nullptr);
+    if ((int)ops.size() > MAX_OPS) return 2;
+    CK(cudaMemcpyToSymbol(c_ops, ops.data(), ops.size() * sizeof(op_desc)));
+    const int64_t step_bytes = (per_layer * L + (int64_t)V * D) * 2 + 2 * kv_layer * L * 2;
+    // activations
+    acts a;
+    a.eps = 1e-6f, a.ctx = ctx, a.n_ops = (int)ops.size();
+    CK(cudaMalloc(&a.xres, (size_t)(L + 1) * D * 4));
+    CK(cudaMalloc(&a.xmid, (size_t)L * D * 4));
+    CK(cudaMalloc(&a.qkv, (size_t)L * NQKV * 4));
+    CK(cudaMalloc(&a.att, (size_t)L * HQ * HD * 4));
+    CK(cudaMalloc(&a.gu, (size_t)L * 2 * F * 4));
+    CK(cudaMalloc(&a.logits, (size_t)V * 4));
+    CK(cudaMalloc(&a.cnt, ops.size() * 4));
+    CK(cudaMemset(a.cnt, 0, ops.size() * 4));
+    {
+        std::vector<float> emb(D);
+        for (int i = 0; i < D; i++) emb[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+        CK(cudaMemcpy(a.xres, emb.data(), D * 4, cudaMemcpyHostToDevice));
+    }
+    // the copy bandwidth (1 GiB read + 1 GiB write), as bitroll bench measures it
+    const int64_t cn = (1ll << 30) / 16;
+    uint4 *c1, *c2;
+    CK(cudaMalloc(&c1, cn * 16));
+    CK(cudaMalloc(&c2, cn * 16));
+    CK(cudaMemset(c1, 0, cn * 16));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    float ms = 0, best = 1e30f;
+    for (int r = 0; r < 5; r++) {
+        CK(cudaEventRecord(e0));
+        copy_kernel<<<n_sm * 8, 512>>>(c2, c1, cn);
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        if (ms < best) best = ms;
+    }
+    CK(cudaFree(c1));
+    CK(cudaFree(c2));
+    const double copy_gbs = 2.0 * (1ll << 30) / (best * 1e-3) / 1e9;
+    const double bound_us = step_bytes / (copy_gbs * 1e9) * 1e6;
+    printf("%s, %d SMs: %d layers, %d cached keys a layer, %d ops, %d tasks a step, %.3f GB a step; copy %.0f GB/s -> "
+           "bound %.1f us a step, 70%% line %.1f us\n",
+           prop.name, n_sm, L, ctx, (int)ops.size(), total, step_bytes / 1e9, copy_gbs, bound_us, bound_us / 0.7);
+    // the reference: one kernel per op
+    std::vector<float> ref_logits(V), ref_x(D), got_logits(V), got_x(D);
+    auto run_ref = [&]() {
+        for (int i = 0; i < (int)ops.size(); i++) per_op<<<ops[i].ntasks, THREADS>>>(a, i);
+    };
+    run_ref();
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(ref_logits.data(), a.logits, V * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(ref_x.data(), a.xres + (int64_t)L * D, D * 4, cudaMemcpyDeviceToHost));
+    const int STEPS = 50;
+    CK(cudaEventRecord(e0));
+    for (int s = 0; s < STEPS; s++) run_ref();
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    const double ref_us = ms * 1e3 / STEPS;
+    printf("%-28s %10s %10s %8s %8s  %s\n", "form", "us/step", "GB/s", "%copy", "tok/s", "check");
+    printf("%-28s %10.1f %10.0f %7.1f%% %8.0f  (the reference)\n", "one kernel per op", ref_us, step_bytes / ref_us / 1e3,
+           100.0 * bound_us / ref_us, 1e6 / ref_us);
+    // the megakernel, ring of NS slots; launch s waits for counters of (s + 1) x tasks: reset them first
+    auto run_mega = [&](auto kern, int ns, const char *name) {
+        const size_t smem = (size_t)ns * SLOT + 2 * ns * 8 + (NQKV + 2 * (MAX_CTX + 1) + 16) * 4;
+        CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        int per_sm = 0;
+        CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, THREADS, smem));
+        if (per_sm < 1) {
+            printf("%-28s does not fit an SM (%zu bytes of shared memory)\n", name, smem);
+            return;
+        }
+        CK(cudaMemset(a.cnt, 0, ops.size() * 4));
+        CK(cudaMemset(a.logits, 0xff, V * 4));
+        kern<<<n_sm, THREADS, smem>>>(a, total, 0);
+        CK(cudaGetLastError());
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(got_logits.data(), a.logits, V * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(got_x.data(), a.xres + (int64_t)L * D, D * 4, cudaMemcpyDeviceToHost));
+        const bool same = !memcmp(got_logits.data(), ref_logits.data(), V * 4) && !memcmp(got_x.data(), ref_x.data(), D * 4);
+        CK(cudaEventRecord(e0));
+        for (int s = 1; s <= STEPS; s++) kern<<<n_sm, THREADS, smem>>>(a, total, s);
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        CK(cudaGetLastError());
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        const double us = ms * 1e3 / STEPS;
+        printf("%-28s %10.1f %10.0f %7.1f%% %8.0f  %s\n", name, us, step_bytes / us / 1e3, 100.0 * bound_us / us,
+               1e6 / us, same ? "same bits as the reference" : "DIFFERS from the reference");
+    };
+    run_mega(mega<3>, 3, "megakernel, 3 x 32 KB ring");
+    run_mega(mega<6>, 6, "megakernel, 6 x 32 KB ring");
+    return 0;
+}

@@ -16,7 +16,8 @@
 // down_proj (+ residual; 1,024 x 3,072, 4 rows); then the final norm and the LM head (151,936 x 1,024, 16 rows).
 // Tasks are numbered in that order and block b takes tasks b, b + G, ...: every task a block waits for has a lower
 // number and is taken by a block that reaches it first, so with all G blocks resident (one an SM) nothing deadlocks.
-// Counters only grow: launch s waits for (s + 1) x tasks.
+// Counters only grow: launch s waits for (s + 1) x tasks. Three forms: rings of 3 and 6 slots, and the 6-slot ring
+// with an L2 prefetch of the block's bytes 6 tasks ahead of the ring.
 // It checks itself: the same task functions launched one kernel per op (kernel boundaries instead of counters) must
 // give the same logits and residual bit for bit. It prints us a step, the bytes a step reads against the copy
 // bandwidth measured in the same run, and the 70% line. The arithmetic is not the engine's (fp32 dots of 8-wide
@@ -91,6 +92,9 @@ __device__ __forceinline__ void bulk_load(void *dst, const void *src, uint32_t b
                      smem_u32(dst)),
                  "l"(src), "r"(bytes), "r"(smem_u32(bar))
                  : "memory");
+}
+__device__ __forceinline__ void prefetch_l2(const void *src, uint32_t bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 }
 __device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
     unsigned v;
@@ -233,8 +237,10 @@ __device__ __forceinline__ void task_src(const op_desc &op, const acts &a, int t
     }
 }
 
-// ---- The megakernel: one launch a step (s = the launch's number), one block an SM, NS ring slots.
-template <int NS>
+// ---- The megakernel: one launch a step (s = the launch's number), one block an SM, NS ring slots. PF: the producer
+// also asks L2 for the bytes of the block's task NS places further on (cp.async.bulk.prefetch.L2) when it loads a
+// task, so that twice the ring's bytes are on their way.
+template <int NS, bool PF>
 __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
     extern __shared__ __align__(1024) uint8_t smem[];
     uint8_t *ring = smem;
@@ -251,7 +257,7 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
     __syncthreads();
     if (t >= CONS) { // producer: lane 0 streams every task's bytes, a slot ahead as soon as it is free
         if (t == CONS) {
-            int op = 0, i = 0;
+            int op = 0, i = 0, pop = 0;
             for (int g = blockIdx.x; g < total; g += G, i++) {
                 while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
                 const int slot = i % NS;
@@ -262,6 +268,13 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
                 mbar_expect_tx(&full[slot], b1 + b2);
                 bulk_load(ring + (size_t)slot * SLOT, s1, b1, &full[slot]);
                 if (b2) bulk_load(ring + (size_t)slot * SLOT + SLOT / 2, s2, b2, &full[slot]);
+                const int gp = g + NS * G; // this block's task NS places on (the ring's next use of this slot)
+                if (PF && gp < total) {
+                    while (pop + 1 < a.n_ops && c_ops[pop + 1].t0 <= gp) pop++;
+                    task_src(c_ops[pop], a, gp - c_ops[pop].t0, &s1, &b1, &s2, &b2);
+                    prefetch_l2(s1, b1);
+                    if (b2) prefetch_l2(s2, b2);
+                }
             }
         }
         return;
@@ -455,7 +468,8 @@ int main(int argc, char **argv) {
         printf("%-28s %10.1f %10.0f %7.1f%% %8.0f  %s\n", name, us, step_bytes / us / 1e3, 100.0 * bound_us / us,
                1e6 / us, same ? "same bits as the reference" : "DIFFERS from the reference");
     };
-    run_mega(mega<3>, 3, "megakernel, 3 x 32 KB ring");
-    run_mega(mega<6>, 6, "megakernel, 6 x 32 KB ring");
+    run_mega(mega<3, false>, 3, "megakernel, 3 x 32 KB ring");
+    run_mega(mega<6, false>, 6, "megakernel, 6 x 32 KB ring");
+    run_mega(mega<6, true>, 6, "  + L2 prefetch 6 tasks on");
     return 0;
 }

@@ -1,28 +1,36 @@
-// Experiment (sixteenth session; compiled here, NOT YET RUN on a GPU): can a persistent decode kernel whose parts
-// wait on the data they need -- not on grid barriers or kernel boundaries -- read the 0.6B shape's batch-1 step at
-// >= 70% of the copy bandwidth (issue 15)? The thirteenth session measured the launch floor (~1.6 us a dependent
-// launch, 232 of them a step) and a persistent kernel with a grid barrier per phase (2.6 us a phase): neither can.
-// This is the third form, the one the thirteenth session's note calls for: one block per SM, each walking a static
-// list of tasks (a few rows of one GEMV, or one KV head of the attention) in the step's order, with
+// Experiment (written in the sixteenth session, run and extended in the seventeenth): can a persistent decode kernel
+// whose parts wait on the data they need -- not on grid barriers or kernel boundaries -- read the 0.6B shape's
+// batch-1 step at >= 70% of the copy bandwidth (issue 15)? The thirteenth session measured the launch floor (~1.6 us a
+// dependent launch, 232 of them a step) and a persistent kernel with a grid barrier per phase (2.6 us a phase):
+// neither can. This is the third form, the one the thirteenth session's note calls for: one block per SM, each
+// walking a static list of tasks (a few rows of one GEMV, or one KV head of the attention) in the step's order, with
 //   - a producer warp that streams each of its tasks' bytes (the W rows; the K/V cache rows) into a ring of shared
 //     memory slots by bulk copies (cp.async.bulk + mbarrier) as soon as a slot is free -- those bytes never depend on
 //     the step's activations, so the stream runs ahead across layers while the block waits for its inputs;
-//   - eight consumer warps that wait for the task's input (an acquire load of the producing op's task counter until
-//     every task of that op has counted itself), build the input vector once per op (the RMSNorm of the residual,
-//     SwiGLU of gate/up, the attention's q/k/v), compute the task's rows and count the task (fence + release add).
+//   - 8 or 16 consumer warps (-DCONS_WARPS) that wait for the task's input (an acquire load of the producing op's
+//     task counter until every task of that op has counted itself), build the input vector once per op (the RMSNorm
+//     of the residual, SwiGLU of gate/up, the attention's q/k/v), compute the task's rows and count (a release add).
 // Ops of a layer, Qwen3-0.6B at batch 1 (random bf16 weights, the shapes of configs/shapes/qwen3-0.6b.json): q/k/v
 // (4,096 x 1,024, 16 rows a task), attention (8 KV heads, CTX cached keys each + the new one; no q/k norm or RoPE:
 // a stand-in for their cost), o_proj (+ residual; 1,024 x 2,048, 8 rows), gate/up (6,144 x 1,024, 16 rows),
-// down_proj (+ residual; 1,024 x 3,072, 4 rows); then the final norm and the LM head (151,936 x 1,024, 16 rows).
+// down_proj (+ residual; 1,024 x 3,072, 4 rows); then the final norm and the LM head (151,936 x 1,024, 16 rows):
+// 141 ops, each waiting for the whole of the one before.
 // Tasks are numbered in that order and block b takes tasks b, b + G, ...: every task a block waits for has a lower
 // number and is taken by a block that reaches it first, so with all G blocks resident (one an SM) nothing deadlocks.
-// Counters only grow: launch s waits for (s + 1) x tasks. Three forms: rings of 3 and 6 slots, and the 6-slot ring
-// with an L2 prefetch of the block's bytes 6 tasks ahead of the ring.
+// Counters only grow: launch s waits for (s + 1) x tasks. Forms (template arguments of `mega`): rings of 3 and 6
+// slots; an L2 prefetch of the block's bytes 6 tasks ahead of the ring; a count after every task (__threadfence +
+// release add) or once an op per block (after its last task of the op); with or without the __threadfence before
+// the release add; and two floors: no bytes read (the slots are full at once: waits + task arithmetic) and no bytes,
+// no task (the waits and the per-op input vectors alone).
 // It checks itself: the same task functions launched one kernel per op (kernel boundaries instead of counters) must
 // give the same logits and residual bit for bit. It prints us a step, the bytes a step reads against the copy
 // bandwidth measured in the same run, and the 70% line. The arithmetic is not the engine's (fp32 dots of 8-wide
 // lane chunks, float exp): this measures the data movement and the waits, not the bits.
-//   nvcc -O3 -std=c++17 -arch=sm_90a bench/exp/mega_floor.cu -o /tmp/mega_floor && /tmp/mega_floor [layers] [ctx]
+// Measured (H200, seventeenth session, docs/PERFORMANCE.md and bench/gpu-logs/h200-2026-12-04-s17/): the best form
+// (16 consumer warps, counted once an op, no fence) 930 us a step at 28 layers and 64 keys, 32.5% of copy; the waits
+// alone 294 us a step (2.1 us an op), 68% of the 432 us that 70% allows, before any arithmetic or byte.
+//   nvcc -O3 -std=c++17 -arch=sm_90a [-DCONS_WARPS=16] bench/exp/mega_floor.cu -o /tmp/mega_floor
+//   /tmp/mega_floor [layers] [ctx]
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -43,8 +51,13 @@
 
 constexpr int D = 1024, HQ = 16, HKV = 8, HD = 128, F = 3072, V = 151936;
 constexpr int NQKV = (HQ + 2 * HKV) * HD; // 4,096
-constexpr int THREADS = 288;              // 8 consumer warps + 1 producer warp
-constexpr int CONS = 256;
+#ifndef CONS_WARPS
+#define CONS_WARPS 8 // consumer warps a block: 8 or 16 (-DCONS_WARPS=16)
+#endif
+constexpr int NCW = CONS_WARPS;
+constexpr int CONS = 32 * NCW;
+constexpr int THREADS = CONS + 32; // the consumers + 1 producer warp
+static_assert(NCW == 8 || NCW == 16, "CONS_WARPS: 8 or 16");
 constexpr int SLOT = 32 * 1024; // bytes of a ring slot: the largest task
 constexpr int MAX_CTX = 64;     // cached keys a layer at most (+ the new one): K and V fill a slot
 
@@ -121,7 +134,7 @@ __device__ __forceinline__ float cons_sum(float v, float *red) {
     cons_bar();
     float s = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 8; i++) s += red[i];
+    for (int i = 0; i < NCW; i++) s += red[i];
     return s;
 }
 
@@ -158,18 +171,21 @@ __device__ void build_input(const op_desc &op, const acts &a, float *xin, float 
 
 // dot(row, xin) over K: lane l takes the 8-element chunks l, l + 32, ... in order, then the butterfly.
 __device__ __forceinline__ float row_dot(const __nv_bfloat16 *row, const float *xin, int K, int lane) {
-    float acc = 0.0f;
-    for (int c = lane; c < K / 8; c += 32) {
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}; // K / 256 chunks a lane (4, 8 or 12): four chains, summed in order
+#pragma unroll 4
+    for (int j = 0; j < K / 256; j++) {
+        const int c = lane + 32 * j;
         const uint4 w = *(const uint4 *)(row + 8 * c);
         const float4 x0 = *(const float4 *)(xin + 8 * c), x1 = *(const float4 *)(xin + 8 * c + 4);
         const __nv_bfloat162 *h = (const __nv_bfloat162 *)&w;
         const float2 w0 = __bfloat1622float2(h[0]), w1 = __bfloat1622float2(h[1]), w2 = __bfloat1622float2(h[2]),
                      w3 = __bfloat1622float2(h[3]);
-        acc = fmaf(w0.x, x0.x, acc), acc = fmaf(w0.y, x0.y, acc), acc = fmaf(w1.x, x0.z, acc);
-        acc = fmaf(w1.y, x0.w, acc), acc = fmaf(w2.x, x1.x, acc), acc = fmaf(w2.y, x1.y, acc);
-        acc = fmaf(w3.x, x1.z, acc), acc = fmaf(w3.y, x1.w, acc);
+        float &r = acc[j & 3];
+        r = fmaf(w0.x, x0.x, r), r = fmaf(w0.y, x0.y, r), r = fmaf(w1.x, x0.z, r);
+        r = fmaf(w1.y, x0.w, r), r = fmaf(w2.x, x1.x, r), r = fmaf(w2.y, x1.y, r);
+        r = fmaf(w3.x, x1.z, r), r = fmaf(w3.y, x1.w, r);
     }
-    return warp_sum(acc);
+    return warp_sum((acc[0] + acc[1]) + (acc[2] + acc[3]));
 }
 
 // Task `task` of op (its rows of W at tile, or its KV head's K and V cache rows at tile / tile2). Consumer threads.
@@ -177,7 +193,7 @@ __device__ void run_task(const op_desc &op, const acts &a, int task, const __nv_
                          const __nv_bfloat16 *tile2, const float *xin, float *scratch) {
     const int t = threadIdx.x, warp = t >> 5, lane = t & 31, l = op.layer;
     if (op.kind != ATT) {
-        for (int r = warp; r < op.rows; r += 8) {
+        for (int r = warp; r < op.rows; r += NCW) {
             const float dot = row_dot(tile + (int64_t)r * op.K, xin, op.K, lane);
             const int n = task * op.rows + r;
             if (lane == 0) {
@@ -190,15 +206,35 @@ __device__ void run_task(const op_desc &op, const acts &a, int task, const __nv_
         }
         return;
     }
-    // ATT: KV head h = task, q heads 2h (threads 0..127) and 2h + 1 (128..255); keys: ctx cached + the new one
-    const int h = task, half = t >> 7, i = t & 127, qh = 2 * h + half, nk = a.ctx + 1;
+    // ATT: KV head h = task, q heads 2h (threads 0..127) and 2h + 1 (128..255); keys: ctx cached + the new one.
+    // Threads 256.. (16 consumer warps) only take part in the barriers. Key i's dot runs over its 16 chunks of 8
+    // elements starting at chunk i mod 16 (the rows' 16-byte chunks then spread over the banks), one chain.
+    const bool on = t < 256;
+    const int h = task, half = (t >> 7) & 1, i = t & 127, qh = 2 * h + half, nk = a.ctx + 1;
     const float *q = xin + qh * HD, *knew = xin + HQ * HD + h * HD, *vnew = xin + (HQ + HKV) * HD + h * HD;
     float *sc = scratch + half * (MAX_CTX + 1), *red = scratch + 2 * (MAX_CTX + 1) + half * 4;
     float s = -INFINITY;
-    if (i < nk) {
+    if (on && i < nk) {
         const __nv_bfloat16 *kr = tile + (int64_t)i * HD;
         float acc = 0.0f;
-        for (int d = 0; d < HD; d++) acc = fmaf(q[d], i < a.ctx ? __bfloat162float(kr[d]) : knew[d], acc);
+        for (int cc = 0; cc < HD / 8; cc++) {
+            const int c = (cc + i) & (HD / 8 - 1);
+            float kv[8];
+            if (i < a.ctx) {
+                const uint4 w = *(const uint4 *)(kr + 8 * c);
+                const __nv_bfloat162 *hh = (const __nv_bfloat162 *)&w;
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    const float2 f = __bfloat1622float2(hh[u]);
+                    kv[2 * u] = f.x, kv[2 * u + 1] = f.y;
+                }
+            } else {
+#pragma unroll
+                for (int u = 0; u < 8; u++) kv[u] = knew[8 * c + u];
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) acc = fmaf(q[8 * c + u], kv[u], acc);
+        }
         s = acc * 0.08838834764831845f; // 1 / sqrt(128)
         sc[i] = s;
     }
@@ -206,19 +242,26 @@ __device__ void run_task(const op_desc &op, const acts &a, int task, const __nv_
     float m = s;
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if (lane == 0) red[warp & 3] = m;
+    if (on && lane == 0) red[warp & 3] = m;
     cons_bar();
     m = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
     cons_bar();
-    const float p = i < nk ? __expf(s - m) : 0.0f;
-    if (i < nk) sc[i] = p;
+    const float p = on && i < nk ? __expf(s - m) : 0.0f;
+    if (on && i < nk) sc[i] = p;
     const float z = warp_sum(p);
-    if (lane == 0) red[warp & 3] = z;
+    if (on && lane == 0) red[warp & 3] = z;
     cons_bar();
+    if (!on) return;
     const float zs = (red[0] + red[1]) + (red[2] + red[3]);
-    float o = 0.0f;
-    for (int j = 0; j < nk; j++) o = fmaf(sc[j], j < a.ctx ? __bfloat162float(tile2[(int64_t)j * HD + i]) : vnew[i], o);
-    a.att[(int64_t)l * HQ * HD + qh * HD + i] = o / zs;
+    float o[4] = {0.0f, 0.0f, 0.0f, 0.0f}; // key j into chain j mod 4, the chains summed in order
+    for (int j0 = 0; j0 < nk; j0 += 4) {
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int j = j0 + u;
+            if (j < nk) o[u] = fmaf(sc[j], j < a.ctx ? __bfloat162float(tile2[(int64_t)j * HD + i]) : vnew[i], o[u]);
+        }
+    }
+    a.att[(int64_t)l * HQ * HD + qh * HD + i] = ((o[0] + o[1]) + (o[2] + o[3])) / zs;
 }
 
 // Where task g's bytes are: one or two contiguous ranges (ATT: K and V of its KV head).
@@ -240,7 +283,7 @@ __device__ __forceinline__ void task_src(const op_desc &op, const acts &a, int t
 // ---- The megakernel: one launch a step (s = the launch's number), one block an SM, NS ring slots. PF: the producer
 // also asks L2 for the bytes of the block's task NS places further on (cp.async.bulk.prefetch.L2) when it loads a
 // task, so that twice the ring's bytes are on their way.
-template <int NS, bool PF>
+template <int NS, bool PF, bool PER_OP, int NB = 0, bool FENCE = true>
 __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
     extern __shared__ __align__(1024) uint8_t smem[];
     uint8_t *ring = smem;
@@ -265,8 +308,9 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
                 const void *s1, *s2;
                 uint32_t b1, b2;
                 task_src(c_ops[op], a, g - c_ops[op].t0, &s1, &b1, &s2, &b2);
+                if (NB) b1 = b2 = 0; // no bytes: the slot is full at once (NB 1: the sync + compute floor; 2: sync alone)
                 mbar_expect_tx(&full[slot], b1 + b2);
-                bulk_load(ring + (size_t)slot * SLOT, s1, b1, &full[slot]);
+                if (b1) bulk_load(ring + (size_t)slot * SLOT, s1, b1, &full[slot]);
                 if (b2) bulk_load(ring + (size_t)slot * SLOT + SLOT / 2, s2, b2, &full[slot]);
                 const int gp = g + NS * G; // this block's task NS places on (the ring's next use of this slot)
                 if (PF && gp < total) {
@@ -279,7 +323,7 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
         }
         return;
     }
-    int op = 0, i = 0, built = -1;
+    int op = 0, i = 0, built = -1, done = 0;
     for (int g = blockIdx.x; g < total; g += G, i++) {
         while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
         const op_desc &o = c_ops[op];
@@ -296,20 +340,27 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
         const int slot = i % NS;
         mbar_wait(&full[slot], (i / NS) & 1);
         const __nv_bfloat16 *tile = (const __nv_bfloat16 *)(ring + (size_t)slot * SLOT);
-        run_task(o, a, g - o.t0, tile, tile + SLOT / 4, xin, scratch);
+        if (NB < 2) run_task(o, a, g - o.t0, tile, tile + SLOT / 4, xin, scratch);
         cons_bar(); // every consumer is done with the slot and has stored its outputs
+        done++;
+        // PER_OP: the block counts its tasks of the op once, after its last one (one fence an op, not one a task)
+        const bool count = !PER_OP || g + G >= total || g + G >= o.t0 + o.ntasks;
         if (t == 0) {
             mbar_arrive(&empty[slot]);
-            __threadfence();
-            red_release_add(a.cnt + op, 1u);
+            if (count) {
+                // !FENCE: the release add alone, after the bar.sync (CUTLASS's barrier arrive does the same)
+                if (FENCE) __threadfence();
+                red_release_add(a.cnt + op, (unsigned)done);
+            }
         }
+        if (count) done = 0;
     }
 }
 
 // ---- The reference: one kernel per op, a block per task, W read from global memory, the same task functions.
 __global__ void __launch_bounds__(THREADS) per_op(acts a, int op) {
     __shared__ __align__(16) float xin[NQKV];
-    __shared__ float scratch[2 * (MAX_CTX + 1) + 8], red[8];
+    __shared__ float scratch[2 * (MAX_CTX + 1) + 8], red[NCW];
     if (threadIdx.x >= CONS) return;
     const op_desc &o = c_ops[op];
     build_input(o, a, xin, red);
@@ -418,9 +469,9 @@ int main(int argc, char **argv) {
     CK(cudaFree(c2));
     const double copy_gbs = 2.0 * (1ll << 30) / (best * 1e-3) / 1e9;
     const double bound_us = step_bytes / (copy_gbs * 1e9) * 1e6;
-    printf("%s, %d SMs: %d layers, %d cached keys a layer, %d ops, %d tasks a step, %.3f GB a step; copy %.0f GB/s -> "
+    printf("%s, %d SMs, %d consumer warps a block: %d layers, %d cached keys a layer, %d ops, %d tasks a step, %.3f GB a step; copy %.0f GB/s -> "
            "bound %.1f us a step, 70%% line %.1f us\n",
-           prop.name, n_sm, L, ctx, (int)ops.size(), total, step_bytes / 1e9, copy_gbs, bound_us, bound_us / 0.7);
+           prop.name, n_sm, NCW, L, ctx, (int)ops.size(), total, step_bytes / 1e9, copy_gbs, bound_us, bound_us / 0.7);
     // the reference: one kernel per op
     std::vector<float> ref_logits(V), ref_x(D), got_logits(V), got_x(D);
     auto run_ref = [&]() {
@@ -442,7 +493,7 @@ int main(int argc, char **argv) {
            100.0 * bound_us / ref_us, 1e6 / ref_us);
     // the megakernel, ring of NS slots; launch s waits for counters of (s + 1) x tasks: reset them first
     auto run_mega = [&](auto kern, int ns, const char *name) {
-        const size_t smem = (size_t)ns * SLOT + 2 * ns * 8 + (NQKV + 2 * (MAX_CTX + 1) + 16) * 4;
+        const size_t smem = (size_t)ns * SLOT + 2 * ns * 8 + (NQKV + 2 * (MAX_CTX + 1) + 8 + NCW) * 4;
         CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         int per_sm = 0;
         CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kern, THREADS, smem));
@@ -468,8 +519,16 @@ int main(int argc, char **argv) {
         printf("%-28s %10.1f %10.0f %7.1f%% %8.0f  %s\n", name, us, step_bytes / us / 1e3, 100.0 * bound_us / us,
                1e6 / us, same ? "same bits as the reference" : "DIFFERS from the reference");
     };
-    run_mega(mega<3, false>, 3, "megakernel, 3 x 32 KB ring");
-    run_mega(mega<6, false>, 6, "megakernel, 6 x 32 KB ring");
-    run_mega(mega<6, true>, 6, "  + L2 prefetch 6 tasks on");
+    run_mega(mega<3, false, false>, 3, "megakernel, 3 x 32 KB ring");
+    run_mega(mega<6, false, false>, 6, "megakernel, 6 x 32 KB ring");
+    run_mega(mega<6, true, false>, 6, "  + L2 prefetch 6 tasks on");
+    run_mega(mega<3, false, true>, 3, "3 slots, counted once an op");
+    run_mega(mega<6, false, true>, 6, "6 slots, counted once an op");
+    run_mega(mega<6, true, true>, 6, "  + L2 prefetch 6 tasks on");
+    run_mega(mega<6, false, true, 1>, 6, "no bytes read (sync+compute)");
+    run_mega(mega<6, false, true, 2>, 6, "no bytes, no task (sync)");
+    run_mega(mega<6, false, true, 0, false>, 6, "6 slots, once an op, no fence");
+    run_mega(mega<6, false, true, 1, false>, 6, "  no bytes (sync+compute)");
+    run_mega(mega<6, false, true, 2, false>, 6, "  no bytes, no task (sync)");
     return 0;
 }

@@ -1,0 +1,8 @@
+#!/bin/bash
+# session 17, call 2: mega_floor with the count once an op per block, and the no-bytes sync floor
+set -u
+/usr/local/cuda/bin/nvcc -O3 -std=c++17 -arch=sm_90a -Xptxas -v bench/exp/mega_floor.cu -o /tmp/mega_floor > $OUT/nvcc.log 2>&1; echo "nvcc rc $?" | tee -a $OUT/summary.txt
+for args in "28 64" "28 16" "1 64" "28 64"; do
+  echo "== mega_floor $args" | tee -a $OUT/summary.txt
+  timeout 60 /tmp/mega_floor $args 2>&1 | tee -a $OUT/summary.txt; echo "rc ${PIPESTATUS[0]}" | tee -a $OUT/summary.txt
+done

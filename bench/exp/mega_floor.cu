@@ -20,16 +20,21 @@
 // Counters only grow: launch s waits for (s + 1) x tasks. Forms (template arguments of `mega`): rings of 3 and 6
 // slots; an L2 prefetch of the block's bytes 6 tasks ahead of the ring; a count after every task (__threadfence +
 // release add) or once an op per block (after its last task of the op); with or without the __threadfence before
-// the release add; and two floors: no bytes read (the slots are full at once: waits + task arithmetic) and no bytes,
-// no task (the waits and the per-op input vectors alone).
+// the release add; three floors: no bytes read (the slots are full at once: waits + task arithmetic), no bytes and
+// no task (the waits and the per-op input vectors alone), the bytes streamed and no task; and timed phases (clock64
+// of each block's consumer thread 0: op waits, input vectors, slot waits, tasks, counts). -DGEMV_KSPLIT=0 gives the
+// GEMV tasks of calls 1-5 (a warp a row over all of K); the default splits a task's K between warps (x read once
+// for 4 rows). `mega_ll`: the LL forms (NCCL's low-latency protocol): activations are 8 bytes, value and the launch's
+// tag in one 64-bit store, and a block waits for an op's input by polling the input itself -- no counters, fences
+// or release adds; with a floor of its own (the bytes streamed, the tasks storing zeros without arithmetic).
 // It checks itself: the same task functions launched one kernel per op (kernel boundaries instead of counters) must
 // give the same logits and residual bit for bit. It prints us a step, the bytes a step reads against the copy
 // bandwidth measured in the same run, and the 70% line. The arithmetic is not the engine's (fp32 dots of 8-wide
 // lane chunks, float exp): this measures the data movement and the waits, not the bits.
-// Measured (H200, seventeenth session, docs/PERFORMANCE.md and bench/gpu-logs/h200-2026-12-04-s17/): the best form
-// (16 consumer warps, counted once an op, no fence) 930 us a step at 28 layers and 64 keys, 32.5% of copy; the waits
-// alone 294 us a step (2.1 us an op), 68% of the 432 us that 70% allows, before any arithmetic or byte.
-//   nvcc -O3 -std=c++17 -arch=sm_90a [-DCONS_WARPS=16] bench/exp/mega_floor.cu -o /tmp/mega_floor
+// Measured (H200, seventeenth session, docs/PERFORMANCE.md and bench/gpu-logs/h200-2026-12-04-s17/), 28 layers and
+// 64 keys: the best form (LL, 16 consumer warps) 770 us a step, 39.6% of copy; with the bytes streamed and no task
+// arithmetic at all, 530 us (LL) and 542 us (counters): over the 432 us that 70% allows.
+//   nvcc -O3 -std=c++17 -arch=sm_90a [-DCONS_WARPS=16] [-DGEMV_KSPLIT=0] bench/exp/mega_floor.cu -o /tmp/mega_floor
 //   /tmp/mega_floor [layers] [ctx]
 #include <cmath>
 #include <cstdint>
@@ -58,6 +63,9 @@ constexpr int NCW = CONS_WARPS;
 constexpr int CONS = 32 * NCW;
 constexpr int THREADS = CONS + 32; // the consumers + 1 producer warp
 static_assert(NCW == 8 || NCW == 16, "CONS_WARPS: 8 or 16");
+#ifndef GEMV_KSPLIT
+#define GEMV_KSPLIT 1 // 0: a warp a row over all of K (calls 1-5); 1: a warp 4 rows over a K slice, x read once
+#endif
 constexpr int SLOT = 32 * 1024; // bytes of a ring slot: the largest task
 constexpr int MAX_CTX = 64;     // cached keys a layer at most (+ the new one): K and V fill a slot
 
@@ -79,6 +87,9 @@ struct acts {         // per layer, so that no buffer is rewritten within a step
     float *gu;        // (L, 2F): gate then up
     float *logits;    // (V)
     unsigned *cnt;    // (ops): tasks done, summed over launches
+    unsigned long long *prof; // (G, 5): PROF forms, consumer thread 0's clock cycles per phase, summed over launches
+    const float *emb;         // the embedding row (plain floats): layer 0's residual in the LL forms
+    unsigned tag0;            // LL forms: launch s tags its outputs tag0 + s
     float eps;
     int ctx, n_ops;
 };
@@ -117,6 +128,49 @@ __device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
 __device__ __forceinline__ void red_release_add(unsigned *p, unsigned v) {
     asm volatile("red.release.gpu.global.add.u32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
 }
+// LL forms (NCCL's low-latency protocol): every activation is 8 bytes, the float's bits and the launch's tag, stored
+// and loaded as one 64-bit access; a reader polls its elements until their tags are the launch's -- the data is its
+// own flag, no counter, fence or release.
+__device__ __forceinline__ void st_ll(float *p, int64_t i, float v, unsigned tag) {
+    const unsigned long long w = ((unsigned long long)tag << 32) | __float_as_uint(v);
+    asm volatile("st.relaxed.gpu.global.b64 [%0], %1;\n" ::"l"((unsigned long long *)p + i), "l"(w) : "memory");
+}
+__device__ __forceinline__ unsigned long long ld_ll(const float *p, int64_t i) {
+    unsigned long long w;
+    asm volatile("ld.relaxed.gpu.global.b64 %0, [%1];\n" : "=l"(w) : "l"((const unsigned long long *)p + i) : "memory");
+    return w;
+}
+template <bool LL> __device__ __forceinline__ void st_out(float *p, int64_t i, float v, unsigned tag) {
+    if (LL) st_ll(p, i, v, tag);
+    else p[i] = v;
+}
+// v[k] = element off + t + CONS k of buffer p for the k with t + CONS k < n: plain (__ldcg), or LL (8-byte elements:
+// all loads issued, then each polled until tagged; a wait of 2^22 polls (seconds) traps rather than hangs)
+template <bool LL, int N>
+__device__ __forceinline__ void gather(float (&v)[N], const float *p, int64_t off, int n, unsigned tag) {
+    const int t = threadIdx.x;
+    if constexpr (!LL) {
+        (void)tag;
+#pragma unroll
+        for (int k = 0; k < N; k++)
+            if (t + CONS * k < n) v[k] = __ldcg(p + off + t + CONS * k);
+    } else {
+        unsigned long long w[N];
+#pragma unroll
+        for (int k = 0; k < N; k++)
+            if (t + CONS * k < n) w[k] = ld_ll(p, off + t + CONS * k);
+#pragma unroll
+        for (int k = 0; k < N; k++)
+            if (t + CONS * k < n) {
+                for (int spins = 0; (unsigned)(w[k] >> 32) != tag; spins++) {
+                    if (spins > (1 << 22)) __trap();
+                    w[k] = ld_ll(p, off + t + CONS * k);
+                }
+                v[k] = __uint_as_float((unsigned)w[k]);
+            }
+    }
+}
+
 __device__ __forceinline__ void cons_bar() { asm volatile("bar.sync 1, %0;\n" ::"n"(CONS) : "memory"); }
 
 // ---- The task functions, shared by the megakernel and the per-op reference (the same operations in both)
@@ -140,31 +194,51 @@ __device__ __forceinline__ float cons_sum(float v, float *red) {
 
 // The op's input vector into xin (floats): the norm of the residual, SwiGLU, or a copy. Consumer threads. Activations
 // written by other blocks in this launch are read from L2 (__ldcg): an SM's L1 is not coherent with them.
-__device__ void build_input(const op_desc &op, const acts &a, float *xin, float *red) {
+template <bool LL>
+__device__ void build_input(const op_desc &op, const acts &a, float *xin, float *red, unsigned tag = 0) {
     const int t = threadIdx.x, l = op.layer;
+    // the residual entering layer l: the embedding row for l = 0 (plain in every form)
+    auto res_in = [&](float (&v)[D / CONS]) {
+        if (LL && l == 0) gather<false>(v, a.emb, 0, D, 0);
+        else gather<LL>(v, a.xres, (int64_t)l * D, D, tag);
+    };
     if (op.kind == QKV || op.kind == GU || op.kind == HEAD) {
-        const float *x = (op.kind == GU ? a.xmid : a.xres) + (int64_t)l * D; // HEAD: layer L, the last residual
         float v[D / CONS], s = 0.0f;
+        if (op.kind == GU) gather<LL>(v, a.xmid, (int64_t)l * D, D, tag);
+        else res_in(v); // HEAD: layer L, the last residual
 #pragma unroll
-        for (int k = 0; k < D / CONS; k++) {
-            v[k] = __ldcg(x + t + CONS * k);
-            s = fmaf(v[k], v[k], s);
-        }
+        for (int k = 0; k < D / CONS; k++) s = fmaf(v[k], v[k], s);
         const float inv = rsqrtf(cons_sum(s, red) / D + a.eps);
 #pragma unroll
         for (int k = 0; k < D / CONS; k++) xin[t + CONS * k] = v[k] * inv; // norm weights of 1: their load is 4 KB
     } else if (op.kind == DN) {
-        const float *g = a.gu + (int64_t)l * 2 * F, *u = g + F;
-        for (int i = t; i < F; i += CONS) {
-            const float gv = __ldcg(g + i);
-            xin[i] = gv / (1.0f + __expf(-gv)) * __ldcg(u + i);
+        float gv[F / CONS], uv[F / CONS];
+        gather<LL>(gv, a.gu, (int64_t)l * 2 * F, F, tag);
+        gather<LL>(uv, a.gu, (int64_t)l * 2 * F + F, F, tag);
+#pragma unroll
+        for (int k = 0; k < F / CONS; k++) xin[t + CONS * k] = gv[k] / (1.0f + __expf(-gv[k])) * uv[k];
+        if (GEMV_KSPLIT) { // the residual the op adds, beside its input (xin[3072..4095])
+            float r[D / CONS];
+            gather<LL>(r, a.xmid, (int64_t)l * D, D, tag);
+#pragma unroll
+            for (int k = 0; k < D / CONS; k++) xin[F + t + CONS * k] = r[k];
         }
     } else if (op.kind == OPROJ) {
-        const float *s = a.att + (int64_t)l * HQ * HD;
-        for (int i = t; i < HQ * HD; i += CONS) xin[i] = __ldcg(s + i);
+        float v[HQ * HD / CONS];
+        gather<LL>(v, a.att, (int64_t)l * HQ * HD, HQ * HD, tag);
+#pragma unroll
+        for (int k = 0; k < HQ * HD / CONS; k++) xin[t + CONS * k] = v[k];
+        if (GEMV_KSPLIT) {
+            float r[D / CONS];
+            res_in(r);
+#pragma unroll
+            for (int k = 0; k < D / CONS; k++) xin[F + t + CONS * k] = r[k];
+        }
     } else { // ATT: q (HQ * HD) then the new k, v (HKV * HD each): the layer's q/k/v row
-        const float *s = a.qkv + (int64_t)l * NQKV;
-        for (int i = t; i < NQKV; i += CONS) xin[i] = __ldcg(s + i);
+        float v[NQKV / CONS];
+        gather<LL>(v, a.qkv, (int64_t)l * NQKV, NQKV, tag);
+#pragma unroll
+        for (int k = 0; k < NQKV / CONS; k++) xin[t + CONS * k] = v[k];
     }
     cons_bar();
 }
@@ -189,9 +263,51 @@ __device__ __forceinline__ float row_dot(const __nv_bfloat16 *row, const float *
 }
 
 // Task `task` of op (its rows of W at tile, or its KV head's K and V cache rows at tile / tile2). Consumer threads.
+template <bool LL>
 __device__ void run_task(const op_desc &op, const acts &a, int task, const __nv_bfloat16 *tile,
-                         const __nv_bfloat16 *tile2, const float *xin, float *scratch) {
+                         const __nv_bfloat16 *tile2, const float *xin, float *scratch, unsigned tag = 0) {
+    static_assert(!LL || GEMV_KSPLIT, "the LL forms take the K-split GEMV tasks");
     const int t = threadIdx.x, warp = t >> 5, lane = t & 31, l = op.layer;
+    if (GEMV_KSPLIT && op.kind != ATT) {
+        // warp w: rows 4 (w % RG) .. + 3 of the task, over K slice w / RG of KW (x's chunk loaded once for 4 rows);
+        // lane l the slice's 8-element chunks l, l + 32, ...; then a butterfly per row, and thread r < rows adds
+        // row r's KW slice sums in slice order (scratch[0 .. 4 NCW))
+        const int RG = op.rows / 4, KW = NCW / RG, rg = warp % RG, ks = warp / RG, SL = op.K / KW;
+        const __nv_bfloat16 *w0 = tile + (int64_t)(4 * rg) * op.K + ks * SL;
+        const float *xs = xin + ks * SL;
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int c = lane; c < SL / 8; c += 32) {
+            const float4 x0 = *(const float4 *)(xs + 8 * c), x1 = *(const float4 *)(xs + 8 * c + 4);
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const uint4 w = *(const uint4 *)(w0 + (int64_t)u * op.K + 8 * c);
+                const __nv_bfloat162 *h = (const __nv_bfloat162 *)&w;
+                const float2 f0 = __bfloat1622float2(h[0]), f1 = __bfloat1622float2(h[1]),
+                             f2 = __bfloat1622float2(h[2]), f3 = __bfloat1622float2(h[3]);
+                float r = acc[u];
+                r = fmaf(f0.x, x0.x, r), r = fmaf(f0.y, x0.y, r), r = fmaf(f1.x, x0.z, r), r = fmaf(f1.y, x0.w, r);
+                r = fmaf(f2.x, x1.x, r), r = fmaf(f2.y, x1.y, r), r = fmaf(f3.x, x1.z, r), r = fmaf(f3.y, x1.w, r);
+                acc[u] = r;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) acc[u] = warp_sum(acc[u]);
+        if (lane == 0)
+#pragma unroll
+            for (int u = 0; u < 4; u++) scratch[(4 * rg + u) * KW + ks] = acc[u];
+        cons_bar();
+        if (t < op.rows) {
+            float dot = 0.0f;
+            for (int k = 0; k < KW; k++) dot += scratch[t * KW + k];
+            const int n = task * op.rows + t;
+            if (op.kind == QKV) st_out<LL>(a.qkv, (int64_t)l * NQKV + n, dot, tag);
+            else if (op.kind == OPROJ) st_out<LL>(a.xmid, (int64_t)l * D + n, xin[F + n] + dot, tag);
+            else if (op.kind == GU) st_out<LL>(a.gu, (int64_t)l * 2 * F + n, dot, tag);
+            else if (op.kind == DN) st_out<LL>(a.xres, (int64_t)(l + 1) * D + n, xin[F + n] + dot, tag);
+            else st_out<LL>(a.logits, n, dot, tag);
+        }
+        return;
+    }
     if (op.kind != ATT) {
         for (int r = warp; r < op.rows; r += NCW) {
             const float dot = row_dot(tile + (int64_t)r * op.K, xin, op.K, lane);
@@ -261,7 +377,7 @@ __device__ void run_task(const op_desc &op, const acts &a, int task, const __nv_
             if (j < nk) o[u] = fmaf(sc[j], j < a.ctx ? __bfloat162float(tile2[(int64_t)j * HD + i]) : vnew[i], o[u]);
         }
     }
-    a.att[(int64_t)l * HQ * HD + qh * HD + i] = ((o[0] + o[1]) + (o[2] + o[3])) / zs;
+    st_out<LL>(a.att, (int64_t)l * HQ * HD + qh * HD + i, ((o[0] + o[1]) + (o[2] + o[3])) / zs, tag);
 }
 
 // Where task g's bytes are: one or two contiguous ranges (ATT: K and V of its KV head).
@@ -283,7 +399,33 @@ __device__ __forceinline__ void task_src(const op_desc &op, const acts &a, int t
 // ---- The megakernel: one launch a step (s = the launch's number), one block an SM, NS ring slots. PF: the producer
 // also asks L2 for the bytes of the block's task NS places further on (cp.async.bulk.prefetch.L2) when it loads a
 // task, so that twice the ring's bytes are on their way.
-template <int NS, bool PF, bool PER_OP, int NB = 0, bool FENCE = true>
+// The producer (one thread): every task of the block, in order, into the ring of NS slots.
+template <int NS, bool PF, int NB>
+__device__ __forceinline__ void produce(const acts &a, int total, uint8_t *ring, uint64_t *full, uint64_t *empty) {
+    const int G = gridDim.x;
+    int op = 0, i = 0, pop = 0;
+    for (int g = blockIdx.x; g < total; g += G, i++) {
+        while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
+        const int slot = i % NS;
+        if (i >= NS) mbar_wait(&empty[slot], ((i / NS) - 1) & 1);
+        const void *s1, *s2;
+        uint32_t b1, b2;
+        task_src(c_ops[op], a, g - c_ops[op].t0, &s1, &b1, &s2, &b2);
+        if (NB == 1 || NB == 2) b1 = b2 = 0; // no bytes: the slot is full at once (1: waits + arithmetic; 2: waits)
+        mbar_expect_tx(&full[slot], b1 + b2);
+        if (b1) bulk_load(ring + (size_t)slot * SLOT, s1, b1, &full[slot]);
+        if (b2) bulk_load(ring + (size_t)slot * SLOT + SLOT / 2, s2, b2, &full[slot]);
+        const int gp = g + NS * G; // this block's task NS places on (the ring's next use of this slot)
+        if (PF && gp < total) {
+            while (pop + 1 < a.n_ops && c_ops[pop + 1].t0 <= gp) pop++;
+            task_src(c_ops[pop], a, gp - c_ops[pop].t0, &s1, &b1, &s2, &b2);
+            prefetch_l2(s1, b1);
+            if (b2) prefetch_l2(s2, b2);
+        }
+    }
+}
+
+template <int NS, bool PF, bool PER_OP, int NB = 0, bool FENCE = true, bool PROF = false>
 __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
     extern __shared__ __align__(1024) uint8_t smem[];
     uint8_t *ring = smem;
@@ -299,31 +441,20 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
     }
     __syncthreads();
     if (t >= CONS) { // producer: lane 0 streams every task's bytes, a slot ahead as soon as it is free
-        if (t == CONS) {
-            int op = 0, i = 0, pop = 0;
-            for (int g = blockIdx.x; g < total; g += G, i++) {
-                while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
-                const int slot = i % NS;
-                if (i >= NS) mbar_wait(&empty[slot], ((i / NS) - 1) & 1);
-                const void *s1, *s2;
-                uint32_t b1, b2;
-                task_src(c_ops[op], a, g - c_ops[op].t0, &s1, &b1, &s2, &b2);
-                if (NB) b1 = b2 = 0; // no bytes: the slot is full at once (NB 1: the sync + compute floor; 2: sync alone)
-                mbar_expect_tx(&full[slot], b1 + b2);
-                if (b1) bulk_load(ring + (size_t)slot * SLOT, s1, b1, &full[slot]);
-                if (b2) bulk_load(ring + (size_t)slot * SLOT + SLOT / 2, s2, b2, &full[slot]);
-                const int gp = g + NS * G; // this block's task NS places on (the ring's next use of this slot)
-                if (PF && gp < total) {
-                    while (pop + 1 < a.n_ops && c_ops[pop + 1].t0 <= gp) pop++;
-                    task_src(c_ops[pop], a, gp - c_ops[pop].t0, &s1, &b1, &s2, &b2);
-                    prefetch_l2(s1, b1);
-                    if (b2) prefetch_l2(s2, b2);
-                }
-            }
-        }
+        if (t == CONS) produce<NS, PF, NB>(a, total, ring, full, empty);
         return;
     }
     int op = 0, i = 0, built = -1, done = 0;
+    // PROF: thread 0's cycles in the op waits (+ the barrier after), the input vectors, the slot waits, the tasks
+    // (+ the barrier after), the counts
+    unsigned long long pt[5] = {0, 0, 0, 0, 0}, c0 = PROF ? clock64() : 0;
+    auto lap = [&](int k) {
+        if (PROF) {
+            const unsigned long long c1 = clock64();
+            pt[k] += c1 - c0;
+            c0 = c1;
+        }
+    };
     for (int g = blockIdx.x; g < total; g += G, i++) {
         while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
         const op_desc &o = c_ops[op];
@@ -334,14 +465,18 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
                 }
             }
             cons_bar();
-            build_input(o, a, xin, red);
+            lap(0);
+            build_input<false>(o, a, xin, red);
             built = op;
+            lap(1);
         }
         const int slot = i % NS;
         mbar_wait(&full[slot], (i / NS) & 1);
+        lap(2);
         const __nv_bfloat16 *tile = (const __nv_bfloat16 *)(ring + (size_t)slot * SLOT);
-        if (NB < 2) run_task(o, a, g - o.t0, tile, tile + SLOT / 4, xin, scratch);
+        if (NB < 2) run_task<false>(o, a, g - o.t0, tile, tile + SLOT / 4, xin, scratch); // NB 3: the bytes, no task
         cons_bar(); // every consumer is done with the slot and has stored its outputs
+        lap(3);
         done++;
         // PER_OP: the block counts its tasks of the op once, after its last one (one fence an op, not one a task)
         const bool count = !PER_OP || g + G >= total || g + G >= o.t0 + o.ntasks;
@@ -354,21 +489,89 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
             }
         }
         if (count) done = 0;
+        lap(4);
     }
+    if (PROF && t == 0)
+        for (int k = 0; k < 5; k++) a.prof[blockIdx.x * 5 + k] += pt[k];
+}
+
+// The LL form: the same producer and tasks; a block waits for an op's input by polling the input itself (LL
+// gather: each element's tag is the launch's), so there are no counters, fences or release adds. PROF: phase 0 is
+// empty (the op waits are inside the input vectors' phase) and the counts are the slot releases. NOTASK: the bytes
+// are streamed and each task stores zeros to its outputs, without arithmetic (the LL floor with HBM busy).
+template <int NS, bool PROF = false, bool NOTASK = false>
+__global__ void __launch_bounds__(THREADS, 1) mega_ll(acts a, int total, int s) {
+    extern __shared__ __align__(1024) uint8_t smem[];
+    uint8_t *ring = smem;
+    uint64_t *full = (uint64_t *)(smem + NS * SLOT), *empty = full + NS;
+    float *xin = (float *)(empty + NS), *scratch = xin + NQKV, *red = scratch + 2 * (MAX_CTX + 1) + 8;
+    const int t = threadIdx.x, G = gridDim.x;
+    const unsigned tag = a.tag0 + (unsigned)s;
+    if (t == 0) {
+        for (int i = 0; i < NS; i++) {
+            mbar_init(&full[i], 1);
+            mbar_init(&empty[i], 1);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    if (t >= CONS) {
+        if (t == CONS) produce<NS, false, 0>(a, total, ring, full, empty);
+        return;
+    }
+    int op = 0, i = 0, built = -1;
+    unsigned long long pt[5] = {0, 0, 0, 0, 0}, c0 = PROF ? clock64() : 0;
+    auto lap = [&](int k) {
+        if (PROF) {
+            const unsigned long long c1 = clock64();
+            pt[k] += c1 - c0;
+            c0 = c1;
+        }
+    };
+    for (int g = blockIdx.x; g < total; g += G, i++) {
+        while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
+        const op_desc &o = c_ops[op];
+        if (built != op) {
+            build_input<true>(o, a, xin, red, tag);
+            built = op;
+            lap(1);
+        }
+        const int slot = i % NS;
+        mbar_wait(&full[slot], (i / NS) & 1);
+        lap(2);
+        const __nv_bfloat16 *tile = (const __nv_bfloat16 *)(ring + (size_t)slot * SLOT);
+        if (!NOTASK) run_task<true>(o, a, g - o.t0, tile, tile + SLOT / 4, xin, scratch, tag);
+        else if (o.kind == ATT) {
+            if (t < 256) st_ll(a.att, (int64_t)o.layer * HQ * HD + (g - o.t0) * 2 * HD + t, 0.0f, tag);
+        } else if (t < o.rows) {
+            const int n = (g - o.t0) * o.rows + t, l = o.layer;
+            if (o.kind == QKV) st_ll(a.qkv, (int64_t)l * NQKV + n, 0.0f, tag);
+            else if (o.kind == OPROJ) st_ll(a.xmid, (int64_t)l * D + n, 0.0f, tag);
+            else if (o.kind == GU) st_ll(a.gu, (int64_t)l * 2 * F + n, 0.0f, tag);
+            else if (o.kind == DN) st_ll(a.xres, (int64_t)(l + 1) * D + n, 0.0f, tag);
+            else st_ll(a.logits, n, 0.0f, tag);
+        }
+        cons_bar(); // every consumer is done with the slot (and xin, before the next op's input overwrites it)
+        lap(3);
+        if (t == 0) mbar_arrive(&empty[slot]);
+        lap(4);
+    }
+    if (PROF && t == 0)
+        for (int k = 0; k < 5; k++) a.prof[blockIdx.x * 5 + k] += pt[k];
 }
 
 // ---- The reference: one kernel per op, a block per task, W read from global memory, the same task functions.
-__global__ void __launch_bounds__(THREADS) per_op(acts a, int op) {
+template <bool LL> __global__ void __launch_bounds__(THREADS) per_op(acts a, int op, unsigned tag) {
     __shared__ __align__(16) float xin[NQKV];
     __shared__ float scratch[2 * (MAX_CTX + 1) + 8], red[NCW];
     if (threadIdx.x >= CONS) return;
     const op_desc &o = c_ops[op];
-    build_input(o, a, xin, red);
+    build_input<LL>(o, a, xin, red, tag);
     const int task = blockIdx.x;
     const void *s1, *s2;
     uint32_t b1, b2;
     task_src(o, a, task, &s1, &b1, &s2, &b2);
-    run_task(o, a, task, (const __nv_bfloat16 *)s1, (const __nv_bfloat16 *)s2, xin, scratch);
+    run_task<LL>(o, a, task, (const __nv_bfloat16 *)s1, (const __nv_bfloat16 *)s2, xin, scratch, tag);
 }
 
 __global__ void fill_bf16(__nv_bfloat16 *p, int64_t n, uint64_t seed, float scale) {
@@ -441,7 +644,21 @@ int main(int argc, char **argv) {
     CK(cudaMalloc(&a.gu, (size_t)L * 2 * F * 4));
     CK(cudaMalloc(&a.logits, (size_t)V * 4));
     CK(cudaMalloc(&a.cnt, ops.size() * 4));
+    CK(cudaMalloc(&a.prof, (size_t)n_sm * 5 * 8));
     CK(cudaMemset(a.cnt, 0, ops.size() * 4));
+    a.emb = a.xres, a.tag0 = 0;
+    // the LL forms' activations: the same layout, 8 bytes an element (tag 0: never a launch's)
+    acts al = a;
+    {
+        float **bufs[6] = {&al.xres, &al.xmid, &al.qkv, &al.att, &al.gu, &al.logits};
+        const int64_t n[6] = {(int64_t)(L + 1) * D, (int64_t)L * D, (int64_t)L * NQKV, (int64_t)L * HQ * HD,
+                              (int64_t)L * 2 * F, (int64_t)V};
+        for (int k = 0; k < 6; k++) {
+            CK(cudaMalloc(bufs[k], n[k] * 8));
+            CK(cudaMemset(*bufs[k], 0, n[k] * 8));
+        }
+    }
+    unsigned next_tag = 1;
     {
         std::vector<float> emb(D);
         for (int i = 0; i < D; i++) emb[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
@@ -469,13 +686,13 @@ int main(int argc, char **argv) {
     CK(cudaFree(c2));
     const double copy_gbs = 2.0 * (1ll << 30) / (best * 1e-3) / 1e9;
     const double bound_us = step_bytes / (copy_gbs * 1e9) * 1e6;
-    printf("%s, %d SMs, %d consumer warps a block: %d layers, %d cached keys a layer, %d ops, %d tasks a step, %.3f GB a step; copy %.0f GB/s -> "
-           "bound %.1f us a step, 70%% line %.1f us\n",
+    printf("%s, %d SMs, %d consumer warps a block: %d layers, %d cached keys a layer, %d ops, %d tasks a step, "
+           "%.3f GB a step; copy %.0f GB/s -> bound %.1f us a step, 70%% line %.1f us\n",
            prop.name, n_sm, NCW, L, ctx, (int)ops.size(), total, step_bytes / 1e9, copy_gbs, bound_us, bound_us / 0.7);
     // the reference: one kernel per op
     std::vector<float> ref_logits(V), ref_x(D), got_logits(V), got_x(D);
     auto run_ref = [&]() {
-        for (int i = 0; i < (int)ops.size(); i++) per_op<<<ops[i].ntasks, THREADS>>>(a, i);
+        for (int i = 0; i < (int)ops.size(); i++) per_op<false><<<ops[i].ntasks, THREADS>>>(a, i, 0u);
     };
     run_ref();
     CK(cudaDeviceSynchronize());
@@ -489,10 +706,44 @@ int main(int argc, char **argv) {
     CK(cudaEventElapsedTime(&ms, e0, e1));
     const double ref_us = ms * 1e3 / STEPS;
     printf("%-28s %10s %10s %8s %8s  %s\n", "form", "us/step", "GB/s", "%copy", "tok/s", "check");
-    printf("%-28s %10.1f %10.0f %7.1f%% %8.0f  (the reference)\n", "one kernel per op", ref_us, step_bytes / ref_us / 1e3,
-           100.0 * bound_us / ref_us, 1e6 / ref_us);
+    printf("%-28s %10.1f %10.0f %7.1f%% %8.0f  (the reference)\n", "one kernel per op", ref_us,
+           step_bytes / ref_us / 1e3, 100.0 * bound_us / ref_us, 1e6 / ref_us);
     // the megakernel, ring of NS slots; launch s waits for counters of (s + 1) x tasks: reset them first
-    auto run_mega = [&](auto kern, int ns, const char *name) {
+    auto same_bits = [&]() {
+        return !memcmp(got_logits.data(), ref_logits.data(), V * 4) && !memcmp(got_x.data(), ref_x.data(), D * 4);
+    };
+    // an LL buffer's floats, each checked to carry the tag (a missing element: NaN, so the check fails)
+    auto ll_read = [&](std::vector<float> &out, const float *p, int64_t off, unsigned tag) {
+        std::vector<unsigned long long> w(out.size());
+        CK(cudaMemcpy(w.data(), (const unsigned long long *)p + off, w.size() * 8, cudaMemcpyDeviceToHost));
+        for (size_t k = 0; k < w.size(); k++) {
+            const uint32_t bits = (uint32_t)(w[k] >> 32) == tag ? (uint32_t)w[k] : 0x7fc00000u;
+            memcpy(&out[k], &bits, 4);
+        }
+    };
+    { // the LL reference: one kernel per op, its inputs polled, its outputs tagged
+        const unsigned tag = next_tag++;
+        for (int i = 0; i < (int)ops.size(); i++) per_op<true><<<ops[i].ntasks, THREADS>>>(al, i, tag);
+        CK(cudaDeviceSynchronize());
+        ll_read(got_logits, al.logits, 0, tag);
+        ll_read(got_x, al.xres, (int64_t)L * D, tag);
+        const bool same = same_bits();
+        CK(cudaEventRecord(e0));
+        for (int s = 0; s < STEPS; s++) {
+            const unsigned tg = next_tag++;
+            for (int i = 0; i < (int)ops.size(); i++) per_op<true><<<ops[i].ntasks, THREADS>>>(al, i, tg);
+        }
+        CK(cudaEventRecord(e1));
+        CK(cudaEventSynchronize(e1));
+        CK(cudaGetLastError());
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        const double us = ms * 1e3 / STEPS;
+        printf("%-28s %10.1f %10.0f %7.1f%% %8.0f  %s\n", "LL: one kernel per op", us, step_bytes / us / 1e3,
+               100.0 * bound_us / us, 1e6 / us, same ? "same bits as the reference" : "DIFFERS from the reference");
+    }
+    int clk_khz = 0;
+    CK(cudaDeviceGetAttribute(&clk_khz, cudaDevAttrClockRate, dev));
+    auto run_mega = [&](auto kern, int ns, const char *name, bool prof = false, bool ll = false) {
         const size_t smem = (size_t)ns * SLOT + 2 * ns * 8 + (NQKV + 2 * (MAX_CTX + 1) + 8 + NCW) * 4;
         CK(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         int per_sm = 0;
@@ -502,15 +753,24 @@ int main(int argc, char **argv) {
             return;
         }
         CK(cudaMemset(a.cnt, 0, ops.size() * 4));
+        CK(cudaMemset(a.prof, 0, (size_t)n_sm * 5 * 8));
         CK(cudaMemset(a.logits, 0xff, V * 4));
-        kern<<<n_sm, THREADS, smem>>>(a, total, 0);
+        al.tag0 = next_tag; // LL: launches s = 0 .. STEPS tag next_tag + s
+        next_tag += STEPS + 1;
+        const acts &ka = ll ? al : a;
+        kern<<<n_sm, THREADS, smem>>>(ka, total, 0);
         CK(cudaGetLastError());
         CK(cudaDeviceSynchronize());
-        CK(cudaMemcpy(got_logits.data(), a.logits, V * 4, cudaMemcpyDeviceToHost));
-        CK(cudaMemcpy(got_x.data(), a.xres + (int64_t)L * D, D * 4, cudaMemcpyDeviceToHost));
-        const bool same = !memcmp(got_logits.data(), ref_logits.data(), V * 4) && !memcmp(got_x.data(), ref_x.data(), D * 4);
+        if (ll) {
+            ll_read(got_logits, al.logits, 0, al.tag0);
+            ll_read(got_x, al.xres, (int64_t)L * D, al.tag0);
+        } else {
+            CK(cudaMemcpy(got_logits.data(), a.logits, V * 4, cudaMemcpyDeviceToHost));
+            CK(cudaMemcpy(got_x.data(), a.xres + (int64_t)L * D, D * 4, cudaMemcpyDeviceToHost));
+        }
+        const bool same = same_bits();
         CK(cudaEventRecord(e0));
-        for (int s = 1; s <= STEPS; s++) kern<<<n_sm, THREADS, smem>>>(a, total, s);
+        for (int s = 1; s <= STEPS; s++) kern<<<n_sm, THREADS, smem>>>(ka, total, s);
         CK(cudaEventRecord(e1));
         CK(cudaEventSynchronize(e1));
         CK(cudaGetLastError());
@@ -518,6 +778,22 @@ int main(int argc, char **argv) {
         const double us = ms * 1e3 / STEPS;
         printf("%-28s %10.1f %10.0f %7.1f%% %8.0f  %s\n", name, us, step_bytes / us / 1e3, 100.0 * bound_us / us,
                1e6 / us, same ? "same bits as the reference" : "DIFFERS from the reference");
+        if (prof) { // us a step per phase (thread 0 of each block, clock64 at the SM clock): mean and max over blocks
+            std::vector<unsigned long long> pr((size_t)n_sm * 5);
+            CK(cudaMemcpy(pr.data(), a.prof, pr.size() * 8, cudaMemcpyDeviceToHost));
+            const char *ph[5] = {"op waits", "input vectors", "slot waits", "tasks", "counts"};
+            printf("    per step, us (mean / max over blocks, at %d MHz):", clk_khz / 1000);
+            for (int k = 0; k < 5; k++) {
+                double sum = 0, mx = 0;
+                for (int b = 0; b < n_sm; b++) {
+                    const double v = pr[(size_t)b * 5 + k] / (clk_khz * 1e-3) / (STEPS + 1);
+                    sum += v;
+                    if (v > mx) mx = v;
+                }
+                printf(" %s %.1f / %.1f;", ph[k], sum / n_sm, mx);
+            }
+            printf("\n");
+        }
     };
     run_mega(mega<3, false, false>, 3, "megakernel, 3 x 32 KB ring");
     run_mega(mega<6, false, false>, 6, "megakernel, 6 x 32 KB ring");
@@ -530,5 +806,14 @@ int main(int argc, char **argv) {
     run_mega(mega<6, false, true, 0, false>, 6, "6 slots, once an op, no fence");
     run_mega(mega<6, false, true, 1, false>, 6, "  no bytes (sync+compute)");
     run_mega(mega<6, false, true, 2, false>, 6, "  no bytes, no task (sync)");
+    run_mega(mega<6, false, true, 0, false, true>, 6, "no fence, timed phases", true);
+    run_mega(mega<6, false, true, 1, false, true>, 6, "  no bytes, timed phases", true);
+    run_mega(mega<6, false, true, 3, false>, 6, "bytes read, no task");
+    run_mega(mega<6, false, true, 3, false, true>, 6, "  timed phases", true);
+    run_mega(mega_ll<3>, 3, "LL megakernel, 3 slots", false, true);
+    run_mega(mega_ll<6>, 6, "LL megakernel, 6 slots", false, true);
+    run_mega(mega_ll<6, true>, 6, "  timed phases", true, true);
+    run_mega(mega_ll<6, false, true>, 6, "LL, bytes read, no task", false, true);
+    run_mega(mega_ll<6, true, true>, 6, "  timed phases", true, true);
     return 0;
 }

@@ -425,36 +425,64 @@ __device__ __forceinline__ void produce(const acts &a, int total, uint8_t *ring,
     }
 }
 
+// A block's shared memory in the megakernels: the ring of NS slots, their full / empty mbarriers (initialised
+// here, then a block barrier), the op's input vector, the tasks' scratch and the reductions' floats.
+template <int NS> struct block_smem {
+    uint8_t *ring;
+    uint64_t *full, *empty;
+    float *xin, *scratch, *red;
+    __device__ explicit block_smem(uint8_t *smem) {
+        ring = smem;
+        full = (uint64_t *)(smem + NS * SLOT), empty = full + NS;
+        xin = (float *)(empty + NS), scratch = xin + NQKV, red = scratch + 2 * (MAX_CTX + 1) + 8;
+        if (threadIdx.x == 0) {
+            for (int i = 0; i < NS; i++) {
+                mbar_init(&full[i], 1);
+                mbar_init(&empty[i], 1);
+            }
+            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        }
+        __syncthreads();
+    }
+};
+// PROF forms: consumer thread 0's clock cycles per phase (lap(k) adds the time since the last lap to phase k), added
+// to a.prof at the end: op waits (+ the barrier after), input vectors, slot waits, tasks (+ the barrier after), counts.
+__device__ __forceinline__ unsigned long long clk64() {
+    unsigned long long c;
+    asm volatile("mov.u64 %0, %%clock64;\n" : "=l"(c));
+    return c;
+}
+template <bool PROF> struct phase_timer {
+    unsigned long long pt[5], c0;
+    __device__ phase_timer() : pt{0, 0, 0, 0, 0}, c0(PROF ? clk64() : 0) {}
+    __device__ void lap(int k) {
+        if (PROF) {
+            const unsigned long long c1 = clk64();
+            pt[k] += c1 - c0;
+            c0 = c1;
+        }
+    }
+    __device__ void store(const acts &a) {
+        if (PROF && threadIdx.x == 0)
+            for (int k = 0; k < 5; k++) a.prof[blockIdx.x * 5 + k] += pt[k];
+    }
+};
+
 template <int NS, bool PF, bool PER_OP, int NB = 0, bool FENCE = true, bool PROF = false>
 __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
     extern __shared__ __align__(1024) uint8_t smem[];
-    uint8_t *ring = smem;
-    uint64_t *full = (uint64_t *)(smem + NS * SLOT), *empty = full + NS;
-    float *xin = (float *)(empty + NS), *scratch = xin + NQKV, *red = scratch + 2 * (MAX_CTX + 1) + 8;
+    const block_smem<NS> sm(smem);
+    uint8_t *ring = sm.ring;
+    uint64_t *full = sm.full, *empty = sm.empty;
+    float *xin = sm.xin, *scratch = sm.scratch, *red = sm.red;
     const int t = threadIdx.x, G = gridDim.x;
-    if (t == 0) {
-        for (int i = 0; i < NS; i++) {
-            mbar_init(&full[i], 1);
-            mbar_init(&empty[i], 1);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-    __syncthreads();
     if (t >= CONS) { // producer: lane 0 streams every task's bytes, a slot ahead as soon as it is free
         if (t == CONS) produce<NS, PF, NB>(a, total, ring, full, empty);
         return;
     }
     int op = 0, i = 0, built = -1, done = 0;
-    // PROF: thread 0's cycles in the op waits (+ the barrier after), the input vectors, the slot waits, the tasks
-    // (+ the barrier after), the counts
-    unsigned long long pt[5] = {0, 0, 0, 0, 0}, c0 = PROF ? clock64() : 0;
-    auto lap = [&](int k) {
-        if (PROF) {
-            const unsigned long long c1 = clock64();
-            pt[k] += c1 - c0;
-            c0 = c1;
-        }
-    };
+    phase_timer<PROF> pt;
+    auto lap = [&](int k) { pt.lap(k); };
     for (int g = blockIdx.x; g < total; g += G, i++) {
         while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
         const op_desc &o = c_ops[op];
@@ -491,8 +519,7 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
         if (count) done = 0;
         lap(4);
     }
-    if (PROF && t == 0)
-        for (int k = 0; k < 5; k++) a.prof[blockIdx.x * 5 + k] += pt[k];
+    pt.store(a);
 }
 
 // The LL form: the same producer and tasks; a block waits for an op's input by polling the input itself (LL
@@ -502,32 +529,19 @@ __global__ void __launch_bounds__(THREADS, 1) mega(acts a, int total, int s) {
 template <int NS, bool PROF = false, bool NOTASK = false>
 __global__ void __launch_bounds__(THREADS, 1) mega_ll(acts a, int total, int s) {
     extern __shared__ __align__(1024) uint8_t smem[];
-    uint8_t *ring = smem;
-    uint64_t *full = (uint64_t *)(smem + NS * SLOT), *empty = full + NS;
-    float *xin = (float *)(empty + NS), *scratch = xin + NQKV, *red = scratch + 2 * (MAX_CTX + 1) + 8;
+    const block_smem<NS> sm(smem);
+    uint8_t *ring = sm.ring;
+    uint64_t *full = sm.full, *empty = sm.empty;
+    float *xin = sm.xin, *scratch = sm.scratch, *red = sm.red;
     const int t = threadIdx.x, G = gridDim.x;
     const unsigned tag = a.tag0 + (unsigned)s;
-    if (t == 0) {
-        for (int i = 0; i < NS; i++) {
-            mbar_init(&full[i], 1);
-            mbar_init(&empty[i], 1);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-    __syncthreads();
     if (t >= CONS) {
         if (t == CONS) produce<NS, false, 0>(a, total, ring, full, empty);
         return;
     }
     int op = 0, i = 0, built = -1;
-    unsigned long long pt[5] = {0, 0, 0, 0, 0}, c0 = PROF ? clock64() : 0;
-    auto lap = [&](int k) {
-        if (PROF) {
-            const unsigned long long c1 = clock64();
-            pt[k] += c1 - c0;
-            c0 = c1;
-        }
-    };
+    phase_timer<PROF> pt;
+    auto lap = [&](int k) { pt.lap(k); };
     for (int g = blockIdx.x; g < total; g += G, i++) {
         while (op + 1 < a.n_ops && c_ops[op + 1].t0 <= g) op++;
         const op_desc &o = c_ops[op];
@@ -556,8 +570,7 @@ __global__ void __launch_bounds__(THREADS, 1) mega_ll(acts a, int total, int s) 
         if (t == 0) mbar_arrive(&empty[slot]);
         lap(4);
     }
-    if (PROF && t == 0)
-        for (int k = 0; k < 5; k++) a.prof[blockIdx.x * 5 + k] += pt[k];
+    pt.store(a);
 }
 
 // ---- The reference: one kernel per op, a block per task, W read from global memory, the same task functions.

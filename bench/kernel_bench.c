@@ -137,6 +137,17 @@ static void run_gemm(void *p, int rep) {
     else kern_cuda_gemm_bf16(g->out, g->x, w, NULL, g->M, g->N, g->K, NULL);
 }
 
+/* the fp32 mode's GEMM: x (M, K) f32, W ncopy x (N, K) bf16 */
+typedef struct {
+    int M, N, K, ncopy;
+    float *x, *out;
+    void **w;
+} gemm_f32_arg;
+static void run_gemm_f32(void *p, int rep) {
+    gemm_f32_arg *g = p;
+    kern_cuda_gemm_f32(g->out, g->x, g->w[rep % g->ncopy], KERN_BF16, NULL, g->M, g->N, g->K, NULL);
+}
+
 static void gemm_setup(gemm_arg *g, int M, int N, int K, size_t min_bytes) {
     memset(g, 0, sizeof *g);
     g->M = M, g->N = N, g->K = K;
@@ -422,6 +433,42 @@ int bench_kernel_table(const char *json_path, const char *sections, const br_tun
                      kv_bytes);
             attn_teardown(&a);
         }
+    }
+    /* The fp32 mode's GEMM (kern_cuda_gemm_f32: the CPU's 8-lane order, no FMA, so a product costs a multiply and
+     * an add) on the Qwen3-0.6B shape's q/k/v, gate/up, o_proj and down_proj, against the fp32 issue peak (SMs x 128
+     * lanes x the SM clock instructions/s: half as many multiply-adds) and, for the bytes, the copy bandwidth. Only
+     * when named ("f32"). */
+    if (sections && strstr(sections, "f32")) {
+        const double peak = (double)n_sm * 128 * kern_cuda_device_sm_clock_khz() * 1e3 / 2; /* multiply-adds/s */
+        static const int nk[][2] = {{4096, 1024}, {6144, 1024}, {1024, 2048}, {1024, 3072}};
+        static const int Ms[] = {1, 2, 4, 8, 12, 16, 17, 64, 256, 4096};
+        printf("\nfp32 mode GEMM (x f32, W bf16; the CPU order, no FMA): multiply-adds/s against the fp32 issue peak "
+               "%.1f T/s, bytes against the copy\n%-20s %10s %12s %8s %8s\n",
+               peak / 1e12, "M x N x K", "us", "T madd/s", "% peak", "% copy");
+        for (size_t i = 0; i < sizeof nk / sizeof nk[0]; i++)
+            for (size_t j = 0; j < sizeof Ms / sizeof Ms[0]; j++) {
+                gemm_f32_arg g;
+                g.M = Ms[j], g.N = nk[i][0], g.K = nk[i][1];
+                const size_t wb = (size_t)g.N * g.K * 2;
+                g.ncopy = (int)((rot_bytes + wb - 1) / wb);
+                g.x = dev_rand_f32((size_t)g.M * g.K, 1.0f);
+                g.w = malloc(sizeof(void *) * g.ncopy);
+                for (int c = 0; c < g.ncopy; c++) g.w[c] = dev_rand_bf16((size_t)g.N * g.K, 0.05f);
+                g.out = kern_cuda_malloc((size_t)g.M * g.N * 4);
+                const double t = time_ms(run_gemm_f32, &g, 3, g.M >= 256 ? 3 : 20, 11);
+                const double madd = (double)g.M * g.N * g.K / (t * 1e-3);
+                const double bytes = (double)wb + (double)g.M * g.K * 4 + (double)g.M * g.N * 4;
+                char shp[64];
+                snprintf(shp, sizeof shp, "%dx%dx%d", g.M, g.N, g.K);
+                printf("%-20s %10.1f %12.2f %7.1f%% %7.1f%%\n", shp, t * 1e3, madd / 1e12, 100 * madd / peak,
+                       100 * bytes / (t * 1e-3) / 1e9 / copy_gbs);
+                json_rec("\"kind\": \"gemm_f32\", \"M\": %d, \"N\": %d, \"K\": %d, \"ms\": %.5f, \"tmadd\": %.3f, "
+                         "\"peak_frac\": %.4f",
+                         g.M, g.N, g.K, t, madd / 1e12, madd / peak);
+                kern_cuda_free(g.x), kern_cuda_free(g.out);
+                for (int c = 0; c < g.ncopy; c++) kern_cuda_free(g.w[c]);
+                free(g.w);
+            }
     }
     /* The ordered split at every split count (powers of two to KERN_CUDA_ATTN_SPLIT_MAX; grids past the SMs too):
      * what kern_cuda_attn_decode_split_count should pick. bf16 cache, hd 128, 8 KV heads. Only when named. */

@@ -55,6 +55,13 @@ extern "C" void kern_cuda_device_props(int *n_sm, int *l2_bytes) {
     CUDA_CHECK(cudaDeviceGetAttribute(l2_bytes, cudaDevAttrL2CacheSize, dev));
 }
 
+extern "C" int kern_cuda_device_sm_clock_khz(void) {
+    int dev = 0, khz = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+    return khz;
+}
+
 // Free and total bytes of the current device (cudaMemGetInfo): the memory plan's input (rollout/scheduler.h). Declared
 // in the callers (rollout/engine_cuda.c, cli/cli_bench.c) until kern_cuda.h lists it.
 extern "C" void kern_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {

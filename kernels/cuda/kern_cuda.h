@@ -39,6 +39,8 @@ void kern_cuda_set_device(int dev);
 void kern_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 /* Multiprocessor count and L2 size in bytes of the current device. */
 void kern_cuda_device_props(int *n_sm, int *l2_bytes);
+/* The current device's maximum SM clock in kHz (cudaDevAttrClockRate): the issue-rate rooflines of the benchmarks. */
+int kern_cuda_device_sm_clock_khz(void);
 void *kern_cuda_malloc(size_t bytes);  /* fatal on failure; never returns NULL for bytes > 0 */
 void kern_cuda_free(void *p);          /* NULL is a no-op */
 void kern_cuda_upload(void *dst_dev, const void *src_host, size_t bytes);   /* synchronous */

@@ -1112,8 +1112,8 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
 // on the kernel chosen (tested bitwise). In both, a thread owns ONE lane j of several outputs: lane j's chain
 // (k = j, j+8, .. ascending) is sequential, so K cannot be split, and the 8 lanes of an output are 8 adjacent
 // threads of a warp, combined at the end in the fixed tree by shuffles (lower lane the left operand), bias last.
-//  - `gemm_f32_small` (M <= 16, decode): a thread per (output n, lane j), walking k = j, j+8, .. ascending
-//    with MT accumulators (one per row of x, MT = M rounded up to 1, 2, 4, 8, 16). The parallelism is 8 threads
+//  - `gemm_f32_small` (M <= 4, decode): a thread per (output n, lane j), walking k = j, j+8, .. ascending
+//    with MT accumulators (one per row of x, MT = M rounded up to 1, 2, 4). The parallelism is 8 threads
 //    per output, and NO = 8, 16 or 32 outputs per block (64 - 256 threads, chosen from N so that there are >= 2
 //    blocks per SM when N allows). W streams through a 4-stage cp.async pipeline of 512-byte row slices (KT = 256
 //    bf16 / 128 f32 k per stage); x is copied into shared memory lane-major (xs[m][k mod 8][k / 8]) with 4-byte
@@ -1121,7 +1121,7 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
 //    (ldw * size or the base: a column offset) are copied with plain element loads instead. K steps past K are
 //    skipped, never zero-padded; padding rows (M..MT) are zero, and outputs past N recompute row N-1; neither is
 //    stored.
-//  - `gemm_f32_tiled<WT, TM, RG, CG>` (M > 16, any M): a register tile. 128 threads = 8 lanes x RG row groups x CG
+//  - `gemm_f32_tiled<WT, TM, RG, CG>` (M > 4, any M): a register tile. 128 threads = 8 lanes x RG row groups x CG
 //    column groups; thread (j = tid % 8, rg, cg) owns lane j of a TM x 4 block of outputs (rows m0 + TM rg .. +TM,
 //    columns n0 + 4 cg .. +4): TM x 4 accumulators, one chain each, fed exactly lane j's products of its (row,
 //    column) in ascending k (tile after tile, step after step), nothing else. Per 4 k steps it reads TM + 4 16-byte
@@ -1145,10 +1145,13 @@ extern "C" void kern_cuda_gemm_bf16_rowpar(float *out, float *ws, size_t ws_byte
 //  plain call is z = 0 (zero offsets). The 16-byte flags then also need K (= the chunk width) to keep the rows of
 //  every chunk aligned; they only choose the load instructions, never a value.
 
-// ---- gemm_f32_small: M <= 16 rows (decode), the W stream at HBM speed.
+// ---- gemm_f32_small: M <= 4 rows (decode), the W stream at HBM speed.
 
 namespace f32s {
-constexpr int MAX_M = 16;        // rows of x the decode kernel takes; more: the tiled kernel
+// Rows of x the decode kernel takes; more: the tiled kernel. Measured on an H200 (seventeenth session, bench_kernels
+// f32, the 0.6B shape's four GEMMs): at M = 4 this kernel takes 58 us for the four, the tiled one 70; at M = 8, 94
+// against 71; at M = 16, 188 against 73 (the tiled kernel's time hardly grows up to 16 rows, this one's does).
+constexpr int MAX_M = 4;
 constexpr int STAGES = 4;        // W/x slices in flight per block: STAGES - 1 while one is computed
 constexpr int MAX_THREADS = 256; // NO = 32 outputs x 8 lanes
 template <typename WT> struct cfg {
@@ -1322,12 +1325,10 @@ static void dispatch_f32_small(float *out, const float *x, int64_t ldx, const WT
     const int NO = (int64_t)((N + 31) / 32) * nz >= n_sm2 ? 32 : (int64_t)((N + 15) / 16) * nz >= n_sm2 ? 16 : 8;
     if (M <= 1) launch_f32_small<WT, 1>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
     else if (M <= 2) launch_f32_small<WT, 2>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
-    else if (M <= 4) launch_f32_small<WT, 4>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
-    else if (M <= 8) launch_f32_small<WT, 8>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
-    else launch_f32_small<WT, 16>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
+    else launch_f32_small<WT, 4>(out, x, ldx, w, ldw, bias, M, N, K, nz, NO, stream);
 }
 
-// ---- gemm_f32_tiled: M > 16 rows, a register tile of TM rows x 4 columns per (thread, lane).
+// ---- gemm_f32_tiled: M > 4 rows, a register tile of TM rows x 4 columns per (thread, lane).
 
 namespace f32t {
 constexpr int THREADS = 128; // 8 lanes x RG x CG

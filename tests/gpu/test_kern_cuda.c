@@ -176,7 +176,7 @@ static void test_gemm_f32_weights(void **state) {
     free(x), free(w), free(ref), free(got);
 }
 
-/* ---- fp32-mode GEMM on sub-matrices (kern_cuda_gemm_f32_ld): the decode kernel (M <= 16) and the tiled one */
+/* ---- fp32-mode GEMM on sub-matrices (kern_cuda_gemm_f32_ld): the decode kernel (M <= 4) and the tiled one */
 
 /* x = columns [xo, xo + K) of an (M, ldx) array, W = columns [wo, wo + K) of an (N, ldw) array (the views of the
  * row-parallel chunks); W bf16 or f32. Returns 1 unless the GPU output equals kern_cpu_matmul_ld bit for bit. */
@@ -245,9 +245,9 @@ static int gemm_f32_cases(const int *Ms, int nm, const int *Ns, int nn, const in
     return bad;
 }
 
-/* The decode kernel (M <= 16): M around its limit (16) and just above it, N and K not multiples of anything (K = 1,
- * 7: shorter than a lane round; 8; 128: a row-parallel head chunk; 1000: a partial last stage; 3072), W rows 16-byte
- * aligned (cp.async) and misaligned (the plain-load path). */
+/* The decode kernel (M <= 4: M = 1, 2, 3 here) and the tiled one at small M (5, 8, 16, 17), N and K not multiples of
+ * anything (K = 1, 7: shorter than a lane round; 8; 128: a row-parallel head chunk; 1000: a partial last stage;
+ * 3072), W rows 16-byte aligned (cp.async, octet loads) and misaligned (the plain-load paths). */
 static void test_gemm_f32_small(void **state) {
     (void)state;
     if (!have_gpu()) skip();
@@ -260,7 +260,7 @@ static void test_gemm_f32_small(void **state) {
     assert_int_equal(bad, 0);
 }
 
-/* The register-tiled kernel (M > 16): M = 17 .. 64 (decode batches; 17, 33, 65: one live row in the last 16-row
+/* The register-tiled kernel (M > 4): M = 17 .. 64 (decode batches; 17, 33, 65: one live row in the last 16-row
  * block) and 200, N not a multiple of its 16 / 32 columns, K across its 128-k tiles (1, 7: a partial tile only; 8;
  * 128: one whole tile; 129: a 1-k second tile; 300: two whole tiles and 44 k = 4 steps by 4, then lane tails of 2 or
  * 1; 1000; 3072). On an H200 (132 SMs) N = 1, 7 and 333 (M <= 65), 1000 (M <= 32) run the TM = 4 tiles (16 x 16),
@@ -274,13 +274,13 @@ static void test_gemm_f32_tiled(void **state) {
     int cases = 0;
     const int bad = gemm_f32_cases(Ms, N_OF(Ms), Ns, N_OF(Ns), Ks, N_OF(Ks), Mv, N_OF(Mv), Nv, N_OF(Nv), Kv, N_OF(Kv),
                                    &cases);
-    printf("  gemm fp32 (tiled, M > 16) vs kern_cpu_matmul_ld: %d cases, %d not bitwise equal\n", cases, bad);
+    printf("  gemm fp32 (tiled, M = 17..200) vs kern_cpu_matmul_ld: %d cases, %d not bitwise equal\n", cases, bad);
     assert_int_equal(bad, 0);
 }
 
-/* Row m of an M-row call == the same row computed alone (M = 1), for M = 1..17 (the decode kernel's row counts 1,
- * 2, 4, 8, 16 and the ones padded up to them) and the tiled kernel's 17 .. 200 (both of its tiles: which one runs
- * follows M and N; partial 16-row blocks). */
+/* Row m of an M-row call == the same row computed alone (M = 1, the decode kernel), for M = 1..4 (the decode
+ * kernel's row counts 1, 2, 4 and 3 padded up to 4) and the tiled kernel's 5 .. 200 (both of its tiles: which one
+ * runs follows M and N; partial 16-row blocks). */
 static int gemm_f32_rows_invariance(int N, int K, kern_dtype wdt, int use_bias, int64_t ld, int off) {
     enum { MAXM = 200 };
     static const int Ms[] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  12, 15,  16,  17,

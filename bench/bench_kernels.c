@@ -2,9 +2,9 @@
  * bench/kernel_bench.c), as a stand-alone program.
  * Usage: bench_kernels [out.json [sections]]   (default: $OUT/bench_kernels.json when OUT is set, else no JSON;
  * sections: a comma-separated subset of gemm,decode,rowpar,attn, default all; splitsweep: the ordered split at every
- * split count, and f32: the fp32 mode's GEMM against the fp32 issue peak, only when named). The BITROLL_* switches of the kernels
- * (BITROLL_PDL, BITROLL_GEMM_SHORT, BITROLL_GEMM_ROWPAR_FUSED, BITROLL_ATTN_DECODE; common/tuning.h) are read once
- * here and handed to the kernels, so that variants can be compared. */
+ * split count, and f32: the fp32 mode's GEMM against the fp32 issue peak, only when named). The BITROLL_* switches
+ * of the kernels (BITROLL_PDL, BITROLL_GEMM_SHORT, BITROLL_GEMM_ROWPAR_FUSED, BITROLL_ATTN_DECODE; common/tuning.h)
+ * are read once here and handed to the kernels, so that variants can be compared. */
 #include <stdio.h>
 #include <stdlib.h>
 
